@@ -1,0 +1,1 @@
+"""jprefs classifiers stage."""

@@ -1,0 +1,219 @@
+"""Stage configs: typed dataclasses loaded from recipe YAML plus ``key=value`` overrides.
+
+Every stage (translate, train-rm, rl, eval) has one dataclass whose fields are
+typed, defaulted and documented with ``field(metadata={"help": ...})``. A recipe
+is a flat YAML mapping whose keys are those field names. Unknown keys are errors
+that suggest the closest valid key; values are coerced to the field's type and
+bad values are reported with the key, the value and the expected type. The
+resolved config is saved next to every output with :func:`save_config`.
+
+Example::
+
+    @dataclass
+    class MyConfig:
+        lr: float = field(default=1e-5, metadata={"help": "learning rate"})
+
+    cfg = load_config(MyConfig, "recipe.yaml", ["lr=3e-5"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jprefs.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def config_help(cls) -> str:
+    """One line per field: ``name (type, default): help``."""
+    lines = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "required")
+        tname = getattr(f.type, "__name__", str(f.type))
+        lines.append(f"  {f.name} ({tname}, default {default!r}): {f.metadata.get('help', '')}")
+    return "\n".join(lines)
+
+
+def _type_hints(cls) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # pragma: no cover - forward refs we cannot resolve
+        return {f.name: f.type for f in dataclasses.fields(cls)}
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse an override value the way YAML would (numbers, bools, null, lists)."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(key, value, a)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"config key '{key}': cannot use {value!r} as {tp}")
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"config key '{key}': {value!r} is not one of {list(args)}")
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in (s.strip() for s in value.split(",")) if v]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        inner = args[0] if args else Any
+        out = [_coerce(key, v, inner) for v in value]
+        return out if origin is list else tuple(out)
+    if origin is dict or tp is dict:
+        if isinstance(value, str):
+            value = _parse_scalar(value)
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+        return "" if value is None else str(value)
+    return value
+
+
+def _unknown_key(cls, key: str, source: str) -> ConfigError:
+    names = [f.name for f in dataclasses.fields(cls)]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return ConfigError(
+        f"unknown config key '{key}' in {source}.{hint}\n"
+        f"  valid keys: {', '.join(names)}")
+
+
+def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
+    """``["lr=1e-5", "tags=a,b"]`` -> ``{"lr": 1e-5, "tags": "a,b"}`` (YAML scalars)."""
+    out: dict[str, Any] = {}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value (e.g. lr=1e-5)")
+        k, v = item.split("=", 1)
+        k = k.strip().replace("-", "_")
+        out[k] = _parse_scalar(v)
+    return out
+
+
+def load_config(cls: type[T], recipe: str | os.PathLike | dict | None = None,
+                overrides: list[str] | dict | None = None) -> T:
+    """Build ``cls`` from a recipe (YAML path or mapping) and ``key=value`` overrides.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class C:
+    ...     lr: float = 1.0
+    >>> load_config(C, None, ["lr=0.5"]).lr
+    0.5
+    """
+    import yaml
+
+    values: dict[str, Any] = {}
+    source = "overrides"
+    if recipe is not None:
+        if isinstance(recipe, dict):
+            values.update(recipe)
+            source = "config mapping"
+        else:
+            p = Path(recipe)
+            if not p.exists():
+                raise ConfigError(f"recipe file not found: {p}\n  fix: check the path, or list recipes with `ls */recipes/`")
+            try:
+                loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{p}: not valid YAML: {e}") from e
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"{p}: a recipe must be a flat mapping of key: value, got {type(loaded).__name__}")
+            values.update(loaded)
+            source = str(p)
+    hints = _type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in values:
+        if k not in names:
+            raise _unknown_key(cls, k, source)
+    ov = overrides if isinstance(overrides, dict) else parse_overrides(overrides)
+    for k in ov:
+        if k not in names:
+            raise _unknown_key(cls, k, "command-line overrides")
+    values.update(ov)
+    kwargs = {k: _coerce(k, v, hints.get(k, Any)) for k, v in values.items()}
+    cfg = cls(**kwargs)
+    post = getattr(cfg, "validate", None)
+    if callable(post):
+        post()
+    return cfg
+
+
+def config_to_dict(cfg) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg, path: str | os.PathLike) -> Path:
+    """Write the resolved config as YAML (atomically) and return the path."""
+    import yaml
+
+    from jprefs.data.io import atomic_write_text
+
+    d = config_to_dict(cfg)
+    text = yaml.safe_dump(json.loads(json.dumps(d, default=str)), allow_unicode=True, sort_keys=False)
+    return atomic_write_text(path, text)

@@ -1,0 +1,395 @@
+"""The jprefs data model: messages, preference pairs, rank lists and binary examples.
+
+Everything that flows between stages is one of these records, serialised as one
+JSON object per line (see :mod:`jprefs.data.io`).
+
+- :class:`Message` ``{role: system|user|assistant, content}``.
+- :class:`PreferencePair` ``{id, prompt: [Message], chosen, rejected, source,
+  source_id, license, meta}`` plus optional ``chosen_score``, ``rejected_score``
+  and ``margin``. The prompt is a conversation so multi-turn hh-rlhf keeps its
+  turns; it always ends with a user turn.
+- :class:`RankList` ``{id, prompt, responses (best first), ...}``; expands to
+  K(K-1)/2 pairs with :meth:`RankList.to_pairs`.
+- :class:`BinaryExample` ``{prompt, response, label}`` with label 1 = chosen and
+  0 = rejected (the open_preference layout of the seed classifiers).
+
+Validation raises :class:`ValueError` subclasses whose message names the field
+and shows the value, so row-level callers can turn them into rejects.
+
+Example::
+
+    pair = PreferencePair.create(
+        prompt=[Message("user", "日本の首都は?")], chosen="東京です。", rejected="大阪です。",
+        source="example", source_id="0", license="mit")
+    pair.to_dict()["prompt"]   # [{"role": "user", "content": "日本の首都は?"}]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+ROLES = ("system", "user", "assistant")
+UNKNOWN_LICENSE = "unknown"
+
+
+class SchemaError(ValueError):
+    """A record does not match the schema. ``reason`` is a short machine-friendly tag."""
+
+    def __init__(self, message: str, reason: str = "invalid_record"):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _check_text(name: str, value: Any, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise SchemaError(f"field '{name}' must be a string, got {type(value).__name__} {_short(value)}",
+                          reason=f"non_string_{name}")
+    if not allow_empty and not value.strip():
+        raise SchemaError(f"field '{name}' is empty", reason=f"empty_{name}")
+    if "\x00" in value:
+        raise SchemaError(f"field '{name}' contains a NUL character", reason=f"nul_in_{name}")
+    return value
+
+
+def _short(value: Any, n: int = 60) -> str:
+    s = repr(value)
+    return s if len(s) <= n else s[: n - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn. ``role`` is system, user or assistant."""
+
+    role: str
+    content: str
+
+    def __post_init__(self):
+        if self.role not in ROLES:
+            raise SchemaError(f"message role must be one of {ROLES}, got {_short(self.role)}", reason="bad_role")
+        _check_text(f"{self.role} message content", self.content)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "Message":
+        if isinstance(d, Message):
+            return d
+        if not isinstance(d, dict) or "role" not in d or "content" not in d:
+            raise SchemaError(f"a message must be an object with 'role' and 'content', got {_short(d)}",
+                              reason="bad_message")
+        return cls(d["role"], d["content"])
+
+
+def as_messages(prompt: Any) -> list[Message]:
+    """Accept a string (one user turn) or a list of messages/dicts; return messages.
+
+    >>> as_messages("こんにちは")
+    [Message(role='user', content='こんにちは')]
+    """
+    if isinstance(prompt, str):
+        return [Message("user", _check_text("prompt", prompt))]
+    if isinstance(prompt, (list, tuple)):
+        if not prompt:
+            raise SchemaError("field 'prompt' is an empty conversation", reason="empty_prompt")
+        return [Message.from_dict(m) for m in prompt]
+    raise SchemaError(f"field 'prompt' must be a string or a list of messages, got {type(prompt).__name__}",
+                      reason="non_string_prompt")
+
+
+def _check_prompt(messages: list[Message]) -> None:
+    if not messages:
+        raise SchemaError("field 'prompt' is an empty conversation", reason="empty_prompt")
+    if messages[-1].role != "user":
+        raise SchemaError(f"the prompt must end with a user turn, it ends with '{messages[-1].role}'",
+                          reason="prompt_not_ending_with_user")
+
+
+def normalize_text(text: str) -> str:
+    """Normalisation used for de-duplication and prompt grouping: NFKC, collapsed whitespace."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def prompt_key(messages: list[Message]) -> str:
+    """Stable key of a prompt conversation (for splits and grouping)."""
+    payload = json.dumps([[m.role, normalize_text(m.content)] for m in messages], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:20]
+
+
+def content_hash(*parts: Any) -> str:
+    payload = json.dumps(parts, ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def render_prompt(messages: list[Message] | str, *, style: str = "plain") -> str:
+    """Render a conversation as one string.
+
+    ``plain``: a single user turn is its content; multi-turn conversations get
+    role markers ``ユーザー:`` / ``アシスタント:`` / ``システム:`` one turn per paragraph.
+    ``hh``: the Anthropic transcript form (``\\n\\nHuman: ...\\n\\nAssistant: ...``).
+
+    >>> render_prompt([Message("user", "こんにちは")])
+    'こんにちは'
+    """
+    msgs = as_messages(messages) if not (isinstance(messages, list) and messages and isinstance(messages[0], Message)) else messages
+    if style == "hh":
+        names = {"user": "Human", "assistant": "Assistant", "system": "System"}
+        return "".join(f"\n\n{names[m.role]}: {m.content}" for m in msgs)
+    if style != "plain":
+        raise ValueError(f"unknown prompt style {style!r}; use 'plain' or 'hh'")
+    if len(msgs) == 1 and msgs[0].role == "user":
+        return msgs[0].content
+    names = {"user": "ユーザー", "assistant": "アシスタント", "system": "システム"}
+    return "\n\n".join(f"{names[m.role]}: {m.content}" for m in msgs)
+
+
+def _opt_float(name: str, v: Any) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise SchemaError(f"field '{name}' must be a number, got {_short(v)}", reason=f"non_numeric_{name}")
+    return float(v)
+
+
+@dataclass
+class PreferencePair:
+    """A prompt conversation with a preferred (chosen) and a dispreferred (rejected) response."""
+
+    id: str
+    prompt: list[Message]
+    chosen: str
+    rejected: str
+    source: str = "unknown"
+    source_id: str = ""
+    license: str = UNKNOWN_LICENSE
+    meta: dict[str, Any] = field(default_factory=dict)
+    chosen_score: float | None = None
+    rejected_score: float | None = None
+    margin: float | None = None
+
+    def __post_init__(self):
+        self.prompt = as_messages(self.prompt)
+        _check_prompt(self.prompt)
+        _check_text("chosen", self.chosen)
+        _check_text("rejected", self.rejected)
+        if self.chosen == self.rejected:
+            raise SchemaError("chosen and rejected are identical: not a preference", reason="identical_responses")
+        if not isinstance(self.id, str) or not self.id:
+            raise SchemaError(f"field 'id' must be a non-empty string, got {_short(self.id)}", reason="bad_id")
+        for name in ("source", "source_id", "license"):
+            if not isinstance(getattr(self, name), str):
+                raise SchemaError(f"field '{name}' must be a string, got {_short(getattr(self, name))}",
+                                  reason=f"non_string_{name}")
+        if not isinstance(self.meta, dict):
+            raise SchemaError(f"field 'meta' must be an object, got {_short(self.meta)}", reason="bad_meta")
+        self.chosen_score = _opt_float("chosen_score", self.chosen_score)
+        self.rejected_score = _opt_float("rejected_score", self.rejected_score)
+        self.margin = _opt_float("margin", self.margin)
+
+    @staticmethod
+    def make_id(prompt: list[Message], chosen: str, rejected: str) -> str:
+        """Content id: the same prompt and responses always get the same id."""
+        return content_hash([m.to_dict() for m in prompt], chosen, rejected)[:16]
+
+    @classmethod
+    def create(cls, prompt: Any, chosen: str, rejected: str, **kw) -> "PreferencePair":
+        """Build a pair, computing ``id`` from the content when not given."""
+        msgs = as_messages(prompt)
+        kw.setdefault("id", cls.make_id(msgs, chosen if isinstance(chosen, str) else "",
+                                        rejected if isinstance(rejected, str) else ""))
+        return cls(prompt=msgs, chosen=chosen, rejected=rejected, **kw)
+
+    @property
+    def prompt_text(self) -> str:
+        return render_prompt(self.prompt)
+
+    @property
+    def prompt_key(self) -> str:
+        return prompt_key(self.prompt)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "id": self.id,
+            "prompt": [m.to_dict() for m in self.prompt],
+            "chosen": self.chosen,
+            "rejected": self.rejected,
+            "source": self.source,
+            "source_id": self.source_id,
+            "license": self.license,
+            "meta": self.meta,
+        }
+        for k in ("chosen_score", "rejected_score", "margin"):
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = v
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "PreferencePair":
+        if not isinstance(d, dict):
+            raise SchemaError(f"a pair must be a JSON object, got {type(d).__name__}", reason="not_an_object")
+        missing = [k for k in ("prompt", "chosen", "rejected") if k not in d]
+        if missing:
+            raise SchemaError(f"missing field(s) {missing}; a pair needs prompt, chosen and rejected",
+                              reason="missing_field")
+        known = {"id", "prompt", "chosen", "rejected", "source", "source_id", "license", "meta",
+                 "chosen_score", "rejected_score", "margin"}
+        extra = {k: v for k, v in d.items() if k not in known}
+        meta = dict(d.get("meta") or {})
+        if extra:
+            meta.setdefault("extra", {}).update(extra)
+        kw = {k: d[k] for k in ("source", "source_id", "license", "chosen_score", "rejected_score", "margin")
+              if k in d and d[k] is not None}
+        if "source_id" in kw and not isinstance(kw["source_id"], str):
+            kw["source_id"] = str(kw["source_id"])
+        if d.get("id") is not None:
+            kw["id"] = str(d["id"])
+        return cls.create(d["prompt"], d["chosen"], d["rejected"], meta=meta, **kw)
+
+    def to_binary(self) -> list["BinaryExample"]:
+        """Two binary examples: chosen (label 1) and rejected (label 0)."""
+        common = dict(prompt=self.prompt, source=self.source, source_id=self.source_id,
+                      license=self.license, pair_id=self.id)
+        return [BinaryExample(response=self.chosen, label=1, id=f"{self.id}-c", **common),
+                BinaryExample(response=self.rejected, label=0, id=f"{self.id}-r", **common)]
+
+
+@dataclass
+class RankList:
+    """K responses to one prompt, best first. Ties are not representable: use pairs."""
+
+    id: str
+    prompt: list[Message]
+    responses: list[str]
+    source: str = "unknown"
+    source_id: str = ""
+    license: str = UNKNOWN_LICENSE
+    meta: dict[str, Any] = field(default_factory=dict)
+    scores: list[float] | None = None
+
+    def __post_init__(self):
+        self.prompt = as_messages(self.prompt)
+        _check_prompt(self.prompt)
+        if not isinstance(self.responses, list) or len(self.responses) < 2:
+            raise SchemaError(f"a rank list needs at least 2 responses, got {_short(self.responses)}",
+                              reason="too_few_responses")
+        for i, r in enumerate(self.responses):
+            _check_text(f"responses[{i}]", r)
+        if len(set(self.responses)) != len(self.responses):
+            raise SchemaError("a rank list contains the same response twice", reason="duplicate_responses")
+        if self.scores is not None and len(self.scores) != len(self.responses):
+            raise SchemaError("'scores' must have one value per response", reason="bad_scores")
+
+    @classmethod
+    def create(cls, prompt: Any, responses: list[str], **kw) -> "RankList":
+        msgs = as_messages(prompt)
+        kw.setdefault("id", content_hash([m.to_dict() for m in msgs], responses)[:16])
+        return cls(prompt=msgs, responses=list(responses) if isinstance(responses, (list, tuple)) else responses, **kw)
+
+    def to_pairs(self) -> list[PreferencePair]:
+        """All K(K-1)/2 ordered pairs (better, worse); meta records the ranks and the group."""
+        out = []
+        K = len(self.responses)
+        for i in range(K):
+            for j in range(i + 1, K):
+                meta = dict(self.meta)
+                meta.update({"group": self.id, "chosen_rank": i, "rejected_rank": j, "group_size": K})
+                kw = {}
+                if self.scores is not None:
+                    kw = {"chosen_score": self.scores[i], "rejected_score": self.scores[j]}
+                out.append(PreferencePair.create(
+                    self.prompt, self.responses[i], self.responses[j], id=f"{self.id}-{i}-{j}",
+                    source=self.source, source_id=self.source_id, license=self.license, meta=meta, **kw))
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"id": self.id, "prompt": [m.to_dict() for m in self.prompt], "responses": self.responses,
+             "source": self.source, "source_id": self.source_id, "license": self.license, "meta": self.meta}
+        if self.scores is not None:
+            d["scores"] = self.scores
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "RankList":
+        if not isinstance(d, dict) or "prompt" not in d or "responses" not in d:
+            raise SchemaError("a rank list needs 'prompt' and 'responses'", reason="missing_field")
+        kw = {k: d[k] for k in ("source", "source_id", "license", "meta", "scores") if d.get(k) is not None}
+        if d.get("id") is not None:
+            kw["id"] = str(d["id"])
+        if "source_id" in kw:
+            kw["source_id"] = str(kw["source_id"])
+        return cls.create(d["prompt"], d["responses"], **kw)
+
+
+@dataclass
+class BinaryExample:
+    """(prompt, response, label): label 1 = chosen/good, 0 = rejected/bad."""
+
+    prompt: list[Message] | None
+    response: str
+    label: int
+    id: str = ""
+    source: str = "unknown"
+    source_id: str = ""
+    license: str = UNKNOWN_LICENSE
+    pair_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.prompt is not None:
+            self.prompt = as_messages(self.prompt)
+        _check_text("response", self.response)
+        if isinstance(self.label, bool) or self.label not in (0, 1):
+            raise SchemaError(f"field 'label' must be 0 or 1, got {_short(self.label)}", reason="bad_label")
+        if not self.id:
+            self.id = content_hash([m.to_dict() for m in self.prompt or []], self.response, self.label)[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id}
+        if self.prompt is not None:
+            d["prompt"] = [m.to_dict() for m in self.prompt]
+            d["prompt_text"] = render_prompt(self.prompt)
+        d.update({"response": self.response, "label": self.label, "source": self.source,
+                  "source_id": self.source_id, "license": self.license})
+        if self.pair_id:
+            d["pair_id"] = self.pair_id
+        if self.meta:
+            d["meta"] = self.meta
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "BinaryExample":
+        if not isinstance(d, dict):
+            raise SchemaError("a binary example must be a JSON object", reason="not_an_object")
+        resp = d.get("response", d.get("text"))
+        if resp is None or "label" not in d:
+            raise SchemaError("a binary example needs 'response' (or 'text') and 'label'", reason="missing_field")
+        label = d["label"]
+        if isinstance(label, str) and label.strip() in ("0", "1"):
+            label = int(label)
+        return cls(prompt=d.get("prompt"), response=resp, label=label, id=str(d.get("id") or ""),
+                   source=d.get("source", "unknown"), source_id=str(d.get("source_id", "")),
+                   license=d.get("license", UNKNOWN_LICENSE), pair_id=d.get("pair_id"), meta=d.get("meta") or {})
+
+
+Record = PreferencePair | RankList
+
+
+def record_from_dict(d: Any) -> Record:
+    """A canonical record: a rank list if it has ``responses``, otherwise a pair."""
+    if isinstance(d, dict) and "responses" in d:
+        return RankList.from_dict(d)
+    return PreferencePair.from_dict(d)
+
+
+def expand_pairs(records: Iterable[Record]) -> Iterator[PreferencePair]:
+    """Yield pairs, expanding rank lists into their K(K-1)/2 pairs."""
+    for r in records:
+        if isinstance(r, RankList):
+            yield from r.to_pairs()
+        else:
+            yield r

@@ -1,0 +1,1 @@
+"""jprefs translate stage."""
