@@ -1,0 +1,507 @@
+"""Source adapters: turn rows of public preference sets into canonical records.
+
+Each adapter knows one source's exact schema (as on the Hugging Face Hub) and its
+licence. :func:`convert` reads a local file (JSONL/JSONL.gz/JSON/Parquet/CSV/TSV)
+or a Hub dataset id, runs the adapter on every row, and returns the records plus
+a reject entry for every row it could not use, so that
+``rows_in == len(records) + len(rejects)`` always holds.
+
+| name | Hub id | licence recorded |
+|---|---|---|
+| ``hh-rlhf`` | Anthropic/hh-rlhf | mit |
+| ``webgpt`` | openai/webgpt_comparisons | unknown (card states none) |
+| ``gptj-pairwise`` | Dahoas/synthetic-instruct-gptj-pairwise | unknown (card states none) |
+| ``summarize`` | openai/summarize_from_feedback (comparisons) | unknown (card states none) |
+| ``jsonl`` / ``generic`` | any file or Hub dataset + ``--map`` | unknown unless ``--license`` |
+| ``ranklist`` | TSV ``prompt<TAB>best<TAB>...<TAB>worst`` | unknown unless ``--license`` |
+| ``jprefs`` | canonical jprefs JSONL | per row |
+
+hh-rlhf transcripts are messy; what happens to each case (counted in ``notes``
+or ``rejects``):
+
+- consecutive turns of the same speaker are merged into one turn (joined by a
+  blank line) -> note ``merged_consecutive_turns``;
+- text before the first ``Human:`` marker -> reject ``malformed_transcript``;
+- an empty turn inside the prompt -> reject ``empty_prompt_turn``;
+- the last turn of chosen or rejected is not an assistant turn -> reject
+  ``no_final_assistant_turn``;
+- chosen and rejected differ before their final assistant turn (the transcripts
+  fork earlier) -> reject ``diverges_before_final_turn`` (the pair would not
+  compare two answers to the same conversation);
+- an empty final assistant turn -> reject ``empty_chosen`` / ``empty_rejected``;
+- identical chosen and rejected -> reject ``identical_responses``.
+
+Example::
+
+    res = convert("harmless-base-test.jsonl.gz", source="hh-rlhf")
+    res.rows_in == len(res.records) + len(res.rejects)   # True
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from jprefs.data.io import Row, iter_table
+from jprefs.data.schema import (UNKNOWN_LICENSE, Message, PreferencePair, RankList, Record, SchemaError)
+from jprefs.errors import DataError, JprefsError
+
+
+class RowReject(Exception):
+    """Raised by an adapter for a row it cannot use; ``reason`` is a short tag."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class ConvertResult:
+    """Output of :func:`convert`: records in input order plus every rejected row."""
+
+    records: list[Record]
+    rejects: list[dict]
+    rows_in: int
+    source: str
+    license: str
+    input: str
+    notes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def rows_out(self) -> int:
+        return len(self.records)
+
+    @property
+    def rejects_by_reason(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.rejects:
+            out[r["reason"]] = out.get(r["reason"], 0) + 1
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    def summary(self) -> dict[str, Any]:
+        n_pairs = sum(len(r.to_pairs()) if isinstance(r, RankList) else 1 for r in self.records)
+        return {"input": self.input, "source": self.source, "license": self.license,
+                "rows_in": self.rows_in, "rows_out": self.rows_out, "rows_rejected": len(self.rejects),
+                "pairs_out": n_pairs, "rejects_by_reason": self.rejects_by_reason, "notes": self.notes}
+
+
+class Context:
+    """Per-conversion state an adapter may use: options and note counters."""
+
+    def __init__(self, source: str, license: str, mapping: dict[str, str] | None):
+        self.source = source
+        self.license = license
+        self.mapping = mapping or {}
+        self.notes: dict[str, int] = {}
+
+    def note(self, key: str, n: int = 1) -> None:
+        self.notes[key] = self.notes.get(key, 0) + n
+
+
+@dataclass
+class Adapter:
+    name: str
+    parse: Callable[[dict, str, Context], Record]
+    hub_id: str | None = None
+    hub_config: str | None = None
+    license: str = UNKNOWN_LICENSE
+    license_note: str = ""
+    description: str = ""
+    table_options: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _get(d: dict, path: str, *, required: bool = True) -> Any:
+    """``d["a"]["b"]`` for ``path="a.b"``; list indices allowed (``summaries.0.text``)."""
+    cur: Any = d
+    for part in path.split("."):
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, (list, tuple)) and part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            if required:
+                raise RowReject("missing_field", f"missing field '{path}'")
+            return None
+    return cur
+
+
+def _text(value: Any, name: str) -> str:
+    if value is None:
+        raise RowReject(f"missing_{name}", f"field '{name}' is missing or null")
+    if not isinstance(value, str):
+        raise RowReject(f"non_string_{name}", f"field '{name}' must be a string, got {type(value).__name__}")
+    value = value.strip()
+    if not value:
+        raise RowReject(f"empty_{name}", f"field '{name}' is empty")
+    return value
+
+
+def _pair(ctx: Context, sid: str, prompt: Any, chosen: str, rejected: str, **kw) -> PreferencePair:
+    if chosen == rejected:
+        raise RowReject("identical_responses", "chosen and rejected are identical: not a preference")
+    lic = kw.pop("license", None) or ctx.license
+    return PreferencePair.create(prompt, chosen, rejected, source=ctx.source, source_id=sid, license=lic, **kw)
+
+
+# ---------------------------------------------------------------- hh-rlhf
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant):")
+
+
+def parse_hh_transcript(text: str, *, merge: bool = True) -> tuple[list[tuple[str, str]] | None, int, str | None]:
+    """Parse ``\\n\\nHuman: ...\\n\\nAssistant: ...`` into ``(role, content)`` turns.
+
+    Returns ``(turns, merged, problem)``: ``merged`` counts consecutive same-role
+    turns merged (when ``merge``); ``problem`` is a reject reason when the
+    transcript is unusable. Empty turns are kept as empty strings here and
+    checked by the caller.
+    """
+    if not text.startswith("\n\n"):
+        text = "\n\n" + text.lstrip("\n") if text.lstrip().startswith(("Human:", "Assistant:")) else text
+    parts = _HH_TURN.split(text)
+    if parts[0].strip():
+        return None, 0, "malformed_transcript"
+    turns: list[tuple[str, str]] = []
+    merged = 0
+    for speaker, content in zip(parts[1::2], parts[2::2]):
+        role = "user" if speaker == "Human" else "assistant"
+        content = content.strip()
+        if merge and turns and turns[-1][0] == role:
+            prev = turns[-1][1]
+            turns[-1] = (role, (prev + "\n\n" + content).strip() if prev or content else "")
+            merged += 1
+        else:
+            turns.append((role, content))
+    if not turns:
+        return None, 0, "malformed_transcript"
+    return turns, merged, None  # type: ignore[return-value]
+
+
+def _hh(d: dict, sid: str, ctx: Context) -> Record:
+    chosen_t = _get(d, "chosen")
+    rejected_t = _get(d, "rejected")
+    for name, t in (("chosen", chosen_t), ("rejected", rejected_t)):
+        if not isinstance(t, str):
+            raise RowReject(f"non_string_{name}", f"field '{name}' must be a transcript string, got {type(t).__name__}")
+    if chosen_t == rejected_t:
+        raise RowReject("identical_responses", "chosen and rejected transcripts are identical")
+    # Divergence is judged on the raw turns: a transcript whose last two turns are both
+    # "Assistant:" (a forked conversation glued together) must not be merged into one answer.
+    raw_c, _, pc = parse_hh_transcript(chosen_t, merge=False)
+    raw_r, _, pr = parse_hh_transcript(rejected_t, merge=False)
+    if pc or pr:
+        raise RowReject("malformed_transcript", "text before the first 'Human:' marker, or no turns at all")
+    if raw_c[-1][0] != "assistant" or raw_r[-1][0] != "assistant":
+        raise RowReject("no_final_assistant_turn", "the transcript does not end with an 'Assistant:' turn")
+    if raw_c[:-1] != raw_r[:-1]:
+        raise RowReject("diverges_before_final_turn",
+                        f"chosen and rejected differ before the final assistant turn "
+                        f"({len(raw_c) - 1} vs {len(raw_r) - 1} prompt turns)")
+    tc, mc, _ = parse_hh_transcript(chosen_t)
+    tr, mr, _ = parse_hh_transcript(rejected_t)
+    prompt_turns = tc[:-1]
+    if not prompt_turns:
+        raise RowReject("empty_prompt", "no human turn before the final assistant turn")
+    if any(not c for _, c in prompt_turns):
+        raise RowReject("empty_prompt_turn", "a turn inside the prompt conversation is empty")
+    if mc or mr:
+        ctx.note("merged_consecutive_turns")
+    chosen, rejected = tc[-1][1], tr[-1][1]
+    if not chosen:
+        raise RowReject("empty_chosen", "the final assistant turn of 'chosen' is empty")
+    if not rejected:
+        raise RowReject("empty_rejected", "the final assistant turn of 'rejected' is empty")
+    if len(prompt_turns) > 1:
+        ctx.note("multi_turn_prompts")
+    return _pair(ctx, sid, [Message(r, c) for r, c in prompt_turns], chosen, rejected)
+
+
+# ---------------------------------------------------------------- webgpt
+
+def _webgpt(d: dict, sid: str, ctx: Context) -> Record:
+    q = _get(d, "question")
+    question = _text(q.get("full_text") if isinstance(q, dict) else q, "question.full_text")
+    a0, a1 = _text(_get(d, "answer_0"), "answer_0"), _text(_get(d, "answer_1"), "answer_1")
+    s0, s1 = _get(d, "score_0"), _get(d, "score_1")
+    for name, s in (("score_0", s0), ("score_1", s1)):
+        if isinstance(s, bool) or not isinstance(s, (int, float)):
+            raise RowReject("non_numeric_score", f"field '{name}' must be a number, got {s!r}")
+    if s0 == s1:
+        raise RowReject("tie", f"equal scores ({s0}): a tie is not a preference")
+    (c, cs), (r, rs) = ((a0, s0), (a1, s1)) if s0 > s1 else ((a1, s1), (a0, s0))
+    return _pair(ctx, sid, question, c, r, chosen_score=float(cs), rejected_score=float(rs))
+
+
+# ---------------------------------------------------------------- gptj-pairwise
+
+def _gptj(d: dict, sid: str, ctx: Context) -> Record:
+    return _pair(ctx, sid, _text(_get(d, "prompt"), "prompt"), _text(_get(d, "chosen"), "chosen"),
+                 _text(_get(d, "rejected"), "rejected"))
+
+
+# ---------------------------------------------------------------- summarize_from_feedback
+
+def _summarize(d: dict, sid: str, ctx: Context) -> Record:
+    info = _get(d, "info")
+    if not isinstance(info, dict):
+        raise RowReject("missing_field", "field 'info' must be an object with 'post' or 'article'")
+    body = info.get("post") or info.get("article")
+    body = _text(body, "info.post")
+    title, sub = info.get("title"), info.get("subreddit")
+    # The TL;DR format of the original paper: subreddit, title and post make the prompt.
+    head = []
+    if isinstance(sub, str) and sub.strip():
+        head.append(f"SUBREDDIT: r/{sub.strip()}")
+    if isinstance(title, str) and title.strip():
+        head.append(f"TITLE: {title.strip()}")
+    prompt = "\n".join(head + [f"POST: {body}"]) if head else body
+    summaries = _get(d, "summaries")
+    if not isinstance(summaries, list) or len(summaries) != 2:
+        raise RowReject("bad_summaries", f"'summaries' must be a list of 2 objects, got {summaries!r:.80}")
+    texts = [_text(s.get("text") if isinstance(s, dict) else None, f"summaries[{i}].text")
+             for i, s in enumerate(summaries)]
+    choice = _get(d, "choice")
+    if isinstance(choice, bool) or choice not in (0, 1):
+        raise RowReject("bad_choice", f"'choice' must be 0 or 1, got {choice!r}")
+    meta = {k: info.get(k) for k in ("id", "subreddit", "site") if info.get(k) is not None}
+    extra = d.get("extra")
+    if isinstance(extra, dict) and extra.get("confidence") is not None:
+        meta["confidence"] = extra["confidence"]
+    policies = [s.get("policy") for s in summaries]
+    if all(isinstance(p, str) for p in policies):
+        meta["policies"] = [policies[choice], policies[1 - choice]]
+    return _pair(ctx, sid, prompt, texts[choice], texts[1 - choice], meta=meta)
+
+
+# ---------------------------------------------------------------- generic / canonical / ranklist
+
+GENERIC_FIELDS = ("prompt", "system", "chosen", "rejected", "responses", "chosen_score", "rejected_score",
+                  "margin", "license", "id")
+
+
+def parse_mapping(spec: str | dict | None) -> dict[str, str]:
+    """``"prompt=question,chosen=good"`` -> ``{"prompt": "question", "chosen": "good"}``."""
+    if spec is None:
+        return {}
+    if isinstance(spec, dict):
+        items = list(spec.items())
+    else:
+        items = []
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "=" not in part:
+                raise JprefsError(f"--map entry {part!r} is not of the form target=source_field "
+                                  f"(e.g. --map prompt=question,chosen=good,rejected=bad)")
+            k, v = part.split("=", 1)
+            items.append((k.strip(), v.strip()))
+    out = {}
+    for k, v in items:
+        if k not in GENERIC_FIELDS:
+            import difflib
+
+            close = difflib.get_close_matches(k, GENERIC_FIELDS, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise JprefsError(f"--map target '{k}' is not a jprefs field.{hint} Valid targets: {', '.join(GENERIC_FIELDS)}")
+        out[k] = v
+    return out
+
+
+def _response_text(value: Any, name: str) -> str:
+    # trl conversational layout: [{"role": "assistant", "content": ...}]
+    if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+        if value[-1].get("role") != "assistant":
+            raise RowReject(f"bad_{name}", f"'{name}' is a message list that does not end with an assistant turn")
+        value = value[-1].get("content")
+    return _text(value, name)
+
+
+def _generic(d: dict, sid: str, ctx: Context) -> Record:
+    m = ctx.mapping
+    f = lambda key: m.get(key, key)  # noqa: E731
+    prompt = _get(d, f("prompt"))
+    if isinstance(prompt, str):
+        prompt = _text(prompt, "prompt")
+    elif isinstance(prompt, list):
+        try:
+            prompt = [Message.from_dict(x) for x in prompt]
+        except SchemaError as e:
+            raise RowReject(e.reason, str(e)) from e
+    else:
+        raise RowReject("non_string_prompt", f"field '{f('prompt')}' must be a string or a message list, "
+                                             f"got {type(prompt).__name__}")
+    system = _get(d, m["system"], required=False) if "system" in m else None
+    if isinstance(system, str) and system.strip():
+        prompt = [Message("system", system.strip())] + ([Message("user", prompt)] if isinstance(prompt, str) else prompt)
+    lic = _get(d, m["license"], required=False) if "license" in m else d.get("license") if "license" in d and not m else None
+    kw: dict[str, Any] = {}
+    if isinstance(lic, str) and lic.strip():
+        kw["license"] = lic.strip()
+    if "responses" in m or ("responses" in d and "chosen" not in d):
+        responses = _get(d, f("responses"))
+        if isinstance(responses, str):
+            responses = [r for r in responses.split("\t")]
+        if not isinstance(responses, list):
+            raise RowReject("bad_responses", "'responses' must be a list of strings, best first")
+        responses = [_text(r, f"responses[{i}]") for i, r in enumerate(responses)]
+        if len(responses) < 2:
+            raise RowReject("too_few_responses", "a rank list needs at least 2 responses")
+        if len(set(responses)) != len(responses):
+            raise RowReject("duplicate_responses", "a rank list contains the same response twice")
+        return RankList.create(prompt, responses, source=ctx.source, source_id=sid,
+                               license=kw.get("license", ctx.license))
+    for key in ("chosen_score", "rejected_score", "margin"):
+        if key in m or key in d:
+            v = _get(d, f(key), required=False)
+            if v is not None:
+                if isinstance(v, str):
+                    try:
+                        v = float(v)
+                    except ValueError:
+                        raise RowReject(f"non_numeric_{key}", f"field '{f(key)}' must be a number, got {v!r}")
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise RowReject(f"non_numeric_{key}", f"field '{f(key)}' must be a number, got {v!r}")
+                kw[key] = float(v)
+    if "id" in m:
+        v = _get(d, m["id"], required=False)
+        if v is not None:
+            sid = str(v)
+    return _pair(ctx, sid, prompt, _response_text(_get(d, f("chosen")), "chosen"),
+                 _response_text(_get(d, f("rejected")), "rejected"), **kw)
+
+
+def _canonical(d: dict, sid: str, ctx: Context) -> Record:
+    from jprefs.data.schema import record_from_dict
+
+    try:
+        rec = record_from_dict(d)
+    except SchemaError as e:
+        raise RowReject(e.reason, str(e)) from e
+    return rec
+
+
+def _ranklist(d: dict, sid: str, ctx: Context) -> Record:
+    fields = d.get("fields")
+    if fields is None:  # a JSONL/Parquet rank list goes through the generic mapping
+        return _generic(d, sid, ctx)
+    if len(fields) < 3:
+        raise RowReject("too_few_responses", f"expected prompt<TAB>best<TAB>...<TAB>worst (>= 3 fields), got {len(fields)}")
+    prompt = _text(fields[0], "prompt")
+    responses = [r for r in fields[1:]]
+    while responses and not responses[-1].strip():
+        responses.pop()  # trailing tabs
+    responses = [_text(r, f"responses[{i}]") for i, r in enumerate(responses)]
+    if len(responses) < 2:
+        raise RowReject("too_few_responses", "a rank list needs at least 2 responses")
+    if len(set(responses)) != len(responses):
+        raise RowReject("duplicate_responses", "a rank list contains the same response twice")
+    return RankList.create(prompt, responses, source=ctx.source, source_id=sid, license=ctx.license)
+
+
+_NONE_STATED = "the dataset card states no licence"
+SOURCES: dict[str, Adapter] = {
+    "hh-rlhf": Adapter("hh-rlhf", _hh, hub_id="Anthropic/hh-rlhf", license="mit",
+                       license_note="MIT (github.com/anthropics/hh-rlhf LICENSE)",
+                       description="Anthropic HH transcripts: shared prefix = prompt, final assistant turns = responses"),
+    "webgpt": Adapter("webgpt", _webgpt, hub_id="openai/webgpt_comparisons", license=UNKNOWN_LICENSE,
+                      license_note=_NONE_STATED,
+                      description="question.full_text, answer_0/1, score_0/1; ties rejected; chosen = higher score"),
+    "gptj-pairwise": Adapter("gptj-pairwise", _gptj, hub_id="Dahoas/synthetic-instruct-gptj-pairwise",
+                             license=UNKNOWN_LICENSE, license_note=_NONE_STATED,
+                             description="prompt, chosen, rejected"),
+    "summarize": Adapter("summarize", _summarize, hub_id="openai/summarize_from_feedback", hub_config="comparisons",
+                         license=UNKNOWN_LICENSE, license_note=_NONE_STATED,
+                         description="info.post (+title, subreddit) as prompt; summaries[choice] chosen"),
+    "jsonl": Adapter("jsonl", _generic, description="any file or Hub dataset with a field mapping (--map)"),
+    "ranklist": Adapter("ranklist", _ranklist, description="TSV prompt<TAB>best<TAB>...<TAB>worst, or --map responses=FIELD",
+                        table_options={"header": False}),
+    "jprefs": Adapter("jprefs", _canonical, description="canonical jprefs JSONL (pairs and rank lists)"),
+}
+ALIASES = {"generic": "jsonl", "hh": "hh-rlhf", "anthropic/hh-rlhf": "hh-rlhf", "openai/webgpt_comparisons": "webgpt",
+           "dahoas/synthetic-instruct-gptj-pairwise": "gptj-pairwise", "gptj": "gptj-pairwise",
+           "openai/summarize_from_feedback": "summarize", "canonical": "jprefs"}
+
+
+def get_adapter(name: str) -> Adapter:
+    key = ALIASES.get(name.lower(), name.lower())
+    if key not in SOURCES:
+        import difflib
+
+        close = difflib.get_close_matches(key, list(SOURCES) + list(ALIASES), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise JprefsError(f"unknown source '{name}'.{hint}\n  available: {', '.join(SOURCES)}"
+                          f"\n  fix: pass --source with one of these, or --source jsonl --map prompt=...,chosen=...,rejected=...")
+    return SOURCES[key]
+
+
+def _looks_like_hub_id(s: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", s)) and not os.path.exists(s)
+
+
+def iter_hub_rows(hub_id: str, *, config: str | None, split: str, revision: str | None = None) -> Iterator[Row]:
+    """Rows of a Hub dataset through ``datasets.load_dataset`` (index locators)."""
+    from jprefs.errors import require
+
+    datasets = require("datasets", "dev", "loading Hub datasets")
+    try:
+        ds = datasets.load_dataset(hub_id, config, split=split, revision=revision)
+    except Exception as e:  # network, missing split, script-based dataset, ...
+        raise DataError(f"could not load Hub dataset '{hub_id}' (config={config!r}, split={split!r}): "
+                        f"{type(e).__name__}: {e}",
+                        fix="check the id, --name and --split; offline, download the files and pass a local path; "
+                            "for a script-based dataset try --revision refs/convert/parquet") from e
+    for i, r in enumerate(ds):
+        yield Row(i, r)
+
+
+def convert(input: str | os.PathLike, source: str, *, mapping: str | dict | None = None, split: str = "train",
+            config: str | None = None, revision: str | None = None, license: str | None = None,
+            strict: bool = False, limit: int | None = None) -> ConvertResult:
+    """Convert a local file or a Hub dataset with the named adapter.
+
+    >>> res = convert("hh.jsonl.gz", source="hh-rlhf")          # doctest: +SKIP
+    >>> res.rows_in == res.rows_out + len(res.rejects)           # doctest: +SKIP
+    True
+    """
+    adapter = get_adapter(source)
+    inp = str(input)
+    lic = license or adapter.license
+    # Provenance: known sources are recorded by Hub id, generic ones by their file name or Hub id.
+    source_name = adapter.hub_id or (inp if _looks_like_hub_id(inp) else os.path.basename(inp))
+    ctx = Context(source_name, lic, parse_mapping(mapping))
+    if os.path.exists(inp) or not _looks_like_hub_id(inp):
+        rows: Iterable[Row] = iter_table(inp, **adapter.table_options)
+    else:
+        hub_id = inp
+        rows = iter_hub_rows(hub_id, config=config or (adapter.hub_config if hub_id == adapter.hub_id else None),
+                             split=split, revision=revision)
+    records: list[Record] = []
+    rejects: list[dict] = []
+    n = 0
+    for row in rows:
+        if limit is not None and n >= limit:
+            break
+        n += 1
+        loc_key = "line" if isinstance(row.locator, int) and not _looks_like_hub_id(inp) else "index"
+        if row.error:
+            reason, err = row.reason or "unreadable_row", row.error
+        else:
+            try:
+                rec = adapter.parse(row.data, str(row.locator), ctx)
+                records.append(rec)
+                continue
+            except RowReject as e:
+                reason, err = e.reason, str(e)
+            except SchemaError as e:
+                reason, err = e.reason, str(e)
+        if strict:
+            raise DataError(f"{err} [{reason}]", path=inp, line=row.locator,
+                            fix="fix the row, or drop --strict to write bad rows to the rejects file")
+        rejects.append({loc_key: row.locator, "reason": reason, "error": err, "raw": row.data})
+    return ConvertResult(records, rejects, n, adapter.name, lic, inp, ctx.notes)
