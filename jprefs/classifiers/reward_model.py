@@ -1,0 +1,319 @@
+"""``RewardModel``: score (prompt, response) pairs with a jprefs or plain Hugging Face classifier.
+
+The scoring API comes first and is one call that returns a numpy array::
+
+    from jprefs import RewardModel
+    rm = RewardModel.from_pretrained("out/chabsa-rm")            # a jprefs model dir or Hub id
+    rm.score(["日本の首都は?"], ["東京です。"])                     # array([1.23], dtype=float32)
+    reward_func = rm.as_reward_func()                              # trl GRPO/RLOO reward function
+
+What a reward is, per head (``logits`` is ``(B, C)``):
+
+- ``C == 1`` (Bradley-Terry, pairwise/listwise objectives): ``logits[:, 0]``;
+- ``C == 2`` (binary classifier, the seed's setup): ``logits[:, chosen] - logits[:, other]``,
+  never "logit 0", which is the *rejected* class when chosen = 1;
+- ``C > 2`` (a plain classifier with a chosen label): the log-odds
+  ``logits[:, chosen] - logsumexp(other logits)``, which equals the 2-label rule for C = 2;
+
+minus the model's centring constant (the mean training reward, so rewards are
+centred on 0). A jprefs model directory holds safetensors weights, the
+tokenizer and ``jprefs_reward.json`` (:class:`RewardConfig`): input layout,
+objective, which logit, centring constant and maximum lengths. A directory or
+Hub id without that file is loaded as a plain sequence-classification model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from jprefs.errors import ConfigError, DataError, JprefsError
+
+REWARD_CONFIG_NAME = "jprefs_reward.json"
+FORMAT = "jprefs-reward/1"
+
+
+@dataclass
+class RewardConfig:
+    """How to turn a classifier's logits into a reward (saved as ``jprefs_reward.json``)."""
+
+    format: str = FORMAT
+    objective: str = "classifier"       # binary | pairwise | listwise | classifier (plain HF model)
+    input: str = "pair"                 # pair: (prompt, response) sentence pair; response: prompts ignored
+    chosen_index: int = 1               # the logit of the chosen/positive class (0 for one-logit heads)
+    center: float = 0.0                 # subtracted from every reward (mean training reward)
+    max_length: int = 512               # tokens per input, capped at the model's position limit
+    max_prompt_length: int = 256        # prompt budget; prompts are cut from the left
+    prompt_style: str = "plain"         # jprefs.data.schema.render_prompt style
+    base_model: str = ""                # the backbone the model was trained from
+    labels: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RewardConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _resolve_label(label: int | str | None, model_config: Any, default: int | None) -> int:
+    """The index of the chosen label: an index, a label name, or ``default`` (``None``: 1 of 2, 0 of 1)."""
+    n = int(getattr(model_config, "num_labels", 1))
+    id2label = {int(k): str(v) for k, v in (getattr(model_config, "id2label", None) or {}).items()}
+    if label is None:
+        if default is not None:
+            return default
+        if n > 2:
+            raise ConfigError(f"the model has {n} labels {list(id2label.values())}: say which one is the reward, "
+                              f"e.g. label='{id2label.get(n - 1, n - 1)}' (or `--label` on the command line)")
+        return 1 if n == 2 else 0
+    if isinstance(label, str) and not label.lstrip("-").isdigit():
+        names = {v: k for k, v in id2label.items()}
+        lower = {v.lower(): k for k, v in id2label.items()}
+        if label in names:
+            return names[label]
+        if label.lower() in lower:
+            return lower[label.lower()]
+        raise ConfigError(f"label {label!r} is not a label of this model; its labels are {list(id2label.values())}",
+                          )
+    idx = int(label)
+    if not 0 <= idx < n:
+        raise ConfigError(f"label index {idx} is out of range for a model with {n} label(s)")
+    return idx
+
+
+def logits_to_reward(logits, chosen_index: int):
+    """``(B, C)`` logits -> ``(B,)`` rewards (see the module docstring for the rule per C).
+
+    >>> import torch
+    >>> logits_to_reward(torch.tensor([[0.5, 2.0]]), 1)
+    tensor([1.5000])
+    """
+    import torch
+
+    C = logits.shape[-1]
+    if C == 1:
+        return logits[:, 0]
+    chosen = logits[:, chosen_index]                                  # (B,)
+    others = torch.cat([logits[:, :chosen_index], logits[:, chosen_index + 1:]], dim=-1)  # (B, C-1)
+    return chosen - torch.logsumexp(others, dim=-1)
+
+
+def _read_reward_config(path_or_id: str) -> dict | None:
+    p = Path(path_or_id)
+    if p.is_dir():
+        f = p / REWARD_CONFIG_NAME
+        return json.loads(f.read_text(encoding="utf-8")) if f.exists() else None
+    # A Hub id: the file is optional (plain classifiers do not have it).
+    try:
+        from huggingface_hub import hf_hub_download
+
+        local = hf_hub_download(path_or_id, REWARD_CONFIG_NAME)
+    except Exception:  # not on the Hub, offline, or the repo has no jprefs config
+        return None
+    return json.loads(Path(local).read_text(encoding="utf-8"))
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: Any, device: str):
+    """``None`` -> fp32 on CPU, bf16 on a GPU that supports it; strings like ``"bf16"`` accepted."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        if str(device).startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if str(dtype) not in names:
+        raise ConfigError(f"dtype {dtype!r} is not one of {sorted(names)}")
+    return names[str(dtype)]
+
+
+class RewardModel:
+    """A sequence classifier plus the rule that turns its logits into a scalar reward.
+
+    Build one with :meth:`from_pretrained` (a jprefs model directory, a Hub id, or
+    a plain Hugging Face sequence-classification model with a chosen ``label``),
+    or wrap an in-memory model: ``RewardModel(model, tokenizer, RewardConfig(...))``.
+
+    >>> rm = RewardModel.from_pretrained("out/rm")                   # doctest: +SKIP
+    >>> rm.score(["質問"], ["回答"]).shape                              # doctest: +SKIP
+    (1,)
+    """
+
+    def __init__(self, model, tokenizer, config: RewardConfig | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config or RewardConfig()
+        self.config.max_length = self._cap(self.config.max_length)
+        self.model.eval()
+
+    def _cap(self, n: int) -> int:
+        from jprefs.classifiers.inputs import model_max_length
+
+        return model_max_length(self.model.config, int(n))
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------ loading / saving
+
+    @classmethod
+    def from_pretrained(cls, path_or_hub_id: str | os.PathLike, device: str | None = None, dtype: Any = None,
+                        label: int | str | None = None, max_length: int | None = None) -> "RewardModel":
+        """Load a jprefs reward model or a plain HF sequence classifier (safetensors only).
+
+        ``label`` picks the chosen class of a plain classifier by name
+        (``"positive"``) or index; with 2 labels the default is index 1.
+
+        >>> rm = RewardModel.from_pretrained("out/rm", device="cpu")     # doctest: +SKIP
+        """
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        src = str(path_or_hub_id)
+        if not Path(src).exists() and (src.startswith((".", "/", "~")) or src.count("/") > 1):
+            raise JprefsError(f"reward model not found: {src}\n  fix: pass a local model directory or a Hub id "
+                              f"like 'org/name'")
+        device = device or default_device()
+        torch_dtype = resolve_dtype(dtype, device)
+        raw = _read_reward_config(src)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                src, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype)
+            tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=False)
+        except OSError as e:
+            raise JprefsError(f"cannot load a sequence-classification model from {src}: {e}\n"
+                              f"  fix: check the path or Hub id; jprefs loads safetensors weights only") from e
+        cfg = RewardConfig.from_dict(raw) if raw else RewardConfig(objective="classifier", base_model=src)
+        if raw and raw.get("format") != FORMAT:
+            raise JprefsError(f"{src}/{REWARD_CONFIG_NAME}: unknown format {raw.get('format')!r} (expected {FORMAT})")
+        cfg.chosen_index = _resolve_label(label, model.config, cfg.chosen_index if raw else None)
+        if not cfg.labels:
+            id2label = getattr(model.config, "id2label", None) or {}
+            cfg.labels = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(model.config.num_labels)]
+        if max_length is not None:
+            cfg.max_length = int(max_length)
+        model.to(device)
+        return cls(model, tokenizer, cfg)
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Write safetensors weights, the tokenizer and ``jprefs_reward.json`` to ``path``."""
+        from jprefs.data.io import atomic_write_json
+
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out, safe_serialization=True)
+        self.tokenizer.save_pretrained(out)
+        atomic_write_json(out / REWARD_CONFIG_NAME, self.config.to_dict())
+        return out
+
+    # ------------------------------------------------------------ scoring
+
+    def encode(self, prompts: Sequence[Any] | None, responses: Sequence[str]):
+        """Token ids for ``score``; prompts are dropped for ``input: response`` models."""
+        from jprefs.classifiers.inputs import encode_pairs
+
+        if self.config.input == "response":
+            prompts = None
+        return encode_pairs(self.tokenizer, prompts, responses, max_length=self.config.max_length,
+                            max_prompt_length=self.config.max_prompt_length, prompt_style=self.config.prompt_style)
+
+    def logits(self, prompts: Sequence[Any] | None, responses: Sequence[str], batch_size: int = 32,
+               max_tokens: int | None = None, show_progress: bool = False):
+        """Raw ``(N, C)`` float32 logits in input order (length-sorted batches under ``inference_mode``)."""
+        import numpy as np
+        import torch
+
+        from jprefs.classifiers.inputs import collate, length_batches
+
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        enc = self.encode(prompts, responses)
+        n = len(enc)
+        C = int(self.model.config.num_labels)
+        out = np.zeros((n, C), dtype=np.float32)
+        if n == 0:
+            return out
+        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        batches = length_batches(enc.lengths, batch_size=batch_size, max_tokens=max_tokens)
+        dev = self.device
+        bar = None
+        if show_progress:
+            from jprefs.progress import progress
+
+            bar = progress(total=n, desc="score", unit="pair")
+        with torch.inference_mode():
+            for idx in batches:
+                batch = {k: v.to(dev) for k, v in collate(enc, idx, pad_id).items()}
+                if bool(batch["attention_mask"].all()):
+                    # no padding in this batch: let SDPA take its unmasked fast path
+                    batch.pop("attention_mask")
+                logits = self.model(**batch).logits.float()          # (B, C)
+                out[idx] = logits.cpu().numpy()
+                if bar is not None:
+                    bar.update(len(idx))
+        if bar is not None:
+            bar.close()
+        return out
+
+    def score(self, prompts: Sequence[Any] | str | None, responses: Sequence[str], batch_size: int = 32,
+              max_tokens: int | None = None, show_progress: bool = False):
+        """Rewards of (prompt, response) pairs as a float32 array of ``len(responses)``, in input order.
+
+        ``prompts``: strings, message lists, ``None`` (prompt-less text), or one
+        string for all responses.
+
+        >>> rm.score(["日本の首都は?", "日本の首都は?"], ["東京です。", "大阪です。"])   # doctest: +SKIP
+        array([ 2.1, -1.7], dtype=float32)
+        """
+        import numpy as np
+        import torch
+
+        logits = self.logits(prompts, responses, batch_size=batch_size, max_tokens=max_tokens,
+                             show_progress=show_progress)
+        if len(logits) == 0:
+            return np.zeros(0, dtype=np.float32)
+        r = logits_to_reward(torch.from_numpy(logits), self.config.chosen_index).numpy()
+        return (r - np.float32(self.config.center)).astype(np.float32)
+
+    def as_reward_func(self, batch_size: int = 32, use_prompt: bool | None = None) -> Callable[..., list[float]]:
+        """A trl reward function ``(prompts, completions, **kwargs) -> list[float]`` (GRPO, RLOO).
+
+        Prompts and completions may be strings or conversational message lists.
+        ``use_prompt`` defaults to the model's input layout (``pair`` uses the prompt).
+
+        >>> trainer = GRPOTrainer(model, reward_funcs=rm.as_reward_func(), ...)   # doctest: +SKIP
+        """
+        from jprefs.classifiers.inputs import completion_to_text
+
+        if use_prompt is None:
+            use_prompt = self.config.input != "response"
+
+        def reward_func(prompts=None, completions=None, **kwargs) -> list[float]:
+            if completions is None:
+                raise DataError("reward function called without completions")
+            responses = [completion_to_text(c) for c in completions]
+            ps = list(prompts) if (use_prompt and prompts is not None) else None
+            return [float(x) for x in self.score(ps, responses, batch_size=batch_size)]
+
+        reward_func.__name__ = "jprefs_reward"
+        return reward_func
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"RewardModel({type(self.model).__name__}, objective={c.objective}, input={c.input}, "
+                f"chosen_index={c.chosen_index}, center={c.center:.4f}, max_length={c.max_length})")

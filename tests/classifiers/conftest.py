@@ -1,0 +1,58 @@
+"""Tiny models and tokenizers for the classifiers tests (built from configs, never downloaded)."""
+
+from __future__ import annotations
+
+import pytest
+
+# Characters the tiny tokenizer knows; anything else becomes [UNK].
+CHARS = ("あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもやゆよらりるれろわをん"
+         "がぎぐげござじずぜぞだぢづでどばびぶべぼぱぴぷぺぽっゃゅょー"
+         "アイウエオカキクケコサシスセソタチツテトナニヌネノハヒフヘホマミムメモヤユヨラリルレロワヲン"
+         "日本首都東京大阪円高安良悪好嫌天気今明何質問回答私猫犬山川海空雨雪春夏秋冬年月人"
+         "ガギグゲゴザジズゼゾダヂヅデドバビブベボパピプペポッャュョ青赤白黒"
+         "。、！？!?.,:0123456789abcdefghijklmnopqrstuvwxyz ")
+
+
+def make_tokenizer(model_max_length: int = 64):
+    """A BERT-style fast tokenizer: one token per character, ``[CLS] a [SEP] b [SEP]`` pairs."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {t: i for i, t in enumerate(specials)}
+    for c in CHARS:
+        if c != " " and c not in vocab:
+            vocab[c] = len(vocab)
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=100,
+                                     continuing_subword_prefix=""))
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
+                                                 pre_tokenizers.Split("", "isolated")])
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                   sep_token="[SEP]", mask_token="[MASK]", model_max_length=model_max_length,
+                                   model_input_names=["input_ids", "token_type_ids", "attention_mask"])
+
+
+def make_model(num_labels: int = 2, vocab_size: int = 300, max_positions: int = 64, seed: int = 0):
+    """A 2-layer BERT sequence classifier with hidden size 32."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=max_positions, num_labels=num_labels,
+                     hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertForSequenceClassification(cfg).eval()
+
+
+@pytest.fixture
+def tiny_tokenizer():
+    return make_tokenizer()
+
+
+@pytest.fixture
+def tiny_model():
+    return make_model()

@@ -1,0 +1,118 @@
+"""RewardModel: save/load round trip, the reward rule per head, input order, trl signature, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from jprefs.classifiers.reward_model import RewardConfig, RewardModel, logits_to_reward
+from jprefs.errors import ConfigError, DataError, JprefsError
+
+from .conftest import make_model, make_tokenizer
+
+PROMPTS = ["日本の首都は?", [{"role": "user", "content": "今日の天気は?"}], None, "好きな動物は?"]
+RESPONSES = ["東京です。", "雨です。明日は晴れ。", "円高が進んだ。", "猫が好きです。" * 5]
+
+
+def _rm(num_labels=2, center=0.0, **kw):
+    cfg = RewardConfig(objective="binary" if num_labels == 2 else "pairwise",
+                       chosen_index=1 if num_labels == 2 else 0, center=center, max_length=48, max_prompt_length=16, **kw)
+    return RewardModel(make_model(num_labels), make_tokenizer(), cfg)
+
+
+def test_save_load_round_trip_gives_identical_scores(tmp_path):
+    rm = _rm(center=0.25)
+    before = rm.score(PROMPTS, RESPONSES)
+    rm.save_pretrained(tmp_path / "rm")
+    assert (tmp_path / "rm" / "model.safetensors").exists()
+    assert (tmp_path / "rm" / "jprefs_reward.json").exists()
+    back = RewardModel.from_pretrained(tmp_path / "rm", device="cpu")
+    after = back.score(PROMPTS, RESPONSES)
+    assert after.dtype == np.float32 and after.shape == (4,)
+    np.testing.assert_array_equal(before, after)
+    assert back.config.center == 0.25 and back.config.objective == "binary"
+
+
+def test_score_is_logit_difference_minus_center_in_input_order():
+    rm = _rm(center=0.5)
+    scores = rm.score(PROMPTS, RESPONSES, batch_size=3)
+    # reference: one example at a time, straight through the model
+    for i, (p, r) in enumerate(zip(PROMPTS, RESPONSES)):
+        enc = rm.encode([p], [r])
+        ids = torch.tensor(enc.input_ids)
+        with torch.no_grad():
+            logits = rm.model(input_ids=ids, token_type_ids=torch.tensor(enc.token_type_ids)).logits[0]
+        assert scores[i] == pytest.approx(float(logits[1] - logits[0]) - 0.5, abs=1e-5)
+
+
+def test_scores_do_not_depend_on_batching():
+    rm = _rm()
+    a = rm.score(PROMPTS * 3, RESPONSES * 3, batch_size=1)
+    b = rm.score(PROMPTS * 3, RESPONSES * 3, batch_size=5, max_tokens=64)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_one_logit_head_is_the_reward():
+    rm = _rm(num_labels=1)
+    s = rm.score(["質問"], ["回答"])
+    enc = rm.encode(["質問"], ["回答"])
+    with torch.no_grad():
+        ref = rm.model(input_ids=torch.tensor(enc.input_ids), token_type_ids=torch.tensor(enc.token_type_ids)).logits
+    assert s[0] == pytest.approx(float(ref[0, 0]), abs=1e-6)
+
+
+def test_logits_to_reward_rules():
+    two = torch.tensor([[0.5, 2.0], [1.0, -1.0]])
+    assert logits_to_reward(two, 1).tolist() == pytest.approx([1.5, -2.0])
+    assert logits_to_reward(two, 0).tolist() == pytest.approx([-1.5, 2.0])
+    three = torch.tensor([[1.0, 0.0, 0.0]])
+    # log-odds of label 0 against the other two: 1 - log(e^0 + e^0)
+    assert logits_to_reward(three, 0).item() == pytest.approx(1.0 - np.log(2.0))
+
+
+def test_plain_hf_classifier_with_label_by_name(tmp_path):
+    model = make_model(3)
+    model.config.id2label = {0: "negative", 1: "neutral", 2: "positive"}
+    model.config.label2id = {v: k for k, v in model.config.id2label.items()}
+    model.save_pretrained(tmp_path / "clf")
+    make_tokenizer().save_pretrained(tmp_path / "clf")
+    rm = RewardModel.from_pretrained(tmp_path / "clf", label="positive", device="cpu")
+    assert rm.config.chosen_index == 2 and rm.config.objective == "classifier"
+    logits = rm.logits(None, ["円高です。"])
+    assert rm.score(None, ["円高です。"])[0] == pytest.approx(
+        float(logits[0, 2] - np.log(np.exp(logits[0, 0]) + np.exp(logits[0, 1]))), abs=1e-5)
+    with pytest.raises(ConfigError, match="positve"):
+        RewardModel.from_pretrained(tmp_path / "clf", label="positve", device="cpu")
+    with pytest.raises(ConfigError, match="3 labels"):
+        RewardModel.from_pretrained(tmp_path / "clf", device="cpu")
+
+
+def test_reward_func_has_trl_signature_and_handles_conversations():
+    rm = _rm()
+    f = rm.as_reward_func()
+    prompts = [[{"role": "user", "content": "日本の首都は?"}], [{"role": "user", "content": "今日の天気は?"}]]
+    completions = [[{"role": "assistant", "content": "東京です。"}], [{"role": "assistant", "content": "雨です。"}]]
+    out = f(prompts=prompts, completions=completions, completion_ids=[[1], [2]])
+    assert isinstance(out, list) and all(isinstance(x, float) for x in out)
+    np.testing.assert_allclose(out, rm.score(prompts, ["東京です。", "雨です。"]), atol=1e-6)
+
+
+def test_response_only_model_ignores_prompts():
+    rm = _rm(input="response")
+    np.testing.assert_array_equal(rm.score(["全然違う質問"], ["円高です。"]), rm.score(None, ["円高です。"]))
+
+
+def test_bad_inputs_give_clear_errors(tmp_path):
+    rm = _rm()
+    with pytest.raises(DataError, match="2 prompts, 1 responses"):
+        rm.score(["a", "b"], ["c"])
+    with pytest.raises(DataError, match="wrap a single response"):
+        rm.score("a", "c")
+    with pytest.raises(DataError, match=r"responses\[1\] must be a string"):
+        rm.score(None, ["ok", 3])
+    with pytest.raises(DataError, match=r"prompts\[0\]"):
+        rm.score([[{"role": "wizard", "content": "x"}]], ["y"])
+    with pytest.raises(JprefsError, match="not found"):
+        RewardModel.from_pretrained(tmp_path / "missing" / "dir")
+    assert rm.score([], []).shape == (0,)
