@@ -83,7 +83,10 @@ class ConvertResult:
 
     def summary(self) -> dict[str, Any]:
         n_pairs = sum(len(r.to_pairs()) if isinstance(r, RankList) else 1 for r in self.records)
-        return {"input": self.input, "source": self.source, "license": self.license,
+        lic: dict[str, int] = {}
+        for r in self.records:
+            lic[r.license] = lic.get(r.license, 0) + 1
+        return {"input": self.input, "source": self.source, "license": self.license, "licenses": lic,
                 "rows_in": self.rows_in, "rows_out": self.rows_out, "rows_rejected": len(self.rejects),
                 "pairs_out": n_pairs, "rejects_by_reason": self.rejects_by_reason, "notes": self.notes}
 

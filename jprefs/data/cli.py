@@ -78,7 +78,8 @@ def _print_summary(summary: dict, as_json: bool, out: Path, rejects: Path) -> No
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
         return
-    print(f"{summary['input']} ({summary['source']}, licence {summary['license']})")
+    lic = ", ".join(f"{k} {v}" for k, v in summary["licenses"].items()) or "-"
+    print(f"{summary['input']} (source {summary['source']}; licences: {lic})")
     print(f"  rows in {summary['rows_in']} = out {summary['rows_out']} + rejected {summary['rows_rejected']}"
           f"   (pairs {summary['pairs_out']})")
     for k, v in summary["rejects_by_reason"].items():

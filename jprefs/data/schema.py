@@ -290,6 +290,14 @@ class RankList:
         kw.setdefault("id", content_hash([m.to_dict() for m in msgs], responses)[:16])
         return cls(prompt=msgs, responses=list(responses) if isinstance(responses, (list, tuple)) else responses, **kw)
 
+    @property
+    def prompt_text(self) -> str:
+        return render_prompt(self.prompt)
+
+    @property
+    def prompt_key(self) -> str:
+        return prompt_key(self.prompt)
+
     def to_pairs(self) -> list[PreferencePair]:
         """All K(K-1)/2 ordered pairs (better, worse); meta records the ranks and the group."""
         out = []

@@ -1,0 +1,151 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from jprefs.cli import main
+from tests.data.fixtures import HH_ROWS, WEBGPT_ROWS, write_jsonl
+
+
+def run(*argv):
+    return main([str(a) for a in argv])
+
+
+def read_jsonl(p):
+    return [json.loads(l) for l in open(p, encoding="utf-8") if l.strip()]
+
+
+def test_convert_writes_pairs_and_rejects(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "hh.jsonl", HH_ROWS)
+    out = tmp_path / "out" / "pairs.jsonl"
+    assert run("data", "convert", src, "--source", "hh-rlhf", "-o", out, "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    pairs, rejects = read_jsonl(out), read_jsonl(tmp_path / "out" / "pairs.rejects.jsonl")
+    assert summary["rows_in"] == len(HH_ROWS) == len(pairs) + len(rejects) == summary["rows_out"] + summary["rows_rejected"]
+    assert {"line", "reason", "error", "raw"} <= set(rejects[0])
+    assert rejects[0]["raw"] == HH_ROWS[rejects[0]["line"] - 1]
+    assert pairs[0]["license"] == "mit" and pairs[0]["prompt"][-1]["role"] == "user"
+
+
+def test_convert_strict_exits_nonzero(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "hh.jsonl", HH_ROWS)
+    assert run("data", "convert", src, "--source", "hh-rlhf", "-o", tmp_path / "p.jsonl", "--strict") == 2
+    err = capsys.readouterr().err
+    assert "hh.jsonl, line 3" in err and "fix:" in err
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_unknown_licence_warns_and_require_license_fails(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "w.jsonl", WEBGPT_ROWS)
+    assert run("data", "convert", src, "--source", "webgpt", "-o", tmp_path / "w_out.jsonl") == 0
+    assert "UNKNOWN licence" in capsys.readouterr().err
+    assert run("data", "export", tmp_path / "w_out.jsonl", "--format", "trl", "-o", tmp_path / "t.jsonl",
+               "--require-license") == 2
+    assert "UNKNOWN licence" in capsys.readouterr().err and not (tmp_path / "t.jsonl").exists()
+    assert run("data", "convert", src, "--source", "webgpt", "--license", "cc-by-4.0", "--require-license",
+               "-o", tmp_path / "w2.jsonl") == 0
+    assert read_jsonl(tmp_path / "w2.jsonl")[0]["license"] == "cc-by-4.0"
+
+
+@pytest.fixture
+def pairs_file(tmp_path):
+    rows = []
+    for i in range(40):
+        rows.append({"prompt": f"質問{i % 13}", "chosen": f"良い答え{i}", "rejected": f"悪い答え{i}", "license": "mit"})
+    rows.append({"prompt": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
+                            {"role": "user", "content": "c"}], "chosen": "d", "rejected": "e", "license": "mit"})
+    rows.append({"prompt": "ランク", "responses": ["一", "二", "三"], "license": "mit"})
+    out = tmp_path / "pairs.jsonl"
+    assert main(["data", "convert", str(write_jsonl(tmp_path / "raw.jsonl", rows)), "--source", "jprefs",
+                 "-o", str(out)]) == 0
+    return out
+
+
+@pytest.mark.parametrize("fmt,suffix", [("trl", ".jsonl"), ("trl-conversational", ".jsonl"),
+                                        ("trl", ".parquet"), ("binary", ".parquet"), ("binary", ".jsonl")])
+def test_export_formats_load_with_datasets(pairs_file, tmp_path, fmt, suffix):
+    import datasets
+
+    out = tmp_path / f"export{suffix}"
+    assert run("data", "export", pairs_file, "--format", fmt, "-o", out) == 0
+    builder = "parquet" if suffix == ".parquet" else "json"
+    ds = datasets.load_dataset(builder, data_files=str(out), split="train")
+    n_pairs = 41 + 3
+    if fmt == "binary":
+        assert len(ds) == 2 * n_pairs and set(ds["label"]) == {0, 1}
+        assert {"prompt", "response", "label", "license"} <= set(ds.column_names)
+    else:
+        assert len(ds) == n_pairs and {"prompt", "chosen", "rejected"} <= set(ds.column_names)
+        if fmt == "trl-conversational":
+            assert ds[0]["chosen"][0]["role"] == "assistant" and ds[0]["prompt"][-1]["role"] == "user"
+        else:
+            assert isinstance(ds[0]["prompt"], str)
+            multi = [r for r in ds if r["prompt"].startswith("ユーザー: a")]
+            assert multi and "アシスタント: b" in multi[0]["prompt"]
+
+
+def test_split_by_prompt_no_leakage_and_deterministic(pairs_file, tmp_path):
+    from jprefs.data.io import read_records
+
+    assert run("data", "split", pairs_file, "--test-size", "0.25", "--seed", "3", "-o", tmp_path / "s1") == 0
+    assert run("data", "split", pairs_file, "--test-size", "0.25", "--seed", "3", "-o", tmp_path / "s2") == 0
+    a = (tmp_path / "s1" / "test.jsonl").read_bytes()
+    assert a == (tmp_path / "s2" / "test.jsonl").read_bytes()
+    train, test = read_records(tmp_path / "s1" / "train.jsonl"), read_records(tmp_path / "s1" / "test.jsonl")
+    assert len(train) + len(test) == 42 and len(test) >= 42 * 0.25
+    assert not ({r.prompt_key for r in train} & {r.prompt_key for r in test})
+    assert run("data", "split", pairs_file, "--test-size", "0.25", "--seed", "4", "-o", tmp_path / "s3") == 0
+    assert (tmp_path / "s3" / "test.jsonl").read_bytes() != a
+
+
+def test_merge_deduplicates_and_flags_contradictions(tmp_path, capsys):
+    a = write_jsonl(tmp_path / "a.jsonl", [
+        {"prompt": "q", "chosen": "good", "rejected": "bad", "license": "mit"},
+        {"prompt": "q2", "chosen": "x", "rejected": "y", "license": "mit"}])
+    b = write_jsonl(tmp_path / "b.jsonl", [
+        {"prompt": "q ", "chosen": "ｇｏｏｄ", "rejected": "bad", "license": "mit"},   # same after NFKC/whitespace
+        {"prompt": "q2", "chosen": "y", "rejected": "x", "license": "mit"},           # contradicts a:2
+        {"prompt": "q3", "chosen": "z", "rejected": "w", "license": "cc-by-4.0"}])
+    out = tmp_path / "m.jsonl"
+    assert run("data", "merge", a, b, "-o", out) == 0
+    kept, rej = read_jsonl(out), read_jsonl(tmp_path / "m.rejects.jsonl")
+    assert len(kept) == 3 and len(kept) + len(rej) == 5
+    assert sorted(r["reason"] for r in rej) == ["contradicts", "duplicate"]
+    assert "a.jsonl line 1" in next(r["error"] for r in rej if r["reason"] == "duplicate")
+    assert "licences: mit 2, cc-by-4.0 1" in capsys.readouterr().out
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "q"}\n')
+    assert run("data", "merge", a, bad, "-o", out) == 2
+    assert "bad.jsonl, line 1" in capsys.readouterr().err
+
+
+def test_stats_json(pairs_file, capsys):
+    assert run("data", "stats", pairs_file, "--json") == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["records"] == 42 and s["pairs"] == 44 and s["rank_lists"] == 1
+    assert s["licenses"] == {"mit": 42}
+    assert s["morphemes"]["chosen"]["n"] == 44 and s["morphemes"]["chosen"]["max"] >= 2
+    mix = s["script_mix"]["chosen"]
+    assert abs(sum(mix.values()) - 1) < 1e-3 and mix["kanji"] > 0.3 and mix["hiragana"] > 0.1
+    assert run("data", "stats", pairs_file) == 0
+    assert "script mix" in capsys.readouterr().out
+
+
+def test_cli_errors_are_clear(tmp_path, capsys):
+    assert run("data", "stats", tmp_path / "missing.jsonl") == 2
+    assert "input file not found" in capsys.readouterr().err
+    assert run("data", "convert", tmp_path / "missing.jsonl", "--source", "nope", "-o", tmp_path / "o.jsonl") == 2
+    assert "unknown source 'nope'" in capsys.readouterr().err
+    assert main(["dat"]) == 2
+    assert "Did you mean `jprefs data`" in capsys.readouterr().err
+
+
+def test_demo_runs_offline(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "jprefs.cli", "data", "demo", "-o", str(tmp_path / "d"), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])
+    for c in summary["convert"]:
+        assert c["rows_in"] == c["rows_out"] + c["rows_rejected"]
+    assert (tmp_path / "d" / "export" / "binary.jsonl").exists()

@@ -1,0 +1,78 @@
+"""The light core: import cost, CLI start-up, config loading."""
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from jprefs.config import load_config, parse_overrides, save_config
+from jprefs.errors import ConfigError
+
+HEAVY = ("torch", "transformers", "datasets", "trl", "vllm", "pandas", "sklearn", "matplotlib")
+
+
+def test_import_jprefs_and_help_stay_light():
+    code = ("import sys, jprefs, jprefs.cli, jprefs.data, jprefs.data.cli, jprefs.data.adapters\n"
+            "from jprefs import PreferencePair\n"
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "", f"heavy modules imported by the light core: {out}"
+    code = ("import sys, io, contextlib\nfrom jprefs.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""
+
+
+def test_help_is_fast():
+    best = 1e9
+    for _ in range(3):
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "jprefs.cli", "--help"], capture_output=True, text=True)
+        best = min(best, time.perf_counter() - t)
+        assert proc.returncode == 0 and "commands:" in proc.stdout and "data" in proc.stdout
+    assert best < 0.5, f"jprefs --help took {best:.2f}s"
+
+
+def test_lazy_reward_model_attribute():
+    import jprefs
+
+    with pytest.raises(AttributeError):
+        jprefs.NoSuchThing  # noqa: B018
+
+
+@dataclass
+class Cfg:
+    lr: float = field(default=1e-5, metadata={"help": "learning rate"})
+    epochs: int = field(default=1, metadata={"help": "epochs"})
+    objective: str = field(default="binary", metadata={"help": "loss"})
+    bf16: bool = field(default=False, metadata={"help": "bf16"})
+    tags: list[str] = field(default_factory=list, metadata={"help": "tags"})
+    eval_file: str | None = field(default=None, metadata={"help": "eval file"})
+
+
+def test_config_recipe_and_overrides(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("lr: 3.0e-5\nepochs: 2\ntags: [a, b]\n")
+    cfg = load_config(Cfg, recipe, ["epochs=4", "bf16=true", "eval_file=x.jsonl", "tags=c,d"])
+    assert (cfg.lr, cfg.epochs, cfg.bf16, cfg.tags, cfg.eval_file) == (3e-5, 4, True, ["c", "d"], "x.jsonl")
+    save_config(cfg, tmp_path / "out" / "config.yaml")
+    assert load_config(Cfg, tmp_path / "out" / "config.yaml") == cfg
+    assert parse_overrides(["a=1", "b=x"]) == {"a": 1, "b": "x"}
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key 'epoch'.*Did you mean 'epochs'"):
+        load_config(Cfg, None, ["epoch=3"])
+    (tmp_path / "r.yaml").write_text("lerning_rate: 1\n")
+    with pytest.raises(ConfigError, match="(?s)r.yaml.*valid keys"):
+        load_config(Cfg, tmp_path / "r.yaml")
+    with pytest.raises(ConfigError, match="'epochs': expected an integer, got 'many'"):
+        load_config(Cfg, None, ["epochs=many"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(Cfg, None, ["epochs"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(Cfg, tmp_path / "nope.yaml")
