@@ -463,9 +463,22 @@ def iter_hub_rows(hub_id: str, *, config: str | None, split: str, revision: str 
         yield Row(i, r)
 
 
+MAX_CHARS = 200_000  # longer texts are almost always scraping accidents; no encoder or translator takes them whole
+
+
+def _check_lengths(rec: Record, max_chars: int) -> None:
+    texts = [m.content for m in rec.prompt]
+    texts += rec.responses if isinstance(rec, RankList) else [rec.chosen, rec.rejected]
+    longest = max(len(t) for t in texts)
+    if longest > max_chars:
+        raise RowReject("text_too_long", f"a text has {longest:,} characters (limit {max_chars:,}); "
+                                         f"raise --max-chars if this is intended")
+
+
 def convert(input: str | os.PathLike, source: str, *, mapping: str | dict | None = None, split: str = "train",
             config: str | None = None, revision: str | None = None, license: str | None = None,
-            strict: bool = False, limit: int | None = None) -> ConvertResult:
+            strict: bool = False, limit: int | None = None, max_chars: int = MAX_CHARS,
+            show_progress: bool = False) -> ConvertResult:
     """Convert a local file or a Hub dataset with the named adapter.
 
     >>> res = convert("hh.jsonl.gz", source="hh-rlhf")          # doctest: +SKIP
@@ -487,16 +500,24 @@ def convert(input: str | os.PathLike, source: str, *, mapping: str | dict | None
     records: list[Record] = []
     rejects: list[dict] = []
     n = 0
+    bar = None
+    if show_progress:
+        from jprefs.progress import progress
+
+        bar = progress(desc=f"convert {adapter.name}", unit="row")
     for row in rows:
         if limit is not None and n >= limit:
             break
         n += 1
+        if bar is not None:
+            bar.update(1)
         loc_key = "line" if isinstance(row.locator, int) and not _looks_like_hub_id(inp) else "index"
         if row.error:
             reason, err = row.reason or "unreadable_row", row.error
         else:
             try:
                 rec = adapter.parse(row.data, str(row.locator), ctx)
+                _check_lengths(rec, max_chars)
                 records.append(rec)
                 continue
             except RowReject as e:
@@ -507,4 +528,6 @@ def convert(input: str | os.PathLike, source: str, *, mapping: str | dict | None
             raise DataError(f"{err} [{reason}]", path=inp, line=row.locator,
                             fix="fix the row, or drop --strict to write bad rows to the rejects file")
         rejects.append({loc_key: row.locator, "reason": reason, "error": err, "raw": row.data})
+    if bar is not None:
+        bar.close()
     return ConvertResult(records, rejects, n, adapter.name, lic, inp, ctx.notes)

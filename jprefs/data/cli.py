@@ -40,6 +40,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     c.add_argument("--require-license", action="store_true", help="fail if any row's licence is unknown")
     c.add_argument("--strict", action="store_true", help="stop at the first bad row with a non-zero exit")
     c.add_argument("--limit", type=int, help="convert only the first N rows")
+    c.add_argument("--max-chars", type=int, default=200_000, help="reject rows with a longer text (default 200000)")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     e = sub.add_parser("export", help="canonical -> trl | trl-conversational | binary (.jsonl or .parquet)")
@@ -95,7 +96,8 @@ def _convert(args) -> int:
     from jprefs.data.provenance import check_licenses
 
     res = convert(args.input, args.source, mapping=args.mapping, split=args.split, config=args.config,
-                  revision=args.revision, license=args.license, strict=args.strict, limit=args.limit)
+                  revision=args.revision, license=args.license, strict=args.strict, limit=args.limit,
+                  max_chars=args.max_chars, show_progress=True)
     assert res.rows_in == res.rows_out + len(res.rejects), "row accounting broken"
     check_licenses(res.records, action="convert", require=args.require_license)
     out = Path(args.output)

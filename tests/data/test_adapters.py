@@ -185,3 +185,9 @@ def test_real_hh_rlhf_harmless_base_test():
     assert set(res.rejects_by_reason) <= {"empty_chosen", "empty_rejected", "diverges_before_final_turn",
                                           "identical_responses", "no_final_assistant_turn"}
     assert {r.license for r in res.records} == {"mit"}
+
+
+def test_huge_texts_are_rejected_with_reason(tmp_path):
+    rows = [{"prompt": "q", "chosen": "あ" * 5000, "rejected": "b"}, {"prompt": "q", "chosen": "a", "rejected": "b"}]
+    res = convert(write_jsonl(tmp_path / "h.jsonl", rows), "jsonl", max_chars=1000)
+    assert res.rows_out == 1 and res.rejects[0]["reason"] == "text_too_long" and "5,000" in res.rejects[0]["error"]
