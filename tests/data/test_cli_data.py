@@ -149,3 +149,13 @@ def test_demo_runs_offline(tmp_path):
     for c in summary["convert"]:
         assert c["rows_in"] == c["rows_out"] + c["rows_rejected"]
     assert (tmp_path / "d" / "export" / "binary.jsonl").exists()
+
+
+def test_to_dataset_python_api(pairs_file):
+    from jprefs.data.export import to_dataset
+    from jprefs.data.io import read_records
+
+    recs = read_records(pairs_file)
+    ds = to_dataset(recs, "trl-conversational")
+    assert len(ds) == 44 and ds.features["chosen"][0]["role"].dtype == "string"
+    assert len(to_dataset(recs, "binary")) == 88
