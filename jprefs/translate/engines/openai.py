@@ -1,0 +1,122 @@
+"""Any OpenAI-compatible chat-completions server (``vllm serve``, hosted APIs, local servers).
+
+Requests go out on a bounded thread pool (``concurrency``); each has its own
+timeout. 429, 5xx, timeouts and connection errors are retried with exponential
+backoff and full jitter, honouring ``Retry-After``; other 4xx errors fail at once
+with the server's message. The API key is read from an environment variable
+(``api_key_env``) and never printed, logged or saved.
+
+Example::
+
+    eng = OpenAIEngine(model="cyberagent/calm3-22b-chat", base_url="http://127.0.0.1:8000/v1")
+    eng.generate([[{"role": "user", "content": "Hello"}]], Sampling(max_tokens=32))
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from jprefs.errors import ConfigError
+from jprefs.translate.engines import EngineError, Generation, Sampling
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class OpenAIEngine:
+    """Chat completions over HTTP with bounded concurrency and retries."""
+
+    name = "openai"
+
+    def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", revision: str | None = None,
+                 api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8, timeout: float = 120.0,
+                 max_retries: int = 6, backoff: float = 1.0, max_backoff: float = 60.0, **_: Any):
+        import httpx
+
+        if not base_url:
+            raise ConfigError("the openai engine needs base_url (e.g. --base-url http://127.0.0.1:8000/v1)")
+        self.model = model
+        self.revision = revision
+        self.base_url = base_url.rstrip("/")
+        self.concurrency = max(1, int(concurrency))
+        self.max_retries = max(0, int(max_retries))
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.api_key_env = api_key_env
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(api_key_env) if api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        self._httpx = httpx
+        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout),
+                                    limits=httpx.Limits(max_connections=self.concurrency))
+        self._lock = threading.Lock()
+        self.retries = 0  # total retried requests, for the summary
+
+    def generate(self, conversations: list[list[dict[str, str]]], sampling: Sampling) -> list[Generation]:
+        """Send every conversation (at most ``concurrency`` at once); results in input order."""
+        if not conversations:
+            return []
+        body = {"model": self.model, "temperature": sampling.temperature, "top_p": sampling.top_p,
+                "max_tokens": sampling.max_tokens}
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations))) as pool:
+            # map() yields in submission order, whatever order the requests finish in
+            return list(pool.map(lambda c: self._one({**body, "messages": c}), conversations))
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after:
+            try:
+                return min(self.max_backoff, max(0.0, float(retry_after)))
+            except ValueError:
+                pass  # an HTTP date: fall back to our own backoff
+        # full jitter: uniform in [0, backoff * 2^attempt], capped
+        return random.uniform(0, min(self.max_backoff, self.backoff * (2 ** attempt)))
+
+    def _one(self, body: dict) -> Generation:
+        url = f"{self.base_url}/chat/completions"
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            retry_after = None
+            try:
+                r = self._client.post(url, json=body)
+            except (self._httpx.TimeoutException, self._httpx.TransportError) as e:
+                last = f"{type(e).__name__}: {e}"
+            else:
+                if r.status_code == 200:
+                    return _parse(r, url)
+                if r.status_code not in RETRY_STATUS:
+                    hint = (f"check the API key in ${self.api_key_env}" if r.status_code in (401, 403)
+                            else "check --model and --base-url")
+                    raise EngineError(f"{url} answered HTTP {r.status_code}: {r.text[:300]}\n  fix: {hint}")
+                last = f"HTTP {r.status_code}: {r.text[:200]}"
+                retry_after = r.headers.get("retry-after")
+            if attempt < self.max_retries:
+                with self._lock:
+                    self.retries += 1
+                time.sleep(self._delay(attempt, retry_after))
+        raise EngineError(f"{url}: request failed after {self.max_retries + 1} attempts (last: {last})\n"
+                          f"  fix: check the server, then rerun the same command; finished work is kept")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _parse(r, url: str) -> Generation:
+    try:
+        data = r.json()
+        choice = data["choices"][0]
+        text = choice["message"].get("content") or ""
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+        raise EngineError(f"{url}: not a chat-completions response ({e}): {r.text[:300]}") from e
+    usage = data.get("usage") or {}
+    return Generation(text=text, finish_reason=choice.get("finish_reason") or "stop",
+                      prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                      completion_tokens=int(usage.get("completion_tokens") or 0))

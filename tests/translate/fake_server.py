@@ -1,0 +1,154 @@
+"""A local OpenAI-compatible chat-completions server for tests (stdlib only, 127.0.0.1, port 0).
+
+Its "translator" is deterministic and reversible: every ASCII letter becomes a
+distinct kana (lower case: katakana, upper case: hiragana), everything else
+(digits, punctuation, spaces, newlines, placeholders ⟦n⟧) is kept. So outputs
+pass the Japanese-share checks, and :func:`decode` turns a translation back into
+the source, which lets tests prove that every piece landed in the right row,
+field and position.
+
+Fault injection:
+- ``fail_next(status, n, retry_after=None)``: the next n requests answer ``status``.
+- ``slow_next(seconds, n)``: the next n requests sleep first (client timeouts);
+  ``delay``: every answer waits this long (a throttled server).
+- text containing ``TRUNCATE_ME`` -> finish_reason ``length`` and half a translation;
+  ``REFUSE_ME`` -> a Japanese refusal; ``ECHO_ME`` -> the English text unchanged;
+  ``PREAMBLE_ME`` -> the translation wrapped as 翻訳：「...」 (clean-up must remove it).
+- ``break_packs = True``: packed answers come back without their <seg> tags.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+LOWER = "アイウエオカキクケコサシスセソタチツテトナニヌネノハ"
+UPPER = "あいうえおかきくけこさしすせそたちつてとなにぬねのは"
+ENC = {**{chr(97 + i): LOWER[i] for i in range(26)}, **{chr(65 + i): UPPER[i] for i in range(26)}}
+DEC = {v: k for k, v in ENC.items()}
+SEG = re.compile(r'<seg id="(\d+)">\n(.*?)\n</seg>', re.S)
+
+
+def encode(text: str) -> str:
+    return "".join(ENC.get(c, c) for c in text)
+
+
+def decode(text: str) -> str:
+    return "".join(DEC.get(c, c) for c in text)
+
+
+class FakeTranslator:
+    """Extracts the source text(s) from a rendered template and 'translates' them."""
+
+    def __init__(self, template):
+        self.user_pre, self.user_post = template.user.split("{text}")
+        self.batch_pre, self.batch_post = (template.user_batch.split("{items}") if template.user_batch else ("", ""))
+        self.break_packs = False
+
+    def __call__(self, messages: list[dict]) -> tuple[str, str]:
+        user = messages[-1]["content"]
+        if self.batch_pre and user.startswith(self.batch_pre) and SEG.search(user):
+            body = user[len(self.batch_pre): len(user) - len(self.batch_post) if self.batch_post else None]
+            items = SEG.findall(body)
+            outs = [self.one(t) for _, t in items]
+            if self.break_packs:
+                return "\n".join(o for o, _ in outs), "stop"
+            reason = "length" if any(r == "length" for _, r in outs) else "stop"
+            return "\n".join(f'<seg id="{i}">\n{o}\n</seg>' for (i, _), (o, _) in zip(items, outs)), reason
+        assert user.startswith(self.user_pre), user[:80]
+        return self.one(user[len(self.user_pre): len(user) - len(self.user_post) if self.user_post else None])
+
+    def one(self, text: str) -> tuple[str, str]:
+        if "TRUNCATE_ME" in text:
+            return encode(text[: len(text) // 2]), "length"
+        if "REFUSE_ME" in text:
+            return "申し訳ありませんが、この文章は翻訳できません。", "stop"
+        if "ECHO_ME" in text:
+            return text, "stop"
+        if "PREAMBLE_ME" in text:
+            return f"翻訳：「{encode(text)}」", "stop"
+        return encode(text), "stop"
+
+
+class FakeServer:
+    """``with FakeServer(template) as s: s.base_url`` -> ``http://127.0.0.1:PORT/v1``."""
+
+    def __init__(self, template):
+        self.translator = FakeTranslator(template)
+        self.delay = 0.0           # seconds every successful answer waits (throttled server)
+        self.requests = 0          # chat-completion requests answered (any status)
+        self.completions = 0       # answered with 200
+        self.source_texts: list[str] = []
+        self._faults: list[tuple[str, object]] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # keep test output quiet
+                pass
+
+            def do_POST(self):
+                n = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(n))
+                with server._lock:
+                    server.requests += 1
+                    fault = server._faults.pop(0) if server._faults else None
+                if fault and fault[0] == "slow":
+                    time.sleep(fault[1])
+                elif fault:
+                    status, retry_after = fault[1]
+                    self.send_response(status)
+                    if retry_after is not None:
+                        self.send_header("Retry-After", str(retry_after))
+                    payload = json.dumps({"error": {"message": f"injected {status}"}}).encode()
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                if self.path != "/v1/chat/completions":
+                    self.send_error(404)
+                    return
+                if server.delay:
+                    time.sleep(server.delay)
+                text, reason = server.translator(body["messages"])
+                prompt_chars = sum(len(m["content"]) for m in body["messages"])
+                out = {"id": "x", "object": "chat.completion", "model": body["model"],
+                       "choices": [{"index": 0, "finish_reason": reason,
+                                    "message": {"role": "assistant", "content": text}}],
+                       "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(text) // 2 + 1}}
+                payload = json.dumps(out, ensure_ascii=False).encode()
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):  # the client timed out and left
+                    return
+                with server._lock:
+                    server.completions += 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def fail_next(self, status: int, n: int = 1, retry_after=None) -> None:
+        with self._lock:
+            self._faults.extend([("fail", (status, retry_after))] * n)
+
+    def slow_next(self, seconds: float, n: int = 1) -> None:
+        with self._lock:
+            self._faults.extend([("slow", seconds)] * n)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        return False
