@@ -1,0 +1,155 @@
+"""Engines: the registry, the openai engine against the local test server (with faults),
+and an interface test of the vllm engine against a stand-in ``vllm`` module."""
+
+import os
+import sys
+import time
+import types
+
+import pytest
+
+from jprefs.errors import ConfigError
+from jprefs.translate.engines import ENGINES, EngineError, Generation, Sampling, get_engine
+from tests.translate.fake_server import decode
+
+
+def conv(template, text):
+    return template.messages([text])
+
+
+def test_registry_miss_lists_available():
+    with pytest.raises(ConfigError, match="available: vllm, openai, transformers"):
+        get_engine("tgi", model="x")
+
+
+def test_choosing_openai_does_not_import_other_backends():
+    code = ("import sys; from jprefs.translate.engines import get_engine; "
+            "get_engine('openai', model='m', base_url='http://127.0.0.1:9/v1'); "
+            "print(any(m in sys.modules for m in ('torch', 'transformers', 'vllm')))")
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_openai_order_kept_under_concurrency(server, template):
+    eng = get_engine("openai", model="m", base_url=server.base_url, concurrency=8)
+    texts = [f"sentence number {i} " + "word " * (i % 7) for i in range(40)]
+    server.delay = 0.005
+    gens = eng.generate([conv(template, t) for t in texts], Sampling())
+    assert [decode(g.text) for g in gens] == texts
+    assert all(g.finish_reason == "stop" and g.prompt_tokens > 0 and g.completion_tokens > 0 for g in gens)
+
+
+def test_openai_retries_429_with_retry_after_and_500(server, template):
+    eng = get_engine("openai", model="m", base_url=server.base_url, concurrency=1, backoff=0.01)
+    server.fail_next(429, 2, retry_after=0.2)
+    server.fail_next(500, 1)
+    t0 = time.perf_counter()
+    [g] = eng.generate([conv(template, "hello there")], Sampling())
+    took = time.perf_counter() - t0
+    assert decode(g.text) == "hello there"
+    assert server.requests == 4 and eng.retries == 3
+    assert took >= 0.4  # Retry-After: 0.2 honoured twice
+
+
+def test_openai_timeout_is_retried(server, template):
+    eng = get_engine("openai", model="m", base_url=server.base_url, timeout=0.3, backoff=0.01)
+    server.slow_next(1.0, 1)
+    [g] = eng.generate([conv(template, "slow one")], Sampling())
+    assert decode(g.text) == "slow one" and eng.retries == 1
+
+
+def test_openai_gives_up_after_max_retries(server, template):
+    eng = get_engine("openai", model="m", base_url=server.base_url, max_retries=2, backoff=0.01)
+    server.fail_next(503, 5)
+    with pytest.raises(EngineError, match="after 3 attempts.*HTTP 503"):
+        eng.generate([conv(template, "x y z")], Sampling())
+
+
+def test_openai_connection_error_is_retried_then_reported(template):
+    eng = get_engine("openai", model="m", base_url="http://127.0.0.1:9/v1", max_retries=1, backoff=0.01)
+    with pytest.raises(EngineError, match="ConnectError"):
+        eng.generate([conv(template, "x")], Sampling())
+
+
+def test_openai_4xx_fails_fast_and_never_shows_the_key(server, template, monkeypatch):
+    monkeypatch.setenv("MY_SECRET_KEY_VAR", "sk-very-secret-123")
+    eng = get_engine("openai", model="m", base_url=server.base_url, api_key_env="MY_SECRET_KEY_VAR")
+    assert eng._client.headers["authorization"] == "Bearer sk-very-secret-123"
+    server.fail_next(401, 1)
+    with pytest.raises(EngineError) as e:
+        eng.generate([conv(template, "x")], Sampling())
+    assert server.requests == 1  # not retried
+    assert "MY_SECRET_KEY_VAR" in str(e.value) and "sk-very-secret" not in str(e.value)
+
+
+def test_openai_truncation_reported(server, template):
+    eng = get_engine("openai", model="m", base_url=server.base_url)
+    [g] = eng.generate([conv(template, "a long text TRUNCATE_ME here")], Sampling())
+    assert g.finish_reason == "length"
+
+
+# ---------------------------------------------------------------- vllm (interface test, no GPU)
+
+class _FakeLLM:
+    instances = []
+
+    def __init__(self, **kw):
+        self.kw = kw
+        self.calls = []
+        _FakeLLM.instances.append(self)
+
+    def chat(self, messages, sampling_params=None, use_tqdm=True):
+        self.calls.append((messages, sampling_params, use_tqdm))
+        out = []
+        for i, conv in enumerate(messages):
+            text = "訳:" + conv[-1]["content"][-5:]
+            comp = types.SimpleNamespace(text=text, finish_reason="length" if i == 1 else "stop",
+                                         token_ids=list(range(len(text))))
+            out.append(types.SimpleNamespace(outputs=[comp], prompt_token_ids=list(range(10 + i))))
+        return out
+
+
+class _FakeSamplingParams:
+    def __init__(self, **kw):
+        self.kw = kw
+
+
+def test_vllm_engine_interface(monkeypatch, template):
+    """INTERFACE TEST ONLY: vLLM is not installed here. A stand-in module checks that the
+    engine passes the documented LLM(...) / SamplingParams(...) / LLM.chat(...) arguments
+    and maps outputs back in order; it says nothing about real vLLM behaviour."""
+    fake = types.ModuleType("vllm")
+    fake.LLM, fake.SamplingParams = _FakeLLM, _FakeSamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    eng = get_engine("vllm", model="cyberagent/calm3-22b-chat", revision="abc", tensor_parallel_size=2,
+                     max_model_len=8192, gpu_memory_utilization=0.85, dtype="bfloat16", seed=3)
+    llm = _FakeLLM.instances[-1]
+    assert llm.kw == dict(model="cyberagent/calm3-22b-chat", revision="abc", tensor_parallel_size=2,
+                          max_model_len=8192, gpu_memory_utilization=0.85, dtype="bfloat16", seed=3,
+                          trust_remote_code=False, enable_prefix_caching=True)
+    convs = [conv(template, f"text {i}") for i in range(3)]
+    gens = eng.generate(convs, Sampling(temperature=0.0, top_p=0.9, max_tokens=77, seed=5, stop=["</s>"]))
+    messages, params, _ = llm.calls[-1]
+    assert messages == convs
+    assert params.kw == dict(temperature=0.0, top_p=0.9, max_tokens=77, seed=5, stop=["</s>"])
+    assert [g.text for g in gens] == ["訳:ext 0", "訳:ext 1", "訳:ext 2"]
+    assert [g.finish_reason for g in gens] == ["stop", "length", "stop"]
+    assert [g.prompt_tokens for g in gens] == [10, 11, 12] and gens[0].completion_tokens == len("訳:ext 0")
+    assert isinstance(gens[0], Generation)
+
+
+def test_vllm_missing_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
+    with pytest.raises(Exception, match=r"jprefs\[vllm\]"):
+        get_engine("vllm", model="m")
+
+
+def test_registry_entries_resolve():
+    import importlib
+
+    for name, target in ENGINES.items():
+        mod, cls = target.split(":")
+        assert hasattr(importlib.import_module(mod), cls), name
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"

@@ -1,0 +1,170 @@
+"""The real pipeline end to end against the local OpenAI-compatible test server."""
+
+import json
+
+import pytest
+import yaml
+
+from jprefs.config import load_config
+from jprefs.data.io import load_binary, load_pairs, write_jsonl
+from jprefs.data.schema import PreferencePair
+from jprefs.translate.config import TranslateConfig
+from jprefs.translate.pipeline import MissingUnits, make_plan, merge_shards, run_translate
+from tests.translate.conftest import make_pairs
+from tests.translate.fake_server import decode
+
+
+def cfg_for(server, pairs_file, out, **kw):
+    return load_config(TranslateConfig, None, {"input": str(pairs_file), "output": str(out), "engine": "openai",
+                                               "model": "fake-mt", "base_url": server.base_url, "backoff": 0.01,
+                                               "chunk_size": 4, **kw})
+
+
+def read(path):
+    return [json.loads(x) for x in open(path, encoding="utf-8")]
+
+
+def test_end_to_end_reassembles_rows_exactly(server, pairs_file, tmp_path):
+    s = run_translate(cfg_for(server, pairs_file, tmp_path / "out"))
+    src = make_pairs()
+    out = load_pairs(tmp_path / "out" / "pairs.jsonl")
+    assert s["pairs_in"] == len(src) == s["pairs_out"] and s["quality_rejects"] == 0
+    for a, b in zip(src, out):
+        assert b.id == a.id and b.source_id == a.source_id and b.license == "mit"
+        assert [m.role for m in b.prompt] == [m.role for m in a.prompt]
+        # the fake translator is reversible: decoding gives back the source, so every piece
+        # (units, literals, code blocks, URLs, inline code) is in the right place
+        assert [decode(m.content) for m in b.prompt] == [m.content for m in a.prompt]
+        assert decode(b.chosen) == a.chosen and decode(b.rejected) == a.rejected
+        assert "```python\nprint('thing" in b.chosen and "`python main.py`" in b.chosen
+        t = b.meta["translation"]
+        assert t["model"] == "fake-mt" and t["source_row_id"] == a.source_id and len(t["template_hash"]) == 16
+        assert t["sampling"]["temperature"] == 0.0 and t["quality"]["chosen"]["ja_ratio"] == 1.0
+    binary = load_binary(tmp_path / "out" / "binary.jsonl")
+    assert len(binary) == 2 * len(out) and [b.label for b in binary[:2]] == [1, 0]
+
+
+def test_each_distinct_unit_is_sent_once_and_rerun_sends_nothing(server, pairs_file, tmp_path):
+    cfg = cfg_for(server, pairs_file, tmp_path / "out")
+    s1 = run_translate(cfg)
+    plan = make_plan(make_pairs(), cfg.max_unit_tokens)
+    assert s1["units_translated_now"] == len(plan.units) == server.completions
+    assert s1["unit_occurrences"] > s1["distinct_units"]   # shared turns and prompts de-duplicated
+    assert s1["source_chars_sent"] < s1["naive_chars"]
+    before = (tmp_path / "out" / "pairs.jsonl").read_bytes()
+    s2 = run_translate(cfg)
+    assert server.completions == len(plan.units)            # nothing sent the second time
+    assert s2["units_translated_now"] == 0 and s2["cache_hits"] == s2["distinct_units"]
+    assert (tmp_path / "out" / "pairs.jsonl").read_bytes() == before
+
+
+def test_cache_key_includes_model_template_and_sampling(server, pairs_file, tmp_path):
+    cache = str(tmp_path / "shared-cache")
+    run_translate(cfg_for(server, pairs_file, tmp_path / "a", cache_dir=cache))
+    n = server.completions
+    run_translate(cfg_for(server, pairs_file, tmp_path / "b", cache_dir=cache))
+    assert server.completions == n                          # same setup, other folder: all cached
+    run_translate(cfg_for(server, pairs_file, tmp_path / "c", cache_dir=cache, temperature=0.7))
+    assert server.completions == 2 * n                      # other sampling: translated again
+
+
+def test_quality_rejects_add_up(server, tmp_path):
+    good = make_pairs(4)
+    bad = [
+        PreferencePair.create("Tell me a long story about TRUNCATE_ME a dragon and a knight in a castle.",
+                              "Once upon a time there was a dragon.", "No.", license="mit", source_id="t"),
+        PreferencePair.create("Please explain how photosynthesis works in green plants.",
+                              "REFUSE_ME Plants use sunlight to make sugar from water and carbon dioxide.", "No idea.",
+                              license="mit", source_id="r"),
+        PreferencePair.create("What is the capital of France and why is it famous?",
+                              "ECHO_ME Paris is the capital, famous for art, food and the Eiffel Tower.", "Lyon.",
+                              license="mit", source_id="e"),
+        PreferencePair.create("Say hi", "PREAMBLE_ME hello", "bye", license="mit", source_id="p"),
+    ]
+    f = tmp_path / "in.jsonl"
+    write_jsonl(f, good[:2] + bad + good[2:])
+    with open(f, "a", encoding="utf-8") as fh:
+        fh.write("{not json\n")
+        fh.write(json.dumps({"prompt": "x", "chosen": "same", "rejected": "same"}) + "\n")
+    s = run_translate(cfg_for(server, f, tmp_path / "out", pack_units=4))
+    rej = read(tmp_path / "out" / "rejects.jsonl")
+    assert s["rows_in"] == 10 and s["input_rejects"] == 2 and s["pairs_in"] == 8
+    assert s["pairs_out"] == 5 and s["quality_rejects"] == 3
+    assert s["pairs_out"] + s["quality_rejects"] + s["input_rejects"] == s["rows_in"] == 5 + len(rej)
+    by = {r.get("raw", {}).get("source_id") if isinstance(r.get("raw"), dict) else None: r for r in rej}
+    assert by["t"]["reason"] == "truncated" and by["r"]["reason"] == "refusal"
+    assert set(by["e"]["reasons"]) >= {"low_japanese_ratio", "leftover_english"}
+    assert {r["reason"] for r in rej if r["stage"] == "input"} == {"malformed_json", "identical_responses"}
+    assert s["rejects_by_reason"] == {"identical_responses": 1, "leftover_english": 1, "malformed_json": 1,
+                                      "refusal": 1, "truncated": 1}
+    kept = {p.source_id: p for p in load_pairs(tmp_path / "out" / "pairs.jsonl")}
+    assert decode(kept["p"].chosen) == "PREAMBLE_ME hello"   # 翻訳：「...」 cleaned up
+
+
+def test_flags_not_in_reject_on_are_recorded_only(server, tmp_path):
+    p = PreferencePair.create("What is the capital of France and why is it famous?",
+                              "ECHO_ME Paris is the capital, famous for art, food and the Eiffel Tower.", "Lyon.",
+                              license="mit")
+    f = tmp_path / "in.jsonl"
+    write_jsonl(f, [p])
+    s = run_translate(cfg_for(server, f, tmp_path / "out", reject_on=["truncated"]))
+    assert s["pairs_out"] == 1 and s["flags"]["low_japanese_ratio"] == 1
+    [out] = load_pairs(tmp_path / "out" / "pairs.jsonl")
+    assert "low_japanese_ratio" in out.meta["translation"]["flags"]["chosen"]
+
+
+def test_packing_cuts_requests_and_falls_back_when_the_format_breaks(server, pairs_file, tmp_path):
+    s1 = run_translate(cfg_for(server, pairs_file, tmp_path / "single"))
+    s8 = run_translate(cfg_for(server, pairs_file, tmp_path / "packed", pack_units=8, cache_dir=str(tmp_path / "c8")))
+    assert s8["requests_sent"] < s1["requests_sent"] / 3
+    assert s8["template_overhead_chars_sent"] < s1["template_overhead_chars_sent"] / 2
+    assert (tmp_path / "single/pairs.jsonl").read_bytes() != b""
+    a = [p.to_dict() for p in load_pairs(tmp_path / "single/pairs.jsonl")]
+    b = [p.to_dict() for p in load_pairs(tmp_path / "packed/pairs.jsonl")]
+    assert [(x["prompt"], x["chosen"], x["rejected"]) for x in a] == [(x["prompt"], x["chosen"], x["rejected"]) for x in b]
+    server.translator.break_packs = True
+    sb = run_translate(cfg_for(server, pairs_file, tmp_path / "broken", pack_units=8, cache_dir=str(tmp_path / "cb")))
+    assert sb["pack_fallbacks"] > 0 and sb["pairs_out"] == s1["pairs_out"]
+    c = [p.to_dict() for p in load_pairs(tmp_path / "broken/pairs.jsonl")]
+    assert [x["chosen"] for x in c] == [x["chosen"] for x in a]
+
+
+def test_retries_inside_a_job(server, pairs_file, tmp_path):
+    server.fail_next(429, 3, retry_after=0)
+    server.fail_next(500, 2)
+    s = run_translate(cfg_for(server, pairs_file, tmp_path / "out", concurrency=2))
+    assert s["engine_retries"] == 5 and s["pairs_out"] == s["pairs_in"]
+
+
+def test_shards_then_merge_equal_a_single_run(server, pairs_file, tmp_path):
+    run_translate(cfg_for(server, pairs_file, tmp_path / "single"))
+    n_single = server.completions
+    for i in range(3):
+        s = run_translate(cfg_for(server, pairs_file, tmp_path / f"shard{i}", shard=f"{i}/3"))
+        assert s["shard"] == f"{i}/3" and not (tmp_path / f"shard{i}" / "pairs.jsonl").exists()
+    assert server.completions == 2 * n_single              # each unit translated by exactly one shard
+    cfg = cfg_for(server, pairs_file, tmp_path / "merged")
+    with pytest.raises(MissingUnits):
+        merge_shards([str(tmp_path / "shard0"), str(tmp_path / "shard1")], cfg)
+    cfg = cfg_for(server, pairs_file, tmp_path / "merged2")
+    merge_shards([str(tmp_path / f"shard{i}") for i in range(3)], cfg)
+    for name in ("pairs.jsonl", "binary.jsonl", "rejects.jsonl"):
+        assert (tmp_path / "merged2" / name).read_bytes() == (tmp_path / "single" / name).read_bytes()
+    assert server.completions == 2 * n_single
+
+
+def test_dataset_card_front_matter_and_unknown_licence(server, tmp_path):
+    pairs = make_pairs(3)
+    pairs[1].license = "unknown"
+    f = tmp_path / "in.jsonl"
+    write_jsonl(f, pairs)
+    run_translate(cfg_for(server, f, tmp_path / "out"), command="jprefs translate in.jsonl -o out")
+    card = (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["language"] == ["ja"] and front["size_categories"] == ["n<1K"]
+    assert front["source_datasets"] == ["Anthropic/hh-rlhf"] and sorted(front["license"]) == ["mit", "unknown"]
+    assert {"text-generation", "text-classification"} <= set(front["task_categories"])
+    assert "WARNING: the licence of 1 of 3 source pairs is unknown" in card
+    assert "jprefs translate in.jsonl -o out" in card and "fake-mt" in card
+    cfg_text = (tmp_path / "out" / "config.yaml").read_text()
+    assert "api_key_env: OPENAI_API_KEY" in cfg_text

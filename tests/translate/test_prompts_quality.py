@@ -1,0 +1,76 @@
+import pytest
+
+from jprefs.errors import ConfigError
+from jprefs.translate.prompts import Template, clean_output, load_template
+from jprefs.translate.quality import Thresholds, check_unit, english_run
+
+TH = Thresholds()
+SRC = "Could you tell me what the weather will be like in Tokyo tomorrow morning?"
+GOOD = "明日の朝、東京の天気はどうなるか教えていただけますか？"
+
+
+def test_template_renders_system_fewshot_and_user(template):
+    t = Template(name="t", system="S", user="U:{text}", few_shot=(("a", "あ"),))
+    assert t.messages(["x"]) == [{"role": "system", "content": "S"}, {"role": "user", "content": "U:a"},
+                                 {"role": "assistant", "content": "あ"}, {"role": "user", "content": "U:x"}]
+    msgs = template.messages(["one", "two {text} {items}"])  # braces in the text are not template fields
+    assert '<seg id="2">\ntwo {text} {items}\n</seg>' in msgs[-1]["content"]
+    assert template.hash != Template(name="t", system="S2", user=template.user).hash
+
+
+def test_packed_answer_parsing(template):
+    ans = '<seg id="1">\nいち\n</seg>\n<seg id="2">\nに\nさん\n</seg>'
+    assert template.parse(ans, 2) == ["いち", "に\nさん"]
+    assert template.parse(ans, 3) is None                       # missing item
+    assert template.parse(ans.replace('id="2"', 'id="1"'), 2) is None  # wrong ids
+    assert template.parse("いち\nに", 2) is None                 # no tags
+
+
+def test_template_file_errors_are_clear(tmp_path):
+    p = tmp_path / "t.yaml"
+    p.write_text("user: no placeholder\n")
+    with pytest.raises(ConfigError, match=r"\{text\}"):
+        load_template(str(p))
+    with pytest.raises(ConfigError, match="not found"):
+        load_template(str(tmp_path / "missing.yaml"))
+
+
+@pytest.mark.parametrize("raw,src,want", [
+    ("翻訳：こんにちは", "Hello", "こんにちは"),
+    ("日本語訳: 「こんにちは」", "Hello", "こんにちは"),
+    ("以下が翻訳です：\nこんにちは", "Hello", "こんにちは"),
+    ("Here is the translation: こんにちは", "Hello", "こんにちは"),
+    ('"こんにちは"', "Hello", "こんにちは"),
+    ("「はい」と「いいえ」", "yes and no", "「はい」と「いいえ」"),   # inner quotes: not a wrapper
+    ("「こんにちは」", '"Hello"', "「こんにちは」"),                # the source was quoted too
+    ("  こんにちは \n", "Hello", "こんにちは"),
+])
+def test_clean_output(raw, src, want):
+    assert clean_output(raw, src) == want
+
+
+def test_good_translation_has_no_flags():
+    assert check_unit(SRC, GOOD, "stop", TH) == []
+
+
+@pytest.mark.parametrize("tgt,finish,flag", [
+    ("", "stop", "empty"),
+    (GOOD, "length", "truncated"),
+    (SRC, "stop", "low_japanese_ratio"),
+    ("明日の朝 could you tell me what the weather will be", "stop", "leftover_english"),
+    ("東京。", "stop", "length_ratio"),
+    (GOOD + "ですです" * 10, "stop", "repetition"),
+    ("申し訳ありませんが、その翻訳はできません。", "stop", "refusal"),
+])
+def test_each_flag_fires(tgt, finish, flag):
+    assert flag in check_unit(SRC, tgt, finish, TH)
+
+
+def test_checks_respect_the_source():
+    # a refusal in the source may be translated as a refusal
+    src = "I'm sorry, but I cannot help you with that request."
+    assert "refusal" not in check_unit(src, "申し訳ありませんが、そのご依頼にはお応えできません。", "stop", TH)
+    # names and short texts may stay in Latin script
+    assert check_unit("John Smith", "John Smith", "stop", TH) == []
+    assert english_run("New York Times の記事") == 0     # capitalised run = a name
+    assert english_run("⟦1⟧ を実行して the quick brown fox jumps over") == 6
