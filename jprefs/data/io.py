@@ -178,13 +178,20 @@ def iter_text_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | None, 
         raise DataError(f"cannot read {p}: {e}", path=str(p), fix="check that the file is complete and not corrupted") from e
 
 
-def iter_jsonl(path: str | os.PathLike) -> Iterator[Row]:
-    """Yield one :class:`Row` per non-blank line; parse errors come back as rows with ``error``."""
+def _nonblank_lines(path: str | os.PathLike) -> Iterator[tuple[int, str | None, Row | None]]:
+    """``(line_no, text, None)`` per non-blank line, or ``(line_no, None, error_row)`` for bad UTF-8."""
     for i, text, err in iter_text_lines(path):
         if err:
-            yield Row(i, None, err, "invalid_utf8")
-            continue
-        if not text.strip():
+            yield i, None, Row(i, None, err, "invalid_utf8")
+        elif text.strip():
+            yield i, text, None
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[Row]:
+    """Yield one :class:`Row` per non-blank line; parse errors come back as rows with ``error``."""
+    for i, text, bad in _nonblank_lines(path):
+        if bad is not None:
+            yield bad
             continue
         try:
             obj = json.loads(text)
@@ -228,12 +235,9 @@ def iter_table(path: str | os.PathLike, *, delimiter: str | None = None,
     elif name.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz", ".txt")):
         delim = delimiter or ("\t" if ".tsv" in name or name.endswith(".txt") else ",")
         cols = columns
-        lines = iter_text_lines(p)
-        for i, text, err in lines:
-            if err:
-                yield Row(i, None, err, "invalid_utf8")
-                continue
-            if not text.strip():
+        for i, text, bad in _nonblank_lines(p):
+            if bad is not None:
+                yield bad
                 continue
             try:
                 fields = next(csv.reader([text], delimiter=delim)) if delim != "\t" else text.split("\t")

@@ -155,8 +155,24 @@ def _opt_float(name: str, v: Any) -> float | None:
     return float(v)
 
 
+class _HasPrompt:
+    """Shared accessors of records with a ``prompt`` conversation."""
+
+    prompt: list[Message]
+
+    @property
+    def prompt_text(self) -> str:
+        """The prompt as one string (role markers for multi-turn)."""
+        return render_prompt(self.prompt)
+
+    @property
+    def prompt_key(self) -> str:
+        """Stable key of the normalised prompt (for splits and grouping)."""
+        return prompt_key(self.prompt)
+
+
 @dataclass
-class PreferencePair:
+class PreferencePair(_HasPrompt):
     """A prompt conversation with a preferred (chosen) and a dispreferred (rejected) response."""
 
     id: str
@@ -202,14 +218,6 @@ class PreferencePair:
         kw.setdefault("id", cls.make_id(msgs, chosen if isinstance(chosen, str) else "",
                                         rejected if isinstance(rejected, str) else ""))
         return cls(prompt=msgs, chosen=chosen, rejected=rejected, **kw)
-
-    @property
-    def prompt_text(self) -> str:
-        return render_prompt(self.prompt)
-
-    @property
-    def prompt_key(self) -> str:
-        return prompt_key(self.prompt)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -259,7 +267,7 @@ class PreferencePair:
 
 
 @dataclass
-class RankList:
+class RankList(_HasPrompt):
     """K responses to one prompt, best first. Ties are not representable: use pairs."""
 
     id: str
@@ -289,14 +297,6 @@ class RankList:
         msgs = as_messages(prompt)
         kw.setdefault("id", content_hash([m.to_dict() for m in msgs], responses)[:16])
         return cls(prompt=msgs, responses=list(responses) if isinstance(responses, (list, tuple)) else responses, **kw)
-
-    @property
-    def prompt_text(self) -> str:
-        return render_prompt(self.prompt)
-
-    @property
-    def prompt_key(self) -> str:
-        return prompt_key(self.prompt)
 
     def to_pairs(self) -> list[PreferencePair]:
         """All K(K-1)/2 ordered pairs (better, worse); meta records the ranks and the group."""
