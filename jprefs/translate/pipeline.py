@@ -75,7 +75,7 @@ def load_input(cfg: TranslateConfig) -> Loaded:
             raise ConfigError(f"source adapters are not available in this install ({e})\n"
                               f"  fix: convert first with `jprefs data convert`, then use --source jprefs") from e
         res = convert(cfg.input, source=cfg.source, mapping=cfg.mapping or None, split=cfg.split,
-                      license=cfg.license or None, strict=False, limit=cfg.limit or None)
+                      license=cfg.license or None, strict=False, limit=cfg.limit or None, show_progress=True)
         records, rejects, rows = list(res.records), list(res.rejects), res.rows_in
     for rec in records:
         if cfg.license and rec.license in ("", UNKNOWN_LICENSE):
