@@ -14,6 +14,6 @@ def progress(total: int | None = None, desc: str = "", unit: str = "it", **kw):
     """A tqdm bar showing rate (``unit/s``) and ETA; quiet when ``JPREFS_NO_PROGRESS=1``."""
     from tqdm.auto import tqdm
 
-    disable = os.environ.get("JPREFS_NO_PROGRESS") == "1" or kw.pop("disable", False)
+    disable = kw.pop("disable", False) or os.environ.get("JPREFS_NO_PROGRESS") == "1"
     return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr,
                 disable=disable, smoothing=0.1, **kw)
