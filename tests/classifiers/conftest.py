@@ -56,3 +56,38 @@ def tiny_tokenizer():
 @pytest.fixture
 def tiny_model():
     return make_model()
+
+
+def make_backbone_dir(path, seed: int = 0):
+    """Save a tiny BERT encoder + tokenizer as a backbone directory (what `backbone=PATH` loads)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    tok = make_tokenizer()
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                     attention_probs_dropout_prob=0.0, pad_token_id=tok.pad_token_id)
+    BertModel(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+GOOD = ["良いです", "好きです", "良い天気", "明るい日", "良い猫"]
+BAD = ["悪いです", "嫌いです", "悪い天気", "暗い雨", "悪い犬"]
+QUESTIONS = ["今日の天気は?", "猫は好き?", "日本の首都は?", "何がある?", "明日は?", "山は?", "海は?", "春は?"]
+
+
+def write_pairs(path, n: int = 48, seed: int = 0):
+    """A learnable toy preference set: chosen answers say 良/好, rejected ones 悪/嫌."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            q = QUESTIONS[i % len(QUESTIONS)] + "何" * (i // len(QUESTIONS))
+            f.write(json.dumps({"prompt": [{"role": "user", "content": q}], "chosen": rng.choice(GOOD) + "。",
+                                "rejected": rng.choice(BAD) + "。" * rng.randint(1, 3), "source": "toy",
+                                "license": "cc0-1.0"}, ensure_ascii=False) + "\n")
+    return str(path)

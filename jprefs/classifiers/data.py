@@ -1,0 +1,213 @@
+"""Training data for reward models: pairs, rank lists and binary examples, with rejects and splits.
+
+Accepted inputs (``data_format=auto`` picks by suffix and first row):
+
+- canonical JSONL of :class:`PreferencePair` / :class:`RankList` (``jprefs data convert``),
+  or any source of :mod:`jprefs.data.adapters` via ``data_source``;
+- binary JSONL: ``{prompt?, response, label}`` or ``{text, label}``;
+- ``text<TAB>label`` TSV with or without a header (e.g. chABSA: no header, a trailing tab).
+
+Bad rows are never dropped silently: each goes to the rejects list with its
+file, line and reason, and ``rows_in == len(records) + len(rejects)``.
+
+Example::
+
+    d = load_rm_data("/work/shared/data/chabsa_binary/train.tsv")
+    d.kind, len(d.records), len(d.rejects)     # ('binary', 1970, 0)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jprefs.data.schema import BinaryExample, Message, PreferencePair, RankList, SchemaError, prompt_key
+from jprefs.errors import DataError
+
+
+@dataclass
+class RMData:
+    """Records of one kind: ``binary`` (BinaryExample) or ``records`` (PreferencePair | RankList)."""
+
+    kind: str
+    records: list[Any]
+    rejects: list[dict] = field(default_factory=list)
+    rows_in: int = 0
+    path: str = ""
+    license: str = ""
+
+    def pairs(self) -> list[PreferencePair]:
+        """All preference pairs (rank lists expanded into their K(K-1)/2 pairs)."""
+        self._need_records("pairs")
+        out: list[PreferencePair] = []
+        for r in self.records:
+            out.extend(r.to_pairs() if isinstance(r, RankList) else [r])
+        return out
+
+    def lists(self) -> list[RankList]:
+        """Rank lists; a pair is a list of two (best first)."""
+        self._need_records("rank lists")
+        return [r if isinstance(r, RankList) else
+                RankList(id=r.id, prompt=r.prompt, responses=[r.chosen, r.rejected], source=r.source,
+                         source_id=r.source_id, license=r.license, meta=r.meta) for r in self.records]
+
+    def binary(self) -> list[BinaryExample]:
+        """Binary examples; pairs become (chosen, 1) and (rejected, 0)."""
+        if self.kind == "binary":
+            return list(self.records)
+        return [b for p in self.pairs() for b in p.to_binary()]
+
+    def _need_records(self, what: str) -> None:
+        if self.kind != "records":
+            raise DataError(f"{self.path}: the {self.kind} examples in this file cannot be used as {what}",
+                            fix="use objective=binary for labelled examples, or give preference pairs "
+                                "(`jprefs data convert` makes them)")
+
+
+def _is_table(name: str) -> bool:
+    return name.endswith((".tsv", ".csv", ".tsv.gz", ".csv.gz", ".txt"))
+
+
+def _first_row(path: Path) -> dict | None:
+    from jprefs.data.io import iter_jsonl
+
+    for row in iter_jsonl(path):
+        if row.error is None:
+            return row.data
+    return None
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """``pairs`` | ``binary`` | ``tsv`` from the suffix and the first valid row."""
+    p = Path(path)
+    name = p.name.lower()
+    if _is_table(name):
+        return "tsv"
+    first = _first_row(p)
+    if first is None:
+        raise DataError(f"{p}: no valid JSON rows", fix="check the file (it may be empty or not JSONL)")
+    if "chosen" in first or "responses" in first:
+        return "pairs"
+    if "label" in first:
+        return "binary"
+    raise DataError(f"{p}: cannot tell the data format from the first row (keys {sorted(first)[:8]})",
+                    fix="set data_format=pairs|binary|tsv, or data_source=<adapter> (see `jprefs data convert --help`)")
+
+
+def _reject(rejects: list[dict], path: str, locator: Any, reason: str, error: str, raw: Any) -> None:
+    rejects.append({"file": path, "line": locator, "reason": reason, "error": error,
+                    "raw": raw if isinstance(raw, (str, dict, list)) or raw is None else repr(raw)})
+
+
+def _table_rows(p: Path):
+    """Rows of a TSV/CSV: headerless ``text<TAB>label`` when the first line ends in a 0/1 label."""
+    from jprefs.data.io import iter_table, iter_text_lines
+
+    header = True
+    for _, text, err in iter_text_lines(p):
+        if err or not text or not text.strip():
+            continue
+        delim = "\t" if "\t" in text else ","
+        fields = [f for f in text.split(delim)]
+        while fields and fields[-1] == "":
+            fields.pop()
+        header = not (len(fields) >= 2 and fields[-1].strip() in ("0", "1"))
+        break
+    if header:
+        return iter_table(p)
+    return iter_table(p, header=False, columns=["text", "label"])
+
+
+def load_rm_data(path: str | os.PathLike, *, data_format: str = "auto", source: str = "", limit: int = 0,
+                 license: str = "") -> RMData:
+    """Read reward-model data; bad rows become rejects (``rows_in == len(records) + len(rejects)``).
+
+    >>> d = load_rm_data("pairs.jsonl")              # doctest: +SKIP
+    """
+    from jprefs.data.io import check_input, iter_jsonl, iter_records
+
+    spath = str(path)
+    if source:
+        from jprefs.data.adapters import convert
+
+        res = convert(spath, source=source, license=license or None, limit=limit or None)
+        rejects = [dict(r, file=spath) for r in res.rejects]
+        return RMData("records", list(res.records), rejects, res.rows_in, spath, res.license)
+    p = check_input(path)
+    fmt = detect_format(p) if data_format == "auto" else data_format
+    records: list[Any] = []
+    rejects: list[dict] = []
+    n_in = 0
+    if fmt == "pairs":
+        for row, rec in iter_records(p):
+            if limit and len(records) >= limit:
+                break
+            n_in += 1
+            if rec is None:
+                _reject(rejects, spath, row.locator, row.reason or "invalid_record", row.error or "", row.data)
+            else:
+                records.append(rec)
+        kind = "records"
+    elif fmt in ("binary", "tsv"):
+        rows = iter_jsonl(p) if fmt == "binary" else _table_rows(p)
+        for row in rows:
+            if limit and len(records) >= limit:
+                break
+            n_in += 1
+            if row.error:
+                _reject(rejects, spath, row.locator, row.reason or "bad_row", row.error, row.data)
+                continue
+            try:
+                records.append(BinaryExample.from_dict(row.data))
+            except SchemaError as e:
+                _reject(rejects, spath, row.locator, e.reason, str(e), row.data)
+        kind = "binary"
+    else:
+        raise DataError(f"unknown data_format {fmt!r}", fix="use auto, pairs, binary or tsv")
+    if not records:
+        first = rejects[0] if rejects else None
+        hint = f" (first reject, line {first['line']}: {first['error']})" if first else ""
+        raise DataError(f"{p}: no usable rows out of {n_in}{hint}",
+                        fix="check data_format and the file's columns (text<TAB>label, or prompt/chosen/rejected)")
+    lic = license or _common_license(records)
+    return RMData(kind, records, rejects, n_in, spath, lic)
+
+
+def _common_license(records: list[Any]) -> str:
+    lics = sorted({getattr(r, "license", "") or "unknown" for r in records})
+    return lics[0] if len(lics) == 1 else ", ".join(lics)
+
+
+def group_key(record: Any) -> str:
+    """The split key: the prompt conversation, or the text itself for prompt-less examples."""
+    prompt = getattr(record, "prompt", None)
+    if prompt:
+        return prompt_key(prompt)
+    return prompt_key([Message("user", record.response)])
+
+
+def split_by_group(data: RMData, fraction: float, seed: int) -> tuple[RMData, RMData]:
+    """Hold out ``fraction`` of the rows by prompt (by text for prompt-less examples), deterministically."""
+    import math
+    import random
+
+    groups: dict[str, list[int]] = {}
+    for i, r in enumerate(data.records):
+        groups.setdefault(group_key(r), []).append(i)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    target = math.ceil(fraction * len(data.records))
+    held: set[int] = set()
+    for k in keys:
+        if len(held) >= target:
+            break
+        held.update(groups[k])
+    if len(held) >= len(data.records) or not held:
+        raise DataError(f"{data.path}: cannot hold out {fraction:.0%} by prompt: {len(data.records)} rows in "
+                        f"{len(groups)} prompt group(s)", fix="give eval_data=FILE or use more data")
+    train = [r for i, r in enumerate(data.records) if i not in held]
+    ev = [r for i, r in enumerate(data.records) if i in held]
+    return (RMData(data.kind, train, data.rejects, data.rows_in, data.path, data.license),
+            RMData(data.kind, ev, [], 0, data.path + f" (held out {fraction:.0%} by prompt)", data.license))

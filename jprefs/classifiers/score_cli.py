@@ -1,0 +1,79 @@
+"""``jprefs score``: score (prompt, response) pairs or preference pairs with a reward model.
+
+    jprefs score MODEL INPUT -o scores.jsonl
+
+INPUT is a canonical pairs JSONL (both responses are scored and ``chosen_reward``,
+``rejected_reward`` added), a binary JSONL / TSV (``reward`` added), or a JSONL of
+``{prompt?, response}`` rows. MODEL is a jprefs reward model directory, a Hub id,
+or a plain sequence classifier (``--label`` picks its chosen class).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """examples:
+  jprefs score out/chabsa-rm /work/shared/data/chabsa_binary/test.tsv -o scores.jsonl
+  jprefs score out/rm pairs.jsonl -o scored.jsonl --batch-size 64
+  jprefs score some/hub-sentiment-model texts.jsonl --label positive -o scores.jsonl
+"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EXAMPLES
+    parser.add_argument("model", help="jprefs reward-model directory, Hub id, or sequence-classification model")
+    parser.add_argument("input", help="pairs JSONL, binary JSONL/TSV, or JSONL of {prompt?, response}")
+    parser.add_argument("-o", "--output", required=True, help="output JSONL (input rows plus rewards)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--label", help="chosen label (name or index) of a plain classifier")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--dtype", help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on GPU)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from jprefs.classifiers.data import RMData, detect_format, load_rm_data
+    from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.data.io import eprint, iter_jsonl, rejects_path_for, write_jsonl
+    from jprefs.errors import DataError
+
+    try:
+        fmt = detect_format(args.input)
+    except DataError:
+        fmt = "plain"
+    rejects: list[dict] = []
+    if fmt == "plain":
+        rows, prompts, responses = [], [], []
+        for row in iter_jsonl(args.input):
+            if row.error or not isinstance(row.data.get("response", row.data.get("text")), str):
+                rejects.append({"line": row.locator, "reason": row.reason or "no_response",
+                                "error": row.error or "row has no string 'response' or 'text'", "raw": row.data})
+                continue
+            rows.append(row.data)
+            prompts.append(row.data.get("prompt"))
+            responses.append(row.data.get("response", row.data.get("text")))
+    else:
+        data: RMData = load_rm_data(args.input, data_format=fmt)
+        rejects = data.rejects
+    rm = RewardModel.from_pretrained(args.model, device=args.device, dtype=args.dtype, label=args.label)
+    eprint(f"scoring with {rm}")
+    if fmt == "plain":
+        r = rm.score(prompts, responses, batch_size=args.batch_size, show_progress=True)
+        out = [dict(row, reward=float(x)) for row, x in zip(rows, r)]
+    elif data.kind == "records":
+        pairs = data.pairs()
+        n = len(pairs)
+        r = rm.score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+                     batch_size=args.batch_size, show_progress=True)
+        out = [dict(p.to_dict(), chosen_reward=float(r[i]), rejected_reward=float(r[n + i])) for i, p in enumerate(pairs)]
+        acc = float((r[:n] > r[n:]).mean()) if n else float("nan")
+        eprint(f"pairwise accuracy {acc:.4f} on {n} pairs")
+    else:
+        ex = data.binary()
+        r = rm.score([e.prompt for e in ex], [e.response for e in ex], batch_size=args.batch_size, show_progress=True)
+        out = [dict(e.to_dict(), reward=float(x)) for e, x in zip(ex, r)]
+    write_jsonl(args.output, out)
+    if rejects:
+        write_jsonl(rejects_path_for(args.output), rejects)
+    eprint(f"wrote {len(out)} rows to {args.output}" + (f"; {len(rejects)} rejected rows to "
+                                                          f"{rejects_path_for(args.output)}" if rejects else ""))
+    return 0

@@ -1,0 +1,405 @@
+"""``jprefs train-rm``: train a reward model (binary classifier, Bradley-Terry, or listwise).
+
+Read top to bottom: data -> model -> batches -> loop (eval each epoch, best
+checkpoint kept) -> centring -> save (model, reward config, metrics, plots, card).
+
+Batches are *groups* of sequences so one loop serves every objective:
+
+- binary: each example is one sequence with a 0/1 label; ``logits`` is ``(N, 2)``;
+- pairwise: each pair is a group of 2 (chosen, rejected); one scalar head;
+- listwise: each rank list is a group of K (best first); one scalar head.
+
+``groups`` is a ``(G, K)`` index tensor into the flat batch of sequences, ``-1``
+for padding, so ``rewards[groups]`` is ``(G, K)``. The loop uses
+``accelerate.Accelerator``, so ``accelerate launch -m jprefs.cli train-rm ...``
+runs data-parallel on several GPUs; bf16 autocast is used where available.
+
+Example::
+
+    cfg = load_config(TrainRMConfig, "classifiers/recipes/tiny.yaml", ["epochs=1"])
+    metrics = train_reward_model(cfg)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jprefs.classifiers.config import TrainRMConfig
+from jprefs.errors import ConfigError, DataError
+
+
+# ------------------------------------------------------------------ data -> flat sequences + groups
+
+@dataclass
+class Items:
+    """Training items over one flat list of encoded sequences.
+
+    ``groups[i]`` are the sequence indices of item ``i`` (1 for binary, 2 for a
+    pair, K for a rank list, best first); ``labels[i]`` the 0/1 label (binary);
+    ``margins[i]`` the pair margin (pairwise).
+    """
+
+    enc: Any                    # jprefs.classifiers.inputs.Encoded, all sequences
+    groups: list[list[int]]
+    labels: list[int] | None = None
+    margins: list[float] | None = None
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def length(self, i: int) -> int:
+        return max(len(self.enc.input_ids[j]) for j in self.groups[i])
+
+
+def build_items(data, cfg: TrainRMConfig, tokenizer, max_length: int) -> Items:
+    """Encode the data for ``cfg.objective``; errors say which objective needs which data."""
+    from jprefs.classifiers.inputs import encode_pairs
+
+    def enc(prompts, responses):
+        return encode_pairs(tokenizer, prompts, responses, max_length=max_length,
+                            max_prompt_length=cfg.max_prompt_length)
+
+    if cfg.objective == "binary":
+        ex = data.binary()
+        e = enc([x.prompt for x in ex], [x.response for x in ex])
+        return Items(e, [[i] for i in range(len(ex))], labels=[x.label for x in ex])
+    if cfg.objective == "pairwise":
+        pairs = data.pairs()
+        n = len(pairs)
+        e = enc([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+        margins = [(p.margin or 0.0) if cfg.use_pair_margin else 0.0 for p in pairs]
+        return Items(e, [[i, n + i] for i in range(n)], margins=margins)
+    lists = data.lists()
+    prompts, responses, groups = [], [], []
+    for rl in lists:
+        groups.append(list(range(len(responses), len(responses) + len(rl.responses))))
+        prompts.extend([rl.prompt] * len(rl.responses))
+        responses.extend(rl.responses)
+    return Items(enc(prompts, responses), groups)
+
+
+def make_batches(items: Items, batch_size: int, *, seed: int, epoch: int, group_by_length: bool) -> list[list[int]]:
+    """Shuffled batches of item indices; with ``group_by_length`` items of similar length share a batch.
+
+    Like HF's LengthGroupedSampler: shuffle, cut into mega-batches of 50
+    batches, sort each by length, split, then shuffle the batch order.
+    """
+    rng = random.Random(seed * 1000 + epoch)
+    idx = list(range(len(items)))
+    rng.shuffle(idx)
+    if group_by_length:
+        mega = batch_size * 50
+        idx = [i for s in range(0, len(idx), mega)
+               for i in sorted(idx[s:s + mega], key=lambda j: -items.length(j))]
+    batches = [idx[s:s + batch_size] for s in range(0, len(idx), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+class _BatchList:
+    """A batch sampler over precomputed batches (Accelerate shards it across processes)."""
+
+    def __init__(self, batches: list[list[int]]):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def collate_items(items: Items, item_idx: list[int], pad_id: int) -> dict[str, Any]:
+    """Tensors for a batch of items: model inputs ``(N, T)``, ``groups`` ``(G, K)`` (-1 = pad), labels/margins."""
+    import torch
+
+    from jprefs.classifiers.inputs import collate
+
+    seqs: list[int] = []
+    groups = []
+    for i in item_idx:
+        groups.append(list(range(len(seqs), len(seqs) + len(items.groups[i]))))
+        seqs.extend(items.groups[i])
+    K = max(len(g) for g in groups)
+    g = torch.full((len(groups), K), -1, dtype=torch.long)
+    for r, gi in enumerate(groups):
+        g[r, :len(gi)] = torch.tensor(gi)
+    batch = {"inputs": collate(items.enc, seqs, pad_id), "groups": g}
+    if items.labels is not None:
+        batch["labels"] = torch.tensor([items.labels[i] for i in item_idx], dtype=torch.long)
+    if items.margins is not None:
+        batch["margins"] = torch.tensor([items.margins[i] for i in item_idx], dtype=torch.float)
+    return batch
+
+
+def compute_loss(cfg: TrainRMConfig, logits, batch: dict[str, Any]):
+    """The objective's loss from ``(N, C)`` logits of the flat batch (see the module docstring)."""
+    from jprefs.classifiers.losses import all_pairs_loss, binary_loss, bradley_terry_loss, plackett_luce_loss
+
+    if cfg.objective == "binary":
+        return binary_loss(logits, batch["labels"])
+    r = logits[:, 0]                                                   # (N,) scalar rewards
+    groups = batch["groups"]                                           # (G, K)
+    mask = groups >= 0
+    rg = r[groups.clamp(min=0)]                                        # (G, K)
+    if cfg.objective == "pairwise":
+        margin = batch["margins"] + cfg.margin                         # (G,)
+        return bradley_terry_loss(rg[:, 0], rg[:, 1], margin)
+    if cfg.listwise_loss == "all-pairs":
+        return all_pairs_loss(rg, mask)
+    return plackett_luce_loss(rg, mask)
+
+
+# ------------------------------------------------------------------ model
+
+def _apply_lora(model, cfg: TrainRMConfig):
+    from jprefs.errors import require
+
+    peft = require("peft", "peft", "LoRA (lora=true)")
+    names = {n.split(".")[-1] for n, _ in model.named_modules()}
+    targets = [t for t in cfg.lora_target_modules if t in names]
+    if not targets:
+        raise ConfigError(f"config key 'lora_target_modules': none of {cfg.lora_target_modules} is a module of this "
+                          f"backbone; some names it has: {sorted(names)[:20]}")
+    lcfg = peft.LoraConfig(task_type=peft.TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                           lora_dropout=cfg.lora_dropout, target_modules=targets)
+    return peft.get_peft_model(model, lcfg)
+
+
+def _freeze_embeddings(model) -> int:
+    emb = model.get_input_embeddings()
+    n = 0
+    for p in emb.parameters():
+        p.requires_grad_(False)
+        n += p.numel()
+    return n
+
+
+def _mixed_precision(cfg: TrainRMConfig) -> str:
+    import torch
+
+    if cfg.mixed_precision == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return cfg.mixed_precision
+
+
+# ------------------------------------------------------------------ the loop
+
+def _load_split(cfg: TrainRMConfig, log):
+    from jprefs.classifiers.data import load_rm_data, split_by_group
+
+    if not cfg.data:
+        raise ConfigError("no training data: pass --data FILE or set `data:` in the recipe")
+    train = load_rm_data(cfg.data, data_format=cfg.data_format, source=cfg.data_source, limit=cfg.limit,
+                         license=cfg.data_license)
+    if cfg.eval_data:
+        ev = load_rm_data(cfg.eval_data, data_format=cfg.data_format, source=cfg.data_source,
+                          limit=cfg.eval_limit, license=cfg.data_license)
+    else:
+        train, ev = split_by_group(train, cfg.eval_fraction, cfg.seed)
+        if cfg.eval_limit:
+            ev.records = ev.records[:cfg.eval_limit]
+    test = load_rm_data(cfg.test_data, data_format=cfg.data_format, source=cfg.data_source,
+                        limit=cfg.eval_limit, license=cfg.data_license) if cfg.test_data else None
+    log(f"data: {len(train.records)} train / {len(ev.records)} eval"
+        + (f" / {len(test.records)} test" if test else "") + f" {train.kind} rows; "
+        f"{len(train.rejects) + len(ev.rejects) + (len(test.rejects) if test else 0)} rejected")
+    return train, ev, test
+
+
+def _selection_metric(cfg: TrainRMConfig, data) -> str:
+    return "accuracy" if data.kind == "binary" else "pairwise_accuracy"
+
+
+def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
+    """Train, evaluate and save a reward model to ``cfg.output_dir``; return the metrics dict.
+
+    >>> train_reward_model(load_config(TrainRMConfig, "classifiers/recipes/tiny.yaml"))   # doctest: +SKIP
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from torch.utils.data import DataLoader
+    from transformers import get_linear_schedule_with_warmup
+
+    from jprefs.classifiers.evaluate import evaluate_and_plot
+    from jprefs.classifiers.inputs import model_max_length
+    from jprefs.classifiers.reward_model import RewardConfig, RewardModel
+    from jprefs.config import save_config
+    from jprefs.data.io import atomic_write_json, write_jsonl
+    from jprefs.progress import progress
+
+    if not cfg.output_dir:
+        raise ConfigError("no output directory: pass -o DIR (or output_dir=DIR)")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), gradient_accumulation_steps=cfg.grad_accum)
+    is_main = accelerator.is_main_process
+    if not is_main:
+        log = lambda *a, **k: None  # noqa: E731
+    set_seed(cfg.seed)
+    save_config(cfg, out / "config.yaml")
+
+    # ---- data
+    train_data, eval_data, test_data = _load_split(cfg, log)
+    rejects = train_data.rejects + eval_data.rejects + (test_data.rejects if test_data else [])
+    if rejects and is_main:
+        write_jsonl(out / "rejects.jsonl", rejects)
+    if cfg.objective != "binary" and train_data.kind == "binary":
+        raise DataError(f"{cfg.data}: objective={cfg.objective} needs preference pairs or rank lists, "
+                        f"but the file holds labelled examples", fix="use objective=binary")
+
+    # ---- model
+    from jprefs.classifiers.backbones import load_classifier
+
+    num_labels = 2 if cfg.objective == "binary" else 1
+    model, tok = load_classifier(cfg.backbone, num_labels,
+                                 label_names=cfg.label_names if num_labels == 2 else ["reward"])
+    max_length = model_max_length(model.config, cfg.max_length)
+    if max_length < cfg.max_length:
+        log(f"max_length {cfg.max_length} capped at the model's position limit: {max_length}")
+    frozen = _freeze_embeddings(model) if cfg.freeze_embeddings and not cfg.lora else 0
+    if cfg.lora:
+        model = _apply_lora(model, cfg)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"model: {cfg.backbone} -> {type(model).__name__}, {n_train / 1e6:.2f}M trainable parameters"
+        + (f" ({frozen / 1e6:.1f}M embedding parameters frozen)" if frozen else ""))
+
+    # ---- batches
+    t0 = time.time()
+    items = build_items(train_data, cfg, tok, max_length)
+    truncated = sum(items.enc.truncated)
+    log(f"encoded {len(items.enc)} sequences in {time.time() - t0:.1f}s "
+        f"({truncated} truncated to {max_length} tokens)")
+    pad_id = tok.pad_token_id
+    steps_per_epoch = math.ceil(math.ceil(len(items) / cfg.batch_size) / cfg.grad_accum)
+    total_steps = max(1, steps_per_epoch * cfg.epochs)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+
+    reward_cfg = RewardConfig(objective=cfg.objective, input="response" if _prompt_less(train_data) else "pair",
+                              chosen_index=1 if num_labels == 2 else 0, max_length=max_length,
+                              max_prompt_length=cfg.max_prompt_length, base_model=cfg.backbone,
+                              labels=list(cfg.label_names) if num_labels == 2 else ["reward"])
+    select = _selection_metric(cfg, eval_data)
+    best: dict[str, Any] = {"score": -math.inf, "epoch": -1, "state": None}
+    history = []
+
+    # ---- loop
+    step = 0
+    for epoch in range(cfg.epochs):
+        model.train()
+        batches = make_batches(items, cfg.batch_size, seed=cfg.seed, epoch=epoch, group_by_length=cfg.group_by_length)
+        loader = accelerator.prepare_data_loader(DataLoader(
+            list(range(len(items))), batch_sampler=_BatchList(batches),
+            collate_fn=lambda idx: collate_items(items, idx, pad_id)))
+        bar = progress(total=len(items), desc=f"train-rm epoch {epoch + 1}/{cfg.epochs}", unit="ex",
+                       disable=not is_main)
+        run_loss, n_loss = 0.0, 0
+        for batch in loader:
+            with accelerator.accumulate(model):
+                logits = model(**batch["inputs"]).logits                 # (N, C)
+                loss = compute_loss(cfg, logits, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    if cfg.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    step += 1
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            run_loss += float(loss.detach())
+            n_loss += 1
+            bar.update(len(batch["groups"]) * accelerator.num_processes)
+            bar.set_postfix(loss=f"{run_loss / n_loss:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        bar.close()
+        # ---- evaluate, keep the best trainable weights in memory (frozen ones never change)
+        unwrapped = accelerator.unwrap_model(model)
+        ev = {}
+        if is_main:
+            rm = RewardModel(_plain(unwrapped), tok, RewardConfig(**{**reward_cfg.to_dict(), "center": 0.0}))
+            ev = evaluate_and_plot(rm, eval_data, out, name="eval", batch_size=cfg.eval_batch_size, plots=False)
+        entry = {"epoch": epoch + 1, "step": step, "losses/train": run_loss / max(1, n_loss),
+                 **{f"eval/{k}": v for k, v in ev.items() if isinstance(v, (int, float))}}
+        history.append(entry)
+        log(json.dumps(entry, ensure_ascii=False))
+        if is_main and ev.get(select, -math.inf) > best["score"]:
+            best = {"score": ev[select], "epoch": epoch + 1,
+                    "state": {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters() if p.requires_grad}}
+        accelerator.wait_for_everyone()
+
+    if not is_main:
+        return {}
+    # ---- best checkpoint, centring, save
+    unwrapped = accelerator.unwrap_model(model)
+    if best["state"] is not None:
+        with torch.no_grad():
+            params = dict(unwrapped.named_parameters())
+            for n, v in best["state"].items():
+                params[n].copy_(v)
+    final = _plain(unwrapped, merge=True)
+    rm = RewardModel(final, tok, reward_cfg)
+    rm.config.center = _centre(rm, train_data, cfg)
+    log(f"best epoch {best['epoch']} ({select} {best['score']:.4f}); centring constant {rm.config.center:.4f}")
+    rm.save_pretrained(out)
+    metrics: dict[str, Any] = {
+        "objective": cfg.objective, "backbone": cfg.backbone, "best_epoch": best["epoch"], "selected_by": select,
+        "data": {"train": len(train_data.records), "eval": len(eval_data.records),
+                 "test": len(test_data.records) if test_data else 0, "rows_in": train_data.rows_in,
+                 "rejected": len(rejects), "truncated_train_sequences": truncated},
+        "center": rm.config.center, "history": history,
+        "eval": evaluate_and_plot(rm, eval_data, out, name="eval", batch_size=cfg.eval_batch_size,
+                                  plots=cfg.plots, label_names=cfg.label_names),
+    }
+    if test_data is not None:
+        metrics["test"] = evaluate_and_plot(rm, test_data, out, name="test", batch_size=cfg.eval_batch_size,
+                                            plots=cfg.plots, label_names=cfg.label_names)
+    atomic_write_json(out / "metrics.json", metrics)
+    from jprefs.classifiers.card import write_model_card
+
+    write_model_card(out, cfg, metrics, license=train_data.license)
+    log(f"saved reward model to {out}")
+    return metrics
+
+
+def _prompt_less(data) -> bool:
+    return data.kind == "binary" and all(getattr(r, "prompt", None) is None for r in data.records)
+
+
+def _plain(model, merge: bool = False):
+    """The transformers model under a peft wrapper (merged into the base weights when ``merge``)."""
+    if hasattr(model, "merge_and_unload") and merge:
+        return model.merge_and_unload()
+    if hasattr(model, "get_base_model") and not merge:
+        return model   # a PeftModel forwards like the base model; keep adapters live for evaluation
+    return model
+
+
+def _centre(rm, data, cfg: TrainRMConfig) -> float:
+    """Mean reward over (a seeded sample of) the training responses: subtracting it centres rewards on 0."""
+    import numpy as np
+
+    if data.kind == "binary":
+        ex = data.binary()
+        prompts, responses = [e.prompt for e in ex], [e.response for e in ex]
+    else:
+        pairs = data.pairs()
+        prompts = [p.prompt for p in pairs] * 2
+        responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    idx = list(range(len(responses)))
+    if cfg.center_samples and len(idx) > cfg.center_samples:
+        idx = sorted(random.Random(cfg.seed).sample(idx, cfg.center_samples))
+    saved, rm.config.center = rm.config.center, 0.0
+    r = rm.score([prompts[i] for i in idx], [responses[i] for i in idx], batch_size=cfg.eval_batch_size)
+    rm.config.center = saved
+    return float(np.mean(r))

@@ -1,0 +1,105 @@
+"""End-to-end train-rm on a tiny BERT built from a config: every objective, saving, centring, CLI, errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from jprefs.classifiers.config import TrainRMConfig
+from jprefs.config import load_config
+from jprefs.errors import ConfigError
+
+from .conftest import make_backbone_dir, write_pairs
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    d = tmp_path_factory.mktemp("toy")
+    return {"backbone": make_backbone_dir(d / "bb"), "pairs": write_pairs(d / "pairs.jsonl"), "dir": d}
+
+
+def _train(toy, out, **kw):
+    from jprefs.classifiers.train import train_reward_model
+
+    base = dict(data=toy["pairs"], backbone=toy["backbone"], epochs=3, lr=3e-3, batch_size=8, max_length=48,
+                eval_fraction=0.25, freeze_embeddings=False, warmup_ratio=0.0, output_dir=str(out), plots=False)
+    base.update(kw)
+    return train_reward_model(load_config(TrainRMConfig, None, base), log=lambda *a, **k: None)
+
+
+@pytest.mark.parametrize("objective", ["binary", "pairwise", "listwise"])
+def test_each_objective_learns_the_toy_preference_and_saves_a_loadable_model(toy, tmp_path, objective):
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.classifiers.reward_model import RewardModel
+
+    out = tmp_path / objective
+    m = _train(toy, out, objective=objective)
+    ev = m["eval"]
+    # chosen answers say 良/好, rejected ones 悪/嫌 and are longer: the length baseline is poor
+    assert ev["pairwise_accuracy"] >= 0.75 > ev["length_baseline_accuracy"]
+    for f in ("model.safetensors", "jprefs_reward.json", "tokenizer.json", "config.yaml", "metrics.json", "README.md"):
+        assert (out / f).exists(), f
+    rm = RewardModel.from_pretrained(out, device="cpu")
+    assert rm.config.objective == objective and rm.model.config.num_labels == (2 if objective == "binary" else 1)
+    # reloading reproduces the saved evaluation
+    from jprefs.classifiers.data import split_by_group
+    from jprefs.classifiers.evaluate import evaluate_pairs
+
+    train, held = split_by_group(load_rm_data(toy["pairs"]), 0.25, 42)
+    assert evaluate_pairs(rm, held.pairs())[0]["pairwise_accuracy"] == pytest.approx(ev["pairwise_accuracy"])
+    # centring: the mean reward over the training responses is 0
+    pairs = train.pairs()
+    r = rm.score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+    assert abs(float(np.mean(r))) < 1e-4
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["data"]["train"] + saved["data"]["eval"] == 48 and saved["best_epoch"] >= 1
+
+
+def test_binary_text_data_with_bad_rows_goes_to_rejects(toy, tmp_path):
+    tsv = tmp_path / "sent.tsv"
+    good = ["良いです。\t1\t", "悪いです。\t0\t"] * 12
+    tsv.write_text("\n".join(good[:5] + ["壊れた行\tx\t", "ラベルなし"] + good[5:]) + "\n", encoding="utf-8")
+    out = tmp_path / "bin"
+    m = _train(toy, out, data=str(tsv), objective="binary", label_names=["negative", "positive"], epochs=1)
+    assert m["data"]["rows_in"] == 26 and m["data"]["rejected"] == 2
+    assert m["data"]["train"] + m["data"]["eval"] == 24
+    rejects = [json.loads(x) for x in (out / "rejects.jsonl").read_text().splitlines()]
+    assert {r["line"] for r in rejects} == {6, 7}
+    assert "accuracy" in m["eval"] and "roc_auc" in m["eval"]
+    cfg = json.loads((out / "jprefs_reward.json").read_text())
+    assert cfg["input"] == "response" and cfg["labels"] == ["negative", "positive"]
+
+
+def test_pairwise_objective_on_labelled_examples_is_a_clear_error(toy, tmp_path):
+    from jprefs.errors import DataError
+
+    tsv = tmp_path / "s.tsv"
+    tsv.write_text("良い\t1\n悪い\t0\n" * 10, encoding="utf-8")
+    with pytest.raises(DataError, match="objective=binary"):
+        _train(toy, tmp_path / "x", data=str(tsv), objective="pairwise")
+
+
+def test_cli_both_forms_and_errors(toy, tmp_path, capsys):
+    from jprefs.cli import main
+
+    rc = main(["train-rm", "--data", toy["pairs"], "--backbone", toy["backbone"], "--objective", "pairwise",
+               "epochs=1", "max_length=48", "plots=false", "-o", str(tmp_path / "cli")])
+    assert rc == 0 and (tmp_path / "cli" / "jprefs_reward.json").exists()
+    assert "pairwise_accuracy=" in capsys.readouterr().out
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"data: {toy['pairs']}\nbackbone: {toy['backbone']}\nobjective: listwise\nepochs: 1\n"
+                      f"max_length: 48\nplots: false\n", encoding="utf-8")
+    assert main(["train-rm", str(recipe), "lr=1e-3", "-o", str(tmp_path / "cli2")]) == 0
+    assert main(["train-rm", str(recipe), "epoks=2", "-o", str(tmp_path / "e")]) == 2
+    assert "Did you mean 'epochs'" in capsys.readouterr().err
+    assert main(["train-rm", "--backbone", toy["backbone"], "-o", str(tmp_path / "e")]) == 2
+    assert "no training data" in capsys.readouterr().err
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="objective"):
+        load_config(TrainRMConfig, None, ["objective=ranking"])
+    with pytest.raises(ConfigError, match="eval_fraction"):
+        load_config(TrainRMConfig, None, ["eval_fraction=1.5"])
