@@ -87,6 +87,9 @@ class FakeServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, like real inference servers
+            disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms stalls
+
             def log_message(self, *a):  # keep test output quiet
                 pass
 
@@ -131,7 +134,10 @@ class FakeServer:
                 with server._lock:
                     server.completions += 1
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # the default (5) drops connects under concurrency: 1 s SYN retries
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
