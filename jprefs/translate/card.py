@@ -72,13 +72,13 @@ def render_card(cfg, template, summary: dict[str, Any], command: str = "", sourc
         f"| `binary.jsonl` | {summary.get('binary_out', 0)} | (prompt, response, label): chosen = 1, rejected = 0 |",
         f"| `rejects.jsonl` | {sum(rej.values())} | rows not translated or failing a check, with the reason |", "",
         "## Counts", "",
-        f"- input rows: {summary.get('rows_in', 0)} (unreadable: {summary.get('input_rejects', 0)}); "
+        f"- input rows: {summary.get('rows_in', 0)} (rejected while reading: {summary.get('input_rejects', 0)}); "
         f"pairs: {summary.get('pairs_in', 0)}; kept: {summary.get('pairs_out', 0)}; "
         f"rejected by the checks: {summary.get('quality_rejects', 0)}",
         f"- rejects by reason: " + (", ".join(f"{k} {v}" for k, v in rej.items()) or "none"),
         f"- flags raised (a row can have several): " + (", ".join(f"{k} {v}" for k, v in summary.get("flags", {}).items()) or "none"),
         f"- translation units: {summary.get('unit_occurrences', 0)} occurrences, {summary.get('distinct_units', 0)} distinct; "
-        f"source characters sent / naive per-field total: {summary.get('dedup_ratio', 0)}",
+        f"source characters sent / naive total (prompt sent again with each response): {summary.get('dedup_ratio', 0)}",
         f"- licences: " + ", ".join(f"{k} ({v} pairs)" for k, v in sorted(licenses.items())), "",
         "## Translation", "",
         f"- engine: `{cfg.engine}`, model: `{cfg.model}`" + (f" @ `{cfg.revision}`" if cfg.revision else " (revision not pinned)"),

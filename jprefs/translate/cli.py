@@ -130,7 +130,7 @@ def _print_summary(s: dict, out: str) -> None:
                f"({s['cache_hits']} of {s['distinct_units']} were cached); merge the shards with "
                f"`jprefs translate merge DIR... -o OUT`")
         return
-    eprint(f"rows in {s['rows_in']} = {s['records']} records + {s['input_rejects']} unreadable; "
+    eprint(f"rows in {s['rows_in']} = {s['records']} records + {s['input_rejects']} rejected while reading; "
            f"pairs {s['pairs_in']} -> kept {s['pairs_out']} + rejected {s['quality_rejects']}")
     eprint(f"units: {s['unit_occurrences']} occurrences, {s['distinct_units']} distinct "
            f"(sent/naive chars {s['dedup_ratio']}); cache hits {s['cache_hits']}, translated now "

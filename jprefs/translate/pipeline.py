@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -274,8 +275,7 @@ class MissingUnits(JprefsError):
 def assemble(loaded: Loaded, plan: Plan, keys: list[str], cache: Cache, cfg: TranslateConfig,
              template: Template) -> tuple[list[PreferencePair], RejectsWriter, Counter]:
     """Rebuild every pair from the cache, check it, and split kept pairs from rejects."""
-    th = Thresholds(cfg.min_japanese_ratio, cfg.min_letters, cfg.max_english_run, cfg.min_length_ratio,
-                    cfg.max_length_ratio, cfg.min_chars)
+    th = Thresholds(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(Thresholds)})
     uid = {u: i for i, u in enumerate(plan.units)}
     missing = [k for k in keys if k not in cache]
     if missing:
