@@ -393,7 +393,7 @@ def run_translate(cfg: TranslateConfig, engine_factory=None, command: str = "") 
     summary: dict[str, Any] = {
         "rows_in": loaded.rows_in, "input_rejects": len(loaded.rejects), "records": loaded.records,
         "pairs_in": len(loaded.pairs), **plan_stats(plan, template),
-        "cache_hits": cached_before, "units_translated_now": st.units_sent, "requests_sent": st.requests,
+        "dedup_savings_chars": plan.naive_chars - sum(len(u) for u in plan.units), "cache_hits": cached_before, "units_translated_now": st.units_sent, "requests_sent": st.requests,
         "source_chars_sent": st.source_chars_sent, "template_overhead_chars_sent": st.template_overhead_chars,
         "engine_tokens_in": st.prompt_tokens, "engine_tokens_out": st.completion_tokens,
         "pack_fallbacks": st.pack_fallbacks, "checkpoints_written": st.checkpoints_written,

@@ -8,7 +8,8 @@ the source, which lets tests prove that every piece landed in the right row,
 field and position.
 
 Fault injection:
-- ``fail_next(status, n, retry_after=None)``: the next n requests answer ``status``.
+- ``fail_next(status, n, retry_after=None, after=0)``: n requests (after ``after`` good ones)
+  answer ``status``.
 - ``slow_next(seconds, n)``: the next n requests sleep first (client timeouts);
   ``delay``: every answer waits this long (a throttled server).
 - text containing ``TRUNCATE_ME`` -> finish_reason ``length`` and half a translation;
@@ -101,7 +102,7 @@ class FakeServer:
                     fault = server._faults.pop(0) if server._faults else None
                 if fault and fault[0] == "slow":
                     time.sleep(fault[1])
-                elif fault:
+                elif fault and fault[0] == "fail":
                     status, retry_after = fault[1]
                     self.send_response(status)
                     if retry_after is not None:
@@ -142,9 +143,10 @@ class FakeServer:
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def fail_next(self, status: int, n: int = 1, retry_after=None) -> None:
+    def fail_next(self, status: int, n: int = 1, retry_after=None, after: int = 0) -> None:
+        """The n requests after the next ``after`` ones answer ``status``."""
         with self._lock:
-            self._faults.extend([("fail", (status, retry_after))] * n)
+            self._faults.extend([("ok", None)] * after + [("fail", (status, retry_after))] * n)
 
     def slow_next(self, seconds: float, n: int = 1) -> None:
         with self._lock:

@@ -168,3 +168,37 @@ def test_dataset_card_front_matter_and_unknown_licence(server, tmp_path):
     assert "jprefs translate in.jsonl -o out" in card and "fake-mt" in card
     cfg_text = (tmp_path / "out" / "config.yaml").read_text()
     assert "api_key_env: OPENAI_API_KEY" in cfg_text
+
+
+def test_rank_lists_expand_and_each_response_is_translated_once(server, tmp_path):
+    from jprefs.data.schema import RankList
+
+    rl = RankList.create("Which answer is best for a beginner?",
+                         ["Start with the official tutorial.", "Read the source code.", "Give up now."],
+                         license="mit", source="example")
+    f = tmp_path / "in.jsonl"
+    write_jsonl(f, [rl])
+    s = run_translate(cfg_for(server, f, tmp_path / "out"))
+    assert s["rows_in"] == s["records"] == 1 and s["pairs_in"] == s["pairs_out"] == 3
+    assert s["distinct_units"] == 4 and server.completions == 4   # prompt + 3 responses, not 3 x 3 fields
+    out = load_pairs(tmp_path / "out" / "pairs.jsonl")
+    assert [(decode(p.chosen), decode(p.rejected)) for p in out] == [
+        (rl.responses[0], rl.responses[1]), (rl.responses[0], rl.responses[2]), (rl.responses[1], rl.responses[2])]
+    assert out[0].meta["group"] == rl.id
+
+
+def test_server_down_mid_job_keeps_finished_chunks_and_rerun_completes(server, pairs_file, tmp_path):
+    from jprefs.translate.engines import EngineError
+
+    run_translate(cfg_for(server, pairs_file, tmp_path / "clean", chunk_size=2, concurrency=1))
+    server.fail_next(500, 100, after=4)  # 2 chunks of 2 requests succeed, then the server is "down"
+    cfg = cfg_for(server, pairs_file, tmp_path / "out", chunk_size=2, concurrency=1, max_retries=1)
+    with pytest.raises(EngineError, match="rerun the same command"):
+        run_translate(cfg)
+    assert len(list((tmp_path / "out" / "cache").glob("chunk-*.jsonl"))) == 2
+    assert not (tmp_path / "out" / "pairs.jsonl").exists()
+    server._faults.clear()
+    s = run_translate(cfg)
+    assert s["cache_hits"] == 4 and s["units_translated_now"] == s["distinct_units"] - 4
+    for name in ("pairs.jsonl", "binary.jsonl", "rejects.jsonl"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
