@@ -1,0 +1,53 @@
+"""``jprefs rl RECIPE.yaml [key=value ...] -o DIR``: SFT, ILQL and PPO.
+
+Light at import time: torch and transformers are imported only when a run starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = """examples:
+  jprefs rl rl/recipes/ppo-tiny-cpu.yaml -o runs/ppo-tiny
+  jprefs rl rl/recipes/ilql-tiny-cpu.yaml -o runs/ilql-tiny total_steps=50
+  jprefs rl rl/recipes/sft-aozora-cpu.yaml -o runs/sft sft_data='../shared/data/aozora/*.jsonl.gz'
+  jprefs rl rl/recipes/ppo-tiny-cpu.yaml -o runs/ppo-rm reward_type=rm reward_model=rm/
+  jprefs rl --list-keys              # every config key with its default and help
+
+outputs (DIR): config.yaml, metrics.jsonl, samples.jsonl, curves.png, policy/ (safetensors +
+tokenizer), value_head / ilql_heads (.safetensors + .json), summary.json"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EXAMPLES
+    parser.add_argument("recipe", nargs="?", help="recipe YAML (rl/recipes/*.yaml); omit to use defaults")
+    parser.add_argument("overrides", nargs="*", help="key=value config overrides (see --list-keys)")
+    parser.add_argument("-o", "--output", help="output directory for the run")
+    parser.add_argument("--list-keys", action="store_true", help="print every config key and exit")
+    # Allow `RECIPE -o DIR key=value ...` (overrides after options); plain parse_args cannot.
+    parser.parse_args = parser.parse_intermixed_args
+
+
+def run(args) -> int:
+    from jprefs.config import config_help, load_config
+    from jprefs.errors import ConfigError
+    from jprefs.rl.config import RLConfig
+
+    if args.list_keys:
+        print(config_help(RLConfig))
+        return 0
+    recipe, overrides = args.recipe, list(args.overrides)
+    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        recipe, overrides = None, [recipe] + overrides
+    if not args.output:
+        raise ConfigError("no output directory; fix: add -o DIR (e.g. -o runs/ppo)")
+    cfg = load_config(RLConfig, recipe, overrides)
+
+    import json
+
+    from jprefs.rl.runner import run as run_algo
+
+    summary = run_algo(cfg, args.output)
+    print(json.dumps({k: v for k, v in summary.items() if k != "final"}, ensure_ascii=False, indent=2, default=str))
+    print(f"jprefs rl: wrote {args.output}/ (policy/, metrics.jsonl, samples.jsonl, curves.png, summary.json)")
+    return 0

@@ -1,0 +1,163 @@
+"""The ``jprefs rl`` stage config: one dataclass for SFT, ILQL and PPO.
+
+A recipe (``rl/recipes/*.yaml``) is a flat mapping of these field names; any
+field can be overridden on the command line (``jprefs rl R.yaml ppo_epochs=2``).
+Fields are grouped by the algorithm that reads them; ``algo`` picks the loop.
+
+Example::
+
+    from jprefs.config import load_config
+    cfg = load_config(RLConfig, "rl/recipes/ppo-tiny-cpu.yaml", ["total_steps=4"])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from jprefs.errors import ConfigError
+
+ALGOS = ("sft", "ilql", "ppo")
+REWARD_TYPES = ("none", "rm", "classifier", "callable", "labels")
+
+
+def _h(text: str) -> dict:
+    return {"help": text}
+
+
+@dataclass
+class RLConfig:
+    # ------------------------------------------------------------ what to run
+    algo: Literal["sft", "ilql", "ppo"] = field(default="ppo", metadata=_h(
+        "sft: warm-start/pretrain the policy on text or chosen responses; ilql: offline RL on "
+        "(text, reward) data; ppo: online RL against a reward"))
+    seed: int = field(default=0, metadata=_h("random seed (torch, sampling, data order)"))
+    device: str = field(default="auto", metadata=_h("auto | cpu | cuda | cuda:N"))
+
+    # ------------------------------------------------------------ policy
+    policy: str = field(default="tiny", metadata=_h(
+        "'tiny' (a small GPT-2 built here, with a byte-level BPE tokenizer trained on `sft_data`; "
+        "no download), or a Hugging Face causal LM: Hub id or local directory (safetensors only)"))
+    tiny_vocab_size: int = field(default=3000, metadata=_h("tiny policy: tokenizer vocabulary size"))
+    tiny_tokenizer: Literal["char", "bpe"] = field(default="char", metadata=_h(
+        "tiny policy: 'char' = byte-level BPE with merges kept inside characters (one token per "
+        "Japanese character; robust prompt boundaries), 'bpe' = merges across characters"))
+    tiny_n_embd: int = field(default=128, metadata=_h("tiny policy: hidden size"))
+    tiny_n_layer: int = field(default=4, metadata=_h("tiny policy: transformer layers"))
+    tiny_n_head: int = field(default=4, metadata=_h("tiny policy: attention heads"))
+    tiny_n_positions: int = field(default=256, metadata=_h("tiny policy: context length"))
+    dtype: str = field(default="auto", metadata=_h("policy dtype: auto (float32 on CPU) | float32 | bfloat16 | float16"))
+    trust_remote_code: bool = field(default=False, metadata=_h(
+        "allow custom model code from the Hub (off by default: it runs code you have not read)"))
+
+    # ------------------------------------------------------------ SFT / pretraining
+    sft_data: str = field(default="builtin:ja-tiny", metadata=_h(
+        "text for SFT: 'builtin:ja-tiny' (bundled original sentences), a .txt file (one text per line), "
+        "JSONL/CSV/TSV with `text_field` (e.g. ../shared/data/aozora/*.jsonl.gz, comma-separated globs), "
+        "or canonical pairs (SFT on prompt + chosen, loss on the response only)"))
+    sft_steps: int = field(default=0, metadata=_h(
+        "optimizer steps of SFT; with algo=ilql/ppo, a warm start before RL (0 = none)"))
+    sft_lr: float = field(default=1e-3, metadata=_h("SFT learning rate (AdamW, linear decay)"))
+    sft_batch_size: int = field(default=32, metadata=_h("SFT batch size (sequences)"))
+    sft_max_texts: int = field(default=0, metadata=_h("use at most this many SFT texts (0 = all)"))
+
+    # ------------------------------------------------------------ data (ILQL) and prompts (PPO, eval)
+    data: str = field(default="builtin:ja-tiny", metadata=_h(
+        "ILQL data: canonical pairs (chosen -> 1, rejected -> 0), a JSONL/CSV/TSV of `text_field` + "
+        "`reward_field`, or texts scored by the reward (`reward_type`); 'builtin:ja-tiny' is the bundled "
+        "labelled set"))
+    text_field: str = field(default="text", metadata=_h("column holding the text (ILQL data, SFT data)"))
+    prompt_field: str = field(default="", metadata=_h("optional column with a prompt that precedes the text"))
+    reward_field: str = field(default="reward", metadata=_h("ILQL: column with the reward or label"))
+    max_length: int = field(default=64, metadata=_h("max tokens of prompt + response in training"))
+    prompts: str = field(default="builtin:ja-tiny", metadata=_h(
+        "PPO training prompts: a .txt file (one per line), a JSONL with `prompt`/`text`, canonical "
+        "pairs (their prompts) or 'builtin:ja-tiny'"))
+    eval_prompts: str = field(default="builtin:ja-tiny-eval", metadata=_h(
+        "fixed evaluation prompts: samples are written for them every `eval_every` steps"))
+    prompt_max_tokens: int = field(default=16, metadata=_h("truncate prompts to their last N tokens"))
+
+    # ------------------------------------------------------------ reward
+    reward_type: Literal["none", "rm", "classifier", "callable", "labels"] = field(default="callable", metadata=_h(
+        "rm: a jprefs RewardModel (dir or Hub id); classifier: a transformers text-classification "
+        "model, reward = logit[reward_label] - logit[other]; callable: `module:function` taking "
+        "(prompts, responses) -> list[float]; labels: dataset rewards (ILQL only); none (SFT)"))
+    reward_model: str = field(default="jprefs.rl.rewards:lexicon_sentiment", metadata=_h(
+        "path/Hub id of the reward model or classifier, or `module:function` for callable"))
+    reward_label: str = field(default="1", metadata=_h(
+        "classifier: the label (name or index) whose logit margin is the reward"))
+    reward_batch_size: int = field(default=32, metadata=_h("batch size when scoring with a model"))
+    reward_sign: float = field(default=1.0, metadata=_h("multiply rewards by this (-1 to minimise)"))
+
+    # ------------------------------------------------------------ generation (PPO rollouts, samples)
+    max_new_tokens: int = field(default=24, metadata=_h("response length limit"))
+    temperature: float = field(default=1.0, metadata=_h(
+        "sampling temperature (PPO: keep 1.0, or the KL estimate is biased); 0 = greedy"))
+    top_k: int = field(default=0, metadata=_h("top-k sampling (0 = off; PPO should sample the full distribution)"))
+    top_p: float = field(default=1.0, metadata=_h("nucleus sampling (1.0 = off)"))
+
+    # ------------------------------------------------------------ optimisation (ILQL, PPO)
+    total_steps: int = field(default=100, metadata=_h(
+        "ILQL: optimizer steps; PPO: rollout iterations (each = batch_size samples)"))
+    lr: float = field(default=5e-5, metadata=_h("learning rate (AdamW)"))
+    adam_beta1: float = field(default=0.9, metadata=_h("AdamW beta1"))
+    adam_beta2: float = field(default=0.95, metadata=_h("AdamW beta2"))
+    weight_decay: float = field(default=0.0, metadata=_h("AdamW weight decay"))
+    max_grad_norm: float = field(default=1.0, metadata=_h("gradient clipping (0 = off)"))
+    batch_size: int = field(default=32, metadata=_h("ILQL: batch size; PPO: rollouts per iteration"))
+    eval_every: int = field(default=20, metadata=_h("write samples and eval metrics every N steps"))
+    eval_samples: int = field(default=2, metadata=_h("samples per evaluation prompt"))
+    lora_r: int = field(default=0, metadata=_h(
+        "LoRA rank (peft); 0 = full fine-tuning. With LoRA the PPO reference is the adapter-disabled base"))
+    lora_alpha: float = field(default=16.0, metadata=_h("LoRA alpha"))
+
+    # ------------------------------------------------------------ ILQL (defaults: trlx)
+    tau: float = field(default=0.7, metadata=_h("ILQL expectile for the V loss"))
+    gamma: float = field(default=0.99, metadata=_h("ILQL discount"))
+    cql_scale: float = field(default=0.1, metadata=_h("ILQL weight of the CQL (cross-entropy on Q) term"))
+    awac_scale: float = field(default=1.0, metadata=_h("ILQL weight of the AWAC (weighted LM) term"))
+    alpha: float = field(default=0.001, metadata=_h("ILQL Polyak rate: target <- alpha*q + (1-alpha)*target"))
+    beta: float = field(default=0.0, metadata=_h("ILQL AWAC temperature (0 = plain behaviour cloning)"))
+    steps_for_target_q_sync: int = field(default=5, metadata=_h("ILQL: Polyak update every N steps"))
+    two_qs: bool = field(default=True, metadata=_h("ILQL: two Q heads (min of the targets)"))
+    beta_gen: float = field(default=1.0, metadata=_h("ILQL decoding: logp + beta_gen * (Q - V)"))
+    beta_gen_sweep: list[float] = field(default_factory=lambda: [0.0, 1.0, 2.0, 4.0], metadata=_h(
+        "ILQL: beta_gen values evaluated at the end (reward, length, distinct-2 per value)"))
+    ilql_top_k: int = field(default=20, metadata=_h("ILQL decoding top-k"))
+
+    # ------------------------------------------------------------ PPO (defaults: trlx, InstructGPT)
+    ppo_epochs: int = field(default=4, metadata=_h("PPO epochs over each rollout batch"))
+    minibatch_size: int = field(default=8, metadata=_h("PPO minibatch size"))
+    cliprange: float = field(default=0.2, metadata=_h("PPO policy ratio clip"))
+    cliprange_value: float = field(default=0.2, metadata=_h("PPO value clip"))
+    vf_coef: float = field(default=1.0, metadata=_h("PPO value-loss weight"))
+    lam: float = field(default=0.95, metadata=_h("GAE lambda"))
+    ppo_gamma: float = field(default=1.0, metadata=_h("PPO discount"))
+    init_kl_coef: float = field(default=0.05, metadata=_h("initial KL penalty coefficient"))
+    target_kl: float = field(default=0.0, metadata=_h(
+        "adaptive KL controller target (nats per sequence); 0 = fixed coefficient"))
+    kl_horizon: int = field(default=10000, metadata=_h("adaptive KL controller horizon (samples)"))
+    cliprange_reward: float = field(default=10.0, metadata=_h("clip scores to +-this"))
+    scale_reward: Literal["none", "running", "whiten"] = field(default="none", metadata=_h(
+        "none | running (divide by a running std) | whiten (batch z-score)"))
+
+    # ------------------------------------------------------------ output
+    save_every: int = field(default=0, metadata=_h("also save a checkpoint every N steps (0 = only at the end)"))
+
+    def validate(self) -> None:
+        if self.algo == "ilql" and self.reward_type == "none":
+            raise ConfigError("algo=ilql needs rewards: set reward_type=labels (dataset column "
+                              "`reward_field`) or rm/classifier/callable to score the texts")
+        if self.algo == "ppo" and self.reward_type in ("none", "labels"):
+            raise ConfigError(f"algo=ppo cannot use reward_type={self.reward_type!r}: PPO scores fresh "
+                              "samples; use rm, classifier or callable")
+        if self.algo == "ppo" and self.minibatch_size > self.batch_size:
+            raise ConfigError(f"minibatch_size={self.minibatch_size} is larger than batch_size={self.batch_size}; "
+                              "fix: make minibatch_size <= batch_size")
+        for name in ("total_steps", "batch_size", "max_new_tokens", "eval_every", "max_length"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"config key '{name}' must be positive, got {getattr(self, name)}")
+        if not 0 < self.tau < 1:
+            raise ConfigError(f"config key 'tau' must be in (0, 1), got {self.tau}")
+        if self.algo == "sft" and self.sft_steps <= 0:
+            raise ConfigError("algo=sft needs sft_steps > 0 (e.g. sft_steps=500)")

@@ -1,0 +1,151 @@
+"""Reward sources: ``(prompts: list[str], responses: list[str]) -> list[float]``.
+
+- ``rm``: a jprefs reward model (local directory or Hub id), scored through the
+  same :class:`jprefs.classifiers.reward_model.RewardModel` API that users import.
+- ``classifier``: any transformers text-classification model; the reward is
+  ``logit[label] - logit[other]`` for a two-label model (never "logit 0": that is
+  the rejected class in the chosen=1 / rejected=0 convention), and
+  ``logit[label] - logsumexp(other logits)`` with more labels.
+- ``callable``: ``module:function`` with the signature above.
+- ``labels``: rewards stored in the dataset (ILQL only; handled by the loader).
+
+:func:`lexicon_sentiment` is a small programmatic reward used by the tiny CPU
+recipes: positive minus negative lexicon hits.
+
+Example::
+
+    fn = make_reward("callable", "jprefs.rl.rewards:lexicon_sentiment")
+    fn(["今日は"], ["とても楽しかった。"])   # -> [1.0]
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable, Sequence
+
+from jprefs.errors import ConfigError
+
+RewardFn = Callable[[Sequence[str], Sequence[str]], list]
+
+# Words of the bundled tiny corpus (jprefs/resources/rl/ja_tiny.jsonl), matched as substrings.
+POSITIVE = ("楽し", "素晴らし", "温か", "最高", "笑顔", "嬉し", "明る", "良か", "幸せ", "気持ちがいい", "また行きたい")
+NEGATIVE = ("残念", "ひど", "悲し", "最悪", "退屈", "つまらな", "嫌", "期待外れ", "寂し", "つら", "腹が立", "たくない")
+
+
+def lexicon_sentiment(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+    """Positive minus negative lexicon hits in each response (prompt ignored).
+
+    >>> lexicon_sentiment([""], ["とても楽しかった。でも残念だった。"])
+    [0.0]
+    """
+    return [float(sum(r.count(w) for w in POSITIVE) - sum(r.count(w) for w in NEGATIVE)) for r in responses]
+
+
+def _join(prompt: str | None, response: str) -> str:
+    return response if not prompt else prompt + response
+
+
+def load_callable(spec: str) -> RewardFn:
+    """``module:function`` -> the function."""
+    if ":" not in spec:
+        raise ConfigError(f"reward_model={spec!r} is not of the form module:function "
+                          "(e.g. jprefs.rl.rewards:lexicon_sentiment)")
+    mod, name = spec.split(":", 1)
+    try:
+        fn = getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"cannot import reward callable {spec!r}: {e}\n  fix: check the module is importable "
+                          "(on PYTHONPATH) and defines that function") from e
+    if not callable(fn):
+        raise ConfigError(f"reward {spec!r} is not callable")
+    return fn
+
+
+def classifier_reward(path: str, label: str = "1", *, device=None, batch_size: int = 32,
+                      trust_remote_code: bool = False, score_prompt: bool = False) -> RewardFn:
+    """Reward = logit margin of ``label`` of a transformers sequence-classification model.
+
+    ``label`` is a label name (``config.label2id``) or an index. The text scored is
+    the response alone, or prompt + response when ``score_prompt`` is true.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
+                                                               trust_remote_code=trust_remote_code)
+    model.eval()
+    if device is not None:
+        model.to(device)
+    n = model.config.num_labels
+    label2id = {str(k): int(v) for k, v in (model.config.label2id or {}).items()}
+    if label in label2id:
+        idx = label2id[label]
+    elif str(label).lstrip("-").isdigit() and -n <= int(label) < n:
+        idx = int(label) % n
+    else:
+        raise ConfigError(f"reward_label={label!r} is not a label of {path} (labels: {sorted(label2id)}, "
+                          f"or an index 0..{n - 1})")
+    if n < 2:
+        raise ConfigError(f"{path} has one output; use it as a jprefs reward model (reward_type=rm)")
+
+    def fn(prompts, responses):
+        out: list[float] = []
+        texts = [_join(p if score_prompt else None, r) for p, r in zip(prompts, responses)]
+        dev = next(model.parameters()).device
+        with torch.no_grad():
+            for i in range(0, len(texts), batch_size):
+                enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=512,
+                          return_tensors="pt").to(dev)
+                logits = model(**enc).logits.float()                               # (b, n)
+                others = torch.cat([logits[:, :idx], logits[:, idx + 1:]], dim=1)  # (b, n-1)
+                out += (logits[:, idx] - torch.logsumexp(others, dim=1)).tolist()
+        return out
+
+    return fn
+
+
+def rm_reward(path: str, *, device=None, batch_size: int = 32, score_prompt: bool = True) -> RewardFn:
+    """A jprefs :class:`RewardModel` (issue 4) as a reward function."""
+    try:
+        from jprefs.classifiers.reward_model import RewardModel
+    except ImportError as e:
+        raise ConfigError("reward_type=rm needs jprefs.classifiers.reward_model.RewardModel, which this "
+                          f"installation lacks ({e}); fix: use reward_type=classifier with a transformers "
+                          "classifier, or update jprefs") from e
+    rm = RewardModel.from_pretrained(path, device=device)
+
+    def fn(prompts, responses):
+        ps = list(prompts) if score_prompt else None
+        return [float(x) for x in rm.score(ps, list(responses), batch_size=batch_size)]
+
+    return fn
+
+
+def make_reward(reward_type: str, reward_model: str, *, label: str = "1", device=None, batch_size: int = 32,
+                sign: float = 1.0, trust_remote_code: bool = False) -> RewardFn:
+    """Build the reward function a config asks for; ``sign=-1`` negates it.
+
+    >>> fn = make_reward("callable", "jprefs.rl.rewards:lexicon_sentiment", sign=-1.0)
+    >>> fn([""], ["最高だった。"])
+    [-1.0]
+    """
+    if reward_type == "callable":
+        base = load_callable(reward_model)
+    elif reward_type == "classifier":
+        base = classifier_reward(reward_model, label, device=device, batch_size=batch_size,
+                                 trust_remote_code=trust_remote_code)
+    elif reward_type == "rm":
+        base = rm_reward(reward_model, device=device, batch_size=batch_size)
+    else:
+        raise ConfigError(f"reward_type={reward_type!r} cannot score new text; use rm, classifier or callable")
+
+    def reward(prompts, responses):
+        if len(prompts) != len(responses):
+            raise ValueError(f"reward: {len(prompts)} prompts but {len(responses)} responses")
+        vals = list(base(list(prompts), list(responses)))
+        if len(vals) != len(responses):
+            raise ValueError(f"reward {reward_model!r} returned {len(vals)} values for {len(responses)} responses")
+        return [sign * float(v) for v in vals]
+
+    return reward
