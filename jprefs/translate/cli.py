@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 
 EXAMPLES = """examples:
   # any OpenAI-compatible server (e.g. `vllm serve cyberagent/calm3-22b-chat`)
@@ -80,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
         print(config_help(TranslateConfig))
         return 0
-    command = "jprefs translate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else ""
+    command = _command(args)
     positional = list(args.args)
     if positional and positional[0] == "merge":
         return _merge(args, positional[1:], command)
@@ -100,6 +99,19 @@ def run(args: argparse.Namespace) -> int:
     summary = pipeline.run_translate(cfg, command=command)
     _print_summary(summary, cfg.output)
     return 0
+
+
+def _command(args) -> str:
+    """The command line, rebuilt from the parsed arguments (for the dataset card).
+
+    Rebuilt rather than read from ``sys.argv`` so that it is right however ``main`` was called.
+    """
+    parts = ["jprefs", "translate", *args.args]
+    for a in FLAGS:
+        v = getattr(args, a, None)
+        if v is not None:
+            parts += ["--" + a.replace("_", "-"), str(v)]
+    return " ".join(shlex.quote(p) for p in parts)
 
 
 def _merge(args, dirs: list[str], command: str) -> int:

@@ -55,7 +55,10 @@ class Loaded:
 
 
 def load_input(cfg: TranslateConfig) -> Loaded:
-    """Read the input with the chosen source adapter ('jprefs' = canonical JSONL)."""
+    """Read the input with the chosen source adapter ('jprefs' = canonical JSONL).
+
+    >>> load_input(TranslateConfig(input="hh.jsonl.gz", source="hh-rlhf")).pairs[0].prompt  # doctest: +SKIP
+    """
     if not cfg.input:
         raise ConfigError("no input given\n  fix: jprefs translate INPUT ... (or input=PATH in the recipe)")
     if cfg.source in ("jprefs", "canonical"):
@@ -134,7 +137,11 @@ def make_plan(pairs: list[PreferencePair], max_unit_tokens: int, pack_units: int
 
 
 def make_packs(units: list[str], pack_units: int, pack_max_tokens: int) -> list[list[int]]:
-    """Consecutive units grouped into requests: at most ``pack_units`` and ``pack_max_tokens``."""
+    """Consecutive units grouped into requests: at most ``pack_units`` and ``pack_max_tokens``.
+
+    >>> make_packs(["a", "b", "c"], 2, 100)
+    [[0, 1], [2]]
+    """
     packs: list[list[int]] = []
     cur: list[int] = []
     tokens = 0
@@ -151,7 +158,11 @@ def make_packs(units: list[str], pack_units: int, pack_max_tokens: int) -> list[
 
 
 def plan_stats(plan: Plan, template: Template) -> dict[str, Any]:
-    """Characters a full run would send: sources, and template overhead on top of them."""
+    """Characters a full run would send: sources, and template overhead on top of them.
+
+    >>> plan_stats(make_plan(pairs, 1024), load_template("translate/prompts/en-ja.yaml"))["dedup_ratio"]  # doctest: +SKIP
+    0.6289
+    """
     src = sum(len(u) for u in plan.units)
     over = sum(template.overhead_chars([plan.units[i] for i in p]) for p in plan.packs)
     return {"pairs": len(plan.fields), "unit_occurrences": plan.occurrences, "distinct_units": len(plan.units),
@@ -193,7 +204,11 @@ def _shard_of(key: str, n: int) -> int:
 
 def translate_units(plan: Plan, keys: list[str], cache: Cache, cfg: TranslateConfig, template: Template,
                     engine_factory) -> RunStats:
-    """Send every uncached unit of this shard to the engine, checkpointing each chunk."""
+    """Send every uncached unit of this shard to the engine, checkpointing each chunk.
+
+    >>> translate_units(plan, keys, Cache("out/cache"), cfg, template, lambda: engine)  # doctest: +SKIP
+    RunStats(requests=..., units_sent=..., ...)
+    """
     from jprefs.progress import progress
 
     i_shard, n_shard = cfg.shard_index()
@@ -274,7 +289,12 @@ class MissingUnits(JprefsError):
 
 def assemble(loaded: Loaded, plan: Plan, keys: list[str], cache: Cache, cfg: TranslateConfig,
              template: Template) -> tuple[list[PreferencePair], RejectsWriter, Counter]:
-    """Rebuild every pair from the cache, check it, and split kept pairs from rejects."""
+    """Rebuild every pair from the cache, check it, and split kept pairs from rejects.
+
+    >>> kept, rejects, flags = assemble(loaded, plan, keys, cache, cfg, template)  # doctest: +SKIP
+    >>> len(kept) + len(rejects) == len(loaded.pairs) + len(loaded.rejects)      # doctest: +SKIP
+    True
+    """
     th = Thresholds(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(Thresholds)})
     uid = {u: i for i, u in enumerate(plan.units)}
     missing = [k for k in keys if k not in cache]
@@ -422,7 +442,11 @@ def run_translate(cfg: TranslateConfig, engine_factory=None, command: str = "") 
 
 
 def merge_shards(shard_dirs: list[str], cfg: TranslateConfig, command: str = "") -> dict[str, Any]:
-    """Join the caches of ``--shard i/n`` runs and assemble the full output (no engine needed)."""
+    """Join the caches of ``--shard i/n`` runs and assemble the full output (no engine needed).
+
+    >>> merge_shards(["out/s0", "out/s1"], load_config(TranslateConfig, "out/s0/config.shard0.yaml",
+    ...                                                {"output": "out/ja"}))   # doctest: +SKIP
+    """
     if not cfg.output:
         raise ConfigError("merge needs an output folder: -o DIR")
     cache = Cache(cfg.cache_dir or Path(cfg.output) / "cache")

@@ -22,6 +22,8 @@ def test_scripted_form_runs_end_to_end(server, pairs_file, tmp_path, capsys):
     assert json.loads((out / "summary.json").read_text())["pairs_out"] == 12
     cfg = load_config(TranslateConfig, out / "config.yaml")
     assert cfg.pack_units == 4 and cfg.base_url == server.base_url
+    card = (out / "README.md").read_text(encoding="utf-8")
+    assert f"jprefs translate {pairs_file} pack_units=4 --source jprefs --engine openai --model fake-mt" in card
 
 
 def test_recipe_with_overrides_and_dry_run(pairs_file, tmp_path, capsys):
