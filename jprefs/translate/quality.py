@@ -93,7 +93,7 @@ def check_unit(src: str, tgt: str, finish_reason: str, th: Thresholds) -> list[s
                       if k in ("hiragana", "katakana", "kanji", "latin"))
     if src_letters >= th.min_letters and s["ja_ratio"] < th.min_japanese_ratio:
         flags.append("low_japanese_ratio")
-    if s["en_run"] >= th.max_english_run and s["en_run"] > english_run(PLACEHOLDER.sub("", src)) // 2:
+    if s["en_run"] >= th.max_english_run:
         flags.append("leftover_english")
     if len(src.strip()) >= th.min_chars and not (th.min_length_ratio <= s["len_ratio"] <= th.max_length_ratio):
         flags.append("length_ratio")

@@ -202,3 +202,17 @@ def test_server_down_mid_job_keeps_finished_chunks_and_rerun_completes(server, p
     assert s["cache_hits"] == 4 and s["units_translated_now"] == s["distinct_units"] - 4
     for name in ("pairs.jsonl", "binary.jsonl", "rejects.jsonl"):
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+
+
+def test_fewshot_template_end_to_end(tmp_path, pairs_file):
+    from jprefs.translate.prompts import load_template
+    from tests.translate.fake_server import FakeServer
+
+    t = load_template("translate/prompts/en-ja-fewshot.yaml")
+    with FakeServer(t) as srv:
+        s = run_translate(cfg_for(srv, pairs_file, tmp_path / "out", template="translate/prompts/en-ja-fewshot.yaml",
+                                  pack_units=4))
+    assert s["pairs_out"] == s["pairs_in"] and s["pack_fallbacks"] == 0
+    out = load_pairs(tmp_path / "out" / "pairs.jsonl")
+    assert [decode(p.chosen) for p in out] == [p.chosen for p in make_pairs()]
+    assert out[0].meta["translation"]["template"] == "en-ja-fewshot"

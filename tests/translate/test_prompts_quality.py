@@ -74,3 +74,23 @@ def test_checks_respect_the_source():
     assert check_unit("John Smith", "John Smith", "stop", TH) == []
     assert english_run("New York Times の記事") == 0     # capitalised run = a name
     assert english_run("⟦1⟧ を実行して the quick brown fox jumps over") == 6
+
+
+def test_every_shipped_template_loads_and_renders():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[2] / "translate" / "prompts").glob("*.yaml"))
+    assert len(files) >= 2
+    for f in files:
+        t = load_template(str(f))
+        one, many = t.messages(["Hello ⟦1⟧."]), t.messages(["a", "b"])
+        assert one[-1]["role"] == "user" and "Hello ⟦1⟧." in one[-1]["content"]
+        assert t.parse('<seg id="1">\nあ\n</seg>\n<seg id="2">\nい\n</seg>', 2) == ["あ", "い"]
+        assert len(many) == len(one) - 2 * len(t.few_shot) + (2 if t.few_shot else 0)
+
+
+def test_fewshot_placeholders_survive_the_examples():
+    t = load_template("translate/prompts/en-ja-fewshot.yaml")
+    msgs = t.messages(["x"])
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert "⟦1⟧" in msgs[4]["content"] and "⟦2⟧" in msgs[4]["content"]
