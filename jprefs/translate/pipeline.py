@@ -301,14 +301,13 @@ def assemble(loaded: Loaded, plan: Plan, keys: list[str], cache: Cache, cfg: Tra
     if missing:
         raise MissingUnits(f"{len(missing)} of {len(keys)} units have no translation in the cache\n"
                            f"  fix: run every shard to completion (or rerun without --shard), then merge")
-    unit_out: dict[int, tuple[str, list[str], dict]] = {}  # unit -> (clean text, flags, scores)
+    unit_out: dict[int, tuple[str, list[str]]] = {}  # unit -> (clean text, flags), computed once per unit
 
-    def unit(u: int) -> tuple[str, list[str], dict]:
+    def unit(u: int) -> tuple[str, list[str]]:
         if u not in unit_out:
             raw, finish = cache.get(keys[u])
-            src = plan.units[u]
-            t = clean_output(raw, src)
-            unit_out[u] = (t, check_unit(src, t, finish, th), unit_scores(src, t))
+            t = clean_output(raw, plan.units[u])
+            unit_out[u] = (t, check_unit(plan.units[u], t, finish, th))
         return unit_out[u]
 
     rejects = RejectsWriter(Path(cfg.output) / "rejects.jsonl")
