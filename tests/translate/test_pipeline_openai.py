@@ -216,3 +216,26 @@ def test_fewshot_template_end_to_end(tmp_path, pairs_file):
     out = load_pairs(tmp_path / "out" / "pairs.jsonl")
     assert [decode(p.chosen) for p in out] == [p.chosen for p in make_pairs()]
     assert out[0].meta["translation"]["template"] == "en-ja-fewshot"
+
+
+def test_api_key_is_sent_but_never_written(server, pairs_file, tmp_path, monkeypatch, capsys):
+    secret = "sk-test-DO-NOT-LEAK-42"
+    monkeypatch.setenv("JPREFS_TEST_KEY", secret)
+    seen = []  # Authorization headers the server received
+    import http.server
+
+    handle = http.server.BaseHTTPRequestHandler.parse_request
+
+    def parse_request(self):
+        ok = handle(self)
+        seen.append(self.headers.get("Authorization"))
+        return ok
+
+    monkeypatch.setattr(http.server.BaseHTTPRequestHandler, "parse_request", parse_request)
+    run_translate(cfg_for(server, pairs_file, tmp_path / "out", api_key_env="JPREFS_TEST_KEY"))
+    assert seen and set(seen) == {f"Bearer {secret}"}
+    for f in (tmp_path / "out").rglob("*"):
+        if f.is_file():
+            assert secret not in f.read_text(encoding="utf-8", errors="replace"), f
+    captured = capsys.readouterr()
+    assert secret not in captured.out + captured.err
