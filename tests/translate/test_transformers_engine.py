@@ -59,3 +59,23 @@ def test_pipeline_end_to_end_with_tiny_model(tiny_lm, tmp_path):
     assert len(calls) == 1 and s2["units_translated_now"] == 0
     rejects = [json.loads(x) for x in open(tmp_path / "strict" / "rejects.jsonl", encoding="utf-8")]
     assert s2["pairs_out"] + len(rejects) == len(pairs) and s2["quality_rejects"] == len(rejects) > 0
+
+
+def test_partial_cache_resume_matches_full_run(tiny_lm, tmp_path):
+    import shutil
+
+    write_jsonl(tmp_path / "in.jsonl", make_pairs(3))
+    base = {"input": str(tmp_path / "in.jsonl"), "engine": "transformers", "model": tiny_lm, "device": "cpu",
+            "max_tokens": 3, "batch_size": 4, "chunk_size": 4}
+    full = run_translate(load_config(TranslateConfig, None, {**base, "output": str(tmp_path / "full")}))
+    chunks = sorted((tmp_path / "full" / "cache").glob("chunk-*.jsonl"))
+    assert len(chunks) >= 3
+    # a run that died after its first two checkpoints
+    (tmp_path / "resumed" / "cache").mkdir(parents=True)
+    for c in chunks[:2]:
+        shutil.copy(c, tmp_path / "resumed" / "cache" / c.name)
+    done = sum(1 for c in chunks[:2] for _ in open(c))
+    res = run_translate(load_config(TranslateConfig, None, {**base, "output": str(tmp_path / "resumed")}))
+    assert res["cache_hits"] == done and res["units_translated_now"] == full["distinct_units"] - done
+    for name in ("pairs.jsonl", "binary.jsonl", "rejects.jsonl"):
+        assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "full" / name).read_bytes()
