@@ -168,6 +168,12 @@ def test_dataset_card_front_matter_and_unknown_licence(server, tmp_path):
     assert "jprefs translate in.jsonl -o out" in card and "fake-mt" in card
     cfg_text = (tmp_path / "out" / "config.yaml").read_text()
     assert "api_key_env: OPENAI_API_KEY" in cfg_text
+    # the Hub's own card parser reads the metadata (validation against the Hub needs the network)
+    from huggingface_hub import DatasetCard
+
+    data = DatasetCard(card).data
+    assert data.language == ["ja"] and data.source_datasets == ["Anthropic/hh-rlhf"]
+    assert [c["data_files"] for c in data.configs] == ["pairs.jsonl", "binary.jsonl"]
 
 
 def test_rank_lists_expand_and_each_response_is_translated_once(server, tmp_path):
