@@ -307,6 +307,7 @@ class Samples:
     response_mask: Any    # (B, R) 1 on response tokens up to and including the first EOS
     prompt_len: int       # P
     texts: list[str]      # decoded responses (without EOS / padding)
+    logprobs: Any = None  # (B, R) log-prob of each token under the distribution it was drawn from
 
 
 def filter_logits(scores, top_k: int = 0, top_p: float = 1.0):
@@ -348,7 +349,7 @@ def sample(model, tok, prompts: Sequence[str], *, max_new_tokens: int = 24, temp
     eos = tok.eos_token_id
     was_training = model.training
     model.eval()
-    out_tokens = []
+    out_tokens, out_lps = [], []
     done = torch.zeros(B, dtype=torch.bool, device=device)
     attn = mask.clone()
     with torch.no_grad():
@@ -363,11 +364,14 @@ def sample(model, tok, prompts: Sequence[str], *, max_new_tokens: int = 24, temp
                 scores = torch.log_softmax(logits, dim=-1)
             if temperature == 0:
                 nxt = filter_logits(scores, top_k, top_p).argmax(-1)
+                lp = torch.zeros(B, device=device)
             else:
-                probs = torch.softmax(filter_logits(scores / temperature, top_k, top_p), dim=-1)
-                nxt = torch.multinomial(probs, 1, generator=gen).squeeze(-1)
+                logp_s = torch.log_softmax(filter_logits(scores / temperature, top_k, top_p), dim=-1)
+                nxt = torch.multinomial(logp_s.exp(), 1, generator=gen).squeeze(-1)
+                lp = logp_s.gather(-1, nxt[:, None]).squeeze(-1)
             nxt = torch.where(done, torch.full_like(nxt, tok.pad_token_id), nxt)
             out_tokens.append(nxt)
+            out_lps.append(torch.where(done, torch.zeros_like(lp), lp))
             attn = torch.cat([attn, (~done).long()[:, None]], dim=1)
             done = done | (nxt == eos)
             if bool(done.all()):
@@ -380,7 +384,7 @@ def sample(model, tok, prompts: Sequence[str], *, max_new_tokens: int = 24, temp
     resp_mask = attn[:, P:]
     texts = [tok.decode([t for t, m in zip(r.tolist(), rm.tolist()) if m and t != eos], skip_special_tokens=True)
              for r, rm in zip(resp, resp_mask)]
-    return Samples(torch.cat([input_ids, resp], dim=1), attn, resp_mask, P, texts)
+    return Samples(torch.cat([input_ids, resp], dim=1), attn, resp_mask, P, texts, torch.stack(out_lps, dim=1))
 
 
 def logprobs_from_logits(logits, tokens):

@@ -86,6 +86,9 @@ class RLConfig:
         "path/Hub id of the reward model or classifier, or `module:function` for callable"))
     reward_label: str = field(default="1", metadata=_h(
         "classifier: the label (name or index) whose logit margin is the reward"))
+    reward_input: Literal["pair", "concat", "response"] = field(default="pair", metadata=_h(
+        "what the reward scores: pair = (prompt, response); concat = prompt + response as one text "
+        "(prompts that begin a sentence); response = the response alone"))
     reward_batch_size: int = field(default=32, metadata=_h("batch size when scoring with a model"))
     reward_sign: float = field(default=1.0, metadata=_h("multiply rewards by this (-1 to minimise)"))
 

@@ -116,15 +116,19 @@ def rm_reward(path: str, *, device=None, batch_size: int = 32, score_prompt: boo
     rm = RewardModel.from_pretrained(path, device=device)
 
     def fn(prompts, responses):
-        ps = list(prompts) if score_prompt else None
+        ps = list(prompts) if score_prompt and any(prompts) else None
         return [float(x) for x in rm.score(ps, list(responses), batch_size=batch_size)]
 
     return fn
 
 
 def make_reward(reward_type: str, reward_model: str, *, label: str = "1", device=None, batch_size: int = 32,
-                sign: float = 1.0, trust_remote_code: bool = False) -> RewardFn:
+                sign: float = 1.0, trust_remote_code: bool = False, reward_input: str = "pair") -> RewardFn:
     """Build the reward function a config asks for; ``sign=-1`` negates it.
+
+    ``reward_input``: ``pair`` passes (prompt, response); ``concat`` scores the text
+    prompt + response with no prompt (a sentence the prompt begins); ``response``
+    scores the response alone.
 
     >>> fn = make_reward("callable", "jprefs.rl.rewards:lexicon_sentiment", sign=-1.0)
     >>> fn([""], ["最高だった。"])
@@ -143,7 +147,14 @@ def make_reward(reward_type: str, reward_model: str, *, label: str = "1", device
     def reward(prompts, responses):
         if len(prompts) != len(responses):
             raise ValueError(f"reward: {len(prompts)} prompts but {len(responses)} responses")
-        vals = list(base(list(prompts), list(responses)))
+        ps, rs = list(prompts), list(responses)
+        if reward_input == "concat":
+            ps, rs = [""] * len(rs), [p + r for p, r in zip(ps, rs)]
+        elif reward_input == "response":
+            ps = [""] * len(rs)
+        elif reward_input != "pair":
+            raise ConfigError(f"reward_input={reward_input!r} is not one of pair, concat, response")
+        vals = list(base(ps, rs))
         if len(vals) != len(responses):
             raise ValueError(f"reward {reward_model!r} returned {len(vals)} values for {len(responses)} responses")
         return [sign * float(v) for v in vals]

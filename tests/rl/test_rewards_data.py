@@ -1,0 +1,117 @@
+"""Reward sources (callable, transformers classifier, jprefs RewardModel) and the data loaders."""
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from jprefs.data.io import RejectsWriter  # noqa: E402
+from jprefs.errors import ConfigError, DataError  # noqa: E402
+from jprefs.rl.common import build_tiny_policy, distinct_n, load_prompts, load_text_rows  # noqa: E402
+from jprefs.rl.rewards import lexicon_sentiment, make_reward  # noqa: E402
+
+
+def test_callable_reward_sign_and_inputs():
+    fn = make_reward("callable", "tests.rl.conftest:count_a")
+    assert fn(["aa", "b"], ["a", "ba"]) == [1.0, 1.0]
+    assert make_reward("callable", "tests.rl.conftest:count_a", sign=-1)(["x"], ["aa"]) == [-2.0]
+    assert make_reward("callable", "tests.rl.conftest:count_a", reward_input="concat")(["aa", "b"], ["a", "ba"]) == [3.0, 1.0]
+    with pytest.raises(ConfigError, match="module:function"):
+        make_reward("callable", "no_colon_here")
+    with pytest.raises(ConfigError, match="cannot import"):
+        make_reward("callable", "tests.rl.conftest:missing_fn")
+    with pytest.raises(ValueError, match="2 prompts but 1"):
+        fn(["a", "b"], ["c"])
+
+
+def test_lexicon_sentiment():
+    assert lexicon_sentiment(["", "", ""], ["とても楽しかった。", "最悪だった。", "駅から歩いて十分だ。"]) == [1.0, -1.0, 0.0]
+
+
+@pytest.fixture
+def tiny_classifier(tmp_path):
+    """A 2-label BERT classifier built from a config, saved like a Hub model."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from jprefs.rl.common import train_tokenizer
+
+    tok = train_tokenizer(["良い天気だ。", "悪い天気だ。", "普通の日だ。"] * 5, vocab_size=300)
+    tok.padding_side = "right"
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=len(tok), hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=64, num_labels=2, pad_token_id=tok.pad_token_id,
+        id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})).eval()
+    path = tmp_path / "clf"
+    model.save_pretrained(path, safe_serialization=True)
+    tok.save_pretrained(path)
+    return path, model, tok
+
+
+def test_classifier_reward_is_logit_margin_of_chosen_label(tiny_classifier):
+    path, model, tok = tiny_classifier
+    texts = ["良い天気だ。", "悪い日だ。", "普通"]
+    with torch.no_grad():
+        logits = model(**tok(texts, padding=True, return_tensors="pt")).logits
+    want_pos = (logits[:, 1] - logits[:, 0]).tolist()
+    got = make_reward("classifier", str(path), label="positive")([""] * 3, texts)
+    assert got == pytest.approx(want_pos, abs=1e-5)
+    got_neg = make_reward("classifier", str(path), label="0")([""] * 3, texts)
+    assert got_neg == pytest.approx([-x for x in want_pos], abs=1e-5)
+    with pytest.raises(ConfigError, match="not a label"):
+        make_reward("classifier", str(path), label="joy")
+
+
+def test_rm_reward_uses_the_jprefs_reward_model(tiny_classifier):
+    pytest.importorskip("jprefs.classifiers.reward_model")
+    path, model, tok = tiny_classifier
+    from jprefs.classifiers.reward_model import RewardModel
+
+    texts = ["良い天気だ。", "悪い日だ。"]
+    want = RewardModel.from_pretrained(str(path), device="cpu").score(None, texts)
+    got = make_reward("rm", str(path), reward_input="response")(["p1", "p2"], texts)
+    assert got == pytest.approx([float(x) for x in want], abs=1e-5)
+
+
+def test_load_text_rows_pairs_labels_and_rejects(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "質問", "chosen": "良い答え", "rejected": "悪い答え"}, ensure_ascii=False)
+                     + "\n", encoding="utf-8")
+    rows = load_text_rows(str(pairs))
+    assert [(r.prompt, r.text, r.reward) for r in rows] == [("質問", "良い答え", 1.0), ("質問", "悪い答え", 0.0)]
+
+    labelled = tmp_path / "lab.jsonl"
+    labelled.write_text("\n".join([json.dumps({"text": "嬉しい", "joy": 2}, ensure_ascii=False),
+                                   json.dumps({"text": "普通", "joy": "n/a"}, ensure_ascii=False),
+                                   json.dumps({"body": "x"}), "{broken"]) + "\n", encoding="utf-8")
+    rej = RejectsWriter(tmp_path / "rej.jsonl")
+    rows = load_text_rows(str(labelled), reward_field="joy", rejects=rej)
+    assert [(r.text, r.reward) for r in rows] == [("嬉しい", 2.0)]
+    assert len(rows) + len(rej) == 4                                   # counts add up
+    assert rej.by_reason == {"bad_reward": 1, "missing_text": 1, "malformed_json": 1}
+    with pytest.raises(DataError, match="line 2"):
+        load_text_rows(str(labelled), reward_field="joy")              # no rejects writer: first bad row raises
+
+    txt = tmp_path / "t.txt"
+    txt.write_text("一行目。\n\n" + "長い文。" * 100 + "\n", encoding="utf-8")
+    rows = load_text_rows(str(txt), max_chars=50)
+    assert rows[0].text == "一行目。" and all(len(r.text) <= 50 for r in rows) and len(rows) > 3
+
+
+def test_builtin_data_and_prompts():
+    rows = load_text_rows("builtin:ja-tiny", reward_field="reward")
+    assert len(rows) == 520 and {r.reward for r in rows} == {0.0, 0.5, 1.0}
+    assert len(load_prompts("builtin:ja-tiny")) == 20 and len(load_prompts("builtin:ja-tiny-eval")) == 6
+    with pytest.raises(DataError, match="no file matches"):
+        load_prompts("/nonexistent/*.txt")
+
+
+def test_char_tokenizer_roundtrip_and_distinct():
+    model, tok = build_tiny_policy(["今日はいい天気だ。", "明日は雨が降る。"] * 10, vocab_size=300, n_embd=16,
+                                   n_layer=1, n_head=2)
+    ids = tok("今日は雨", add_special_tokens=False)["input_ids"]
+    assert len(ids) == 4 and tok.decode(ids) == "今日は雨"                # one token per seen character
+    assert tok.decode(tok("未知の字", add_special_tokens=False)["input_ids"]) == "未知の字"   # byte fallback
+    assert model.config.vocab_size == len(tok)
+    assert distinct_n(["abab"], 2) == pytest.approx(2 / 3) and distinct_n([""], 2) == 0.0
