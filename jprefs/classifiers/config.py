@@ -54,6 +54,8 @@ class TrainRMConfig:
                                                                   "left (the end of the conversation is kept)"})
     freeze_embeddings: bool = field(default=True, metadata={"help": "freeze the word embeddings (96M of e5-small's "
                                                                     "118M parameters; saves memory and time)"})
+    train_layers: int = field(default=0, metadata={"help": "train only the top N encoder layers (+ pooler and head); "
+                                                           "0: all. Lower layers run without gradients (CPU-friendly)"})
     lora: bool = field(default=False, metadata={"help": "train LoRA adapters (peft) instead of the full encoder"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
@@ -72,7 +74,7 @@ class TrainRMConfig:
     mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 on a GPU that has it) | bf16 | no"})
     group_by_length: bool = field(default=True, metadata={"help": "batch examples of similar length (less padding)"})
     eval_batch_size: int = field(default=64, metadata={"help": "batch size for evaluation and scoring"})
-    center_samples: int = field(default=4000, metadata={"help": "training responses scored to compute the "
+    center_samples: int = field(default=1000, metadata={"help": "training responses scored to compute the "
                                                                 "centring constant (mean reward -> 0)"})
     seed: int = field(default=42, metadata={"help": "seed for splits, shuffling and initialisation"})
     output_dir: str = field(default="", metadata={"help": "where the model, metrics, plots and card go (-o)"})

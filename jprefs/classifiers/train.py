@@ -181,6 +181,31 @@ def _freeze_embeddings(model) -> int:
     return n
 
 
+def _freeze_lower_layers(model, keep: int) -> int:
+    """Freeze all but the top ``keep`` layers of the encoder's layer list; return the frozen count.
+
+    Frozen lower layers get no autograd graph (their inputs need no gradient), so
+    a step costs one forward pass plus the backward pass of the top layers only.
+    """
+    import torch
+
+    layers = None
+    for name, mod in model.named_modules():
+        if isinstance(mod, torch.nn.ModuleList) and name.endswith(("encoder.layer", "encoder.layers", "layers")):
+            layers = mod
+            break
+    if layers is None:
+        raise ConfigError("train_layers: cannot find the encoder's layer list in this backbone; use train_layers=0")
+    if not 0 < keep <= len(layers):
+        raise ConfigError(f"config key 'train_layers': must be between 1 and {len(layers)} (0: all), got {keep}")
+    n = 0
+    for layer in list(layers)[:len(layers) - keep]:
+        for p in layer.parameters():
+            p.requires_grad_(False)
+            n += p.numel()
+    return n
+
+
 def _mixed_precision(cfg: TrainRMConfig) -> str:
     import torch
 
@@ -264,12 +289,14 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     max_length = model_max_length(model.config, cfg.max_length)
     if max_length < cfg.max_length:
         log(f"max_length {cfg.max_length} capped at the model's position limit: {max_length}")
-    frozen = _freeze_embeddings(model) if cfg.freeze_embeddings and not cfg.lora else 0
+    frozen = _freeze_embeddings(model) if (cfg.freeze_embeddings or cfg.train_layers) and not cfg.lora else 0
+    if cfg.train_layers and not cfg.lora:
+        frozen += _freeze_lower_layers(model, cfg.train_layers)
     if cfg.lora:
         model = _apply_lora(model, cfg)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"model: {cfg.backbone} -> {type(model).__name__}, {n_train / 1e6:.2f}M trainable parameters"
-        + (f" ({frozen / 1e6:.1f}M embedding parameters frozen)" if frozen else ""))
+        + (f" ({frozen / 1e6:.1f}M frozen)" if frozen else ""))
 
     # ---- batches
     t0 = time.time()
@@ -326,14 +353,14 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
         # ---- evaluate, keep the best trainable weights in memory (frozen ones never change)
         unwrapped = accelerator.unwrap_model(model)
         ev = {}
-        if is_main:
+        if is_main and cfg.epochs > 1:   # one epoch: nothing to select, the final evaluation follows
             rm = RewardModel(_plain(unwrapped), tok, RewardConfig(**{**reward_cfg.to_dict(), "center": 0.0}))
             ev = evaluate_and_plot(rm, eval_data, out, name="eval", batch_size=cfg.eval_batch_size, plots=False)
         entry = {"epoch": epoch + 1, "step": step, "losses/train": run_loss / max(1, n_loss),
                  **{f"eval/{k}": v for k, v in ev.items() if isinstance(v, (int, float))}}
         history.append(entry)
         log(json.dumps(entry, ensure_ascii=False))
-        if is_main and ev.get(select, -math.inf) > best["score"]:
+        if is_main and cfg.epochs > 1 and ev.get(select, -math.inf) > best["score"]:
             best = {"score": ev[select], "epoch": epoch + 1,
                     "state": {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters() if p.requires_grad}}
         accelerator.wait_for_everyone()
@@ -350,7 +377,11 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     final = _plain(unwrapped, merge=True)
     rm = RewardModel(final, tok, reward_cfg)
     rm.config.center = _centre(rm, train_data, cfg)
-    log(f"best epoch {best['epoch']} ({select} {best['score']:.4f}); centring constant {rm.config.center:.4f}")
+    if best["state"] is None:
+        best["epoch"] = cfg.epochs
+        log(f"trained {cfg.epochs} epoch(s); centring constant {rm.config.center:.4f}")
+    else:
+        log(f"best epoch {best['epoch']} ({select} {best['score']:.4f}); centring constant {rm.config.center:.4f}")
     rm.save_pretrained(out)
     metrics: dict[str, Any] = {
         "objective": cfg.objective, "backbone": cfg.backbone, "best_epoch": best["epoch"], "selected_by": select,
