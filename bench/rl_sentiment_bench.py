@@ -110,10 +110,10 @@ def main():
     ap.add_argument("-o", "--out", default="/tmp/jprefs-rl-bench")
     ap.add_argument("--rm", default="/work/artifacts/chabsa-rm", help="chABSA reward model directory")
     ap.add_argument("--quick", action="store_true", help="tiny step counts (smoke test)")
-    ap.add_argument("--pretrain-steps", type=int, default=800)
-    ap.add_argument("--sft-steps", type=int, default=300)
-    ap.add_argument("--ppo-steps", type=int, default=40)
-    ap.add_argument("--ilql-steps", type=int, default=500)
+    ap.add_argument("--pretrain-steps", type=int, default=400)
+    ap.add_argument("--sft-steps", type=int, default=200)
+    ap.add_argument("--ppo-steps", type=int, default=30)
+    ap.add_argument("--ilql-steps", type=int, default=300)
     ap.add_argument("--eval-prompts", type=int, default=200)
     ap.add_argument("--init-kl-coef", type=float, default=0.1)
     ap.add_argument("--target-kl", type=float, default=4.0)
@@ -143,7 +143,7 @@ def main():
 
     gen = ["max_new_tokens=32", "max_length=96", "prompt_max_tokens=16", f"eval_prompts={out / 'data' / 'eval_prompts.txt'}",
            "eval_samples=1", "seed=0"]
-    tiny = ["tiny_vocab_size=3000", "tiny_n_embd=128", "tiny_n_layer=4", "tiny_n_head=4", "tiny_n_positions=128"]
+    tiny = ["tiny_vocab_size=3000", "tiny_n_embd=128", "tiny_n_layer=3", "tiny_n_head=4", "tiny_n_positions=128"]
 
     # ---------------------------------------------------------------- 1-2. pretrain + SFT
     if not args.skip_train:
@@ -162,7 +162,7 @@ def main():
         if not (rm / "config.json").exists():
             log(f"no reward model at {args.rm}: training a tiny chABSA classifier here (last resort)")
             rm.mkdir(parents=True, exist_ok=True)
-            train_tiny_rm(rm, train, test, steps=60 if args.quick else 600)
+            train_tiny_rm(rm, train, test, steps=60 if args.quick else 400)
         rm_note = (f"{args.rm} absent: tiny 2-layer BERT trained here from scratch, test accuracy "
                    f"{json.loads((rm / 'bench_accuracy.json').read_text())['test_accuracy']:.3f}")
     rm_args = ["reward_type=rm", f"reward_model={rm}", "reward_input=concat"]

@@ -337,7 +337,7 @@ def sample(model, tok, prompts: Sequence[str], *, max_new_tokens: int = 24, temp
     is greedy. A sequence stops after its first EOS; later positions are padding.
 
     >>> s = sample(model, tok, ["今日は"], max_new_tokens=8)   # doctest: +SKIP
-    >>> s.texts[0]
+    >>> s.texts[0]                                             # doctest: +SKIP
     """
     import torch
 

@@ -123,3 +123,15 @@ def test_kl_controller():
     c2 = KLController(0.1, target=6.0, horizon=100)
     c2.update(6.6, n=10)                                             # e = 0.1
     assert c2.value == pytest.approx(0.1 * (1 + 0.1 * 10 / 100))
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import jprefs.rl.ilql
+    import jprefs.rl.ppo
+    import jprefs.rl.rewards
+
+    for mod in (jprefs.rl.ilql, jprefs.rl.ppo, jprefs.rl.rewards):
+        res = doctest.testmod(mod)
+        assert res.failed == 0 and res.attempted > 0, mod.__name__
