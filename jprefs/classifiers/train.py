@@ -167,8 +167,10 @@ def _apply_lora(model, cfg: TrainRMConfig):
     if not targets:
         raise ConfigError(f"config key 'lora_target_modules': none of {cfg.lora_target_modules} is a module of this "
                           f"backbone; some names it has: {sorted(names)[:20]}")
+    # the head and, for BERT, the pooler (e5 ships none: it starts random) are trained in full
+    heads = [m for m in ("classifier", "score", "pooler") if m in names]
     lcfg = peft.LoraConfig(task_type=peft.TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
-                           lora_dropout=cfg.lora_dropout, target_modules=targets)
+                           lora_dropout=cfg.lora_dropout, target_modules=targets, modules_to_save=heads)
     return peft.get_peft_model(model, lcfg)
 
 
@@ -198,11 +200,18 @@ def _freeze_lower_layers(model, keep: int) -> int:
         raise ConfigError("train_layers: cannot find the encoder's layer list in this backbone; use train_layers=0")
     if not 0 < keep <= len(layers):
         raise ConfigError(f"config key 'train_layers': must be between 1 and {len(layers)} (0: all), got {keep}")
+    # everything below the kept layers: the embeddings module (word, position, type, LayerNorm) and
+    # the lower layers; any trainable parameter down there would make backward run through all layers
+    below = list(layers)[:len(layers) - keep]
+    base = getattr(model, "base_model", model)
+    emb = getattr(base, "embeddings", None)
+    if emb is not None:
+        below.insert(0, emb)
     n = 0
-    for layer in list(layers)[:len(layers) - keep]:
+    for layer in below:
         for p in layer.parameters():
+            n += p.numel() if p.requires_grad else 0
             p.requires_grad_(False)
-            n += p.numel()
     return n
 
 

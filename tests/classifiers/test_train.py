@@ -103,3 +103,33 @@ def test_config_validation():
         load_config(TrainRMConfig, None, ["objective=ranking"])
     with pytest.raises(ConfigError, match="eval_fraction"):
         load_config(TrainRMConfig, None, ["eval_fraction=1.5"])
+
+
+def test_train_layers_freezes_the_lower_layers(toy):
+    from jprefs.classifiers.backbones import load_classifier
+    from jprefs.classifiers.train import _freeze_embeddings, _freeze_lower_layers
+
+    model, _ = load_classifier(toy["backbone"], 1)
+    _freeze_embeddings(model)
+    _freeze_lower_layers(model, 1)
+    trainable = {n.split(".weight")[0].split(".bias")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert not any(n.startswith(("bert.embeddings", "bert.encoder.layer.0.")) for n in trainable)
+    assert any(n.startswith("bert.encoder.layer.1.") for n in trainable) and "classifier" in trainable
+    with pytest.raises(ConfigError, match="between 1 and 2"):
+        _freeze_lower_layers(model, 5)
+
+
+def test_lora_training_saves_a_merged_model_that_loads_without_peft(toy, tmp_path):
+    pytest.importorskip("peft")
+    from safetensors import safe_open
+
+    from jprefs.classifiers.reward_model import RewardModel
+
+    out = tmp_path / "lora"
+    m = _train(toy, out, objective="pairwise", lora=True, lora_r=4, lora_alpha=8, epochs=2,
+               lora_target_modules=["query", "value"])
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert not any("lora" in k for k in keys) and any(k.startswith("bert.encoder") for k in keys)
+    rm = RewardModel.from_pretrained(out, device="cpu")
+    assert rm.model.config.num_labels == 1 and np.isfinite(m["eval"]["pairwise_accuracy"])
