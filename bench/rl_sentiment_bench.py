@@ -13,8 +13,9 @@
    distinct-2, mean length, and the share of the most frequent character bigram
    (a reward won by repeating one word shows up there).
 
-Every training step runs through the real CLI (`jprefs rl ...`). Results: OUT/results.json,
-OUT/results.md and OUT/bench.png.
+Every training step runs through the real CLI (`jprefs rl ...`); a step whose folder already
+has a summary.json is reused, so a rerun with another --rm only trains PPO again (ILQL learns from the labels).
+Results: OUT/results-TAG.json, OUT/results-TAG.md and OUT/bench-TAG.png (TAG: rm or tinyrm).
 
     python bench/rl_sentiment_bench.py -o /tmp/rl-bench            # ~20-30 min on 2 busy cores
     python bench/rl_sentiment_bench.py -o /tmp/rl-bench --quick    # minutes, for a smoke test
@@ -41,6 +42,9 @@ def log(msg):
 
 
 def jprefs_rl(out: Path, overrides: list[str]):
+    if (out / "summary.json").exists():          # finished in an earlier run of the bench: reuse it
+        log(f"reusing {out}")
+        return json.loads((out / "summary.json").read_text())
     cmd = [sys.executable, "-m", "jprefs.cli", "rl", "-o", str(out), *overrides]
     log("$ jprefs rl " + " ".join(f"'{a}'" if " " in a else a for a in cmd[4:]))
     t0 = time.time()
@@ -118,7 +122,6 @@ def main():
     ap.add_argument("--init-kl-coef", type=float, default=0.1)
     ap.add_argument("--target-kl", type=float, default=4.0)
     ap.add_argument("--prompt-chars", type=int, default=8)
-    ap.add_argument("--skip-train", action="store_true", help="reuse the runs already in OUT (evaluate only)")
     args = ap.parse_args()
     if args.quick:
         args.pretrain_steps, args.sft_steps, args.ppo_steps, args.ilql_steps, args.eval_prompts = 30, 20, 3, 20, 16
@@ -146,13 +149,12 @@ def main():
     tiny = ["tiny_vocab_size=3000", "tiny_n_embd=128", "tiny_n_layer=3", "tiny_n_head=4", "tiny_n_positions=128"]
 
     # ---------------------------------------------------------------- 1-2. pretrain + SFT
-    if not args.skip_train:
-        jprefs_rl(out / "pretrain", ["algo=sft", "policy=tiny", f"sft_data={aozora}", "sft_max_texts=60000",
-                                     f"sft_steps={args.pretrain_steps}", "sft_lr=2e-3", "sft_batch_size=32",
-                                     "reward_type=none", *tiny, *gen, "max_length=64"])
-        jprefs_rl(out / "sft", ["algo=sft", f"policy={out / 'pretrain' / 'policy'}",
-                                f"sft_data={out / 'data' / 'chabsa_train.jsonl'}", f"sft_steps={args.sft_steps}",
-                                "sft_lr=1e-3", "reward_type=none", *gen])
+    jprefs_rl(out / "pretrain", ["algo=sft", "policy=tiny", f"sft_data={aozora}", "sft_max_texts=60000",
+                                 f"sft_steps={args.pretrain_steps}", "sft_lr=2e-3", "sft_batch_size=32",
+                                 "reward_type=none", *tiny, *gen, "max_length=64"])
+    jprefs_rl(out / "sft", ["algo=sft", f"policy={out / 'pretrain' / 'policy'}",
+                            f"sft_data={out / 'data' / 'chabsa_train.jsonl'}", f"sft_steps={args.sft_steps}",
+                            "sft_lr=1e-3", "reward_type=none", *gen])
 
     # ---------------------------------------------------------------- 3. reward model
     rm_note = ""
@@ -166,32 +168,32 @@ def main():
         rm_note = (f"{args.rm} absent: tiny 2-layer BERT trained here from scratch, test accuracy "
                    f"{json.loads((rm / 'bench_accuracy.json').read_text())['test_accuracy']:.3f}")
     rm_args = ["reward_type=rm", f"reward_model={rm}", "reward_input=concat"]
+    tag = "tinyrm" if rm_note else "rm"         # PPO depends on the RM: one folder per RM (ILQL learns from labels)
 
     # ---------------------------------------------------------------- 4-5. PPO and ILQL
-    if not args.skip_train:
-        jprefs_rl(out / "ppo", ["algo=ppo", f"policy={out / 'sft' / 'policy'}", *rm_args,
-                                f"prompts={out / 'data' / 'train_prompts.txt'}", f"total_steps={args.ppo_steps}",
-                                "batch_size=32", "minibatch_size=8", "ppo_epochs=4", "lr=1e-4",
-                                f"init_kl_coef={args.init_kl_coef}", f"target_kl={args.target_kl}",
-                                "kl_horizon=200", "scale_reward=running", "eval_every=10", *gen])
-        jprefs_rl(out / "ilql", ["algo=ilql", f"policy={out / 'sft' / 'policy'}",
-                                 f"data={out / 'data' / 'chabsa_train.jsonl'}", "reward_type=labels",
-                                 "reward_field=label", f"reward_model={rm}", "reward_input=concat",
-                                 f"total_steps={args.ilql_steps}", "batch_size=32", "lr=1e-4", "alpha=0.1",
-                                 "steps_for_target_q_sync=1", "beta_gen=1.0", "beta_gen_sweep=0,1,4",
-                                 "eval_every=100", *gen])
+    jprefs_rl(out / f"ppo-{tag}", ["algo=ppo", f"policy={out / 'sft' / 'policy'}", *rm_args,
+                            f"prompts={out / 'data' / 'train_prompts.txt'}", f"total_steps={args.ppo_steps}",
+                            "batch_size=32", "minibatch_size=8", "ppo_epochs=4", "lr=1e-4",
+                            f"init_kl_coef={args.init_kl_coef}", f"target_kl={args.target_kl}",
+                            "kl_horizon=200", "scale_reward=running", "eval_every=10", *gen])
+    jprefs_rl(out / "ilql", ["algo=ilql", f"policy={out / 'sft' / 'policy'}",
+                             f"data={out / 'data' / 'chabsa_train.jsonl'}", "reward_type=labels",
+                             "reward_field=label", f"reward_model={rm}", "reward_input=concat",
+                             f"total_steps={args.ilql_steps}", "batch_size=32", "lr=1e-4", "alpha=0.1",
+                             "steps_for_target_q_sync=1", "beta_gen=1.0", "beta_gen_sweep=0,1,4",
+                             "eval_every=100", *gen])
 
     # ---------------------------------------------------------------- 6. evaluation
-    results = evaluate(out, rm, eval_prompts, test)
+    results = evaluate(out, rm, eval_prompts, test, tag)
     results["rm"] = str(rm)
     results["rm_note"] = rm_note
     results["wall_s"] = round(time.time() - t_start)
     results["args"] = vars(args)
-    (out / "results.json").write_text(json.dumps(results, ensure_ascii=False, indent=2))
-    write_report(out, results)
+    (out / f"results-{tag}.json").write_text(json.dumps(results, ensure_ascii=False, indent=2))
+    write_report(out, results, tag)
 
 
-def evaluate(out: Path, rm_path: Path, prompts: list[str], test) -> dict:
+def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str) -> dict:
     import numpy as np
     import torch
 
@@ -222,7 +224,7 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test) -> dict:
     # (model, tokenizer, ILQL score_fn or None, top_k). ILQL decodes with top-k 20 (RL_SPEC), which by
     # itself moves text away from the full distribution: "sft (top_k=20)" is its like-for-like baseline.
     policies = {"sft": (sft, tok, None, 0), "sft (top_k=20)": (sft, tok, None, 20)}
-    ppo, ppo_tok = load_policy(str(out / "ppo" / "policy"), device=torch.device("cpu"))
+    ppo, ppo_tok = load_policy(str(out / f"ppo-{tag}" / "policy"), device=torch.device("cpu"))
     policies["ppo"] = (ppo, ppo_tok, None, 0)
     ilql, ilql_tok = load_policy(str(out / "ilql" / "policy"), device=torch.device("cpu"))
     from safetensors.torch import load_file
@@ -266,7 +268,7 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test) -> dict:
     for name, r in rows.items():
         r["rm_gain_vs_sft"] = r["rm_score"] - base["rm_score"]
         r["distinct2_ratio_vs_sft"] = r["distinct2"] / base["distinct2"] if base["distinct2"] else None
-    ppo_hist = [json.loads(line) for line in open(out / "ppo" / "metrics.jsonl")]
+    ppo_hist = [json.loads(line) for line in open(out / f"ppo-{tag}" / "metrics.jsonl")]
     return {"policies": rows, "judges_on_chabsa_test": judge_acc, "samples": samples,
             "ppo_curve": [{k: h.get(k) for k in ("step", "objective/score", "objective/kl", "objective/kl_coef")}
                           for h in ppo_hist if "objective/score" in h],
@@ -274,7 +276,7 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test) -> dict:
             "n_prompts": len(prompts)}
 
 
-def write_report(out: Path, res: dict):
+def write_report(out: Path, res: dict, tag: str):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -285,7 +287,7 @@ def write_report(out: Path, res: dict):
     lines = ["| policy | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
-    (out / "results.md").write_text("\n".join(lines) + "\n")
+    (out / f"results-{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
     names = list(rows)
@@ -294,7 +296,7 @@ def write_report(out: Path, res: dict):
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(c)
     fig.tight_layout()
-    fig.savefig(out / "bench.png", dpi=90)
+    fig.savefig(out / f"bench-{tag}.png", dpi=90)
 
 
 if __name__ == "__main__":

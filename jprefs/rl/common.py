@@ -452,8 +452,12 @@ class RunWriter:
         keys = [k for k in keys if any(r.get(k) is not None for r in self.history)]
         if not keys:
             return None
-        fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
-        for ax, k in zip(axes[0], keys):
+        ncol = min(3, len(keys))
+        nrow = (len(keys) + ncol - 1) // ncol
+        fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 3.0 * nrow), squeeze=False)
+        for ax in axes.flat[len(keys):]:
+            ax.axis("off")
+        for ax, k in zip(axes.flat, keys):
             pts = [(r["step"], r[k]) for r in self.history if r.get(k) is not None]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="." if len(pts) < 50 else None)
             ax.set_title(k)

@@ -115,3 +115,12 @@ def test_char_tokenizer_roundtrip_and_distinct():
     assert tok.decode(tok("未知の字", add_special_tokens=False)["input_ids"]) == "未知の字"   # byte fallback
     assert model.config.vocab_size == len(tok)
     assert distinct_n(["abab"], 2) == pytest.approx(2 / 3) and distinct_n([""], 2) == 0.0
+
+
+def test_aozora_works_split_into_paragraph_texts():
+    from tests.conftest import shared_file
+
+    path = shared_file("aozora/aozora_miyazawa_kenji.jsonl.gz")
+    rows = load_text_rows(str(path), max_chars=200)
+    assert len(rows) > 1000
+    assert all(0 < len(r.text) <= 200 and r.reward is None for r in rows)
