@@ -79,6 +79,8 @@ class TrainRMConfig:
     seed: int = field(default=42, metadata={"help": "seed for splits, shuffling and initialisation"})
     output_dir: str = field(default="", metadata={"help": "where the model, metrics, plots and card go (-o)"})
     plots: bool = field(default=True, metadata={"help": "write reliability and reward-distribution PNGs"})
+    resume: bool = field(default=True, metadata={"help": "continue from OUTPUT/checkpoint (saved after every epoch: "
+                                                         "model, optimizer, scheduler, RNG, best weights)"})
 
     def validate(self) -> None:
         if self.objective not in OBJECTIVES:

@@ -332,8 +332,21 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     history = []
 
     # ---- loop
-    step = 0
-    for epoch in range(cfg.epochs):
+    step, start = 0, 0
+    ckpt = out / "checkpoint"
+    if cfg.resume and (ckpt / "progress.json").exists():
+        # resume at an epoch boundary: batches are seeded per epoch, so the run continues exactly
+        accelerator.load_state(str(ckpt))
+        prog = json.loads((ckpt / "progress.json").read_text(encoding="utf-8"))
+        start, step, history = prog["epochs_done"], prog["step"], prog["history"]
+        best = {"score": prog["best_score"] if prog["best_score"] is not None else -math.inf,
+                "epoch": prog["best_epoch"], "state": None}
+        if (ckpt / "best.safetensors").exists():
+            from safetensors.torch import load_file
+
+            best["state"] = load_file(str(ckpt / "best.safetensors"))
+        log(f"resuming from {ckpt} after epoch {start}")
+    for epoch in range(start, cfg.epochs):
         model.train()
         batches = make_batches(items, cfg.batch_size, seed=cfg.seed, epoch=epoch, group_by_length=cfg.group_by_length)
         loader = accelerator.prepare_data_loader(DataLoader(
@@ -373,6 +386,8 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
             best = {"score": ev[select], "epoch": epoch + 1,
                     "state": {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters() if p.requires_grad}}
         accelerator.wait_for_everyone()
+        if epoch + 1 < cfg.epochs:
+            _save_checkpoint(accelerator, ckpt, epoch + 1, step, history, best, is_main)
 
     if not is_main:
         return {}
@@ -405,11 +420,31 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
         metrics["test"] = evaluate_and_plot(rm, test_data, out, name="test", batch_size=cfg.eval_batch_size,
                                             plots=cfg.plots, label_names=cfg.label_names)
     atomic_write_json(out / "metrics.json", metrics)
+    if ckpt.exists():
+        import shutil
+
+        shutil.rmtree(ckpt, ignore_errors=True)   # the final model supersedes it
     from jprefs.classifiers.card import write_model_card
 
     write_model_card(out, cfg, metrics, license=train_data.license)
     log(f"saved reward model to {out}")
     return metrics
+
+
+def _save_checkpoint(accelerator, ckpt: Path, epochs_done: int, step: int, history: list, best: dict,
+                     is_main: bool) -> None:
+    """Everything needed to resume after ``epochs_done`` epochs; progress.json is written last."""
+    from safetensors.torch import save_file
+
+    from jprefs.data.io import atomic_write_json
+
+    accelerator.save_state(str(ckpt))
+    if is_main:
+        if best["state"] is not None:
+            save_file({k: v.contiguous() for k, v in best["state"].items()}, str(ckpt / "best.safetensors"))
+        atomic_write_json(ckpt / "progress.json", {
+            "epochs_done": epochs_done, "step": step, "history": history, "best_epoch": best["epoch"],
+            "best_score": best["score"] if math.isfinite(best["score"]) else None})
 
 
 def _prompt_less(data) -> bool:

@@ -133,3 +133,25 @@ def test_lora_training_saves_a_merged_model_that_loads_without_peft(toy, tmp_pat
     assert not any("lora" in k for k in keys) and any(k.startswith("bert.encoder") for k in keys)
     rm = RewardModel.from_pretrained(out, device="cpu")
     assert rm.model.config.num_labels == 1 and np.isfinite(m["eval"]["pairwise_accuracy"])
+
+
+def test_interrupted_run_resumes_after_the_last_epoch(toy, tmp_path, monkeypatch):
+    import jprefs.classifiers.train as train_mod
+
+    full = _train(toy, tmp_path / "full", objective="pairwise", epochs=2)
+    original = train_mod._save_checkpoint
+
+    def crash_after_checkpoint(*a, **k):
+        original(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "_save_checkpoint", crash_after_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        _train(toy, tmp_path / "resumed", objective="pairwise", epochs=2)
+    assert (tmp_path / "resumed" / "checkpoint" / "progress.json").exists()
+    monkeypatch.setattr(train_mod, "_save_checkpoint", original)
+    resumed = _train(toy, tmp_path / "resumed", objective="pairwise", epochs=2)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    assert resumed["history"][1]["losses/train"] == pytest.approx(full["history"][1]["losses/train"], rel=1e-4)
+    assert resumed["eval"]["mean_margin"] == pytest.approx(full["eval"]["mean_margin"], rel=1e-3, abs=1e-6)
+    assert not (tmp_path / "resumed" / "checkpoint").exists()
