@@ -257,9 +257,13 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str) -> di
         rw = reward([""] * len(full), full)
         bigrams = [t[i:i + 2] for t in texts for i in range(len(t) - 1)]
         top_share = max((bigrams.count(b) for b in set(bigrams)), default=0) / max(1, len(bigrams))
-        rows[name] = {"rm_score": float(np.mean(rw)), "rm_positive_share": float(np.mean(np.array(rw) > 0)),
-                      "kl_to_sft": float(np.mean(kls)), "kl_se": float(np.std(kls) / np.sqrt(len(kls))),
-                      **{f"judge_{k}": float(np.mean(j(full))) for k, j in judges.items()},
+        se = lambda x: float(np.std(x) / np.sqrt(len(x)))  # noqa: E731  (standard error of the mean)
+        js = {k: j(full) for k, j in judges.items()}
+        rows[name] = {"rm_score": float(np.mean(rw)), "rm_score_se": se(rw),
+                      "rm_positive_share": float(np.mean(np.array(rw) > 0)),
+                      "kl_to_sft": float(np.mean(kls)), "kl_to_sft_se": se(kls),
+                      **{f"judge_{k}": float(np.mean(v)) for k, v in js.items()},
+                      **{f"judge_{k}_se": se(v) for k, v in js.items()},
                       "distinct2": distinct_n(texts), "mean_length": float(np.mean([len(t) for t in texts])),
                       "top_bigram_share": top_share, "eval_s": round(time.time() - t0, 1)}
         samples[name] = [{"prompt": p, "response": t, "rm": float(r)} for p, t, r in list(zip(prompts, texts, rw))[:12]]
@@ -267,6 +271,7 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str) -> di
     base = rows["sft"]
     for name, r in rows.items():
         r["rm_gain_vs_sft"] = r["rm_score"] - base["rm_score"]
+        r["rm_gain_se"] = (r["rm_score_se"] ** 2 + base["rm_score_se"] ** 2) ** 0.5
         r["distinct2_ratio_vs_sft"] = r["distinct2"] / base["distinct2"] if base["distinct2"] else None
     ppo_hist = [json.loads(line) for line in open(out / f"ppo-{tag}" / "metrics.jsonl")]
     return {"policies": rows, "judges_on_chabsa_test": judge_acc, "samples": samples,
@@ -285,8 +290,12 @@ def write_report(out: Path, res: dict, tag: str):
     rows = res["policies"]
     cols = ["rm_score", "kl_to_sft", "judge_mlask", "judge_oseti", "distinct2", "mean_length", "top_bigram_share"]
     lines = ["| policy | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+
+    def cell(r, c):
+        return f"{r[c]:.3f} ± {r[c + '_se']:.3f}" if c + "_se" in r else f"{r[c]:.3f}"
+
     for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(f"{r[c]:.3f}" for c in cols) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(r, c) for c in cols) + " |")
     (out / f"results-{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))

@@ -33,6 +33,8 @@ class RLConfig:
         "(text, reward) data; ppo: online RL against a reward"))
     seed: int = field(default=0, metadata=_h("random seed (torch, sampling, data order)"))
     device: str = field(default="auto", metadata=_h("auto | cpu | cuda | cuda:N"))
+    torch_threads: int = field(default=0, metadata=_h(
+        "CPU threads for torch (0 = torch's default). Small models on a busy machine run much faster with 1"))
 
     # ------------------------------------------------------------ policy
     policy: str = field(default="tiny", metadata=_h(

@@ -44,6 +44,10 @@ def prepare_policy(cfg, writer, *, model=None, tok=None, force_sft: bool = False
     from jprefs.rl.sft import train_sft
 
     device = resolve_device(cfg.device)
+    if cfg.torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
     rows = None
     if model is None:
         if cfg.policy == "tiny":
