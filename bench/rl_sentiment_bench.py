@@ -145,7 +145,7 @@ def main():
         f"{len(eval_prompts)} held-out eval prompts")
 
     gen = ["max_new_tokens=32", "max_length=96", "prompt_max_tokens=16", f"eval_prompts={out / 'data' / 'eval_prompts.txt'}",
-           "eval_samples=1", "seed=0"]
+           "eval_samples=1", "seed=0", "torch_threads=1"]
     tiny = ["tiny_vocab_size=3000", "tiny_n_embd=128", "tiny_n_layer=3", "tiny_n_head=4", "tiny_n_positions=128"]
 
     # ---------------------------------------------------------------- 1-2. pretrain + SFT
@@ -160,12 +160,13 @@ def main():
     rm_note = ""
     rm = Path(args.rm)
     if not (rm / "config.json").exists():
+        log(f"no reward model at {args.rm}: using a tiny chABSA classifier trained here (last resort)")
         rm = out / "rm-tiny"
+    if rm.resolve() == (out / "rm-tiny").resolve():
         if not (rm / "config.json").exists():
-            log(f"no reward model at {args.rm}: training a tiny chABSA classifier here (last resort)")
             rm.mkdir(parents=True, exist_ok=True)
             train_tiny_rm(rm, train, test, steps=60 if args.quick else 400)
-        rm_note = (f"{args.rm} absent: tiny 2-layer BERT trained here from scratch, test accuracy "
+        rm_note = ("tiny 2-layer BERT trained here from scratch, test accuracy "
                    f"{json.loads((rm / 'bench_accuracy.json').read_text())['test_accuracy']:.3f}")
     rm_args = ["reward_type=rm", f"reward_model={rm}", "reward_input=concat"]
     tag = "tinyrm" if rm_note else "rm"         # PPO depends on the RM: one folder per RM (ILQL learns from labels)
@@ -204,6 +205,7 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str) -> di
     from rl_judges import mlask_judge, oseti_judge
 
     torch.set_grad_enabled(False)
+    torch.set_num_threads(1)        # small models on a shared 2-core box: one thread is much faster
     reward = make_reward("rm", str(rm_path), reward_input="concat", batch_size=32)
     judges = {"mlask": mlask_judge(), "oseti": oseti_judge()}
 
