@@ -12,6 +12,8 @@ EXAMPLES = """examples:
   jprefs rl rl/recipes/ilql-tiny-cpu.yaml -o runs/ilql-tiny total_steps=50
   jprefs rl rl/recipes/sft-aozora-cpu.yaml -o runs/sft sft_data='../shared/data/aozora/*.jsonl.gz'
   jprefs rl rl/recipes/ppo-tiny-cpu.yaml -o runs/ppo-rm reward_type=rm reward_model=rm/
+  jprefs rl rl/recipes/ppo-tiny-cpu.yaml -o runs/ppo-tiny save_every=10   # rerun the same to resume
+  jprefs rl rl/recipes/ppo-tiny-cpu.yaml -o runs/ppo-tiny resume=false    # start over in the same folder
   jprefs rl --list-keys              # every config key with its default and help
 
 outputs (DIR): config.yaml, metrics.jsonl, samples.jsonl, curves.png, policy/ (safetensors +

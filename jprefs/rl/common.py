@@ -408,6 +408,20 @@ def distinct_n(texts: Sequence[str], n: int = 2) -> float:
 
 # ====================================================================== run outputs
 
+def _truncate_lines(path: Path, n: int) -> int:
+    """Keep the first ``n`` lines of ``path`` (atomically); return how many there are."""
+    from jprefs.data.io import atomic_write_text
+
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+    if len(lines) < n:
+        from jprefs.errors import JprefsError
+
+        raise JprefsError(f"{path} has {len(lines)} lines but the checkpoint needs {n}; the run folder was "
+                          "edited. fix: add resume=false to start over, or use a new -o folder")
+    atomic_write_text(path, "".join(lines[:n]))
+    return n
+
+
 class RunWriter:
     """The files every run writes under ``out``: config, metrics, samples, curves, policy, heads."""
 
@@ -420,9 +434,32 @@ class RunWriter:
         self.samples_path = self.out / "samples.jsonl"
         self.history: list[dict] = []
         self._t0 = time.time()
-        # Fresh run: truncate logs (a rerun into the same directory replaces them).
-        self.metrics_path.write_text("", encoding="utf-8")
-        self.samples_path.write_text("", encoding="utf-8")
+        self.cfg = cfg
+        self.n_metrics = self.n_samples = 0
+        # A checkpoint of the same config in ``out``: resume from it (see jprefs/rl/checkpoint.py).
+        self.checkpoint: dict | None = None
+        if cfg is not None and getattr(cfg, "resume", False):
+            from jprefs.rl.checkpoint import find_resumable
+
+            self.checkpoint = find_resumable(self.out, cfg)
+        if self.checkpoint is not None:
+            # Drop what was logged after the checkpoint so that no step appears twice.
+            self.n_metrics = _truncate_lines(self.metrics_path, self.checkpoint["metrics_lines"])
+            self.n_samples = _truncate_lines(self.samples_path, self.checkpoint["samples_lines"])
+            self.history = [json.loads(x) for x in self.metrics_path.read_text(encoding="utf-8").splitlines()]
+            self._t0 -= self.history[-1].get("time/elapsed_s", 0.0) if self.history else 0.0
+            from jprefs.data.io import eprint
+
+            eprint(f"jprefs rl: resuming from step {self.checkpoint['step']} "
+                   f"({self.checkpoint['dir']}; resume=false starts over)")
+        else:
+            # Fresh run: truncate logs and drop old checkpoints (a rerun replaces them).
+            self.metrics_path.write_text("", encoding="utf-8")
+            self.samples_path.write_text("", encoding="utf-8")
+            import shutil
+
+            for d in list(self.out.glob("checkpoint-*")) + list(self.out.glob(".checkpoint-*.tmp")):
+                shutil.rmtree(d, ignore_errors=True)
         if cfg is not None:
             save_config(cfg, self.out / "config.yaml")
 
@@ -432,6 +469,7 @@ class RunWriter:
         self.history.append(row)
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self.n_metrics += 1
 
     def samples(self, step: int, prompts: Sequence[str], responses: Sequence[str], rewards=None, **extra) -> None:
         with open(self.samples_path, "a", encoding="utf-8") as f:
@@ -441,6 +479,7 @@ class RunWriter:
                     row["reward"] = float(rewards[i])
                 row.update(extra)
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                self.n_samples += 1
 
     def plot(self, keys: Sequence[str], title: str) -> Path | None:
         """One panel per metric key against step, saved as ``curves.png``."""

@@ -147,7 +147,12 @@ class RLConfig:
         "none | running (divide by a running std) | whiten (batch z-score)"))
 
     # ------------------------------------------------------------ output
-    save_every: int = field(default=0, metadata=_h("also save a checkpoint every N steps (0 = only at the end)"))
+    save_every: int = field(default=0, metadata=_h(
+        "save a resumable checkpoint (OUT/checkpoint-N: policy, heads, optimizer, RNG states) every N steps; "
+        "0 = none, only the final outputs"))
+    resume: bool = field(default=True, metadata=_h(
+        "rerunning into the same -o folder continues from its newest checkpoint (the config must match); "
+        "false = start over, deleting the folder's checkpoints and logs"))
 
     def validate(self) -> None:
         if self.algo == "ilql" and self.reward_type == "none":

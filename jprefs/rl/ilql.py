@@ -272,6 +272,7 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
     import torch
 
     from jprefs.progress import progress
+    from jprefs.rl.checkpoint import save_checkpoint
     from jprefs.rl.common import RunWriter, load_prompts, optimizer, sample, set_seed
     from jprefs.rl.runner import prepare_policy, load_ilql_rows, eval_reward_for
     from jprefs.rl.sft import encode_rows
@@ -312,10 +313,18 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
         return {"eval/reward": float(np.mean(rw)) if rw is not None else None,
                 "eval/length": float(np.mean([len(t) for t in s.texts]))}
 
+    start = 1
+    if writer.checkpoint is not None:
+        from jprefs.rl.checkpoint import restore
+
+        st = restore(writer.checkpoint, model=model, opt=opt, heads=heads)
+        start, order = st["step"] + 1, list(st["order"])
+        rng.bit_generator.state = st["data_rng"]
+
     # ---------------------------------------------------------------- loop
     model.train()
-    with progress(total=cfg.total_steps, desc="ilql", unit="step") as bar:
-        for step in range(1, cfg.total_steps + 1):
+    with progress(total=cfg.total_steps, initial=start - 1, desc="ilql", unit="step") as bar:
+        for step in range(start, cfg.total_steps + 1):
             t0 = time.time()
             if len(order) < cfg.batch_size:
                 order += rng.permutation(len(encoded)).tolist()
@@ -343,9 +352,9 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
             writer.log(step, stats)
             bar.update(1)
             bar.set_postfix(loss=f"{stats['losses/total']:.3f}", samples_s=f"{stats['time/samples_per_s']:.1f}")
-            if cfg.save_every and step % cfg.save_every == 0:
-                writer.save_policy(model, tok, f"checkpoint-{step}/policy")
-                writer.save_heads(heads, f"checkpoint-{step}/ilql_heads")
+            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.total_steps:
+                save_checkpoint(writer, step, model=model, tok=tok, opt=opt, heads=heads, heads_name="ilql_heads",
+                                objects={"order": order, "data_rng": rng.bit_generator.state})
 
     # ---------------------------------------------------------------- outputs
     model.eval()

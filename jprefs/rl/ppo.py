@@ -261,6 +261,7 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None) -
     import numpy as np
 
     from jprefs.progress import progress
+    from jprefs.rl.checkpoint import save_checkpoint
     from jprefs.rl.common import (RunWriter, distinct_n, load_prompts, maybe_lora, optimizer, sample,
                                   set_seed)
     from jprefs.rl.runner import prepare_policy, reward_for
@@ -294,12 +295,24 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None) -
         return {"eval/reward": float(np.mean(rw)), "eval/length": float(np.mean([len(t) for t in s.texts])),
                 "eval/distinct2": distinct_n(s.texts)}
 
-    first_eval = evaluate(0)
-    writer.log(0, first_eval)
+    start = 1
+    if writer.checkpoint is not None:
+        from jprefs.rl.checkpoint import restore
+
+        st = restore(writer.checkpoint, model=policy, opt=opt, heads=value_head, ref=ref)
+        start = st["step"] + 1
+        rng.bit_generator.state = st["data_rng"]
+        kl_ctl.value = st["extra"]["kl_coef"]
+        scaler.mean, scaler.var, scaler.count = st["extra"]["score_moments"]
+        first_eval = {k: v for k, v in writer.history[0].items() if k.startswith("eval/")}
+    else:
+        first_eval = evaluate(0)
+        writer.log(0, first_eval)
 
     # ---------------------------------------------------------------- loop
-    with progress(total=cfg.total_steps * cfg.batch_size, desc="ppo", unit="sample") as bar:
-        for step in range(1, cfg.total_steps + 1):
+    with progress(total=cfg.total_steps * cfg.batch_size, initial=(start - 1) * cfg.batch_size, desc="ppo",
+                  unit="sample") as bar:
+        for step in range(start, cfg.total_steps + 1):
             t0 = time.time()
             prompts_b = [train_prompts[i] for i in rng.integers(0, len(train_prompts), cfg.batch_size)]
             # ---- rollout: sample, recompute logprobs/values, score, KL-penalised rewards, GAE
@@ -333,9 +346,11 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None) -
             bar.update(cfg.batch_size)
             bar.set_postfix(score=f"{stats['objective/score']:.3f}", kl=f"{mean_kl:.3f}",
                             samples_s=f"{stats['time/samples_per_s']:.1f}")
-            if cfg.save_every and step % cfg.save_every == 0:
-                writer.save_policy(policy, tok, f"checkpoint-{step}/policy")
-                writer.save_heads(value_head, f"checkpoint-{step}/value_head")
+            if cfg.save_every and step % cfg.save_every == 0 and step < cfg.total_steps:
+                save_checkpoint(writer, step, model=policy, tok=tok, opt=opt, heads=value_head,
+                                heads_name="value_head", ref=ref, objects={"data_rng": rng.bit_generator.state},
+                                extra={"kl_coef": kl_ctl.value,
+                                       "score_moments": [scaler.mean, scaler.var, scaler.count]})
 
     # ---------------------------------------------------------------- outputs
     writer.save_policy(policy, tok)

@@ -60,7 +60,8 @@ def prepare_policy(cfg, writer, *, model=None, tok=None, force_sft: bool = False
             model, tok = load_policy(cfg.policy, device=device, dtype=cfg.dtype,
                                      trust_remote_code=cfg.trust_remote_code)
     model.to(device)
-    if cfg.sft_steps > 0 and (force_sft or cfg.algo != "sft"):
+    # A resumed run loads the trained weights from its checkpoint: no warm start to redo.
+    if cfg.sft_steps > 0 and (force_sft or cfg.algo != "sft") and getattr(writer, "checkpoint", None) is None:
         rows = rows or _sft_rows(cfg, writer.out)
         losses = train_sft(model, tok, rows, steps=cfg.sft_steps, lr=cfg.sft_lr, batch_size=cfg.sft_batch_size,
                            max_length=cfg.max_length, seed=cfg.seed, desc="sft warm start")
@@ -141,7 +142,7 @@ def run_sft(cfg, out) -> dict:
     model, tok = prepare_policy(cfg, writer)
     rows = _sft_rows(cfg, writer.out)
     losses = train_sft(model, tok, rows, steps=cfg.sft_steps, lr=cfg.sft_lr, batch_size=cfg.sft_batch_size,
-                       max_length=cfg.max_length, seed=cfg.seed, writer=writer)
+                       max_length=cfg.max_length, seed=cfg.seed, writer=writer, save_every=cfg.save_every)
     prompts = load_prompts(cfg.eval_prompts) * max(1, cfg.eval_samples)
     s = sample(model, tok, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens, seed=cfg.seed)

@@ -54,10 +54,13 @@ def collate_lm(batch, pad_id: int):
 
 
 def train_sft(model, tok, rows: Sequence[TextRow], *, steps: int, lr: float = 1e-3, batch_size: int = 32,
-              max_length: int = 64, seed: int = 0, writer=None, desc: str = "sft") -> list[float]:
+              max_length: int = 64, seed: int = 0, writer=None, desc: str = "sft",
+              save_every: int = 0) -> list[float]:
     """Train ``model`` in place for ``steps`` AdamW steps; return the loss per step.
 
-    Metrics ``sft/loss`` and ``sft/tokens_per_s`` go to ``writer`` (a RunWriter) when given.
+    Metrics ``sft/loss`` and ``sft/tokens_per_s`` go to ``writer`` (a RunWriter) when given;
+    with a writer, a checkpoint every ``save_every`` steps, and a resume from
+    ``writer.checkpoint`` when the writer found one.
     """
     import time
 
@@ -78,9 +81,16 @@ def train_sft(model, tok, rows: Sequence[TextRow], *, steps: int, lr: float = 1e
     rng = random.Random(seed)
     order: list[int] = []
     losses = []
+    start = 0
+    if writer is not None and writer.checkpoint is not None:
+        from jprefs.rl.checkpoint import restore
+
+        st = restore(writer.checkpoint, model=model, opt=opt, sched=sched)
+        start, losses, order = st["step"], list(st["extra"]["losses"]), list(st["order"])
+        rng.setstate(st["data_rng"])
     model.train()
-    with progress(total=steps, desc=desc, unit="step") as bar:
-        for step in range(steps):
+    with progress(total=steps, initial=start, desc=desc, unit="step") as bar:
+        for step in range(start, steps):
             if len(order) < batch_size:
                 more = list(range(len(data)))
                 rng.shuffle(more)
@@ -103,5 +113,11 @@ def train_sft(model, tok, rows: Sequence[TextRow], *, steps: int, lr: float = 1e
             if writer is not None:
                 writer.log(step, {"sft/loss": losses[-1], "sft/lr": sched.get_last_lr()[0],
                                   "sft/tokens_per_s": ntok / max(1e-6, time.time() - t0)})
+                if save_every and (step + 1) % save_every == 0 and step + 1 < steps:
+                    from jprefs.rl.checkpoint import save_checkpoint
+
+                    # logged steps are 0-based here: checkpoint "N" = N steps done
+                    save_checkpoint(writer, step + 1, model=model, tok=tok, opt=opt, sched=sched,
+                                    extra={"losses": losses}, objects={"order": order, "data_rng": rng.getstate()})
     model.eval()
     return losses

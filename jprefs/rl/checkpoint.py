@@ -1,0 +1,155 @@
+"""Crash-safe checkpoints and resume for ``jprefs rl`` runs.
+
+Every ``save_every`` steps a run writes ``OUT/checkpoint-N/``: ``policy/`` (merged
+safetensors + tokenizer, for use) and ``resume/`` (everything needed to continue):
+``model.safetensors`` (the trained module's state, LoRA adapter included),
+``heads.safetensors`` (value head / ILQL heads), ``reference.safetensors`` (PPO's
+frozen reference when it is a copy), ``state.pt`` (optimizer, scheduler, RNG
+states of python/numpy/torch and the loop's own generators) and ``state.json``
+(step, resolved config, the line counts of ``metrics.jsonl`` / ``samples.jsonl``,
+small loop state such as the PPO KL coefficient). The folder is written as
+``.checkpoint-N.tmp`` and renamed into place, so a ``checkpoint-N/resume`` that
+exists is complete. Older checkpoints keep ``policy/`` but lose ``resume/``.
+
+Rerunning the same command resumes from the newest complete checkpoint
+(:meth:`RunWriter.__init__` finds it); a changed config is refused.
+
+Example::
+
+    ck = writer.checkpoint                     # None on a fresh run
+    if ck: step0 = restore(ck, model=model, opt=opt)
+    ...
+    save_checkpoint(writer, step, model=model, tok=tok, opt=opt)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+# Keys that do not change what a run computes: a resume may change them.
+COSMETIC_KEYS = ("resume", "save_every", "torch_threads")
+
+
+def config_dict(cfg) -> dict:
+    """The resolved config as plain JSON values (so saved and current compare equal)."""
+    return json.loads(json.dumps(asdict(cfg), default=str))
+
+
+def checkpoint_dirs(out: Path) -> list[tuple[int, Path]]:
+    """``(step, dir)`` of every complete resumable checkpoint under ``out``, oldest first."""
+    found = []
+    for d in Path(out).glob("checkpoint-*"):
+        tail = d.name.split("-", 1)[1]
+        if tail.isdigit() and (d / "resume" / "state.json").is_file():
+            found.append((int(tail), d))
+    return sorted(found)
+
+
+def find_resumable(out: Path, cfg) -> dict | None:
+    """The newest checkpoint's ``state.json`` (plus ``dir``), or None; raises when the config differs."""
+    from jprefs.errors import JprefsError
+
+    found = checkpoint_dirs(out)
+    if not found:
+        return None
+    step, d = found[-1]
+    state = json.loads((d / "resume" / "state.json").read_text(encoding="utf-8"))
+    saved, now = state["config"], config_dict(cfg)
+    diff = sorted(k for k in set(saved) | set(now) if k not in COSMETIC_KEYS and saved.get(k) != now.get(k))
+    if diff:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
+        raise JprefsError(
+            f"{out} holds a checkpoint (step {step}) of a run with a different config ({shown}); "
+            f"it cannot be resumed with these settings.\n"
+            f"  fix: write to a new folder (-o NEW_DIR), restore the old values to resume, or add "
+            f"resume=false to start over in {out} (its checkpoints are deleted)")
+    state["dir"] = str(d)
+    return state
+
+
+def _rng_state() -> dict:
+    import numpy as np
+    import torch
+
+    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def save_checkpoint(writer, step: int, *, model, tok, opt, sched=None, heads=None, heads_name: str = "",
+                    ref=None, extra: dict | None = None, objects: dict | None = None) -> Path:
+    """Write ``OUT/checkpoint-STEP`` atomically. ``extra``: JSON loop state (KL coef, losses);
+    ``objects``: picklable loop state (numpy generators, data order) saved in ``state.pt``."""
+    import torch
+    from safetensors.torch import save_model
+
+    out = writer.out
+    final = out / f"checkpoint-{step}"
+    tmp = out / f".checkpoint-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    writer.save_policy(model, tok, f"{tmp.name}/policy")
+    if heads is not None and heads_name:
+        writer.save_heads(heads, f"{tmp.name}/{heads_name}")
+    r = tmp / "resume"
+    r.mkdir()
+    save_model(model, str(r / "model.safetensors"))       # save_model copes with tied embeddings
+    if heads is not None:
+        save_model(heads, str(r / "heads.safetensors"))
+    if ref is not None:
+        save_model(ref, str(r / "reference.safetensors"))
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else None,
+                "rng": _rng_state(), "objects": objects or {}}, r / "state.pt")
+    state = {"step": step, "metrics_lines": writer.n_metrics, "samples_lines": writer.n_samples,
+             "config": config_dict(writer.cfg), "extra": extra or {}}
+    # state.json last: a resume/ folder without it is never used.
+    (r / "state.json").write_text(json.dumps(state, ensure_ascii=False, indent=2), encoding="utf-8")
+    with open(r / "state.json", "rb") as f:
+        os.fsync(f.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    # Only the newest checkpoint stays resumable (the optimizer state doubles the size).
+    for s, d in checkpoint_dirs(out):
+        if s != step:
+            shutil.rmtree(d / "resume", ignore_errors=True)
+    return final
+
+
+def restore(state: dict, *, model, opt, sched=None, heads=None, ref=None) -> dict:
+    """Load a checkpoint found by :func:`find_resumable` into the given objects (in place) and
+    return its ``state.pt`` objects plus ``step`` and ``extra``."""
+    import torch
+    from safetensors.torch import load_model
+
+    r = Path(state["dir"]) / "resume"
+    device = next(model.parameters()).device
+    load_model(model, str(r / "model.safetensors"), device=str(device))
+    if heads is not None:
+        load_model(heads, str(r / "heads.safetensors"), device=str(device))
+    if ref is not None:
+        load_model(ref, str(r / "reference.safetensors"), device=str(device))
+    # Our own file, written by save_checkpoint: it holds numpy RNG states, so not weights_only.
+    blob = torch.load(r / "state.pt", map_location="cpu", weights_only=False)  # opt moves state to params
+    opt.load_state_dict(blob["optimizer"])
+    if sched is not None and blob["scheduler"] is not None:
+        sched.load_state_dict(blob["scheduler"])
+    _set_rng_state(blob["rng"])
+    return {"step": state["step"], "extra": state.get("extra", {}), **blob["objects"]}

@@ -1,0 +1,133 @@
+"""Crash-safe runs: a run killed after a checkpoint and rerun with the same command ends
+exactly where an uninterrupted run does (same metrics rows, no step twice, same weights),
+and a changed config refuses to resume."""
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from jprefs.config import load_config  # noqa: E402
+from jprefs.errors import JprefsError  # noqa: E402
+from jprefs.rl.common import RunWriter, TextRow  # noqa: E402
+from jprefs.rl.config import RLConfig  # noqa: E402
+from jprefs.rl.ilql import train_ilql  # noqa: E402
+from jprefs.rl.ppo import train_ppo  # noqa: E402
+from jprefs.rl.runner import run  # noqa: E402
+
+from .conftest import count_a, tiny_gpt2  # noqa: E402
+
+SFT = dict(algo="sft", reward_type="none", sft_steps=6, sft_batch_size=8, sft_max_texts=40, save_every=2,
+           tiny_n_embd=16, tiny_n_layer=1, tiny_n_head=2, tiny_vocab_size=300, max_new_tokens=4,
+           eval_samples=1, torch_threads=1, seed=0)
+ILQL = dict(algo="ilql", reward_type="labels", total_steps=6, batch_size=4, save_every=2, eval_every=3,
+            eval_samples=1, max_new_tokens=4, alpha=0.1, steps_for_target_q_sync=1, beta_gen_sweep=[0.0, 1.0],
+            reward_model="tests.rl.conftest:count_a", seed=0)
+PPO = dict(algo="ppo", reward_type="callable", reward_model="tests.rl.conftest:count_a", total_steps=5,
+           batch_size=4, minibatch_size=2, ppo_epochs=1, max_new_tokens=4, save_every=2, eval_every=2,
+           eval_samples=1, target_kl=0.05, kl_horizon=16, scale_reward="running", seed=0)
+ROWS = [("", "aab", 1.0), ("b", "cd", 0.0), ("", "aaa", 1.0), ("c", "hgf", 0.0), ("", "ab", 1.0), ("d", "ee", 0.0)]
+
+
+def _crash_after_logging(monkeypatch, step):
+    """Make the run die right after it logs ``step`` (past a checkpoint: rows to drop)."""
+    log = RunWriter.log
+
+    def dying_log(self, s, metrics):
+        log(self, s, metrics)
+        if s == step:
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(RunWriter, "log", dying_log)
+
+
+def _rows(out, name="metrics.jsonl"):
+    return [json.loads(x) for x in (out / name).read_text(encoding="utf-8").splitlines()]
+
+
+def _weights(out):
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "policy" / "model.safetensors"))
+
+
+def _same_weights(a, b):
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-6), k
+
+
+def test_sft_crash_then_rerun_matches_an_uninterrupted_run(tmp_path, monkeypatch, capsys):
+    cfg = load_config(RLConfig, dict(SFT))
+    run(cfg, tmp_path / "full")
+    with monkeypatch.context() as m:
+        _crash_after_logging(m, 4)                       # 0-based steps; checkpoint-4 = steps 0..3 done
+        with pytest.raises(KeyboardInterrupt):
+            run(cfg, tmp_path / "crash")
+    assert len(_rows(tmp_path / "crash")) == 5 and (tmp_path / "crash/checkpoint-4/resume/state.json").exists()
+    capsys.readouterr()
+    run(cfg, tmp_path / "crash")
+    assert "resuming from step 4" in capsys.readouterr().err
+    rows = _rows(tmp_path / "crash")
+    assert [r["step"] for r in rows] == list(range(6))
+    assert [r["sft/loss"] for r in rows] == pytest.approx([r["sft/loss"] for r in _rows(tmp_path / "full")])
+    assert len(_rows(tmp_path / "crash", "samples.jsonl")) == len(_rows(tmp_path / "full", "samples.jsonl"))
+    _same_weights(tmp_path / "full", tmp_path / "crash")
+
+
+def _ilql(tok, out, **kw):
+    cfg = load_config(RLConfig, dict(ILQL, **kw))
+    rows = [TextRow(p, t, r) for p, t, r in ROWS]
+    return train_ilql(cfg, out, model=tiny_gpt2(tok), tok=tok, rows=rows, eval_reward_fn=count_a)
+
+
+def test_ilql_crash_then_rerun_matches_an_uninterrupted_run(tmp_path, monkeypatch, tok):
+    _ilql(tok, tmp_path / "full")
+    with monkeypatch.context() as m:
+        _crash_after_logging(m, 5)                       # checkpoint-4 exists; step 5 must be dropped
+        with pytest.raises(KeyboardInterrupt):
+            _ilql(tok, tmp_path / "crash")
+    _ilql(tok, tmp_path / "crash")
+    full, crash = _rows(tmp_path / "full"), _rows(tmp_path / "crash")
+    assert [r["step"] for r in crash] == [r["step"] for r in full] == list(range(1, 7))
+    assert [r["losses/total"] for r in crash] == pytest.approx([r["losses/total"] for r in full])
+    assert _rows(tmp_path / "crash", "samples.jsonl") == _rows(tmp_path / "full", "samples.jsonl")
+    _same_weights(tmp_path / "full", tmp_path / "crash")
+
+
+def _ppo(tok, out, **kw):
+    cfg = load_config(RLConfig, dict(PPO, **kw))
+    return train_ppo(cfg, out, model=tiny_gpt2(tok), tok=tok, reward_fn=count_a, prompts=["", "b", "cd"])
+
+
+def test_ppo_crash_then_rerun_restores_kl_coef_and_logs_each_step_once(tmp_path, monkeypatch, tok):
+    _ppo(tok, tmp_path / "full")
+    with monkeypatch.context() as m:
+        _crash_after_logging(m, 3)
+        with pytest.raises(KeyboardInterrupt):
+            _ppo(tok, tmp_path / "crash")
+    summary = _ppo(tok, tmp_path / "crash")
+    full, crash = _rows(tmp_path / "full"), _rows(tmp_path / "crash")
+    assert [r["step"] for r in crash] == [r["step"] for r in full] == list(range(6))
+    for key in ("objective/kl_coef", "objective/score", "objective/kl"):
+        assert [r.get(key) for r in crash] == pytest.approx([r.get(key) for r in full], abs=1e-5), key
+    assert summary["eval_before"] == {k: v for k, v in full[0].items() if k.startswith("eval/")}
+    _same_weights(tmp_path / "full", tmp_path / "crash")
+
+
+def test_changed_config_refuses_to_resume_and_resume_false_starts_over(tmp_path, monkeypatch, tok):
+    with monkeypatch.context() as m:
+        _crash_after_logging(m, 3)
+        with pytest.raises(KeyboardInterrupt):
+            _ilql(tok, tmp_path / "run")
+    with pytest.raises(JprefsError) as e:
+        _ilql(tok, tmp_path / "run", lr=1e-3, save_every=3)            # save_every alone may change
+    msg = str(e.value)
+    assert "lr: 5e-05 -> 0.001" in msg and "save_every" not in msg
+    assert "-o" in msg and "resume=false" in msg
+    _ilql(tok, tmp_path / "run", lr=1e-3, resume=False)
+    assert [r["step"] for r in _rows(tmp_path / "run")] == list(range(1, 7))
+    state = json.loads((tmp_path / "run/checkpoint-4/resume/state.json").read_text(encoding="utf-8"))
+    assert state["config"]["lr"] == 1e-3                              # the old run's checkpoints are gone
