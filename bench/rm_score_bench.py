@@ -63,8 +63,9 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(SHARED / "ja_mt_bench" / "ja_mt_bench_turn1_pairs.jsonl"))
     ap.add_argument("--n", type=int, default=128, help="number of (question, answer) inputs")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=16, help="RewardModel.score batch size")
-    ap.add_argument("--max-tokens", type=int, default=0, help="RewardModel.score padded-token budget per batch")
+    ap.add_argument("--batch-size", type=int, default=32, help="RewardModel.score batch size")
+    ap.add_argument("--max-tokens", type=int, default=0,
+                    help="RewardModel.score padded-token budget per batch (0: its default, 1024 on CPU)")
     ap.add_argument("--dtype", default="fp32")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
