@@ -327,14 +327,29 @@ def filter_logits(scores, top_k: int = 0, top_p: float = 1.0):
     return scores
 
 
+def forbid_eos(logits, eos_id: int, min_new_tokens: int | None = None):
+    """EOS logit -> -inf: for ``(B, V)`` logits of one step, or for the first ``min_new_tokens``
+    positions of ``(B, R, V)`` response logits (the same rule :func:`sample` applies)."""
+    import torch
+
+    m = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+    m[eos_id] = True
+    if min_new_tokens is not None:
+        pos = torch.arange(logits.shape[-2], device=logits.device) < min_new_tokens
+        m = pos[:, None] & m[None, :]
+    return logits.masked_fill(m, float("-inf"))
+
+
 def sample(model, tok, prompts: Sequence[str], *, max_new_tokens: int = 24, temperature: float = 1.0,
            top_k: int = 0, top_p: float = 1.0, prompt_max_tokens: int = 64, seed: int | None = None,
-           score_fn: Callable | None = None) -> Samples:
+           score_fn: Callable | None = None, min_new_tokens: int = 0) -> Samples:
     """Sample responses to ``prompts`` (same order) with a KV cache.
 
     ``score_fn(logits (B, V), hidden (B, H)) -> scores (B, V)`` replaces the plain
     ``log_softmax(logits)`` (ILQL adds ``beta_gen * (Q - V)`` there). Temperature 0
     is greedy. A sequence stops after its first EOS; later positions are padding.
+    ``min_new_tokens``: EOS is forbidden (probability 0) for the first N response tokens,
+    so responses cannot end early (N = max_new_tokens gives fixed-length responses).
 
     >>> s = sample(model, tok, ["今日は"], max_new_tokens=8)   # doctest: +SKIP
     >>> s.texts[0]                                             # doctest: +SKIP
@@ -356,8 +371,10 @@ def sample(model, tok, prompts: Sequence[str], *, max_new_tokens: int = 24, temp
         pos = position_ids_from_mask(attn)
         out = model(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=True,
                     output_hidden_states=score_fn is not None)
-        for _ in range(max_new_tokens):
+        for step in range(max_new_tokens):
             logits = out.logits[:, -1, :].float()                               # (B, V)
+            if step < min_new_tokens:
+                logits = forbid_eos(logits, eos)
             if score_fn is not None:
                 scores = score_fn(logits, out.hidden_states[-1][:, -1, :])      # (B, V)
             else:

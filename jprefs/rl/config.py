@@ -96,6 +96,10 @@ class RLConfig:
 
     # ------------------------------------------------------------ generation (PPO rollouts, samples)
     max_new_tokens: int = field(default=24, metadata=_h("response length limit"))
+    min_new_tokens: int = field(default=0, metadata=_h(
+        "PPO: EOS is forbidden for the first N response tokens (in rollouts and in the logprobs of "
+        "policy and reference alike); = max_new_tokens gives fixed-length responses, so the policy "
+        "cannot raise the reward by stopping early"))
     temperature: float = field(default=1.0, metadata=_h(
         "sampling temperature (PPO: keep 1.0, or the KL estimate is biased); 0 = greedy"))
     top_k: int = field(default=0, metadata=_h("top-k sampling (0 = off; PPO should sample the full distribution)"))
@@ -167,6 +171,9 @@ class RLConfig:
         for name in ("total_steps", "batch_size", "max_new_tokens", "eval_every", "max_length"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"config key '{name}' must be positive, got {getattr(self, name)}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ConfigError(f"config key 'min_new_tokens' must be in [0, max_new_tokens={self.max_new_tokens}], "
+                              f"got {self.min_new_tokens}")
         if not 0 < self.tau < 1:
             raise ConfigError(f"config key 'tau' must be in (0, 1), got {self.tau}")
         if self.algo == "sft" and self.sft_steps <= 0:

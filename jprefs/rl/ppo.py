@@ -125,18 +125,25 @@ def make_value_head(hidden: int):
     return nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.ReLU(), nn.Linear(2 * hidden, 1))
 
 
-def forward_response(model, value_head, sequences, attention_mask, prompt_len: int, *, need_values=True):
+def forward_response(model, value_head, sequences, attention_mask, prompt_len: int, *, need_values=True,
+                     min_new=None):
     """Logits, logprobs and values of the response tokens, with the rollout's masks.
+
+    ``min_new=(N, eos_id)``: EOS is forbidden for the first N response tokens, as in the
+    sampler (``min_new_tokens``), so policy, old and reference logprobs are those of the
+    distribution the rollouts were actually drawn from.
 
     Returns ``logits (B, R, V)``, ``logprobs (B, R)``, ``values (B, R)`` (None without a head).
     The hidden state at position ``t - 1`` predicts token ``t``, so the response
     (positions ``P .. P+R-1``) is read from positions ``P-1 .. P+R-2``.
     """
-    from jprefs.rl.common import logprobs_from_logits, position_ids_from_mask
+    from jprefs.rl.common import forbid_eos, logprobs_from_logits, position_ids_from_mask
 
     out = model(input_ids=sequences, attention_mask=attention_mask,
                 position_ids=position_ids_from_mask(attention_mask), output_hidden_states=need_values)
     logits = out.logits[:, prompt_len - 1:-1].float()                      # (B, R, V)
+    if min_new is not None and min_new[0] > 0:
+        logits = forbid_eos(logits, min_new[1], min_new[0])
     logprobs = logprobs_from_logits(logits, sequences[:, prompt_len:])     # (B, R)
     values = None
     if need_values and value_head is not None:
@@ -161,13 +168,17 @@ def rollout(cfg, policy, ref, value_head, tok, prompts, reward_fn, kl_ctl, score
     from jprefs.rl.common import sample
 
     s = sample(policy, tok, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-               top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens, seed=seed)
+               top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens, seed=seed,
+               min_new_tokens=cfg.min_new_tokens)
     mask = s.response_mask.float()                                             # (B, R)
+    min_new = (cfg.min_new_tokens, tok.eos_token_id)
     with torch.no_grad():
-        _, logprobs, values = forward_response(policy, value_head, s.sequences, s.attention_mask, s.prompt_len)
+        _, logprobs, values = forward_response(policy, value_head, s.sequences, s.attention_mask, s.prompt_len,
+                                               min_new=min_new)
         with reference_context(policy, ref):
             _, ref_logprobs, _ = forward_response(ref if ref is not None else policy, None, s.sequences,
-                                                  s.attention_mask, s.prompt_len, need_values=False)
+                                                  s.attention_mask, s.prompt_len, need_values=False,
+                                                  min_new=min_new)
     raw = torch.tensor(reward_fn(prompts, s.texts), dtype=torch.float32, device=mask.device)   # (B,)
     scores = raw.clamp(-cfg.cliprange_reward, cfg.cliprange_reward)
     if cfg.scale_reward == "running":
@@ -185,7 +196,7 @@ def rollout(cfg, policy, ref, value_head, tok, prompts, reward_fn, kl_ctl, score
     adv = masked_whiten(adv, mask)
     return {
         "sequences": s.sequences, "attention_mask": s.attention_mask, "prompt_len": s.prompt_len,
-        "mask": mask, "logprobs": logprobs, "values": values, "advantages": adv, "returns": returns,
+        "min_new": min_new, "mask": mask, "logprobs": logprobs, "values": values, "advantages": adv, "returns": returns,
         "texts": s.texts, "raw_scores": raw, "scores": scores, "kl": kl, "rewards": rewards,
     }
 
@@ -198,7 +209,7 @@ def ppo_minibatch_loss(cfg, policy, value_head, mb):
 
     mask = mb["mask"]
     logits, logprobs, values = forward_response(policy, value_head, mb["sequences"], mb["attention_mask"],
-                                                mb["prompt_len"])
+                                                mb["prompt_len"], min_new=mb.get("min_new"))
     adv, ret, old_lp, old_v = mb["advantages"], mb["returns"], mb["logprobs"], mb["values"]
 
     log_ratio = (logprobs - old_lp) * mask
@@ -239,7 +250,7 @@ def ppo_update(cfg, policy, value_head, opt, batch, rng):
         for i in range(0, B, cfg.minibatch_size):
             idx = torch.as_tensor(perm[i:i + cfg.minibatch_size], device=batch["sequences"].device)
             mb = {k: batch[k][idx] for k in keys}
-            mb["prompt_len"] = batch["prompt_len"]
+            mb["prompt_len"], mb["min_new"] = batch["prompt_len"], batch.get("min_new")
             loss, stats = ppo_minibatch_loss(cfg, policy, value_head, mb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -289,7 +300,8 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None) -
 
     def evaluate(step: int) -> dict:
         s = sample(policy, tok, eval_prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                   top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens, seed=cfg.seed + 7)
+                   top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens, seed=cfg.seed + 7,
+                   min_new_tokens=cfg.min_new_tokens)
         rw = reward_fn(eval_prompts, s.texts)
         writer.samples(step, eval_prompts, s.texts, rw)
         return {"eval/reward": float(np.mean(rw)), "eval/length": float(np.mean([len(t) for t in s.texts])),
