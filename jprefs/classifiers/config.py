@@ -49,6 +49,13 @@ class TrainRMConfig:
     use_pair_margin: bool = field(default=False, metadata={"help": "pairwise: add each pair's `margin` field"})
     label_names: list[str] = field(default_factory=lambda: ["rejected", "chosen"],
                                    metadata={"help": "binary: names of labels 0 and 1 (e.g. negative,positive)"})
+    pooling: str = field(default="cls", metadata={"help": "cls: the backbone's own head ([CLS] through BERT's pooler) | "
+                                                          "mean: mean of the last hidden states over real tokens "
+                                                          "(how e5 was trained; e5 ships no pooler). Saved with the "
+                                                          "model"})
+    input_prefix: str = field(default="", metadata={"help": "text put before the first segment of every input (the "
+                                                            "prompt, or the response when there is none), e.g. "
+                                                            "'query: ' for e5. Saved with the model"})
     max_length: int = field(default=512, metadata={"help": "tokens per input, capped at the model's position limit"})
     max_prompt_length: int = field(default=256, metadata={"help": "prompt token budget; prompts are cut from the "
                                                                   "left (the end of the conversation is kept)"})
@@ -91,6 +98,8 @@ class TrainRMConfig:
             raise ConfigError(f"config key 'listwise_loss': {self.listwise_loss!r}; use plackett-luce or all-pairs")
         if self.mixed_precision not in ("auto", "bf16", "no", "fp16"):
             raise ConfigError(f"config key 'mixed_precision': {self.mixed_precision!r}; use auto, bf16 or no")
+        if self.pooling not in ("cls", "mean"):
+            raise ConfigError(f"config key 'pooling': {self.pooling!r}; use cls or mean")
         if len(self.label_names) != 2:
             raise ConfigError(f"config key 'label_names': need 2 names (label 0, label 1), got {self.label_names}")
         for k in ("epochs", "batch_size", "grad_accum", "max_length", "eval_batch_size"):

@@ -111,12 +111,14 @@ def _check_lists(prompts: Any, responses: Any) -> tuple[list[Any], list[str]]:
 
 def encode_pairs(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[str], *,
                  max_length: int = 512, max_prompt_length: int | None = None,
-                 prompt_style: str = "plain") -> Encoded:
+                 prompt_style: str = "plain", prefix: str = "") -> Encoded:
     """Tokenize (prompt, response) pairs with left-truncated prompts and right-truncated responses.
 
     ``prompts`` may be ``None`` (or contain ``None``) for prompt-less text, which
     is then encoded as a single sequence. ``max_prompt_length`` defaults to half
     of ``max_length``; a short prompt leaves its unused budget to the response.
+    ``prefix`` (e.g. ``"query: "`` for e5) goes before the first segment: the
+    prompt, or the response of a prompt-less input.
 
     >>> enc = encode_pairs(tok, ["質問"], ["回答"], max_length=16)   # doctest: +SKIP
     """
@@ -136,6 +138,9 @@ def encode_pairs(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[s
     if max_length <= n_pair + 1:
         raise DataError(f"max_length={max_length} leaves no room for text after {n_pair} special tokens",
                         fix="use max_length >= 16")
+    if prefix:
+        texts_p = [None if t is None else prefix + t for t in texts_p]
+        responses = [prefix + r if texts_p[i] is None else r for i, r in enumerate(responses)]
     enc_r = bt.encode_batch(responses, add_special_tokens=False)
     idx_p = [i for i, t in enumerate(texts_p) if t is not None]
     enc_p = dict(zip(idx_p, bt.encode_batch([texts_p[i] for i in idx_p], add_special_tokens=False))) if idx_p else {}

@@ -18,7 +18,8 @@ What a reward is, per head (``logits`` is ``(B, C)``):
 minus the model's centring constant (the mean training reward, so rewards are
 centred on 0). A jprefs model directory holds safetensors weights, the
 tokenizer and ``jprefs_reward.json`` (:class:`RewardConfig`): input layout,
-objective, which logit, centring constant and maximum lengths. A directory or
+objective, which logit, centring constant, maximum lengths, pooling (``cls`` or
+``mean``, see :mod:`jprefs.classifiers.pooling`) and input prefix. A directory or
 Hub id without that file is loaded as a plain sequence-classification model.
 """
 
@@ -49,6 +50,8 @@ class RewardConfig:
     max_length: int = 512               # tokens per input, capped at the model's position limit
     max_prompt_length: int = 256        # prompt budget; prompts are cut from the left
     prompt_style: str = "plain"         # jprefs.data.schema.render_prompt style
+    pooling: str = "cls"                # cls: the model's own head | mean: masked mean of the last hidden states
+    input_prefix: str = ""              # put before the first segment (prompt, or response without one)
     base_model: str = ""                # the backbone the model was trained from
     labels: list[str] = field(default_factory=list)
 
@@ -158,6 +161,10 @@ class RewardModel:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config or RewardConfig()
+        if self.config.pooling != "cls":
+            from jprefs.classifiers.pooling import apply_pooling
+
+            apply_pooling(self.model, self.config.pooling)
         self.config.max_length = self._cap(self.config.max_length)
         self.model.eval()
 
@@ -231,7 +238,8 @@ class RewardModel:
         if self.config.input == "response":
             prompts = None
         return encode_pairs(self.tokenizer, prompts, responses, max_length=self.config.max_length,
-                            max_prompt_length=self.config.max_prompt_length, prompt_style=self.config.prompt_style)
+                            max_prompt_length=self.config.max_prompt_length, prompt_style=self.config.prompt_style,
+                            prefix=self.config.input_prefix)
 
     def logits(self, prompts: Sequence[Any] | None, responses: Sequence[str], batch_size: int = 32,
                max_tokens: int | None = None, show_progress: bool = False):

@@ -63,7 +63,7 @@ def build_items(data, cfg: TrainRMConfig, tokenizer, max_length: int) -> Items:
 
     def enc(prompts, responses):
         return encode_pairs(tokenizer, prompts, responses, max_length=max_length,
-                            max_prompt_length=cfg.max_prompt_length)
+                            max_prompt_length=cfg.max_prompt_length, prefix=cfg.input_prefix)
 
     if cfg.objective == "binary":
         ex = data.binary()
@@ -168,7 +168,10 @@ def _apply_lora(model, cfg: TrainRMConfig):
         raise ConfigError(f"config key 'lora_target_modules': none of {cfg.lora_target_modules} is a module of this "
                           f"backbone; some names it has: {sorted(names)[:20]}")
     # the head and, for BERT, the pooler (e5 ships none: it starts random) are trained in full
-    heads = [m for m in ("classifier", "score", "pooler") if m in names]
+    # (a parameter-free mean pooler, pooling=mean, needs no copy)
+    heads = [m for m in ("classifier", "score", "pooler") if m in names
+             and any(True for n, mod in model.named_modules() if n.split(".")[-1] == m
+                     for _ in mod.parameters())]
     lcfg = peft.LoraConfig(task_type=peft.TaskType.SEQ_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                            lora_dropout=cfg.lora_dropout, target_modules=targets, modules_to_save=heads)
     return peft.get_peft_model(model, lcfg)
@@ -295,6 +298,10 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     num_labels = 2 if cfg.objective == "binary" else 1
     model, tok = load_classifier(cfg.backbone, num_labels,
                                  label_names=cfg.label_names if num_labels == 2 else ["reward"])
+    if cfg.pooling != "cls":
+        from jprefs.classifiers.pooling import apply_pooling
+
+        apply_pooling(model, cfg.pooling)
     max_length = model_max_length(model.config, cfg.max_length)
     if max_length < cfg.max_length:
         log(f"max_length {cfg.max_length} capped at the model's position limit: {max_length}")
@@ -326,6 +333,7 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     reward_cfg = RewardConfig(objective=cfg.objective, input="response" if _prompt_less(train_data) else "pair",
                               chosen_index=1 if num_labels == 2 else 0, max_length=max_length,
                               max_prompt_length=cfg.max_prompt_length, base_model=cfg.backbone,
+                              pooling=cfg.pooling, input_prefix=cfg.input_prefix,
                               labels=list(cfg.label_names) if num_labels == 2 else ["reward"])
     select = _selection_metric(cfg, eval_data)
     best: dict[str, Any] = {"score": -math.inf, "epoch": -1, "state": None}
