@@ -83,10 +83,10 @@ class ConvertResult:
 
     def summary(self) -> dict[str, Any]:
         n_pairs = sum(len(r.to_pairs()) if isinstance(r, RankList) else 1 for r in self.records)
-        lic: dict[str, int] = {}
-        for r in self.records:
-            lic[r.license] = lic.get(r.license, 0) + 1
-        return {"input": self.input, "source": self.source, "license": self.license, "licenses": lic,
+        from jprefs.data.provenance import license_counts
+
+        return {"input": self.input, "source": self.source, "license": self.license,
+                "licenses": license_counts(self.records),
                 "rows_in": self.rows_in, "rows_out": self.rows_out, "rows_rejected": len(self.rejects),
                 "pairs_out": n_pairs, "rejects_by_reason": self.rejects_by_reason, "notes": self.notes}
 
@@ -488,10 +488,11 @@ def convert(input: str | os.PathLike, source: str, *, mapping: str | dict | None
     adapter = get_adapter(source)
     inp = str(input)
     lic = license or adapter.license
+    from_hub = _looks_like_hub_id(inp)
     # Provenance: known sources are recorded by Hub id, generic ones by their file name or Hub id.
-    source_name = adapter.hub_id or (inp if _looks_like_hub_id(inp) else os.path.basename(inp))
+    source_name = adapter.hub_id or (inp if from_hub else os.path.basename(inp))
     ctx = Context(source_name, lic, parse_mapping(mapping))
-    if os.path.exists(inp) or not _looks_like_hub_id(inp):
+    if not from_hub:
         rows: Iterable[Row] = iter_table(inp, **adapter.table_options)
     else:
         hub_id = inp
@@ -511,7 +512,7 @@ def convert(input: str | os.PathLike, source: str, *, mapping: str | dict | None
         n += 1
         if bar is not None:
             bar.update(1)
-        loc_key = "line" if isinstance(row.locator, int) and not _looks_like_hub_id(inp) else "index"
+        loc_key = "index" if from_hub else "line"
         if row.error:
             reason, err = row.reason or "unreadable_row", row.error
         else:

@@ -134,13 +134,13 @@ def _split(args) -> int:
 
     recs = _load_records(args.input)
     train, test = split_by_prompt(recs, args.test_size, args.seed)
-    leak = {prompt_key(r.prompt) for r in train} & {prompt_key(r.prompt) for r in test}
-    assert not leak, "prompt leakage between splits"
+    train_keys, test_keys = {prompt_key(r.prompt) for r in train}, {prompt_key(r.prompt) for r in test}
+    assert not train_keys & test_keys, "prompt leakage between splits"
     out = Path(args.output)
     write_jsonl(out / "train.jsonl", train)
     write_jsonl(out / "test.jsonl", test)
     print(f"split {len(recs)} records by prompt (seed {args.seed}): train {len(train)}, test {len(test)}; "
-          f"prompts train {len({prompt_key(r.prompt) for r in train})}, test {len({prompt_key(r.prompt) for r in test})}"
+          f"prompts train {len(train_keys)}, test {len(test_keys)}"
           f" -> {out}/train.jsonl, {out}/test.jsonl")
     return 0
 

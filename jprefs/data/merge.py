@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from jprefs.data.schema import RankList, Record, UNKNOWN_LICENSE, content_hash, normalize_text, prompt_key
+from jprefs.data.provenance import license_counts
+from jprefs.data.schema import RankList, Record, content_hash, normalize_text, prompt_key
 
 
 def _key(rec: Record) -> str:
@@ -38,14 +39,7 @@ class MergeResult:
 
     @property
     def licenses(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for r in self.records:
-            out[r.license] = out.get(r.license, 0) + 1
-        return out
-
-    @property
-    def unknown_license_rows(self) -> int:
-        return sum(1 for r in self.records if r.license in ("", UNKNOWN_LICENSE))
+        return license_counts(self.records)
 
     def summary(self) -> dict:
         reasons: dict[str, int] = {}

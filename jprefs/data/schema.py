@@ -135,7 +135,7 @@ def render_prompt(messages: list[Message] | str, *, style: str = "plain") -> str
     >>> render_prompt([Message("user", "こんにちは")])
     'こんにちは'
     """
-    msgs = as_messages(messages) if not (isinstance(messages, list) and messages and isinstance(messages[0], Message)) else messages
+    msgs = as_messages(messages)
     if style == "hh":
         names = {"user": "Human", "assistant": "Assistant", "system": "System"}
         return "".join(f"\n\n{names[m.role]}: {m.content}" for m in msgs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 from typing import Any, Sequence
 
+from jprefs.data.provenance import license_counts
 from jprefs.data.schema import RankList, Record, expand_pairs, prompt_key
 from jprefs.text import SCRIPTS, count_morphemes, script_counts
 
@@ -58,12 +59,10 @@ def compute_stats(records: Sequence[Record], *, morphemes: bool = True) -> dict[
         out["morphemes"] = {k: _dist(count_morphemes(v)) for k, v in fields.items()}
     out["script_mix"] = {k: _mix(v) for k, v in fields.items()}
     src: dict[str, int] = {}
-    lic: dict[str, int] = {}
     for r in records:
         src[r.source] = src.get(r.source, 0) + 1
-        lic[r.license] = lic.get(r.license, 0) + 1
     out["sources"] = src
-    out["licenses"] = lic
+    out["licenses"] = license_counts(records)
     return out
 
 
