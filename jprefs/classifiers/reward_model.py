@@ -145,6 +145,23 @@ def resolve_dtype(dtype: Any, device: str):
     return names[str(dtype)]
 
 
+def _mean_pooled_loader(src: str):
+    """The model class for ``src`` with its ``[CLS]`` pooler keys marked as expected-missing.
+
+    A ``pooling: mean`` model is saved without the pooler (the mean pooler has no
+    weights), so a plain load reports ``bert.pooler.dense.* MISSING, newly
+    initialized``. Harmless (the pooler is replaced before any use) but alarming:
+    a subclass that lists those keys in ``_keys_to_ignore_on_load_missing``
+    loads the same weights without the report. Any other missing key is still reported.
+    """
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
+
+    base = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(AutoConfig.from_pretrained(src, trust_remote_code=False))]
+    ignore = list(base._keys_to_ignore_on_load_missing or []) + [r"(^|\.)pooler\.dense\.(weight|bias)$"]
+    return type(base.__name__, (base,), {"_keys_to_ignore_on_load_missing": ignore, "__module__": base.__module__})
+
+
 class RewardModel:
     """A sequence classifier plus the rule that turns its logits into a scalar reward.
 
@@ -200,7 +217,10 @@ class RewardModel:
         torch_dtype = resolve_dtype(dtype, device)
         raw = _read_reward_config(src)
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
+            loader = AutoModelForSequenceClassification
+            if raw and raw.get("pooling") == "mean":
+                loader = _mean_pooled_loader(src)
+            model = loader.from_pretrained(
                 src, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype)
             tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=False)
         except OSError as e:

@@ -127,3 +127,42 @@ def test_lora_with_mean_pooling_trains_and_reloads(tmp_path):
     m = train_reward_model(cfg, log=lambda *a, **k: None)
     rm = RewardModel.from_pretrained(out, device="cpu")
     assert is_mean_pooled(rm.model) and np.isfinite(m["eval"]["pairwise_accuracy"])
+
+
+class _Records(list):
+    def write(self, msg):                 # a stream for logging.StreamHandler
+        self.append(msg)
+
+    def flush(self):
+        pass
+
+
+def _load_warnings(path) -> str:
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    stream = _Records()
+    handler = logging.StreamHandler(stream)
+    root = hf_logging.get_logger("transformers")
+    root.addHandler(handler)
+    try:
+        RewardModel.from_pretrained(path, device="cpu")
+    finally:
+        root.removeHandler(handler)
+    return "".join(stream)
+
+
+def test_loading_a_mean_pooled_model_reports_no_missing_pooler_but_other_missing_keys(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    rm = _rm()
+    rm.save_pretrained(tmp_path / "rm")
+    assert not any("pooler" in k for k in load_file(tmp_path / "rm" / "model.safetensors"))
+    assert "LOAD REPORT" not in _load_warnings(tmp_path / "rm")      # the unused [CLS] pooler is expected missing
+    # a genuinely missing weight is still reported
+    weights = load_file(tmp_path / "rm" / "model.safetensors")
+    del weights["classifier.weight"]
+    save_file(weights, tmp_path / "rm" / "model.safetensors", metadata={"format": "pt"})
+    text = _load_warnings(tmp_path / "rm")
+    assert "LOAD REPORT" in text and "classifier.weight" in text and "pooler" not in text
