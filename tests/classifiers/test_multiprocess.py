@@ -1,0 +1,92 @@
+"""`jprefs train-rm` under `accelerate launch` with 2 CPU processes (gloo): the run finishes,
+the batches are sharded over the processes, the main process alone writes the model and one
+metrics file, and the model loads and scores.
+
+On a machine without GPUs, `accelerate launch --multi_gpu` starts the processes but
+`Accelerator()` only joins them into a gloo process group when told to use the CPU
+(`Accelerator(cpu=True)` or `ACCELERATE_USE_CPU=1`); train-rm builds a plain `Accelerator()`,
+so without that variable each process trains alone on all the data and they race on the
+output folder. The first test sets the variable; the second (xfail) records the plain launch.
+
+Skipped when torch.distributed or its gloo backend is unavailable. One launch: ~15-25 s on
+2 busy cores (two Python processes import torch and transformers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import make_backbone_dir, write_pairs
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("accelerate")
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.skipif(
+    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
+    reason="torch.distributed with the gloo backend is not available")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(tmp_path, *, use_cpu_env: bool, epochs: int = 3):
+    bb = make_backbone_dir(tmp_path / "bb")
+    pairs = write_pairs(tmp_path / "pairs.jsonl")
+    out = tmp_path / "rm"
+    env = dict(os.environ, OMP_NUM_THREADS="1", JPREFS_NO_PROGRESS="1", CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    env.pop("ACCELERATE_USE_CPU", None)
+    if use_cpu_env:
+        env["ACCELERATE_USE_CPU"] = "1"
+    # accelerate's --cpu flag runs one process; --multi_gpu goes through torchrun, and with no GPU
+    # the Accelerator sets up a MULTI_CPU process group on gloo.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(_free_port()),
+           "-m", "jprefs.cli", "train-rm", "--data", pairs, "--backbone", bb, "--objective", "pairwise",
+           f"epochs={epochs}", "lr=3e-3", "batch_size=8", "max_length=48", "eval_fraction=0.25",
+           "freeze_embeddings=false", "warmup_ratio=0.0", "plots=false", "-o", str(out)]
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    return r, out
+
+
+def test_train_rm_on_two_cpu_processes(tmp_path):
+    from jprefs.classifiers.reward_model import RewardModel
+
+    r, out = _launch(tmp_path, use_cpu_env=True)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    # the main process prints the evaluation line once; the other process prints nothing
+    assert r.stdout.count("eval: ") == 1, r.stdout
+    files = sorted(p.name for p in out.iterdir())
+    assert "metrics.json" in files and "model.safetensors" in files, files
+    assert not [f for f in files if ".tmp" in f or f == "checkpoint"], files      # no leftovers
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]                # each epoch logged once
+    # 36 training pairs in batches of 8 = 5 batches per epoch, sharded: 3 optimizer steps per process
+    assert [h["step"] for h in metrics["history"]] == [3, 6, 9], metrics["history"]
+    rm = RewardModel.from_pretrained(out, device="cpu")
+    scores = rm.score(["猫は好き?"] * 2, ["良いです。", "悪いです。。。"])
+    assert np.all(np.isfinite(scores))
+    assert metrics["eval"]["pairwise_accuracy"] >= 0.75, metrics["eval"]
+
+
+@pytest.mark.xfail(strict=True, reason="train-rm's Accelerator() does not join a CPU process group without "
+                   "ACCELERATE_USE_CPU=1: each process trains alone on all batches (5 steps per epoch, not 3) "
+                   "and both write the output folder (a race that can crash the run)")
+def test_train_rm_plain_multi_process_launch_on_cpu_shards_batches(tmp_path):
+    r, out = _launch(tmp_path, use_cpu_env=False, epochs=2)
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert [h["step"] for h in metrics["history"]] == [3, 6]
