@@ -14,6 +14,10 @@ exists is complete. Older checkpoints keep ``policy/`` but lose ``resume/``.
 Rerunning the same command resumes from the newest complete checkpoint
 (:meth:`RunWriter.__init__` finds it); a changed config is refused.
 
+A run that reached its end writes ``OUT/done.json`` last (step, resolved config, time;
+atomically). Rerunning a finished run with the same config then changes nothing and
+says so; with another config it is refused like a checkpoint of another config.
+
 Example::
 
     ck = writer.checkpoint                     # None on a fresh run
@@ -33,6 +37,8 @@ from pathlib import Path
 
 # Keys that do not change what a run computes: a resume may change them.
 COSMETIC_KEYS = ("resume", "save_every", "torch_threads")
+# The completion marker, written after every other output of a finished run.
+DONE = "done.json"
 
 
 def config_dict(cfg) -> dict:
@@ -50,6 +56,13 @@ def checkpoint_dirs(out: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
+def _config_diff(saved: dict, cfg) -> str:
+    """``"key: old -> new, ..."`` over the keys that change what a run computes ('' if none)."""
+    now = config_dict(cfg)
+    diff = sorted(k for k in set(saved) | set(now) if k not in COSMETIC_KEYS and saved.get(k) != now.get(k))
+    return ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
+
+
 def find_resumable(out: Path, cfg) -> dict | None:
     """The newest checkpoint's ``state.json`` (plus ``dir``), or None; raises when the config differs."""
     from jprefs.errors import JprefsError
@@ -59,10 +72,8 @@ def find_resumable(out: Path, cfg) -> dict | None:
         return None
     step, d = found[-1]
     state = json.loads((d / "resume" / "state.json").read_text(encoding="utf-8"))
-    saved, now = state["config"], config_dict(cfg)
-    diff = sorted(k for k in set(saved) | set(now) if k not in COSMETIC_KEYS and saved.get(k) != now.get(k))
-    if diff:
-        shown = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
+    shown = _config_diff(state["config"], cfg)
+    if shown:
         raise JprefsError(
             f"{out} holds a checkpoint (step {step}) of a run with a different config ({shown}); "
             f"it cannot be resumed with these settings.\n"
@@ -70,6 +81,43 @@ def find_resumable(out: Path, cfg) -> dict | None:
             f"resume=false to start over in {out} (its checkpoints are deleted)")
     state["dir"] = str(d)
     return state
+
+
+def find_finished(out: Path, cfg) -> dict | None:
+    """``done.json`` of a finished run in ``out`` (plus ``summary``, read from ``summary.json``),
+    or None when the run has not finished; raises when it was run with another config."""
+    from jprefs.errors import JprefsError
+
+    path = Path(out) / DONE
+    if not path.is_file():
+        return None
+    try:
+        done = json.loads(path.read_text(encoding="utf-8"))
+        step, saved = int(done["step"]), done["config"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise JprefsError(f"{path} is not a completion marker written by jprefs rl ({e}).\n"
+                          f"  fix: delete it to resume or redo the run, or add resume=false to start over") from e
+    shown = _config_diff(saved, cfg)
+    if shown:
+        raise JprefsError(
+            f"{out} holds a finished run (step {step}) with a different config ({shown}); "
+            f"it cannot be continued with these settings.\n"
+            f"  fix: write to a new folder (-o NEW_DIR), or add resume=false to start over in {out} "
+            f"(its outputs are replaced)")
+    summary_path = Path(out) / "summary.json"
+    done["summary"] = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    return done
+
+
+def write_done(writer, step: int) -> Path:
+    """Write ``OUT/done.json`` atomically: the last file a finished run writes."""
+    import datetime
+
+    from jprefs.data.io import atomic_write_json
+
+    return atomic_write_json(writer.out / DONE, {
+        "step": step, "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "metrics_lines": writer.n_metrics, "samples_lines": writer.n_samples, "config": config_dict(writer.cfg)})
 
 
 def _rng_state() -> dict:
@@ -96,11 +144,14 @@ def _set_rng_state(st: dict) -> None:
 def save_checkpoint(writer, step: int, *, model, tok, opt, sched=None, heads=None, heads_name: str = "",
                     ref=None, extra: dict | None = None, objects: dict | None = None) -> Path:
     """Write ``OUT/checkpoint-STEP`` atomically. ``extra``: JSON loop state (KL coef, losses);
-    ``objects``: picklable loop state (numpy generators, data order) saved in ``state.pt``."""
+    ``objects``: picklable loop state (numpy generators, data order) saved in ``state.pt``.
+    In a data-parallel run only the main process writes (every process holds the same state)."""
     import torch
     from safetensors.torch import save_model
 
     out = writer.out
+    if not writer.write:
+        return out / f"checkpoint-{step}"
     final = out / f"checkpoint-{step}"
     tmp = out / f".checkpoint-{step}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

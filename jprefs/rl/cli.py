@@ -15,6 +15,7 @@ EXAMPLES = """examples:
   jprefs rl rl/recipes/ppo-tiny-cpu.yaml -o runs/ppo-tiny save_every=10   # rerun the same to resume
   jprefs rl rl/recipes/ppo-tiny-cpu.yaml -o runs/ppo-tiny resume=false    # start over in the same folder
   jprefs rl --list-keys              # every config key with its default and help
+  accelerate launch --num_processes 4 -m jprefs.cli rl rl/recipes/ppo-hh-gpu.yaml -o runs/ppo-hh   # data-parallel
 
 outputs (DIR): config.yaml, metrics.jsonl, samples.jsonl, curves.png, policy/ (safetensors +
 tokenizer), value_head / ilql_heads (.safetensors + .json), summary.json"""
@@ -46,10 +47,13 @@ def run(args) -> int:
     cfg = load_config(RLConfig, recipe, overrides)
 
     import json
+    import os
 
     from jprefs.rl.runner import run as run_algo
 
     summary = run_algo(cfg, args.output)
+    if os.environ.get("RANK", "0") != "0":          # data-parallel: the main process reports
+        return 0
     print(json.dumps({k: v for k, v in summary.items() if k != "final"}, ensure_ascii=False, indent=2, default=str))
-    print(f"jprefs rl: wrote {args.output}/ (policy/, metrics.jsonl, samples.jsonl, curves.png, summary.json)")
+    print(f"jprefs rl: outputs in {args.output}/ (policy/, metrics.jsonl, samples.jsonl, curves.png, summary.json)")
     return 0

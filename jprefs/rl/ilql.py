@@ -267,6 +267,11 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
 
     ``model``/``tok``/``rows``/``reward_fn`` override what the config would load
     (tests pass tiny objects). ``rows`` without rewards are scored with ``reward_fn``.
+
+    Under ``accelerate launch`` (N processes) the LM and the heads train through DDP, each
+    process on its own ``batch_size`` rows per step (N x ``batch_size`` in all); the Polyak
+    sync runs on the plain heads of every process alike; the main process alone evaluates
+    and writes.
     """
     import numpy as np
     import torch
@@ -274,16 +279,21 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
     from jprefs.progress import progress
     from jprefs.rl.checkpoint import save_checkpoint
     from jprefs.rl.common import RunWriter, load_prompts, optimizer, sample, set_seed
-    from jprefs.rl.runner import prepare_policy, load_ilql_rows, eval_reward_for
+    from jprefs.rl.dist import get_dist, weights_digest
+    from jprefs.rl.runner import data_parallel_record, prepare_policy, load_ilql_rows, eval_reward_for
     from jprefs.rl.sft import encode_rows
 
     # ---------------------------------------------------------------- setup
+    dist = get_dist(cfg)
     set_seed(cfg.seed)
-    writer = RunWriter(out, cfg)
-    model, tok = prepare_policy(cfg, writer, model=model, tok=tok)
+    writer = RunWriter(out, cfg, dist=dist)
+    if writer.finished is not None:                 # a finished run: nothing to do
+        dist.close()
+        return writer.finished["summary"]
+    model, tok = prepare_policy(cfg, writer, model=model, tok=tok, dist=dist)
     device = next(model.parameters()).device
     if rows is None:
-        rows = load_ilql_rows(cfg, writer.out, reward_fn)
+        rows = load_ilql_rows(cfg, writer.out, reward_fn, dist=dist)
     missing = [i for i, r in enumerate(rows) if r.reward is None]
     if missing:
         if reward_fn is None:
@@ -293,7 +303,7 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
             rows[i].reward = float(s)
     returns, r_mean, r_std = zscore([r.reward for r in rows])
     encoded = encode_rows(tok, rows, cfg.max_length)
-    if eval_reward_fn is None:
+    if eval_reward_fn is None and dist.is_main:
         eval_reward_fn = eval_reward_for(cfg, device)
     eval_prompts = load_prompts(cfg.eval_prompts)
 
@@ -320,18 +330,25 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
         st = restore(writer.checkpoint, model=model, opt=opt, heads=heads)
         start, order = st["step"] + 1, list(st["order"])
         rng.bit_generator.state = st["data_rng"]
+    # Training goes through the DDP wrappers (the modules themselves in one process); sampling,
+    # the Polyak sync and saving use the plain modules.
+    ddp_model, ddp_heads = dist.wrap(model), dist.wrap(heads)
+    gbs = cfg.batch_size * dist.world                 # rows per step over all processes
 
     # ---------------------------------------------------------------- loop
     model.train()
-    with progress(total=cfg.total_steps, initial=start - 1, desc="ilql", unit="step") as bar:
+    with progress(total=cfg.total_steps, initial=start - 1, desc="ilql", unit="step",
+                  disable=not dist.is_main) as bar:
         for step in range(start, cfg.total_steps + 1):
             t0 = time.time()
-            if len(order) < cfg.batch_size:
+            if len(order) < gbs:
                 order += rng.permutation(len(encoded)).tolist()
-            idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
+                while dist.enabled and len(order) < gbs:       # fewer rows than N batches: repeat them
+                    order += rng.permutation(len(encoded)).tolist()
+            idx, order = order[:gbs][dist.rank * cfg.batch_size:(dist.rank + 1) * cfg.batch_size], order[gbs:]
             batch = make_ilql_batch([encoded[i] for i in idx], [returns[i] for i in idx], tok.pad_token_id).to(device)
 
-            logits, qs, target_qs, vs = ilql_forward(model, heads, batch)
+            logits, qs, target_qs, vs = ilql_forward(ddp_model, ddp_heads, batch)
             loss, stats = ilql_loss(logits, qs, target_qs, vs, batch.actions, batch.rewards, batch.nonterminal,
                                     tau=cfg.tau, gamma=cfg.gamma, cql_scale=cfg.cql_scale,
                                     awac_scale=cfg.awac_scale, beta=cfg.beta)
@@ -342,10 +359,11 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
                     list(model.parameters()) + list(heads.parameters()), cfg.max_grad_norm))
             opt.step()
             if step % cfg.steps_for_target_q_sync == 0:
-                heads.sync_target_q_heads(cfg.alpha)
+                heads.sync_target_q_heads(cfg.alpha)       # the plain heads: identical on every process
 
-            stats["time/samples_per_s"] = len(idx) / max(1e-6, time.time() - t0)
-            if step % cfg.eval_every == 0 or step == cfg.total_steps:
+            stats = dist.mean(stats)                        # the loss terms averaged over processes
+            stats["time/samples_per_s"] = len(idx) * dist.world / max(1e-6, time.time() - t0)
+            if dist.is_main and (step % cfg.eval_every == 0 or step == cfg.total_steps):
                 model.eval()
                 stats.update(evaluate(step))
                 model.train()
@@ -357,7 +375,12 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
                                 objects={"order": order, "data_rng": rng.bit_generator.state})
 
     # ---------------------------------------------------------------- outputs
+    del ddp_model, ddp_heads
     model.eval()
+    digests = dist.gather_object([weights_digest([model]), weights_digest([heads])]) if dist.enabled else None
+    dist.close()                                    # no collective after this point
+    if not dist.is_main:
+        return {}
     sweep = evaluate_beta_gen(model, heads, tok, eval_prompts, eval_reward_fn, cfg.beta_gen_sweep,
                               seed=cfg.seed, n_per_prompt=max(1, cfg.eval_samples), **gen_kw)
     for b, row in sweep.items():
@@ -372,5 +395,9 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
                "reward_std": r_std, "beta_gen_sweep": {b: {k: v for k, v in row.items() if k != "samples"}
                                                        for b, row in sweep.items()},
                "final": writer.history[-1] if writer.history else {}}
+    if dist.enabled:
+        summary["data_parallel"] = data_parallel_record(dist, [d[0] for d in digests],
+                                                        heads_digests=[d[1] for d in digests])
     writer.summary(summary)
+    writer.finish(cfg.total_steps)
     return summary

@@ -161,8 +161,13 @@ def reference_context(policy, ref):
     return contextlib.nullcontext()
 
 
-def rollout(cfg, policy, ref, value_head, tok, prompts, reward_fn, kl_ctl, score_scaler, seed):
-    """Sample, score and turn one batch of prompts into PPO training tensors."""
+def rollout(cfg, policy, ref, value_head, tok, prompts, reward_fn, kl_ctl, score_scaler, seed, dist=None):
+    """Sample, score and turn one batch of prompts into PPO training tensors.
+
+    ``policy``/``value_head`` are the plain modules (no DDP: no gradients here). With ``dist``
+    (N processes), each process samples and scores its own prompts; reward scaling
+    (``running``/``whiten``) uses the scores of all processes, so every process scales alike.
+    """
     import torch
 
     from jprefs.rl.common import sample
@@ -181,10 +186,13 @@ def rollout(cfg, policy, ref, value_head, tok, prompts, reward_fn, kl_ctl, score
                                                   min_new=min_new)
     raw = torch.tensor(reward_fn(prompts, s.texts), dtype=torch.float32, device=mask.device)   # (B,)
     scores = raw.clamp(-cfg.cliprange_reward, cfg.cliprange_reward)
+    gather = dist.gather if dist is not None else (lambda t: t)
     if cfg.scale_reward == "running":
-        scores = scores / max(score_scaler.update(scores.tolist()), 1e-8)
-    elif cfg.scale_reward == "whiten" and len(scores) > 1:
-        scores = (scores - scores.mean()) / (scores.std() + 1e-8)
+        scores = scores / max(score_scaler.update(gather(scores).tolist()), 1e-8)
+    elif cfg.scale_reward == "whiten":
+        everyone = gather(scores)                                              # (N * B,)
+        if len(everyone) > 1:
+            scores = (scores - everyone.mean()) / (everyone.std() + 1e-8)
 
     # Per-token reward: -kl_coef * (logp - logp_ref), plus the score on the last response token.
     kl = (logprobs - ref_logprobs) * mask                                      # (B, R)
@@ -268,6 +276,14 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None) -
     """Run PPO as ``cfg`` says and write every artefact under ``out``; return the summary.
 
     ``model``/``tok``/``reward_fn``/``prompts`` override what the config would load.
+
+    Under ``accelerate launch`` (N processes) each process draws its own ``batch_size`` prompts
+    per step (N x ``batch_size`` rollouts in all), samples, scores them with its own reward
+    model and computes its advantages; the policy and value head train through DDP. Scores,
+    KL and the other objective metrics are gathered over all processes before logging, and
+    the adaptive KL controller steps on the global mean KL with n = N x ``batch_size``, so
+    every process holds the same coefficient. The reference stays a plain frozen copy per
+    process. The main process alone evaluates and writes.
     """
     import numpy as np
 
@@ -275,12 +291,17 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None) -
     from jprefs.rl.checkpoint import save_checkpoint
     from jprefs.rl.common import (RunWriter, distinct_n, load_prompts, maybe_lora, optimizer, sample,
                                   set_seed)
-    from jprefs.rl.runner import prepare_policy, reward_for
+    from jprefs.rl.dist import get_dist, weights_digest
+    from jprefs.rl.runner import data_parallel_record, prepare_policy, reward_for
 
     # ---------------------------------------------------------------- setup
+    dist = get_dist(cfg)
     set_seed(cfg.seed)
-    writer = RunWriter(out, cfg)
-    policy, tok = prepare_policy(cfg, writer, model=model, tok=tok)
+    writer = RunWriter(out, cfg, dist=dist)
+    if writer.finished is not None:                 # a finished run: nothing to do
+        dist.close()
+        return writer.finished["summary"]
+    policy, tok = prepare_policy(cfg, writer, model=model, tok=tok, dist=dist)
     device = next(policy.parameters()).device
     if cfg.lora_r > 0:
         policy = maybe_lora(policy, cfg)
@@ -316,46 +337,58 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None) -
         rng.bit_generator.state = st["data_rng"]
         kl_ctl.value = st["extra"]["kl_coef"]
         scaler.mean, scaler.var, scaler.count = st["extra"]["score_moments"]
-        first_eval = {k: v for k, v in writer.history[0].items() if k.startswith("eval/")}
-    else:
+        first_eval = {k: v for k, v in writer.history[0].items() if k.startswith("eval/")} if writer.write else {}
+    elif dist.is_main:
         first_eval = evaluate(0)
         writer.log(0, first_eval)
+    else:
+        first_eval = {}
+    # Updates go through the DDP wrappers (the modules themselves in one process); rollouts,
+    # the reference and saving use the plain modules.
+    ddp_policy, ddp_value_head = dist.wrap(policy), dist.wrap(value_head)
+    n_all = cfg.batch_size * dist.world               # rollouts per step over all processes
 
     # ---------------------------------------------------------------- loop
-    with progress(total=cfg.total_steps * cfg.batch_size, initial=(start - 1) * cfg.batch_size, desc="ppo",
-                  unit="sample") as bar:
+    with progress(total=cfg.total_steps * n_all, initial=(start - 1) * n_all, desc="ppo",
+                  unit="sample", disable=not dist.is_main) as bar:
         for step in range(start, cfg.total_steps + 1):
             t0 = time.time()
-            prompts_b = [train_prompts[i] for i in rng.integers(0, len(train_prompts), cfg.batch_size)]
+            # The same draw on every process (one generator state to checkpoint); each takes its share.
+            picks = rng.integers(0, len(train_prompts), n_all)[dist.rank * cfg.batch_size:][:cfg.batch_size]
+            prompts_b = [train_prompts[i] for i in picks]
             # ---- rollout: sample, recompute logprobs/values, score, KL-penalised rewards, GAE
             batch = rollout(cfg, policy, ref, value_head, tok, prompts_b, reward_fn, kl_ctl, scaler,
-                            seed=cfg.seed * 100003 + step)
+                            seed=cfg.seed * 100003 + step + 1_000_003 * dist.rank, dist=dist)
             t_roll = time.time() - t0
             # ---- PPO epochs over the batch
-            stats = ppo_update(cfg, policy, value_head, opt, batch, rng)
-            # ---- KL controller and metrics
+            stats = dist.mean(ppo_update(cfg, ddp_policy, ddp_value_head, opt, batch, rng))
+            # ---- KL controller and metrics, over the rollouts of all processes
             mask = batch["mask"]
-            seq_kl = batch["kl"].sum(1)                                        # (B,) sum over tokens
+            seq_kl = dist.gather(batch["kl"].sum(1))                           # (N * B,) sum over tokens
             mean_kl = float(seq_kl.mean())
+            raw_scores = dist.gather(batch["raw_scores"])                      # (N * B,)
+            texts = [t for part in dist.gather_object(batch["texts"]) for t in part] if dist.enabled \
+                else batch["texts"]
+            n_tok = dist.sum(mask.sum())
             stats.update({
-                "objective/score": float(batch["raw_scores"].mean()),
-                "objective/score_std": float(batch["raw_scores"].std()) if cfg.batch_size > 1 else 0.0,
-                "objective/scaled_score": float(batch["scores"].mean()),
+                "objective/score": float(raw_scores.mean()),
+                "objective/score_std": float(raw_scores.std()) if n_all > 1 else 0.0,
+                "objective/scaled_score": float(dist.gather(batch["scores"]).mean()),
                 "objective/kl": mean_kl,
                 "objective/kl_coef": kl_ctl.value,
-                "objective/non_score_reward": float((-kl_ctl.value * batch["kl"]).sum(1).mean()),
-                "objective/response_tokens": float(mask.sum(1).mean()),
-                "objective/distinct2": distinct_n(batch["texts"]),
-                "val/mean": float((batch["values"] * mask).sum() / mask.sum()),
-                "returns/mean": float((batch["returns"] * mask).sum() / mask.sum()),
+                "objective/non_score_reward": float(dist.gather((-kl_ctl.value * batch["kl"]).sum(1)).mean()),
+                "objective/response_tokens": float(dist.gather(mask.sum(1)).mean()),
+                "objective/distinct2": distinct_n(texts),
+                "val/mean": float(dist.sum((batch["values"] * mask).sum()) / n_tok),
+                "returns/mean": float(dist.sum((batch["returns"] * mask).sum()) / n_tok),
                 "time/rollout_s": t_roll,
-                "time/samples_per_s": cfg.batch_size / max(1e-6, time.time() - t0),
+                "time/samples_per_s": n_all / max(1e-6, time.time() - t0),
             })
-            kl_ctl.update(mean_kl, n=cfg.batch_size)
-            if step % cfg.eval_every == 0 or step == cfg.total_steps:
+            kl_ctl.update(mean_kl, n=n_all)
+            if dist.is_main and (step % cfg.eval_every == 0 or step == cfg.total_steps):
                 stats.update(evaluate(step))
             writer.log(step, stats)
-            bar.update(cfg.batch_size)
+            bar.update(n_all)
             bar.set_postfix(score=f"{stats['objective/score']:.3f}", kl=f"{mean_kl:.3f}",
                             samples_s=f"{stats['time/samples_per_s']:.1f}")
             if cfg.save_every and step % cfg.save_every == 0 and step < cfg.total_steps:
@@ -365,6 +398,12 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None) -
                                        "score_moments": [scaler.mean, scaler.var, scaler.count]})
 
     # ---------------------------------------------------------------- outputs
+    del ddp_policy, ddp_value_head
+    digests = dist.gather_object([weights_digest([policy]), weights_digest([value_head]), kl_ctl.value]) \
+        if dist.enabled else None
+    dist.close()                                    # no collective after this point
+    if not dist.is_main:
+        return {}
     writer.save_policy(policy, tok)
     writer.save_heads(value_head, "value_head", {"hidden": hidden, "layout": "h->2h->1 on the last hidden state"})
     writer.plot(["objective/score", "objective/kl", "objective/kl_coef", "policy/entropy", "losses/value",
@@ -376,5 +415,10 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None) -
                "score_last": hist[-1]["objective/score"] if hist else None,
                "kl_last": hist[-1]["objective/kl"] if hist else None,
                "min_kl": min(h["objective/kl"] for h in hist) if hist else None}
+    if dist.enabled:
+        summary["data_parallel"] = data_parallel_record(dist, [d[0] for d in digests],
+                                                        value_head_digests=[d[1] for d in digests],
+                                                        kl_coef=[d[2] for d in digests])
     writer.summary(summary)
+    writer.finish(cfg.total_steps)
     return summary

@@ -12,12 +12,13 @@ Example::
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from jprefs.data.io import RejectsWriter, eprint, write_jsonl
 
 
-def _sft_rows(cfg, out: Path):
+def _sft_rows(cfg, out: Path, write: bool = True):
     from jprefs.rl.common import TextRow, load_text_rows
 
     rej = RejectsWriter(out / "sft_data.rejects.jsonl")
@@ -27,7 +28,7 @@ def _sft_rows(cfg, out: Path):
     rows = [r for r in rows if r.reward is None or r.reward >= 1.0]
     if cfg.sft_max_texts:
         rows = rows[:cfg.sft_max_texts]
-    if len(rej):
+    if len(rej) and write:
         rej.save()
         eprint(f"jprefs rl: {len(rej)} SFT rows rejected -> {rej.path} ({rej.by_reason})")
     if not rows:
@@ -37,13 +38,18 @@ def _sft_rows(cfg, out: Path):
     return [TextRow(r.prompt, r.text) for r in rows]
 
 
-def prepare_policy(cfg, writer, *, model=None, tok=None, force_sft: bool = False):
+def prepare_policy(cfg, writer, *, model=None, tok=None, force_sft: bool = False, dist=None):
     """The policy for a run: given objects, ``policy=tiny`` (built here) or a loaded model,
-    followed by ``sft_steps`` of SFT when asked (losses in ``sft_metrics.jsonl``)."""
-    from jprefs.rl.common import build_tiny_policy, load_policy, resolve_device
+    followed by ``sft_steps`` of SFT when asked (losses in ``sft_metrics.jsonl``).
+
+    ``dist`` (data-parallel runs): the policy goes to the process's device, every process
+    starts from rank 0's weights, and the warm start is data-parallel too."""
+    from jprefs.rl.common import build_tiny_policy, load_policy
+    from jprefs.rl.dist import Dist
     from jprefs.rl.sft import train_sft
 
-    device = resolve_device(cfg.device)
+    dist = dist or Dist()
+    device = dist.device(cfg.device)
     if cfg.torch_threads > 0:
         import torch
 
@@ -51,7 +57,7 @@ def prepare_policy(cfg, writer, *, model=None, tok=None, force_sft: bool = False
     rows = None
     if model is None:
         if cfg.policy == "tiny":
-            rows = _sft_rows(cfg, writer.out)
+            rows = _sft_rows(cfg, writer.out, write=dist.is_main)
             model, tok = build_tiny_policy([r.prompt + r.text for r in rows], vocab_size=cfg.tiny_vocab_size,
                                            n_embd=cfg.tiny_n_embd, n_layer=cfg.tiny_n_layer,
                                            n_head=cfg.tiny_n_head, n_positions=cfg.tiny_n_positions,
@@ -60,25 +66,39 @@ def prepare_policy(cfg, writer, *, model=None, tok=None, force_sft: bool = False
             model, tok = load_policy(cfg.policy, device=device, dtype=cfg.dtype,
                                      trust_remote_code=cfg.trust_remote_code)
     model.to(device)
+    if dist.enabled:
+        # Each process trained its own tiny tokenizer (or loaded one): they must be the same.
+        import hashlib
+
+        vocab = json.dumps(sorted(tok.get_vocab().items()), ensure_ascii=False).encode("utf-8")
+        dist.check_same(hashlib.sha256(vocab).hexdigest(), "the policy's tokenizer vocabulary")
+        dist.sync_module(model)
     # A resumed run loads the trained weights from its checkpoint: no warm start to redo.
     if cfg.sft_steps > 0 and (force_sft or cfg.algo != "sft") and getattr(writer, "checkpoint", None) is None:
-        rows = rows or _sft_rows(cfg, writer.out)
+        rows = rows or _sft_rows(cfg, writer.out, write=dist.is_main)
         losses = train_sft(model, tok, rows, steps=cfg.sft_steps, lr=cfg.sft_lr, batch_size=cfg.sft_batch_size,
-                           max_length=cfg.max_length, seed=cfg.seed, desc="sft warm start")
-        write_jsonl(writer.out / "sft_metrics.jsonl", ({"step": i + 1, "sft/loss": x} for i, x in enumerate(losses)))
+                           max_length=cfg.max_length, seed=cfg.seed, desc="sft warm start", dist=dist)
+        if dist.is_main:
+            write_jsonl(writer.out / "sft_metrics.jsonl",
+                        ({"step": i + 1, "sft/loss": x} for i, x in enumerate(losses)))
     model.eval()
     return model, tok
 
 
-def load_ilql_rows(cfg, out: Path, reward_fn=None):
-    """ILQL rows from ``cfg.data``: dataset rewards (``reward_type=labels``) or texts to score."""
-    from jprefs.rl.common import load_text_rows
+def load_ilql_rows(cfg, out: Path, reward_fn=None, dist=None):
+    """ILQL rows from ``cfg.data``: dataset rewards (``reward_type=labels``) or texts to score.
 
+    With ``dist``, each process scores a contiguous share of the texts and the scores are
+    gathered, so every process ends with all rows and all rewards."""
+    from jprefs.rl.common import load_text_rows
+    from jprefs.rl.dist import Dist
+
+    dist = dist or Dist()
     rej = RejectsWriter(out / "data.rejects.jsonl")
     field = cfg.reward_field if cfg.reward_type == "labels" else ""
     rows = load_text_rows(cfg.data, text_field=cfg.text_field, prompt_field=cfg.prompt_field,
                           reward_field=field, rejects=rej)
-    if len(rej):
+    if len(rej) and dist.is_main:
         rej.save()
         eprint(f"jprefs rl: {len(rej)} data rows rejected -> {rej.path} ({rej.by_reason}); {len(rows)} kept")
     if cfg.reward_type != "labels":
@@ -86,16 +106,21 @@ def load_ilql_rows(cfg, out: Path, reward_fn=None):
         for r in rows:
             r.reward = None
         if reward_fn is None:
-            reward_fn = reward_for(cfg)
+            reward_fn = reward_for(cfg, dist.device(cfg.device) if dist.enabled else None)
         from jprefs.progress import progress
 
-        with progress(total=len(rows), desc="scoring ILQL data", unit="text") as bar:
+        share = -(-len(rows) // dist.world)                       # ceil: rows per process
+        mine = rows[dist.rank * share:(dist.rank + 1) * share]
+        scores: list[float] = []
+        with progress(total=len(mine), desc="scoring ILQL data", unit="text", disable=not dist.is_main) as bar:
             bs = max(1, cfg.reward_batch_size)
-            for i in range(0, len(rows), bs):
-                chunk = rows[i:i + bs]
-                for r, s in zip(chunk, reward_fn([r.prompt for r in chunk], [r.text for r in chunk])):
-                    r.reward = float(s)
+            for i in range(0, len(mine), bs):
+                chunk = mine[i:i + bs]
+                scores += [float(x) for x in reward_fn([r.prompt for r in chunk], [r.text for r in chunk])]
                 bar.update(len(chunk))
+        all_scores = [x for part in dist.gather_object(scores) for x in part]   # rank order = row order
+        for r, x in zip(rows, all_scores):
+            r.reward = x
     elif cfg.reward_sign != 1.0:
         for r in rows:
             r.reward = cfg.reward_sign * r.reward
@@ -131,22 +156,35 @@ def eval_reward_for(cfg, device=None):
 
 
 def run_sft(cfg, out) -> dict:
-    """``algo: sft``: build/load the policy, train it, save it with samples and a loss curve."""
+    """``algo: sft``: build/load the policy, train it, save it with samples and a loss curve.
+
+    Data-parallel under ``accelerate launch``: each process takes its own ``sft_batch_size``
+    texts per step; the main process alone samples and writes."""
     import numpy as np
 
     from jprefs.rl.common import RunWriter, distinct_n, load_prompts, sample, set_seed
+    from jprefs.rl.dist import get_dist, weights_digest
     from jprefs.rl.sft import train_sft
 
+    dist = get_dist(cfg)
     set_seed(cfg.seed)
-    writer = RunWriter(out, cfg)
-    model, tok = prepare_policy(cfg, writer)
-    rows = _sft_rows(cfg, writer.out)
+    writer = RunWriter(out, cfg, dist=dist)
+    if writer.finished is not None:                 # a finished run: nothing to do
+        dist.close()
+        return writer.finished["summary"]
+    model, tok = prepare_policy(cfg, writer, dist=dist)
+    rows = _sft_rows(cfg, writer.out, write=dist.is_main)
     losses = train_sft(model, tok, rows, steps=cfg.sft_steps, lr=cfg.sft_lr, batch_size=cfg.sft_batch_size,
-                       max_length=cfg.max_length, seed=cfg.seed, writer=writer, save_every=cfg.save_every)
+                       max_length=cfg.max_length, seed=cfg.seed, writer=writer, save_every=cfg.save_every,
+                       dist=dist)
+    digests = dist.gather_object(weights_digest([model])) if dist.enabled else None
+    dist.close()                                    # no collective after this point
+    if not dist.is_main:
+        return {}
     prompts = load_prompts(cfg.eval_prompts) * max(1, cfg.eval_samples)
     s = sample(model, tok, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens, seed=cfg.seed)
-    rfn = eval_reward_for(cfg) if cfg.reward_type != "none" else None
+    rfn = eval_reward_for(cfg, dist.device(cfg.device) if dist.enabled else None) if cfg.reward_type != "none" else None
     rw = rfn(prompts, s.texts) if rfn else None
     writer.samples(cfg.sft_steps, prompts, s.texts, rw)
     writer.save_policy(model, tok)
@@ -154,8 +192,22 @@ def run_sft(cfg, out) -> dict:
     summary = {"algo": "sft", "steps": cfg.sft_steps, "texts": len(rows), "final_loss": losses[-1],
                "first_loss": losses[0], "eval/length": float(np.mean([len(t) for t in s.texts])),
                "eval/distinct2": distinct_n(s.texts), "eval/reward": float(np.mean(rw)) if rw else None}
+    if dist.enabled:
+        summary["data_parallel"] = data_parallel_record(dist, digests)
     writer.summary(summary)
+    writer.finish(cfg.sft_steps)
     return summary
+
+
+def data_parallel_record(dist, policy_digests, **per_rank) -> dict:
+    """``summary["data_parallel"]`` of an N-process run: the process count and, per process, a
+    digest of its final weights (and any other per-process values given) -- all equal when the
+    processes stayed in sync; a warning on stderr when they did not."""
+    rec = {"processes": dist.world, "policy_digests": policy_digests, **per_rank}
+    rec["in_sync"] = all(len(set(map(str, v))) == 1 for k, v in rec.items() if k != "processes")
+    if not rec["in_sync"]:
+        eprint(f"jprefs rl: WARNING: the {dist.world} processes ended with different weights or state: {rec}")
+    return rec
 
 
 def run(cfg, out) -> dict:

@@ -55,19 +55,25 @@ def collate_lm(batch, pad_id: int):
 
 def train_sft(model, tok, rows: Sequence[TextRow], *, steps: int, lr: float = 1e-3, batch_size: int = 32,
               max_length: int = 64, seed: int = 0, writer=None, desc: str = "sft",
-              save_every: int = 0) -> list[float]:
+              save_every: int = 0, dist=None) -> list[float]:
     """Train ``model`` in place for ``steps`` AdamW steps; return the loss per step.
 
     Metrics ``sft/loss`` and ``sft/tokens_per_s`` go to ``writer`` (a RunWriter) when given;
     with a writer, a checkpoint every ``save_every`` steps, and a resume from
     ``writer.checkpoint`` when the writer found one.
+
+    ``dist`` (:class:`jprefs.rl.dist.Dist`, data-parallel runs): every process draws the same
+    shuffled order and trains on its own ``batch_size`` slice of each ``N * batch_size`` block,
+    through DDP; the logged loss is the mean over processes.
     """
     import time
 
     import torch
 
     from jprefs.progress import progress
+    from jprefs.rl.dist import Dist
 
+    dist = dist or Dist()
     if not rows:
         raise ValueError("train_sft: no training texts")
     data = encode_rows(tok, rows, max_length)
@@ -88,26 +94,37 @@ def train_sft(model, tok, rows: Sequence[TextRow], *, steps: int, lr: float = 1e
         st = restore(writer.checkpoint, model=model, opt=opt, sched=sched)
         start, losses, order = st["step"], list(st["extra"]["losses"]), list(st["order"])
         rng.setstate(st["data_rng"])
+    ddp = dist.wrap(model)                 # the model itself in one process
+    gbs = batch_size * dist.world          # texts per step over all processes
     model.train()
-    with progress(total=steps, initial=start, desc=desc, unit="step") as bar:
+    with progress(total=steps, initial=start, desc=desc, unit="step", disable=not dist.is_main) as bar:
         for step in range(start, steps):
-            if len(order) < batch_size:
+            if len(order) < gbs:
                 more = list(range(len(data)))
                 rng.shuffle(more)
                 order += more
-            batch = [data[i] for i in order[:batch_size]]
-            del order[:batch_size]
+                while dist.enabled and len(order) < gbs:   # fewer texts than N batches: repeat them
+                    more = more[:]
+                    rng.shuffle(more)
+                    order += more
+            batch = [data[i] for i in order[:gbs][dist.rank * batch_size:(dist.rank + 1) * batch_size]]
+            del order[:gbs]
             ids, mask, labels = (t.to(device) for t in collate_lm(batch, tok.pad_token_id))
             t0 = time.time()
             # HF shifts labels inside the model: position t predicts labels[t + 1].
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss = ddp(input_ids=ids, attention_mask=mask, labels=labels).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            losses.append(loss.item())
             ntok = int((labels != -100).sum())
+            if dist.enabled:
+                m = dist.mean({"loss": loss.item(), "ntok": ntok})
+                losses.append(m["loss"])
+                ntok = round(m["ntok"] * dist.world)
+            else:
+                losses.append(loss.item())
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{ntok / max(1e-6, time.time() - t0):.0f}")
             if writer is not None:
@@ -119,5 +136,6 @@ def train_sft(model, tok, rows: Sequence[TextRow], *, steps: int, lr: float = 1e
                     # logged steps are 0-based here: checkpoint "N" = N steps done
                     save_checkpoint(writer, step + 1, model=model, tok=tok, opt=opt, sched=sched,
                                     extra={"losses": losses}, objects={"order": order, "data_rng": rng.getstate()})
+    del ddp                                # drop DDP's gradient hooks before the model is trained again
     model.eval()
     return losses

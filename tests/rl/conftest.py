@@ -60,3 +60,19 @@ def count_a(prompts, responses):
 
 def neg_count_a(prompts, responses):
     return [-x for x in count_a(prompts, responses)]
+
+
+_CALLS = [0]
+
+
+def rank_reward(prompts, responses):
+    """Every response scores the RANK of its process (0 in one process), so the logged
+    objective/score of a data-parallel run must be the mean over processes.
+    With JPREFS_TEST_CRASH_CALL=K in the environment, process 1 dies on its K-th call
+    (exit status 3, no clean-up), to test resuming a data-parallel run."""
+    import os
+
+    _CALLS[0] += 1
+    if os.environ.get("RANK") == "1" and _CALLS[0] == int(os.environ.get("JPREFS_TEST_CRASH_CALL", "0")):
+        os._exit(3)
+    return [float(os.environ.get("RANK", "0"))] * len(responses)

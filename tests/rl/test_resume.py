@@ -131,3 +131,65 @@ def test_changed_config_refuses_to_resume_and_resume_false_starts_over(tmp_path,
     assert [r["step"] for r in _rows(tmp_path / "run")] == list(range(1, 7))
     state = json.loads((tmp_path / "run/checkpoint-4/resume/state.json").read_text(encoding="utf-8"))
     assert state["config"]["lr"] == 1e-3                              # the old run's checkpoints are gone
+
+
+def _snapshot(out):
+    """Every file under ``out`` with its bytes and modification time."""
+    return {str(p.relative_to(out)): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(out.rglob("*"))
+            if p.is_file()}
+
+
+def test_finished_run_writes_done_last_and_a_rerun_changes_nothing(tmp_path, monkeypatch, capsys):
+    cfg = load_config(RLConfig, dict(SFT))
+    out = tmp_path / "run"
+    first = run(cfg, out)
+    done = json.loads((out / "done.json").read_text(encoding="utf-8"))
+    assert done["step"] == 6 and done["config"]["sft_steps"] == 6
+    others = [p for p in out.rglob("*") if p.is_file() and p.name != "done.json"]
+    assert (out / "done.json").stat().st_mtime_ns >= max(p.stat().st_mtime_ns for p in others)  # written last
+    before = _snapshot(out)
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        def no_steps(self, *a, **k):
+            raise AssertionError("a finished run trained again")
+
+        m.setattr(RunWriter, "log", no_steps)
+        again = run(load_config(RLConfig, dict(SFT, save_every=3)), out)    # a cosmetic key may differ
+    err = capsys.readouterr().err
+    assert f"run in {out} already finished at step 6; use resume=false to start over or a new -o" in err
+    assert again == first == json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert _snapshot(out) == before                                      # byte-identical, not rewritten
+
+
+def test_finished_run_with_another_config_is_refused_and_resume_false_starts_over(tmp_path, tok):
+    _ilql(tok, tmp_path / "run")
+    with pytest.raises(JprefsError) as e:
+        _ilql(tok, tmp_path / "run", total_steps=8)
+    msg = str(e.value)
+    assert "finished run (step 6)" in msg and "total_steps: 6 -> 8" in msg
+    assert "-o" in msg and "resume=false" in msg
+    _ilql(tok, tmp_path / "run", total_steps=8, resume=False)
+    assert [r["step"] for r in _rows(tmp_path / "run")] == list(range(1, 9))
+    assert json.loads((tmp_path / "run/done.json").read_text(encoding="utf-8"))["step"] == 8
+
+
+def test_crash_after_the_last_checkpoint_before_the_marker_still_resumes(tmp_path, monkeypatch, tok, capsys):
+    _ppo(tok, tmp_path / "full")
+    with monkeypatch.context() as m:
+        def dying_summary(self, obj):                 # every step and the policy done; marker not yet written
+            raise KeyboardInterrupt("simulated crash")
+
+        m.setattr(RunWriter, "summary", dying_summary)
+        with pytest.raises(KeyboardInterrupt):
+            _ppo(tok, tmp_path / "crash")
+    assert not (tmp_path / "crash/done.json").exists() and (tmp_path / "crash/policy").exists()
+    capsys.readouterr()
+    _ppo(tok, tmp_path / "crash")
+    assert "resuming from step 4" in capsys.readouterr().err
+    full, crash = _rows(tmp_path / "full"), _rows(tmp_path / "crash")
+    assert [r["step"] for r in crash] == list(range(6))
+    assert [r.get("objective/kl_coef") for r in crash] == pytest.approx([r.get("objective/kl_coef") for r in full])
+    _same_weights(tmp_path / "full", tmp_path / "crash")
+    assert json.loads((tmp_path / "crash/done.json").read_text(encoding="utf-8"))["step"] == 5
+    _ppo(tok, tmp_path / "crash")
+    assert "already finished at step 5" in capsys.readouterr().err
