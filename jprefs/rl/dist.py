@@ -90,6 +90,15 @@ class Dist:
             for t in list(module.parameters()) + list(module.buffers()):
                 torch.distributed.broadcast(t.data, src=0)
 
+    def share(self, block, per_process: int):
+        """This process's ``per_process`` items of a block of ``N * per_process`` that every
+        process drew alike (same generator state): process r takes items ``r*k .. r*k+k-1``.
+
+        >>> Dist().share([3, 1, 4, 1], 4)      # one process: the whole block
+        [3, 1, 4, 1]
+        """
+        return block[self.rank * per_process:(self.rank + 1) * per_process]
+
     # ------------------------------------------------------------------ collectives
 
     def barrier(self) -> None:

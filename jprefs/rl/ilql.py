@@ -345,7 +345,7 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
                 order += rng.permutation(len(encoded)).tolist()
                 while dist.enabled and len(order) < gbs:       # fewer rows than N batches: repeat them
                     order += rng.permutation(len(encoded)).tolist()
-            idx, order = order[:gbs][dist.rank * cfg.batch_size:(dist.rank + 1) * cfg.batch_size], order[gbs:]
+            idx, order = dist.share(order[:gbs], cfg.batch_size), order[gbs:]
             batch = make_ilql_batch([encoded[i] for i in idx], [returns[i] for i in idx], tok.pad_token_id).to(device)
 
             logits, qs, target_qs, vs = ilql_forward(ddp_model, ddp_heads, batch)

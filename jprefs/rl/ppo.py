@@ -354,7 +354,7 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None) -
         for step in range(start, cfg.total_steps + 1):
             t0 = time.time()
             # The same draw on every process (one generator state to checkpoint); each takes its share.
-            picks = rng.integers(0, len(train_prompts), n_all)[dist.rank * cfg.batch_size:][:cfg.batch_size]
+            picks = dist.share(rng.integers(0, len(train_prompts), n_all), cfg.batch_size)
             prompts_b = [train_prompts[i] for i in picks]
             # ---- rollout: sample, recompute logprobs/values, score, KL-penalised rewards, GAE
             batch = rollout(cfg, policy, ref, value_head, tok, prompts_b, reward_fn, kl_ctl, scaler,

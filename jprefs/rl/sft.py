@@ -107,7 +107,7 @@ def train_sft(model, tok, rows: Sequence[TextRow], *, steps: int, lr: float = 1e
                     more = more[:]
                     rng.shuffle(more)
                     order += more
-            batch = [data[i] for i in order[:gbs][dist.rank * batch_size:(dist.rank + 1) * batch_size]]
+            batch = [data[i] for i in dist.share(order[:gbs], batch_size)]
             del order[:gbs]
             ids, mask, labels = (t.to(device) for t in collate_lm(batch, tok.pad_token_id))
             t0 = time.time()

@@ -110,6 +110,19 @@ def test_weights_digest_tells_models_apart():
     assert weights_digest([a]) != weights_digest([b])
 
 
+def test_share_gives_each_process_its_own_slice_of_the_common_block():
+    from jprefs.rl.dist import Dist
+
+    block = list(range(8))
+    ranks = []
+    for r in range(2):
+        d = Dist()
+        d.rank, d.world = r, 2
+        ranks.append(d.share(block, 4))
+    assert ranks == [[0, 1, 2, 3], [4, 5, 6, 7]]          # disjoint, together the whole block
+    assert Dist().share(block, 8) == block                 # one process: unchanged
+
+
 def test_sft_on_two_processes(tmp_path):
     out = tmp_path / "sft"
     r = _launch(out, [str(REPO / "rl/recipes/sft-tiny-cpu.yaml"), *TINY, "sft_steps=6", "save_every=2"])
