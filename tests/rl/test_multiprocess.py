@@ -131,7 +131,9 @@ def test_sft_on_two_processes(tmp_path):
     rows = _rows(out / "metrics.jsonl")
     assert [x["step"] for x in rows] == list(range(6))               # each step once, not once per process
     assert all(math.isfinite(x["sft/loss"]) for x in rows) and rows[-1]["sft/loss"] < rows[0]["sft/loss"]
-    n_eval = len((REPO / "jprefs/resources/rl/ja_tiny_eval_prompts.txt").read_text(encoding="utf-8").split())
+    from jprefs.rl.common import load_prompts
+
+    n_eval = len(load_prompts("builtin:ja-tiny-eval"))
     assert len(_rows(out / "samples.jsonl")) == n_eval                # eval samples written once
     assert (out / "checkpoint-4/resume/state.json").exists() and (out / "done.json").exists()
     _check_in_sync(out)
