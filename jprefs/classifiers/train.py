@@ -276,7 +276,11 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
         raise ConfigError("no output directory: pass -o DIR (or output_dir=DIR)")
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), gradient_accumulation_steps=cfg.grad_accum)
+    # cpu=True where no GPU exists: a plain Accelerator() under `accelerate launch`/torchrun on a CPU-only
+    # machine does not join the launcher's (gloo) process group, so each process would train alone on
+    # every batch and all of them would write the output folder (tests/classifiers/test_multiprocess.py).
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), gradient_accumulation_steps=cfg.grad_accum,
+                              cpu=not torch.cuda.is_available())
     is_main = accelerator.is_main_process
     if not is_main:
         log = lambda *a, **k: None  # noqa: E731

@@ -2,11 +2,11 @@
 the batches are sharded over the processes, the main process alone writes the model and one
 metrics file, and the model loads and scores.
 
-On a machine without GPUs, `accelerate launch --multi_gpu` starts the processes but
-`Accelerator()` only joins them into a gloo process group when told to use the CPU
-(`Accelerator(cpu=True)` or `ACCELERATE_USE_CPU=1`); train-rm builds a plain `Accelerator()`,
-so without that variable each process trains alone on all the data and they race on the
-output folder. The first test sets the variable; the second (xfail) records the plain launch.
+On a machine without GPUs, `accelerate launch --multi_gpu` starts the processes but a plain
+`Accelerator()` only joins them into a gloo process group when told to use the CPU; train-rm
+passes `cpu=True` where no GPU exists (before that fix each process trained alone on all the
+data and they raced on the output folder). The first test launches with ACCELERATE_USE_CPU=1,
+the second without it.
 
 Skipped when torch.distributed or its gloo backend is unavailable. One launch: ~15-25 s on
 2 busy cores (two Python processes import torch and transformers).
@@ -82,9 +82,6 @@ def test_train_rm_on_two_cpu_processes(tmp_path):
     assert metrics["eval"]["pairwise_accuracy"] >= 0.75, metrics["eval"]
 
 
-@pytest.mark.xfail(strict=True, reason="train-rm's Accelerator() does not join a CPU process group without "
-                   "ACCELERATE_USE_CPU=1: each process trains alone on all batches (5 steps per epoch, not 3) "
-                   "and both write the output folder (a race that can crash the run)")
 def test_train_rm_plain_multi_process_launch_on_cpu_shards_batches(tmp_path):
     r, out = _launch(tmp_path, use_cpu_env=False, epochs=2)
     assert r.returncode == 0, r.stderr[-2000:]
