@@ -232,7 +232,9 @@ def ppo_minibatch_loss(cfg, policy, value_head, mb):
 
     with torch.no_grad():
         logp_all = torch.log_softmax(logits, dim=-1)
-        entropy = masked_mean(-(logp_all.exp() * logp_all).sum(-1), mask)
+        p_all = logp_all.exp()
+        # xlogy: 0 * log 0 = 0 for tokens masked to -inf (EOS under min_new_tokens), not NaN
+        entropy = masked_mean(-torch.special.xlogy(p_all, p_all).sum(-1), mask)
         stats = {
             "losses/policy": pg_loss.item(), "losses/value": vf_loss.item(), "losses/total": loss.item(),
             # (ratio - 1) - log ratio >= 0: the low-variance estimator of KL(old || new)

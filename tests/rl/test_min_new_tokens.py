@@ -2,6 +2,7 @@
 PPO logprobs alike, so a PPO policy cannot raise its reward by stopping early."""
 
 import json
+import math
 
 import pytest
 
@@ -58,6 +59,10 @@ def test_ppo_with_min_new_tokens_has_fixed_length_rollouts(tmp_path, tok):
     steps = [r for r in rows if "objective/response_tokens" in r]
     assert [r["objective/response_tokens"] for r in steps] == [6.0, 6.0]
     assert steps[0]["objective/kl"] == pytest.approx(0.0, abs=1e-5)   # policy == reference at the start
+    # EOS has probability 0 (logit -inf) in the first min_new_tokens positions: 0 * log 0 counts as 0,
+    # so the logged entropy stays finite and positive (it was NaN)
+    ent = [r["policy/entropy"] for r in rows if "policy/entropy" in r]
+    assert ent and all(math.isfinite(e) and e > 0 for e in ent)
 
 
 def test_min_new_tokens_is_validated():
