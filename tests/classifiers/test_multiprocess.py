@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,21 +23,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.distributed import free_port, needs_gloo
+
 from .conftest import make_backbone_dir, write_pairs
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("accelerate")
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(
-    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-    reason="torch.distributed with the gloo backend is not available")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = needs_gloo()
 
 
 def _launch(tmp_path, *, use_cpu_env: bool, epochs: int = 3):
@@ -54,7 +47,7 @@ def _launch(tmp_path, *, use_cpu_env: bool, epochs: int = 3):
     # the Accelerator sets up a MULTI_CPU process group on gloo.
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(_free_port()),
+           "--main_process_port", str(free_port()),
            "-m", "jprefs.cli", "train-rm", "--data", pairs, "--backbone", bb, "--objective", "pairwise",
            f"epochs={epochs}", "lr=3e-3", "batch_size=8", "max_length=48", "eval_fraction=0.25",
            "freeze_embeddings=false", "warmup_ratio=0.0", "plots=false", "-o", str(out)]

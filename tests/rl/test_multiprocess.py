@@ -13,20 +13,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.distributed import free_port, needs_gloo
+
 torch = pytest.importorskip("torch")
 pytest.importorskip("accelerate")
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(
-    not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
-    reason="torch.distributed with the gloo backend is not available")
+pytestmark = needs_gloo()
 
 TINY = ["tiny_n_embd=16", "tiny_n_layer=1", "tiny_n_head=2", "tiny_vocab_size=300", "sft_max_texts=40",
         "sft_batch_size=8", "max_new_tokens=4", "eval_samples=1", "torch_threads=1", "device=cpu"]
@@ -35,15 +34,9 @@ PPO = [str(REPO / "rl/recipes/ppo-tiny-cpu.yaml"), *TINY, "sft_steps=4", "total_
        "scale_reward=whiten", "reward_model=tests.rl.conftest:rank_reward"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(out: Path, args: list[str], *, launcher: str = "torchrun", env: dict | None = None):
     """``jprefs rl ARGS -o OUT`` on 2 CPU processes; returns the CompletedProcess."""
-    port = str(_free_port())
+    port = str(free_port())
     if launcher == "torchrun":
         pre = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
     else:   # accelerate's --cpu runs one process; --multi_gpu goes through torchrun (gloo without GPUs)
