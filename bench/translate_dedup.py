@@ -45,7 +45,7 @@ def main() -> None:
             d = json.loads(line)
             naive += len(d["chosen"]) + len(d["rejected"])
             rows += 1
-    template = "translate/prompts/en-ja.yaml"
+    template = "builtin:en-ja"
     # reference: per-row de-duplication only (each row's prompt once, chosen and rejected responses),
     # with no segmentation and no sharing across rows
     pairs = load_input(load_config(TranslateConfig, None, {"input": str(HH), "source": "hh-rlhf",

@@ -25,7 +25,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 from translate_server import HH, server_process  # noqa: E402
 
 os.environ.setdefault("JPREFS_NO_PROGRESS", "1")
-TEMPLATE = "translate/prompts/en-ja.yaml"
+TEMPLATE = "builtin:en-ja"
 
 
 def raw_calls(url: str, convs: list, concurrency: int) -> float:

@@ -3,7 +3,7 @@ process (so that its CPU time does not share a GIL with the client being measure
 
 Not a benchmark itself. Usage::
 
-    with server_process("translate/prompts/en-ja.yaml", delay=0.0) as base_url:
+    with server_process("builtin:en-ja", delay=0.0) as base_url:
         ...
 """
 

@@ -43,7 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", help="model revision to pin and record")
     parser.add_argument("--base-url", dest="base_url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("-o", "--output", help="output folder")
-    parser.add_argument("--template", help="prompt template YAML (default translate/prompts/en-ja.yaml)")
+    parser.add_argument("--template", help="prompt template YAML (default builtin:en-ja)")
     parser.add_argument("--shard", help="i/n: translate shard i of n (0-based); join with `merge`")
     parser.add_argument("--limit", type=int, help="first N input rows only")
     parser.add_argument("--license", help="licence to record where the source gives none (SPDX id)")

@@ -50,7 +50,7 @@ class TranslateConfig:
     device: str = field(default="auto", metadata=_h("transformers engine: auto, cpu, cuda"))
     batch_size: int = field(default=8, metadata=_h("transformers engine: sequences per generate() call"))
     # ---- prompt and sampling
-    template: str = field(default="translate/prompts/en-ja.yaml", metadata=_h("prompt template YAML"))
+    template: str = field(default="builtin:en-ja", metadata=_h("prompt template YAML"))
     temperature: float = field(default=0.0, metadata=_h("sampling temperature (0 = greedy: reproducible)"))
     top_p: float = field(default=1.0, metadata=_h("nucleus sampling"))
     max_tokens: int = field(default=2048, metadata=_h("max new tokens per request"))

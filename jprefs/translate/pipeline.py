@@ -160,7 +160,7 @@ def make_packs(units: list[str], pack_units: int, pack_max_tokens: int) -> list[
 def plan_stats(plan: Plan, template: Template) -> dict[str, Any]:
     """Characters a full run would send: sources, and template overhead on top of them.
 
-    >>> plan_stats(make_plan(pairs, 1024), load_template("translate/prompts/en-ja.yaml"))["dedup_ratio"]  # doctest: +SKIP
+    >>> plan_stats(make_plan(pairs, 1024), load_template("builtin:en-ja"))["dedup_ratio"]  # doctest: +SKIP
     0.6289
     """
     src = sum(len(u) for u in plan.units)

@@ -1,6 +1,7 @@
 """Prompt templates: load, hash, render to chat messages, parse packed answers, clean up.
 
-A template is a YAML file under ``translate/prompts/`` with ``system``, ``user``
+A template is a YAML file (``builtin:NAME`` for the ones shipped in
+``jprefs/resources/prompts/``: ``builtin:en-ja``, ``builtin:en-ja-fewshot``) with ``system``, ``user``
 (containing ``{text}``), optionally ``user_batch`` (containing ``{items}``) and
 ``item`` (containing ``{i}`` and ``{text}``) for packing several short units into
 one request, and ``few_shot`` (a list of ``{source, target}``). The messages are
@@ -23,6 +24,7 @@ from jprefs.data.schema import content_hash
 from jprefs.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILTIN_DIR = Path(__file__).resolve().parents[1] / "resources" / "prompts"
 ITEM_DEFAULT = '<seg id="{i}">\n{text}\n</seg>'
 
 
@@ -88,21 +90,36 @@ class Template:
         return sum(len(m["content"]) for m in self.messages(texts)) - sum(len(t) for t in texts)
 
 
+def builtin_templates() -> list[str]:
+    return sorted(f"builtin:{p.stem}" for p in BUILTIN_DIR.glob("*.yaml"))
+
+
 def resolve_path(path: str) -> Path:
-    """A path as given, else relative to the repository root (where ``translate/`` lives)."""
+    """``builtin:NAME`` (shipped inside the package, so a non-editable install finds it), else a path
+    as given, else relative to the repository root. ``translate/prompts/NAME.yaml`` - where the
+    shipped templates lived before - still finds the built-in of that name."""
+    path = str(path)
+    if path.startswith("builtin:"):
+        q = BUILTIN_DIR / f"{path[len('builtin:'):]}.yaml"
+        if q.exists():
+            return q
+        raise ConfigError(f"no built-in template {path!r}\n  fix: use one of {builtin_templates()} or template=PATH")
     p = Path(path)
     if p.exists():
         return p
     q = REPO_ROOT / path
     if not p.is_absolute() and q.exists():
         return q
-    raise ConfigError(f"template file not found: {path}\n  fix: pass template=PATH (see translate/prompts/)")
+    legacy = BUILTIN_DIR / p.name
+    if p.parent.as_posix() == "translate/prompts" and legacy.exists():
+        return legacy
+    raise ConfigError(f"template file not found: {path}\n  fix: pass template=PATH or one of {builtin_templates()}")
 
 
 def load_template(path: str) -> Template:
     """Load a template YAML (see the module docstring for its keys).
 
-    >>> load_template("translate/prompts/en-ja.yaml").name   # doctest: +SKIP
+    >>> load_template("builtin:en-ja").name
     'en-ja'
     """
     import yaml

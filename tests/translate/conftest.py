@@ -10,7 +10,7 @@ from jprefs.data.schema import Message, PreferencePair
 from jprefs.translate.prompts import load_template
 from tests.translate.fake_server import FakeServer
 
-TEMPLATE = "translate/prompts/en-ja.yaml"
+TEMPLATE = "builtin:en-ja"
 
 
 @pytest.fixture

@@ -214,9 +214,9 @@ def test_fewshot_template_end_to_end(tmp_path, pairs_file):
     from jprefs.translate.prompts import load_template
     from tests.translate.fake_server import FakeServer
 
-    t = load_template("translate/prompts/en-ja-fewshot.yaml")
+    t = load_template("builtin:en-ja-fewshot")
     with FakeServer(t) as srv:
-        s = run_translate(cfg_for(srv, pairs_file, tmp_path / "out", template="translate/prompts/en-ja-fewshot.yaml",
+        s = run_translate(cfg_for(srv, pairs_file, tmp_path / "out", template="builtin:en-ja-fewshot",
                                   pack_units=4))
     assert s["pairs_out"] == s["pairs_in"] and s["pack_fallbacks"] == 0
     out = load_pairs(tmp_path / "out" / "pairs.jsonl")

@@ -77,12 +77,12 @@ def test_checks_respect_the_source():
 
 
 def test_every_shipped_template_loads_and_renders():
-    from pathlib import Path
+    from jprefs.translate.prompts import builtin_templates
 
-    files = sorted((Path(__file__).resolve().parents[2] / "translate" / "prompts").glob("*.yaml"))
-    assert len(files) >= 2
-    for f in files:
-        t = load_template(str(f))
+    names = builtin_templates()
+    assert {"builtin:en-ja", "builtin:en-ja-fewshot"} <= set(names)
+    for name in names:
+        t = load_template(name)
         one, many = t.messages(["Hello ⟦1⟧."]), t.messages(["a", "b"])
         assert one[-1]["role"] == "user" and "Hello ⟦1⟧." in one[-1]["content"]
         assert t.parse('<seg id="1">\nあ\n</seg>\n<seg id="2">\nい\n</seg>', 2) == ["あ", "い"]
@@ -90,7 +90,22 @@ def test_every_shipped_template_loads_and_renders():
 
 
 def test_fewshot_placeholders_survive_the_examples():
-    t = load_template("translate/prompts/en-ja-fewshot.yaml")
+    t = load_template("builtin:en-ja-fewshot")
     msgs = t.messages(["x"])
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]
     assert "⟦1⟧" in msgs[4]["content"] and "⟦2⟧" in msgs[4]["content"]
+
+
+def test_builtin_templates_are_found_without_the_repository(tmp_path, monkeypatch):
+    """A non-editable install has no translate/ folder: builtin: names (and the old
+    translate/prompts/NAME.yaml paths) resolve inside the package; unknown names say what exists."""
+    from jprefs.translate import prompts
+
+    monkeypatch.setattr(prompts, "REPO_ROOT", tmp_path)            # as if installed into site-packages
+    monkeypatch.chdir(tmp_path)
+    assert load_template("builtin:en-ja").name == "en-ja"
+    assert load_template("translate/prompts/en-ja-fewshot.yaml").few_shot
+    with pytest.raises(ConfigError, match="builtin:en-ja"):
+        load_template("builtin:nope")
+    with pytest.raises(ConfigError, match="template file not found"):
+        load_template("prompts/missing.yaml")
