@@ -12,7 +12,7 @@ a reject entry for every row it could not use, so that
 | ``webgpt`` | openai/webgpt_comparisons | unknown (card states none) |
 | ``gptj-pairwise`` | Dahoas/synthetic-instruct-gptj-pairwise | unknown (card states none) |
 | ``summarize`` | openai/summarize_from_feedback (comparisons) | unknown (card states none) |
-| ``jsonl`` / ``generic`` | any file or Hub dataset + ``--map`` | unknown unless ``--license`` |
+| ``jsonl`` / ``generic`` | any file or Hub dataset + ``--map`` | the row's own ``license`` column, else ``--license``, else unknown |
 | ``ranklist`` | TSV ``prompt<TAB>best<TAB>...<TAB>worst`` | unknown unless ``--license`` |
 | ``jprefs`` | canonical jprefs JSONL | per row |
 
@@ -342,7 +342,9 @@ def _generic(d: dict, sid: str, ctx: Context) -> Record:
     system = _get(d, m["system"], required=False) if "system" in m else None
     if isinstance(system, str) and system.strip():
         prompt = [Message("system", system.strip())] + ([Message("user", prompt)] if isinstance(prompt, str) else prompt)
-    lic = _get(d, m["license"], required=False) if "license" in m else d.get("license") if "license" in d and not m else None
+    # a row's own licence (its `license` column, or the column mapped with license=...) is kept per row,
+    # with or without a --map for the other fields: dropping it would lose provenance
+    lic = _get(d, m["license"], required=False) if "license" in m else d.get("license")
     kw: dict[str, Any] = {}
     if isinstance(lic, str) and lic.strip():
         kw["license"] = lic.strip()

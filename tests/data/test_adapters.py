@@ -82,6 +82,12 @@ def test_generic_mapping_nested_and_formats(tmp_path):
     _accounting(res)
     assert res.records[0].prompt[0].content == "質問, 1" and res.records[0].license == "mit"
     assert res.rejects[0]["reason"] == "wrong_column_count" and res.rejects[0]["line"] == 3
+    # a row's own `license` column is kept when --map names only the other fields (it was dropped)
+    rows = [{"question": "質問", "good": "良い", "bad": "悪い", "license": "cc-by-sa-4.0"},
+            {"question": "質問2", "good": "良い", "bad": "悪い"}]
+    res = convert(write_jsonl(tmp_path / "own.jsonl", rows), "jsonl", mapping="prompt=question,chosen=good,rejected=bad",
+                  license="mit")
+    assert [r.license for r in res.records] == ["cc-by-sa-4.0", "mit"]
     (tmp_path / "g.tsv").write_text("prompt\tchosen\trejected\nq\ta\tb\n", encoding="utf-8")
     assert convert(tmp_path / "g.tsv", "jsonl").records[0].rejected == "b"
     import pyarrow as pa
