@@ -38,6 +38,22 @@ def _rows(metrics: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _split_note(cfg, metrics: dict) -> str:
+    """A limitation line when the eval set was split off the training file (it picked the epoch)."""
+    if cfg.eval_data:
+        return ""
+    key = "accuracy" if "accuracy" in (metrics.get("eval") or {}) else "pairwise_accuracy"
+    ev, te = (metrics.get("eval") or {}).get(key), (metrics.get("test") or {}).get(key)
+    line = ("- The eval rows were split off the training file and chose the epoch: rows of one source document "
+            "(same report, thread or author) can sit on both sides, so eval figures tend to overstate accuracy "
+            "on new data.")
+    if isinstance(ev, float) and isinstance(te, float):
+        line += f" Here: eval {key} {ev:.4f}, test {te:.4f} (the test set was not used for any choice)."
+    else:
+        line += " Give an independent `test_data` (or `eval_data`) for a figure you can rely on."
+    return line + "\n"
+
+
 def model_card(cfg, metrics: dict, *, license: str = "") -> str:
     """The card text (YAML front matter + markdown)."""
     import yaml
@@ -105,7 +121,7 @@ Baselines are on the same examples: `length_baseline_accuracy` = the longer resp
 - {d.get('train', '?')} training / {d.get('eval', '?')} eval / {d.get('test', 0)} test rows;
   {d.get('rejected', 0)} rows rejected (see `rejects.jsonl`); eval {'from ' + cfg.eval_data if cfg.eval_data else
   f'held out by prompt ({cfg.eval_fraction:.0%})'}.
-- base model licence: see `{base}` (multilingual-e5-small: MIT).
+- base model licence: see `{base}`{' (multilingual-e5-small: MIT)' if base == 'intfloat/multilingual-e5-small' else ''}.
 
 ## Limitations
 
@@ -116,7 +132,7 @@ Baselines are on the same examples: `length_baseline_accuracy` = the longer resp
   end of long responses are not seen.
 - Scores are comparable only within this model; they are not calibrated probabilities of human preference.
 - Trained and evaluated on the data above only; accuracy on other domains is unknown.
-"""
+{_split_note(cfg, metrics)}"""
     return "---\n" + yaml.safe_dump(front, allow_unicode=True, sort_keys=False) + "---\n" + body
 
 

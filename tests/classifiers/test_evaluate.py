@@ -86,3 +86,18 @@ def test_model_card_has_hub_front_matter():
     names = [m["type"] for m in front["model-index"][0]["results"][0]["metrics"]]
     assert "accuracy" in names and "majority_baseline_accuracy" not in names
     assert "| test | accuracy | 0.9000 |" in text and "## Limitations" in text
+
+
+def test_model_card_warns_when_eval_was_split_off_the_training_file():
+    from jprefs.classifiers.card import model_card
+    from jprefs.classifiers.config import TrainRMConfig
+
+    metrics = {"best_epoch": 1, "selected_by": "accuracy", "center": 0.0, "data": {},
+               "eval": {"accuracy": 0.96}, "test": {"accuracy": 0.875}}
+    split = model_card(TrainRMConfig(data="x.tsv", output_dir="o", backbone="BAAI/bge-m3"), metrics)
+    assert "split off the training file" in split and "eval accuracy 0.9600, test 0.8750" in split
+    assert "multilingual-e5-small: MIT" not in split           # the e5 licence note only for e5 backbones
+    given = model_card(TrainRMConfig(data="x.tsv", eval_data="dev.tsv", output_dir="o"), metrics)
+    assert "split off the training file" not in given
+    no_test = model_card(TrainRMConfig(data="x.tsv", output_dir="o"), {**metrics, "test": None})
+    assert "Give an independent `test_data`" in no_test
