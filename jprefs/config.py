@@ -55,9 +55,14 @@ def _parse_scalar(text: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    # "input_prefix=query: " is the text "query: ", not the mapping {query: null}: only an explicit
+    # flow mapping ({...}) makes a mapping from the command line
+    if isinstance(value, dict) and not text.lstrip().startswith("{"):
+        return text
+    return value
 
 
 def _coerce(key: str, value: Any, tp: Any) -> Any:

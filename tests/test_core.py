@@ -62,6 +62,8 @@ def test_config_recipe_and_overrides(tmp_path):
     save_config(cfg, tmp_path / "out" / "config.yaml")
     assert load_config(Cfg, tmp_path / "out" / "config.yaml") == cfg
     assert parse_overrides(["a=1", "b=x"]) == {"a": 1, "b": "x"}
+    # a value with ": " in it is text (e5's prefix), an explicit {...} is a mapping
+    assert parse_overrides(["input_prefix=query: ", "m={a: 1}"]) == {"input_prefix": "query: ", "m": {"a": 1}}
 
 
 def test_config_errors(tmp_path):
