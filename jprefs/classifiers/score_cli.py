@@ -5,7 +5,9 @@
 INPUT is a canonical pairs JSONL (both responses are scored and ``chosen_reward``,
 ``rejected_reward`` added), a binary JSONL / TSV (``reward`` added), or a JSONL of
 ``{prompt?, response}`` rows. MODEL is a jprefs reward model directory, a Hub id,
-or a plain sequence classifier (``--label`` picks its chosen class).
+or a plain sequence classifier (``--label`` picks its chosen class). Rows that cannot be
+scored (malformed JSON, no text, an empty response) go to ``OUTPUT.rejects.jsonl`` with
+their line and reason; input rows = output rows + rejected rows.
 """
 
 from __future__ import annotations
@@ -44,9 +46,17 @@ def run(args: argparse.Namespace) -> int:
     if fmt == "plain":
         rows, prompts, responses = [], [], []
         for row in iter_jsonl(args.input):
-            if row.error or not isinstance(row.data.get("response", row.data.get("text")), str):
+            text = None if row.error else row.data.get("response", row.data.get("text"))
+            if row.error or not isinstance(text, str):
                 rejects.append({"line": row.locator, "reason": row.reason or "no_response",
                                 "error": row.error or "row has no string 'response' or 'text'", "raw": row.data})
+                continue
+            if not text.strip():
+                # a reward for nothing says nothing about the data; score empty policy outputs in
+                # Python (RewardModel.score / as_reward_func accept them) if that is what you want
+                rejects.append({"line": row.locator, "reason": "empty_response",
+                                "error": "the response is empty or only whitespace; fix or drop the row",
+                                "raw": row.data})
                 continue
             rows.append(row.data)
             prompts.append(row.data.get("prompt"))

@@ -65,10 +65,13 @@ def test_score_cli_on_pairs_tsv_and_plain_jsonl(tmp_path):
     assert main(["score", str(tmp_path / "rm"), str(tsv), "-o", str(tmp_path / "t.jsonl")]) == 0
     assert [json.loads(x)["label"] for x in (tmp_path / "t.jsonl").read_text().splitlines()] == [1, 0]
     plain = tmp_path / "plain.jsonl"
-    plain.write_text('{"prompt": "質問", "response": "回答"}\n{"text": "円高"}\n{"x": 1}\n', encoding="utf-8")
+    plain.write_text('{"prompt": "質問", "response": "回答"}\n{"text": "円高"}\n{"x": 1}\n{"response": "  "}\n',
+                     encoding="utf-8")
     assert main(["score", str(tmp_path / "rm"), str(plain), "-o", str(tmp_path / "q.jsonl")]) == 0
     got = [json.loads(x) for x in (tmp_path / "q.jsonl").read_text().splitlines()]
     assert len(got) == 2 and all(isinstance(r["reward"], float) for r in got)
+    rej = [json.loads(x) for x in (tmp_path / "q.rejects.jsonl").read_text().splitlines()]
+    assert [(r["line"], r["reason"]) for r in rej] == [(3, "no_response"), (4, "empty_response")]   # 4 in = 2 + 2
 
 
 def test_model_card_has_hub_front_matter():
