@@ -46,7 +46,9 @@ def _split_note(cfg, metrics: dict) -> str:
     ev, te = (metrics.get("eval") or {}).get(key), (metrics.get("test") or {}).get(key)
     line = ("- The eval rows were split off the training file and chose the epoch: rows of one source document "
             "(same report, thread or author) can sit on both sides, so eval figures tend to overstate accuracy "
-            "on new data.")
+            "on new data" + (" (near-duplicates were kept on one side, which narrows but need not close the gap)."
+                             if getattr(cfg, "eval_near_duplicates", 0) else
+                             "; `eval_near_duplicates=0.2` keeps near-copies on one side."))
     if isinstance(ev, float) and isinstance(te, float):
         line += f" Here: eval {key} {ev:.4f}, test {te:.4f} (the test set was not used for any choice)."
     else:
@@ -120,7 +122,7 @@ Baselines are on the same examples: `length_baseline_accuracy` = the longer resp
 - training data: `{cfg.data}`{f' ({cfg.dataset_name})' if cfg.dataset_name else ''}; licence: **{data_lic}**
 - {d.get('train', '?')} training / {d.get('eval', '?')} eval / {d.get('test', 0)} test rows;
   {d.get('rejected', 0)} rows rejected (see `rejects.jsonl`); eval {'from ' + cfg.eval_data if cfg.eval_data else
-  f'held out by prompt ({cfg.eval_fraction:.0%})'}.
+  f'held out by prompt ({cfg.eval_fraction:.0%})' + (f', near-duplicates (5-gram Jaccard >= {cfg.eval_near_duplicates:g}) kept together' if cfg.eval_near_duplicates else '')}.
 - base model licence: see `{base}`{' (multilingual-e5-small: MIT)' if base == 'intfloat/multilingual-e5-small' else ''}.
 
 ## Limitations

@@ -36,6 +36,10 @@ class TrainRMConfig:
     test_data: str = field(default="", metadata={"help": "optional final test set, evaluated once with the best "
                                                          "checkpoint (never used for selection)"})
     eval_fraction: float = field(default=0.1, metadata={"help": "fraction held out by prompt when eval_data is empty"})
+    eval_near_duplicates: float = field(default=0.0, metadata={"help": "when splitting eval off the training data: "
+                                                                   "keep prompts (texts) whose character 5-gram "
+                                                                   "Jaccard is >= this on one side (0: off; 0.3 "
+                                                                   "is a useful value)"})
     limit: int = field(default=0, metadata={"help": "use only the first N training rows (0: all); smoke runs"})
     eval_limit: int = field(default=0, metadata={"help": "use only the first N eval/test rows (0: all)"})
     # ---- model
@@ -107,5 +111,7 @@ class TrainRMConfig:
                 raise ConfigError(f"config key '{k}': must be >= 1, got {getattr(self, k)}")
         if not 0 < self.eval_fraction < 1:
             raise ConfigError(f"config key 'eval_fraction': must be in (0, 1), got {self.eval_fraction}")
+        if not 0 <= self.eval_near_duplicates < 1:
+            raise ConfigError(f"config key 'eval_near_duplicates': must be in [0, 1), got {self.eval_near_duplicates}")
         if self.lr <= 0:
             raise ConfigError(f"config key 'lr': must be > 0, got {self.lr}")

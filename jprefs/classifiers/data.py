@@ -188,14 +188,70 @@ def group_key(record: Any) -> str:
     return prompt_key([Message("user", record.response)])
 
 
-def split_by_group(data: RMData, fraction: float, seed: int) -> tuple[RMData, RMData]:
-    """Hold out ``fraction`` of the rows by prompt (by text for prompt-less examples), deterministically."""
+def near_duplicate_clusters(texts: list[str], threshold: float, n: int = 5) -> list[int]:
+    """A cluster id per text: texts whose character ``n``-gram sets have Jaccard >= ``threshold``
+    are joined (transitively, union-find). Candidates come from an inverted index over n-grams;
+    n-grams found in more than max(50, 2 %) of the texts ("しました", "前年同期") are not indexed, so
+    the work stays near-linear; a pair that shares only such common n-grams is far below any
+    useful threshold anyway.
+
+    >>> near_duplicate_clusters(["売上高は増加しました", "売上高は増加しました。", "厳しい状況です"], 0.5)
+    [0, 0, 2]
+    """
+    grams = [{t[i:i + n] for i in range(max(1, len(t) - n + 1))} for t in texts]
+    index: dict[str, list[int]] = {}
+    for i, g in enumerate(grams):
+        for x in g:
+            index.setdefault(x, []).append(i)
+    common = max(50, int(0.02 * len(texts)))
+    parent = list(range(len(texts)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, g in enumerate(grams):
+        cands: set[int] = set()
+        for x in g:
+            post = index[x]
+            if len(post) <= common:
+                cands.update(j for j in post if j > i)
+        for j in cands:
+            inter = len(g & grams[j])
+            if inter and inter / (len(g) + len(grams[j]) - inter) >= threshold:
+                a, b = find(i), find(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    return [find(i) for i in range(len(texts))]
+
+
+def split_by_group(data: RMData, fraction: float, seed: int, *, near_duplicates: float = 0.0) -> tuple[RMData, RMData]:
+    """Hold out ``fraction`` of the rows by prompt (by text for prompt-less examples), deterministically.
+
+    With ``near_duplicates > 0`` the groups are widened first: prompts (texts) whose character
+    5-gram Jaccard is at least that value fall into one group, so near-copies - the same sentence
+    from another year's report, a re-asked question - are not split between train and eval,
+    where they would make eval accuracy a memory test.
+    """
     import math
     import random
 
+    keys_of = [group_key(r) for r in data.records]
+    if near_duplicates > 0:
+        text_of: dict[str, str] = {}                       # group key (a hash) -> the text it stands for
+        for k, r in zip(keys_of, data.records):
+            if k not in text_of:
+                prompt = getattr(r, "prompt", None)
+                text_of[k] = "\n".join(m.content for m in prompt) if prompt else r.response
+        uniq = sorted(text_of)
+        roots = near_duplicate_clusters([text_of[k] for k in uniq], near_duplicates)
+        cluster = {k: uniq[c] for k, c in zip(uniq, roots)}   # a cluster's key: its first member's
+        keys_of = [cluster[k] for k in keys_of]
     groups: dict[str, list[int]] = {}
-    for i, r in enumerate(data.records):
-        groups.setdefault(group_key(r), []).append(i)
+    for i, k in enumerate(keys_of):
+        groups.setdefault(k, []).append(i)
     keys = sorted(groups)
     random.Random(seed).shuffle(keys)
     target = math.ceil(fraction * len(data.records))

@@ -239,7 +239,7 @@ def _load_split(cfg: TrainRMConfig, log):
         ev = load_rm_data(cfg.eval_data, data_format=cfg.data_format, source=cfg.data_source,
                           limit=cfg.eval_limit, license=cfg.data_license)
     else:
-        train, ev = split_by_group(train, cfg.eval_fraction, cfg.seed)
+        train, ev = split_by_group(train, cfg.eval_fraction, cfg.seed, near_duplicates=cfg.eval_near_duplicates)
         if cfg.eval_limit:
             ev.records = ev.records[:cfg.eval_limit]
     test = load_rm_data(cfg.test_data, data_format=cfg.data_format, source=cfg.data_source,
