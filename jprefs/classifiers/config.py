@@ -38,8 +38,8 @@ class TrainRMConfig:
     eval_fraction: float = field(default=0.1, metadata={"help": "fraction held out by prompt when eval_data is empty"})
     eval_near_duplicates: float = field(default=0.0, metadata={"help": "when splitting eval off the training data: "
                                                                    "keep prompts (texts) whose character 5-gram "
-                                                                   "Jaccard is >= this on one side (0: off; 0.3 "
-                                                                   "is a useful value)"})
+                                                                   "Jaccard is >= this on one side (0: off; 0.2 "
+                                                                   "matched chABSA's test file)"})
     limit: int = field(default=0, metadata={"help": "use only the first N training rows (0: all); smoke runs"})
     eval_limit: int = field(default=0, metadata={"help": "use only the first N eval/test rows (0: all)"})
     # ---- model
@@ -102,8 +102,10 @@ class TrainRMConfig:
             raise ConfigError(f"config key 'listwise_loss': {self.listwise_loss!r}; use plackett-luce or all-pairs")
         if self.mixed_precision not in ("auto", "bf16", "no", "fp16"):
             raise ConfigError(f"config key 'mixed_precision': {self.mixed_precision!r}; use auto, bf16 or no")
-        if self.pooling not in ("cls", "mean"):
-            raise ConfigError(f"config key 'pooling': {self.pooling!r}; use cls or mean")
+        from jprefs.classifiers.pooling import POOLINGS
+
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"config key 'pooling': {self.pooling!r}; use one of {', '.join(POOLINGS)}")
         if len(self.label_names) != 2:
             raise ConfigError(f"config key 'label_names': need 2 names (label 0, label 1), got {self.label_names}")
         for k in ("epochs", "batch_size", "grad_accum", "max_length", "eval_batch_size"):

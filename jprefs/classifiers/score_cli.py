@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                 continue
             rows.append(row.data)
             prompts.append(row.data.get("prompt"))
-            responses.append(row.data.get("response", row.data.get("text")))
+            responses.append(text)
     else:
         data: RMData = load_rm_data(args.input, data_format=fmt)
         rejects = data.rejects

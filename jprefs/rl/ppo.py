@@ -369,8 +369,7 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None) -
             seq_kl = dist.gather(batch["kl"].sum(1))                           # (N * B,) sum over tokens
             mean_kl = float(seq_kl.mean())
             raw_scores = dist.gather(batch["raw_scores"])                      # (N * B,)
-            texts = [t for part in dist.gather_object(batch["texts"]) for t in part] if dist.enabled \
-                else batch["texts"]
+            texts = [t for part in dist.gather_object(batch["texts"]) for t in part]
             n_tok = dist.sum(mask.sum())
             stats.update({
                 "objective/score": float(raw_scores.mean()),

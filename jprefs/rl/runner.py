@@ -110,7 +110,7 @@ def load_ilql_rows(cfg, out: Path, reward_fn=None, dist=None):
         from jprefs.progress import progress
 
         share = -(-len(rows) // dist.world)                       # ceil: rows per process
-        mine = rows[dist.rank * share:(dist.rank + 1) * share]
+        mine = dist.share(rows, share)
         scores: list[float] = []
         with progress(total=len(mine), desc="scoring ILQL data", unit="text", disable=not dist.is_main) as bar:
             bs = max(1, cfg.reward_batch_size)
