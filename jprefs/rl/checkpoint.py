@@ -149,6 +149,8 @@ def save_checkpoint(writer, step: int, *, model, tok, opt, sched=None, heads=Non
     import torch
     from safetensors.torch import save_model
 
+    from jprefs.data.io import atomic_write_json
+
     out = writer.out
     if not writer.write:
         return out / f"checkpoint-{step}"
@@ -170,10 +172,8 @@ def save_checkpoint(writer, step: int, *, model, tok, opt, sched=None, heads=Non
                 "rng": _rng_state(), "objects": objects or {}}, r / "state.pt")
     state = {"step": step, "metrics_lines": writer.n_metrics, "samples_lines": writer.n_samples,
              "config": config_dict(writer.cfg), "extra": extra or {}}
-    # state.json last: a resume/ folder without it is never used.
-    (r / "state.json").write_text(json.dumps(state, ensure_ascii=False, indent=2), encoding="utf-8")
-    with open(r / "state.json", "rb") as f:
-        os.fsync(f.fileno())
+    # state.json last (written and fsynced): a resume/ folder without it is never used.
+    atomic_write_json(r / "state.json", state)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
