@@ -42,6 +42,11 @@ def _split_note(cfg, metrics: dict) -> str:
     """A limitation line when the eval set was split off the training file (it picked the epoch)."""
     if cfg.eval_data:
         return ""
+    if not getattr(cfg, "eval_fraction", 0.1):
+        return ("- Trained on every training row with no held-out split (`eval_fraction=0`): the epoch count was "
+                "fixed in advance and nothing here was selected on held-out data"
+                + ("; the test figures above are the only held-out figures.\n" if metrics.get("test") else
+                   ". Give `test_data` for a held-out figure.\n"))
     key = "accuracy" if "accuracy" in (metrics.get("eval") or {}) else "pairwise_accuracy"
     ev, te = (metrics.get("eval") or {}).get(key), (metrics.get("test") or {}).get(key)
     line = ("- The eval rows were split off the training file and chose the epoch: rows of one source document "
@@ -54,6 +59,27 @@ def _split_note(cfg, metrics: dict) -> str:
     else:
         line += " Give an independent `test_data` (or `eval_data`) for a figure you can rely on."
     return line + "\n"
+
+
+def _epoch_line(cfg, metrics: dict) -> str:
+    if not metrics.get("eval") and not cfg.eval_data and not getattr(cfg, "eval_fraction", 0.1):
+        return f"trained {cfg.epochs} epoch(s) on every training row and kept the last weights (no held-out split)"
+    return f"best epoch {metrics.get('best_epoch')} of {cfg.epochs} (selected by eval {metrics.get('selected_by')})"
+
+
+def _plots_line(metrics: dict) -> str:
+    names = [f"`{p}`" for split in ("eval", "test") for p in (metrics.get(split) or {}).get("plots", [])]
+    return ", ".join(names) if names else "none written (`plots=false`)"
+
+
+def _eval_source(cfg) -> str:
+    if cfg.eval_data:
+        return f"eval from {cfg.eval_data}"
+    if not cfg.eval_fraction:
+        return "no eval split (`eval_fraction=0`)"
+    return (f"eval held out by prompt ({cfg.eval_fraction:.0%})"
+            + (f", near-duplicates (5-gram Jaccard >= {cfg.eval_near_duplicates:g}) kept together"
+               if cfg.eval_near_duplicates else ""))
 
 
 def model_card(cfg, metrics: dict, *, license: str = "") -> str:
@@ -89,8 +115,7 @@ def model_card(cfg, metrics: dict, *, license: str = "") -> str:
 # Japanese reward model ({cfg.objective}) on {base}
 
 Trained with [jprefs](https://github.com/jprefs/jprefs) `train-rm`: objective **{cfg.objective}**,
-backbone `{cfg.backbone}` (`{base}`), best epoch {metrics.get('best_epoch')} of {cfg.epochs}
-(selected by eval {metrics.get('selected_by')}). The reward is {reward_rule}, minus the centring
+backbone `{cfg.backbone}` (`{base}`), {_epoch_line(cfg, metrics)}. The reward is {reward_rule}, minus the centring
 constant {metrics.get('center', 0.0):.4f} (the mean reward over the training responses, so rewards are
 centred on 0).
 
@@ -114,15 +139,13 @@ in all (capped at the model's position limit).
 {table}
 
 Baselines are on the same examples: `length_baseline_accuracy` = the longer response wins;
-`majority_baseline_accuracy` = always the majority label. Plots: `eval_reliability.png`,
-`eval_rewards.png` (and `test_*` when a test set was given).
+`majority_baseline_accuracy` = always the majority label. Plots: {_plots_line(metrics)}.
 
 ## Data
 
 - training data: `{cfg.data}`{f' ({cfg.dataset_name})' if cfg.dataset_name else ''}; licence: **{data_lic}**
 - {d.get('train', '?')} training / {d.get('eval', '?')} eval / {d.get('test', 0)} test rows;
-  {d.get('rejected', 0)} rows rejected (see `rejects.jsonl`); eval {'from ' + cfg.eval_data if cfg.eval_data else
-  f'held out by prompt ({cfg.eval_fraction:.0%})' + (f', near-duplicates (5-gram Jaccard >= {cfg.eval_near_duplicates:g}) kept together' if cfg.eval_near_duplicates else '')}.
+  {d.get('rejected', 0)} rows rejected (see `rejects.jsonl`); {_eval_source(cfg)}.
 - base model licence: see `{base}`{' (multilingual-e5-small: MIT)' if base == 'intfloat/multilingual-e5-small' else ''}.
 
 ## Limitations

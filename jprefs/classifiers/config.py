@@ -35,7 +35,10 @@ class TrainRMConfig:
                                                          "selection; empty: split `eval_fraction` off by prompt"})
     test_data: str = field(default="", metadata={"help": "optional final test set, evaluated once with the best "
                                                          "checkpoint (never used for selection)"})
-    eval_fraction: float = field(default=0.1, metadata={"help": "fraction held out by prompt when eval_data is empty"})
+    eval_fraction: float = field(default=0.1, metadata={"help": "fraction held out by prompt when eval_data is empty; "
+                                                         "0: no held-out split - train `epochs` epochs on every "
+                                                         "row and keep the last weights (the refit step after the "
+                                                         "epoch count was chosen on a held-out split)"})
     eval_near_duplicates: float = field(default=0.0, metadata={"help": "when splitting eval off the training data: "
                                                                    "keep prompts (texts) whose character 5-gram "
                                                                    "Jaccard is >= this on one side (0: off; 0.2 "
@@ -111,8 +114,9 @@ class TrainRMConfig:
         for k in ("epochs", "batch_size", "grad_accum", "max_length", "eval_batch_size"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"config key '{k}': must be >= 1, got {getattr(self, k)}")
-        if not 0 < self.eval_fraction < 1:
-            raise ConfigError(f"config key 'eval_fraction': must be in (0, 1), got {self.eval_fraction}")
+        if not 0 <= self.eval_fraction < 1:
+            raise ConfigError(f"config key 'eval_fraction': must be in [0, 1) (0: no held-out split), "
+                              f"got {self.eval_fraction}")
         if not 0 <= self.eval_near_duplicates < 1:
             raise ConfigError(f"config key 'eval_near_duplicates': must be in [0, 1), got {self.eval_near_duplicates}")
         if self.lr <= 0:

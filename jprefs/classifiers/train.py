@@ -229,7 +229,7 @@ def _mixed_precision(cfg: TrainRMConfig) -> str:
 # ------------------------------------------------------------------ the loop
 
 def _load_split(cfg: TrainRMConfig, log):
-    from jprefs.classifiers.data import load_rm_data, split_by_group
+    from jprefs.classifiers.data import RMData, load_rm_data, split_by_group
 
     if not cfg.data:
         raise ConfigError("no training data: pass --data FILE or set `data:` in the recipe")
@@ -238,19 +238,23 @@ def _load_split(cfg: TrainRMConfig, log):
     if cfg.eval_data:
         ev = load_rm_data(cfg.eval_data, data_format=cfg.data_format, source=cfg.data_source,
                           limit=cfg.eval_limit, license=cfg.data_license)
+    elif cfg.eval_fraction == 0:   # refit on every row: nothing held out, nothing selected
+        ev = RMData(train.kind, [], [], 0, "(none: eval_fraction=0)", train.license)
     else:
         train, ev = split_by_group(train, cfg.eval_fraction, cfg.seed, near_duplicates=cfg.eval_near_duplicates)
         if cfg.eval_limit:
             ev.records = ev.records[:cfg.eval_limit]
     test = load_rm_data(cfg.test_data, data_format=cfg.data_format, source=cfg.data_source,
                         limit=cfg.eval_limit, license=cfg.data_license) if cfg.test_data else None
-    log(f"data: {len(train.records)} train / {len(ev.records)} eval"
+    log(f"data: {len(train.records)} train / " + (f"{len(ev.records)} eval" if ev.records else "no eval")
         + (f" / {len(test.records)} test" if test else "") + f" {train.kind} rows; "
         f"{len(train.rejects) + len(ev.rejects) + (len(test.rejects) if test else 0)} rejected")
     return train, ev, test
 
 
 def _selection_metric(cfg: TrainRMConfig, data) -> str:
+    if not data.records:
+        return "none (no eval split: the last epoch is kept)"
     return "accuracy" if data.kind == "binary" else "pairwise_accuracy"
 
 
@@ -387,14 +391,14 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
         # ---- evaluate, keep the best trainable weights in memory (frozen ones never change)
         unwrapped = accelerator.unwrap_model(model)
         ev = {}
-        if is_main and cfg.epochs > 1:   # one epoch: nothing to select, the final evaluation follows
+        if is_main and cfg.epochs > 1 and eval_data.records:   # one epoch: nothing to select
             rm = RewardModel(_plain(unwrapped), tok, RewardConfig(**{**reward_cfg.to_dict(), "center": 0.0}))
             ev = evaluate_and_plot(rm, eval_data, out, name="eval", batch_size=cfg.eval_batch_size, plots=False)
         entry = {"epoch": epoch + 1, "step": step, "losses/train": run_loss / max(1, n_loss),
                  **{f"eval/{k}": v for k, v in ev.items() if isinstance(v, (int, float))}}
         history.append(entry)
         log(json.dumps(entry, ensure_ascii=False))
-        if is_main and cfg.epochs > 1 and ev.get(select, -math.inf) > best["score"]:
+        if is_main and ev and ev.get(select, -math.inf) > best["score"]:
             best = {"score": ev[select], "epoch": epoch + 1,
                     "state": {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters() if p.requires_grad}}
         accelerator.wait_for_everyone()
@@ -426,7 +430,7 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
                  "rejected": len(rejects), "truncated_train_sequences": truncated},
         "center": rm.config.center, "history": history,
         "eval": evaluate_and_plot(rm, eval_data, out, name="eval", batch_size=cfg.eval_batch_size,
-                                  plots=cfg.plots, label_names=cfg.label_names),
+                                  plots=cfg.plots, label_names=cfg.label_names) if eval_data.records else {},
     }
     if test_data is not None:
         metrics["test"] = evaluate_and_plot(rm, test_data, out, name="test", batch_size=cfg.eval_batch_size,

@@ -98,11 +98,30 @@ def test_cli_both_forms_and_errors(toy, tmp_path, capsys):
     assert "no training data" in capsys.readouterr().err
 
 
+def test_eval_fraction_zero_refits_on_every_row_and_keeps_the_last_epoch(toy, tmp_path):
+    from jprefs.classifiers.reward_model import RewardModel
+
+    out = tmp_path / "refit"
+    m = _train(toy, out, objective="pairwise", eval_fraction=0, test_data=toy["pairs"])
+    assert m["data"]["train"] == 48 and m["data"]["eval"] == 0 and m["eval"] == {}
+    assert m["best_epoch"] == 3 and m["selected_by"].startswith("none")
+    assert len(m["history"]) == 3 and not any(k.startswith("eval/") for h in m["history"] for k in h)
+    assert m["test"]["pairwise_accuracy"] >= 0.75          # learnt on the rows it is now scored on
+    card = (out / "README.md").read_text()
+    assert "trained 3 epoch(s) on every training row" in card and "no eval split (`eval_fraction=0`)" in card
+    assert "| eval |" not in card and "| test | pairwise_accuracy |" in card
+    rm = RewardModel.from_pretrained(out, device="cpu")
+    assert rm.config.objective == "pairwise"
+
+
 def test_config_validation():
     with pytest.raises(ConfigError, match="objective"):
         load_config(TrainRMConfig, None, ["objective=ranking"])
     with pytest.raises(ConfigError, match="eval_fraction"):
         load_config(TrainRMConfig, None, ["eval_fraction=1.5"])
+    with pytest.raises(ConfigError, match="eval_fraction"):
+        load_config(TrainRMConfig, None, ["eval_fraction=-0.1"])
+    assert load_config(TrainRMConfig, None, ["eval_fraction=0"]).eval_fraction == 0
 
 
 def test_train_layers_freezes_the_lower_layers(toy):
