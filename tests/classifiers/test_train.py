@@ -114,6 +114,16 @@ def test_eval_fraction_zero_refits_on_every_row_and_keeps_the_last_epoch(toy, tm
     assert rm.config.objective == "pairwise"
 
 
+def test_every_recipe_loads_and_names_its_data():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).resolve().parents[2] / "classifiers" / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 5
+    for p in recipes:
+        cfg = load_config(TrainRMConfig, p)
+        assert cfg.data and cfg.backbone and cfg.epochs >= 1, p.name
+
+
 def test_config_validation():
     with pytest.raises(ConfigError, match="objective"):
         load_config(TrainRMConfig, None, ["objective=ranking"])
