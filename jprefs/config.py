@@ -213,6 +213,21 @@ def config_to_dict(cfg) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def config_dict(cfg) -> dict[str, Any]:
+    """The resolved config as plain JSON values (so a saved one and the current one compare equal)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def config_diff(saved: dict, cfg, ignore: tuple[str, ...] = ()) -> str:
+    """``"key: old -> new, ..."`` over the keys of ``cfg`` that differ from ``saved`` ('' if none).
+
+    ``ignore``: keys that do not change what a run computes (a resumed run may change them).
+    """
+    now = config_dict(cfg)
+    diff = sorted(k for k in set(saved) | set(now) if k not in ignore and saved.get(k) != now.get(k))
+    return ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
+
+
 def save_config(cfg, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML (atomically) and return the path."""
     import yaml

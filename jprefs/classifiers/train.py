@@ -31,7 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from jprefs.classifiers.config import TrainRMConfig
+from jprefs.config import config_dict, config_diff
 from jprefs.errors import ConfigError, DataError
+
+# The completion marker, written after every other output of a finished run.
+DONE = "done.json"
+# Keys that do not change the trained model: a resumed or rerun run may change them.
+RESUME_IGNORE = ("resume", "output_dir", "plots", "eval_batch_size")
 
 
 # ------------------------------------------------------------------ data -> flat sequences + groups
@@ -289,7 +295,15 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     if not is_main:
         log = lambda *a, **k: None  # noqa: E731
     set_seed(cfg.seed)
-    save_config(cfg, out / "config.yaml")
+    finished = _finished_run(out, cfg) if cfg.resume else None   # read on every process; raises if changed
+    accelerator.wait_for_everyone()
+    if finished is not None:
+        log(f"train-rm: {out} already holds this run, finished {finished['finished_at']}; nothing to do "
+            f"(resume=false trains again)")
+        return json.loads((out / "metrics.json").read_text(encoding="utf-8")) if is_main else {}
+    if is_main:
+        (out / DONE).unlink(missing_ok=True)     # a new or changed run: the old marker no longer applies
+        save_config(cfg, out / "config.yaml")
 
     # ---- data
     train_data, eval_data, test_data = _load_split(cfg, log)
@@ -352,8 +366,14 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     ckpt = out / "checkpoint"
     if cfg.resume and (ckpt / "progress.json").exists():
         # resume at an epoch boundary: batches are seeded per epoch, so the run continues exactly
-        accelerator.load_state(str(ckpt))
         prog = json.loads((ckpt / "progress.json").read_text(encoding="utf-8"))
+        shown = config_diff(prog["config"], cfg, RESUME_IGNORE) if "config" in prog else ""
+        if shown:
+            raise ConfigError(f"{ckpt} is the checkpoint (after epoch {prog['epochs_done']}) of a run with a "
+                              f"different config ({shown}); it cannot be resumed with these settings.\n"
+                              f"  fix: write to a new folder (-o NEW_DIR), restore the old values to resume, "
+                              f"or add resume=false to start over")
+        accelerator.load_state(str(ckpt))
         start, step, history = prog["epochs_done"], prog["step"], prog["history"]
         best = {"score": prog["best_score"] if prog["best_score"] is not None else -math.inf,
                 "epoch": prog["best_epoch"], "state": None}
@@ -403,7 +423,7 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
                     "state": {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters() if p.requires_grad}}
         accelerator.wait_for_everyone()
         if epoch + 1 < cfg.epochs:
-            _save_checkpoint(accelerator, ckpt, epoch + 1, step, history, best, is_main)
+            _save_checkpoint(accelerator, ckpt, epoch + 1, step, history, best, is_main, cfg)
 
     if not is_main:
         return {}
@@ -443,12 +463,39 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     from jprefs.classifiers.card import write_model_card
 
     write_model_card(out, cfg, metrics, license=train_data.license)
+    import datetime
+
+    # the completion marker, written last: a rerun of the same config finds it and does nothing
+    atomic_write_json(out / DONE, {"finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec="seconds"), "config": config_dict(cfg)})
     log(f"saved reward model to {out}")
     return metrics
 
 
+def _finished_run(out: Path, cfg: TrainRMConfig) -> dict | None:
+    """``OUT/done.json`` of a finished run of the same config, or None; raises if the config differs."""
+    path = out / DONE
+    if not path.is_file():
+        return None
+    try:
+        done = json.loads(path.read_text(encoding="utf-8"))
+        saved, _ = done["config"], done["finished_at"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ConfigError(f"{path} is not a completion marker written by jprefs train-rm ({e}).\n"
+                          f"  fix: delete it, or add resume=false to train again") from e
+    shown = config_diff(saved, cfg, RESUME_IGNORE)
+    if shown:
+        raise ConfigError(f"{out} holds a finished reward model trained with a different config ({shown}).\n"
+                          f"  fix: write to a new folder (-o NEW_DIR), or add resume=false to train again in "
+                          f"{out} (its model is replaced); to score another test file use `jprefs score`")
+    if not (out / "metrics.json").is_file():
+        raise ConfigError(f"{path} says the run finished, but {out / 'metrics.json'} is missing.\n"
+                          f"  fix: add resume=false to train again")
+    return done
+
+
 def _save_checkpoint(accelerator, ckpt: Path, epochs_done: int, step: int, history: list, best: dict,
-                     is_main: bool) -> None:
+                     is_main: bool, cfg: TrainRMConfig) -> None:
     """Everything needed to resume after ``epochs_done`` epochs; progress.json is written last."""
     from safetensors.torch import save_file
 
@@ -460,7 +507,7 @@ def _save_checkpoint(accelerator, ckpt: Path, epochs_done: int, step: int, histo
             save_file({k: v.contiguous() for k, v in best["state"].items()}, str(ckpt / "best.safetensors"))
         atomic_write_json(ckpt / "progress.json", {
             "epochs_done": epochs_done, "step": step, "history": history, "best_epoch": best["epoch"],
-            "best_score": best["score"] if math.isfinite(best["score"]) else None})
+            "best_score": best["score"] if math.isfinite(best["score"]) else None, "config": config_dict(cfg)})
 
 
 def _prompt_less(data) -> bool:

@@ -32,18 +32,14 @@ import json
 import os
 import random
 import shutil
-from dataclasses import asdict
 from pathlib import Path
+
+from jprefs.config import config_dict, config_diff
 
 # Keys that do not change what a run computes: a resume may change them.
 COSMETIC_KEYS = ("resume", "save_every", "torch_threads")
 # The completion marker, written after every other output of a finished run.
 DONE = "done.json"
-
-
-def config_dict(cfg) -> dict:
-    """The resolved config as plain JSON values (so saved and current compare equal)."""
-    return json.loads(json.dumps(asdict(cfg), default=str))
 
 
 def checkpoint_dirs(out: Path) -> list[tuple[int, Path]]:
@@ -57,10 +53,7 @@ def checkpoint_dirs(out: Path) -> list[tuple[int, Path]]:
 
 
 def _config_diff(saved: dict, cfg) -> str:
-    """``"key: old -> new, ..."`` over the keys that change what a run computes ('' if none)."""
-    now = config_dict(cfg)
-    diff = sorted(k for k in set(saved) | set(now) if k not in COSMETIC_KEYS and saved.get(k) != now.get(k))
-    return ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
+    return config_diff(saved, cfg, COSMETIC_KEYS)
 
 
 def find_resumable(out: Path, cfg) -> dict | None:

@@ -184,3 +184,47 @@ def test_interrupted_run_resumes_after_the_last_epoch(toy, tmp_path, monkeypatch
     assert resumed["history"][1]["losses/train"] == pytest.approx(full["history"][1]["losses/train"], rel=1e-4)
     assert resumed["eval"]["mean_margin"] == pytest.approx(full["eval"]["mean_margin"], rel=1e-3, abs=1e-6)
     assert not (tmp_path / "resumed" / "checkpoint").exists()
+
+
+def test_interrupted_run_with_a_changed_config_is_refused_not_resumed(toy, tmp_path, monkeypatch):
+    import jprefs.classifiers.train as train_mod
+
+    original = train_mod._save_checkpoint
+
+    def crash_after_checkpoint(*a, **k):
+        original(*a, **k)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_mod, "_save_checkpoint", crash_after_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        _train(toy, tmp_path / "r", objective="pairwise", epochs=2)
+    monkeypatch.setattr(train_mod, "_save_checkpoint", original)
+    with pytest.raises(ConfigError, match=r"(?s)different config \(lr: 0\.003 -> 0\.001\).*resume=false"):
+        _train(toy, tmp_path / "r", objective="pairwise", epochs=2, lr=1e-3)
+    # cosmetic keys may change; the run then resumes after epoch 1
+    m = _train(toy, tmp_path / "r", objective="pairwise", epochs=2, eval_batch_size=7)
+    assert [h["epoch"] for h in m["history"]] == [1, 2]
+
+
+def test_a_finished_run_is_not_trained_again(toy, tmp_path, monkeypatch):
+    import jprefs.classifiers.train as train_mod
+
+    out = tmp_path / "done"
+    first = _train(toy, out, objective="pairwise", epochs=1)
+    marker = json.loads((out / "done.json").read_text())
+    assert marker["config"]["lr"] == 0.003 and marker["finished_at"]
+    weights = (out / "model.safetensors").read_bytes()
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(train_mod, "build_items", no_training)
+    again = _train(toy, out, objective="pairwise", epochs=1)          # same config: returns the saved metrics
+    assert again == json.loads((out / "metrics.json").read_text()) and again["eval"]["pairwise_accuracy"] == first["eval"]["pairwise_accuracy"]
+    assert (out / "model.safetensors").read_bytes() == weights
+    with pytest.raises(ConfigError, match=r"finished reward model trained with a different config \(epochs: 1 -> 2\)"):
+        _train(toy, out, objective="pairwise", epochs=2)
+    monkeypatch.undo()
+    retrained = _train(toy, out, objective="pairwise", epochs=2, resume=False)   # resume=false trains again
+    assert [h["epoch"] for h in retrained["history"]] == [1, 2]
+    assert json.loads((out / "done.json").read_text())["config"]["epochs"] == 2
