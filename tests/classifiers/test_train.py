@@ -164,10 +164,10 @@ def test_lora_training_saves_a_merged_model_that_loads_without_peft(toy, tmp_pat
     assert rm.model.config.num_labels == 1 and np.isfinite(m["eval"]["pairwise_accuracy"])
 
 
-def test_interrupted_run_resumes_after_the_last_epoch(toy, tmp_path, monkeypatch):
+def _crash_after_the_first_checkpoint(toy, out, monkeypatch):
+    """A 2-epoch pairwise run into ``out`` killed right after its epoch-1 checkpoint."""
     import jprefs.classifiers.train as train_mod
 
-    full = _train(toy, tmp_path / "full", objective="pairwise", epochs=2)
     original = train_mod._save_checkpoint
 
     def crash_after_checkpoint(*a, **k):
@@ -176,9 +176,14 @@ def test_interrupted_run_resumes_after_the_last_epoch(toy, tmp_path, monkeypatch
 
     monkeypatch.setattr(train_mod, "_save_checkpoint", crash_after_checkpoint)
     with pytest.raises(KeyboardInterrupt):
-        _train(toy, tmp_path / "resumed", objective="pairwise", epochs=2)
-    assert (tmp_path / "resumed" / "checkpoint" / "progress.json").exists()
+        _train(toy, out, objective="pairwise", epochs=2)
     monkeypatch.setattr(train_mod, "_save_checkpoint", original)
+
+
+def test_interrupted_run_resumes_after_the_last_epoch(toy, tmp_path, monkeypatch):
+    full = _train(toy, tmp_path / "full", objective="pairwise", epochs=2)
+    _crash_after_the_first_checkpoint(toy, tmp_path / "resumed", monkeypatch)
+    assert (tmp_path / "resumed" / "checkpoint" / "progress.json").exists()
     resumed = _train(toy, tmp_path / "resumed", objective="pairwise", epochs=2)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2]
     assert resumed["history"][1]["losses/train"] == pytest.approx(full["history"][1]["losses/train"], rel=1e-4)
@@ -187,18 +192,7 @@ def test_interrupted_run_resumes_after_the_last_epoch(toy, tmp_path, monkeypatch
 
 
 def test_interrupted_run_with_a_changed_config_is_refused_not_resumed(toy, tmp_path, monkeypatch):
-    import jprefs.classifiers.train as train_mod
-
-    original = train_mod._save_checkpoint
-
-    def crash_after_checkpoint(*a, **k):
-        original(*a, **k)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_mod, "_save_checkpoint", crash_after_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
-        _train(toy, tmp_path / "r", objective="pairwise", epochs=2)
-    monkeypatch.setattr(train_mod, "_save_checkpoint", original)
+    _crash_after_the_first_checkpoint(toy, tmp_path / "r", monkeypatch)
     with pytest.raises(ConfigError, match=r"(?s)different config \(lr: 0\.003 -> 0\.001\).*resume=false"):
         _train(toy, tmp_path / "r", objective="pairwise", epochs=2, lr=1e-3)
     # cosmetic keys may change; the run then resumes after epoch 1
