@@ -82,6 +82,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", default="fp32", help="fp32 | bf16 (the model's and the roof's dtype)")
     ap.add_argument("--device", default="cpu", help="cpu | cuda")
     ap.add_argument("--tol", type=float, default=0.0, help="max |score diff| allowed (0: 1e-4 fp32, 5e-2 bf16)")
+    ap.add_argument("--also-dtype", default="",
+                    help="also time RewardModel.score in this dtype (e.g. bf16) in the same reps, on a copy of the "
+                         "same weights; reports its speed-ups and its score agreement with the main dtype")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
 
@@ -163,12 +166,35 @@ def main(argv=None) -> int:
           f"labels {labels}; {device} {args.dtype}; max |score diff| vs pipeline = {diff:.2e}", file=sys.stderr)
     assert diff <= tol, f"scores differ by {diff} (> {tol})"
 
+    # ---- the same weights in a second dtype (optional): agreement with the main dtype's scores
+    also = None
+    if args.also_dtype:
+        import copy
+
+        from scipy.stats import kendalltau, spearmanr
+
+        also_dtype = resolve_dtype(args.also_dtype, device)
+        rm2 = RewardModel(copy.deepcopy(rm.model).to(dtype=also_dtype), rm.tokenizer, rm.config)
+
+        def also():
+            return rm2.score(prompts, answers, batch_size=args.batch_size, max_tokens=args.max_tokens or None)
+
+        c = also()
+        # a reward model is used for its order: rank agreement matters more than the absolute difference
+        agree = {"max_abs_diff": float(np.abs(c - a).max()), "mean_abs_diff": float(np.abs(c - a).mean()),
+                 "score_std": float(a.std()), "spearman": float(spearmanr(a, c)[0]),
+                 "kendall_tau": float(kendalltau(a, c)[0])}
+        print(f"{args.also_dtype} vs {args.dtype}: {agree}", file=sys.stderr)
+
     # ---- timing, interleaved
     flops = model_flops(lengths, rm.model.config)
     times = {"pipeline_b1": [], "pipeline_b32": [], "ours": [], "matmul_gflops": []}
+    if also:
+        times["ours_" + args.also_dtype] = []
     for rep in range(args.reps):
-        for name, fn in (("pipeline_b1", lambda: pipe_scores(1)), ("ours", ours),
-                         ("pipeline_b32", lambda: pipe_scores(32)), ("matmul_gflops", None)):
+        runs = [("pipeline_b1", lambda: pipe_scores(1)), ("ours", ours), ("pipeline_b32", lambda: pipe_scores(32)),
+                ("matmul_gflops", None)] + ([("ours_" + args.also_dtype, also)] if also else [])
+        for name, fn in runs:
             if fn is None:
                 times[name].append(matmul_rate(8192 if device.startswith("cuda") else 1024, device=device,
                                                dtype=dtype))
@@ -205,6 +231,12 @@ def main(argv=None) -> int:
                         "ours_fraction_of_roof": g_ours / times["matmul_gflops"][i],
                         "pipeline_b1_fraction_of_roof": g_b1 / times["matmul_gflops"][i],
                         "ceiling_vs_b1": times["matmul_gflops"][i] / g_b1})
+    if also:
+        k = "ours_" + args.also_dtype
+        for i, r in enumerate(per_rep):
+            r[f"{k}_vs_b1"] = times["pipeline_b1"][i] / times[k][i]
+            r[f"{k}_vs_ours"] = times["ours"][i] / times[k][i]
+        res[f"{k}_agreement"] = agree
     res["per_rep"] = per_rep
     res["median_per_rep"] = {k: statistics.median(r[k] for r in per_rep) for k in per_rep[0]}
     print(json.dumps(res, indent=2))
