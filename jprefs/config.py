@@ -209,10 +209,6 @@ def load_config(cls: type[T], recipe: str | os.PathLike | dict | None = None,
     return cfg
 
 
-def config_to_dict(cfg) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
-
-
 def config_dict(cfg) -> dict[str, Any]:
     """The resolved config as plain JSON values (so a saved one and the current one compare equal)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
@@ -234,6 +230,5 @@ def save_config(cfg, path: str | os.PathLike) -> Path:
 
     from jprefs.data.io import atomic_write_text
 
-    d = config_to_dict(cfg)
-    text = yaml.safe_dump(json.loads(json.dumps(d, default=str)), allow_unicode=True, sort_keys=False)
+    text = yaml.safe_dump(config_dict(cfg), allow_unicode=True, sort_keys=False)
     return atomic_write_text(path, text)

@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import random
@@ -463,8 +464,6 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     from jprefs.classifiers.card import write_model_card
 
     write_model_card(out, cfg, metrics, license=train_data.license)
-    import datetime
-
     # the completion marker, written last: a rerun of the same config finds it and does nothing
     atomic_write_json(out / DONE, {"finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"), "config": config_dict(cfg)})
