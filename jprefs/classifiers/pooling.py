@@ -60,17 +60,18 @@ def apply_pooling(model, pooling: str):
     if encoder is None or not hasattr(encoder, "pooler"):
         raise ConfigError(f"pooling=mean needs a BERT-style backbone with a pooler (e5, BERT); "
                           f"{type(model).__name__} has none. Use pooling=cls")
-    pooler = _mean_pooler_class()()
-    encoder.pooler = pooler
+    encoder.pooler = _mean_pooler_class()()
 
+    # The hooks reach the pooler through the encoder they are called on, not a captured object, so
+    # a copy of the model (copy.deepcopy: a PPO reference, a bf16 twin) masks its own pooler.
     def set_mask(module, args, kwargs):
         mask = kwargs.get("attention_mask")
         if mask is None and len(args) > 1:
             mask = args[1]
-        pooler.mask = mask
+        module.pooler.mask = mask
 
     def clear_mask(module, args, output):
-        pooler.mask = None
+        module.pooler.mask = None
 
     encoder.register_forward_pre_hook(set_mask, with_kwargs=True)
     encoder.register_forward_hook(clear_mask)

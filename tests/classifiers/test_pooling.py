@@ -53,6 +53,16 @@ def test_mean_pooling_ignores_padding():
     np.testing.assert_allclose((logits[:, 1] - logits[:, 0]).numpy(), alone, atol=1e-5)
 
 
+def test_a_copy_of_a_mean_pooled_model_still_ignores_padding():
+    import copy
+
+    rm = _rm()
+    alone = np.array([rm.score([p], [r])[0] for p, r in zip(PROMPTS, RESPONSES)])
+    twin = RewardModel(copy.deepcopy(rm.model), rm.tokenizer, rm.config)        # e.g. a PPO reference
+    np.testing.assert_allclose(twin.score(PROMPTS, RESPONSES, batch_size=8), alone, atol=1e-5)
+    np.testing.assert_allclose(rm.score(PROMPTS, RESPONSES, batch_size=8), alone, atol=1e-5)
+
+
 def test_save_load_round_trip_keeps_pooling_and_prefix(tmp_path):
     rm = _rm(center=0.1, input_prefix="query: ")
     before = rm.score(PROMPTS, RESPONSES)
