@@ -118,13 +118,9 @@ def train_sft(model, tok, rows: Sequence[TextRow], *, steps: int, lr: float = 1e
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            ntok = int((labels != -100).sum())
-            if dist.enabled:
-                m = dist.mean({"loss": loss.item(), "ntok": ntok})
-                losses.append(m["loss"])
-                ntok = round(m["ntok"] * dist.world)
-            else:
-                losses.append(loss.item())
+            m = dist.mean({"loss": loss.item(), "ntok": int((labels != -100).sum())})   # as is in one process
+            losses.append(m["loss"])
+            ntok = round(m["ntok"] * dist.world)
             bar.update(1)
             bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{ntok / max(1e-6, time.time() - t0):.0f}")
             if writer is not None:
