@@ -38,11 +38,16 @@ def _rows(metrics: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _no_eval_split(cfg) -> bool:
+    """Trained on every row with nothing held out (``eval_fraction=0`` and no ``eval_data``)."""
+    return not cfg.eval_data and not cfg.eval_fraction
+
+
 def _split_note(cfg, metrics: dict) -> str:
     """A limitation line when the eval set was split off the training file (it picked the epoch)."""
     if cfg.eval_data:
         return ""
-    if not getattr(cfg, "eval_fraction", 0.1):
+    if _no_eval_split(cfg):
         return ("- Trained on every training row with no held-out split (`eval_fraction=0`): the epoch count was "
                 "fixed in advance and nothing here was selected on held-out data"
                 + ("; the test figures above are the only held-out figures.\n" if metrics.get("test") else
@@ -52,7 +57,7 @@ def _split_note(cfg, metrics: dict) -> str:
     line = ("- The eval rows were split off the training file and chose the epoch: rows of one source document "
             "(same report, thread or author) can sit on both sides, so eval figures tend to overstate accuracy "
             "on new data" + (" (near-duplicates were kept on one side, which narrows but need not close the gap)."
-                             if getattr(cfg, "eval_near_duplicates", 0) else
+                             if cfg.eval_near_duplicates else
                              "; `eval_near_duplicates=0.2` keeps near-copies on one side."))
     if isinstance(ev, float) and isinstance(te, float):
         line += f" Here: eval {key} {ev:.4f}, test {te:.4f} (the test set was not used for any choice)."
@@ -62,7 +67,7 @@ def _split_note(cfg, metrics: dict) -> str:
 
 
 def _epoch_line(cfg, metrics: dict) -> str:
-    if not metrics.get("eval") and not cfg.eval_data and not getattr(cfg, "eval_fraction", 0.1):
+    if _no_eval_split(cfg):
         return f"trained {cfg.epochs} epoch(s) on every training row and kept the last weights (no held-out split)"
     return f"best epoch {metrics.get('best_epoch')} of {cfg.epochs} (selected by eval {metrics.get('selected_by')})"
 
@@ -75,7 +80,7 @@ def _plots_line(metrics: dict) -> str:
 def _eval_source(cfg) -> str:
     if cfg.eval_data:
         return f"eval from {cfg.eval_data}"
-    if not cfg.eval_fraction:
+    if _no_eval_split(cfg):
         return "no eval split (`eval_fraction=0`)"
     return (f"eval held out by prompt ({cfg.eval_fraction:.0%})"
             + (f", near-duplicates (5-gram Jaccard >= {cfg.eval_near_duplicates:g}) kept together"
