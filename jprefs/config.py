@@ -224,6 +224,16 @@ def config_diff(saved: dict, cfg, ignore: tuple[str, ...] = ()) -> str:
     return ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
 
 
+def refuse_config_change(saved: dict, cfg, ignore: tuple[str, ...], *, holds: str, fix: str,
+                         consequence: str = "; it cannot be resumed with these settings",
+                         error: type[Exception] = ConfigError) -> None:
+    """Raise ``error`` naming every key (outside ``ignore``) where ``cfg`` differs from the
+    ``saved`` config of an earlier run; ``holds`` says what holds that run (a folder, a checkpoint)."""
+    shown = config_diff(saved, cfg, ignore)
+    if shown:
+        raise error(f"{holds} with a different config ({shown}){consequence}.\n  fix: {fix}")
+
+
 def save_config(cfg, path: str | os.PathLike) -> Path:
     """Write the resolved config as YAML (atomically) and return the path."""
     import yaml

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from jprefs.classifiers.config import TrainRMConfig
-from jprefs.config import config_dict, config_diff
+from jprefs.config import config_dict, refuse_config_change
 from jprefs.errors import ConfigError, DataError
 
 # The completion marker, written after every other output of a finished run.
@@ -368,12 +368,11 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     if cfg.resume and (ckpt / "progress.json").exists():
         # resume at an epoch boundary: batches are seeded per epoch, so the run continues exactly
         prog = json.loads((ckpt / "progress.json").read_text(encoding="utf-8"))
-        shown = config_diff(prog["config"], cfg, RESUME_IGNORE) if "config" in prog else ""
-        if shown:
-            raise ConfigError(f"{ckpt} is the checkpoint (after epoch {prog['epochs_done']}) of a run with a "
-                              f"different config ({shown}); it cannot be resumed with these settings.\n"
-                              f"  fix: write to a new folder (-o NEW_DIR), restore the old values to resume, "
-                              f"or add resume=false to start over")
+        if "config" in prog:        # checkpoints written before configs were recorded resume as they are
+            refuse_config_change(prog["config"], cfg, RESUME_IGNORE,
+                                 holds=f"{ckpt} is the checkpoint (after epoch {prog['epochs_done']}) of a run",
+                                 fix="write to a new folder (-o NEW_DIR), restore the old values to resume, "
+                                     "or add resume=false to start over")
         accelerator.load_state(str(ckpt))
         start, step, history = prog["epochs_done"], prog["step"], prog["history"]
         best = {"score": prog["best_score"] if prog["best_score"] is not None else -math.inf,
@@ -482,11 +481,10 @@ def _finished_run(out: Path, cfg: TrainRMConfig) -> dict | None:
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"{path} is not a completion marker written by jprefs train-rm ({e}).\n"
                           f"  fix: delete it, or add resume=false to train again") from e
-    shown = config_diff(saved, cfg, RESUME_IGNORE)
-    if shown:
-        raise ConfigError(f"{out} holds a finished reward model trained with a different config ({shown}).\n"
-                          f"  fix: write to a new folder (-o NEW_DIR), or add resume=false to train again in "
-                          f"{out} (its model is replaced); to score another test file use `jprefs score`")
+    refuse_config_change(saved, cfg, RESUME_IGNORE, holds=f"{out} holds a finished reward model trained",
+                         consequence="",
+                         fix=f"write to a new folder (-o NEW_DIR), or add resume=false to train again in "
+                             f"{out} (its model is replaced); to score another test file use `jprefs score`")
     if not (out / "metrics.json").is_file():
         raise ConfigError(f"{path} says the run finished, but {out / 'metrics.json'} is missing.\n"
                           f"  fix: add resume=false to train again")

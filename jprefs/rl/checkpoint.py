@@ -34,7 +34,7 @@ import random
 import shutil
 from pathlib import Path
 
-from jprefs.config import config_dict, config_diff
+from jprefs.config import config_dict, refuse_config_change
 
 # Keys that do not change what a run computes: a resume may change them.
 COSMETIC_KEYS = ("resume", "save_every", "torch_threads")
@@ -52,10 +52,6 @@ def checkpoint_dirs(out: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _config_diff(saved: dict, cfg) -> str:
-    return config_diff(saved, cfg, COSMETIC_KEYS)
-
-
 def find_resumable(out: Path, cfg) -> dict | None:
     """The newest checkpoint's ``state.json`` (plus ``dir``), or None; raises when the config differs."""
     from jprefs.errors import JprefsError
@@ -65,13 +61,10 @@ def find_resumable(out: Path, cfg) -> dict | None:
         return None
     step, d = found[-1]
     state = json.loads((d / "resume" / "state.json").read_text(encoding="utf-8"))
-    shown = _config_diff(state["config"], cfg)
-    if shown:
-        raise JprefsError(
-            f"{out} holds a checkpoint (step {step}) of a run with a different config ({shown}); "
-            f"it cannot be resumed with these settings.\n"
-            f"  fix: write to a new folder (-o NEW_DIR), restore the old values to resume, or add "
-            f"resume=false to start over in {out} (its checkpoints are deleted)")
+    refuse_config_change(state["config"], cfg, COSMETIC_KEYS, error=JprefsError,
+                         holds=f"{out} holds a checkpoint (step {step}) of a run",
+                         fix=f"write to a new folder (-o NEW_DIR), restore the old values to resume, or add "
+                             f"resume=false to start over in {out} (its checkpoints are deleted)")
     state["dir"] = str(d)
     return state
 
@@ -90,13 +83,11 @@ def find_finished(out: Path, cfg) -> dict | None:
     except (ValueError, KeyError, TypeError) as e:
         raise JprefsError(f"{path} is not a completion marker written by jprefs rl ({e}).\n"
                           f"  fix: delete it to resume or redo the run, or add resume=false to start over") from e
-    shown = _config_diff(saved, cfg)
-    if shown:
-        raise JprefsError(
-            f"{out} holds a finished run (step {step}) with a different config ({shown}); "
-            f"it cannot be continued with these settings.\n"
-            f"  fix: write to a new folder (-o NEW_DIR), or add resume=false to start over in {out} "
-            f"(its outputs are replaced)")
+    refuse_config_change(saved, cfg, COSMETIC_KEYS, error=JprefsError,
+                         holds=f"{out} holds a finished run (step {step})",
+                         consequence="; it cannot be continued with these settings",
+                         fix=f"write to a new folder (-o NEW_DIR), or add resume=false to start over in {out} "
+                             f"(its outputs are replaced)")
     summary_path = Path(out) / "summary.json"
     done["summary"] = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
     return done
