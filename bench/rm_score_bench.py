@@ -107,18 +107,15 @@ def main(argv=None) -> int:
         model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(src))
         rcfg = RewardConfig.from_dict(json.loads((Path(src) / "jprefs_reward.json").read_text(encoding="utf-8"))) \
             if (Path(src) / "jprefs_reward.json").exists() else RewardConfig(objective="binary")
-        if rcfg.pooling != "cls":
-            from jprefs.classifiers.pooling import apply_pooling
-
-            apply_pooling(model, rcfg.pooling)
-        rm = RewardModel(model.to(device=device, dtype=dtype).eval(), AutoTokenizer.from_pretrained(src), rcfg)
+        # RewardModel applies the saved pooling and puts the model in eval mode
+        rm = RewardModel(model.to(device=device, dtype=dtype), AutoTokenizer.from_pretrained(src), rcfg)
         model_name = f"{src} architecture, random weights (seed 0)"
     elif args.model == "fresh" or not Path(args.model).exists():
         from jprefs.classifiers.backbones import load_classifier
 
         torch.manual_seed(0)
         model, tok = load_classifier("e5-small-offline", 2)
-        rm = RewardModel(model.to(device=device, dtype=dtype).eval(), tok,
+        rm = RewardModel(model.to(device=device, dtype=dtype), tok,
                          RewardConfig(objective="binary", max_length=512, max_prompt_length=256))
         model_name = "e5-small-offline (fresh head)"
     else:
