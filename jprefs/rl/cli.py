@@ -51,9 +51,13 @@ def run(args) -> int:
 
     from jprefs.rl.runner import run as run_algo
 
+    from jprefs.rl.dist import end_process, world_size_from_env
+
     summary = run_algo(cfg, args.output)
-    if os.environ.get("RANK", "0") != "0":          # data-parallel: the main process reports
-        return 0
-    print(json.dumps({k: v for k, v in summary.items() if k != "final"}, ensure_ascii=False, indent=2, default=str))
-    print(f"jprefs rl: outputs in {args.output}/ (policy/, metrics.jsonl, samples.jsonl, curves.png, summary.json)")
+    if os.environ.get("RANK", "0") == "0":          # data-parallel: the main process reports
+        print(json.dumps({k: v for k, v in summary.items() if k != "final"}, ensure_ascii=False, indent=2,
+                         default=str))
+        print(f"jprefs rl: outputs in {args.output}/ (policy/, metrics.jsonl, samples.jsonl, curves.png, summary.json)")
+    if world_size_from_env() > 1:
+        end_process(0)                              # see end_process: no interpreter teardown after a finished run
     return 0

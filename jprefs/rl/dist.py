@@ -187,6 +187,26 @@ def get_dist(cfg=None) -> Dist:
     return Dist(acc)
 
 
+def end_process(rc: int = 0) -> None:
+    """End a data-parallel process whose run is done (``Dist.close`` called, files written):
+    flush stdio and ``os._exit(rc)``, skipping the interpreter's teardown.
+
+    That teardown is where torch's gloo threads can abort a process that has finished its run
+    (SIGABRT, "terminate called without an active exception", no Python frame left): measured
+    in 1 of 48 two-process CPU SFT runs on 2 busy cores, and in a CI run, where the launcher
+    then reported the finished run as failed. Every output file is written (atomically) and
+    closed before this point, so nothing that teardown would do is lost.
+    """
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(rc)
+
+
 def weights_digest(modules: Sequence) -> str:
     """A short fingerprint of the parameters of ``modules``: per tensor, float64 sum and sum of
     squares, hashed. Processes that stayed in sync give the same digest; so does the same
