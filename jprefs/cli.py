@@ -89,6 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # e.g. `jprefs data stats x | head`
         return 0
+    except Exception as e:  # noqa: BLE001 - a bug, not a user mistake: one line, the traceback on request
+        import os
+
+        if os.environ.get("JPREFS_DEBUG"):
+            raise
+        print(f"jprefs {name}: internal error: {type(e).__name__}: {e}\n"
+              f"  this is a bug in jprefs, not in your input; rerun with JPREFS_DEBUG=1 for the traceback "
+              f"and report it", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -97,8 +97,9 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def _reject(rejects: list[dict], path: str, locator: Any, reason: str, error: str, raw: Any) -> None:
-    rejects.append({"file": path, "line": locator, "reason": reason, "error": error,
-                    "raw": raw if isinstance(raw, (str, dict, list)) or raw is None else repr(raw)})
+    from jprefs.data.io import safe_raw
+
+    rejects.append({"file": path, "line": locator, "reason": reason, "error": error, "raw": safe_raw(raw)})
 
 
 def _table_rows(p: Path):

@@ -35,7 +35,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from jprefs.classifiers.data import RMData, detect_format, load_rm_data
     from jprefs.classifiers.reward_model import RewardModel
-    from jprefs.data.io import eprint, iter_jsonl, rejects_path_for, write_jsonl
+    from jprefs.data.io import eprint, iter_jsonl, reject_entry, rejects_path_for, write_jsonl
     from jprefs.errors import DataError
 
     try:
@@ -46,21 +46,16 @@ def run(args: argparse.Namespace) -> int:
     if fmt == "plain":
         rows, prompts, responses = [], [], []
         for row in iter_jsonl(args.input):
-            text = None if row.error else row.data.get("response", row.data.get("text"))
-            if row.error or not isinstance(text, str):
-                rejects.append({"line": row.locator, "reason": row.reason or "no_response",
-                                "error": row.error or "row has no string 'response' or 'text'", "raw": row.data})
+            if row.error:
+                rejects.append(reject_entry(row))
                 continue
-            if not text.strip():
-                # a reward for nothing says nothing about the data; score empty policy outputs in
-                # Python (RewardModel.score / as_reward_func accept them) if that is what you want
-                rejects.append({"line": row.locator, "reason": "empty_response",
-                                "error": "the response is empty or only whitespace; fix or drop the row",
-                                "raw": row.data})
+            problem = _plain_row_problem(row.data)
+            if problem:
+                rejects.append(reject_entry(row, *problem))
                 continue
             rows.append(row.data)
             prompts.append(row.data.get("prompt"))
-            responses.append(text)
+            responses.append(row.data.get("response", row.data.get("text")))
     else:
         data: RMData = load_rm_data(args.input, data_format=fmt)
         rejects = data.rejects
@@ -87,3 +82,28 @@ def run(args: argparse.Namespace) -> int:
     eprint(f"wrote {len(out)} rows to {args.output}" + (f"; {len(rejects)} rejected rows to "
                                                           f"{rejects_path_for(args.output)}" if rejects else ""))
     return 0
+
+
+def _plain_row_problem(d: dict) -> tuple[str, str] | None:
+    """Why a ``{prompt?, response | text, ...}`` row cannot be scored and written back, or None."""
+    from jprefs.data.io import RowProblem, check_value
+    from jprefs.data.schema import SchemaError, as_messages
+
+    text = d.get("response", d.get("text"))
+    if not isinstance(text, str):
+        return "no_response", f"row has no string 'response' or 'text' (got {type(text).__name__})"
+    if not text.strip():
+        # a reward for nothing says nothing about the data; score empty policy outputs in
+        # Python (RewardModel.score / as_reward_func accept them) if that is what you want
+        return "empty_response", "the response is empty or only whitespace; fix or drop the row"
+    prompt = d.get("prompt")
+    if prompt is not None:
+        try:
+            as_messages(prompt)
+        except SchemaError as e:
+            return e.reason, f"'prompt' must be a string or a message list: {e}"
+    try:
+        check_value(d, finite=True)  # the row is written back with its reward: it must be strict JSON
+    except RowProblem as e:
+        return e.reason, str(e)
+    return None

@@ -39,8 +39,10 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -144,6 +146,17 @@ def _text(value: Any, name: str) -> str:
     return value
 
 
+def _finite(v: int | float, name: str) -> float:
+    """A score as a finite float: a NaN would decide the preference by a failed comparison."""
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f):
+        raise RowReject("non_finite_score", f"field '{name}' is {v!r}, not a finite number")
+    return f
+
+
 def _pair(ctx: Context, sid: str, prompt: Any, chosen: str, rejected: str, **kw) -> PreferencePair:
     if chosen == rejected:
         raise RowReject("identical_responses", "chosen and rejected are identical: not a preference")
@@ -234,6 +247,7 @@ def _webgpt(d: dict, sid: str, ctx: Context) -> Record:
     for name, s in (("score_0", s0), ("score_1", s1)):
         if isinstance(s, bool) or not isinstance(s, (int, float)):
             raise RowReject("non_numeric_score", f"field '{name}' must be a number, got {s!r}")
+        _finite(s, name)
     if s0 == s1:
         raise RowReject("tie", f"equal scores ({s0}): a tie is not a preference")
     (c, cs), (r, rs) = ((a0, s0), (a1, s1)) if s0 > s1 else ((a1, s1), (a0, s0))
@@ -372,7 +386,7 @@ def _generic(d: dict, sid: str, ctx: Context) -> Record:
                         raise RowReject(f"non_numeric_{key}", f"field '{f(key)}' must be a number, got {v!r}")
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
                     raise RowReject(f"non_numeric_{key}", f"field '{f(key)}' must be a number, got {v!r}")
-                kw[key] = float(v)
+                kw[key] = _finite(v, f(key))
     if "id" in m:
         v = _get(d, m["id"], required=False)
         if v is not None:
@@ -450,7 +464,7 @@ def _looks_like_hub_id(s: str) -> bool:
 
 
 def iter_hub_rows(hub_id: str, *, config: str | None, split: str, revision: str | None = None) -> Iterator[Row]:
-    """Rows of a Hub dataset through ``datasets.load_dataset`` (index locators)."""
+    """Rows of a Hub dataset through ``datasets.load_dataset`` (0-based index locators)."""
     from jprefs.errors import require
 
     datasets = require("datasets", "dev", "loading Hub datasets")
@@ -461,8 +475,14 @@ def iter_hub_rows(hub_id: str, *, config: str | None, split: str, revision: str 
                         f"{type(e).__name__}: {e}",
                         fix="check the id, --name and --split; offline, download the files and pass a local path; "
                             "for a script-based dataset try --revision refs/convert/parquet") from e
-    for i, r in enumerate(ds):
-        yield Row(i, r)
+    i = 0
+    try:
+        for r in ds:
+            yield Row(i, r, unit="index")
+            i += 1
+    except Exception as e:  # a damaged cache file surfaces while iterating
+        raise DataError(f"reading Hub dataset '{hub_id}' failed at row {i}: {type(e).__name__}: {e}",
+                        fix="clear its cache (`rm -r ~/.cache/huggingface/datasets/...`) and load it again") from e
 
 
 MAX_CHARS = 200_000  # longer texts are almost always scraping accidents; no encoder or translator takes them whole
@@ -477,60 +497,141 @@ def _check_lengths(rec: Record, max_chars: int) -> None:
                                          f"raise --max-chars if this is intended")
 
 
-def convert(input: str | os.PathLike, source: str, *, mapping: str | dict | None = None, split: str = "train",
-            config: str | None = None, revision: str | None = None, license: str | None = None,
-            strict: bool = False, limit: int | None = None, max_chars: int = MAX_CHARS,
-            show_progress: bool = False) -> ConvertResult:
-    """Convert a local file or a Hub dataset with the named adapter.
+def n_pairs(rec: Record) -> int:
+    """Pairs a record expands to: 1, or K(K-1)/2 for a rank list of K."""
+    return len(rec.responses) * (len(rec.responses) - 1) // 2 if isinstance(rec, RankList) else 1
+
+
+class Conversion:
+    """A streaming conversion of one input with one adapter.
+
+    Iterate :meth:`outcomes` for ``(record, line, None)`` or ``(None, None, reject)`` in input order;
+    counts, licences and notes accumulate as it goes, so memory does not grow with the input.
+    Every row read is either a record or a reject (``rows_in == rows_out + rows_rejected``): a row
+    the adapter cannot use, one it fails on unexpectedly (``adapter_error``), one whose output
+    could not be written as strict JSON. ``strict`` raises :class:`DataError` at the first instead.
+
+    >>> conv = Conversion("hh.jsonl.gz", "hh-rlhf")            # doctest: +SKIP
+    >>> for rec, line, rej in conv.outcomes(): ...              # doctest: +SKIP
+    """
+
+    def __init__(self, input: str | os.PathLike, source: str, *, mapping: str | dict | None = None,
+                 split: str = "train", config: str | None = None, revision: str | None = None,
+                 license: str | None = None, strict: bool = False, limit: int | None = None,
+                 max_chars: int = MAX_CHARS, field: str | None = None, show_progress: bool = False):
+        self.adapter = get_adapter(source)
+        self.input = str(input)
+        self.license = license or self.adapter.license
+        self.from_hub = _looks_like_hub_id(self.input)
+        # Provenance: known sources are recorded by Hub id, generic ones by their file name or Hub id.
+        source_name = self.adapter.hub_id or (self.input if self.from_hub else os.path.basename(self.input))
+        self.ctx = Context(source_name, self.license, parse_mapping(mapping))
+        self.opts = dict(split=split, config=config, revision=revision, field=field)
+        self.strict, self.limit, self.max_chars, self.show_progress = strict, limit, max_chars, show_progress
+        self.rows_in = self.rows_out = self.pairs_out = 0
+        self.rejects_by_reason: Counter = Counter()
+        self.licenses: Counter = Counter()
+        self.unknown_sources: set[str] = set()
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(self.rejects_by_reason.values())
+
+    def _rows(self) -> Iterable[Row]:
+        if not self.from_hub:
+            opts = dict(self.adapter.table_options)
+            if self.opts["field"]:
+                opts["field"] = self.opts["field"]
+            return iter_table(self.input, **opts)
+        cfg = self.opts["config"] or (self.adapter.hub_config if self.input == self.adapter.hub_id else None)
+        return iter_hub_rows(self.input, config=cfg, split=self.opts["split"], revision=self.opts["revision"])
+
+    def outcomes(self, *, serialize: bool = True) -> Iterator[tuple[Record | None, str | None, dict | None]]:
+        """``serialize``: also render each record as its strict JSON line (a row whose record cannot be
+        written is then a reject, never a crash of the writer)."""
+        from jprefs.data.io import RowProblem, json_line, safe_raw
+
+        bar = None
+        if self.show_progress:
+            from jprefs.progress import progress
+
+            bar = progress(desc=f"convert {self.adapter.name}", unit="row")
+        parse = self.adapter.parse
+        try:
+            for row in self._rows():
+                if self.limit is not None and self.rows_in >= self.limit:
+                    break
+                self.rows_in += 1
+                if bar is not None:
+                    bar.update(1)
+                if row.error:
+                    reason, err = row.reason or "unreadable_row", row.error
+                else:
+                    try:
+                        rec = parse(row.data, str(row.locator), self.ctx)
+                        _check_lengths(rec, self.max_chars)
+                        line = json_line(rec.to_dict()) if serialize else None
+                    except (RowReject, SchemaError, RowProblem) as e:
+                        reason, err = e.reason, str(e)
+                    except Exception as e:  # noqa: BLE001 - the boundary: one surprising row never aborts a run
+                        reason, err = "adapter_error", f"{type(e).__name__}: {e}"
+                    else:
+                        self.rows_out += 1
+                        self.pairs_out += n_pairs(rec)
+                        self.licenses[rec.license or UNKNOWN_LICENSE] += 1
+                        if (rec.license or UNKNOWN_LICENSE) == UNKNOWN_LICENSE:
+                            self.unknown_sources.add(rec.source)
+                        yield rec, line, None
+                        continue
+                if self.strict:
+                    raise DataError(f"{err} [{reason}]", path=self.input, line=row.locator if row.unit == "line" else None,
+                                    fix=("" if row.unit == "line" else f"row index {row.locator}; ") +
+                                        "fix the row, or drop --strict to write bad rows to the rejects file")
+                self.rejects_by_reason[reason] += 1
+                yield None, None, {**row.where(), "reason": reason, "error": err, "raw": safe_raw(row.data)}
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def summary(self) -> dict[str, Any]:
+        return {"input": self.input, "source": self.adapter.name, "license": self.license,
+                "licenses": dict(self.licenses.most_common()), "rows_in": self.rows_in, "rows_out": self.rows_out,
+                "rows_rejected": self.rows_rejected, "pairs_out": self.pairs_out,
+                "rejects_by_reason": dict(self.rejects_by_reason.most_common()), "notes": dict(self.ctx.notes)}
+
+
+def convert(input: str | os.PathLike, source: str, **opts) -> ConvertResult:
+    """Convert a local file or a Hub dataset with the named adapter, in memory (options as
+    :class:`Conversion`). ``jprefs data convert`` streams instead (:func:`convert_to_files`).
 
     >>> res = convert("hh.jsonl.gz", source="hh-rlhf")          # doctest: +SKIP
     >>> res.rows_in == res.rows_out + len(res.rejects)           # doctest: +SKIP
     True
     """
-    adapter = get_adapter(source)
-    inp = str(input)
-    lic = license or adapter.license
-    from_hub = _looks_like_hub_id(inp)
-    # Provenance: known sources are recorded by Hub id, generic ones by their file name or Hub id.
-    source_name = adapter.hub_id or (inp if from_hub else os.path.basename(inp))
-    ctx = Context(source_name, lic, parse_mapping(mapping))
-    if not from_hub:
-        rows: Iterable[Row] = iter_table(inp, **adapter.table_options)
-    else:
-        hub_id = inp
-        rows = iter_hub_rows(hub_id, config=config or (adapter.hub_config if hub_id == adapter.hub_id else None),
-                             split=split, revision=revision)
+    conv = Conversion(input, source, **opts)
     records: list[Record] = []
     rejects: list[dict] = []
-    n = 0
-    bar = None
-    if show_progress:
-        from jprefs.progress import progress
-
-        bar = progress(desc=f"convert {adapter.name}", unit="row")
-    for row in rows:
-        if limit is not None and n >= limit:
-            break
-        n += 1
-        if bar is not None:
-            bar.update(1)
-        loc_key = "index" if from_hub else "line"
-        if row.error:
-            reason, err = row.reason or "unreadable_row", row.error
+    for rec, _, rej in conv.outcomes(serialize=False):
+        if rec is not None:
+            records.append(rec)
         else:
-            try:
-                rec = adapter.parse(row.data, str(row.locator), ctx)
-                _check_lengths(rec, max_chars)
-                records.append(rec)
-                continue
-            except RowReject as e:
-                reason, err = e.reason, str(e)
-            except SchemaError as e:
-                reason, err = e.reason, str(e)
-        if strict:
-            raise DataError(f"{err} [{reason}]", path=inp, line=row.locator,
-                            fix="fix the row, or drop --strict to write bad rows to the rejects file")
-        rejects.append({loc_key: row.locator, "reason": reason, "error": err, "raw": row.data})
-    if bar is not None:
-        bar.close()
-    return ConvertResult(records, rejects, n, adapter.name, lic, inp, ctx.notes)
+            rejects.append(rej)
+    return ConvertResult(records, rejects, conv.rows_in, conv.adapter.name, conv.license, conv.input, conv.ctx.notes)
+
+
+def convert_to_files(conv: Conversion, out: str | os.PathLike, rejects_out: str | os.PathLike, *,
+                     require_license: bool = False) -> dict[str, Any]:
+    """Stream ``conv`` into ``out`` and ``rejects_out`` (both atomic: on any error neither appears);
+    memory stays flat whatever the input size. Returns the summary."""
+    from jprefs.data.io import AtomicWriter
+    from jprefs.data.provenance import check_license_counts
+
+    with AtomicWriter(out) as fo, AtomicWriter(rejects_out) as fr:
+        for rec, line, rej in conv.outcomes():
+            if rec is not None:
+                fo.write(line + "\n")
+            else:
+                fr.write_json(rej)
+        check_license_counts(dict(conv.licenses), conv.unknown_sources, action="convert", require=require_license)
+    assert conv.rows_in == conv.rows_out + conv.rows_rejected, "row accounting broken"
+    return conv.summary()

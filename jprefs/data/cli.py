@@ -41,6 +41,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     c.add_argument("--strict", action="store_true", help="stop at the first bad row with a non-zero exit")
     c.add_argument("--limit", type=int, help="convert only the first N rows")
     c.add_argument("--max-chars", type=int, default=200_000, help="reject rows with a longer text (default 200000)")
+    c.add_argument("--field", help="for a .json file whose top level is an object: the field holding the list of rows")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     e = sub.add_parser("export", help="canonical -> trl | trl-conversational | binary (.jsonl or .parquet)")
@@ -59,6 +60,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     m.add_argument("inputs", nargs="+")
     m.add_argument("-o", "--output", required=True)
     m.add_argument("--require-license", action="store_true")
+    m.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     t = sub.add_parser("stats", help="counts, lengths (chars, morphemes), script mix, licences")
     t.add_argument("input")
@@ -91,82 +93,109 @@ def _print_summary(summary: dict, as_json: bool, out: Path, rejects: Path) -> No
 
 
 def _convert(args) -> int:
-    from jprefs.data.adapters import convert
-    from jprefs.data.io import rejects_path_for, write_jsonl
-    from jprefs.data.provenance import check_licenses
+    from jprefs.data.adapters import Conversion, convert_to_files
+    from jprefs.data.io import rejects_path_for
+    from jprefs.errors import DataError
 
-    res = convert(args.input, args.source, mapping=args.mapping, split=args.split, config=args.config,
-                  revision=args.revision, license=args.license, strict=args.strict, limit=args.limit,
-                  max_chars=args.max_chars, show_progress=True)
-    assert res.rows_in == res.rows_out + len(res.rejects), "row accounting broken"
-    check_licenses(res.records, action="convert", require=args.require_license)
+    conv = Conversion(args.input, args.source, mapping=args.mapping, split=args.split, config=args.config,
+                      revision=args.revision, license=args.license, strict=args.strict, limit=args.limit,
+                      max_chars=args.max_chars, field=args.field, show_progress=True)
     out = Path(args.output)
     rej = rejects_path_for(out)
-    write_jsonl(out, res.records)
-    write_jsonl(rej, res.rejects)
-    _print_summary(res.summary(), args.json, out, rej)
+    summary = convert_to_files(conv, out, rej, require_license=args.require_license)
+    _print_summary(summary, args.json, out, rej)
+    if summary["rows_out"] == 0:
+        reasons = ", ".join(f"{k} {v}" for k, v in summary["rejects_by_reason"].items()) or "the input has no rows"
+        raise DataError(f"no rows were kept out of {summary['rows_in']} ({reasons})", path=str(args.input),
+                        fix=f"see {rej} for each row's reason; for --source jsonl name the fields with "
+                            f"--map prompt=...,chosen=...,rejected=...")
     return 0
 
 
-def _load_records(path: str):
-    from jprefs.data.io import read_records
+def _records_checked(path: str, action: str, require: bool):
+    """Canonical records of ``path`` one at a time; after the last one the licences are checked, so that
+    a streaming writer fed from here fails (and writes nothing) when ``require`` finds unknown ones."""
+    from jprefs.data.io import stream_records
+    from jprefs.data.provenance import check_license_counts
+    from jprefs.data.schema import UNKNOWN_LICENSE
 
-    return read_records(path)
+    counts: dict[str, int] = {}
+    unknown: set[str] = set()
+    for rec in stream_records(path):
+        lic = rec.license or UNKNOWN_LICENSE
+        counts[lic] = counts.get(lic, 0) + 1
+        if lic == UNKNOWN_LICENSE:
+            unknown.add(rec.source)
+        yield rec
+    check_license_counts(counts, unknown, action=action, require=require)
 
 
 def _export(args) -> int:
-    from jprefs.data.export import export_rows
+    from jprefs.data.export import iter_export_rows
     from jprefs.data.io import write_rows
-    from jprefs.data.provenance import check_licenses
 
-    recs = _load_records(args.input)
-    check_licenses(recs, action="export", require=args.require_license)
-    rows = export_rows(recs, args.format)
-    n = write_rows(args.output, rows)
-    print(f"exported {len(recs)} records -> {n} {args.format} rows: {args.output}")
+    n_rec = [0]
+
+    def records():
+        for r in _records_checked(args.input, "export", args.require_license):
+            n_rec[0] += 1
+            yield r
+
+    n = write_rows(args.output, iter_export_rows(records(), args.format), fmt=args.format)
+    print(f"exported {n_rec[0]} records -> {n} {args.format} rows: {args.output}")
     return 0
 
 
 def _split(args) -> int:
-    from jprefs.data.io import write_jsonl
-    from jprefs.data.schema import prompt_key
-    from jprefs.data.split import split_by_prompt
+    from jprefs.data.io import AtomicWriter, stream_records
+    from jprefs.data.split import choose_test_groups
 
-    recs = _load_records(args.input)
-    train, test = split_by_prompt(recs, args.test_size, args.seed)
-    train_keys, test_keys = {prompt_key(r.prompt) for r in train}, {prompt_key(r.prompt) for r in test}
-    assert not train_keys & test_keys, "prompt leakage between splits"
+    # Two passes, holding only prompt keys: the first counts rows per prompt, the second writes.
+    sizes: dict[str, int] = {}
+    for r in stream_records(args.input):
+        sizes[r.prompt_key] = sizes.get(r.prompt_key, 0) + 1
+    test_keys = choose_test_groups(sizes, args.test_size, args.seed)
     out = Path(args.output)
-    write_jsonl(out / "train.jsonl", train)
-    write_jsonl(out / "test.jsonl", test)
-    print(f"split {len(recs)} records by prompt (seed {args.seed}): train {len(train)}, test {len(test)}; "
-          f"prompts train {len(train_keys)}, test {len(test_keys)}"
+    n = {"train": 0, "test": 0}
+    with AtomicWriter(out / "train.jsonl") as ftr, AtomicWriter(out / "test.jsonl") as fte:
+        for r in stream_records(args.input):
+            side = "test" if r.prompt_key in test_keys else "train"
+            (fte if side == "test" else ftr).write_json(r.to_dict())
+            n[side] += 1
+    total = sum(n.values())
+    print(f"split {total} records by prompt (seed {args.seed}): train {n['train']}, test {n['test']}; "
+          f"prompts train {len(sizes) - len(test_keys)}, test {len(test_keys)}"
           f" -> {out}/train.jsonl, {out}/test.jsonl")
     return 0
 
 
 def _merge(args) -> int:
-    from jprefs.data.io import iter_records, rejects_path_for, write_jsonl
-    from jprefs.data.merge import merge_records
-    from jprefs.data.provenance import check_licenses
+    from jprefs.data.io import AtomicWriter, iter_records, rejects_path_for
+    from jprefs.data.merge import Merge
+    from jprefs.data.provenance import check_license_counts
     from jprefs.errors import DataError
 
-    inputs = []
-    for path in args.inputs:
-        recs = []
+    def records(path):
         for row, rec in iter_records(path):
             if rec is None:
-                raise DataError(row.error or "bad row", path=path, line=row.locator,
+                raise DataError(f"{row.error or 'bad row'} [{row.reason}]", path=path, line=row.locator,
                                 fix="merge takes canonical files: create them with `jprefs data convert`")
-            recs.append((row.locator, rec))
-        inputs.append((path, recs))
-    res = merge_records(inputs)
-    check_licenses(res.records, action="merge", require=args.require_license)
+            yield row.locator, rec
+
+    m = Merge()
     out = Path(args.output)
     rej = rejects_path_for(out)
-    write_jsonl(out, res.records)
-    write_jsonl(rej, res.rejects)
-    s = res.summary()
+    with AtomicWriter(out) as fo, AtomicWriter(rej) as fr:
+        for rec, reject in m.outcomes((path, records(path)) for path in args.inputs):
+            if rec is not None:
+                fo.write_json(rec.to_dict())
+            else:
+                fr.write_json(reject)
+        check_license_counts(dict(m.licenses), m.unknown_sources, action="merge", require=args.require_license)
+    s = m.summary()
+    if args.json:
+        print(json.dumps(s, ensure_ascii=False, indent=2))
+        return 0
     print(f"merged {len(args.inputs)} files: rows in {s['rows_in']} = out {s['rows_out']} + rejected {s['rows_rejected']}")
     for k, v in s["rejects_by_reason"].items():
         print(f"    {k}: {v}")
@@ -176,10 +205,10 @@ def _merge(args) -> int:
 
 
 def _stats(args) -> int:
+    from jprefs.data.io import stream_records
     from jprefs.data.stats import compute_stats, format_stats
 
-    recs = _load_records(args.input)
-    s = compute_stats(recs, morphemes=not args.no_morphemes)
+    s = compute_stats(stream_records(args.input), morphemes=not args.no_morphemes)
     print(json.dumps(s, ensure_ascii=False, indent=2) if args.json else format_stats(s))
     return 0
 

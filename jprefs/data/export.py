@@ -17,7 +17,8 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import json
+from typing import Any, Iterable, Iterator
 
 from jprefs.data.schema import PreferencePair, Record, expand_pairs, render_prompt
 from jprefs.errors import JprefsError
@@ -29,26 +30,60 @@ def _provenance(p: PreferencePair) -> dict[str, Any]:
     return {"id": p.id, "source": p.source, "source_id": p.source_id, "license": p.license}
 
 
-def export_rows(records: Iterable[Record], fmt: str) -> list[dict[str, Any]]:
-    """Rows for ``fmt`` (one of :data:`FORMATS`); rank lists are expanded to pairs first."""
+def iter_export_rows(records: Iterable[Record], fmt: str) -> Iterator[dict[str, Any]]:
+    """Rows for ``fmt`` (one of :data:`FORMATS`), one record at a time; rank lists are expanded to pairs."""
     if fmt not in FORMATS:
         raise JprefsError(f"unknown export format '{fmt}'; use one of {', '.join(FORMATS)}")
-    out: list[dict[str, Any]] = []
     for p in expand_pairs(records):
         if fmt == "trl":
-            out.append({"prompt": render_prompt(p.prompt), "chosen": p.chosen, "rejected": p.rejected,
-                        **_provenance(p)})
+            yield {"prompt": render_prompt(p.prompt), "chosen": p.chosen, "rejected": p.rejected, **_provenance(p)}
         elif fmt == "trl-conversational":
-            out.append({"prompt": [m.to_dict() for m in p.prompt],
-                        "chosen": [{"role": "assistant", "content": p.chosen}],
-                        "rejected": [{"role": "assistant", "content": p.rejected}], **_provenance(p)})
+            yield {"prompt": [m.to_dict() for m in p.prompt],
+                   "chosen": [{"role": "assistant", "content": p.chosen}],
+                   "rejected": [{"role": "assistant", "content": p.rejected}], **_provenance(p)}
         elif fmt == "binary":
-            out.extend(b.to_dict() for b in p.to_binary())
+            yield from (b.to_dict() for b in p.to_binary())
         else:
-            out.append(p.to_dict())
-    return out
+            yield p.to_dict()
 
 
+def export_rows(records: Iterable[Record], fmt: str) -> list[dict[str, Any]]:
+    """Rows for ``fmt`` as a list (see :func:`iter_export_rows`)."""
+    return list(iter_export_rows(records, fmt))
+
+
+def parquet_schema(fmt: str):
+    """The Arrow schema of ``fmt``'s Parquet export. Fixed per format, so that every batch of a
+    streamed export has the same columns and types whatever its rows hold (a first batch whose
+    optional scores are all null must not decide that the column is null forever). Canonical
+    ``meta`` (free-form) is stored as its JSON text; ``jprefs data convert --source jprefs`` reads it back."""
+    import pyarrow as pa
+
+    msgs = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    prov = [("id", pa.string()), ("source", pa.string()), ("source_id", pa.string()), ("license", pa.string())]
+    if fmt == "trl":
+        cols = [("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string())] + prov
+    elif fmt == "trl-conversational":
+        cols = [("prompt", msgs), ("chosen", msgs), ("rejected", msgs)] + prov
+    elif fmt == "binary":
+        cols = [("id", pa.string()), ("prompt", msgs), ("prompt_text", pa.string()), ("response", pa.string()),
+                ("label", pa.int64()), ("source", pa.string()), ("source_id", pa.string()),
+                ("license", pa.string()), ("pair_id", pa.string()), ("meta", pa.string())]
+    elif fmt == "jsonl":
+        cols = [("id", pa.string()), ("prompt", msgs), ("chosen", pa.string()), ("rejected", pa.string()),
+                ("source", pa.string()), ("source_id", pa.string()), ("license", pa.string()),
+                ("meta", pa.string()), ("chosen_score", pa.float64()), ("rejected_score", pa.float64()),
+                ("margin", pa.float64())]
+    else:
+        raise JprefsError(f"unknown export format '{fmt}'; use one of {', '.join(FORMATS)}")
+    return pa.schema(cols)
+
+
+def parquet_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A row as :func:`parquet_schema` stores it (``meta`` as JSON text)."""
+    if "meta" in row:
+        row = dict(row, meta=json.dumps(row["meta"], ensure_ascii=False, allow_nan=False) if row["meta"] else None)
+    return row
 def to_dataset(records: Iterable[Record], fmt: str = "trl"):
     """A ``datasets.Dataset`` in ``fmt`` (imports datasets lazily)."""
     from jprefs.errors import require

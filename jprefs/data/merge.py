@@ -11,23 +11,31 @@ file with reason ``contradicts`` and the count is reported.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from jprefs.data.provenance import license_counts
-from jprefs.data.schema import RankList, Record, content_hash, normalize_text, prompt_key
+from jprefs.data.schema import RankList, Record, normalize_text, prompt_key
 
 
-def _key(rec: Record) -> str:
+def _digest(*parts) -> bytes:
+    # 16 bytes per kept record is all de-duplication holds: memory does not grow with the rows' size
+    return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).digest()[:16]
+
+
+def _key(rec: Record) -> bytes:
     if isinstance(rec, RankList):
-        return content_hash("R", prompt_key(rec.prompt), [normalize_text(r) for r in rec.responses])
-    return content_hash("P", prompt_key(rec.prompt), normalize_text(rec.chosen), normalize_text(rec.rejected))
+        return _digest("R", prompt_key(rec.prompt), [normalize_text(r) for r in rec.responses])
+    return _digest("P", prompt_key(rec.prompt), normalize_text(rec.chosen), normalize_text(rec.rejected))
 
 
-def _reverse_key(rec: Record) -> str | None:
+def _reverse_key(rec: Record) -> bytes | None:
     if isinstance(rec, RankList):
         return None
-    return content_hash("P", prompt_key(rec.prompt), normalize_text(rec.rejected), normalize_text(rec.chosen))
+    return _digest("P", prompt_key(rec.prompt), normalize_text(rec.rejected), normalize_text(rec.chosen))
 
 
 @dataclass
@@ -49,26 +57,62 @@ class MergeResult:
                 "rejects_by_reason": reasons, "per_input": self.per_input, "licenses": self.licenses}
 
 
-def merge_records(inputs: Iterable[tuple[str, list[tuple[int, Record]]]]) -> MergeResult:
-    """``inputs``: ``(file name, [(line, record), ...])`` in priority order (first wins)."""
-    seen: dict[str, tuple[str, int]] = {}
+class Merge:
+    """Streaming merge: :meth:`outcomes` yields ``(record, None)`` for a kept record and
+    ``(None, reject)`` for a duplicate or a contradiction, in input order; only 16-byte content
+    digests are held, so memory grows with the number of distinct records, not their text."""
+
+    def __init__(self):
+        self.seen: dict[bytes, tuple[int, int]] = {}   # digest -> (input number, line)
+        self.names: list[str] = []
+        self.rows_in = 0
+        self.per_input: dict[str, int] = {}
+        self.rejects_by_reason: Counter = Counter()
+        self.licenses: Counter = Counter()
+        self.unknown_sources: set[str] = set()
+
+    def outcomes(self, inputs: Iterable[tuple[str, Iterable[tuple[int, Record]]]]
+                 ) -> Iterator[tuple[Record | None, dict | None]]:
+        """``inputs``: ``(file name, (line, record), ...)`` in priority order (first wins)."""
+        for name, recs in inputs:
+            self.names.append(name)
+            n_file = len(self.names) - 1
+            self.per_input[name] = 0
+            for line, rec in recs:
+                self.rows_in += 1
+                self.per_input[name] += 1
+                k = _key(rec)
+                hit, reason, what = self.seen.get(k), "duplicate", "same content as"
+                if hit is None:
+                    rk = _reverse_key(rec)
+                    hit = self.seen.get(rk) if rk is not None else None
+                    reason, what = "contradicts", "chosen/rejected swapped relative to"
+                if hit is not None:
+                    self.rejects_by_reason[reason] += 1
+                    yield None, {"file": name, "line": line, "reason": reason,
+                                 "error": f"{what} {self.names[hit[0]]} line {hit[1]}", "raw": rec.to_dict()}
+                    continue
+                self.seen[k] = (n_file, line)
+                self.licenses[rec.license] += 1
+                if rec.license == "unknown":
+                    self.unknown_sources.add(rec.source)
+                yield rec, None
+
+    def summary(self) -> dict:
+        n_rej = sum(self.rejects_by_reason.values())
+        return {"rows_in": self.rows_in, "rows_out": self.rows_in - n_rej, "rows_rejected": n_rej,
+                "rejects_by_reason": dict(self.rejects_by_reason), "per_input": self.per_input,
+                "licenses": dict(self.licenses)}
+
+
+def merge_records(inputs: Iterable[tuple[str, Iterable[tuple[int, Record]]]]) -> MergeResult:
+    """In-memory merge. ``inputs``: ``(file name, [(line, record), ...])`` in priority order (first wins)."""
+    m = Merge()
     res = MergeResult(records=[])
-    for name, recs in inputs:
-        res.per_input[name] = len(recs)
-        for line, rec in recs:
-            res.rows_in += 1
-            k = _key(rec)
-            if k in seen:
-                f, ln = seen[k]
-                res.rejects.append({"file": name, "line": line, "reason": "duplicate",
-                                    "error": f"same content as {f} line {ln}", "raw": rec.to_dict()})
-                continue
-            rk = _reverse_key(rec)
-            if rk is not None and rk in seen:
-                f, ln = seen[rk]
-                res.rejects.append({"file": name, "line": line, "reason": "contradicts",
-                                    "error": f"chosen/rejected swapped relative to {f} line {ln}", "raw": rec.to_dict()})
-                continue
-            seen[k] = (name, line)
+    for rec, rej in m.outcomes(inputs):
+        if rec is not None:
             res.records.append(rec)
+        else:
+            res.rejects.append(rej)
+    res.rows_in, res.per_input = m.rows_in, m.per_input
     return res

@@ -30,11 +30,17 @@ def license_counts(records: Iterable[Record]) -> dict[str, int]:
 def check_licenses(records: list[Record], *, action: str, require: bool = False, stream=None) -> dict[str, int]:
     """Warn (or raise with ``require``) when any record's licence is unknown; return the counts."""
     counts = license_counts(records)
+    unknown = {r.source for r in records if (r.license or UNKNOWN_LICENSE) == UNKNOWN_LICENSE}
+    return check_license_counts(counts, unknown, action=action, require=require, stream=stream)
+
+
+def check_license_counts(counts: dict[str, int], unknown_sources: Iterable[str], *, action: str,
+                         require: bool = False, stream=None) -> dict[str, int]:
+    """:func:`check_licenses` from counts gathered while streaming (``licence -> rows``)."""
     unknown = counts.get(UNKNOWN_LICENSE, 0)
     if unknown:
-        sources = sorted({r.source for r in records if (r.license or UNKNOWN_LICENSE) == UNKNOWN_LICENSE})
-        msg = (f"{unknown} of {len(records)} rows have an UNKNOWN licence (sources: {', '.join(sources)}). "
-               f"You may not be allowed to redistribute data you {action}.")
+        msg = (f"{unknown} of {sum(counts.values())} rows have an UNKNOWN licence (sources: "
+               f"{', '.join(sorted(unknown_sources))}). You may not be allowed to redistribute data you {action}.")
         fix = ("check each source's terms and record them with `jprefs data convert ... --license SPDX-ID`, "
                "or leave those rows out")
         if require:

@@ -28,12 +28,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 ROLES = ("system", "user", "assistant")
 UNKNOWN_LICENSE = "unknown"
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate: no UTF-8 writer can encode it
 
 
 class SchemaError(ValueError):
@@ -52,7 +55,50 @@ def _check_text(name: str, value: Any, *, allow_empty: bool = False) -> str:
         raise SchemaError(f"field '{name}' is empty", reason=f"empty_{name}")
     if "\x00" in value:
         raise SchemaError(f"field '{name}' contains a NUL character", reason=f"nul_in_{name}")
+    if not value.isascii() and _SURROGATE.search(value):
+        raise SchemaError(f"field '{name}' holds a lone surrogate ({_SURROGATE.search(value).group()!a}), which UTF-8 "
+                          f"cannot encode: the source text is damaged", reason="unencodable_text")
     return value
+
+
+def _check_str(name: str, value: Any) -> None:
+    """A provenance string (id, source, licence): a string that UTF-8 can encode."""
+    if not isinstance(value, str):
+        raise SchemaError(f"field '{name}' must be a string, got {_short(value)}", reason=f"non_string_{name}")
+    if not value.isascii() and _SURROGATE.search(value):
+        raise SchemaError(f"field '{name}' holds a lone surrogate, which UTF-8 cannot encode", reason="unencodable_text")
+
+
+def _check_meta(meta: Any) -> dict:
+    """``meta`` must be a JSON object that a strict writer accepts (no NaN, no lone surrogates)."""
+    if not isinstance(meta, dict):
+        raise SchemaError(f"field 'meta' must be an object, got {type(meta).__name__} {_short(meta)}",
+                          reason="bad_meta")
+    if meta:
+        from jprefs.data.io import RowProblem, json_line
+
+        try:
+            json_line(meta)
+        except RowProblem as e:
+            raise SchemaError(f"field 'meta': {e}", reason=e.reason) from e
+    return meta
+
+
+def _meta_from(d: dict) -> dict:
+    """``meta`` of an input row: an object, absent/null, or (Parquet exports) the object's JSON text."""
+    meta = d.get("meta")
+    if meta is None:
+        return {}
+    if isinstance(meta, str):
+        try:
+            meta = json.loads(meta)
+        except ValueError:
+            raise SchemaError(f"field 'meta' must be an object, got the string {_short(d['meta'])}",
+                              reason="bad_meta") from None
+    if not isinstance(meta, dict):
+        raise SchemaError(f"field 'meta' must be an object, got {type(meta).__name__} {_short(meta)}",
+                          reason="bad_meta")
+    return dict(meta)
 
 
 def _short(value: Any, n: int = 60) -> str:
@@ -152,7 +198,13 @@ def _opt_float(name: str, v: Any) -> float | None:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise SchemaError(f"field '{name}' must be a number, got {_short(v)}", reason=f"non_numeric_{name}")
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:  # an int too large for a float
+        f = math.inf
+    if not math.isfinite(f):
+        raise SchemaError(f"field '{name}' is {v!r}, not a finite number", reason="non_finite_score")
+    return f
 
 
 class _HasPrompt:
@@ -196,12 +248,9 @@ class PreferencePair(_HasPrompt):
             raise SchemaError("chosen and rejected are identical: not a preference", reason="identical_responses")
         if not isinstance(self.id, str) or not self.id:
             raise SchemaError(f"field 'id' must be a non-empty string, got {_short(self.id)}", reason="bad_id")
-        for name in ("source", "source_id", "license"):
-            if not isinstance(getattr(self, name), str):
-                raise SchemaError(f"field '{name}' must be a string, got {_short(getattr(self, name))}",
-                                  reason=f"non_string_{name}")
-        if not isinstance(self.meta, dict):
-            raise SchemaError(f"field 'meta' must be an object, got {_short(self.meta)}", reason="bad_meta")
+        for name in ("id", "source", "source_id", "license"):
+            _check_str(name, getattr(self, name))
+        _check_meta(self.meta)
         self.chosen_score = _opt_float("chosen_score", self.chosen_score)
         self.rejected_score = _opt_float("rejected_score", self.rejected_score)
         self.margin = _opt_float("margin", self.margin)
@@ -247,15 +296,15 @@ class PreferencePair(_HasPrompt):
         known = {"id", "prompt", "chosen", "rejected", "source", "source_id", "license", "meta",
                  "chosen_score", "rejected_score", "margin"}
         extra = {k: v for k, v in d.items() if k not in known}
-        meta = dict(d.get("meta") or {})
+        meta = _meta_from(d)
         if extra:
             meta.setdefault("extra", {}).update(extra)
         kw = {k: d[k] for k in ("source", "source_id", "license", "chosen_score", "rejected_score", "margin")
               if k in d and d[k] is not None}
         if "source_id" in kw and not isinstance(kw["source_id"], str):
-            kw["source_id"] = str(kw["source_id"])
+            kw["source_id"] = _opt_str(kw["source_id"])
         if d.get("id") is not None:
-            kw["id"] = str(d["id"])
+            kw["id"] = _opt_str(d["id"])
         return cls.create(d["prompt"], d["chosen"], d["rejected"], meta=meta, **kw)
 
     def to_binary(self) -> list["BinaryExample"]:
@@ -289,8 +338,17 @@ class RankList(_HasPrompt):
             _check_text(f"responses[{i}]", r)
         if len(set(self.responses)) != len(self.responses):
             raise SchemaError("a rank list contains the same response twice", reason="duplicate_responses")
-        if self.scores is not None and len(self.scores) != len(self.responses):
-            raise SchemaError("'scores' must have one value per response", reason="bad_scores")
+        if self.scores is not None:
+            if not isinstance(self.scores, list) or len(self.scores) != len(self.responses):
+                raise SchemaError("'scores' must be a list with one number per response", reason="bad_scores")
+            self.scores = [_opt_float(f"scores[{i}]", x) for i, x in enumerate(self.scores)]
+            if None in self.scores:
+                raise SchemaError("'scores' must hold numbers, not null", reason="bad_scores")
+        if not isinstance(self.id, str) or not self.id:
+            raise SchemaError(f"field 'id' must be a non-empty string, got {_short(self.id)}", reason="bad_id")
+        for name in ("id", "source", "source_id", "license"):
+            _check_str(name, getattr(self, name))
+        _check_meta(self.meta)
 
     @classmethod
     def create(cls, prompt: Any, responses: list[str], **kw) -> "RankList":
@@ -325,11 +383,12 @@ class RankList(_HasPrompt):
     def from_dict(cls, d: Any) -> "RankList":
         if not isinstance(d, dict) or "prompt" not in d or "responses" not in d:
             raise SchemaError("a rank list needs 'prompt' and 'responses'", reason="missing_field")
-        kw = {k: d[k] for k in ("source", "source_id", "license", "meta", "scores") if d.get(k) is not None}
+        kw = {k: d[k] for k in ("source", "source_id", "license", "scores") if d.get(k) is not None}
+        kw["meta"] = _meta_from(d)
         if d.get("id") is not None:
-            kw["id"] = str(d["id"])
+            kw["id"] = _opt_str(d["id"])
         if "source_id" in kw:
-            kw["source_id"] = str(kw["source_id"])
+            kw["source_id"] = _opt_str(kw["source_id"])
         return cls.create(d["prompt"], d["responses"], **kw)
 
 
@@ -351,8 +410,13 @@ class BinaryExample:
         if self.prompt is not None:
             self.prompt = as_messages(self.prompt)
         _check_text("response", self.response)
-        if isinstance(self.label, bool) or self.label not in (0, 1):
+        if isinstance(self.label, bool) or not isinstance(self.label, int) or self.label not in (0, 1):
             raise SchemaError(f"field 'label' must be 0 or 1, got {_short(self.label)}", reason="bad_label")
+        for name in ("id", "source", "source_id", "license"):
+            _check_str(name, getattr(self, name))
+        if self.pair_id is not None:
+            _check_str("pair_id", self.pair_id)
+        _check_meta(self.meta)
         if not self.id:
             self.id = content_hash([m.to_dict() for m in self.prompt or []], self.response, self.label)[:16]
 
@@ -379,9 +443,22 @@ class BinaryExample:
         label = d["label"]
         if isinstance(label, str) and label.strip() in ("0", "1"):
             label = int(label)
-        return cls(prompt=d.get("prompt"), response=resp, label=label, id=str(d.get("id") or ""),
-                   source=d.get("source", "unknown"), source_id=str(d.get("source_id", "")),
-                   license=d.get("license", UNKNOWN_LICENSE), pair_id=d.get("pair_id"), meta=d.get("meta") or {})
+        elif isinstance(label, float) and label in (0.0, 1.0):  # 1.0 from pandas / Parquet exports
+            label = int(label)
+        pair_id = d.get("pair_id")
+        return cls(prompt=d.get("prompt"), response=resp, label=label, id=_opt_str(d.get("id")),
+                   source=d.get("source") or "unknown", source_id=_opt_str(d.get("source_id")),
+                   license=d.get("license") or UNKNOWN_LICENSE, pair_id=None if pair_id is None else _opt_str(pair_id),
+                   meta=_meta_from(d))
+
+
+def _opt_str(v: Any) -> str:
+    """An id-like field: strings as they are, numbers as text, absent as empty."""
+    if v is None:
+        return ""
+    if isinstance(v, (str, int)) and not isinstance(v, bool):
+        return str(v)
+    raise SchemaError(f"an id field must be a string or an integer, got {_short(v)}", reason="bad_id")
 
 
 Record = PreferencePair | RankList

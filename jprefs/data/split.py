@@ -20,26 +20,37 @@ from jprefs.errors import JprefsError
 T = TypeVar("T")
 
 
-def split_by_prompt(records: Sequence[T], test_size: float = 0.1, seed: int = 0) -> tuple[list[T], list[T]]:
-    """Split records (anything with a ``.prompt`` message list) so that prompts never leak."""
+def choose_test_groups(sizes: dict[str, int], test_size: float = 0.1, seed: int = 0) -> set[str]:
+    """The prompt keys of the test split, from ``prompt key -> rows`` alone (so a file can be split
+    in two streaming passes). Keys are sorted, shuffled with ``random.Random(seed)`` and taken whole
+    until the test split holds ``test_size`` of the rows (a fraction < 1, or a row count >= 1)."""
     if test_size <= 0:
         raise JprefsError(f"--test-size must be > 0, got {test_size}")
-    n = len(records)
+    n = sum(sizes.values())
     target = int(test_size) if test_size >= 1 else math.ceil(test_size * n)
     if n and target >= n:
         raise JprefsError(f"--test-size {test_size} would put all {n} rows in the test split; use a smaller value")
-    groups: dict[str, list[int]] = {}
-    for i, r in enumerate(records):
-        groups.setdefault(prompt_key(r.prompt), []).append(i)  # type: ignore[attr-defined]
-    keys = sorted(groups)  # sorted first so the shuffle depends only on the seed and the content
+    keys = sorted(sizes)  # sorted first so the shuffle depends only on the seed and the content
     random.Random(seed).shuffle(keys)
-    test_idx: set[int] = set()
+    test: set[str] = set()
+    got = 0
     for k in keys:
-        if len(test_idx) >= target:
+        if got >= target:
             break
-        test_idx.update(groups[k])
-    train = [r for i, r in enumerate(records) if i not in test_idx]
-    test = [r for i, r in enumerate(records) if i in test_idx]
-    if n and not train:
-        raise JprefsError(f"all {n} rows share {len(groups)} prompt(s); a split by prompt needs more distinct prompts")
+        test.add(k)
+        got += sizes[k]
+    if n and got >= n:
+        raise JprefsError(f"all {n} rows share {len(sizes)} prompt(s); a split by prompt needs more distinct prompts")
+    return test
+
+
+def split_by_prompt(records: Sequence[T], test_size: float = 0.1, seed: int = 0) -> tuple[list[T], list[T]]:
+    """Split records (anything with a ``.prompt`` message list) so that prompts never leak."""
+    keys = [prompt_key(r.prompt) for r in records]  # type: ignore[attr-defined]
+    sizes: dict[str, int] = {}
+    for k in keys:
+        sizes[k] = sizes.get(k, 0) + 1
+    test_keys = choose_test_groups(sizes, test_size, seed)
+    train = [r for r, k in zip(records, keys) if k not in test_keys]
+    test = [r for r, k in zip(records, keys) if k in test_keys]
     return train, test

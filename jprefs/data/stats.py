@@ -10,60 +10,109 @@ characters, which tells at a glance whether a "Japanese" set is really Japanese.
 
 from __future__ import annotations
 
-import statistics
-from typing import Any, Sequence
+import math
+from collections import Counter
+from typing import Any, Iterable
 
-from jprefs.data.provenance import license_counts
-from jprefs.data.schema import RankList, Record, expand_pairs, prompt_key
+from jprefs.data.provenance import license_counts  # noqa: F401 - re-exported for callers
+from jprefs.data.schema import RankList, Record, prompt_key
 from jprefs.text import SCRIPTS, count_morphemes, script_counts
 
+FIELDS = ("prompt", "chosen", "rejected")
 
-def _dist(values: Sequence[int]) -> dict[str, float]:
-    if not values:
+
+def _dist(values: Counter) -> dict[str, float]:
+    """Distribution of integer lengths held as ``length -> count`` (bounded memory: one entry per
+    distinct length, not per row). Quantiles are the sorted list's ``v[round(p * (n - 1))]``."""
+    n = sum(values.values())
+    if not n:
         return {"n": 0}
-    v = sorted(values)
+    items = sorted(values.items())
 
     def q(p: float) -> float:
-        return float(v[min(len(v) - 1, int(p * (len(v) - 1) + 0.5))])
+        k = min(n - 1, int(p * (n - 1) + 0.5))
+        seen = 0
+        for v, c in items:
+            seen += c
+            if seen > k:
+                return float(v)
+        return float(items[-1][0])
 
-    return {"n": len(v), "min": float(v[0]), "p10": q(0.1), "median": q(0.5), "mean": round(statistics.fmean(v), 2),
-            "p90": q(0.9), "max": float(v[-1])}
-
-
-def _mix(texts: Sequence[str]) -> dict[str, float]:
-    total = dict.fromkeys(SCRIPTS, 0)
-    for t in texts:
-        for k, c in script_counts(t).items():
-            total[k] += c
-    n = sum(total.values())
-    return {k: round(c / n, 4) if n else 0.0 for k, c in total.items()}
+    mean = math.fsum(v * c for v, c in items) / n
+    return {"n": n, "min": float(items[0][0]), "p10": q(0.1), "median": q(0.5), "mean": round(mean, 2),
+            "p90": q(0.9), "max": float(items[-1][0])}
 
 
-def compute_stats(records: Sequence[Record], *, morphemes: bool = True) -> dict[str, Any]:
-    """Counts, length distributions (chars, morphemes), script mix, sources and licences."""
-    pairs = list(expand_pairs(records))
-    n_rank = sum(1 for r in records if isinstance(r, RankList))
-    prompts = ["\n".join(m.content for m in p.prompt) for p in pairs]
-    fields = {"prompt": prompts, "chosen": [p.chosen for p in pairs], "rejected": [p.rejected for p in pairs]}
-    out: dict[str, Any] = {
-        "records": len(records), "pairs": len(pairs), "rank_lists": n_rank,
-        "unique_prompts": len({prompt_key(p.prompt) for p in pairs}),
-        "prompt_turns": _dist([len(p.prompt) for p in pairs]),
-        "multi_turn_share": round(sum(len(p.prompt) > 1 for p in pairs) / len(pairs), 4) if pairs else 0.0,
-        # Share of pairs whose chosen response is longer: the "longer wins" baseline any
-        # reward model must beat on this data.
-        "chosen_longer_share": round(sum(len(p.chosen) > len(p.rejected) for p in pairs) / len(pairs), 4) if pairs else 0.0,
-        "chars": {k: _dist([len(t) for t in v]) for k, v in fields.items()},
-    }
-    if morphemes:
-        out["morphemes"] = {k: _dist(count_morphemes(v)) for k, v in fields.items()}
-    out["script_mix"] = {k: _mix(v) for k, v in fields.items()}
-    src: dict[str, int] = {}
+class StatsAccumulator:
+    """One pass over records; holds counters, never the records (``jprefs data stats`` streams)."""
+
+    def __init__(self, morphemes: bool = True):
+        self.morphemes = morphemes
+        self.records = self.pairs = self.rank_lists = self.multi_turn = self.chosen_longer = 0
+        self.prompts: set[str] = set()
+        self.turns: Counter = Counter()
+        self.chars = {k: Counter() for k in FIELDS}
+        self.morph = {k: Counter() for k in FIELDS}
+        self.mix = {k: dict.fromkeys(SCRIPTS, 0) for k in FIELDS}
+        self.sources: Counter = Counter()
+        self.licenses: Counter = Counter()
+
+    def add(self, rec: Record) -> None:
+        self.records += 1
+        self.sources[rec.source] += 1
+        self.licenses[rec.license or "unknown"] += 1
+        if isinstance(rec, RankList):
+            self.rank_lists += 1
+            pairs = [(rec.responses[i], rec.responses[j]) for i in range(len(rec.responses))
+                     for j in range(i + 1, len(rec.responses))]
+        else:
+            pairs = [(rec.chosen, rec.rejected)]
+        prompt = "\n".join(m.content for m in rec.prompt)
+        key = prompt_key(rec.prompt)
+        for chosen, rejected in pairs:
+            self.pairs += 1
+            self.prompts.add(key)
+            self.turns[len(rec.prompt)] += 1
+            self.multi_turn += len(rec.prompt) > 1
+            self.chosen_longer += len(chosen) > len(rejected)
+            texts = (prompt, chosen, rejected)
+            for k, t in zip(FIELDS, texts):
+                self.chars[k][len(t)] += 1
+                for sc, c in script_counts(t).items():
+                    self.mix[k][sc] += c
+            if self.morphemes:
+                for k, m in zip(FIELDS, count_morphemes(texts)):
+                    self.morph[k][m] += 1
+
+    def result(self) -> dict[str, Any]:
+        n = self.pairs
+        out: dict[str, Any] = {
+            "records": self.records, "pairs": n, "rank_lists": self.rank_lists,
+            "unique_prompts": len(self.prompts), "prompt_turns": _dist(self.turns),
+            "multi_turn_share": round(self.multi_turn / n, 4) if n else 0.0,
+            # Share of pairs whose chosen response is longer: the "longer wins" baseline any
+            # reward model must beat on this data.
+            "chosen_longer_share": round(self.chosen_longer / n, 4) if n else 0.0,
+            "chars": {k: _dist(v) for k, v in self.chars.items()},
+        }
+        if self.morphemes:
+            out["morphemes"] = {k: _dist(v) for k, v in self.morph.items()}
+        out["script_mix"] = {}
+        for k, total in self.mix.items():
+            t = sum(total.values())
+            out["script_mix"][k] = {sc: round(c / t, 4) if t else 0.0 for sc, c in total.items()}
+        out["sources"] = dict(self.sources)
+        out["licenses"] = dict(self.licenses)
+        return out
+
+
+def compute_stats(records: Iterable[Record], *, morphemes: bool = True) -> dict[str, Any]:
+    """Counts, length distributions (chars, morphemes), script mix, sources and licences, in one
+    pass over ``records`` (any iterable: a list, or :func:`jprefs.data.io.stream_records`)."""
+    acc = StatsAccumulator(morphemes)
     for r in records:
-        src[r.source] = src.get(r.source, 0) + 1
-    out["sources"] = src
-    out["licenses"] = license_counts(records)
-    return out
+        acc.add(r)
+    return acc.result()
 
 
 def format_stats(s: dict[str, Any]) -> str:

@@ -160,7 +160,7 @@ def load_text_rows(spec: str, *, text_field: str = "text", prompt_field: str = "
                 v = d.get(reward_field)
                 try:
                     reward = float(v)
-                    if math.isnan(reward):
+                    if not math.isfinite(reward):
                         raise ValueError
                 except (TypeError, ValueError):
                     reject(path, row.locator, "bad_reward", f"field {reward_field!r} is not a number: {v!r}", d)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from jprefs.config import save_config
-from jprefs.data.io import RejectsWriter, atomic_write_json, iter_records, write_jsonl
+from jprefs.data.io import RejectsWriter, atomic_write_json, iter_records, reject_entry, write_jsonl
 from jprefs.data.schema import Message, PreferencePair, SchemaError, UNKNOWN_LICENSE, expand_pairs
 from jprefs.errors import ConfigError, DataError, JprefsError
 from jprefs.translate.cache import Cache, unit_key
@@ -68,8 +68,7 @@ def load_input(cfg: TranslateConfig) -> Loaded:
                 break
             rows += 1
             if rec is None:
-                rejects.append({"line": row.locator, "reason": row.reason or "invalid_record",
-                                "error": row.error, "raw": row.data})
+                rejects.append(reject_entry(row, row.reason or "invalid_record"))
             else:
                 records.append(rec)
     else:
@@ -314,7 +313,7 @@ def assemble(loaded: Loaded, plan: Plan, keys: list[str], cache: Cache, cfg: Tra
     for r in loaded.rejects:
         loc = r.get("line", r.get("index"))
         rejects.add(loc if loc is not None else -1, r.get("reason", "invalid_record"), r.get("error", ""),
-                    r.get("raw"))
+                    r.get("raw"), unit="index" if "index" in r else "line")
         rejects.rows[-1]["stage"] = "input"
     flag_counts: Counter = Counter()
     rows: list[tuple[PreferencePair, dict[str, str], dict[str, list[str]], dict]] = []
