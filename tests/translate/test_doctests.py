@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["jprefs.translate.segment", "jprefs.translate.prompts", "jprefs.translate.quality",
-           "jprefs.translate.config", "jprefs.translate.engines", "jprefs.translate.pipeline",
+           "jprefs.translate.config", "jprefs.translate.engines", "jprefs.translate.engines.openai", "jprefs.translate.pipeline",
            "jprefs.translate.cache"]
 
 

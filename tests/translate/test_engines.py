@@ -53,6 +53,45 @@ def test_openai_retries_429_with_retry_after_and_500(server, template):
     assert took >= 0.4  # Retry-After: 0.2 honoured twice
 
 
+def test_retry_after_is_a_floor_on_the_backoff_schedule(monkeypatch):
+    """Retry-After can lengthen a wait but never shorten it below our own schedule: a
+    proxy's `Retry-After: 0` must not turn backoff off. Dates, junk and negatives count as 0."""
+    from email.utils import formatdate
+
+    from jprefs.translate.engines import openai as oa
+
+    eng = get_engine("openai", model="m", base_url="http://127.0.0.1:9/v1", backoff=0.5, max_backoff=4.0)
+    monkeypatch.setattr(oa.random, "uniform", lambda a, b: b)  # the top of each jitter window
+    schedule = [eng._delay(k, None) for k in range(5)]
+    assert schedule == [0.5, 1.0, 2.0, 4.0, 4.0]
+    past = formatdate(time.time() - 60, usegmt=True)
+    for header in ("0", "0.0", "-5", "soon", "nan", "", past, "Mon, 99 Foo 20x"):
+        assert [eng._delay(k, header) for k in range(5)] == schedule, header
+    assert [eng._delay(k, "3") for k in range(5)] == [3.0, 3.0, 3.0, 4.0, 4.0]   # max(header, schedule)
+    assert eng._delay(0, "100") == eng._delay(0, "inf") == 4.0                   # capped at max_backoff
+    assert eng._delay(0, formatdate(time.time() + 3600, usegmt=True)) == 4.0     # an HTTP date: capped too
+    assert oa._retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412487.5) == 2.5
+    assert oa._retry_after_seconds("Wed, 21 Oct 2015 07:28:10 -0000", now=1445412487.5) == 2.5  # naive date
+
+
+def test_a_burst_of_429_with_retry_after_0_backs_off_like_500s(server, template, monkeypatch):
+    from jprefs.translate.engines import openai as oa
+
+    monkeypatch.setattr(oa.random, "uniform", lambda a, b: b)
+    slept: list[float] = []
+    monkeypatch.setattr(oa.time, "sleep", slept.append)  # record the delays instead of waiting them
+    delays = {}
+    for status, retry_after in ((500, None), (429, 0)):
+        eng = get_engine("openai", model="m", base_url=server.base_url, concurrency=1, max_retries=10,
+                         backoff=0.01, max_backoff=1.0)
+        server.fail_next(status, 10, retry_after=retry_after)
+        slept.clear()
+        [g] = eng.generate([conv(template, "a burst")], Sampling())
+        assert decode(g.text) == "a burst" and eng.retries == 10   # passes with the same retry budget
+        delays[status] = list(slept)
+    assert delays[429] == delays[500] == [min(1.0, 0.01 * 2 ** k) for k in range(10)]
+
+
 def test_openai_timeout_is_retried(server, template):
     eng = get_engine("openai", model="m", base_url=server.base_url, timeout=0.3, backoff=0.01)
     server.slow_next(1.0, 1)

@@ -2,8 +2,9 @@
 
 Requests go out on a bounded thread pool (``concurrency``); each has its own
 timeout. 429, 5xx, timeouts and connection errors are retried with exponential
-backoff and full jitter, honouring ``Retry-After``; other 4xx errors fail at once
-with the server's message. The API key is read from an environment variable
+backoff and full jitter; a ``Retry-After`` header can lengthen a wait but never
+shorten it below that schedule. Other 4xx errors fail at once with the server's
+message. The API key is read from an environment variable
 (``api_key_env``) and never printed, logged or saved.
 
 Example::
@@ -14,11 +15,14 @@ Example::
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from jprefs.errors import ConfigError
@@ -72,13 +76,17 @@ class OpenAIEngine:
             return list(pool.map(lambda c: self._one({**body, "messages": c}), conversations))
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after:
-            try:
-                return min(self.max_backoff, max(0.0, float(retry_after)))
-            except ValueError:
-                pass  # an HTTP date: fall back to our own backoff
-        # full jitter: uniform in [0, backoff * 2^attempt], capped
-        return random.uniform(0, min(self.max_backoff, self.backoff * (2 ** attempt)))
+        """Seconds to wait before retry ``attempt`` (0-based).
+
+        Our own schedule is exponential backoff with full jitter: uniform in
+        ``[0, backoff * 2^attempt]``, capped at ``max_backoff``. A server's ``Retry-After``
+        can only lengthen the wait, never shorten it: ``Retry-After: 0`` from a proxy that
+        always sends it would otherwise turn backoff off, and a burst of 429s would use up
+        every retry in no time while the same burst of 500s passes. So the delay is
+        ``min(max_backoff, max(retry_after, schedule))``.
+        """
+        schedule = random.uniform(0, min(self.max_backoff, self.backoff * (2 ** attempt)))
+        return min(self.max_backoff, max(_retry_after_seconds(retry_after), schedule))
 
     def _one(self, body: dict) -> Generation:
         url = f"{self.base_url}/chat/completions"
@@ -107,6 +115,30 @@ class OpenAIEngine:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _retry_after_seconds(value: str | None, now: float | None = None) -> float:
+    """``Retry-After`` in seconds from now: delta-seconds or an HTTP date; 0 when absent,
+    negative, in the past or unreadable (the backoff schedule then decides alone).
+
+    >>> _retry_after_seconds("2.5"), _retry_after_seconds("-3"), _retry_after_seconds("soon")
+    (2.5, 0.0, 0.0)
+    >>> _retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0)
+    10.0
+    """
+    if not value:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value.strip())
+        except (TypeError, ValueError, IndexError):
+            return 0.0
+        if when.tzinfo is None:  # an HTTP date is always GMT; "-0000" parses as naive
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return 0.0 if math.isnan(seconds) or seconds <= 0 else seconds  # inf: capped at max_backoff by _delay
 
 
 def _parse(r, url: str) -> Generation:
