@@ -16,6 +16,10 @@ Fault injection:
   ``REFUSE_ME`` -> a Japanese refusal; ``ECHO_ME`` -> the English text unchanged;
   ``PREAMBLE_ME`` -> the translation wrapped as 翻訳：「...」 (clean-up must remove it).
 - ``break_packs = True``: packed answers come back without their <seg> tags.
+- ``translator.empty_on = "text"``: units containing that text come back empty
+  (``"content": translator.empty_content``: None -> JSON null, or "" or blanks); in a packed
+  answer, their item is empty. ``empty_next(n, content=None, after=0)``: the n requests after
+  the next ``after`` ones answer 200 with that empty content.
 """
 
 from __future__ import annotations
@@ -48,13 +52,15 @@ class FakeTranslator:
         self.user_pre, self.user_post = template.user.split("{text}")
         self.batch_pre, self.batch_post = (template.user_batch.split("{items}") if template.user_batch else ("", ""))
         self.break_packs = False
+        self.empty_on: str | None = None
+        self.empty_content: str | None = None
 
     def __call__(self, messages: list[dict]) -> tuple[str, str]:
         user = messages[-1]["content"]
         if self.batch_pre and user.startswith(self.batch_pre) and SEG.search(user):
             body = user[len(self.batch_pre): len(user) - len(self.batch_post) if self.batch_post else None]
             items = SEG.findall(body)
-            outs = [self.one(t) for _, t in items]
+            outs = [(o or "", r) for o, r in (self.one(t) for _, t in items)]
             if self.break_packs:
                 return "\n".join(o for o, _ in outs), "stop"
             reason = "length" if any(r == "length" for _, r in outs) else "stop"
@@ -62,7 +68,9 @@ class FakeTranslator:
         assert user.startswith(self.user_pre), user[:80]
         return self.one(user[len(self.user_pre): len(user) - len(self.user_post) if self.user_post else None])
 
-    def one(self, text: str) -> tuple[str, str]:
+    def one(self, text: str) -> tuple[str | None, str]:
+        if self.empty_on and self.empty_on in text:
+            return self.empty_content, "stop"
         if "TRUNCATE_ME" in text:
             return encode(text[: len(text) // 2]), "length"
         if "REFUSE_ME" in text:
@@ -82,7 +90,7 @@ class FakeServer:
         self.delay = 0.0           # seconds every successful answer waits (throttled server)
         self.requests = 0          # chat-completion requests answered (any status)
         self.completions = 0       # answered with 200
-        self.source_texts: list[str] = []
+        self.sent: list[str] = []  # the last user message of every chat-completion request
         self._faults: list[tuple[str, object]] = []
         self._lock = threading.Lock()
         server = self
@@ -99,6 +107,7 @@ class FakeServer:
                 body = json.loads(self.rfile.read(n))
                 with server._lock:
                     server.requests += 1
+                    server.sent.append(body["messages"][-1]["content"])
                     fault = server._faults.pop(0) if server._faults else None
                 if fault and fault[0] == "slow":
                     time.sleep(fault[1])
@@ -117,12 +126,15 @@ class FakeServer:
                     return
                 if server.delay:
                     time.sleep(server.delay)
-                text, reason = server.translator(body["messages"])
+                if fault and fault[0] == "empty":
+                    text, reason = fault[1], "stop"
+                else:
+                    text, reason = server.translator(body["messages"])
                 prompt_chars = sum(len(m["content"]) for m in body["messages"])
                 out = {"id": "x", "object": "chat.completion", "model": body["model"],
                        "choices": [{"index": 0, "finish_reason": reason,
                                     "message": {"role": "assistant", "content": text}}],
-                       "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(text) // 2 + 1}}
+                       "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(text or "") // 2 + 1}}
                 payload = json.dumps(out, ensure_ascii=False).encode()
                 try:
                     self.send_response(200)
@@ -147,6 +159,11 @@ class FakeServer:
         """The n requests after the next ``after`` ones answer ``status``."""
         with self._lock:
             self._faults.extend([("ok", None)] * after + [("fail", (status, retry_after))] * n)
+
+    def empty_next(self, n: int = 1, content: str | None = None, after: int = 0) -> None:
+        """The n requests after the next ``after`` ones answer 200 with ``content`` (None: null)."""
+        with self._lock:
+            self._faults.extend([("ok", None)] * after + [("empty", content)] * n)
 
     def slow_next(self, seconds: float, n: int = 1) -> None:
         with self._lock:

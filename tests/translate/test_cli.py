@@ -68,3 +68,17 @@ def test_cli_module_is_light():
             "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'vllm', 'httpx') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+def test_units_without_translation_exit_2_after_writing_the_rest(server, pairs_file, tmp_path, capsys):
+    server.translator.empty_on = "topic number 1"
+    args = ["translate", str(pairs_file), "--engine", "openai", "--model", "m", "--base-url", server.base_url,
+            "-o", str(tmp_path / "out"), "max_retries=1", "backoff=0.001"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "kept 8 + rejected 0 + not translated 4" in err and "units without translation 1 (not cached)" in err
+    assert ("error: 1 units got no translation (empty completions from the server)" in err
+            and "rerun the same command to retry them; finished work is kept" in err)
+    server.translator.empty_on = None
+    assert main(args) == 0
+    assert "kept 12 + rejected 0\n" in capsys.readouterr().err

@@ -92,6 +92,24 @@ def test_a_burst_of_429_with_retry_after_0_backs_off_like_500s(server, template,
     assert delays[429] == delays[500] == [min(1.0, 0.01 * 2 ** k) for k in range(10)]
 
 
+@pytest.mark.parametrize("content", [None, "", " \n\t"])
+def test_openai_empty_completion_is_a_failed_attempt_and_retried(server, template, content):
+    eng = get_engine("openai", model="m", base_url=server.base_url, backoff=0.001)
+    server.empty_next(3, content=content)
+    [g] = eng.generate([conv(template, "hello again")], Sampling())
+    assert decode(g.text) == "hello again"
+    assert server.requests == 4 and eng.retries == 3 and eng.empty_completions == 0
+
+
+def test_openai_still_empty_after_every_retry_comes_back_empty_not_as_an_error(server, template):
+    # the server is up: the job must go on and report this one unit, not stop
+    eng = get_engine("openai", model="m", base_url=server.base_url, max_retries=2, backoff=0.001, concurrency=1)
+    server.empty_next(3)
+    gens = eng.generate([conv(template, "first"), conv(template, "second")], Sampling())
+    assert [decode(g.text) for g in gens] == ["", "second"]   # in input order, the empty one included
+    assert server.requests == 4 and eng.retries == 2 and eng.empty_completions == 1
+
+
 def test_openai_timeout_is_retried(server, template):
     eng = get_engine("openai", model="m", base_url=server.base_url, timeout=0.3, backoff=0.01)
     server.slow_next(1.0, 1)

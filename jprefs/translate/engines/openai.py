@@ -4,7 +4,9 @@ Requests go out on a bounded thread pool (``concurrency``); each has its own
 timeout. 429, 5xx, timeouts and connection errors are retried with exponential
 backoff and full jitter; a ``Retry-After`` header can lengthen a wait but never
 shorten it below that schedule. Other 4xx errors fail at once with the server's
-message. The API key is read from an environment variable
+message. An empty completion (``"content": null``, ``""`` or only blanks) is a failed
+attempt too: retried the same way, and if it stays empty the result has ``text == ""``,
+which the pipeline reports as a unit without translation (never cached). The API key is read from an environment variable
 (``api_key_env``) and never printed, logged or saved.
 
 Example::
@@ -60,6 +62,7 @@ class OpenAIEngine:
                                     limits=httpx.Limits(max_connections=self.concurrency))
         self._lock = threading.Lock()
         self.retries = 0  # total retried requests, for the summary
+        self.empty_completions = 0  # requests still without text after every retry
 
     def generate(self, conversations: list[list[dict[str, str]]], sampling: Sampling) -> list[Generation]:
         """Send every conversation (at most ``concurrency`` at once); results in input order."""
@@ -93,23 +96,36 @@ class OpenAIEngine:
         last = ""
         for attempt in range(self.max_retries + 1):
             retry_after = None
+            empty: Generation | None = None  # this attempt's answer when it came back without text
             try:
                 r = self._client.post(url, json=body)
             except (self._httpx.TimeoutException, self._httpx.TransportError) as e:
                 last = f"{type(e).__name__}: {e}"
             else:
                 if r.status_code == 200:
-                    return _parse(r, url)
-                if r.status_code not in RETRY_STATUS:
+                    g = _parse(r, url)
+                    if g.text.strip():
+                        return g
+                    # "content": null, "" or blanks is no translation (an overloaded or broken backend,
+                    # a filter): a failed attempt, retried like a 5xx rather than returned as a result
+                    empty, last = g, f"empty completion (finish_reason {g.finish_reason})"
+                elif r.status_code not in RETRY_STATUS:
                     hint = (f"check the API key in ${self.api_key_env}" if r.status_code in (401, 403)
                             else "check --model and --base-url")
                     raise EngineError(f"{url} answered HTTP {r.status_code}: {r.text[:300]}\n  fix: {hint}")
-                last = f"HTTP {r.status_code}: {r.text[:200]}"
-                retry_after = r.headers.get("retry-after")
+                else:
+                    last = f"HTTP {r.status_code}: {r.text[:200]}"
+                    retry_after = r.headers.get("retry-after")
             if attempt < self.max_retries:
                 with self._lock:
                     self.retries += 1
                 time.sleep(self._delay(attempt, retry_after))
+        if empty is not None:
+            # the server is up but gives this request no text: return the empty answer so that the
+            # pipeline reports the unit as failed (and caches nothing) while the rest of the job goes on
+            with self._lock:
+                self.empty_completions += 1
+            return empty
         raise EngineError(f"{url}: request failed after {self.max_retries + 1} attempts (last: {last})\n"
                           f"  fix: check the server, then rerun the same command; finished work is kept")
 
@@ -145,7 +161,11 @@ def _parse(r, url: str) -> Generation:
     try:
         data = r.json()
         choice = data["choices"][0]
-        text = choice["message"].get("content") or ""
+        text = choice["message"].get("content")
+        if text is None:  # "content": null
+            text = ""
+        if not isinstance(text, str):
+            raise TypeError(f"message.content is a {type(text).__name__}, not a string")
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
         raise EngineError(f"{url}: not a chat-completions response ({e}): {r.text[:300]}") from e
     usage = data.get("usage") or {}
