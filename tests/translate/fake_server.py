@@ -153,7 +153,9 @@ class FakeServer:
         self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # a short poll interval: shutdown() waits up to one interval, 0.5 s by default, in every test
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
 
     def fail_next(self, status: int, n: int = 1, retry_after=None, after: int = 0) -> None:
         """The n requests after the next ``after`` ones answer ``status``."""
