@@ -5,7 +5,8 @@ card says so at the top, in bold, and ``license: unknown`` goes in the metadata:
 such a set must not be published until someone checks the source's terms.
 
 Only deterministic facts go in the card (counts, filters, model, command), never
-timings or cache statistics, so a resumed run writes the same card.
+timings or cache statistics, so a resumed run writes the same card. Credentials in
+URLs (a ``--base-url http://user:KEY@host`` in the command) are redacted.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from jprefs.data.io import atomic_write_text
 from jprefs.data.schema import UNKNOWN_LICENSE
+from jprefs.redact import redact_url
 
 HUB_IDS = {"hh-rlhf": "Anthropic/hh-rlhf", "webgpt": "openai/webgpt_comparisons",
            "gptj-pairwise": "Dahoas/synthetic-instruct-gptj-pairwise",
@@ -101,10 +103,10 @@ def render_card(cfg, template, summary: dict[str, Any], command: str = "", sourc
         f"(sources >= {cfg.min_chars} chars); no repetition loops, truncation, empty outputs or refusals"
         + (f"; similarity >= {cfg.min_similarity} with `{cfg.similarity_model}`" if cfg.similarity_model else "") + ".",
         "",
-        "## Command", "", "```", command or "jprefs translate config.yaml", "```", "",
+        "## Command", "", "```", redact_url(command) or "jprefs translate config.yaml", "```", "",
         "Machine translation: expect errors; the quality flags catch gross failures only.", "",
     ]
-    return "\n".join(lines)
+    return redact_url("\n".join(lines))  # the command is not the only place a URL can show up
 
 
 def write_card(path, cfg, template, summary: dict[str, Any], command: str = "") -> Path:

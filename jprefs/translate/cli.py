@@ -115,7 +115,10 @@ def _command(args) -> str:
         v = getattr(args, a, None)
         if v is not None:
             parts += ["--" + a.replace("_", "-"), str(v)]
-    return " ".join(shlex.quote(p) for p in parts)
+    from jprefs.redact import redact_url
+
+    # the card shows this: a --base-url http://user:KEY@host must not put the key in it
+    return " ".join(shlex.quote(redact_url(p)) for p in parts)
 
 
 def _merge(args, dirs: list[str], command: str) -> int:

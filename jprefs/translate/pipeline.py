@@ -36,6 +36,7 @@ from jprefs.config import save_config
 from jprefs.data.io import RejectsWriter, atomic_write_json, iter_records, write_jsonl
 from jprefs.data.schema import Message, PreferencePair, SchemaError, UNKNOWN_LICENSE, expand_pairs
 from jprefs.errors import ConfigError, DataError, JprefsError
+from jprefs.redact import redact
 from jprefs.translate.cache import Cache, unit_key
 from jprefs.translate.config import TranslateConfig
 from jprefs.translate.engines import EngineError, Sampling, get_engine
@@ -474,7 +475,7 @@ def run_translate(cfg: TranslateConfig, engine_factory=None, command: str = "") 
     failed = {keys[u] for u in st.failed}
     if cfg.shard and cfg.shard_index()[1] > 1:
         summary["shard"] = cfg.shard
-        atomic_write_json(out / f"summary.shard{cfg.shard_index()[0]}.json", summary)
+        atomic_write_json(out / f"summary.shard{cfg.shard_index()[0]}.json", redact(summary))
         _raise_if_failed(summary, cfg)
         return summary
     kept, rejects, flag_counts = assemble(loaded, plan, keys, cache, cfg, template, failed)
@@ -495,7 +496,7 @@ def run_translate(cfg: TranslateConfig, engine_factory=None, command: str = "") 
     write_card(out / "README.md", cfg, template, summary, command)
     # counts add up
     assert summary["pairs_out"] + summary["quality_rejects"] + untranslated == summary["pairs_in"], summary
-    atomic_write_json(out / "summary.json", summary)
+    atomic_write_json(out / "summary.json", redact(summary))  # (sources and the like may be URLs)
     _raise_if_failed(summary, cfg)
     return summary
 

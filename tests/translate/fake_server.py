@@ -15,6 +15,7 @@ Fault injection:
 - text containing ``TRUNCATE_ME`` -> finish_reason ``length`` and half a translation;
   ``REFUSE_ME`` -> a Japanese refusal; ``ECHO_ME`` -> the English text unchanged;
   ``PREAMBLE_ME`` -> the translation wrapped as 翻訳：「...」 (clean-up must remove it).
+- ``echo_auth = True``: error bodies quote the request's Authorization header.
 - ``break_packs = True``: packed answers come back without their <seg> tags.
 - ``translator.empty_on = "text"``: units containing that text come back empty
   (``"content": translator.empty_content``: None -> JSON null, or "" or blanks); in a packed
@@ -91,6 +92,9 @@ class FakeServer:
         self.requests = 0          # chat-completion requests answered (any status)
         self.completions = 0       # answered with 200
         self.sent: list[str] = []  # the last user message of every chat-completion request
+        self.paths: list[str] = []  # request paths, query included
+        self.auth: list[str | None] = []  # Authorization header of every request
+        self.echo_auth = False     # error bodies quote the Authorization header (as some APIs quote the key)
         self._faults: list[tuple[str, object]] = []
         self._lock = threading.Lock()
         server = self
@@ -108,6 +112,8 @@ class FakeServer:
                 with server._lock:
                     server.requests += 1
                     server.sent.append(body["messages"][-1]["content"])
+                    server.paths.append(self.path)
+                    server.auth.append(self.headers.get("Authorization"))
                     fault = server._faults.pop(0) if server._faults else None
                 if fault and fault[0] == "slow":
                     time.sleep(fault[1])
@@ -116,12 +122,14 @@ class FakeServer:
                     self.send_response(status)
                     if retry_after is not None:
                         self.send_header("Retry-After", str(retry_after))
-                    payload = json.dumps({"error": {"message": f"injected {status}"}}).encode()
+                    msg = f"injected {status}" + (f"; you sent {self.headers.get('Authorization')}"
+                                                   if server.echo_auth else "")
+                    payload = json.dumps({"error": {"message": msg}}).encode()
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
                     return
-                if self.path != "/v1/chat/completions":
+                if self.path.split("?")[0] != "/v1/chat/completions":
                     self.send_error(404)
                     return
                 if server.delay:

@@ -7,7 +7,7 @@ import pytest
 
 MODULES = ["jprefs.translate.segment", "jprefs.translate.prompts", "jprefs.translate.quality",
            "jprefs.translate.config", "jprefs.translate.engines", "jprefs.translate.engines.openai", "jprefs.translate.pipeline",
-           "jprefs.translate.cache"]
+           "jprefs.translate.cache", "jprefs.redact", "jprefs.config"]
 
 
 @pytest.mark.parametrize("name", MODULES)

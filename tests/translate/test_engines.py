@@ -141,6 +141,47 @@ def test_openai_4xx_fails_fast_and_never_shows_the_key(server, template, monkeyp
     assert "MY_SECRET_KEY_VAR" in str(e.value) and "sk-very-secret" not in str(e.value)
 
 
+def test_openai_credentials_in_the_url_are_sent_as_basic_auth_and_never_shown(server, template):
+    import base64
+
+    url = server.base_url.replace("http://", "http://user:s3cret-PASS@") + "?api-version=1&api_key=Q-s3cret"
+    eng = get_engine("openai", model="m", base_url=url, max_retries=0)
+    assert "s3cret" not in eng.base_url and eng.base_url.startswith("http://user:***@127.0.0.1:")
+    [g] = eng.generate([conv(template, "hi there")], Sampling())
+    assert decode(g.text) == "hi there"
+    assert server.auth[-1] == "Basic " + base64.b64encode(b"user:s3cret-PASS").decode()
+    assert server.paths[-1] == "/v1/chat/completions?api-version=1&api_key=Q-s3cret"   # endpoint before the query
+    for fault in (400, 503):
+        server.fail_next(fault, 1)
+        with pytest.raises(EngineError) as e:
+            eng.generate([conv(template, "x")], Sampling())
+        assert "s3cret" not in str(e.value) and "user:***@127.0.0.1" in str(e.value), str(e.value)
+    down = get_engine("openai", model="m", base_url="http://key-s3cret@127.0.0.1:9/v1", max_retries=0)
+    with pytest.raises(EngineError, match=r"http://\*\*\*@127.0.0.1:9/v1/chat/completions") as e:
+        down.generate([conv(template, "x")], Sampling())
+    assert "s3cret" not in str(e.value)
+
+
+def test_openai_masks_a_key_the_server_echoes(server, template, monkeypatch):
+    monkeypatch.setenv("MY_SECRET_KEY_VAR", "sk-very-secret-123")
+    eng = get_engine("openai", model="m", base_url=server.base_url, api_key_env="MY_SECRET_KEY_VAR", max_retries=0)
+    server.echo_auth = True
+    for fault in (401, 500):
+        server.fail_next(fault, 1)
+        with pytest.raises(EngineError) as e:
+            eng.generate([conv(template, "x")], Sampling())
+        assert "you sent Bearer ***" in str(e.value) and "sk-very-secret" not in str(e.value)
+
+
+def test_openai_refuses_a_redacted_or_unusable_url():
+    with pytest.raises(ConfigError, match=r"(?s)masked when it saved the config.*api_key_env=VAR"):
+        get_engine("openai", model="m", base_url="http://user:***@127.0.0.1:8000/v1")
+    for bad in ("127.0.0.1:8000/v1", "ftp://h/v1", "http://h:99999/v1", "http://user:s3cret@h:port/v1"):
+        with pytest.raises(ConfigError, match="not a usable URL") as e:
+            get_engine("openai", model="m", base_url=bad)
+        assert "s3cret" not in str(e.value)
+
+
 def test_openai_truncation_reported(server, template):
     eng = get_engine("openai", model="m", base_url=server.base_url)
     [g] = eng.generate([conv(template, "a long text TRUNCATE_ME here")], Sampling())
