@@ -41,7 +41,7 @@ from jprefs.translate.cache import Cache, unit_key
 from jprefs.translate.config import TranslateConfig
 from jprefs.translate.engines import EngineError, Sampling, get_engine
 from jprefs.translate.prompts import Template, clean_output, load_template
-from jprefs.translate.quality import Thresholds, check_unit, unit_scores
+from jprefs.translate.quality import INCOMPLETE, Thresholds, check_unit, unit_scores
 from jprefs.translate.segment import Segment, est_tokens, reassemble, segment_text
 
 
@@ -290,7 +290,7 @@ def _run_chunk(chunk, plan, keys, template, engine, sampling, st) -> list[tuple[
         if len(p) == 1:
             one(p[0], g)
             continue
-        items = template.parse(g.text or "", len(p)) if g.finish_reason != "length" else None
+        items = template.parse(g.text or "", len(p)) if g.finish_reason not in INCOMPLETE else None
         if items is not None and any(not t.strip() for t in items):
             items = None  # an empty item is a unit without translation: ask for each unit alone
         if items is None:  # the model broke the packed format (or ran out of tokens): one unit per request

@@ -13,6 +13,7 @@ Fault injection:
 - ``slow_next(seconds, n)``: the next n requests sleep first (client timeouts);
   ``delay``: every answer waits this long (a throttled server).
 - text containing ``TRUNCATE_ME`` -> finish_reason ``length`` and half a translation;
+  ``FILTER_ME`` -> finish_reason ``content_filter`` and a third of one;
   ``REFUSE_ME`` -> a Japanese refusal; ``ECHO_ME`` -> the English text unchanged;
   ``PREAMBLE_ME`` -> the translation wrapped as 翻訳：「...」 (clean-up must remove it).
 - ``echo_auth = True``: error bodies quote the request's Authorization header.
@@ -64,7 +65,7 @@ class FakeTranslator:
             outs = [(o or "", r) for o, r in (self.one(t) for _, t in items)]
             if self.break_packs:
                 return "\n".join(o for o, _ in outs), "stop"
-            reason = "length" if any(r == "length" for _, r in outs) else "stop"
+            reason = next((r for _, r in outs if r != "stop"), "stop")
             return "\n".join(f'<seg id="{i}">\n{o}\n</seg>' for (i, _), (o, _) in zip(items, outs)), reason
         assert user.startswith(self.user_pre), user[:80]
         return self.one(user[len(self.user_pre): len(user) - len(self.user_post) if self.user_post else None])
@@ -74,6 +75,8 @@ class FakeTranslator:
             return self.empty_content, "stop"
         if "TRUNCATE_ME" in text:
             return encode(text[: len(text) // 2]), "length"
+        if "FILTER_ME" in text:  # a hosted API's content filter cut the answer off
+            return encode(text[: len(text) // 3]), "content_filter"
         if "REFUSE_ME" in text:
             return "申し訳ありませんが、この文章は翻訳できません。", "stop"
         if "ECHO_ME" in text:

@@ -367,3 +367,16 @@ def test_local_engine_empty_generation_is_not_cached_and_reported(pairs_file, tm
     with pytest.raises(UnitsFailed):
         run_translate(cfg, engine_factory=lambda: eng)
     assert eng.calls == 1   # a rerun asks again for the failed unit only
+
+
+@pytest.mark.parametrize("pack", [1, 4])
+def test_an_answer_cut_by_a_content_filter_is_rejected_as_truncated(server, tmp_path, pack):
+    p = PreferencePair.create("Explain FILTER_ME how a lock works, with every detail of the pins.",
+                              "A pin tumbler lock has spring-loaded pins of different lengths.", "No.",
+                              license="mit", source_id="f")
+    f = tmp_path / "in.jsonl"
+    write_jsonl(f, make_pairs(2) + [p])
+    s = run_translate(cfg_for(server, f, tmp_path / "out", pack_units=pack))
+    assert s["pairs_out"] == 2 and s["rejects_by_reason"] == {"truncated": 1}
+    [r] = read(tmp_path / "out" / "rejects.jsonl")
+    assert r["id"] == p.id and "prompt.0: truncated" in r["error"]
