@@ -151,11 +151,12 @@ def test_openai_credentials_in_the_url_are_sent_as_basic_auth_and_never_shown(se
     assert decode(g.text) == "hi there"
     assert server.auth[-1] == "Basic " + base64.b64encode(b"user:s3cret-PASS").decode()
     assert server.paths[-1] == "/v1/chat/completions?api-version=1&api_key=Q-s3cret"   # endpoint before the query
-    for fault in (400, 503):
+    for fault in (400, 401, 503):
         server.fail_next(fault, 1)
         with pytest.raises(EngineError) as e:
             eng.generate([conv(template, "x")], Sampling())
         assert "s3cret" not in str(e.value) and "user:***@127.0.0.1" in str(e.value), str(e.value)
+        assert ("the user:key in --base-url" in str(e.value)) == (fault == 401)
     down = get_engine("openai", model="m", base_url="http://key-s3cret@127.0.0.1:9/v1", max_retries=0)
     with pytest.raises(EngineError, match=r"http://\*\*\*@127.0.0.1:9/v1/chat/completions") as e:
         down.generate([conv(template, "x")], Sampling())

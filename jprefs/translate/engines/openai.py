@@ -6,10 +6,12 @@ backoff and full jitter; a ``Retry-After`` header can lengthen a wait but never
 shorten it below that schedule. Other 4xx errors fail at once with the server's
 message. An empty completion (``"content": null``, ``""`` or only blanks) is a failed
 attempt too: retried the same way, and if it stays empty the result has ``text == ""``,
-which the pipeline reports as a unit without translation (never cached). The API key is read from an environment variable
-(``api_key_env``) and never printed, logged or saved. Credentials in the URL
-(``http://user:KEY@host/v1``) are sent as HTTP basic auth and redacted
-(``user:***@``) in every message; the saved config keeps only the redacted URL.
+which the pipeline reports as a unit without translation (never cached).
+
+The API key is read from an environment variable (``api_key_env``) and never
+printed, logged or saved. Credentials in the URL (``http://user:KEY@host/v1``) are
+sent as HTTP basic auth and redacted (``user:***@``) in every message; the saved
+config keeps only the redacted URL.
 
 Example::
 
@@ -160,8 +162,9 @@ class OpenAIEngine:
                     # a filter): a failed attempt, retried like a 5xx rather than returned as a result
                     empty, last = g, f"empty completion (finish_reason {g.finish_reason})"
                 elif r.status_code not in RETRY_STATUS:
-                    hint = (f"check the API key in ${self.api_key_env}" if r.status_code in (401, 403)
-                            else "check --model and --base-url")
+                    hint = (f"check the API key in ${self.api_key_env}"
+                            + (" and the user:key in --base-url" if self._client.auth else "")
+                            if r.status_code in (401, 403) else "check --model and --base-url")
                     raise EngineError(f"{shown} answered HTTP {r.status_code}: {self._scrub(r.text[:300])}\n"
                                       f"  fix: {hint}")
                 else:
