@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(module.run(args) or 0)
     except JprefsError as e:
-        print(f"jprefs {name}: error: {e}", file=sys.stderr)
+        from jprefs.redact import redact_url
+
+        # messages quote arguments, URLs among them: never print a credential a URL carries
+        print(f"jprefs {name}: error: {redact_url(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"jprefs {name}: interrupted", file=sys.stderr)

@@ -210,8 +210,24 @@ def load_config(cls: type[T], recipe: str | os.PathLike | dict | None = None,
 
 
 def config_dict(cfg) -> dict[str, Any]:
-    """The resolved config as plain JSON values (so a saved one and the current one compare equal)."""
-    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+    """The resolved config as plain JSON values (so a saved one and the current one compare equal),
+    with credentials in URLs redacted (``http://user:***@host``, ``?api_key=***``).
+
+    This is the form that goes to disk (config.yaml, checkpoints), so a secret never does; and
+    because a saved config and the current one both pass through it, a run resumed with the real
+    credential again is not "a different config". The price: a saved config cannot carry a
+    credential, which must come from the command line or an environment variable each time.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class C:
+    ...     base_url: str = "http://user:key@host/v1"
+    >>> config_dict(C())
+    {'base_url': 'http://user:***@host/v1'}
+    """
+    from jprefs.redact import redact
+
+    return redact(json.loads(json.dumps(dataclasses.asdict(cfg), default=str)))
 
 
 def config_diff(saved: dict, cfg, ignore: tuple[str, ...] = ()) -> str:

@@ -8,6 +8,10 @@ resumed run or another shard finds exactly the work already done and sends
 nothing twice. A process killed at any moment leaves only whole files (its
 unfinished temp file starts with ``.`` and is ignored).
 
+Only accepted translations are kept: an empty or blank text is never written, and
+never loaded, so a unit that got no translation is sent again by the next run
+instead of being remembered as finished.
+
 >>> c = Cache("/tmp/jprefs-cache-doctest")      # doctest: +SKIP
 >>> c.add([("k1", "訳", "stop")], tag="s0")      # doctest: +SKIP
 """
@@ -28,6 +32,10 @@ def unit_key(text: str, model: str, revision: str, template_hash: str, sampling:
     return content_hash(text, model, revision, template_hash, sampling)[:32]
 
 
+def _has_text(t) -> bool:
+    return isinstance(t, str) and bool(t.strip())
+
+
 class Cache:
     """A dict ``key -> (raw text, finish_reason)`` backed by checkpoint files."""
 
@@ -36,6 +44,7 @@ class Cache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.data: dict[str, tuple[str, str]] = {}
         self.files = 0
+        self.skipped = 0  # empty entries found in old checkpoint files and ignored
         for p in sorted(self.folder.glob("chunk-*.jsonl")):  # sorted: the first file wins a (rare) tie
             self._load(p)
 
@@ -45,7 +54,16 @@ class Cache:
             for i, line in enumerate(f, start=1):
                 try:
                     d = json.loads(line)
-                    self.data.setdefault(d["k"], (d["t"], d["f"]))
+                    k, t, r = d["k"], d["t"], d["f"]
+                    if t is None or (isinstance(t, str) and not t.strip()):
+                        # caches written before empty completions counted as failed hold "" (or null)
+                        # for them as if finished; skip such entries so that those units are translated
+                        # again rather than rejected as `empty` by every rerun
+                        self.skipped += 1
+                        continue
+                    if not isinstance(t, str) or not isinstance(r, str):
+                        raise TypeError("'t' and 'f' must be strings")
+                    self.data.setdefault(k, (t, r))
                 except (ValueError, KeyError, TypeError) as e:
                     raise DataError(f"corrupt checkpoint line ({e})", path=str(p), line=i,
                                     fix="delete this file; its units will be translated again") from e
@@ -60,7 +78,13 @@ class Cache:
         return self.data.get(key)
 
     def add(self, records: list[tuple[str, str, str]], tag: str = "s0") -> Path | None:
-        """Write ``(key, text, finish_reason)`` records as one new checkpoint file."""
+        """Write ``(key, text, finish_reason)`` records as one new checkpoint file.
+
+        Records with an empty or blank text are left out: the pipeline reports such units as
+        failed before they get here; this is the last guard so that no caller can cache one
+        (a unit left out is missing, and a missing unit is retranslated or reported, never lost).
+        """
+        records = [rec for rec in records if _has_text(rec[1])]
         if not records:
             return None
         seq = sum(1 for _ in self.folder.glob(f"chunk-{tag}-*.jsonl"))

@@ -5,7 +5,8 @@ card says so at the top, in bold, and ``license: unknown`` goes in the metadata:
 such a set must not be published until someone checks the source's terms.
 
 Only deterministic facts go in the card (counts, filters, model, command), never
-timings or cache statistics, so a resumed run writes the same card.
+timings or cache statistics, so a resumed run writes the same card. Credentials in
+URLs (a ``--base-url http://user:KEY@host`` in the command) are redacted.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from jprefs.data.io import atomic_write_text
 from jprefs.data.schema import UNKNOWN_LICENSE
+from jprefs.redact import redact_url
 
 HUB_IDS = {"hh-rlhf": "Anthropic/hh-rlhf", "webgpt": "openai/webgpt_comparisons",
            "gptj-pairwise": "Dahoas/synthetic-instruct-gptj-pairwise",
@@ -60,6 +62,11 @@ def render_card(cfg, template, summary: dict[str, Any], command: str = "", sourc
         warn = (f"\n> **WARNING: the licence of {unknown} of {summary.get('pairs_in', 0)} source pairs is unknown.**\n"
                 f"> Do not publish this set until the terms of the source are checked; then rerun with\n"
                 f"> `license=SPDX-ID` (or fix the input's `license` field).\n")
+    failed = summary.get("units_failed", 0)
+    if failed:
+        warn += (f"\n> **WARNING: {failed} translation units got no translation from the engine; "
+                 f"{summary.get('rows_untranslated', 0)} rows are missing** (`rejects.jsonl`, reason "
+                 f"`no_translation`).\n> Rerun the same command to translate them before using this set.\n")
     rej = summary.get("rejects_by_reason", {})
     lines = [
         "---", yaml.safe_dump(meta, allow_unicode=True, sort_keys=False).rstrip(), "---", "",
@@ -74,7 +81,9 @@ def render_card(cfg, template, summary: dict[str, Any], command: str = "", sourc
         "## Counts", "",
         f"- input rows: {summary.get('rows_in', 0)} (rejected while reading: {summary.get('input_rejects', 0)}); "
         f"pairs: {summary.get('pairs_in', 0)}; kept: {summary.get('pairs_out', 0)}; "
-        f"rejected by the checks: {summary.get('quality_rejects', 0)}",
+        f"rejected by the checks: {summary.get('quality_rejects', 0)}"
+        + (f"; not translated (no text from the engine): {summary['rows_untranslated']}"
+           if summary.get("rows_untranslated") else ""),
         f"- rejects by reason: " + (", ".join(f"{k} {v}" for k, v in rej.items()) or "none"),
         f"- flags raised (a row can have several): " + (", ".join(f"{k} {v}" for k, v in summary.get("flags", {}).items()) or "none"),
         f"- translation units: {summary.get('unit_occurrences', 0)} occurrences, {summary.get('distinct_units', 0)} distinct; "
@@ -94,10 +103,10 @@ def render_card(cfg, template, summary: dict[str, Any], command: str = "", sourc
         f"(sources >= {cfg.min_chars} chars); no repetition loops, truncation, empty outputs or refusals"
         + (f"; similarity >= {cfg.min_similarity} with `{cfg.similarity_model}`" if cfg.similarity_model else "") + ".",
         "",
-        "## Command", "", "```", command or "jprefs translate config.yaml", "```", "",
+        "## Command", "", "```", redact_url(command) or "jprefs translate config.yaml", "```", "",
         "Machine translation: expect errors; the quality flags catch gross failures only.", "",
     ]
-    return "\n".join(lines)
+    return redact_url("\n".join(lines))  # the command is not the only place a URL can show up
 
 
 def write_card(path, cfg, template, summary: dict[str, Any], command: str = "") -> Path:

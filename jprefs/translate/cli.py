@@ -96,7 +96,11 @@ def run(args: argparse.Namespace) -> int:
         for k, v in stats.items():
             print(f"{k:>26}: {v}")
         return 0
-    summary = pipeline.run_translate(cfg, command=command)
+    try:
+        summary = pipeline.run_translate(cfg, command=command)
+    except pipeline.UnitsFailed as e:  # the output is written: show its summary, then the error (exit 2)
+        _print_summary(e.summary, cfg.output)
+        raise
     _print_summary(summary, cfg.output)
     return 0
 
@@ -111,7 +115,10 @@ def _command(args) -> str:
         v = getattr(args, a, None)
         if v is not None:
             parts += ["--" + a.replace("_", "-"), str(v)]
-    return " ".join(shlex.quote(p) for p in parts)
+    from jprefs.redact import redact_url
+
+    # the card shows this: a --base-url http://user:KEY@host must not put the key in it
+    return " ".join(shlex.quote(redact_url(p)) for p in parts)
 
 
 def _merge(args, dirs: list[str], command: str) -> int:
@@ -129,7 +136,7 @@ def _merge(args, dirs: list[str], command: str) -> int:
         raise ConfigError(f"{dirs[0]} has no config.shard*.yaml: not the output of `jprefs translate --shard i/n`")
     over = {"output": args.output, "shard": "", "cache_dir": ""}
     cfg = load_config(TranslateConfig, saved[0], over)
-    summary = pipeline.merge_shards(dirs, cfg, command=command)
+    summary = pipeline.merge_shards(dirs, cfg, command=command)  # merge sends nothing: no UnitsFailed
     _print_summary(summary, cfg.output)
     return 0
 
@@ -137,19 +144,23 @@ def _merge(args, dirs: list[str], command: str) -> int:
 def _print_summary(s: dict, out: str) -> None:
     from jprefs.data.io import eprint
 
+    failed = s.get("units_failed", 0)
     if "shard" in s:
         eprint(f"shard {s['shard']}: translated {s['units_translated_now']} units "
-               f"({s['cache_hits']} of {s['distinct_units']} were cached); merge the shards with "
+               f"({s['cache_hits']} of {s['distinct_units']} were cached"
+               + (f"; {failed} got no translation" if failed else "") + "); merge the shards with "
                f"`jprefs translate merge DIR... -o OUT`")
         return
     eprint(f"rows in {s['rows_in']} = {s['records']} records + {s['input_rejects']} rejected while reading; "
-           f"pairs {s['pairs_in']} -> kept {s['pairs_out']} + rejected {s['quality_rejects']}")
+           f"pairs {s['pairs_in']} -> kept {s['pairs_out']} + rejected {s['quality_rejects']}"
+           + (f" + not translated {s['rows_untranslated']}" if s.get("rows_untranslated") else ""))
     eprint(f"units: {s['unit_occurrences']} occurrences, {s['distinct_units']} distinct "
            f"(sent/naive chars {s['dedup_ratio']}); cache hits {s['cache_hits']}, translated now "
            f"{s['units_translated_now']} in {s['requests_sent']} requests")
     eprint(f"engine tokens in/out: {s['engine_tokens_in']}/{s['engine_tokens_out']}; "
            f"template overhead {s['template_overhead_chars_sent']} chars for {s['source_chars_sent']} source chars; "
-           f"retries {s['engine_retries']}; pack fallbacks {s['pack_fallbacks']}")
+           f"retries {s['engine_retries']}; pack fallbacks {s['pack_fallbacks']}"
+           + (f"; units without translation {failed} (not cached)" if failed else ""))
     eprint("rejects by reason: " + (", ".join(f"{k} {v}" for k, v in s["rejects_by_reason"].items()) or "none"))
     unknown = s["licenses"].get("unknown", 0) + s["licenses"].get("", 0)
     if unknown:

@@ -37,7 +37,9 @@ class TranslateConfig:
     engine: str = field(default="vllm", metadata=_h("vllm | openai | transformers"))
     model: str = field(default="cyberagent/calm3-22b-chat", metadata=_h("model id or path (for openai: the served name)"))
     revision: str = field(default="", metadata=_h("model revision (commit) recorded per row and passed to the engine"))
-    base_url: str = field(default="", metadata=_h("openai engine: server URL ending in /v1"))
+    base_url: str = field(default="", metadata=_h(
+        "openai engine: server URL ending in /v1; credentials in it (user:KEY@, ?api_key=) are used but saved "
+        "masked (user:***@), so give them again on each run; better: api_key_env"))
     api_key_env: str = field(default="OPENAI_API_KEY", metadata=_h("openai engine: env var holding the API key (never saved)"))
     concurrency: int = field(default=8, metadata=_h("openai engine: requests in flight"))
     timeout: float = field(default=120.0, metadata=_h("openai engine: per-request timeout, seconds"))

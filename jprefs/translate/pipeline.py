@@ -36,11 +36,12 @@ from jprefs.config import save_config
 from jprefs.data.io import RejectsWriter, atomic_write_json, iter_records, reject_entry, write_jsonl
 from jprefs.data.schema import Message, PreferencePair, SchemaError, UNKNOWN_LICENSE, expand_pairs
 from jprefs.errors import ConfigError, DataError, JprefsError
+from jprefs.redact import redact
 from jprefs.translate.cache import Cache, unit_key
 from jprefs.translate.config import TranslateConfig
-from jprefs.translate.engines import Sampling, get_engine
+from jprefs.translate.engines import EngineError, Sampling, get_engine
 from jprefs.translate.prompts import Template, clean_output, load_template
-from jprefs.translate.quality import Thresholds, check_unit, unit_scores
+from jprefs.translate.quality import INCOMPLETE, Thresholds, check_unit, unit_scores
 from jprefs.translate.segment import Segment, est_tokens, reassemble, segment_text
 
 
@@ -195,6 +196,7 @@ class RunStats:
     checkpoints_written: int = 0
     engine_seconds: float = 0.0
     retries: int = 0
+    failed: list[int] = field(default_factory=list)  # units the engine gave no text (never cached)
 
 
 def _shard_of(key: str, n: int) -> int:
@@ -204,6 +206,9 @@ def _shard_of(key: str, n: int) -> int:
 def translate_units(plan: Plan, keys: list[str], cache: Cache, cfg: TranslateConfig, template: Template,
                     engine_factory) -> RunStats:
     """Send every uncached unit of this shard to the engine, checkpointing each chunk.
+
+    A unit the engine returns no text for is not cached; its index goes to ``RunStats.failed``
+    and the job goes on (``run_translate`` reports it at the end).
 
     >>> translate_units(plan, keys, Cache("out/cache"), cfg, template, lambda: engine)  # doctest: +SKIP
     RunStats(requests=..., units_sent=..., ...)
@@ -230,11 +235,12 @@ def translate_units(plan: Plan, keys: list[str], cache: Cache, cfg: TranslateCon
             for c in range(0, len(todo), cfg.chunk_size):
                 chunk = todo[c:c + cfg.chunk_size]
                 records = _run_chunk(chunk, plan, keys, template, engine, sampling, st)
-                cache.add(records, tag=tag)
-                st.checkpoints_written += 1
+                if cache.add(records, tag=tag) is not None:
+                    st.checkpoints_written += 1
                 bar.update(sum(len(p) for p in chunk))
                 el = max(1e-9, time.perf_counter() - t0)
-                bar.set_postfix(tok_in_s=f"{st.prompt_tokens / el:.0f}", tok_out_s=f"{st.completion_tokens / el:.0f}")
+                bar.set_postfix(tok_in_s=f"{st.prompt_tokens / el:.0f}", tok_out_s=f"{st.completion_tokens / el:.0f}",
+                                failed=len(st.failed))
     finally:
         st.engine_seconds = time.perf_counter() - t0
         st.retries = int(getattr(engine, "retries", 0))
@@ -260,14 +266,32 @@ def _send(packs: list[list[int]], plan: Plan, template: Template, engine, sampli
     return gens
 
 
+def _no_text(g) -> bool:
+    """An engine answer without text (null, empty or blank): no translation, a failed unit."""
+    return not (g.text or "").strip()
+
+
 def _run_chunk(chunk, plan, keys, template, engine, sampling, st) -> list[tuple[str, str, str]]:
+    """Send one chunk of requests; return the cache records of the units translated.
+
+    Units that got no text are not in the records (so never cached); they go to ``st.failed``.
+    """
     records: list[tuple[str, str, str]] = []
     retry: list[int] = []
+
+    def one(u: int, g) -> None:
+        if _no_text(g):
+            st.failed.append(u)
+        else:
+            records.append((keys[u], g.text, g.finish_reason))
+
     for p, g in zip(chunk, _send(chunk, plan, template, engine, sampling, st)):
         if len(p) == 1:
-            records.append((keys[p[0]], g.text, g.finish_reason))
+            one(p[0], g)
             continue
-        items = template.parse(g.text, len(p)) if g.finish_reason != "length" else None
+        items = template.parse(g.text or "", len(p)) if g.finish_reason not in INCOMPLETE else None
+        if items is not None and any(not t.strip() for t in items):
+            items = None  # an empty item is a unit without translation: ask for each unit alone
         if items is None:  # the model broke the packed format (or ran out of tokens): one unit per request
             st.pack_fallbacks += 1
             retry.extend(p)
@@ -276,7 +300,7 @@ def _run_chunk(chunk, plan, keys, template, engine, sampling, st) -> list[tuple[
     if retry:
         singles = [[u] for u in retry]
         for p, g in zip(singles, _send(singles, plan, template, engine, sampling, st)):
-            records.append((keys[p[0]], g.text, g.finish_reason))
+            one(p[0], g)
     return records
 
 
@@ -286,9 +310,23 @@ class MissingUnits(JprefsError):
     pass
 
 
+class UnitsFailed(EngineError):
+    """Some units got no translation from the engine. Raised after the rest of the output is
+    written (their rows are in rejects.jsonl as ``no_translation``); ``summary`` is the run's."""
+
+    def __init__(self, message: str, summary: dict[str, Any]):
+        super().__init__(message)
+        self.summary = summary
+
+
 def assemble(loaded: Loaded, plan: Plan, keys: list[str], cache: Cache, cfg: TranslateConfig,
-             template: Template) -> tuple[list[PreferencePair], RejectsWriter, Counter]:
+             template: Template, failed: set[str] | frozenset = frozenset()
+             ) -> tuple[list[PreferencePair], RejectsWriter, Counter]:
     """Rebuild every pair from the cache, check it, and split kept pairs from rejects.
+
+    ``failed``: keys of units the engine gave no text in this run; a row using one is
+    rejected as ``no_translation`` (never written half translated). Any other unit missing
+    from the cache is an error (an unfinished shard).
 
     >>> kept, rejects, flags = assemble(loaded, plan, keys, cache, cfg, template)  # doctest: +SKIP
     >>> len(kept) + len(rejects) == len(loaded.pairs) + len(loaded.rejects)      # doctest: +SKIP
@@ -296,7 +334,7 @@ def assemble(loaded: Loaded, plan: Plan, keys: list[str], cache: Cache, cfg: Tra
     """
     th = Thresholds(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(Thresholds)})
     uid = {u: i for i, u in enumerate(plan.units)}
-    missing = [k for k in keys if k not in cache]
+    missing = [k for k in keys if k not in cache and k not in failed]
     if missing:
         raise MissingUnits(f"{len(missing)} of {len(keys)} units have no translation in the cache\n"
                            f"  fix: run every shard to completion (or rerun without --shard), then merge")
@@ -316,8 +354,14 @@ def assemble(loaded: Loaded, plan: Plan, keys: list[str], cache: Cache, cfg: Tra
                     r.get("raw"), unit="index" if "index" in r else "line")
         rejects.rows[-1]["stage"] = "input"
     flag_counts: Counter = Counter()
-    rows: list[tuple[PreferencePair, dict[str, str], dict[str, list[str]], dict]] = []
+    # out is None for a row with a unit that got no translation; flags then lists its fields
+    rows: list[tuple[PreferencePair, dict[str, str] | None, dict[str, list[str]], dict]] = []
     for pair, fields in zip(loaded.pairs, plan.fields):
+        untranslated = [name for name, segs in fields
+                        if any(s.kind == "unit" and keys[uid[s.text]] in failed for s in segs)]
+        if untranslated:
+            rows.append((pair, None, {"fields": untranslated}, {}))
+            continue
         out: dict[str, str] = {}
         flags: dict[str, list[str]] = {}
         scores: dict[str, dict] = {}
@@ -333,6 +377,13 @@ def assemble(loaded: Loaded, plan: Plan, keys: list[str], cache: Cache, cfg: Tra
         _add_similarity(rows, cfg)
     kept = []
     for idx, (pair, out, flags, scores) in enumerate(rows):
+        if out is None:
+            rejects.add(idx, "no_translation", f"the engine gave no text for {', '.join(flags['fields'])}; "
+                                               f"a rerun of the same command retries it", pair.to_dict())
+            rejects.rows[-1]["index"] = rejects.rows[-1].pop("line")
+            rejects.rows[-1].update({"stage": "translate", "id": pair.id, "reasons": ["no_translation"],
+                                     "fields": flags["fields"]})
+            continue
         if out["chosen"].strip() and out["chosen"] == out["rejected"]:
             flags.setdefault("chosen", []).append("identical_after_translation")
         all_flags = [(n, f) for n, fs in flags.items() for f in fs]
@@ -357,6 +408,8 @@ def _add_similarity(rows, cfg: TranslateConfig) -> None:
 
     src, tgt, where = [], [], []
     for r, (pair, out, flags, scores) in enumerate(rows):
+        if out is None:  # not translated: nothing to compare
+            continue
         english = dict(pair_fields(pair))
         for name, text in out.items():
             src.append(english[name])
@@ -411,22 +464,28 @@ def run_translate(cfg: TranslateConfig, engine_factory=None, command: str = "") 
     summary: dict[str, Any] = {
         "rows_in": loaded.rows_in, "input_rejects": len(loaded.rejects), "records": loaded.records,
         "pairs_in": len(loaded.pairs), **plan_stats(plan, template),
-        "dedup_savings_chars": plan.naive_chars - sum(len(u) for u in plan.units), "cache_hits": cached_before, "units_translated_now": st.units_sent, "requests_sent": st.requests,
+        "dedup_savings_chars": plan.naive_chars - sum(len(u) for u in plan.units), "cache_hits": cached_before, "units_translated_now": st.units_sent - len(st.failed), "requests_sent": st.requests,
         "source_chars_sent": st.source_chars_sent, "template_overhead_chars_sent": st.template_overhead_chars,
         "engine_tokens_in": st.prompt_tokens, "engine_tokens_out": st.completion_tokens,
         "pack_fallbacks": st.pack_fallbacks, "checkpoints_written": st.checkpoints_written,
         "engine_seconds": round(st.engine_seconds, 3), "engine_retries": st.retries,
+        "units_failed": len(st.failed),
     }
+    failed = {keys[u] for u in st.failed}
     if cfg.shard and cfg.shard_index()[1] > 1:
         summary["shard"] = cfg.shard
-        atomic_write_json(out / f"summary.shard{cfg.shard_index()[0]}.json", summary)
+        atomic_write_json(out / f"summary.shard{cfg.shard_index()[0]}.json", redact(summary))
+        _raise_if_failed(summary, cfg)
         return summary
-    kept, rejects, flag_counts = assemble(loaded, plan, keys, cache, cfg, template)
+    kept, rejects, flag_counts = assemble(loaded, plan, keys, cache, cfg, template, failed)
+    untranslated = rejects.by_reason.get("no_translation", 0)
     write_jsonl(out / "pairs.jsonl", (p.to_dict() for p in kept))
     write_jsonl(out / "binary.jsonl", (b.to_dict() for p in kept for b in p.to_binary()))
     rejects.save()
     licenses = Counter(p.license or UNKNOWN_LICENSE for p in loaded.pairs)
-    summary.update({"pairs_out": len(kept), "binary_out": 2 * len(kept), "quality_rejects": len(rejects) - len(loaded.rejects),
+    summary.update({"pairs_out": len(kept), "binary_out": 2 * len(kept),
+                    "quality_rejects": len(rejects) - len(loaded.rejects) - untranslated,
+                    "rows_untranslated": untranslated,
                     "rejects_by_reason": dict(sorted(rejects.by_reason.items())),
                     "flags": dict(sorted(flag_counts.items())), "licenses": dict(sorted(licenses.items())),
                     "sources": sorted({p.source for p in loaded.pairs}) or [cfg.source],
@@ -434,9 +493,28 @@ def run_translate(cfg: TranslateConfig, engine_factory=None, command: str = "") 
     from jprefs.translate.card import write_card
 
     write_card(out / "README.md", cfg, template, summary, command)
-    assert summary["pairs_out"] + summary["quality_rejects"] == summary["pairs_in"], summary  # counts add up
-    atomic_write_json(out / "summary.json", summary)
+    # counts add up
+    assert summary["pairs_out"] + summary["quality_rejects"] + untranslated == summary["pairs_in"], summary
+    atomic_write_json(out / "summary.json", redact(summary))  # (sources and the like may be URLs)
+    _raise_if_failed(summary, cfg)
     return summary
+
+
+def _raise_if_failed(summary: dict[str, Any], cfg: TranslateConfig) -> None:
+    """Exit status 2 (via :class:`UnitsFailed`) when units got no translation: the output is
+    written, but it lacks their rows, and a rerun is what completes it."""
+    n = summary["units_failed"]
+    if not n:
+        return
+    what = ("empty completions from the server" if cfg.engine == "openai"
+            else "the model generated no text")
+    rows = (f"; {summary['rows_untranslated']} rows are in rejects.jsonl as no_translation, the rest of the "
+            f"output is written" if "rows_untranslated" in summary else "")
+    again = ("" if cfg.engine == "openai" else
+             " (with greedy decoding a local model may give the same empty answer again: check max_tokens, "
+             "the template and the model's chat template)")
+    raise UnitsFailed(f"{n} units got no translation ({what}){rows}\n"
+                      f"  fix: rerun the same command to retry them; finished work is kept{again}", summary)
 
 
 def merge_shards(shard_dirs: list[str], cfg: TranslateConfig, command: str = "") -> dict[str, Any]:

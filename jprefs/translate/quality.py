@@ -4,7 +4,8 @@ Per unit (one translated piece, placeholders still in, so code and URLs never
 count as English):
 
 - ``empty``: nothing came back.
-- ``truncated``: the engine stopped at ``max_tokens`` (finish reason ``length``).
+- ``truncated``: the engine stopped before the end: at ``max_tokens`` (finish reason
+  ``length``) or cut off by a server's content filter (``content_filter``).
 - ``low_japanese_ratio``: kana+kanji share of letters under ``min_japanese_ratio``
   (only for sources with at least ``min_letters`` letters: "OK" may stay "OK").
 - ``leftover_english``: a run of ``max_english_run`` or more English words, at
@@ -21,6 +22,8 @@ count as English):
 []
 >>> check_unit("Hello there, how are you today my friend?", "", "length", Thresholds())
 ['empty', 'truncated']
+>>> check_unit("Hello there, how are you today my friend?", "こんにちは、", "content_filter", Thresholds())
+['truncated', 'length_ratio']
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ JA_REFUSAL = re.compile(r"申し訳(?:ありません|ございません)|翻訳
                         r"お答えでき(?:ません|かね)|(?:AI|言語モデル)として")
 EN_REFUSAL = re.compile(r"\b(?:sorry|apologi[sz]e|can(?:no|')t|won't|unable|not able|as an ai)\b", re.I)
 PLACEHOLDER = re.compile(r"⟦\d+⟧")
+# finish reasons of an answer that stopped before its end: ``length`` (max_tokens reached) and
+# ``content_filter`` (a hosted API cut the answer off); either way the text is not a whole translation
+INCOMPLETE = ("length", "content_filter")
 
 
 @dataclass
@@ -84,7 +90,7 @@ def check_unit(src: str, tgt: str, finish_reason: str, th: Thresholds) -> list[s
     flags = []
     if not tgt.strip():
         flags.append("empty")
-    if finish_reason == "length":
+    if finish_reason in INCOMPLETE:
         flags.append("truncated")
     if "empty" in flags:
         return flags

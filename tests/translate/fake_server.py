@@ -13,9 +13,15 @@ Fault injection:
 - ``slow_next(seconds, n)``: the next n requests sleep first (client timeouts);
   ``delay``: every answer waits this long (a throttled server).
 - text containing ``TRUNCATE_ME`` -> finish_reason ``length`` and half a translation;
+  ``FILTER_ME`` -> finish_reason ``content_filter`` and a third of one;
   ``REFUSE_ME`` -> a Japanese refusal; ``ECHO_ME`` -> the English text unchanged;
   ``PREAMBLE_ME`` -> the translation wrapped as 翻訳：「...」 (clean-up must remove it).
+- ``echo_auth = True``: error bodies quote the request's Authorization header.
 - ``break_packs = True``: packed answers come back without their <seg> tags.
+- ``translator.empty_on = "text"``: units containing that text come back empty
+  (``"content": translator.empty_content``: None -> JSON null, or "" or blanks); in a packed
+  answer, their item is empty. ``empty_next(n, content=None, after=0)``: the n requests after
+  the next ``after`` ones answer 200 with that empty content.
 """
 
 from __future__ import annotations
@@ -48,23 +54,29 @@ class FakeTranslator:
         self.user_pre, self.user_post = template.user.split("{text}")
         self.batch_pre, self.batch_post = (template.user_batch.split("{items}") if template.user_batch else ("", ""))
         self.break_packs = False
+        self.empty_on: str | None = None
+        self.empty_content: str | None = None
 
     def __call__(self, messages: list[dict]) -> tuple[str, str]:
         user = messages[-1]["content"]
         if self.batch_pre and user.startswith(self.batch_pre) and SEG.search(user):
             body = user[len(self.batch_pre): len(user) - len(self.batch_post) if self.batch_post else None]
             items = SEG.findall(body)
-            outs = [self.one(t) for _, t in items]
+            outs = [(o or "", r) for o, r in (self.one(t) for _, t in items)]
             if self.break_packs:
                 return "\n".join(o for o, _ in outs), "stop"
-            reason = "length" if any(r == "length" for _, r in outs) else "stop"
+            reason = next((r for _, r in outs if r != "stop"), "stop")
             return "\n".join(f'<seg id="{i}">\n{o}\n</seg>' for (i, _), (o, _) in zip(items, outs)), reason
         assert user.startswith(self.user_pre), user[:80]
         return self.one(user[len(self.user_pre): len(user) - len(self.user_post) if self.user_post else None])
 
-    def one(self, text: str) -> tuple[str, str]:
+    def one(self, text: str) -> tuple[str | None, str]:
+        if self.empty_on and self.empty_on in text:
+            return self.empty_content, "stop"
         if "TRUNCATE_ME" in text:
             return encode(text[: len(text) // 2]), "length"
+        if "FILTER_ME" in text:  # a hosted API's content filter cut the answer off
+            return encode(text[: len(text) // 3]), "content_filter"
         if "REFUSE_ME" in text:
             return "申し訳ありませんが、この文章は翻訳できません。", "stop"
         if "ECHO_ME" in text:
@@ -82,7 +94,10 @@ class FakeServer:
         self.delay = 0.0           # seconds every successful answer waits (throttled server)
         self.requests = 0          # chat-completion requests answered (any status)
         self.completions = 0       # answered with 200
-        self.source_texts: list[str] = []
+        self.sent: list[str] = []  # the last user message of every chat-completion request
+        self.paths: list[str] = []  # request paths, query included
+        self.auth: list[str | None] = []  # Authorization header of every request
+        self.echo_auth = False     # error bodies quote the Authorization header (as some APIs quote the key)
         self._faults: list[tuple[str, object]] = []
         self._lock = threading.Lock()
         server = self
@@ -99,6 +114,9 @@ class FakeServer:
                 body = json.loads(self.rfile.read(n))
                 with server._lock:
                     server.requests += 1
+                    server.sent.append(body["messages"][-1]["content"])
+                    server.paths.append(self.path)
+                    server.auth.append(self.headers.get("Authorization"))
                     fault = server._faults.pop(0) if server._faults else None
                 if fault and fault[0] == "slow":
                     time.sleep(fault[1])
@@ -107,22 +125,27 @@ class FakeServer:
                     self.send_response(status)
                     if retry_after is not None:
                         self.send_header("Retry-After", str(retry_after))
-                    payload = json.dumps({"error": {"message": f"injected {status}"}}).encode()
+                    msg = f"injected {status}" + (f"; you sent {self.headers.get('Authorization')}"
+                                                   if server.echo_auth else "")
+                    payload = json.dumps({"error": {"message": msg}}).encode()
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
                     return
-                if self.path != "/v1/chat/completions":
+                if self.path.split("?")[0] != "/v1/chat/completions":
                     self.send_error(404)
                     return
                 if server.delay:
                     time.sleep(server.delay)
-                text, reason = server.translator(body["messages"])
+                if fault and fault[0] == "empty":
+                    text, reason = fault[1], "stop"
+                else:
+                    text, reason = server.translator(body["messages"])
                 prompt_chars = sum(len(m["content"]) for m in body["messages"])
                 out = {"id": "x", "object": "chat.completion", "model": body["model"],
                        "choices": [{"index": 0, "finish_reason": reason,
                                     "message": {"role": "assistant", "content": text}}],
-                       "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(text) // 2 + 1}}
+                       "usage": {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(text or "") // 2 + 1}}
                 payload = json.dumps(out, ensure_ascii=False).encode()
                 try:
                     self.send_response(200)
@@ -141,12 +164,19 @@ class FakeServer:
         self.httpd = Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # a short poll interval: shutdown() waits up to one interval, 0.5 s by default, in every test
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
 
     def fail_next(self, status: int, n: int = 1, retry_after=None, after: int = 0) -> None:
         """The n requests after the next ``after`` ones answer ``status``."""
         with self._lock:
             self._faults.extend([("ok", None)] * after + [("fail", (status, retry_after))] * n)
+
+    def empty_next(self, n: int = 1, content: str | None = None, after: int = 0) -> None:
+        """The n requests after the next ``after`` ones answer 200 with ``content`` (None: null)."""
+        with self._lock:
+            self._faults.extend([("ok", None)] * after + [("empty", content)] * n)
 
     def slow_next(self, seconds: float, n: int = 1) -> None:
         with self._lock:

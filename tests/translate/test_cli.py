@@ -68,3 +68,61 @@ def test_cli_module_is_light():
             "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'vllm', 'httpx') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
+
+
+def test_units_without_translation_exit_2_after_writing_the_rest(server, pairs_file, tmp_path, capsys):
+    server.translator.empty_on = "topic number 1"
+    args = ["translate", str(pairs_file), "--engine", "openai", "--model", "m", "--base-url", server.base_url,
+            "-o", str(tmp_path / "out"), "max_retries=1", "backoff=0.001"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "kept 8 + rejected 0 + not translated 4" in err and "units without translation 1 (not cached)" in err
+    assert ("error: 1 units got no translation (empty completions from the server)" in err
+            and "rerun the same command to retry them; finished work is kept" in err)
+    server.translator.empty_on = None
+    assert main(args) == 0
+    assert "kept 12 + rejected 0\n" in capsys.readouterr().err
+
+
+def test_credentials_in_base_url_reach_no_file_and_no_output(server, pairs_file, tmp_path, capsys):
+    """user:KEY@ and ?api_key= in --base-url: used, but in no file of the output (config, card,
+    summary, cache, rejects) and in nothing printed, on success and on every error path."""
+    import base64
+
+    secret, qsecret = "s3cret-PASS", "Q-s3cret"
+    url = server.base_url.replace("http://", f"http://user:{secret}@") + f"?api_key={qsecret}"
+
+    def translate(*extra, out="out"):
+        return main(["translate", str(pairs_file), "--engine", "openai", "--model", "m", "--base-url", url,
+                     "-o", str(tmp_path / out), "backoff=0.001", *extra])
+
+    def assert_no_secret(text):
+        assert secret not in text and qsecret not in text
+
+    assert translate() == 0
+    assert set(server.auth) == {"Basic " + base64.b64encode(f"user:{secret}".encode()).decode()}  # it was used
+    out = tmp_path / "out"
+    cfg_text = (out / "config.yaml").read_text()
+    assert "base_url: http://user:***@127.0.0.1:" in cfg_text and "api_key=***" in cfg_text
+    assert "--base-url 'http://user:***@127.0.0.1:" in (out / "README.md").read_text()
+    # resuming from the saved config: fine while nothing needs sending ...
+    assert main(["translate", str(out / "config.yaml")]) == 0
+    # ... and when something does, the masked URL is refused with what to do instead
+    assert main(["translate", str(out / "config.yaml"), f"output={tmp_path / 'other'}", "temperature=0.3"]) == 2
+    err = capsys.readouterr().err
+    assert "masked when it saved the config" in err and "api_key_env=VAR" in err
+    # error paths: the server refuses (400), fails (500 until retries run out), or is down
+    server.fail_next(400, 1)
+    assert translate(out="e400") == 2
+    server.fail_next(500, 10)
+    assert translate("max_retries=1", out="e500") == 2
+    url = f"http://user:{secret}@127.0.0.1:9/v1?api_key={qsecret}"
+    assert translate("max_retries=0", out="down") == 2
+    captured = capsys.readouterr()
+    assert "answered HTTP 400" in captured.err and "HTTP 500" in captured.err and "ConnectError" in captured.err
+    assert captured.err.count("user:***@127.0.0.1") >= 3
+    assert_no_secret(captured.out + captured.err)
+    files = [f for f in tmp_path.rglob("*") if f.is_file()]
+    assert len(files) > 10
+    for f in files:
+        assert_no_secret(f.read_text(encoding="utf-8", errors="replace"))

@@ -6,8 +6,8 @@ import importlib
 import pytest
 
 MODULES = ["jprefs.translate.segment", "jprefs.translate.prompts", "jprefs.translate.quality",
-           "jprefs.translate.config", "jprefs.translate.engines", "jprefs.translate.pipeline",
-           "jprefs.translate.cache"]
+           "jprefs.translate.config", "jprefs.translate.engines", "jprefs.translate.engines.openai",
+           "jprefs.translate.pipeline", "jprefs.translate.cache", "jprefs.redact", "jprefs.config"]
 
 
 @pytest.mark.parametrize("name", MODULES)

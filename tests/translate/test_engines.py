@@ -53,6 +53,63 @@ def test_openai_retries_429_with_retry_after_and_500(server, template):
     assert took >= 0.4  # Retry-After: 0.2 honoured twice
 
 
+def test_retry_after_is_a_floor_on_the_backoff_schedule(monkeypatch):
+    """Retry-After can lengthen a wait but never shorten it below our own schedule: a
+    proxy's `Retry-After: 0` must not turn backoff off. Dates, junk and negatives count as 0."""
+    from email.utils import formatdate
+
+    from jprefs.translate.engines import openai as oa
+
+    eng = get_engine("openai", model="m", base_url="http://127.0.0.1:9/v1", backoff=0.5, max_backoff=4.0)
+    monkeypatch.setattr(oa.random, "uniform", lambda a, b: b)  # the top of each jitter window
+    schedule = [eng._delay(k, None) for k in range(5)]
+    assert schedule == [0.5, 1.0, 2.0, 4.0, 4.0]
+    past = formatdate(time.time() - 60, usegmt=True)
+    for header in ("0", "0.0", "-5", "soon", "nan", "", past, "Mon, 99 Foo 20x"):
+        assert [eng._delay(k, header) for k in range(5)] == schedule, header
+    assert [eng._delay(k, "3") for k in range(5)] == [3.0, 3.0, 3.0, 4.0, 4.0]   # max(header, schedule)
+    assert eng._delay(0, "100") == eng._delay(0, "inf") == 4.0                   # capped at max_backoff
+    assert eng._delay(0, formatdate(time.time() + 3600, usegmt=True)) == 4.0     # an HTTP date: capped too
+    assert oa._retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412487.5) == 2.5
+    assert oa._retry_after_seconds("Wed, 21 Oct 2015 07:28:10 -0000", now=1445412487.5) == 2.5  # naive date
+
+
+def test_a_burst_of_429_with_retry_after_0_backs_off_like_500s(server, template, monkeypatch):
+    from jprefs.translate.engines import openai as oa
+
+    monkeypatch.setattr(oa.random, "uniform", lambda a, b: b)
+    slept: list[float] = []
+    monkeypatch.setattr(oa.time, "sleep", slept.append)  # record the delays instead of waiting them
+    delays = {}
+    for status, retry_after in ((500, None), (429, 0)):
+        eng = get_engine("openai", model="m", base_url=server.base_url, concurrency=1, max_retries=10,
+                         backoff=0.01, max_backoff=1.0)
+        server.fail_next(status, 10, retry_after=retry_after)
+        slept.clear()
+        [g] = eng.generate([conv(template, "a burst")], Sampling())
+        assert decode(g.text) == "a burst" and eng.retries == 10   # passes with the same retry budget
+        delays[status] = list(slept)
+    assert delays[429] == delays[500] == [min(1.0, 0.01 * 2 ** k) for k in range(10)]
+
+
+@pytest.mark.parametrize("content", [None, "", " \n\t"])
+def test_openai_empty_completion_is_a_failed_attempt_and_retried(server, template, content):
+    eng = get_engine("openai", model="m", base_url=server.base_url, backoff=0.001)
+    server.empty_next(3, content=content)
+    [g] = eng.generate([conv(template, "hello again")], Sampling())
+    assert decode(g.text) == "hello again"
+    assert server.requests == 4 and eng.retries == 3 and eng.empty_completions == 0
+
+
+def test_openai_still_empty_after_every_retry_comes_back_empty_not_as_an_error(server, template):
+    # the server is up: the job must go on and report this one unit, not stop
+    eng = get_engine("openai", model="m", base_url=server.base_url, max_retries=2, backoff=0.001, concurrency=1)
+    server.empty_next(3)
+    gens = eng.generate([conv(template, "first"), conv(template, "second")], Sampling())
+    assert [decode(g.text) for g in gens] == ["", "second"]   # in input order, the empty one included
+    assert server.requests == 4 and eng.retries == 2 and eng.empty_completions == 1
+
+
 def test_openai_timeout_is_retried(server, template):
     eng = get_engine("openai", model="m", base_url=server.base_url, timeout=0.3, backoff=0.01)
     server.slow_next(1.0, 1)
@@ -82,6 +139,48 @@ def test_openai_4xx_fails_fast_and_never_shows_the_key(server, template, monkeyp
         eng.generate([conv(template, "x")], Sampling())
     assert server.requests == 1  # not retried
     assert "MY_SECRET_KEY_VAR" in str(e.value) and "sk-very-secret" not in str(e.value)
+
+
+def test_openai_credentials_in_the_url_are_sent_as_basic_auth_and_never_shown(server, template):
+    import base64
+
+    url = server.base_url.replace("http://", "http://user:s3cret-PASS@") + "?api-version=1&api_key=Q-s3cret"
+    eng = get_engine("openai", model="m", base_url=url, max_retries=0)
+    assert "s3cret" not in eng.base_url and eng.base_url.startswith("http://user:***@127.0.0.1:")
+    [g] = eng.generate([conv(template, "hi there")], Sampling())
+    assert decode(g.text) == "hi there"
+    assert server.auth[-1] == "Basic " + base64.b64encode(b"user:s3cret-PASS").decode()
+    assert server.paths[-1] == "/v1/chat/completions?api-version=1&api_key=Q-s3cret"   # endpoint before the query
+    for fault in (400, 401, 503):
+        server.fail_next(fault, 1)
+        with pytest.raises(EngineError) as e:
+            eng.generate([conv(template, "x")], Sampling())
+        assert "s3cret" not in str(e.value) and "user:***@127.0.0.1" in str(e.value), str(e.value)
+        assert ("the user:key in --base-url" in str(e.value)) == (fault == 401)
+    down = get_engine("openai", model="m", base_url="http://key-s3cret@127.0.0.1:9/v1", max_retries=0)
+    with pytest.raises(EngineError, match=r"http://\*\*\*@127.0.0.1:9/v1/chat/completions") as e:
+        down.generate([conv(template, "x")], Sampling())
+    assert "s3cret" not in str(e.value)
+
+
+def test_openai_masks_a_key_the_server_echoes(server, template, monkeypatch):
+    monkeypatch.setenv("MY_SECRET_KEY_VAR", "sk-very-secret-123")
+    eng = get_engine("openai", model="m", base_url=server.base_url, api_key_env="MY_SECRET_KEY_VAR", max_retries=0)
+    server.echo_auth = True
+    for fault in (401, 500):
+        server.fail_next(fault, 1)
+        with pytest.raises(EngineError) as e:
+            eng.generate([conv(template, "x")], Sampling())
+        assert "you sent Bearer ***" in str(e.value) and "sk-very-secret" not in str(e.value)
+
+
+def test_openai_refuses_a_redacted_or_unusable_url():
+    with pytest.raises(ConfigError, match=r"(?s)masked when it saved the config.*api_key_env=VAR"):
+        get_engine("openai", model="m", base_url="http://user:***@127.0.0.1:8000/v1")
+    for bad in ("127.0.0.1:8000/v1", "ftp://h/v1", "http://h:99999/v1", "http://user:s3cret@h:port/v1"):
+        with pytest.raises(ConfigError, match="not a usable URL") as e:
+            get_engine("openai", model="m", base_url=bad)
+        assert "s3cret" not in str(e.value)
 
 
 def test_openai_truncation_reported(server, template):

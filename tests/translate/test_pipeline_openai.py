@@ -245,3 +245,138 @@ def test_api_key_is_sent_but_never_written(server, pairs_file, tmp_path, monkeyp
             assert secret not in f.read_text(encoding="utf-8", errors="replace"), f
     captured = capsys.readouterr()
     assert secret not in captured.out + captured.err
+
+
+# ---------------------------------------------------------------- units without translation
+
+def cached_texts(folder):
+    return [json.loads(x)["t"] for p in sorted(folder.glob("chunk-*.jsonl")) for x in open(p, encoding="utf-8")]
+
+
+@pytest.mark.parametrize("content,pack", [(None, 1), ("", 4), (" \n", 1)])
+def test_empty_completions_are_failed_units_and_a_rerun_retranslates_exactly_them(server, pairs_file, tmp_path,
+                                                                                  content, pack):
+    from jprefs.translate.pipeline import UnitsFailed
+
+    run_translate(cfg_for(server, pairs_file, tmp_path / "clean", pack_units=pack))
+    server.sent.clear()
+    server.translator.empty_on, server.translator.empty_content = "topic number 1", content
+    cfg = cfg_for(server, pairs_file, tmp_path / "out", pack_units=pack, max_retries=2)
+    with pytest.raises(UnitsFailed, match=r"(?s)1 units got no translation \(empty completions from the server\); "
+                                          r"4 rows are in rejects.jsonl.*rerun the same command") as e:
+        run_translate(cfg)
+    s = e.value.summary
+    assert s["units_failed"] == 1 and s["rows_untranslated"] == 4 and s["quality_rejects"] == 0
+    assert s["pairs_out"] == 8 and json.loads((tmp_path / "out" / "summary.json").read_text()) == s
+    rej = read(tmp_path / "out" / "rejects.jsonl")
+    assert [r["reason"] for r in rej] == ["no_translation"] * 4 and {r["index"] for r in rej} == {1, 4, 7, 10}
+    assert all(r["fields"] == ["prompt.0"] and r["stage"] == "translate" for r in rej)
+    kept = load_pairs(tmp_path / "out" / "pairs.jsonl")
+    assert [int(p.source_id) % 3 for p in kept] == [0, 2] * 4        # no row of the failed unit written
+    assert "WARNING: 1 translation units got no translation" in (tmp_path / "out" / "README.md").read_text()
+    texts = cached_texts(tmp_path / "out" / "cache")
+    assert len(texts) == s["distinct_units"] - 1 and all(t.strip() for t in texts)   # nothing empty cached
+    # the failed unit was a failed attempt each time: retried (for a pack: alone, after the pack)
+    assert sum("topic number 1" in m for m in server.sent) == (3 if pack == 1 else 4)
+    # rerun against a healthy server: exactly that unit is sent, and the output is a clean run's
+    server.translator.empty_on = None
+    server.sent.clear()
+    s2 = run_translate(cfg)
+    assert len(server.sent) == 1 and "topic number 1" in server.sent[0]
+    assert s2["units_failed"] == 0 and s2["units_translated_now"] == 1 and s2["rejects_by_reason"] == {}
+    for name in ("pairs.jsonl", "binary.jsonl", "rejects.jsonl"):
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
+
+
+def test_a_shard_with_failed_units_reports_them_and_merge_refuses_the_gap(server, pairs_file, tmp_path):
+    from jprefs.translate.pipeline import UnitsFailed
+
+    server.translator.empty_on = "topic number 1"
+    failed = 0
+    for i in range(2):
+        try:
+            run_translate(cfg_for(server, pairs_file, tmp_path / f"s{i}", shard=f"{i}/2", max_retries=0))
+        except UnitsFailed as e:
+            failed += e.summary["units_failed"]
+            assert "rows are in rejects" not in str(e)   # a shard writes no rows
+    assert failed == 1
+    with pytest.raises(MissingUnits, match="rerun the missing shard"):
+        merge_shards([str(tmp_path / "s0"), str(tmp_path / "s1")], cfg_for(server, pairs_file, tmp_path / "m"))
+
+
+def test_old_cache_with_empty_entries_is_retranslated(server, pairs_file, tmp_path):
+    """A cache written before this fix holds "" for empty completions as if finished."""
+    run_translate(cfg_for(server, pairs_file, tmp_path / "clean"))
+    cfg = cfg_for(server, pairs_file, tmp_path / "out")
+    run_translate(cfg)
+    chunk = sorted((tmp_path / "out" / "cache").glob("chunk-*.jsonl"))[0]
+    lines = [json.loads(x) for x in open(chunk, encoding="utf-8")]
+    lines[0]["t"], lines[1]["t"] = "", None
+    chunk.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in lines), encoding="utf-8")
+    server.sent.clear()
+    s = run_translate(cfg)
+    assert len(server.sent) == 2 and s["cache_hits"] == s["distinct_units"] - 2
+    assert s["rejects_by_reason"] == {}
+    assert (tmp_path / "out" / "pairs.jsonl").read_bytes() == (tmp_path / "clean" / "pairs.jsonl").read_bytes()
+
+
+def test_cache_never_stores_an_empty_translation(tmp_path):
+    from jprefs.translate.cache import Cache
+
+    c = Cache(tmp_path / "c")
+    c.add([("k1", "訳", "stop"), ("k2", "", "stop"), ("k3", "  \n", "stop")])
+    assert "k1" in c and "k2" not in c and "k3" not in c
+    assert c.add([("k4", "", "stop")]) is None and not list((tmp_path / "c").glob("*k4*"))
+    again = Cache(tmp_path / "c")
+    assert set(again.data) == {"k1"} and again.skipped == 0
+
+
+class _EmptyForSomeEngine:
+    """A local engine (transformers/vLLM stand-in) that generates nothing for units with 'topic number 1'."""
+
+    name, model, revision = "transformers", "tiny", None
+
+    def __init__(self):
+        from tests.translate.fake_server import encode
+
+        self.encode, self.calls = encode, 0
+
+    def generate(self, convs, sampling):
+        from jprefs.translate.engines import Generation
+
+        self.calls += len(convs)
+        texts = [c[-1]["content"] for c in convs]
+        return [Generation(text="" if "topic number 1" in t else self.encode(t.rsplit("\n", 1)[-1]))
+                for t in texts]
+
+    def close(self):
+        pass
+
+
+def test_local_engine_empty_generation_is_not_cached_and_reported(pairs_file, tmp_path):
+    from jprefs.translate.pipeline import UnitsFailed
+
+    cfg = load_config(TranslateConfig, None, {"input": str(pairs_file), "output": str(tmp_path / "out"),
+                                              "engine": "transformers", "model": "tiny", "reject_on": []})
+    with pytest.raises(UnitsFailed, match=r"(?s)1 units got no translation \(the model generated no text\).*greedy"):
+        run_translate(cfg, engine_factory=_EmptyForSomeEngine)
+    assert all(t.strip() for t in cached_texts(tmp_path / "out" / "cache"))
+    rej = read(tmp_path / "out" / "rejects.jsonl")
+    assert {r["reason"] for r in rej} == {"no_translation"} and len(rej) == 4   # even with reject_on=[]
+    eng = _EmptyForSomeEngine()
+    with pytest.raises(UnitsFailed):
+        run_translate(cfg, engine_factory=lambda: eng)
+    assert eng.calls == 1   # a rerun asks again for the failed unit only
+
+
+@pytest.mark.parametrize("pack", [1, 4])
+def test_an_answer_cut_by_a_content_filter_is_rejected_as_truncated(server, tmp_path, pack):
+    p = PreferencePair.create("Explain FILTER_ME how a lock works, with every detail of the pins.",
+                              "A pin tumbler lock has spring-loaded pins of different lengths.", "No.",
+                              license="mit", source_id="f")
+    f = tmp_path / "in.jsonl"
+    write_jsonl(f, make_pairs(2) + [p])
+    s = run_translate(cfg_for(server, f, tmp_path / "out", pack_units=pack))
+    assert s["pairs_out"] == 2 and s["rejects_by_reason"] == {"truncated": 1}
+    [r] = read(tmp_path / "out" / "rejects.jsonl")
+    assert r["id"] == p.id and "prompt.0: truncated" in r["error"]

@@ -5,6 +5,8 @@ Every engine implements ``generate(conversations, sampling) -> list[Generation]`
 dicts), ``sampling`` a :class:`Sampling` with OpenAI field names; the result has
 one :class:`Generation` per conversation, in input order. The engine applies the
 model's own chat template (vLLM ``LLM.chat``, the server, or the tokenizer).
+A generation whose text is empty or only blanks is no translation: the pipeline
+counts its unit as failed, reports it and never caches it (a rerun tries again).
 
 Only the chosen backend is imported: ``get_engine("vllm", ...)`` imports vllm,
 ``get_engine("openai", ...)`` imports httpx, and so on.
@@ -53,7 +55,8 @@ class Sampling:
 
 @dataclass
 class Generation:
-    """One engine output. ``finish_reason`` is ``stop`` or ``length`` (truncated)."""
+    """One engine output. ``finish_reason`` is ``stop`` or ``length`` (truncated); a blank
+    ``text`` means the engine produced nothing for this request (a failed unit)."""
 
     text: str
     finish_reason: str = "stop"
