@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if os.environ.get("JPREFS_DEBUG"):
             raise
-        print(f"jprefs {name}: internal error: {type(e).__name__}: {e}\n"
+        from jprefs.redact import redact_url
+
+        print(f"jprefs {name}: internal error: {type(e).__name__}: {redact_url(str(e))}\n"
               f"  this is a bug in jprefs, not in your input; rerun with JPREFS_DEBUG=1 for the traceback "
               f"and report it", file=sys.stderr)
         return 1
