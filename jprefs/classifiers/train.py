@@ -272,6 +272,39 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     """
     import torch
     from accelerate import Accelerator
+
+    from jprefs.runlock import FolderBusyError, run_lock
+
+    if not cfg.output_dir:
+        raise ConfigError("no output directory: pass -o DIR (or output_dir=DIR)")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # cpu=True where no GPU exists: a plain Accelerator() under `accelerate launch`/torchrun on a CPU-only
+    # machine does not join the launcher's (gloo) process group, so each process would train alone on
+    # every batch and all of them would write the output folder (tests/classifiers/test_multiprocess.py).
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), gradient_accumulation_steps=cfg.grad_accum,
+                              cpu=not torch.cuda.is_available())
+
+    def rank0(msg):                         # the main process's lock outcome, on every process
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([msg], from_process=0)[0]
+
+    # One writer per folder (jprefs.runlock): the main process holds OUT's lock for the whole run.
+    try:
+        with run_lock(out, "jprefs train-rm", is_main=accelerator.is_main_process,
+                      broadcast=rank0 if accelerator.num_processes > 1 else None,
+                      log=log if accelerator.is_main_process else None):
+            return _train_locked(cfg, out, accelerator, log)
+    except FolderBusyError:
+        if accelerator.num_processes > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()      # leave the group before exiting
+        raise
+
+
+def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, Any]:
+    """The run of :func:`train_reward_model`, while this process holds ``out``'s lock."""
+    import torch
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
@@ -283,15 +316,6 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     from jprefs.data.io import atomic_write_json, write_jsonl
     from jprefs.progress import progress
 
-    if not cfg.output_dir:
-        raise ConfigError("no output directory: pass -o DIR (or output_dir=DIR)")
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    # cpu=True where no GPU exists: a plain Accelerator() under `accelerate launch`/torchrun on a CPU-only
-    # machine does not join the launcher's (gloo) process group, so each process would train alone on
-    # every batch and all of them would write the output folder (tests/classifiers/test_multiprocess.py).
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), gradient_accumulation_steps=cfg.grad_accum,
-                              cpu=not torch.cuda.is_available())
     is_main = accelerator.is_main_process
     if not is_main:
         log = lambda *a, **k: None  # noqa: E731
