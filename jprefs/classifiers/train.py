@@ -397,7 +397,7 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
                                  holds=f"{ckpt} is the checkpoint (after epoch {prog['epochs_done']}) of a run",
                                  fix="write to a new folder (-o NEW_DIR), restore the old values to resume, "
                                      "or add resume=false to start over")
-        accelerator.load_state(str(ckpt))
+        _load_checkpoint(accelerator, ckpt)
         start, step, history = prog["epochs_done"], prog["step"], prog["history"]
         best = {"score": prog["best_score"] if prog["best_score"] is not None else -math.inf,
                 "epoch": prog["best_epoch"], "state": None}
@@ -529,6 +529,46 @@ def _save_checkpoint(accelerator, ckpt: Path, epochs_done: int, step: int, histo
         atomic_write_json(ckpt / "progress.json", {
             "epochs_done": epochs_done, "step": step, "history": history, "best_epoch": best["epoch"],
             "best_score": best["score"] if math.isfinite(best["score"]) else None, "config": config_dict(cfg)})
+
+
+def _load_checkpoint(accelerator, ckpt: Path) -> None:
+    """``accelerator.load_state(ckpt)`` with nothing unpickled that could run code.
+
+    ``save_state`` writes the model as safetensors but the optimizer, scheduler and RNG states
+    as torch pickles (``optimizer.bin``, ``scheduler.bin``, ``random_states_N.pkl``). They are
+    read only here, on resume, from this run's own ``OUT/checkpoint``, and only through torch's
+    ``weights_only`` loader (accelerate >= 1.1 passes ``weights_only=True`` with numpy arrays as
+    the one extra type allowed): tensors, numbers, strings and containers, no code. A file that
+    loader refuses (not written by train-rm, or corrupt) stops the resume with its name; the RNG
+    file is checked first because accelerate would skip it silently, and the resume would then
+    no longer repeat the uninterrupted run.
+    """
+    import pickle
+
+    from accelerate.utils import load
+
+    from jprefs.errors import JprefsError
+
+    def refuse(path, e):
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+        why = next((x for x in lines if "Unsupported global" in x or "WeightsUnpickler" in x), lines[0] if lines else "")
+        return JprefsError(f"cannot resume from {ckpt}: {path} does not load with torch's weights_only loader "
+                           f"({type(e).__name__}: {why}); it was not written by jprefs train-rm or is damaged, "
+                           f"and is not unpickled.\n  fix: add resume=false to start over (or delete {ckpt} "
+                           f"and rerun)")
+
+    # the small state files first, by name (accelerate skips an unreadable RNG file silently)
+    small = [ckpt / f"random_states_{accelerator.process_index}.pkl", *sorted(ckpt.glob("scheduler*.bin")),
+             *sorted(ckpt.glob("scaler.pt"))]
+    for path in small:
+        try:
+            load(path, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+            raise refuse(path, e) from e
+    try:
+        accelerator.load_state(str(ckpt), load_kwargs={"weights_only": True})
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise refuse(ckpt / "optimizer.bin", e) from e   # the one large state file not checked above
 
 
 def _prompt_less(data) -> bool:
