@@ -213,6 +213,11 @@ class RewardModel:
         if not Path(src).exists() and (src.startswith((".", "/", "~")) or src.count("/") > 1):
             raise JprefsError(f"reward model not found: {src}\n  fix: pass a local model directory or a Hub id "
                               f"like 'org/name'")
+        if Path(src).exists():
+            from jprefs.modeldir import check_model_dir
+
+            # an unfinished run, a checkpoint, an rl or translate folder, a truncated file: say so
+            check_model_dir(src, want="reward model")
         device = device or default_device()
         torch_dtype = resolve_dtype(dtype, device)
         raw = _read_reward_config(src)
@@ -226,6 +231,11 @@ class RewardModel:
         except OSError as e:
             raise JprefsError(f"cannot load a sequence-classification model from {src}: {e}\n"
                               f"  fix: check the path or Hub id; jprefs loads safetensors weights only") from e
+        except Exception as e:
+            if type(e).__name__ != "SafetensorError":
+                raise
+            raise JprefsError(f"{src}: its safetensors weights are truncated or corrupt ({e}).\n"
+                              f"  fix: re-save or retrain the model (or download it again)") from e
         cfg = RewardConfig.from_dict(raw) if raw else RewardConfig(objective="classifier", base_model=src)
         if raw and raw.get("format") != FORMAT:
             raise JprefsError(f"{src}/{REWARD_CONFIG_NAME}: unknown format {raw.get('format')!r} (expected {FORMAT})")

@@ -272,6 +272,39 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     """
     import torch
     from accelerate import Accelerator
+
+    from jprefs.runlock import FolderBusyError, run_lock
+
+    if not cfg.output_dir:
+        raise ConfigError("no output directory: pass -o DIR (or output_dir=DIR)")
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # cpu=True where no GPU exists: a plain Accelerator() under `accelerate launch`/torchrun on a CPU-only
+    # machine does not join the launcher's (gloo) process group, so each process would train alone on
+    # every batch and all of them would write the output folder (tests/classifiers/test_multiprocess.py).
+    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), gradient_accumulation_steps=cfg.grad_accum,
+                              cpu=not torch.cuda.is_available())
+
+    def rank0(msg):                         # the main process's lock outcome, on every process
+        from accelerate.utils import broadcast_object_list
+
+        return broadcast_object_list([msg], from_process=0)[0]
+
+    # One writer per folder (jprefs.runlock): the main process holds OUT's lock for the whole run.
+    try:
+        with run_lock(out, "jprefs train-rm", is_main=accelerator.is_main_process,
+                      broadcast=rank0 if accelerator.num_processes > 1 else None,
+                      log=log if accelerator.is_main_process else None):
+            return _train_locked(cfg, out, accelerator, log)
+    except FolderBusyError:
+        if accelerator.num_processes > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()      # leave the group before exiting
+        raise
+
+
+def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, Any]:
+    """The run of :func:`train_reward_model`, while this process holds ``out``'s lock."""
+    import torch
     from accelerate.utils import set_seed
     from torch.utils.data import DataLoader
     from transformers import get_linear_schedule_with_warmup
@@ -283,15 +316,6 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     from jprefs.data.io import atomic_write_json, write_jsonl
     from jprefs.progress import progress
 
-    if not cfg.output_dir:
-        raise ConfigError("no output directory: pass -o DIR (or output_dir=DIR)")
-    out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    # cpu=True where no GPU exists: a plain Accelerator() under `accelerate launch`/torchrun on a CPU-only
-    # machine does not join the launcher's (gloo) process group, so each process would train alone on
-    # every batch and all of them would write the output folder (tests/classifiers/test_multiprocess.py).
-    accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), gradient_accumulation_steps=cfg.grad_accum,
-                              cpu=not torch.cuda.is_available())
     is_main = accelerator.is_main_process
     if not is_main:
         log = lambda *a, **k: None  # noqa: E731
@@ -373,7 +397,7 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
                                  holds=f"{ckpt} is the checkpoint (after epoch {prog['epochs_done']}) of a run",
                                  fix="write to a new folder (-o NEW_DIR), restore the old values to resume, "
                                      "or add resume=false to start over")
-        accelerator.load_state(str(ckpt))
+        _load_checkpoint(accelerator, ckpt)
         start, step, history = prog["epochs_done"], prog["step"], prog["history"]
         best = {"score": prog["best_score"] if prog["best_score"] is not None else -math.inf,
                 "epoch": prog["best_epoch"], "state": None}
@@ -505,6 +529,46 @@ def _save_checkpoint(accelerator, ckpt: Path, epochs_done: int, step: int, histo
         atomic_write_json(ckpt / "progress.json", {
             "epochs_done": epochs_done, "step": step, "history": history, "best_epoch": best["epoch"],
             "best_score": best["score"] if math.isfinite(best["score"]) else None, "config": config_dict(cfg)})
+
+
+def _load_checkpoint(accelerator, ckpt: Path) -> None:
+    """``accelerator.load_state(ckpt)`` with nothing unpickled that could run code.
+
+    ``save_state`` writes the model as safetensors but the optimizer, scheduler and RNG states
+    as torch pickles (``optimizer.bin``, ``scheduler.bin``, ``random_states_N.pkl``). They are
+    read only here, on resume, from this run's own ``OUT/checkpoint``, and only through torch's
+    ``weights_only`` loader (accelerate >= 1.1 passes ``weights_only=True`` with numpy arrays as
+    the one extra type allowed): tensors, numbers, strings and containers, no code. A file that
+    loader refuses (not written by train-rm, or corrupt) stops the resume with its name; the RNG
+    file is checked first because accelerate would skip it silently, and the resume would then
+    no longer repeat the uninterrupted run.
+    """
+    import pickle
+
+    from accelerate.utils import load
+
+    from jprefs.errors import JprefsError
+
+    def refuse(path, e):
+        lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+        why = next((x for x in lines if "Unsupported global" in x or "WeightsUnpickler" in x), lines[0] if lines else "")
+        return JprefsError(f"cannot resume from {ckpt}: {path} does not load with torch's weights_only loader "
+                           f"({type(e).__name__}: {why}); it was not written by jprefs train-rm or is damaged, "
+                           f"and is not unpickled.\n  fix: add resume=false to start over (or delete {ckpt} "
+                           f"and rerun)")
+
+    # the small state files first, by name (accelerate skips an unreadable RNG file silently)
+    small = [ckpt / f"random_states_{accelerator.process_index}.pkl", *sorted(ckpt.glob("scheduler*.bin")),
+             *sorted(ckpt.glob("scaler.pt"))]
+    for path in small:
+        try:
+            load(path, weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+            raise refuse(path, e) from e
+    try:
+        accelerator.load_state(str(ckpt), load_kwargs={"weights_only": True})
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise refuse(ckpt / "optimizer.bin", e) from e   # the one large state file not checked above
 
 
 def _prompt_less(data) -> bool:

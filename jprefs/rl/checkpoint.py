@@ -4,15 +4,19 @@ Every ``save_every`` steps a run writes ``OUT/checkpoint-N/``: ``policy/`` (merg
 safetensors + tokenizer, for use) and ``resume/`` (everything needed to continue):
 ``model.safetensors`` (the trained module's state, LoRA adapter included),
 ``heads.safetensors`` (value head / ILQL heads), ``reference.safetensors`` (PPO's
-frozen reference when it is a copy), ``state.pt`` (optimizer, scheduler, RNG
-states of python/numpy/torch and the loop's own generators) and ``state.json``
-(step, resolved config, the line counts of ``metrics.jsonl`` / ``samples.jsonl``,
-small loop state such as the PPO KL coefficient). The folder is written as
+frozen reference when it is a copy), ``train_state.safetensors`` + ``train_state.json``
+(optimizer, scheduler, RNG states of python/numpy/torch and the loop's own generators:
+every tensor in the safetensors file, everything else as JSON that points at them; no
+pickle, see :func:`pack_state`) and ``state.json`` (format, step, resolved config, the
+line counts of ``metrics.jsonl`` / ``samples.jsonl``, small loop state such as the PPO
+KL coefficient). The folder is written as
 ``.checkpoint-N.tmp`` and renamed into place, so a ``checkpoint-N/resume`` that
 exists is complete. Older checkpoints keep ``policy/`` but lose ``resume/``.
 
 Rerunning the same command resumes from the newest complete checkpoint
-(:meth:`RunWriter.__init__` finds it); a changed config is refused.
+(:meth:`RunWriter.__init__` finds it); a changed config is refused. A checkpoint of an
+older jprefs (``resume/state.pt``, a pickle) is refused with what to do rather than
+unpickled: unpickling runs whatever code the file names.
 
 A run that reached its end writes ``OUT/done.json`` last (step, resolved config, time;
 atomically). Rerunning a finished run with the same config then changes nothing and
@@ -40,6 +44,8 @@ from jprefs.config import config_dict, refuse_config_change
 COSMETIC_KEYS = ("resume", "save_every", "torch_threads")
 # The completion marker, written after every other output of a finished run.
 DONE = "done.json"
+# state.json "format" of checkpoints whose loop state is safetensors + JSON (before: state.pt, a pickle).
+FORMAT = 2
 
 
 def checkpoint_dirs(out: Path) -> list[tuple[int, Path]]:
@@ -61,6 +67,16 @@ def find_resumable(out: Path, cfg) -> dict | None:
         return None
     step, d = found[-1]
     state = json.loads((d / "resume" / "state.json").read_text(encoding="utf-8"))
+    if state.get("format") != FORMAT:
+        old = (d / "resume" / "state.pt").is_file()
+        raise JprefsError(
+            f"{d} was written by " + ("an older jprefs: its optimizer and RNG state are a pickle "
+                                      "(resume/state.pt), which this version does not load (unpickling a file "
+                                      "runs whatever code it names)" if old else
+                                      f"another jprefs version (checkpoint format {state.get('format')!r}, "
+                                      f"expected {FORMAT})") + ".\n"
+            f"  fix: add resume=false to start over in {out}, or continue from its weights in a new run: "
+            f"policy={d / 'policy'} -o NEW_DIR (optimizer state and data order then start afresh)")
     refuse_config_change(state["config"], cfg, COSMETIC_KEYS, error=JprefsError,
                          holds=f"{out} holds a checkpoint (step {step}) of a run",
                          fix=f"write to a new folder (-o NEW_DIR), restore the old values to resume, or add "
@@ -125,13 +141,78 @@ def _set_rng_state(st: dict) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+# ---------------------------------------------------------------- loop state without pickle
+
+def pack_state(obj, tensors: dict) -> object:
+    """``obj`` (dicts, lists, tuples, tensors, numpy arrays and scalars, str/int/float/bool/None)
+    as JSON: every tensor goes into ``tensors`` (for a safetensors file) and is replaced by
+    ``{"__tensor__": key}``; tuples, numpy arrays and dicts with non-string keys are tagged so
+    that :func:`unpack_state` gives back the same types (``random.setstate`` needs tuples, an
+    optimizer's state has int keys). Python ints of any size (a PCG64 state) and floats
+    (``repr`` in JSON) come back exactly, so a resumed run stays bit-identical.
+
+    >>> t = {}
+    >>> pack_state({"step": 3, "betas": (0.9, 0.95)}, t)
+    {'step': 3, 'betas': {'__tuple__': [0.9, 0.95]}}
+    """
+    import numpy as np
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        key = f"t{len(tensors)}"
+        t = obj.detach().cpu().contiguous()
+        if any(t.data_ptr() == u.data_ptr() for u in tensors.values() if t.numel() and u.numel()):
+            t = t.clone()                                        # safetensors refuses shared memory
+        tensors[key] = t
+        return {"__tensor__": key}
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": str(obj.dtype)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, tuple):
+        return {"__tuple__": [pack_state(x, tensors) for x in obj]}
+    if isinstance(obj, list):
+        return [pack_state(x, tensors) for x in obj]
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in obj):
+            return {k: pack_state(v, tensors) for k, v in obj.items()}
+        return {"__dict__": [[pack_state(k, tensors), pack_state(v, tensors)] for k, v in obj.items()]}
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"checkpoint state: cannot store a {type(obj).__name__} without pickle; convert it to "
+                    f"tensors, numbers, strings, lists or dicts first")
+
+
+def unpack_state(obj, tensors: dict):
+    """The inverse of :func:`pack_state`.
+
+    >>> unpack_state({"__tuple__": [1, {"__dict__": [[0, "a"]]}]}, {})
+    (1, {0: 'a'})
+    """
+    if isinstance(obj, list):
+        return [unpack_state(x, tensors) for x in obj]
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__tuple__" in obj:
+            return tuple(unpack_state(x, tensors) for x in obj["__tuple__"])
+        if "__ndarray__" in obj:
+            import numpy as np
+
+            return np.asarray(obj["__ndarray__"], dtype=obj["dtype"])
+        if "__dict__" in obj:
+            return {unpack_state(k, tensors): unpack_state(v, tensors) for k, v in obj["__dict__"]}
+        return {k: unpack_state(v, tensors) for k, v in obj.items()}
+    return obj
+
+
 def save_checkpoint(writer, step: int, *, model, tok, opt, sched=None, heads=None, heads_name: str = "",
                     ref=None, extra: dict | None = None, objects: dict | None = None) -> Path:
     """Write ``OUT/checkpoint-STEP`` atomically. ``extra``: JSON loop state (KL coef, losses);
-    ``objects``: picklable loop state (numpy generators, data order) saved in ``state.pt``.
+    ``objects``: loop state that :func:`pack_state` can store (numpy generator states, data
+    order) saved in ``train_state.*``.
     In a data-parallel run only the main process writes (every process holds the same state)."""
-    import torch
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file, save_model
 
     from jprefs.data.io import atomic_write_json
 
@@ -152,9 +233,13 @@ def save_checkpoint(writer, step: int, *, model, tok, opt, sched=None, heads=Non
         save_model(heads, str(r / "heads.safetensors"))
     if ref is not None:
         save_model(ref, str(r / "reference.safetensors"))
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else None,
-                "rng": _rng_state(), "objects": objects or {}}, r / "state.pt")
-    state = {"step": step, "metrics_lines": writer.n_metrics, "samples_lines": writer.n_samples,
+    # Optimizer, scheduler, RNG states, loop objects: tensors in safetensors, the rest JSON (no pickle).
+    tensors: dict = {}
+    tree = pack_state({"optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched is not None else None,
+                       "rng": _rng_state(), "objects": objects or {}}, tensors)
+    save_file(tensors, str(r / "train_state.safetensors"))
+    atomic_write_json(r / "train_state.json", tree)
+    state = {"format": FORMAT, "step": step, "metrics_lines": writer.n_metrics, "samples_lines": writer.n_samples,
              "config": config_dict(writer.cfg), "extra": extra or {}}
     # state.json last (written and fsynced): a resume/ folder without it is never used.
     atomic_write_json(r / "state.json", state)
@@ -170,9 +255,8 @@ def save_checkpoint(writer, step: int, *, model, tok, opt, sched=None, heads=Non
 
 def restore(state: dict, *, model, opt, sched=None, heads=None, ref=None) -> dict:
     """Load a checkpoint found by :func:`find_resumable` into the given objects (in place) and
-    return its ``state.pt`` objects plus ``step`` and ``extra``."""
-    import torch
-    from safetensors.torch import load_model
+    return its loop objects plus ``step`` and ``extra``. Nothing is unpickled."""
+    from safetensors.torch import load_file, load_model
 
     r = Path(state["dir"]) / "resume"
     device = next(model.parameters()).device
@@ -181,8 +265,8 @@ def restore(state: dict, *, model, opt, sched=None, heads=None, ref=None) -> dic
         load_model(heads, str(r / "heads.safetensors"), device=str(device))
     if ref is not None:
         load_model(ref, str(r / "reference.safetensors"), device=str(device))
-    # Our own file, written by save_checkpoint: it holds numpy RNG states, so not weights_only.
-    blob = torch.load(r / "state.pt", map_location="cpu", weights_only=False)  # opt moves state to params
+    tree = json.loads((r / "train_state.json").read_text(encoding="utf-8"))
+    blob = unpack_state(tree, load_file(str(r / "train_state.safetensors")))    # cpu; opt moves state to params
     opt.load_state_dict(blob["optimizer"])
     if sched is not None and blob["scheduler"] is not None:
         sched.load_state_dict(blob["scheduler"])

@@ -51,9 +51,21 @@ def run(args) -> int:
 
     from jprefs.rl.runner import run as run_algo
 
+    from jprefs.errors import JprefsError
     from jprefs.rl.dist import end_process, world_size_from_env
 
-    summary = run_algo(cfg, args.output)
+    try:
+        summary = run_algo(cfg, args.output)
+    except JprefsError as e:
+        if world_size_from_env() <= 1:
+            raise
+        # A data-parallel process that stops on a user error (e.g. the folder is busy: every
+        # process raises it, see jprefs.runlock.run_lock) says so and ends like a finished one.
+        import sys
+
+        rank = os.environ.get("RANK", "0")
+        print(f"jprefs rl{'' if rank == '0' else f' (process {rank})'}: error: {e}", file=sys.stderr)
+        end_process(2)
     if os.environ.get("RANK", "0") == "0":          # data-parallel: the main process reports
         print(json.dumps({k: v for k, v in summary.items() if k != "final"}, ensure_ascii=False, indent=2,
                          default=str))

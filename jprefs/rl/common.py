@@ -259,6 +259,10 @@ def load_policy(name_or_path: str, *, device=None, dtype: str = "auto", trust_re
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or resolve_device()
+    if os.path.exists(name_or_path):
+        from jprefs.modeldir import check_model_dir
+
+        check_model_dir(name_or_path, want="policy")    # an rl run folder, an unfinished run, a reward model ...
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=_dtype(dtype, device),

@@ -262,11 +262,12 @@ def evaluate_beta_gen(model, heads, tok, prompts: Sequence[str], reward_fn, beta
 # ====================================================================== training loop
 
 def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None = None, reward_fn=None,
-               eval_reward_fn=None) -> dict:
+               eval_reward_fn=None, dist=None) -> dict:
     """Run ILQL as ``cfg`` says and write every artefact under ``out``; return the summary.
 
     ``model``/``tok``/``rows``/``reward_fn`` override what the config would load
     (tests pass tiny objects). ``rows`` without rewards are scored with ``reward_fn``.
+    ``dist``: the run's :class:`jprefs.rl.dist.Dist` (default: :func:`get_dist`).
 
     Under ``accelerate launch`` (N processes) the LM and the heads train through DDP, each
     process on its own ``batch_size`` rows per step (N x ``batch_size`` in all); the Polyak
@@ -284,7 +285,7 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
     from jprefs.rl.sft import encode_rows
 
     # ---------------------------------------------------------------- setup
-    dist = get_dist(cfg)
+    dist = dist or get_dist(cfg)
     set_seed(cfg.seed)
     writer = RunWriter(out, cfg, dist=dist)
     if writer.finished is not None:                 # a finished run: nothing to do

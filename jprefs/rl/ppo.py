@@ -274,10 +274,11 @@ def ppo_update(cfg, policy, value_head, opt, batch, rng):
 
 # ====================================================================== loop
 
-def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None) -> dict:
+def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None, dist=None) -> dict:
     """Run PPO as ``cfg`` says and write every artefact under ``out``; return the summary.
 
-    ``model``/``tok``/``reward_fn``/``prompts`` override what the config would load.
+    ``model``/``tok``/``reward_fn``/``prompts`` override what the config would load;
+    ``dist``: the run's :class:`jprefs.rl.dist.Dist` (default: :func:`get_dist`).
 
     Under ``accelerate launch`` (N processes) each process draws its own ``batch_size`` prompts
     per step (N x ``batch_size`` rollouts in all), samples, scores them with its own reward
@@ -297,7 +298,7 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None) -
     from jprefs.rl.runner import data_parallel_record, prepare_policy, reward_for
 
     # ---------------------------------------------------------------- setup
-    dist = get_dist(cfg)
+    dist = dist or get_dist(cfg)
     set_seed(cfg.seed)
     writer = RunWriter(out, cfg, dist=dist)
     if writer.finished is not None:                 # a finished run: nothing to do

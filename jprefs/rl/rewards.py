@@ -68,12 +68,22 @@ def classifier_reward(path: str, label: str = "1", *, device=None, batch_size: i
     ``label`` is a label name (``config.label2id``) or an index. The text scored is
     the response alone, or prompt + response when ``score_prompt`` is true.
     """
+    import os
+
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
-                                                               trust_remote_code=trust_remote_code)
+    if os.path.exists(path):
+        from jprefs.modeldir import check_model_dir
+
+        check_model_dir(path, want="reward model")
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
+                                                                   trust_remote_code=trust_remote_code)
+    except OSError as e:
+        raise ConfigError(f"cannot load reward classifier {path!r}: {e}\n  fix: give a local model folder "
+                          "(config.json + model.safetensors) or a reachable Hub id") from e
     model.eval()
     if device is not None:
         model.to(device)

@@ -155,7 +155,7 @@ def eval_reward_for(cfg, device=None):
     return None
 
 
-def run_sft(cfg, out) -> dict:
+def run_sft(cfg, out, *, dist=None) -> dict:
     """``algo: sft``: build/load the policy, train it, save it with samples and a loss curve.
 
     Data-parallel under ``accelerate launch``: each process takes its own ``sft_batch_size``
@@ -166,7 +166,7 @@ def run_sft(cfg, out) -> dict:
     from jprefs.rl.dist import get_dist, weights_digest
     from jprefs.rl.sft import train_sft
 
-    dist = get_dist(cfg)
+    dist = dist or get_dist(cfg)
     set_seed(cfg.seed)
     writer = RunWriter(out, cfg, dist=dist)
     if writer.finished is not None:                 # a finished run: nothing to do
@@ -211,13 +211,25 @@ def data_parallel_record(dist, policy_digests, **per_rank) -> dict:
 
 
 def run(cfg, out) -> dict:
-    """Run ``cfg.algo`` and return its summary (also written to ``OUT/summary.json``)."""
+    """Run ``cfg.algo`` and return its summary (also written to ``OUT/summary.json``).
+
+    The run holds ``OUT``'s lock (:mod:`jprefs.runlock`) from start to end: a second run
+    into the same folder is refused with the pid of this one. In a data-parallel run the
+    main process holds it and every process stops alike when it is refused."""
+    from jprefs.rl.dist import get_dist
+    from jprefs.runlock import FolderBusyError, run_lock
+
+    dist = get_dist(cfg)
     if cfg.algo == "sft":
-        return run_sft(cfg, out)
-    if cfg.algo == "ilql":
-        from jprefs.rl.ilql import train_ilql
-
-        return train_ilql(cfg, out)
-    from jprefs.rl.ppo import train_ppo
-
-    return train_ppo(cfg, out)
+        train = run_sft
+    elif cfg.algo == "ilql":
+        from jprefs.rl.ilql import train_ilql as train
+    else:
+        from jprefs.rl.ppo import train_ppo as train
+    try:
+        with run_lock(out, "jprefs rl", is_main=dist.is_main,
+                      broadcast=(lambda msg: dist.gather_object(msg)[0]) if dist.enabled else None):
+            return train(cfg, out, dist=dist)
+    except FolderBusyError:
+        dist.close()                                # every process leaves the group before exiting
+        raise

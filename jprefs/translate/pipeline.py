@@ -448,6 +448,13 @@ def run_translate(cfg: TranslateConfig, engine_factory=None, command: str = "") 
     """
     if not cfg.output:
         raise ConfigError("no output folder given\n  fix: -o DIR (or output=DIR)")
+    from jprefs.runlock import RunLock   # one writer per folder; shards of one job may share it
+
+    with RunLock(cfg.output, "jprefs translate", shard=cfg.shard):
+        return _run_translate_locked(cfg, engine_factory, command)
+
+
+def _run_translate_locked(cfg: TranslateConfig, engine_factory=None, command: str = "") -> dict[str, Any]:
     t0 = time.perf_counter()
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -525,6 +532,13 @@ def merge_shards(shard_dirs: list[str], cfg: TranslateConfig, command: str = "")
     """
     if not cfg.output:
         raise ConfigError("merge needs an output folder: -o DIR")
+    from jprefs.runlock import RunLock
+
+    with RunLock(cfg.output, "jprefs translate merge"):
+        return _merge_shards_locked(shard_dirs, cfg, command)
+
+
+def _merge_shards_locked(shard_dirs: list[str], cfg: TranslateConfig, command: str = "") -> dict[str, Any]:
     cache = Cache(cfg.cache_dir or Path(cfg.output) / "cache")
     for d in shard_dirs:
         src = Path(d) / "cache"

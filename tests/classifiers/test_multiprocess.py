@@ -35,6 +35,7 @@ pytestmark = needs_gloo()
 
 
 def _launch(tmp_path, *, use_cpu_env: bool, epochs: int = 3):
+    """``jprefs train-rm`` on 2 CPU processes into ``tmp_path/rm``; returns (CompletedProcess, out)."""
     bb = make_backbone_dir(tmp_path / "bb")
     pairs = write_pairs(tmp_path / "pairs.jsonl")
     out = tmp_path / "rm"
@@ -80,3 +81,18 @@ def test_train_rm_plain_multi_process_launch_on_cpu_shards_batches(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert [h["step"] for h in metrics["history"]] == [3, 6]
+
+
+def test_a_busy_folder_stops_both_processes_with_the_error(tmp_path):
+    from tests.gated import lock_holder
+
+    holder = lock_holder(tmp_path / "rm", "jprefs train-rm")          # another run holds the folder
+    try:
+        r, out = _launch(tmp_path, use_cpu_env=True, epochs=1)
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    assert r.returncode != 0
+    # the main process is refused; the other one gets the same error (no hang in a collective)
+    assert r.stderr.count(f"another `jprefs train-rm` (pid {holder.pid}, started ") == 2, r.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == []                  # nothing written

@@ -222,3 +222,29 @@ def test_a_finished_run_is_not_trained_again(toy, tmp_path, monkeypatch):
     retrained = _train(toy, out, objective="pairwise", epochs=2, resume=False)   # resume=false trains again
     assert [h["epoch"] for h in retrained["history"]] == [1, 2]
     assert json.loads((out / "done.json").read_text())["config"]["epochs"] == 2
+
+
+@pytest.mark.parametrize("name", ["optimizer.bin", "scheduler.bin", "random_states_0.pkl"])
+def test_resume_never_unpickles_code_from_the_checkpoint(toy, tmp_path, monkeypatch, name):
+    """train-rm's checkpoint is accelerate's save_state (torch pickles for optimizer, scheduler, RNG):
+    resume reads them with the weights_only loader only; a file that would run code is refused by
+    name, and not skipped (accelerate alone skips an unreadable RNG file without a word)."""
+    import torch
+
+    from jprefs.errors import JprefsError
+
+    out = tmp_path / "r"
+    _crash_after_the_first_checkpoint(toy, out, monkeypatch)
+    marker = tmp_path / "unpickled"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"state": Payload()}, out / "checkpoint" / name)
+    with pytest.raises(JprefsError) as e:
+        _train(toy, out, objective="pairwise", epochs=2)
+    msg = str(e.value)
+    assert f"cannot resume from {out / 'checkpoint'}" in msg and "weights_only" in msg and "resume=false" in msg
+    assert f"{name} does not load" in msg and "Unsupported global" in msg
+    assert not marker.exists()

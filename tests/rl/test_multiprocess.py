@@ -204,3 +204,20 @@ def test_ppo_two_processes_crash_resume_then_finished(ppo_run, tmp_path):
     _ok(r)
     assert r.stderr.count(f"run in {out} already finished at step 5") == 1
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_busy_folder_stops_both_processes_with_the_error(tmp_path):
+    from tests.gated import lock_holder
+
+    out = tmp_path / "sft"
+    holder = lock_holder(out, "jprefs rl")                 # another run holds the folder
+    try:
+        r = _launch(out, [str(REPO / "rl/recipes/sft-tiny-cpu.yaml"), *TINY, "sft_steps=2"])
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    assert r.returncode != 0
+    # the main process is refused and the other one stops with the same error (no hang in a collective)
+    assert r.stderr.count(f"another `jprefs rl` (pid {holder.pid}, started ") == 2, r.stderr[-3000:]
+    assert "jprefs rl: error:" in r.stderr and "jprefs rl (process 1): error:" in r.stderr
+    assert not (out / "metrics.jsonl").exists() and not (out / "config.yaml").exists()

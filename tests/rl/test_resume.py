@@ -193,3 +193,77 @@ def test_crash_after_the_last_checkpoint_before_the_marker_still_resumes(tmp_pat
     assert json.loads((tmp_path / "crash/done.json").read_text(encoding="utf-8"))["step"] == 5
     _ppo(tok, tmp_path / "crash")
     assert "already finished at step 5" in capsys.readouterr().err
+
+
+def test_checkpoint_loop_state_is_safetensors_and_json_and_round_trips_exactly(tmp_path, monkeypatch):
+    import random
+
+    import numpy as np
+
+    from jprefs.rl.checkpoint import _rng_state, _set_rng_state, pack_state, unpack_state
+
+    cfg = load_config(RLConfig, dict(SFT))
+    with monkeypatch.context() as m:
+        _crash_after_logging(m, 4)
+        with pytest.raises(KeyboardInterrupt):
+            run(cfg, tmp_path / "run")
+    r = tmp_path / "run/checkpoint-4/resume"
+    assert sorted(p.name for p in r.iterdir()) == ["model.safetensors", "state.json", "train_state.json",
+                                                   "train_state.safetensors"]
+    for p in r.iterdir():                              # no pickle: neither a raw one nor torch.save's zip
+        assert p.read_bytes()[:2] not in (b"\x80\x02", b"\x80\x04", b"PK"), p
+    tree = json.loads((r / "train_state.json").read_text(encoding="utf-8"))
+    assert {"optimizer", "scheduler", "rng", "objects"} <= set(tree)
+
+    # exact round trip of what the loops store: optimizer state, python/numpy/torch RNGs, generators
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, betas=(0.9, 0.95))
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    np.random.seed(1)
+    np.random.standard_normal()                        # a cached gaussian in the legacy state
+    gen = np.random.default_rng(7)
+    gen.integers(0, 10, 5)
+    py = random.Random(3)
+    obj = {"optimizer": opt.state_dict(), "rng": _rng_state(), "data_rng": gen.bit_generator.state,
+           "py_rng": py.getstate(), "order": [3, 1, 2]}
+    tensors = {}
+    back = unpack_state(json.loads(json.dumps(pack_state(obj, tensors))), {k: v.clone() for k, v in tensors.items()})
+    st, st2 = obj["optimizer"]["state"], back["optimizer"]["state"]
+    assert st.keys() == st2.keys() and back["optimizer"]["param_groups"] == obj["optimizer"]["param_groups"]
+    assert all(torch.equal(st[k][n], st2[k][n]) for k in st for n in st[k])
+    assert back["data_rng"] == obj["data_rng"] and back["py_rng"] == obj["py_rng"] and back["order"] == [3, 1, 2]
+    expected = (random.random(), np.random.standard_normal(), float(torch.rand(1)))
+    _set_rng_state(back["rng"])
+    assert (random.random(), np.random.standard_normal(), float(torch.rand(1))) == expected
+    opt2 = torch.optim.AdamW(model.parameters(), lr=1e-2, betas=(0.9, 0.95))
+    opt2.load_state_dict(back["optimizer"])             # an optimizer accepts it as it is
+
+
+def test_an_old_pickled_checkpoint_is_refused_not_unpickled(tmp_path, monkeypatch):
+    cfg = load_config(RLConfig, dict(SFT))
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _crash_after_logging(m, 4)
+        with pytest.raises(KeyboardInterrupt):
+            run(cfg, out)
+    # turn checkpoint-4 into what jprefs wrote before: state.pt (a pickle), state.json without a format
+    r = out / "checkpoint-4/resume"
+    marker = tmp_path / "unpickled"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"optimizer": Payload()}, r / "state.pt")            # how older versions wrote it
+    for name in ("train_state.json", "train_state.safetensors"):
+        (r / name).unlink(missing_ok=True)
+    state = json.loads((r / "state.json").read_text(encoding="utf-8"))
+    state.pop("format", None)
+    (r / "state.json").write_text(json.dumps(state), encoding="utf-8")
+    with pytest.raises(JprefsError) as e:
+        run(cfg, out)
+    msg = str(e.value)
+    assert f"{out / 'checkpoint-4'} was written by an older jprefs" in msg and "resume/state.pt" in msg
+    assert "resume=false" in msg and f"policy={out / 'checkpoint-4' / 'policy'} -o NEW_DIR" in msg
+    assert not marker.exists()                           # the pickle was never loaded
