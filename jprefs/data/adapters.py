@@ -182,20 +182,28 @@ def parse_hh_transcript(text: str, *, merge: bool = True) -> tuple[list[tuple[st
     parts = _HH_TURN.split(text)
     if parts[0].strip():
         return None, 0, "malformed_transcript"
-    turns: list[tuple[str, str]] = []
-    merged = 0
-    for speaker, content in zip(parts[1::2], parts[2::2]):
-        role = "user" if speaker == "Human" else "assistant"
-        content = content.strip()
-        if merge and turns and turns[-1][0] == role:
-            prev = turns[-1][1]
-            turns[-1] = (role, (prev + "\n\n" + content).strip() if prev or content else "")
-            merged += 1
-        else:
-            turns.append((role, content))
+    turns = [("user" if speaker == "Human" else "assistant", content.strip())
+             for speaker, content in zip(parts[1::2], parts[2::2])]
     if not turns:
         return None, 0, "malformed_transcript"
-    return turns, merged, None  # type: ignore[return-value]
+    if merge:
+        turns, merged = merge_turns(turns)
+        return turns, merged, None
+    return turns, 0, None
+
+
+def merge_turns(turns: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], int]:
+    """Consecutive turns of one role joined by a blank line; returns ``(turns, number merged)``."""
+    out: list[tuple[str, str]] = []
+    merged = 0
+    for role, content in turns:
+        if out and out[-1][0] == role:
+            prev = out[-1][1]
+            out[-1] = (role, (prev + "\n\n" + content).strip() if prev or content else "")
+            merged += 1
+        else:
+            out.append((role, content))
+    return out, merged
 
 
 def _hh(d: dict, sid: str, ctx: Context) -> Record:
@@ -218,8 +226,8 @@ def _hh(d: dict, sid: str, ctx: Context) -> Record:
         raise RowReject("diverges_before_final_turn",
                         f"chosen and rejected differ before the final assistant turn "
                         f"({len(raw_c) - 1} vs {len(raw_r) - 1} prompt turns)")
-    tc, mc, _ = parse_hh_transcript(chosen_t)
-    tr, mr, _ = parse_hh_transcript(rejected_t)
+    tc, mc = merge_turns(raw_c)   # parsed once: the raw turns above, merged here
+    tr, mr = merge_turns(raw_r)
     prompt_turns = tc[:-1]
     if not prompt_turns:
         raise RowReject("empty_prompt", "no human turn before the final assistant turn")
@@ -556,10 +564,11 @@ class Conversion:
             from jprefs.progress import progress
 
             bar = progress(desc=f"convert {self.adapter.name}", unit="row")
-        parse = self.adapter.parse
+        parse, ctx, max_chars, limit = self.adapter.parse, self.ctx, self.max_chars, self.limit
+        licenses, unknown = self.licenses, self.unknown_sources
         try:
             for row in self._rows():
-                if self.limit is not None and self.rows_in >= self.limit:
+                if limit is not None and self.rows_in >= limit:
                     break
                 self.rows_in += 1
                 if bar is not None:
@@ -568,8 +577,8 @@ class Conversion:
                     reason, err = row.reason or "unreadable_row", row.error
                 else:
                     try:
-                        rec = parse(row.data, str(row.locator), self.ctx)
-                        _check_lengths(rec, self.max_chars)
+                        rec = parse(row.data, str(row.locator), ctx)
+                        _check_lengths(rec, max_chars)
                         line = json_line(rec.to_dict()) if serialize else None
                     except (RowReject, SchemaError, RowProblem) as e:
                         reason, err = e.reason, str(e)
@@ -577,10 +586,12 @@ class Conversion:
                         reason, err = "adapter_error", f"{type(e).__name__}: {e}"
                     else:
                         self.rows_out += 1
-                        self.pairs_out += n_pairs(rec)
-                        self.licenses[rec.license or UNKNOWN_LICENSE] += 1
-                        if (rec.license or UNKNOWN_LICENSE) == UNKNOWN_LICENSE:
-                            self.unknown_sources.add(rec.source)
+                        self.pairs_out += len(rec.responses) * (len(rec.responses) - 1) // 2 \
+                            if type(rec) is RankList else 1
+                        lic = rec.license or UNKNOWN_LICENSE
+                        licenses[lic] += 1
+                        if lic == UNKNOWN_LICENSE:
+                            unknown.add(rec.source)
                         yield rec, line, None
                         continue
                 if self.strict:

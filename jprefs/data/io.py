@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import gzip
 import io
 import itertools
@@ -335,14 +336,12 @@ def iter_raw_lines(path: str | os.PathLike, max_bytes: int = MAX_LINE_BYTES) -> 
     held whole in memory. A read failure (corrupt gzip, I/O error) raises :class:`DataError`."""
     p = check_input(path)
     i = 0
+    limit = max_bytes + 1
     try:
         with _open_binary(p) as f:
-            while True:
-                raw = f.readline(max_bytes + 1)
-                if not raw:
-                    return
+            for raw in iter(functools.partial(f.readline, limit), b""):
                 i += 1
-                if len(raw) > max_bytes and not raw.endswith(b"\n"):
+                if len(raw) == limit and raw[-1:] != b"\n":
                     head, n = raw[:_PREVIEW * 4], len(raw)
                     while True:  # skip the rest of the line in bounded chunks
                         chunk = f.readline(1 << 20)
@@ -351,7 +350,7 @@ def iter_raw_lines(path: str | os.PathLike, max_bytes: int = MAX_LINE_BYTES) -> 
                             break
                     yield i, head, n
                     continue
-                raw = raw.rstrip(b"\r\n") if raw.endswith(b"\n") else raw
+                raw = raw.rstrip(b"\r\n")
                 yield i, raw, len(raw)
     except (OSError, EOFError, zlib.error) as e:
         raise _read_error(p, e, i) from e
@@ -396,8 +395,11 @@ def parse_json_row(locator: int, text: str, unit: str = "line") -> Row:
         return Row(locator, text[:_PREVIEW], f"unreadable JSON value: {e}", "bad_number", unit)
     if not isinstance(obj, dict):
         return Row(locator, text, f"expected a JSON object, got {type(obj).__name__}", "not_an_object", unit)
-    # Cheap screens first: only rows that could hold a problem are walked.
-    if _SURROGATE_ESCAPE.search(text) or text.count("[") + text.count("{") > MAX_DEPTH:
+    # A cheap screen first: only a row that could hold a lone surrogate is walked. Nesting needs no
+    # screen here: past ~1000 levels json.loads raises RecursionError (above), and the free-form
+    # values that travel on (canonical ``meta``, rows ``jprefs score`` writes back) are walked with
+    # :func:`check_value`, which enforces MAX_DEPTH, where they are used.
+    if _SURROGATE_ESCAPE.search(text):
         try:
             check_value(obj)
         except RowProblem as e:

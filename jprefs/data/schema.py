@@ -61,24 +61,31 @@ def _check_text(name: str, value: Any, *, allow_empty: bool = False) -> str:
     return value
 
 
-def _check_str(name: str, value: Any) -> None:
-    """A provenance string (id, source, licence): a string that UTF-8 can encode."""
-    if not isinstance(value, str):
-        raise SchemaError(f"field '{name}' must be a string, got {_short(value)}", reason=f"non_string_{name}")
-    if not value.isascii() and _SURROGATE.search(value):
-        raise SchemaError(f"field '{name}' holds a lone surrogate, which UTF-8 cannot encode", reason="unencodable_text")
+def _check_strs(obj: Any, names: tuple[str, ...]) -> None:
+    """Provenance strings (id, source, licence, ...): strings that UTF-8 can encode."""
+    for name in names:
+        value = getattr(obj, name)
+        if type(value) is not str:
+            raise SchemaError(f"field '{name}' must be a string, got {_short(value)}", reason=f"non_string_{name}")
+        if not value.isascii() and _SURROGATE.search(value):
+            raise SchemaError(f"field '{name}' holds a lone surrogate, which UTF-8 cannot encode",
+                              reason="unencodable_text")
+
+
+_PROVENANCE = ("id", "source", "source_id", "license")
 
 
 def _check_meta(meta: Any) -> dict:
-    """``meta`` must be a JSON object that a strict writer accepts (no NaN, no lone surrogates)."""
+    """``meta`` must be a JSON object that a strict writer accepts: no NaN/Infinity, no lone
+    surrogates, at most ``MAX_DEPTH`` levels of nesting."""
     if not isinstance(meta, dict):
         raise SchemaError(f"field 'meta' must be an object, got {type(meta).__name__} {_short(meta)}",
                           reason="bad_meta")
     if meta:
-        from jprefs.data.io import RowProblem, json_line
+        from jprefs.data.io import RowProblem, check_value
 
         try:
-            json_line(meta)
+            check_value(meta, finite=True)
         except RowProblem as e:
             raise SchemaError(f"field 'meta': {e}", reason=e.reason) from e
     return meta
@@ -248,8 +255,7 @@ class PreferencePair(_HasPrompt):
             raise SchemaError("chosen and rejected are identical: not a preference", reason="identical_responses")
         if not isinstance(self.id, str) or not self.id:
             raise SchemaError(f"field 'id' must be a non-empty string, got {_short(self.id)}", reason="bad_id")
-        for name in ("id", "source", "source_id", "license"):
-            _check_str(name, getattr(self, name))
+        _check_strs(self, _PROVENANCE)
         _check_meta(self.meta)
         self.chosen_score = _opt_float("chosen_score", self.chosen_score)
         self.rejected_score = _opt_float("rejected_score", self.rejected_score)
@@ -346,8 +352,7 @@ class RankList(_HasPrompt):
                 raise SchemaError("'scores' must hold numbers, not null", reason="bad_scores")
         if not isinstance(self.id, str) or not self.id:
             raise SchemaError(f"field 'id' must be a non-empty string, got {_short(self.id)}", reason="bad_id")
-        for name in ("id", "source", "source_id", "license"):
-            _check_str(name, getattr(self, name))
+        _check_strs(self, _PROVENANCE)
         _check_meta(self.meta)
 
     @classmethod
@@ -412,10 +417,7 @@ class BinaryExample:
         _check_text("response", self.response)
         if isinstance(self.label, bool) or not isinstance(self.label, int) or self.label not in (0, 1):
             raise SchemaError(f"field 'label' must be 0 or 1, got {_short(self.label)}", reason="bad_label")
-        for name in ("id", "source", "source_id", "license"):
-            _check_str(name, getattr(self, name))
-        if self.pair_id is not None:
-            _check_str("pair_id", self.pair_id)
+        _check_strs(self, _PROVENANCE if self.pair_id is None else _PROVENANCE + ("pair_id",))
         _check_meta(self.meta)
         if not self.id:
             self.id = content_hash([m.to_dict() for m in self.prompt or []], self.response, self.label)[:16]
