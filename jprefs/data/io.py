@@ -325,8 +325,8 @@ def _open_binary(p: Path):
 def _read_error(p: Path, e: BaseException, line: int) -> DataError:
     what = "gzip stream" if p.name.endswith(".gz") else "file"
     where = f" after line {line}" if line else ""
-    fix = ("the file is truncated or corrupt: download or copy it again (`gzip -t FILE` checks a .gz); "
-           "rows before the damage are intact, so a repaired copy converts fully")
+    fix = ("the file is truncated or corrupt, so nothing was written: download or copy it again "
+           "(`gzip -t FILE` checks a .gz)")
     return DataError(f"cannot read the {what}{where}: {type(e).__name__}: {e}", path=str(p), fix=fix)
 
 
@@ -451,7 +451,8 @@ def _iter_json_file(p: Path, field: str | None) -> Iterator[Row]:
         raise DataError(f"--field {field!r} given, but the top level is a {type(obj).__name__}, not an object",
                         path=str(p), fix="drop --field for a top-level list")
     if not isinstance(obj, list):
-        raise DataError(f"the top level is {type(obj).__name__} {json.dumps(obj)[:40]}, not a list of rows",
+        kind = {str: "a string", bool: "a boolean", int: "a number", float: "a number"}.get(type(obj), "null")
+        raise DataError(f"the top level is {kind} ({json.dumps(obj)[:40]}), not a list of rows",
                         path=str(p), fix="give a list of objects, or one object per line as .jsonl")
     for i, r in enumerate(obj):
         if not isinstance(r, dict):
