@@ -15,6 +15,9 @@ offline, and decodes the token ids the trainer produced: the processed ``train_d
 
 GRPO and RLOO generate from the prompt column: the test records the prompt ids the trainer
 tokenised and the prompts/completions handed to ``RewardModel.as_reward_func``.
+
+The character tokenizer cannot merge across the cue, so a last test builds DPO's split with a
+byte-level BPE trained here: jprefs' newline cue stays in the prompt, a space cue would not.
 """
 
 from __future__ import annotations
@@ -307,3 +310,41 @@ def test_online_trainers_with_reward_func(pairs, tmp_path, fmt, algo):
         else:
             assert all(p[-1]["role"] == "user" for p in prompts)
             assert all(c[0]["role"] == "assistant" for c in completions)
+
+
+# ---------------------------------------------------------------- the cue's token boundary under BPE
+
+
+def bpe_tokenizer():
+    """A GPT-2-style byte-level BPE trained here on the test texts (spaces merge into the next word)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [p + sep + r[k] for p, r in zip(PROMPTS, RAW) for k in ("chosen", "rejected") for sep in ("", " ")]
+    tok.train_from_iterator(corpus * 20, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
+
+
+def test_cue_keeps_the_dpo_prompt_split_under_bpe(pairs, tmp_path):
+    """With a byte-level BPE the tokenised prompt stays a prefix of prompt + answer, so trl's
+    DPO keeps the whole prompt, cue included; a cue ending in a space (the control) would lose
+    it, because the space merges into the answer's first token."""
+    from trl import DPOConfig, DPOTrainer
+
+    tok = bpe_tokenizer()
+    ds = export(pairs, tmp_path, "trl")
+    spaced = ds.map(lambda r: {"prompt": r["prompt"][:-1] + " "})  # 'アシスタント: ' instead of 'アシスタント:\n'
+    model = tiny_llama(tok)
+    splits = {}
+    for name, data in (("jprefs", ds), ("space", spaced)):
+        trainer = DPOTrainer(model=model, ref_model=copy.deepcopy(model), train_dataset=data, processing_class=tok,
+                             args=DPOConfig(**common_args(tmp_path), max_length=96))
+        splits[name] = [(tok.decode(p["prompt_ids"]), tok.decode(p["chosen_ids"])) for p in trainer.train_dataset]
+    assert splits["jprefs"] == [(PROMPTS[i], r["chosen"] + "<|endoftext|>") for i, r in enumerate(RAW)]
+    # control: the space went over to the answer side, the prompt lost its cue's end
+    assert all(p.endswith("アシスタント:") and c.startswith(" ") for p, c in splits["space"])
