@@ -184,3 +184,5 @@ def test_to_dataset_python_api(pairs_file):
     ds = to_dataset(recs, "trl-conversational")
     assert len(ds) == 44 and ds[0]["chosen"][0]["role"] == "assistant"
     assert len(to_dataset(recs, "binary")) == 88
+    unpaired = to_dataset(recs, "trl-unpaired")
+    assert len(unpaired) == 88 and unpaired.features["label"].dtype == "bool"
