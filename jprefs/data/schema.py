@@ -217,6 +217,32 @@ def render_prompt(messages: list[Message] | str, *, style: str = "plain", cue: b
     return "\n\n".join(f"{ROLE_NAMES[m.role]}: {m.content}" for m in msgs)
 
 
+_CUE_TURN = re.compile(r"(ユーザー|アシスタント|システム): (.*)", re.DOTALL)
+_CUE_SPLIT = re.compile(r"\n\n(?=(?:ユーザー|アシスタント|システム): )")
+
+
+def parse_cue_prompt(text: str) -> list[Message] | None:
+    """The conversation of a prompt written by ``render_prompt(..., cue=True)`` (the ``trl``
+    export), or ``None`` if ``text`` is not in that layout. Exact inverse of the rendering
+    unless a turn's content itself holds a paragraph starting with a role marker.
+
+    >>> parse_cue_prompt("ユーザー: こんにちは\\n\\nアシスタント:\\n")
+    [Message(role='user', content='こんにちは')]
+    >>> parse_cue_prompt("こんにちは") is None
+    True
+    """
+    if not isinstance(text, str) or not text.endswith("\n\n" + ASSISTANT_CUE):
+        return None
+    roles = {v: k for k, v in ROLE_NAMES.items()}
+    msgs = []
+    for turn in _CUE_SPLIT.split(text[:-len("\n\n" + ASSISTANT_CUE)]):
+        m = _CUE_TURN.fullmatch(turn)
+        if m is None:
+            return None
+        msgs.append(Message(roles[m.group(1)], m.group(2)))
+    return msgs
+
+
 def _opt_float(name: str, v: Any) -> float | None:
     if v is None:
         return None
