@@ -340,12 +340,15 @@ class RewardModel:
     def as_reward_func(self, batch_size: int = 32, use_prompt: bool | None = None) -> Callable[..., list[float]]:
         """A trl reward function ``(prompts, completions, **kwargs) -> list[float]`` (GRPO, RLOO).
 
-        Prompts and completions may be strings or conversational message lists.
+        Prompts and completions may be strings or conversational message lists. A string prompt
+        in the ``trl`` export layout (role markers, ending with the assistant cue ``アシスタント:``)
+        is read back into its conversation, so the model sees the prompt rendered as in training.
         ``use_prompt`` defaults to the model's input layout (``pair`` uses the prompt).
 
         >>> trainer = GRPOTrainer(model, reward_funcs=rm.as_reward_func(), ...)   # doctest: +SKIP
         """
         from jprefs.classifiers.inputs import completion_to_text
+        from jprefs.data.schema import parse_cue_prompt
 
         if use_prompt is None:
             use_prompt = self.config.input != "response"
@@ -354,7 +357,9 @@ class RewardModel:
             if completions is None:
                 raise DataError("reward function called without completions")
             responses = [completion_to_text(c) for c in completions]
-            ps = list(prompts) if (use_prompt and prompts is not None) else None
+            ps = None
+            if use_prompt and prompts is not None:
+                ps = [[m.to_dict() for m in msgs] if (msgs := parse_cue_prompt(p)) is not None else p for p in prompts]
             return [float(x) for x in self.score(ps, responses, batch_size=batch_size)]
 
         reward_func.__name__ = "jprefs_reward"

@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   jprefs data convert mine.csv --source jsonl --map prompt=question,chosen=good,rejected=bad --license cc-by-4.0 -o pairs.jsonl
   jprefs data convert ranks.tsv --source ranklist -o ranks.jsonl
   jprefs data export pairs.jsonl --format trl -o trl.parquet
+  jprefs data export pairs.jsonl --format trl-unpaired -o kto.jsonl        (KTO: prompt/completion/label)
   jprefs data split pairs.jsonl --test-size 0.1 --seed 0 -o splits/
   jprefs data merge a.jsonl b.jsonl -o merged.jsonl
   jprefs data stats pairs.jsonl --json
@@ -44,9 +45,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     c.add_argument("--field", help="for a .json file whose top level is an object: the field holding the list of rows")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
 
-    e = sub.add_parser("export", help="canonical -> trl | trl-conversational | binary (.jsonl or .parquet)")
+    from jprefs.data.export import FORMATS  # light: schema and errors only
+
+    e = sub.add_parser("export", help="canonical -> trl | trl-conversational | trl-unpaired | binary (.jsonl or .parquet)")
     e.add_argument("input")
-    e.add_argument("--format", required=True, choices=["trl", "trl-conversational", "binary", "jsonl"])
+    e.add_argument("--format", required=True, choices=list(FORMATS),
+                   help="trl / trl-conversational: preference pairs (DPO, reward); trl-unpaired[-conversational]: "
+                        "prompt/completion/label rows (KTO); binary: prompt/response/label 1|0; jsonl: canonical")
     e.add_argument("-o", "--output", required=True, help=".jsonl, .jsonl.gz or .parquet")
     e.add_argument("--require-license", action="store_true")
 

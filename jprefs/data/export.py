@@ -1,13 +1,34 @@
-"""Exports of canonical records: trl preference formats and the binary set.
+"""Exports of canonical records: trl's preference and unpaired formats, and the binary set.
 
-- ``trl``: trl's standard preference format ``{prompt: str, chosen: str, rejected: str}``;
-  multi-turn prompts are rendered with role markers (:func:`render_prompt`).
+trl reads two dataset types (https://huggingface.co/docs/trl/dataset_formats). In the
+*standard* type every field is a string and trl tokenises ``prompt + chosen`` (DPO, KTO,
+reward) as is; in the *conversational* type fields are message lists and trl applies the
+tokenizer's chat template. jprefs writes:
+
+- ``trl`` (standard preference): ``{prompt: str, chosen: str, rejected: str}``. The prompt
+  carries the whole conversation, one paragraph per turn with its role marker, single-turn
+  prompts included, and ends with the assistant cue; the answers are the bare responses::
+
+      ユーザー: 日本の首都は?\n\nアシスタント: 東京です。\n\nユーザー: 大阪は?\n\nアシスタント:\n
+
+  so ``prompt + chosen`` decodes as ``...アシスタント:\n<chosen>``. The cue ends with a
+  newline, not a space: a trailing space would merge into the answer's first token in
+  BPE/SentencePiece tokenizers, and trl's DPO/KTO trainers cut the prompt where the
+  tokenised prompt and prompt + answer diverge. No BOS/EOS text is written: trl's tokenizer
+  call adds BOS, and trl appends EOS to standard answers.
 - ``trl-conversational``: ``{prompt: [messages], chosen: [assistant message],
-  rejected: [assistant message]}``, which trl applies the chat template to.
+  rejected: [assistant message]}``, which trl applies the chat template to (the template
+  decides the turn markers and special tokens).
+- ``trl-unpaired`` (standard unpaired, for trl's KTOTrainer): two rows per pair,
+  ``{prompt: str, completion: str, label: bool}`` with the ``trl`` prompt layout above,
+  ``label`` true for chosen, false for rejected.
+- ``trl-unpaired-conversational``: the same with ``prompt: [messages]`` and
+  ``completion: [assistant message]``.
 - ``binary``: two rows per pair, ``{prompt, prompt_text, response, label}`` with
-  label 1 = chosen, 0 = rejected (the open_preference layout).
+  label 1 = chosen, 0 = rejected (the open_preference layout; not a trl format).
 
-Every row keeps ``id``, ``source`` and ``license`` so provenance survives export.
+Every row keeps ``id``, ``source``, ``source_id`` and ``license`` so provenance survives
+export; the unpaired formats also keep ``pair_id`` (row ids are ``<pair id>-c`` / ``-r``).
 
 Example::
 
@@ -23,7 +44,7 @@ from typing import Any, Iterable, Iterator
 from jprefs.data.schema import PreferencePair, Record, expand_pairs, render_prompt
 from jprefs.errors import JprefsError
 
-FORMATS = ("trl", "trl-conversational", "binary", "jsonl")
+FORMATS = ("trl", "trl-conversational", "trl-unpaired", "trl-unpaired-conversational", "binary", "jsonl")
 
 
 def _provenance(p: PreferencePair) -> dict[str, Any]:
@@ -36,11 +57,18 @@ def iter_export_rows(records: Iterable[Record], fmt: str) -> Iterator[dict[str, 
         raise JprefsError(f"unknown export format '{fmt}'; use one of {', '.join(FORMATS)}")
     for p in expand_pairs(records):
         if fmt == "trl":
-            yield {"prompt": render_prompt(p.prompt), "chosen": p.chosen, "rejected": p.rejected, **_provenance(p)}
+            yield {"prompt": render_prompt(p.prompt, cue=True), "chosen": p.chosen, "rejected": p.rejected, **_provenance(p)}
         elif fmt == "trl-conversational":
             yield {"prompt": [m.to_dict() for m in p.prompt],
                    "chosen": [{"role": "assistant", "content": p.chosen}],
                    "rejected": [{"role": "assistant", "content": p.rejected}], **_provenance(p)}
+        elif fmt in ("trl-unpaired", "trl-unpaired-conversational"):
+            conv = fmt == "trl-unpaired-conversational"
+            prompt = [m.to_dict() for m in p.prompt] if conv else render_prompt(p.prompt, cue=True)
+            for suffix, answer, label in (("c", p.chosen, True), ("r", p.rejected, False)):
+                completion = [{"role": "assistant", "content": answer}] if conv else answer
+                yield {"prompt": prompt, "completion": completion, "label": label,
+                       **_provenance(p), "id": f"{p.id}-{suffix}", "pair_id": p.id}
         elif fmt == "binary":
             yield from (b.to_dict() for b in p.to_binary())
         else:
@@ -65,6 +93,9 @@ def parquet_schema(fmt: str):
         cols = [("prompt", pa.string()), ("chosen", pa.string()), ("rejected", pa.string())] + prov
     elif fmt == "trl-conversational":
         cols = [("prompt", msgs), ("chosen", msgs), ("rejected", msgs)] + prov
+    elif fmt in ("trl-unpaired", "trl-unpaired-conversational"):
+        text = msgs if fmt == "trl-unpaired-conversational" else pa.string()
+        cols = [("prompt", text), ("completion", text), ("label", pa.bool_())] + prov + [("pair_id", pa.string())]
     elif fmt == "binary":
         cols = [("id", pa.string()), ("prompt", msgs), ("prompt_text", pa.string()), ("response", pa.string()),
                 ("label", pa.int64()), ("source", pa.string()), ("source_id", pa.string()),

@@ -178,26 +178,69 @@ def content_hash(*parts: Any) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def render_prompt(messages: list[Message] | str, *, style: str = "plain") -> str:
+ROLE_NAMES = {"user": "ユーザー", "assistant": "アシスタント", "system": "システム"}
+
+# The assistant cue that ends a prompt for trl's standard (string) formats. A newline, not a
+# space, ends it: BPE and SentencePiece tokenizers merge a trailing space into the first word
+# that follows (" はい"), so the tokenized prompt would not be a prefix of the tokenized
+# prompt + answer, and trl's DPO/KTO trainers would cut the prompt where they diverge.
+ASSISTANT_CUE = "アシスタント:\n"
+
+
+def render_prompt(messages: list[Message] | str, *, style: str = "plain", cue: bool = False) -> str:
     """Render a conversation as one string.
 
     ``plain``: a single user turn is its content; multi-turn conversations get
     role markers ``ユーザー:`` / ``アシスタント:`` / ``システム:`` one turn per paragraph.
     ``hh``: the Anthropic transcript form (``\\n\\nHuman: ...\\n\\nAssistant: ...``).
+    ``cue=True`` (``plain`` only; what ``jprefs data export --format trl`` writes): every turn
+    gets its role marker, single-turn prompts too, and the prompt ends with the assistant cue
+    ``\\n\\nアシスタント:\\n``, so that ``prompt + answer`` reads as one well-formed turn.
 
     >>> render_prompt([Message("user", "こんにちは")])
     'こんにちは'
+    >>> render_prompt([Message("user", "こんにちは")], cue=True)
+    'ユーザー: こんにちは\\n\\nアシスタント:\\n'
     """
     msgs = as_messages(messages)
     if style == "hh":
+        if cue:
+            raise ValueError("cue=True needs style='plain'")
         names = {"user": "Human", "assistant": "Assistant", "system": "System"}
         return "".join(f"\n\n{names[m.role]}: {m.content}" for m in msgs)
     if style != "plain":
         raise ValueError(f"unknown prompt style {style!r}; use 'plain' or 'hh'")
+    if cue:
+        return "".join(f"{ROLE_NAMES[m.role]}: {m.content}\n\n" for m in msgs) + ASSISTANT_CUE
     if len(msgs) == 1 and msgs[0].role == "user":
         return msgs[0].content
-    names = {"user": "ユーザー", "assistant": "アシスタント", "system": "システム"}
-    return "\n\n".join(f"{names[m.role]}: {m.content}" for m in msgs)
+    return "\n\n".join(f"{ROLE_NAMES[m.role]}: {m.content}" for m in msgs)
+
+
+_CUE_TURN = re.compile(r"(ユーザー|アシスタント|システム): (.*)", re.DOTALL)
+_CUE_SPLIT = re.compile(r"\n\n(?=(?:ユーザー|アシスタント|システム): )")
+
+
+def parse_cue_prompt(text: str) -> list[Message] | None:
+    """The conversation of a prompt written by ``render_prompt(..., cue=True)`` (the ``trl``
+    export), or ``None`` if ``text`` is not in that layout. Exact inverse of the rendering
+    unless a turn's content itself holds a paragraph starting with a role marker.
+
+    >>> parse_cue_prompt("ユーザー: こんにちは\\n\\nアシスタント:\\n")
+    [Message(role='user', content='こんにちは')]
+    >>> parse_cue_prompt("こんにちは") is None
+    True
+    """
+    if not isinstance(text, str) or not text.endswith("\n\n" + ASSISTANT_CUE):
+        return None
+    roles = {v: k for k, v in ROLE_NAMES.items()}
+    msgs = []
+    for turn in _CUE_SPLIT.split(text[:-len("\n\n" + ASSISTANT_CUE)]):
+        m = _CUE_TURN.fullmatch(turn)
+        if m is None:
+            return None
+        msgs.append(Message(roles[m.group(1)], m.group(2)))
+    return msgs
 
 
 def _opt_float(name: str, v: Any) -> float | None:

@@ -116,3 +116,19 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     with pytest.raises(JprefsError, match="not found"):
         RewardModel.from_pretrained(tmp_path / "missing" / "dir")
     assert rm.score([], []).shape == (0,)
+
+
+def test_reward_func_reads_the_trl_export_prompt_layout_back():
+    """GRPO/RLOO on a `jprefs data export --format trl` set pass the cue-ended prompt string;
+    the model must score it as the conversation it was trained on, not the marked-up text."""
+    from jprefs.data.schema import render_prompt
+
+    rm = _rm()
+    f = rm.as_reward_func()
+    convs = [[{"role": "user", "content": "日本の首都は?"}],
+             [{"role": "user", "content": "猫は好き?"}, {"role": "assistant", "content": "はい。"},
+              {"role": "user", "content": "犬は?"}]]
+    responses = ["東京です。", "好きです。"]
+    out = f(prompts=[render_prompt(c, cue=True) for c in convs], completions=responses)
+    np.testing.assert_allclose(out, rm.score(convs, responses), atol=1e-6)
+    assert not np.allclose(rm.score([render_prompt(c, cue=True) for c in convs], responses), out, atol=1e-6)

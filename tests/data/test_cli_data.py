@@ -80,9 +80,34 @@ def test_export_formats_load_with_datasets(pairs_file, tmp_path, fmt, suffix):
         if fmt == "trl-conversational":
             assert ds[0]["chosen"][0]["role"] == "assistant" and ds[0]["prompt"][-1]["role"] == "user"
         else:
+            # every prompt carries its role markers and ends with the assistant cue, single-turn too
             assert isinstance(ds[0]["prompt"], str)
+            assert all(r["prompt"].startswith("ユーザー: ") and r["prompt"].endswith("\n\nアシスタント:\n") for r in ds)
+            assert ds[0]["prompt"] == "ユーザー: 質問0\n\nアシスタント:\n" and ds[0]["chosen"] == "良い答え0"
             multi = [r for r in ds if r["prompt"].startswith("ユーザー: a")]
-            assert multi and "アシスタント: b" in multi[0]["prompt"]
+            assert multi[0]["prompt"] == "ユーザー: a\n\nアシスタント: b\n\nユーザー: c\n\nアシスタント:\n"
+
+
+@pytest.mark.parametrize("fmt,suffix", [("trl-unpaired", ".jsonl"), ("trl-unpaired", ".parquet"),
+                                        ("trl-unpaired-conversational", ".jsonl"),
+                                        ("trl-unpaired-conversational", ".parquet")])
+def test_unpaired_exports_load_with_datasets(pairs_file, tmp_path, fmt, suffix):
+    import datasets
+
+    out = tmp_path / f"export{suffix}"
+    assert run("data", "export", pairs_file, "--format", fmt, "-o", out) == 0
+    ds = datasets.load_dataset("parquet" if suffix == ".parquet" else "json", data_files=str(out), split="train")
+    assert len(ds) == 2 * 44 and ds.features["label"].dtype == "bool"
+    assert {"prompt", "completion", "label", "id", "pair_id", "source", "source_id", "license"} <= set(ds.column_names)
+    first, second = ds[0], ds[1]
+    assert (first["label"], second["label"]) == (True, False) and first["pair_id"] == second["pair_id"]
+    assert (first["id"], second["id"]) == (first["pair_id"] + "-c", first["pair_id"] + "-r")
+    if fmt == "trl-unpaired":
+        assert (first["prompt"], first["completion"], second["completion"]) == (
+            "ユーザー: 質問0\n\nアシスタント:\n", "良い答え0", "悪い答え0")
+    else:
+        assert first["prompt"] == [{"role": "user", "content": "質問0"}]
+        assert first["completion"] == [{"role": "assistant", "content": "良い答え0"}]
 
 
 def test_split_by_prompt_no_leakage_and_deterministic(pairs_file, tmp_path):
@@ -159,3 +184,5 @@ def test_to_dataset_python_api(pairs_file):
     ds = to_dataset(recs, "trl-conversational")
     assert len(ds) == 44 and ds[0]["chosen"][0]["role"] == "assistant"
     assert len(to_dataset(recs, "binary")) == 88
+    unpaired = to_dataset(recs, "trl-unpaired")
+    assert len(unpaired) == 88 and unpaired.features["label"].dtype == "bool"

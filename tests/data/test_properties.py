@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from jprefs.cli import main  # noqa: E402
+from jprefs.data.export import FORMATS  # noqa: E402
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                     derandomize=True)  # derandomized: CI sees the same examples on every run
@@ -207,7 +208,7 @@ def test_canonical_readers_any_input(data):
         p = d / "in.jsonl"
         p.write_bytes(content)
         for argv in (("data", "stats", p, "--no-morphemes", "--json"),
-                     ("data", "export", p, "--format", data.draw(st.sampled_from(["trl", "binary", "jsonl"])),
+                     ("data", "export", p, "--format", data.draw(st.sampled_from(FORMATS)),
                       "-o", d / f"e{data.draw(st.sampled_from(['.jsonl', '.parquet']))}"),
                      ("data", "split", p, "--test-size", "0.5", "-o", d / "s"),
                      ("data", "merge", p, p, "-o", d / "m.jsonl")):

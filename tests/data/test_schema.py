@@ -81,3 +81,17 @@ def test_render_prompt_and_keys():
     # NFKC + whitespace: full-width letters and extra spaces do not make a new prompt
     assert prompt_key(as_messages("ＡＢＣ  d")) == prompt_key(as_messages("ABC d"))
     assert normalize_text("  ｱ  b ") == "ア b"
+
+
+def test_cue_prompt_round_trips_and_rejects_other_text():
+    from jprefs.data.schema import Message, parse_cue_prompt, render_prompt
+
+    convs = [[Message("user", "日本の首都は?")],
+             [Message("system", "丁寧に。"), Message("user", "猫は?\n\n二段落目"), Message("assistant", "好き: はい"),
+              Message("user", "c")]]
+    for msgs in convs:
+        text = render_prompt(msgs, cue=True)
+        assert text.endswith("\n\nアシスタント:\n") and parse_cue_prompt(text) == msgs
+    for other in ("日本の首都は?", "ユーザー: 質問", "ユーザー: 質問\n\nアシスタント: ", "質問\n\nアシスタント:\n",
+                  render_prompt(convs[1])):
+        assert parse_cue_prompt(other) is None
