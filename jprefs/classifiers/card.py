@@ -87,6 +87,40 @@ def _eval_source(cfg) -> str:
                if cfg.eval_near_duplicates else ""))
 
 
+def _plain_use(cfg, center: float) -> str:
+    """How (and whether) plain transformers loads the model, and what its raw output means."""
+    if cfg.pooling == "mean":
+        return ("**Load it with jprefs only.** This model pools by the mean of the token states (`pooling: mean`), "
+                "which no transformers class does for this backbone: a plain load would read `[CLS]` through a "
+                "fresh random pooler and give random scores. So `config.json` says "
+                "`model_type: jprefs-mean-pooled`, and `AutoModelForSequenceClassification`, `pipeline()`, "
+                "sentence-transformers and trl's `reward_funcs=\"PATH\"` refuse it with \"does not recognize this "
+                "architecture\" (the pooler weights are saved as NaN, so naming the BERT class explicitly scores "
+                "NaN). `RewardModel.from_pretrained` loads it with `trust_remote_code=False`; in trl pass "
+                "`reward_funcs=[rm.as_reward_func()]`.")
+    prefix = f'"{cfg.input_prefix}" + ' if cfg.input_prefix else ""
+    if cfg.objective == "binary":
+        raw, pipe = "logits[:, 1] - logits[:, 0]", "softmax: the `chosen` label's probability is sigmoid(reward + C)"
+    else:
+        raw, pipe = "logits[:, 0]", "sigmoid: sigmoid(reward + C)"
+    return f"""Plain transformers loads it too (`[CLS]` pooling is the model's own head) and gives the same
+reward up to the centring constant C = {center:.4f}, for inputs encoded the same way (short inputs; jprefs
+also cuts long prompts from the left and renders message lists with role markers):
+
+```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("{cfg.output_dir}")
+model = AutoModelForSequenceClassification.from_pretrained("{cfg.output_dir}")
+logits = model(**tok([{prefix}prompt], [response], return_tensors="pt")).logits   # prompt-less: tok([{prefix}response])
+reward = {raw} - {center:.4f}                        # = rm.score(...)
+```
+
+`pipeline("text-classification")` applies a {pipe}; pass `function_to_apply="none"` for the raw logits.
+trl's `reward_funcs="PATH"` scores `prompt + completion` as one text, not the sentence pair this model
+was trained on{", and it loads one label, so this two-label model is refused" if cfg.objective == "binary" else ""}:
+use `reward_funcs=[rm.as_reward_func()]`."""
+
+
 def model_card(cfg, metrics: dict, *, license: str = "") -> str:
     """The card text (YAML front matter + markdown)."""
     import yaml
@@ -95,11 +129,15 @@ def model_card(cfg, metrics: dict, *, license: str = "") -> str:
     data_lic = license or "unknown"
     # The model inherits the most restrictive terms of base model and data; say so rather than guess.
     hub_lic = _HUB_LICENSES.get(data_lic.lower(), "other")
-    front: dict[str, Any] = {
-        "license": hub_lic, "language": ["ja"], "library_name": "transformers",
-        "pipeline_tag": "text-classification", "base_model": base,
-        "tags": ["jprefs", "reward-model", f"objective-{cfg.objective}"],
-    }
+    front: dict[str, Any] = {"license": hub_lic, "language": ["ja"]}
+    if cfg.pooling == "mean":
+        # transformers has no mean-pooling head for this backbone and refuses the folder (jprefs/classifiers/
+        # pooling.py): no pipeline_tag, so the Hub offers no widget or inference that would fail
+        front["library_name"] = "jprefs"
+    else:
+        front.update({"library_name": "transformers", "pipeline_tag": "text-classification"})
+    front.update({"base_model": base, "tags": ["jprefs", "reward-model", f"objective-{cfg.objective}",
+                                               f"pooling-{cfg.pooling}"]})
     if cfg.dataset_name:
         front["datasets"] = [cfg.dataset_name]
     results = []
@@ -136,6 +174,8 @@ reward_func = rm.as_reward_func()     # trl GRPO/RLOO reward function
 Inputs are (prompt, response) sentence pairs (prompt-less models use the response only); prompts are
 cut from the left to {cfg.max_prompt_length} tokens and responses from the right, {cfg.max_length} tokens
 in all (capped at the model's position limit).
+
+{_plain_use(cfg, metrics.get('center', 0.0))}
 
 ## Metrics
 

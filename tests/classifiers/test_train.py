@@ -55,6 +55,9 @@ def test_each_objective_learns_the_toy_preference_and_saves_a_loadable_model(toy
     assert abs(float(np.mean(r))) < 1e-4
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["data"]["train"] + saved["data"]["eval"] == 48 and saved["best_epoch"] >= 1
+    # a cls-pooled model is a plain transformers checkpoint; the card says so and states the constant
+    card = (out / "README.md").read_text()
+    assert "library_name: transformers" in card and f"C = {rm.config.center:.4f}" in card
 
 
 def test_binary_text_data_with_bad_rows_goes_to_rejects(toy, tmp_path):
