@@ -30,7 +30,8 @@ def _rows(metrics: dict) -> list[tuple[str, str, str]]:
     for split in ("eval", "test"):
         m = metrics.get(split) or {}
         for k in ("accuracy", "f1", "roc_auc", "ece", "majority_baseline_accuracy", "pairwise_accuracy",
-                  "length_baseline_accuracy", "pair_ece", "pointwise_accuracy", "pointwise_roc_auc"):
+                  "length_baseline_accuracy", "pair_ece", "pointwise_accuracy", "pointwise_roc_auc",
+                  "pointwise_ece"):
             if k in m:
                 rows.append((split, k, _fmt(m[k])))
         if "reward_length_corr" in m:
