@@ -55,7 +55,8 @@ def _split_note(cfg, metrics: dict) -> str:
                    ". Give `test_data` for a held-out figure.\n"))
     key = "accuracy" if "accuracy" in (metrics.get("eval") or {}) else "pairwise_accuracy"
     ev, te = (metrics.get("eval") or {}).get(key), (metrics.get("test") or {}).get(key)
-    line = ("- The eval rows were split off the training file and chose the epoch: rows of one source document "
+    chose = "and chose the epoch" if not _no_selection(metrics) else "(they chose no epoch)"
+    line = (f"- The eval rows were split off the training file {chose}: rows of one source document "
             "(same report, thread or author) can sit on both sides, so eval figures tend to overstate accuracy "
             "on new data" + (" (near-duplicates were kept on one side, which narrows but need not close the gap)."
                              if cfg.eval_near_duplicates else
@@ -67,9 +68,16 @@ def _split_note(cfg, metrics: dict) -> str:
     return line + "\n"
 
 
+def _no_selection(metrics: dict) -> bool:
+    return str(metrics.get("selected_by", "")).startswith("none")
+
+
 def _epoch_line(cfg, metrics: dict) -> str:
     if _no_eval_split(cfg):
         return f"trained {cfg.epochs} epoch(s) on every training row and kept the last weights (no held-out split)"
+    if _no_selection(metrics):
+        why = str(metrics["selected_by"])[len("none ("):].rstrip(")")
+        return f"trained {cfg.epochs} epoch(s) and kept the last weights, no epoch was selected ({why})"
     return f"best epoch {metrics.get('best_epoch')} of {cfg.epochs} (selected by eval {metrics.get('selected_by')})"
 
 
