@@ -30,7 +30,8 @@ def _rows(metrics: dict) -> list[tuple[str, str, str]]:
     for split in ("eval", "test"):
         m = metrics.get(split) or {}
         for k in ("accuracy", "f1", "roc_auc", "ece", "majority_baseline_accuracy", "pairwise_accuracy",
-                  "length_baseline_accuracy", "pair_ece", "pointwise_accuracy", "pointwise_roc_auc"):
+                  "length_baseline_accuracy", "pair_ece", "pointwise_accuracy", "pointwise_roc_auc",
+                  "pointwise_ece"):
             if k in m:
                 rows.append((split, k, _fmt(m[k])))
         if "reward_length_corr" in m:
@@ -54,7 +55,8 @@ def _split_note(cfg, metrics: dict) -> str:
                    ". Give `test_data` for a held-out figure.\n"))
     key = "accuracy" if "accuracy" in (metrics.get("eval") or {}) else "pairwise_accuracy"
     ev, te = (metrics.get("eval") or {}).get(key), (metrics.get("test") or {}).get(key)
-    line = ("- The eval rows were split off the training file and chose the epoch: rows of one source document "
+    chose = "and chose the epoch" if not _no_selection(metrics) else "(they chose no epoch)"
+    line = (f"- The eval rows were split off the training file {chose}: rows of one source document "
             "(same report, thread or author) can sit on both sides, so eval figures tend to overstate accuracy "
             "on new data" + (" (near-duplicates were kept on one side, which narrows but need not close the gap)."
                              if cfg.eval_near_duplicates else
@@ -66,9 +68,16 @@ def _split_note(cfg, metrics: dict) -> str:
     return line + "\n"
 
 
+def _no_selection(metrics: dict) -> bool:
+    return str(metrics.get("selected_by", "")).startswith("none")
+
+
 def _epoch_line(cfg, metrics: dict) -> str:
     if _no_eval_split(cfg):
         return f"trained {cfg.epochs} epoch(s) on every training row and kept the last weights (no held-out split)"
+    if _no_selection(metrics):
+        why = str(metrics["selected_by"])[len("none ("):].rstrip(")")
+        return f"trained {cfg.epochs} epoch(s) and kept the last weights, no epoch was selected ({why})"
     return f"best epoch {metrics.get('best_epoch')} of {cfg.epochs} (selected by eval {metrics.get('selected_by')})"
 
 
@@ -87,6 +96,40 @@ def _eval_source(cfg) -> str:
                if cfg.eval_near_duplicates else ""))
 
 
+def _plain_use(cfg, center: float) -> str:
+    """How (and whether) plain transformers loads the model, and what its raw output means."""
+    if cfg.pooling == "mean":
+        return ("**Load it with jprefs only.** This model pools by the mean of the token states (`pooling: mean`), "
+                "which no transformers class does for this backbone: a plain load would read `[CLS]` through a "
+                "fresh random pooler and give random scores. So `config.json` says "
+                "`model_type: jprefs-mean-pooled`, and `AutoModelForSequenceClassification`, `pipeline()`, "
+                "sentence-transformers and trl's `reward_funcs=\"PATH\"` refuse it with \"does not recognize this "
+                "architecture\" (the pooler weights are saved as NaN, so naming the BERT class explicitly scores "
+                "NaN). `RewardModel.from_pretrained` loads it with `trust_remote_code=False`; in trl pass "
+                "`reward_funcs=[rm.as_reward_func()]`.")
+    prefix = f'"{cfg.input_prefix}" + ' if cfg.input_prefix else ""
+    if cfg.objective == "binary":
+        raw, pipe = "logits[:, 1] - logits[:, 0]", "softmax: the `chosen` label's probability is sigmoid(reward + C)"
+    else:
+        raw, pipe = "logits[:, 0]", "sigmoid: sigmoid(reward + C)"
+    return f"""Plain transformers loads it too (`[CLS]` pooling is the model's own head) and gives the same
+reward up to the centring constant C = {center:.4f}, for inputs encoded the same way (short inputs; jprefs
+also cuts long prompts from the left and renders message lists with role markers):
+
+```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("{cfg.output_dir}")
+model = AutoModelForSequenceClassification.from_pretrained("{cfg.output_dir}")
+logits = model(**tok([{prefix}prompt], [response], return_tensors="pt")).logits   # prompt-less: tok([{prefix}response])
+reward = {raw} - {center:.4f}                        # = rm.score(...)
+```
+
+`pipeline("text-classification")` applies a {pipe}; pass `function_to_apply="none"` for the raw logits.
+trl's `reward_funcs="PATH"` scores `prompt + completion` as one text, not the sentence pair this model
+was trained on{", and it loads one label, so this two-label model is refused" if cfg.objective == "binary" else ""}:
+use `reward_funcs=[rm.as_reward_func()]`."""
+
+
 def model_card(cfg, metrics: dict, *, license: str = "") -> str:
     """The card text (YAML front matter + markdown)."""
     import yaml
@@ -95,11 +138,15 @@ def model_card(cfg, metrics: dict, *, license: str = "") -> str:
     data_lic = license or "unknown"
     # The model inherits the most restrictive terms of base model and data; say so rather than guess.
     hub_lic = _HUB_LICENSES.get(data_lic.lower(), "other")
-    front: dict[str, Any] = {
-        "license": hub_lic, "language": ["ja"], "library_name": "transformers",
-        "pipeline_tag": "text-classification", "base_model": base,
-        "tags": ["jprefs", "reward-model", f"objective-{cfg.objective}"],
-    }
+    front: dict[str, Any] = {"license": hub_lic, "language": ["ja"]}
+    if cfg.pooling == "mean":
+        # transformers has no mean-pooling head for this backbone and refuses the folder (jprefs/classifiers/
+        # pooling.py): no pipeline_tag, so the Hub offers no widget or inference that would fail
+        front["library_name"] = "jprefs"
+    else:
+        front.update({"library_name": "transformers", "pipeline_tag": "text-classification"})
+    front.update({"base_model": base, "tags": ["jprefs", "reward-model", f"objective-{cfg.objective}",
+                                               f"pooling-{cfg.pooling}"]})
     if cfg.dataset_name:
         front["datasets"] = [cfg.dataset_name]
     results = []
@@ -136,6 +183,8 @@ reward_func = rm.as_reward_func()     # trl GRPO/RLOO reward function
 Inputs are (prompt, response) sentence pairs (prompt-less models use the response only); prompts are
 cut from the left to {cfg.max_prompt_length} tokens and responses from the right, {cfg.max_length} tokens
 in all (capped at the model's position limit).
+
+{_plain_use(cfg, metrics.get('center', 0.0))}
 
 ## Metrics
 

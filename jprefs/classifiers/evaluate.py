@@ -6,8 +6,13 @@
   with response length (a reward that mostly measures length is a bad reward).
 - Binary examples: accuracy, F1, ROC-AUC of ``P(chosen) = softmax(logits)[chosen]``.
 - Calibration: expected calibration error (10 equal-width bins) and a
-  reliability diagram; for pairs the probability is ``sigmoid(r_c - r_r)``, with
-  both orientations of each pair so the diagram is symmetric.
+  reliability diagram with the count of each bin. Pairs: each pair counted once,
+  at the confidence of the model's predicted winner ``max(p, 1 - p)`` with
+  ``p = sigmoid(r_c - r_r)``, against how often that winner is the chosen
+  response (the usual confidence diagram; bins from 0.5 to 1). Counting both
+  orientations of every pair, as jprefs once did, mirrored this diagram onto
+  [0, 0.5] and doubled every count; the ECE is the same number either way.
+  Two-logit models are plotted pointwise: ``P(chosen label)`` of each response.
 
 Example::
 
@@ -74,8 +79,12 @@ def evaluate_pairs(rm, pairs: list, *, batch_size: int = 64, show_progress: bool
     lc = np.array([len(p.chosen) for p in pairs])
     lr = np.array([len(p.rejected) for p in pairs])
     length_wins = np.where(lc > lr, 1.0, np.where(lc == lr, 0.5, 0.0))
-    pc = _sigmoid(rc - rr)
-    ece, bins = expected_calibration_error(np.concatenate([pc, 1 - pc]), np.concatenate([np.ones(n), np.zeros(n)]))
+    pc = _sigmoid(rc - rr)                                   # (n,) P(chosen wins)
+    # one point per pair: the predicted winner's probability, and whether it is the chosen one (a tie: 1/2)
+    conf = np.maximum(pc, 1 - pc)
+    right = np.where(pc > 0.5, 1.0, np.where(pc == 0.5, 0.5, 0.0))
+    ece, bins = expected_calibration_error(conf, right)
+    bins = bins[len(bins) // 2:]                             # confidence >= 0.5: the lower bins are empty
     metrics = {
         "pairs": n,
         "pairwise_accuracy": float(wins.mean()),
@@ -86,7 +95,9 @@ def evaluate_pairs(rm, pairs: list, *, batch_size: int = 64, show_progress: bool
         "pair_ece": ece,
         "reward_length_corr": _corr(r, np.concatenate([lc, lr])),
     }
-    arrays = {"chosen": rc, "rejected": rr, "calibration_bins": bins, "calibration_title": "P(chosen wins)"}
+    arrays = {"chosen": rc, "rejected": rr, "calibration_bins": bins,
+              "calibration_title": "confidence of the predicted winner (one point per pair)",
+              "calibration_ylabel": "fraction where it is the chosen response"}
     return metrics, arrays
 
 
@@ -119,29 +130,34 @@ def evaluate_binary(rm, examples: list, *, batch_size: int = 64, show_progress: 
         "reward_length_corr": _corr(r, [len(t) for t in responses]),
     }
     arrays = {"chosen": r[y == 1], "rejected": r[y == 0], "calibration_bins": bins,
-              "calibration_title": "P(label 1)"}
+              "calibration_title": "predicted P(label 1) (one point per example)",
+              "calibration_ylabel": "fraction labelled 1"}
     return metrics, arrays
 
 
-def plot_reliability(bins: list[dict], path: str | Path, *, title: str = "", xlabel: str = "predicted probability"):
-    """Reliability diagram: accuracy per confidence bin against the diagonal, with bin counts."""
+def plot_reliability(bins: list[dict], path: str | Path, *, title: str = "", xlabel: str = "predicted probability",
+                     ylabel: str = "observed frequency"):
+    """Reliability diagram over ``bins`` (their range sets the x axis): observed frequency per bin against
+    the diagonal, with each bin's count written above its bar (``n=…``)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    lo, hi = bins[0]["lo"], bins[-1]["hi"]
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfect calibration")
-    xs = [(b["lo"] + b["hi"]) / 2 for b in bins if b["n"]]
-    accs = [b["acc"] for b in bins if b["n"]]
-    ns = [b["n"] for b in bins if b["n"]]
-    ax.bar(xs, accs, width=1 / len(bins) * 0.9, alpha=0.7, edgecolor="black", label="observed frequency")
-    for x, a, n in zip(xs, accs, ns):
-        ax.text(x, min(a + 0.02, 0.97), str(n), ha="center", fontsize=7)
-    ax.set_xlim(0, 1)
+    ax.plot([lo, hi], [lo, hi], "--", color="grey", lw=1, label="perfect calibration")
+    full = [b for b in bins if b["n"]]
+    xs = [(b["lo"] + b["hi"]) / 2 for b in full]
+    accs = [b["acc"] for b in full]
+    ax.bar(xs, accs, width=(hi - lo) / len(bins) * 0.9, alpha=0.7, edgecolor="black", label="observed frequency")
+    ax.plot(xs, [b["conf"] for b in full], "o", color="tab:red", ms=3, label="mean predicted (bin)")
+    for x, a, b in zip(xs, accs, full):
+        ax.text(x, min(a + 0.02, 0.97), f"n={b['n']}", ha="center", fontsize=7)
+    ax.set_xlim(lo, hi)
     ax.set_ylim(0, 1)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("observed frequency")
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left", fontsize=7)
     fig.tight_layout()
@@ -186,19 +202,30 @@ def evaluate_and_plot(rm, data: Any, out_dir: str | Path, *, name: str, batch_si
         pm, parr = evaluate_pairs(rm, data.pairs(), batch_size=batch_size)
         metrics.update(pm)
         to_plot = (parr, ("chosen", "rejected"))
+    ece_key = "pair_ece"
     if data.kind == "binary" or rm.model.config.num_labels == 2:
         bm, barr = evaluate_binary(rm, data.binary(), batch_size=batch_size)
         prefix = "pointwise_" if data.kind == "records" else ""
         metrics.update({prefix + k: v for k, v in bm.items()})
+        # a two-logit model's probability is pointwise (P(chosen) of one response): calibrate that
+        ece_key = prefix + "ece"
         if data.kind == "binary":
             to_plot = (barr, (f"label 1 ({label_names[1]})", f"label 0 ({label_names[0]})"))
+        else:
+            to_plot = ({**to_plot[0], **{k: barr[k] for k in barr if k.startswith("calibration")}}, to_plot[1])
+    if to_plot is not None:
+        # the diagram's numbers, counts included, whether or not it is drawn
+        arr = to_plot[0]
+        metrics["reliability"] = {"of": arr["calibration_title"], "ece_key": ece_key,
+                                  "bins": [b for b in arr["calibration_bins"] if b["n"]]}
     if plots and to_plot is not None:
         arr, labels = to_plot
         out.mkdir(parents=True, exist_ok=True)
         rel, dist = out / f"{name}_reliability.png", out / f"{name}_rewards.png"
-        ece = metrics.get("ece", metrics.get("pair_ece"))
+        n = sum(b["n"] for b in arr["calibration_bins"])
         plot_reliability(arr["calibration_bins"], rel, xlabel=arr["calibration_title"],
-                         title=f"{name}: reliability (ECE {ece:.3f})")
+                         ylabel=arr["calibration_ylabel"],
+                         title=f"{name}: reliability ({ece_key} {metrics[ece_key]:.3f}, n={n})")
         plot_rewards(arr["chosen"], arr["rejected"], dist, labels=labels, title=f"{name}: reward distribution")
         metrics["plots"] = [rel.name, dist.name]
     return metrics

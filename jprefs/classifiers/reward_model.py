@@ -145,21 +145,32 @@ def resolve_dtype(dtype: Any, device: str):
     return names[str(dtype)]
 
 
-def _mean_pooled_loader(src: str):
-    """The model class for ``src`` with its ``[CLS]`` pooler keys marked as expected-missing.
+def _mean_pooled_loader(config):
+    """The model class for ``config`` with its ``[CLS]`` pooler keys marked as expected-missing.
 
-    A ``pooling: mean`` model is saved without the pooler (the mean pooler has no
-    weights), so a plain load reports ``bert.pooler.dense.* MISSING, newly
-    initialized``. Harmless (the pooler is replaced before any use) but alarming:
-    a subclass that lists those keys in ``_keys_to_ignore_on_load_missing``
-    loads the same weights without the report. Any other missing key is still reported.
+    A ``pooling: mean`` model saved before jprefs marked such folders (see
+    :mod:`jprefs.classifiers.pooling`) has no pooler weights, so a plain load
+    reports ``bert.pooler.dense.* MISSING, newly initialized``. Harmless here (the
+    pooler is replaced before any use) but alarming: a subclass that lists those
+    keys in ``_keys_to_ignore_on_load_missing`` loads the same weights without
+    the report. Any other missing key is still reported.
     """
-    from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING
 
-    base = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(AutoConfig.from_pretrained(src, trust_remote_code=False))]
+    base = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(config)]
     ignore = list(base._keys_to_ignore_on_load_missing or []) + [r"(^|\.)pooler\.dense\.(weight|bias)$"]
     return type(base.__name__, (base,), {"_keys_to_ignore_on_load_missing": ignore, "__module__": base.__module__})
+
+
+def _warn_unmarked(src: str) -> None:
+    import warnings
+
+    warnings.warn(f"{src}: this mean-pooled reward model was saved without the marker that makes plain "
+                  f"transformers refuse it, so AutoModelForSequenceClassification, pipeline() and trl's "
+                  f"reward_funcs='{src}' load it with a random [CLS] pooler and score randomly (jprefs "
+                  f"scores it correctly).\n  fix: re-save it to a new folder with "
+                  f"RewardModel.from_pretrained('{src}').save_pretrained(NEW_DIR) and share NEW_DIR",
+                  UserWarning, stacklevel=3)
 
 
 class RewardModel:
@@ -222,12 +233,17 @@ class RewardModel:
         torch_dtype = resolve_dtype(dtype, device)
         raw = _read_reward_config(src)
         try:
-            loader = AutoModelForSequenceClassification
+            loader, kw = AutoModelForSequenceClassification, {}
             if raw and raw.get("pooling") == "mean":
-                loader = _mean_pooled_loader(src)
+                from jprefs.classifiers.pooling import saved_model_config
+
+                kw["config"], marked = saved_model_config(src)      # model_type jprefs-mean-pooled undone
+                if not marked:
+                    _warn_unmarked(src)
+                loader = _mean_pooled_loader(kw["config"])
             model = loader.from_pretrained(
-                src, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype)
-            tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=False)
+                src, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype, **kw)
+            tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=False, **kw)
         except OSError as e:
             raise JprefsError(f"cannot load a sequence-classification model from {src}: {e}\n"
                               f"  fix: check the path or Hub id; jprefs loads safetensors weights only") from e
@@ -249,12 +265,23 @@ class RewardModel:
         return cls(model, tokenizer, cfg)
 
     def save_pretrained(self, path: str | os.PathLike) -> Path:
-        """Write safetensors weights, the tokenizer and ``jprefs_reward.json`` to ``path``."""
+        """Write safetensors weights, the tokenizer and ``jprefs_reward.json`` to ``path``.
+
+        A mean-pooled model is saved so that plain transformers refuses it rather than
+        scoring it with a random pooler (:mod:`jprefs.classifiers.pooling`).
+        """
         from jprefs.data.io import atomic_write_json
 
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out, safe_serialization=True)
+        if self.config.pooling == "mean":
+            from jprefs.classifiers.pooling import nan_pooler, refuse_plain_loading
+
+            with nan_pooler(self.model):
+                self.model.save_pretrained(out, safe_serialization=True)
+            refuse_plain_loading(out)
+        else:
+            self.model.save_pretrained(out, safe_serialization=True)
         self.tokenizer.save_pretrained(out)
         atomic_write_json(out / REWARD_CONFIG_NAME, self.config.to_dict())
         return out

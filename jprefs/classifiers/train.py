@@ -39,6 +39,9 @@ from jprefs.errors import ConfigError, DataError
 DONE = "done.json"
 # Keys that do not change the trained model: a resumed or rerun run may change them.
 RESUME_IGNORE = ("resume", "output_dir", "plots", "eval_batch_size")
+# Fewer eval rows than this choose no epoch: on a handful of pairs the best epoch is noise (one pair of
+# 5 moves accuracy by 0.2), so all `epochs` are trained and the last weights kept; the log and card say so.
+MIN_SELECTION_ROWS = 50
 
 
 # ------------------------------------------------------------------ data -> flat sequences + groups
@@ -260,8 +263,14 @@ def _load_split(cfg: TrainRMConfig, log):
 
 
 def _selection_metric(cfg: TrainRMConfig, data) -> str:
+    """The eval metric that picks the best epoch, or ``"none (why; the last epoch is kept)"``."""
     if not data.records:
         return "none (no eval split: the last epoch is kept)"
+    if cfg.epochs == 1:
+        return "none (one epoch: nothing to choose)"
+    if len(data.records) < MIN_SELECTION_ROWS:
+        return (f"none (the eval split has {len(data.records)} rows, fewer than the {MIN_SELECTION_ROWS} needed "
+                f"to choose an epoch: the last epoch is kept)")
     return "accuracy" if data.kind == "binary" else "pairwise_accuracy"
 
 
@@ -383,6 +392,8 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
                               pooling=cfg.pooling, input_prefix=cfg.input_prefix,
                               labels=list(cfg.label_names) if num_labels == 2 else ["reward"])
     select = _selection_metric(cfg, eval_data)
+    if eval_data.records and cfg.epochs > 1 and select.startswith("none"):
+        log(f"epoch selection: {select}; eval figures are still reported per epoch")
     best: dict[str, Any] = {"score": -math.inf, "epoch": -1, "state": None}
     history = []
 
@@ -463,7 +474,8 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
     rm.config.center = _centre(rm, train_data, cfg)
     if best["state"] is None:
         best["epoch"] = cfg.epochs
-        log(f"trained {cfg.epochs} epoch(s); centring constant {rm.config.center:.4f}")
+        why = select[len("none ("):-1] if select.startswith("none (") else select
+        log(f"trained {cfg.epochs} epoch(s) and kept the last ({why}); centring constant {rm.config.center:.4f}")
     else:
         log(f"best epoch {best['epoch']} ({select} {best['score']:.4f}); centring constant {rm.config.center:.4f}")
     rm.save_pretrained(out)

@@ -61,6 +61,18 @@ def load_callable(spec: str) -> RewardFn:
     return fn
 
 
+def _refuse_mean_pooled(path: str) -> None:
+    """A mean-pooled jprefs model has no transformers head that pools its way (jprefs.classifiers.pooling)."""
+    import json
+    from pathlib import Path
+
+    cfg = Path(path) / "jprefs_reward.json"
+    if cfg.is_file() and json.loads(cfg.read_text(encoding="utf-8")).get("pooling") == "mean":
+        raise ConfigError(f"{path} is a mean-pooled jprefs reward model: a plain transformers classifier would "
+                          f"read it through a random [CLS] pooler\n  fix: use reward_type=rm (it loads the model "
+                          f"with jprefs' RewardModel)")
+
+
 def classifier_reward(path: str, label: str = "1", *, device=None, batch_size: int = 32,
                       trust_remote_code: bool = False, score_prompt: bool = False) -> RewardFn:
     """Reward = logit margin of ``label`` of a transformers sequence-classification model.
@@ -77,6 +89,7 @@ def classifier_reward(path: str, label: str = "1", *, device=None, batch_size: i
         from jprefs.modeldir import check_model_dir
 
         check_model_dir(path, want="reward model")
+        _refuse_mean_pooled(path)
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,

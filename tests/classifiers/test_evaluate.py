@@ -44,6 +44,47 @@ def test_ece_hand_computed():
     assert sum(b["n"] for b in bins) == 4
 
 
+def test_pair_reliability_counts_each_pair_once_at_the_predicted_winners_confidence():
+    # margins r_c - r_r: +1.7346 (p = 0.85, right), -1.7346 (p = 0.15: the winner's confidence 0.85, wrong),
+    # +2.9444 (p = 0.95, right), 0 (a tie: confidence 0.5, counted 1/2 right)
+    pairs = [_pair("a", "b"), _pair("c", "d"), _pair("e", "f"), _pair("g", "h")]
+    rm = FixedScores({"a": 1.7346, "b": 0.0, "c": 0.0, "d": 1.7346, "e": 2.9444, "f": 0.0, "g": 1.0, "h": 1.0})
+    m, arrays = evaluate_pairs(rm, pairs)
+    bins = arrays["calibration_bins"]
+    assert bins[0]["lo"] == 0.5 and bins[-1]["hi"] == 1.0 and len(bins) == 5
+    assert sum(b["n"] for b in bins) == 4                    # 4 pairs, 4 points (both orientations gave 8)
+    full = {round(b["lo"], 1): (b["n"], round(b["conf"], 3), b["acc"]) for b in bins if b["n"]}
+    assert full == {0.5: (1, 0.5, 0.5), 0.8: (2, 0.85, 0.5), 0.9: (1, 0.95, 1.0)}
+    assert m["pair_ece"] == pytest.approx((2 * 0.35 + 0.05 + 0.0) / 4, abs=1e-4)
+    # the same number as the old two-orientation ECE, whose diagram was this one mirrored with doubled counts
+    pc = 1 / (1 + np.exp(-np.array([1.7346, -1.7346, 2.9444, 0.0])))
+    both, _ = expected_calibration_error(np.concatenate([pc, 1 - pc]), np.concatenate([np.ones(4), np.zeros(4)]))
+    assert m["pair_ece"] == pytest.approx(both)
+
+
+def test_a_two_logit_model_on_pairs_is_plotted_pointwise_with_bin_counts_in_metrics(tmp_path):
+    from jprefs.classifiers.data import RMData
+    from jprefs.classifiers.evaluate import evaluate_and_plot
+    from jprefs.classifiers.reward_model import RewardConfig, RewardModel
+
+    from .conftest import make_model, make_tokenizer
+
+    pairs = [_pair("良い", "悪い"), _pair("好き", "嫌い"), _pair("良い天気", "雨")]
+    data = RMData("records", pairs)
+    two = RewardModel(make_model(2), make_tokenizer(), RewardConfig(objective="binary", max_length=32))
+    m = evaluate_and_plot(two, data, tmp_path, name="eval")
+    rel = m["reliability"]
+    assert rel["ece_key"] == "pointwise_ece" and "P(label 1)" in rel["of"]
+    assert sum(b["n"] for b in rel["bins"]) == 6              # each response once, chosen = 1, rejected = 0
+    assert (tmp_path / "eval_reliability.png").is_file() and m["plots"][0] == "eval_reliability.png"
+    one = RewardModel(make_model(1), make_tokenizer(), RewardConfig(objective="pairwise", chosen_index=0,
+                                                                    max_length=32))
+    m1 = evaluate_and_plot(one, data, tmp_path, name="one", plots=False)
+    assert m1["reliability"]["ece_key"] == "pair_ece" and sum(b["n"] for b in m1["reliability"]["bins"]) == 3
+    assert all(b["lo"] >= 0.5 for b in m1["reliability"]["bins"])
+    json.dumps(m1)                                              # metrics.json-serialisable
+
+
 def test_score_cli_on_pairs_tsv_and_plain_jsonl(tmp_path):
     from jprefs.classifiers.reward_model import RewardConfig, RewardModel
     from jprefs.cli import main

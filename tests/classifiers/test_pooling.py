@@ -117,6 +117,14 @@ def test_training_with_mean_pooling_and_prefix_saves_both(tmp_path):
 
     _, held = split_by_group(load_rm_data(data), 0.25, 42)
     assert evaluate_pairs(rm, held.pairs())[0]["pairwise_accuracy"] == pytest.approx(m["eval"]["pairwise_accuracy"])
+    # what train-rm wrote is refused by plain transformers, and its card does not advertise transformers
+    import yaml
+    from transformers import AutoModelForSequenceClassification
+
+    with pytest.raises(ValueError, match="jprefs-mean-pooled"):
+        AutoModelForSequenceClassification.from_pretrained(out)
+    front = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert front["library_name"] == "jprefs" and "pipeline_tag" not in front
     with pytest.raises(ConfigError, match="pooling"):
         load_config(TrainRMConfig, None, {"pooling": "max"}).validate()
 
@@ -168,8 +176,11 @@ def test_loading_a_mean_pooled_model_reports_no_missing_pooler_but_other_missing
 
     rm = _rm()
     rm.save_pretrained(tmp_path / "rm")
-    assert not any("pooler" in k for k in load_file(tmp_path / "rm" / "model.safetensors"))
-    assert "LOAD REPORT" not in _load_warnings(tmp_path / "rm")      # the unused [CLS] pooler is expected missing
+    # the [CLS] pooler is saved as NaN (a plain BertForSequenceClassification load scores NaN, test_interop.py)
+    pooler = {k: v for k, v in load_file(tmp_path / "rm" / "model.safetensors").items() if "pooler" in k}
+    assert sorted(pooler) == ["bert.pooler.dense.bias", "bert.pooler.dense.weight"]
+    assert all(torch.isnan(v).all() for v in pooler.values())
+    assert "LOAD REPORT" not in _load_warnings(tmp_path / "rm")
     # a genuinely missing weight is still reported
     weights = load_file(tmp_path / "rm" / "model.safetensors")
     del weights["classifier.weight"]

@@ -55,6 +55,9 @@ def test_each_objective_learns_the_toy_preference_and_saves_a_loadable_model(toy
     assert abs(float(np.mean(r))) < 1e-4
     saved = json.loads((out / "metrics.json").read_text())
     assert saved["data"]["train"] + saved["data"]["eval"] == 48 and saved["best_epoch"] >= 1
+    # a cls-pooled model is a plain transformers checkpoint; the card says so and states the constant
+    card = (out / "README.md").read_text()
+    assert "library_name: transformers" in card and f"C = {rm.config.center:.4f}" in card
 
 
 def test_binary_text_data_with_bad_rows_goes_to_rejects(toy, tmp_path):
@@ -112,6 +115,28 @@ def test_eval_fraction_zero_refits_on_every_row_and_keeps_the_last_epoch(toy, tm
     assert "| eval |" not in card and "| test | pairwise_accuracy |" in card
     rm = RewardModel.from_pretrained(out, device="cpu")
     assert rm.config.objective == "pairwise"
+
+
+def test_an_eval_split_too_small_to_choose_an_epoch_chooses_none_and_says_so(toy, tmp_path, monkeypatch):
+    import jprefs.classifiers.train as train
+
+    out = tmp_path / "small"
+    m = _train(toy, out, objective="pairwise")                # 48 pairs, 25% by prompt: 12 eval pairs
+    assert m["data"]["eval"] == 12 < train.MIN_SELECTION_ROWS
+    assert m["selected_by"].startswith("none (the eval split has 12 rows") and m["best_epoch"] == 3
+    assert all("eval/pairwise_accuracy" in h for h in m["history"])     # still reported per epoch
+    card = (out / "README.md").read_text()
+    assert "trained 3 epoch(s) and kept the last weights, no epoch was selected" in card
+    assert "(they chose no epoch)" in card and "best epoch" not in card
+    # a split of the minimum size chooses
+    monkeypatch.setattr(train, "MIN_SELECTION_ROWS", 12)
+    m = _train(toy, tmp_path / "enough", objective="pairwise")
+    assert m["selected_by"] == "pairwise_accuracy"
+    card = (tmp_path / "enough" / "README.md").read_text()
+    assert "(selected by eval pairwise_accuracy)" in card and "and chose the epoch" in card
+    # one epoch: nothing to choose, and the card does not claim a selection
+    m = _train(toy, tmp_path / "one", objective="pairwise", epochs=1)
+    assert m["selected_by"].startswith("none (one epoch") and m["best_epoch"] == 1
 
 
 def test_every_recipe_loads_and_names_its_data():
