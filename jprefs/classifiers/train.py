@@ -284,6 +284,12 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     # every batch and all of them would write the output folder (tests/classifiers/test_multiprocess.py).
     accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())
+    if accelerator.num_processes == 1:
+        from jprefs.launch import single_process_note
+
+        note = single_process_note("train-rm")      # `accelerate launch --num_processes N` that started one
+        if note:
+            log(note)
 
     def rank0(msg):                         # the main process's lock outcome, on every process
         from accelerate.utils import broadcast_object_list

@@ -169,6 +169,13 @@ class Dist:
 def get_dist(cfg=None) -> Dist:
     """The run's :class:`Dist`: accelerate's process group under a launcher, else a one-process view."""
     if world_size_from_env() <= 1:
+        from jprefs.launch import single_process_note
+
+        note = single_process_note("rl")          # `accelerate launch --num_processes N` that started one
+        if note:
+            import sys
+
+            print(note, file=sys.stderr)
         return Dist(None)
     import torch
 
