@@ -346,8 +346,13 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
                         f"but the file holds labelled examples", fix="use objective=binary")
 
     # ---- model
-    from jprefs.classifiers.backbones import load_classifier
+    from jprefs.classifiers.backbones import load_classifier, resolve_backbone
 
+    # One-time setup that only some runs do (converting e5 into the cache, a first Hub download)
+    # runs first; reseeding after it means nothing it draws can move the head init or the dropout
+    # masks, so a fresh and a warm cache train the same model (tests/classifiers/test_reproducible.py).
+    resolve_backbone(cfg.backbone)
+    set_seed(cfg.seed)
     num_labels = 2 if cfg.objective == "binary" else 1
     model, tok = load_classifier(cfg.backbone, num_labels,
                                  label_names=cfg.label_names if num_labels == 2 else ["reward"])
