@@ -11,8 +11,8 @@ Batches are *groups* of sequences so one loop serves every objective:
 
 ``groups`` is a ``(G, K)`` index tensor into the flat batch of sequences, ``-1``
 for padding, so ``rewards[groups]`` is ``(G, K)``. The loop uses
-``accelerate.Accelerator``, so ``accelerate launch -m jprefs.cli train-rm ...``
-runs data-parallel on several GPUs; bf16 autocast is used where available.
+``accelerate.Accelerator``, so ``torchrun --nproc_per_node N -m jprefs.cli train-rm ...``
+runs data-parallel on N GPUs or CPU processes (gloo); bf16 autocast is used where available.
 
 Example::
 
