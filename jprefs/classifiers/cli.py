@@ -17,7 +17,7 @@ EXAMPLES = """examples:
   jprefs train-rm classifiers/recipes/tiny.yaml epochs=1 -o /tmp/rm
   jprefs train-rm --data pairs.jsonl --backbone e5-small-offline --objective pairwise -o out/rm
   jprefs train-rm --data hh.jsonl.gz --data-source hh-rlhf --objective pairwise max_length=256 -o out/hh
-  accelerate launch -m jprefs.cli train-rm classifiers/recipes/bge-m3-seed.yaml -o out/bge-m3
+  torchrun --nproc_per_node 2 -m jprefs.cli train-rm classifiers/recipes/bge-m3-seed.yaml -o out/bge-m3
 
 keys (recipe or key=value):
 """

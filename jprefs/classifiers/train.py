@@ -11,8 +11,8 @@ Batches are *groups* of sequences so one loop serves every objective:
 
 ``groups`` is a ``(G, K)`` index tensor into the flat batch of sequences, ``-1``
 for padding, so ``rewards[groups]`` is ``(G, K)``. The loop uses
-``accelerate.Accelerator``, so ``accelerate launch -m jprefs.cli train-rm ...``
-runs data-parallel on several GPUs; bf16 autocast is used where available.
+``accelerate.Accelerator``, so ``torchrun --nproc_per_node N -m jprefs.cli train-rm ...``
+runs data-parallel on N GPUs or CPU processes (gloo); bf16 autocast is used where available.
 
 Example::
 
@@ -293,6 +293,12 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
     # every batch and all of them would write the output folder (tests/classifiers/test_multiprocess.py).
     accelerator = Accelerator(mixed_precision=_mixed_precision(cfg), gradient_accumulation_steps=cfg.grad_accum,
                               cpu=not torch.cuda.is_available())
+    if accelerator.num_processes == 1:
+        from jprefs.launch import single_process_note
+
+        note = single_process_note("train-rm")      # `accelerate launch --num_processes N` that started one
+        if note:
+            log(note)
 
     def rank0(msg):                         # the main process's lock outcome, on every process
         from accelerate.utils import broadcast_object_list
@@ -349,8 +355,13 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
                         f"but the file holds labelled examples", fix="use objective=binary")
 
     # ---- model
-    from jprefs.classifiers.backbones import load_classifier
+    from jprefs.classifiers.backbones import load_classifier, resolve_backbone
 
+    # One-time setup that only some runs do (converting e5 into the cache, a first Hub download)
+    # runs first; reseeding after it means nothing it draws can move the head init or the dropout
+    # masks, so a fresh and a warm cache train the same model (tests/classifiers/test_reproducible.py).
+    resolve_backbone(cfg.backbone)
+    set_seed(cfg.seed)
     num_labels = 2 if cfg.objective == "binary" else 1
     model, tok = load_classifier(cfg.backbone, num_labels,
                                  label_names=cfg.label_names if num_labels == 2 else ["reward"])
@@ -485,6 +496,10 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
                  "test": len(test_data.records) if test_data else 0, "rows_in": train_data.rows_in,
                  "rejected": len(rejects), "truncated_train_sequences": truncated},
         "center": rm.config.center, "history": history,
+        # what decides bit-for-bit repeats besides config and data: CPU kernels sum in another order
+        # with another thread count (classifiers/README.md, "Reproducibility")
+        "runtime": {"processes": accelerator.num_processes, "torch_threads": torch.get_num_threads(),
+                    "torch": torch.__version__, "device": str(accelerator.device)},
         "eval": evaluate_and_plot(rm, eval_data, out, name="eval", batch_size=cfg.eval_batch_size,
                                   plots=cfg.plots, label_names=cfg.label_names) if eval_data.records else {},
     }

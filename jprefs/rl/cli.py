@@ -15,7 +15,7 @@ EXAMPLES = """examples:
   jprefs rl rl/recipes/ppo-tiny-cpu.yaml -o runs/ppo-tiny save_every=10   # rerun the same to resume
   jprefs rl rl/recipes/ppo-tiny-cpu.yaml -o runs/ppo-tiny resume=false    # start over in the same folder
   jprefs rl --list-keys              # every config key with its default and help
-  accelerate launch --num_processes 4 -m jprefs.cli rl rl/recipes/ppo-hh-gpu.yaml -o runs/ppo-hh   # data-parallel
+  accelerate launch --multi_gpu --num_processes 4 -m jprefs.cli rl rl/recipes/ppo-hh-gpu.yaml -o runs/ppo-hh   # data-parallel
 
 outputs (DIR): config.yaml, metrics.jsonl, samples.jsonl, curves.png, policy/ (safetensors +
 tokenizer), value_head / ilql_heads (.safetensors + .json), summary.json"""

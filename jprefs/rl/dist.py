@@ -1,4 +1,6 @@
-"""Data-parallel ``jprefs rl`` runs: ``accelerate launch --num_processes N -m jprefs.cli rl ...``.
+"""Data-parallel ``jprefs rl`` runs: ``torchrun --nproc_per_node N -m jprefs.cli rl ...``
+(or ``accelerate launch --multi_gpu --num_processes N``; without ``--multi_gpu`` accelerate starts
+one process where fewer than 2 GPUs are visible, and :mod:`jprefs.launch` says so).
 
 One :class:`Dist` per process and run, from :func:`get_dist`:
 
@@ -169,6 +171,13 @@ class Dist:
 def get_dist(cfg=None) -> Dist:
     """The run's :class:`Dist`: accelerate's process group under a launcher, else a one-process view."""
     if world_size_from_env() <= 1:
+        from jprefs.launch import single_process_note
+
+        note = single_process_note("rl")          # `accelerate launch --num_processes N` that started one
+        if note:
+            import sys
+
+            print(note, file=sys.stderr)
         return Dist(None)
     import torch
 
@@ -183,7 +192,7 @@ def get_dist(cfg=None) -> Dist:
     if acc.num_processes != world_size_from_env():
         raise JprefsError(f"WORLD_SIZE={world_size_from_env()} but accelerate set up {acc.num_processes} "
                           f"process(es) ({acc.distributed_type}).\n  fix: launch with `accelerate launch "
-                          f"--num_processes N -m jprefs.cli rl ...` or `torchrun --nproc_per_node N -m jprefs.cli rl ...`")
+                          f"--multi_gpu --num_processes N -m jprefs.cli rl ...` or `torchrun --nproc_per_node N -m jprefs.cli rl ...`")
     return Dist(acc)
 
 

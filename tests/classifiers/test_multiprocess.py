@@ -34,8 +34,12 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = needs_gloo()
 
 
-def _launch(tmp_path, *, use_cpu_env: bool, epochs: int = 3):
-    """``jprefs train-rm`` on 2 CPU processes into ``tmp_path/rm``; returns (CompletedProcess, out)."""
+def _launch(tmp_path, *, use_cpu_env: bool, epochs: int = 3, launcher: str = "accelerate"):
+    """``jprefs train-rm`` on 2 CPU processes into ``tmp_path/rm``; returns (CompletedProcess, out).
+
+    ``launcher``: "accelerate" (``accelerate launch --multi_gpu --num_processes 2``), "torchrun"
+    (``torchrun --nproc_per_node 2``) or "accelerate-plain" (``accelerate launch --num_processes 2``,
+    the form that starts one process without GPUs)."""
     bb = make_backbone_dir(tmp_path / "bb")
     pairs = write_pairs(tmp_path / "pairs.jsonl")
     out = tmp_path / "rm"
@@ -46,10 +50,15 @@ def _launch(tmp_path, *, use_cpu_env: bool, epochs: int = 3):
         env["ACCELERATE_USE_CPU"] = "1"
     # accelerate's --cpu flag runs one process; --multi_gpu goes through torchrun, and with no GPU
     # the Accelerator sets up a MULTI_CPU process group on gloo.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(free_port()),
-           "-m", "jprefs.cli", "train-rm", "--data", pairs, "--backbone", bb, "--objective", "pairwise",
+    if launcher == "torchrun":
+        pre = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(free_port())]
+    else:
+        pre = [sys.executable, "-m", "accelerate.commands.launch",
+               *(["--multi_gpu"] if launcher == "accelerate" else []), "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(free_port())]
+    cmd = [*pre, "-m", "jprefs.cli", "train-rm", "--data", pairs, "--backbone", bb, "--objective", "pairwise",
            f"epochs={epochs}", "lr=3e-3", "batch_size=8", "max_length=48", "eval_fraction=0.25",
            "freeze_embeddings=false", "warmup_ratio=0.0", "plots=false", "-o", str(out)]
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
@@ -96,3 +105,24 @@ def test_a_busy_folder_stops_both_processes_with_the_error(tmp_path):
     # the main process is refused; the other one gets the same error (no hang in a collective)
     assert r.stderr.count(f"another `jprefs train-rm` (pid {holder.pid}, started ") == 2, r.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == []                  # nothing written
+
+
+def test_train_rm_under_torchrun_on_two_cpu_processes(tmp_path):
+    # the README's other working form: torchrun gives WORLD_SIZE=2, the Accelerator joins it on gloo
+    r, out = _launch(tmp_path, use_cpu_env=False, epochs=1, launcher="torchrun")
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert [h["step"] for h in metrics["history"]] == [3]                 # 5 batches sharded over 2
+    assert "1 process is running" not in r.stderr
+
+
+def test_accelerate_launch_without_multi_gpu_says_that_one_process_runs(tmp_path):
+    # `accelerate launch --num_processes 2` on a machine without GPUs starts one process (and
+    # OMP_NUM_THREADS=1); train-rm says so and how to get 2, then trains alone on every batch
+    r, out = _launch(tmp_path, use_cpu_env=False, epochs=1, launcher="accelerate-plain")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.count("jprefs train-rm: 1 process is running, although `accelerate launch` was asked "
+                          "for 2") == 1, r.stderr[-3000:]
+    assert "torchrun --nproc_per_node 2 -m jprefs.cli train-rm" in r.stderr
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert [h["step"] for h in metrics["history"]] == [5]                 # one process: all 5 batches
