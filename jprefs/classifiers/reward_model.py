@@ -221,13 +221,16 @@ class RewardModel:
         device = device or default_device()
         torch_dtype = resolve_dtype(dtype, device)
         raw = _read_reward_config(src)
+        from jprefs.hub import hub_model
+
         try:
-            loader = AutoModelForSequenceClassification
-            if raw and raw.get("pooling") == "mean":
-                loader = _mean_pooled_loader(src)
-            model = loader.from_pretrained(
-                src, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype)
-            tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=False)
+            with hub_model(src):  # a Hub id offline and not cached: one line naming it
+                loader = AutoModelForSequenceClassification
+                if raw and raw.get("pooling") == "mean":
+                    loader = _mean_pooled_loader(src)
+                model = loader.from_pretrained(
+                    src, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype)
+                tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=False)
         except OSError as e:
             raise JprefsError(f"cannot load a sequence-classification model from {src}: {e}\n"
                               f"  fix: check the path or Hub id; jprefs loads safetensors weights only") from e
