@@ -28,7 +28,7 @@ EPILOG = """examples:
   jprefs data convert hh.jsonl.gz --source hh-rlhf -o pairs.jsonl
   jprefs data stats pairs.jsonl
   jprefs translate pairs.jsonl --engine openai --model calm3 --base-url http://127.0.0.1:8000/v1 -o ja/
-  jprefs train-rm classifiers/recipes/e5-small-pairwise.yaml -o rm/
+  jprefs train-rm --data ja/pairs.jsonl --backbone e5-small-offline --objective pairwise -o rm/
   jprefs rl rl/recipes/ppo-tiny-cpu.yaml -o runs/ppo
 
 Run `jprefs COMMAND --help` for the options of one command."""
