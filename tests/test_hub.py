@@ -78,3 +78,23 @@ def test_commands_fail_with_one_error_line(argv, tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == f"jprefs {argv[0]}: error: {LINE}"
     assert not any("Traceback" in line or "internal error" in line for line in err)
+
+
+def test_an_offline_miss_outside_the_loaders_is_still_one_error_line_not_an_internal_error(monkeypatch, capsys):
+    """A Hub download jprefs does not wrap (a future loader, a tokenizer file fetched late) reaches
+    the CLI as transformers' OSError: it is still a user-facing error (exit 2), not "a bug in jprefs"."""
+    import jprefs.data.cli
+
+    def run(args):
+        try:
+            raise OSError("Cannot find the requested files in the disk cache and outgoing traffic has been disabled.")
+        except OSError as e:
+            raise OSError("We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find "
+                          "them in the cached files.\nCheck your internet connection ...") from e
+
+    monkeypatch.setattr(jprefs.data.cli, "run", run)
+    assert main(["data", "stats", "x.jsonl"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("jprefs data: error: a file is not in the local Hugging Face cache and the Hub cannot be "
+                           "reached (HF_HUB_OFFLINE=1 / no network): We couldn't connect to")
+    assert line.endswith("fix: download it on a machine with network (`hf download REPO_ID`) or pass a local path")
