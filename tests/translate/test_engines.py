@@ -269,14 +269,15 @@ def test_openai_down_server_is_one_clear_error_in_seconds_not_a_minute_of_retrie
     engine checks the server once before the first request."""
     from jprefs.cli import main
 
-    url = f"http://user:s3cret-PASS@127.0.0.1:{_closed_port()}/v1"
+    port = _closed_port()
+    url = f"http://user:s3cret-PASS@127.0.0.1:{port}/v1"
     t0 = time.monotonic()
     assert main(["translate", str(pairs_file), "--engine", "openai", "--model", "calm3", "--base-url", url,
                  "-o", str(tmp_path / "out")]) == 2
     assert time.monotonic() - t0 < 5
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == (f"jprefs translate: error: cannot reach the server at {url.replace('s3cret-PASS', '***')} "
-                   f"(connection refused); fix: start it (`vllm serve calm3 --port 8000`) or check --base-url")
+                   f"(connection refused); fix: start it (`vllm serve calm3 --port {port}`) or check --base-url")
 
 
 def test_openai_check_accepts_any_http_answer_a_server_without_models_included(template):
@@ -311,7 +312,8 @@ def test_openai_check_names_dns_failures_and_connect_timeouts(monkeypatch):
 
     eng = get_engine("openai", model="m", base_url="http://no-such-host.invalid/v1")
     with pytest.raises(EngineError, match=r"cannot reach the server at http://no-such-host.invalid/v1 "
-                                          r"\(the host name does not resolve\)"):
+                                          r"\(the host name does not resolve\); fix: start it "
+                                          r"\(`vllm serve m --port 8000`\)"):
         eng.check()
 
     def slow(*a, **k):

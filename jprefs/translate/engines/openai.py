@@ -123,8 +123,9 @@ class OpenAIEngine:
             return  # connected, then slow or odd (a busy server): the requests' own timeouts and retries handle it
         else:
             return
+        port = urlsplit(self._models_url).port or 8000  # start it where --base-url looks for it
         raise EngineError(f"cannot reach the server at {self.base_url} ({why}); fix: start it "
-                          f"(`vllm serve {self.model} --port 8000`) or check --base-url")
+                          f"(`vllm serve {self.model} --port {port}`) or check --base-url")
 
     def _split_credentials(self, base_url: str, httpx):
         """(request URL without userinfo, ``BasicAuth`` from the userinfo or None)."""
