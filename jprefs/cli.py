@@ -28,7 +28,7 @@ EPILOG = """examples:
   jprefs data convert hh.jsonl.gz --source hh-rlhf -o pairs.jsonl
   jprefs data stats pairs.jsonl
   jprefs translate pairs.jsonl --engine openai --model calm3 --base-url http://127.0.0.1:8000/v1 -o ja/
-  jprefs train-rm classifiers/recipes/e5-small-pairwise.yaml -o rm/
+  jprefs train-rm --data ja/pairs.jsonl --backbone e5-small-offline --objective pairwise -o rm/
   jprefs rl rl/recipes/ppo-tiny-cpu.yaml -o runs/ppo
 
 Run `jprefs COMMAND --help` for the options of one command."""
@@ -97,7 +97,14 @@ def main(argv: list[str] | None = None) -> int:
 
         if os.environ.get("JPREFS_DEBUG"):
             raise
+        from jprefs.hub import is_offline_miss
         from jprefs.redact import redact_url
+
+        if is_offline_miss(e):  # a Hub download outside the loaders that name their model (jprefs/hub.py)
+            print(f"jprefs {name}: error: a file is not in the local Hugging Face cache and the Hub cannot be "
+                  f"reached (HF_HUB_OFFLINE=1 / no network): {redact_url(str(e)).splitlines()[0]}; fix: download "
+                  f"it on a machine with network (`hf download REPO_ID`) or pass a local path", file=sys.stderr)
+            return 2
 
         print(f"jprefs {name}: internal error: {type(e).__name__}: {redact_url(str(e))}\n"
               f"  this is a bug in jprefs, not in your input; rerun with JPREFS_DEBUG=1 for the traceback "

@@ -45,10 +45,13 @@ def load_classifier(spec: str, num_labels: int, *, label_names: list[str] | None
     if label_names and len(label_names) == num_labels:
         kw["id2label"] = dict(enumerate(label_names))
         kw["label2id"] = {n: i for i, n in enumerate(label_names)}
+    from jprefs.hub import hub_model
+
     try:
-        tok = AutoTokenizer.from_pretrained(src, trust_remote_code=False)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            src, num_labels=num_labels, trust_remote_code=False, use_safetensors=True, dtype=dtype, **kw)
+        with hub_model(src):  # a Hub id offline and not cached: one line naming it
+            tok = AutoTokenizer.from_pretrained(src, trust_remote_code=False)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                src, num_labels=num_labels, trust_remote_code=False, use_safetensors=True, dtype=dtype, **kw)
     except OSError as e:
         raise JprefsError(f"cannot load backbone {spec!r} ({src}): {e}\n  fix: check the Hub id or path; the Hub "
                           f"is needed once for Hub ids (or use backbone=e5-small-offline)") from e

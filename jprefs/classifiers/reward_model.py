@@ -232,18 +232,21 @@ class RewardModel:
         device = device or default_device()
         torch_dtype = resolve_dtype(dtype, device)
         raw = _read_reward_config(src)
-        try:
-            loader, kw = AutoModelForSequenceClassification, {}
-            if raw and raw.get("pooling") == "mean":
-                from jprefs.classifiers.pooling import saved_model_config
+        from jprefs.hub import hub_model
 
-                kw["config"], marked = saved_model_config(src)      # model_type jprefs-mean-pooled undone
-                if not marked:
-                    _warn_unmarked(src)
-                loader = _mean_pooled_loader(kw["config"])
-            model = loader.from_pretrained(
-                src, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype, **kw)
-            tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=False, **kw)
+        try:
+            with hub_model(src):  # a Hub id offline and not cached: one line naming it
+                loader, kw = AutoModelForSequenceClassification, {}
+                if raw and raw.get("pooling") == "mean":
+                    from jprefs.classifiers.pooling import saved_model_config
+
+                    kw["config"], marked = saved_model_config(src)      # model_type jprefs-mean-pooled undone
+                    if not marked:
+                        _warn_unmarked(src)
+                    loader = _mean_pooled_loader(kw["config"])
+                model = loader.from_pretrained(
+                    src, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype, **kw)
+                tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=False, **kw)
         except OSError as e:
             raise JprefsError(f"cannot load a sequence-classification model from {src}: {e}\n"
                               f"  fix: check the path or Hub id; jprefs loads safetensors weights only") from e

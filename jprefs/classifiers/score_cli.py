@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 EXAMPLES = """examples:
-  jprefs score out/chabsa-rm /work/shared/data/chabsa_binary/test.tsv -o scores.jsonl
+  jprefs score out/chabsa-rm ../shared/data/chabsa_binary/test.tsv -o scores.jsonl
   jprefs score out/rm pairs.jsonl -o scored.jsonl --batch-size 64
   jprefs score some/hub-sentiment-model texts.jsonl --label positive -o scores.jsonl
 """

@@ -263,10 +263,13 @@ def load_policy(name_or_path: str, *, device=None, dtype: str = "auto", trust_re
         from jprefs.modeldir import check_model_dir
 
         check_model_dir(name_or_path, want="policy")    # an rl run folder, an unfinished run, a reward model ...
+    from jprefs.hub import hub_model
+
     try:
-        tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=_dtype(dtype, device),
-                                                     use_safetensors=True, trust_remote_code=trust_remote_code)
+        with hub_model(name_or_path):  # a Hub id offline and not cached: one line naming it
+            tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+            model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=_dtype(dtype, device),
+                                                         use_safetensors=True, trust_remote_code=trust_remote_code)
     except OSError as e:
         raise ConfigError(f"cannot load policy {name_or_path!r}: {e}\n  fix: give a local directory with "
                           "model.safetensors, a reachable Hub id, or policy=tiny") from e

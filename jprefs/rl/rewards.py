@@ -90,10 +90,13 @@ def classifier_reward(path: str, label: str = "1", *, device=None, batch_size: i
 
         check_model_dir(path, want="reward model")
         _refuse_mean_pooled(path)
+    from jprefs.hub import hub_model
+
     try:
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
-                                                                   trust_remote_code=trust_remote_code)
+        with hub_model(path):  # a Hub id offline and not cached: one line naming it
+            tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
+                                                                       trust_remote_code=trust_remote_code)
     except OSError as e:
         raise ConfigError(f"cannot load reward classifier {path!r}: {e}\n  fix: give a local model folder "
                           "(config.json + model.safetensors) or a reachable Hub id") from e

@@ -228,6 +228,15 @@ def translate_units(plan: Plan, keys: list[str], cache: Cache, cfg: TranslateCon
         return st
     sampling = Sampling(**cfg.sampling_dict())
     engine = engine_factory()
+    check = getattr(engine, "check", None)  # a server engine: is anything listening? (seconds, not retries)
+    if check is not None:
+        try:
+            check()
+        except BaseException:
+            close = getattr(engine, "close", None)
+            if close:
+                close()
+            raise
     tag = f"s{i_shard}of{n_shard}"
     t0 = time.perf_counter()
     try:

@@ -119,7 +119,10 @@ def similarity(model_name: str, sources: list[str], targets: list[str], batch_si
     from jprefs.errors import require
 
     st = require("sentence_transformers", "st", "the cross-lingual similarity check")
-    model = st.SentenceTransformer(model_name, trust_remote_code=False)
+    from jprefs.hub import hub_model
+
+    with hub_model(model_name):  # a Hub id offline and not cached: one line naming it
+        model = st.SentenceTransformer(model_name, trust_remote_code=False)
     a = model.encode(sources, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
     b = model.encode(targets, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
     return [float(x) for x in (a * b).sum(axis=1)]  # (N, D) * (N, D) -> (N,)

@@ -252,3 +252,73 @@ def test_registry_entries_resolve():
         mod, cls = target.split(":")
         assert hasattr(importlib.import_module(mod), cls), name
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+# ---------------------------------------------------------------- the reachability check before a job
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on (bound, then released)
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_openai_down_server_is_one_clear_error_in_seconds_not_a_minute_of_retries(pairs_file, tmp_path, capsys):
+    """Default retries (6, backoff 1 s: about half a minute of sleeping at 0%) are never reached: the
+    engine checks the server once before the first request."""
+    from jprefs.cli import main
+
+    port = _closed_port()
+    url = f"http://user:s3cret-PASS@127.0.0.1:{port}/v1"
+    t0 = time.monotonic()
+    assert main(["translate", str(pairs_file), "--engine", "openai", "--model", "calm3", "--base-url", url,
+                 "-o", str(tmp_path / "out")]) == 2
+    assert time.monotonic() - t0 < 5
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"jprefs translate: error: cannot reach the server at {url.replace('s3cret-PASS', '***')} "
+                   f"(connection refused); fix: start it (`vllm serve calm3 --port {port}`) or check --base-url")
+
+
+def test_openai_check_accepts_any_http_answer_a_server_without_models_included(template):
+    """404 (no /models route) and 401 are answers: the server is up, the check passes; the fake
+    server of these tests has no GET at all (501) and every pipeline test runs through the check."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen = []
+
+    class NoModels(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            seen.append(self.path)
+            self.send_error(404 if "models" in self.path else 500)
+
+        def log_message(self, *a):
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), NoModels)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        port = httpd.server_address[1]
+        get_engine("openai", model="m", base_url=f"http://127.0.0.1:{port}/v1?api-version=2").check()
+        assert seen == ["/v1/models?api-version=2"]  # the endpoint on the path, the query kept
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_openai_check_names_dns_failures_and_connect_timeouts(monkeypatch):
+    import httpx
+
+    eng = get_engine("openai", model="m", base_url="http://no-such-host.invalid/v1")
+    with pytest.raises(EngineError, match=r"cannot reach the server at http://no-such-host.invalid/v1 "
+                                          r"\(the host name does not resolve\); fix: start it "
+                                          r"\(`vllm serve m --port 8000`\)"):
+        eng.check()
+
+    def slow(*a, **k):
+        raise httpx.ConnectTimeout("timed out")
+
+    monkeypatch.setattr(eng._client, "get", slow)
+    with pytest.raises(EngineError, match=r"no answer to the connection within 5 s\); fix: start it"):
+        eng.check()

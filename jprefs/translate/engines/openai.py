@@ -37,6 +37,7 @@ from jprefs.redact import MASK, is_redacted, redact_url
 from jprefs.translate.engines import EngineError, Generation, Sampling
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+CHECK_TIMEOUT = 5.0  # seconds for the one reachability check before a job (OpenAIEngine.check)
 
 
 class OpenAIEngine:
@@ -72,6 +73,7 @@ class OpenAIEngine:
         # user:key@ in the URL goes into an Authorization: Basic header (what httpx would do with it),
         # and the URL itself is kept without it, so that no error, log line or traceback can show it
         self._url, auth = self._split_credentials(base_url, httpx)  # _url: the one we post to
+        self._models_url = self._with_endpoint(urlsplit(base_url.strip()), endpoint="/models")  # for check()
         # what messages show: the URL as given, its credentials masked (user:***@, ?api_key=***)
         self.base_url = redact_url(base_url.strip().rstrip("/"))
         self._shown_url = redact_url(self._with_endpoint(urlsplit(base_url.strip()), keep_userinfo=True))
@@ -83,11 +85,47 @@ class OpenAIEngine:
         self.empty_completions = 0  # requests still without text after every retry
 
     @staticmethod
-    def _with_endpoint(parts, keep_userinfo: bool = False) -> str:
+    def _with_endpoint(parts, keep_userinfo: bool = False, endpoint: str = "/chat/completions") -> str:
         """``.../v1`` -> ``.../v1/chat/completions``, the endpoint on the path, before any query
         (``?api-version=...``), not after it."""
         netloc = parts.netloc if keep_userinfo else parts.netloc.rpartition("@")[2]
-        return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + "/chat/completions", parts.query, ""))
+        return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + endpoint, parts.query, ""))
+
+    def check(self, timeout: float = CHECK_TIMEOUT) -> None:
+        """Fail in seconds when nothing listens at ``base_url``: one ``GET {base_url}/models``.
+
+        Called once before a job sends its first request, so that a server that is down costs one
+        clear error instead of every request's retries (about a minute of backoff at 0%). Only a
+        transport failure fails the check: connection refused, an unknown host, a connect timeout.
+        Any HTTP answer, 401 or 404 included (a server without ``/models``), means the server is
+        reachable; what it says to the real requests is handled (and explained) there.
+
+        >>> OpenAIEngine(model="m", base_url="http://127.0.0.1:9/v1").check()   # doctest: +SKIP
+        Traceback (most recent call last):
+        jprefs.translate.engines.EngineError: cannot reach the server at http://127.0.0.1:9/v1 (connection refused) ...
+        """
+        httpx = self._httpx
+        try:
+            r = self._client.get(self._models_url, timeout=httpx.Timeout(timeout))
+            r.close()
+        except httpx.ConnectTimeout:
+            why = f"no answer to the connection within {timeout:g} s"
+        except httpx.ConnectError as e:
+            text = str(e).lower()
+            if "refused" in text:
+                why = "connection refused"
+            elif any(t in text for t in ("name or service not known", "nodename nor servname", "name resolution",
+                                         "no address associated", "getaddrinfo")):
+                why = "the host name does not resolve"
+            else:
+                why = self._scrub(f"{type(e).__name__}: {e}")
+        except (httpx.TimeoutException, httpx.TransportError):
+            return  # connected, then slow or odd (a busy server): the requests' own timeouts and retries handle it
+        else:
+            return
+        port = urlsplit(self._models_url).port or 8000  # start it where --base-url looks for it
+        raise EngineError(f"cannot reach the server at {self.base_url} ({why}); fix: start it "
+                          f"(`vllm serve {self.model} --port {port}`) or check --base-url")
 
     def _split_credentials(self, base_url: str, httpx):
         """(request URL without userinfo, ``BasicAuth`` from the userinfo or None)."""

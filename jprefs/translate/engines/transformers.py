@@ -35,7 +35,10 @@ class TransformersEngine:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = device
-        self.tok = AutoTokenizer.from_pretrained(model, revision=revision, trust_remote_code=False)
+        from jprefs.hub import hub_model
+
+        with hub_model(model, revision):  # a Hub id offline and not cached: one line naming it
+            self.tok = AutoTokenizer.from_pretrained(model, revision=revision, trust_remote_code=False)
         if self.tok.chat_template is None:
             raise ConfigError(f"tokenizer of {model} has no chat template; the translate stage renders prompts "
                               "with the model's chat template\n  fix: use a chat/instruct model")
@@ -43,8 +46,9 @@ class TransformersEngine:
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
         torch_dtype = "auto" if dtype == "auto" else getattr(torch, dtype)
-        self.lm = AutoModelForCausalLM.from_pretrained(model, revision=revision, trust_remote_code=False,
-                                                       use_safetensors=True, dtype=torch_dtype).to(device)
+        with hub_model(model, revision):
+            self.lm = AutoModelForCausalLM.from_pretrained(model, revision=revision, trust_remote_code=False,
+                                                           use_safetensors=True, dtype=torch_dtype).to(device)
         self.lm.eval()
         self._torch = torch
 

@@ -37,7 +37,10 @@ class VLLMEngine:
                                   trust_remote_code=False, enable_prefix_caching=enable_prefix_caching)
         if max_model_len:
             kw["max_model_len"] = max_model_len
-        self.llm = vllm.LLM(**kw)
+        from jprefs.hub import hub_model
+
+        with hub_model(model, revision):  # a Hub id offline and not cached: one line naming it
+            self.llm = vllm.LLM(**kw)
 
     def generate(self, conversations: list[list[dict[str, str]]], sampling: Sampling) -> list[Generation]:
         """One ``LLM.chat`` call for the whole batch; vLLM returns outputs in input order."""
