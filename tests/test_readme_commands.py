@@ -323,7 +323,7 @@ def _check_the_checks(capsys):
     cmds = {c for _, c, _ in all_commands()}
     assert "jprefs data demo -o jprefs-demo" in cmds
     assert "jprefs translate translate/recipes/mini-cpu.yaml input=pairs.jsonl output=out/mini" in cmds
-    assert "accelerate launch --num_processes 4 -m jprefs.cli rl rl/recipes/ppo-hh-gpu.yaml -o runs/ppo-hh" in cmds
+    assert "accelerate launch --multi_gpu --num_processes 4 -m jprefs.cli rl rl/recipes/ppo-hh-gpu.yaml -o runs/ppo-hh" in cmds
     assert any(c.startswith("jprefs train-rm classifiers/recipes/") for c in cmds)
     assert any(w == "jprefs --help" for w, _, _ in all_commands())
     assert len(cmds) > 60

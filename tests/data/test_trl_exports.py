@@ -37,6 +37,17 @@ from tests.classifiers.conftest import CHARS, make_model, make_tokenizer  # noqa
 
 pytestmark = pytest.mark.timeout(120)
 
+
+@pytest.fixture(autouse=True)
+def _fresh_accelerate_state():
+    """trl's trainers set accelerate's process-wide AcceleratorState; later tests in this process
+    (train-rm builds its own Accelerator) must not inherit it."""
+    yield
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
 ROLE_TOKENS = ["<|user|>", "<|assistant|>", "<|system|>"]
 # A Llama-like template: BOS once at the start, each turn behind its role token, EOS after it.
