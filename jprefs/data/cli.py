@@ -175,16 +175,14 @@ def _split(args) -> int:
 
 
 def _merge(args) -> int:
-    from jprefs.data.io import AtomicWriter, iter_records, rejects_path_for
+    from jprefs.data.io import AtomicWriter, row_error, iter_records, rejects_path_for
     from jprefs.data.merge import Merge
     from jprefs.data.provenance import check_license_counts
-    from jprefs.errors import DataError
 
     def records(path):
         for row, rec in iter_records(path):
             if rec is None:
-                raise DataError(f"{row.error or 'bad row'} [{row.reason}]", path=path, line=row.locator,
-                                fix="merge takes canonical files: create them with `jprefs data convert`")
+                raise row_error(path, row, "merge takes canonical files: create them with `jprefs data convert`")
             yield row.locator, rec
 
     m = Merge()

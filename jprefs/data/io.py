@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from jprefs.data.schema import (BinaryExample, PreferencePair, RankList, Record, SchemaError,
+from jprefs.data.schema import (LONE_SURROGATE, BinaryExample, PreferencePair, RankList, Record, SchemaError,
                                 expand_pairs, record_from_dict)
 from jprefs.errors import DataError
 
@@ -215,7 +215,7 @@ _PREVIEW = 300              # characters of a rejected line kept when the line i
 # Lone surrogates can only enter through \\uD8xx-\\uDFxx escapes (strict UTF-8 decoding never yields
 # them); valid pairs are joined by json.loads, so any surrogate left in a parsed string is lone.
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE = LONE_SURROGATE
 
 
 class RowProblem(ValueError):
@@ -522,8 +522,8 @@ def _iter_delimited(p: Path, delim: str, header: bool, columns: list[str] | None
             continue
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue  # a blank line is not a row
-        if any(_SURROGATE.search(f) for f in fields if not f.isascii()):
-            bad = next(f for f in fields if not f.isascii() and _SURROGATE.search(f))
+        bad = next((f for f in fields if not f.isascii() and _SURROGATE.search(f)), None)
+        if bad is not None:
             yield Row(start, bad.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")[:_PREVIEW],
                       "invalid UTF-8 in the record", "invalid_utf8")
             continue
@@ -589,7 +589,7 @@ def iter_records(path: str | os.PathLike) -> Iterator[tuple[Row, Record | None]]
             yield Row(row.locator, row.data, f"{type(e).__name__}: {e}", "invalid_record", row.unit), None
 
 
-def _row_error(path, row: Row, fix: str) -> DataError:
+def row_error(path, row: Row, fix: str) -> DataError:
     return DataError(f"{row.error or 'bad row'} [{row.reason or 'invalid_record'}]", path=str(path),
                      line=row.locator if row.unit == "line" else None, fix=fix)
 
@@ -599,7 +599,7 @@ def stream_records(path: str | os.PathLike, *, fix: str = "fix or remove the row
     """Canonical records one at a time; the first bad row raises :class:`DataError` naming file and line."""
     for row, rec in iter_records(path):
         if rec is None:
-            raise _row_error(path, row, fix)
+            raise row_error(path, row, fix)
         yield rec
 
 
@@ -621,7 +621,7 @@ def load_binary(path: str | os.PathLike) -> list[BinaryExample]:
     out = []
     for row in iter_jsonl(path):
         if row.error:
-            raise _row_error(path, row, "fix or remove the row")
+            raise row_error(path, row, "fix or remove the row")
         try:
             out.append(BinaryExample.from_dict(row.data))
         except SchemaError as e:

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Iterator
 
 ROLES = ("system", "user", "assistant")
 UNKNOWN_LICENSE = "unknown"
-_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate: no UTF-8 writer can encode it
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate: no UTF-8 writer can encode it
 
 
 class SchemaError(ValueError):
@@ -55,8 +55,8 @@ def _check_text(name: str, value: Any, *, allow_empty: bool = False) -> str:
         raise SchemaError(f"field '{name}' is empty", reason=f"empty_{name}")
     if "\x00" in value:
         raise SchemaError(f"field '{name}' contains a NUL character", reason=f"nul_in_{name}")
-    if not value.isascii() and _SURROGATE.search(value):
-        raise SchemaError(f"field '{name}' holds a lone surrogate ({_SURROGATE.search(value).group()!a}), which UTF-8 "
+    if not value.isascii() and LONE_SURROGATE.search(value):
+        raise SchemaError(f"field '{name}' holds a lone surrogate ({LONE_SURROGATE.search(value).group()!a}), which UTF-8 "
                           f"cannot encode: the source text is damaged", reason="unencodable_text")
     return value
 
@@ -67,7 +67,7 @@ def _check_strs(obj: Any, names: tuple[str, ...]) -> None:
         value = getattr(obj, name)
         if type(value) is not str:
             raise SchemaError(f"field '{name}' must be a string, got {_short(value)}", reason=f"non_string_{name}")
-        if not value.isascii() and _SURROGATE.search(value):
+        if not value.isascii() and LONE_SURROGATE.search(value):
             raise SchemaError(f"field '{name}' holds a lone surrogate, which UTF-8 cannot encode",
                               reason="unencodable_text")
 
