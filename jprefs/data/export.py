@@ -45,6 +45,16 @@ from jprefs.data.schema import PreferencePair, Record, expand_pairs, render_prom
 from jprefs.errors import JprefsError
 
 FORMATS = ("trl", "trl-conversational", "trl-unpaired", "trl-unpaired-conversational", "binary", "jsonl")
+TRL_FORMATS = FORMATS[:4]
+# What each trl format is, for dataset cards (jprefs translate's output folder carries all four).
+TRL_FORMAT_DOCS = {
+    "trl": "trl standard preference (RewardTrainer, DPOTrainer): prompt text ending in the assistant cue, "
+           "bare chosen/rejected answers",
+    "trl-conversational": "trl conversational preference: prompt as a message list, chosen/rejected as one "
+                          "assistant message (the tokenizer's chat template is applied)",
+    "trl-unpaired": "trl standard unpaired (KTOTrainer): prompt, completion, label (true = chosen), two rows a pair",
+    "trl-unpaired-conversational": "trl conversational unpaired (KTOTrainer): the same with message lists",
+}
 
 
 def _provenance(p: PreferencePair) -> dict[str, Any]:
@@ -73,6 +83,16 @@ def iter_export_rows(records: Iterable[Record], fmt: str) -> Iterator[dict[str, 
             yield from (b.to_dict() for b in p.to_binary())
         else:
             yield p.to_dict()
+
+
+def write_trl_files(out_dir, records: Iterable[Record]) -> dict[str, int]:
+    """Write ``<fmt>.jsonl`` for every trl format in ``out_dir`` (atomically); returns rows per file.
+    ``records`` is iterated once per format, so pass a list (or another re-iterable)."""
+    from pathlib import Path
+
+    from jprefs.data.io import write_jsonl
+
+    return {fmt: write_jsonl(Path(out_dir) / f"{fmt}.jsonl", iter_export_rows(records, fmt)) for fmt in TRL_FORMATS}
 
 
 def export_rows(records: Iterable[Record], fmt: str) -> list[dict[str, Any]]:

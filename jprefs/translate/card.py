@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from jprefs.data.export import TRL_FORMAT_DOCS, TRL_FORMATS
 from jprefs.data.io import atomic_write_text
 from jprefs.data.schema import UNKNOWN_LICENSE
 from jprefs.redact import redact_url
@@ -55,7 +56,8 @@ def render_card(cfg, template, summary: dict[str, Any], command: str = "", sourc
         "source_datasets": srcs,
         "pretty_name": name,
         "configs": [{"config_name": "pairs", "data_files": "pairs.jsonl", "default": True},
-                    {"config_name": "binary", "data_files": "binary.jsonl"}],
+                    {"config_name": "binary", "data_files": "binary.jsonl"}]
+                   + [{"config_name": f, "data_files": f"{f}.jsonl"} for f in TRL_FORMATS],
     }
     warn = ""
     if unknown:
@@ -77,7 +79,10 @@ def render_card(cfg, template, summary: dict[str, Any], command: str = "", sourc
         f"| `pairs.jsonl` | {summary.get('pairs_out', 0)} | preference pairs: prompt (conversation), chosen, rejected; "
         f"`meta.translation` has the source ids, model, template hash, sampling and quality scores |",
         f"| `binary.jsonl` | {summary.get('binary_out', 0)} | (prompt, response, label): chosen = 1, rejected = 0 |",
+        *(f"| `{f}.jsonl` | {summary.get('trl_rows', {}).get(f, 0)} | {TRL_FORMAT_DOCS[f]} |" for f in TRL_FORMATS),
         f"| `rejects.jsonl` | {sum(rej.values())} | rows not translated or failing a check, with the reason |", "",
+        "Load one with `datasets.load_dataset(\"DIR\", \"trl-conversational\")` (DIR: this folder or its Hub id) "
+        "and hand it to the trl trainer as is.", "",
         "## Counts", "",
         f"- input rows: {summary.get('rows_in', 0)} (rejected while reading: {summary.get('input_rejects', 0)}); "
         f"pairs: {summary.get('pairs_in', 0)}; kept: {summary.get('pairs_out', 0)}; "

@@ -497,9 +497,12 @@ def _run_translate_locked(cfg: TranslateConfig, engine_factory=None, command: st
     untranslated = rejects.by_reason.get("no_translation", 0)
     write_jsonl(out / "pairs.jsonl", (p.to_dict() for p in kept))
     write_jsonl(out / "binary.jsonl", (b.to_dict() for p in kept for b in p.to_binary()))
+    from jprefs.data.export import write_trl_files
+
+    trl_rows = write_trl_files(out, kept)  # the same pairs in trl's four layouts, one config each
     rejects.save()
     licenses = Counter(p.license or UNKNOWN_LICENSE for p in loaded.pairs)
-    summary.update({"pairs_out": len(kept), "binary_out": 2 * len(kept),
+    summary.update({"pairs_out": len(kept), "binary_out": 2 * len(kept), "trl_rows": trl_rows,
                     "quality_rejects": len(rejects) - len(loaded.rejects) - untranslated,
                     "rows_untranslated": untranslated,
                     "rejects_by_reason": dict(sorted(rejects.by_reason.items())),
