@@ -33,8 +33,12 @@ def resolve_backbone(spec: str) -> str:
     return spec
 
 
-def load_classifier(spec: str, num_labels: int, *, label_names: list[str] | None = None, dtype=None):
+def load_classifier(spec: str, num_labels: int, *, label_names: list[str] | None = None, dtype=None,
+                    pooling: str = "cls"):
     """``AutoModelForSequenceClassification`` + fast tokenizer from a backbone spec (safetensors only).
+
+    With ``pooling="cls"`` the classifier reads ``[CLS]`` through the backbone's pooler; a backbone
+    that ships none (e5, trained with mean pooling) gets a random one, which this warns about.
 
     >>> model, tok = load_classifier("e5-small-offline", num_labels=2)     # doctest: +SKIP
     """
@@ -50,8 +54,9 @@ def load_classifier(spec: str, num_labels: int, *, label_names: list[str] | None
     try:
         with hub_model(src):  # a Hub id offline and not cached: one line naming it
             tok = AutoTokenizer.from_pretrained(src, trust_remote_code=False)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                src, num_labels=num_labels, trust_remote_code=False, use_safetensors=True, dtype=dtype, **kw)
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                src, num_labels=num_labels, trust_remote_code=False, use_safetensors=True, dtype=dtype,
+                output_loading_info=True, **kw)
     except OSError as e:
         raise JprefsError(f"cannot load backbone {spec!r} ({src}): {e}\n  fix: check the Hub id or path; the Hub "
                           f"is needed once for Hub ids (or use backbone=e5-small-offline)") from e
@@ -60,4 +65,12 @@ def load_classifier(spec: str, num_labels: int, *, label_names: list[str] | None
     if tok.pad_token_id is None:
         raise JprefsError(f"backbone {spec!r}: the tokenizer has no pad token")
     model.config.pad_token_id = tok.pad_token_id
+    random_pooler = sorted(k for k in info.get("missing_keys", ()) if "pooler" in k)
+    if pooling == "cls" and random_pooler:
+        import warnings
+
+        warnings.warn(f"backbone {spec!r} ships no trained [CLS] pooler ({', '.join(random_pooler)} start random): "
+                      f"pooling=cls reads [CLS] through a random layer\n  fix: pooling=mean (how e5 was "
+                      f"trained; with input_prefix='query: ' for e5), or a backbone with a pooler",
+                      UserWarning, stacklevel=2)
     return model, tok

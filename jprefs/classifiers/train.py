@@ -364,7 +364,8 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
     set_seed(cfg.seed)
     num_labels = 2 if cfg.objective == "binary" else 1
     model, tok = load_classifier(cfg.backbone, num_labels,
-                                 label_names=cfg.label_names if num_labels == 2 else ["reward"])
+                                 label_names=cfg.label_names if num_labels == 2 else ["reward"],
+                                 pooling=cfg.pooling)
     if cfg.pooling != "cls":
         from jprefs.classifiers.pooling import apply_pooling
 

@@ -187,3 +187,42 @@ def test_loading_a_mean_pooled_model_reports_no_missing_pooler_but_other_missing
     save_file(weights, tmp_path / "rm" / "model.safetensors", metadata={"format": "pt"})
     text = _load_warnings(tmp_path / "rm")
     assert "LOAD REPORT" in text and "classifier.weight" in text and "pooler" not in text
+
+
+def test_cls_pooling_on_a_backbone_without_a_pooler_warns_and_mean_does_not(tmp_path):
+    """e5 ships no [CLS] pooler: pooling=cls would read [CLS] through a random layer, said at load."""
+    import warnings
+
+    from transformers import BertConfig, BertModel
+
+    from jprefs.classifiers.backbones import load_classifier
+
+    from .conftest import make_backbone_dir
+
+    tok = make_tokenizer()
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64, pad_token_id=tok.pad_token_id)
+    nopool = tmp_path / "no-pooler"
+    BertModel(cfg, add_pooling_layer=False).save_pretrained(nopool)
+    tok.save_pretrained(nopool)
+    with pytest.warns(UserWarning, match=r"(?s)no trained \[CLS\] pooler .*pooler\.dense.*fix: pooling=mean"):
+        load_classifier(str(nopool), 1, pooling="cls")
+    with_pooler = make_backbone_dir(tmp_path / "with-pooler")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*no trained \\[CLS\\] pooler.*")
+        load_classifier(str(nopool), 1, pooling="mean")
+        load_classifier(with_pooler, 1, pooling="cls")
+
+
+def test_every_e5_recipe_pools_by_mean():
+    """The recipes on e5 (which ships no pooler) use mean pooling and e5's input prefix."""
+    from pathlib import Path
+
+    import yaml
+
+    recipes = sorted((Path(__file__).resolve().parents[2] / "classifiers" / "recipes").glob("*.yaml"))
+    e5 = [r for r in recipes if "e5" in str(yaml.safe_load(r.read_text(encoding="utf-8")).get("backbone", ""))]
+    assert len(e5) >= 4
+    for r in e5:
+        cfg = yaml.safe_load(r.read_text(encoding="utf-8"))
+        assert cfg.get("pooling") == "mean" and cfg.get("input_prefix") == "query: ", r.name
