@@ -350,6 +350,10 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
     rejects = train_data.rejects + eval_data.rejects + (test_data.rejects if test_data else [])
     if rejects and is_main:
         write_jsonl(out / "rejects.jsonl", rejects)
+    if eval_data.records and is_main:
+        # the held-out rows themselves, so that `jprefs eval rm --data OUT/eval_split.jsonl` scores
+        # exactly what this model never trained on
+        write_jsonl(out / "eval_split.jsonl", eval_data.records)
     if cfg.objective != "binary" and train_data.kind == "binary":
         raise DataError(f"{cfg.data}: objective={cfg.objective} needs preference pairs or rank lists, "
                         f"but the file holds labelled examples", fix="use objective=binary")
