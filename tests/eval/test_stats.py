@@ -1,0 +1,73 @@
+"""The interval machinery of jprefs eval: cluster bootstrap by prompt, win/tie/loss, sign test."""
+
+import math
+
+import numpy as np
+import pytest
+
+from jprefs.eval.stats import bootstrap_ci, paired_bootstrap_ci, sign_test, win_tie_loss
+
+
+def test_interval_contains_the_estimate_and_narrows_with_four_times_the_data():
+    rng = np.random.default_rng(0)
+    x = (rng.random(200) < 0.7).astype(float)
+    est, (lo, hi) = bootstrap_ci(x, seed=1)
+    assert est == pytest.approx(x.mean()) and lo <= est <= hi
+    x4 = np.tile(x, 4)
+    est4, (lo4, hi4) = bootstrap_ci(x4, seed=1)
+    assert est4 == pytest.approx(est)
+    # the width scales like 1/sqrt(n): four times the rows, about half the width
+    assert (hi4 - lo4) == pytest.approx((hi - lo) / 2, rel=0.2)
+    # and it matches the normal approximation sqrt(p(1-p)/n) * 1.96 * 2
+    assert (hi - lo) == pytest.approx(2 * 1.96 * math.sqrt(est * (1 - est) / 200), rel=0.15)
+
+
+def test_grouped_interval_is_wider_when_rows_of_a_group_agree():
+    """Pairs sharing a prompt are not independent: 50 prompts x 4 identical outcomes carry the
+    information of 50 rows, not 200."""
+    rng = np.random.default_rng(0)
+    per_prompt = (rng.random(50) < 0.7).astype(float)
+    x = np.repeat(per_prompt, 4)
+    groups = np.repeat(np.arange(50), 4)
+    _, (lo_i, hi_i) = bootstrap_ci(x, seed=0)
+    _, (lo_g, hi_g) = bootstrap_ci(x, groups, seed=0)
+    assert (hi_g - lo_g) > 1.7 * (hi_i - lo_i)
+    # equal to the ungrouped interval of the 50 prompt means
+    _, (lo_p, hi_p) = bootstrap_ci(per_prompt, seed=0)
+    assert (hi_g - lo_g) == pytest.approx(hi_p - lo_p, rel=0.15)
+
+
+def test_custom_statistic_and_determinism():
+    x = np.arange(30, dtype=float)
+    a = bootstrap_ci(x, stat=np.median, seed=3, n_boot=300)
+    assert a == bootstrap_ci(x, stat=np.median, seed=3, n_boot=300)
+    assert a[0] == 14.5 and a[1][0] < 14.5 < a[1][1]
+    with pytest.raises(ValueError, match="NaN"):
+        bootstrap_ci([1.0, float("nan")])
+    assert math.isnan(bootstrap_ci([])[0])
+
+
+def test_paired_difference():
+    a = [1, 1, 1, 0, 1, 1, 1, 1, 0, 1]
+    b = [0, 1, 0, 0, 1, 0, 1, 0, 0, 1]
+    est, (lo, hi) = paired_bootstrap_ci(a, b, seed=0)
+    assert est == pytest.approx(0.4) and lo <= 0.4 <= hi and lo > 0
+
+
+def test_sign_test_against_the_binomial():
+    from scipy.stats import binomtest
+
+    for w, l in [(30, 16), (5, 5), (10, 0), (0, 3), (54, 46)]:
+        assert sign_test(w, l) == pytest.approx(binomtest(w, w + l, 0.5).pvalue)
+
+
+def test_win_tie_loss_the_84_of_100_form():
+    o = [1] * 30 + [0] * 54 + [-1] * 16
+    r = win_tie_loss(o)
+    assert (r["wins"], r["ties"], r["losses"], r["n"]) == (30, 54, 16, 100)
+    assert r["at_least_as_good"] == pytest.approx(0.84)
+    lo, hi = r["at_least_as_good_ci95"]
+    assert lo < 0.84 < hi and hi - lo < 0.2
+    assert r["sign_test_p"] == pytest.approx(sign_test(30, 16))
+    with pytest.raises(ValueError, match="-1, 0 or 1"):
+        win_tie_loss([2, 0])
