@@ -1,0 +1,817 @@
+"""``jprefs eval judge``: an LLM judge on any OpenAI-compatible server, pairwise or 1-10 grading.
+
+Two modes, each a template file (``jprefs/resources/eval/judge/``, visible as ``eval/judge/`` in
+the repository; ``--template FILE`` for your own):
+
+- **pairwise** (``pairwise-ja``): the judge compares two answers in Japanese and writes
+  ``[[A]]``, ``[[B]]`` or ``[[C]]`` (tie). Every comparison is asked **in both orders** (X as A,
+  then Y as A): a judge that favours a position then contradicts itself, and two orders that
+  disagree count as a tie (MT-Bench's rule). Both raw verdicts are kept, and the share of
+  comparisons where the two orders agree is reported as the *position consistency*.
+- **grade** (``grade-ja``): the judge explains, then writes a 1-10 score as ``[[7]]``
+  (MT-Bench's single-answer grading).
+
+A judge answer that cannot be read (empty, cut off without a verdict, no ``[[...]]``, an unknown
+verdict, two different verdicts, a score outside 1-10) is counted by reason and excluded from
+the rates, with the counts beside them; it never stops the run.
+
+Inputs: ``--pairs FILE`` (canonical pairs, or any ``--source`` the data layer reads) judges chosen
+against rejected and reports the judge's agreement with the labels (95% interval by prompt) beside
+the longer-wins baseline on the same pairs; ``--samples FILE`` (the ``samples.jsonl`` of
+``jprefs eval policy``) compares two policies (``--a``, ``--b``: win / tie / loss with intervals and a
+sign test) or grades every answer (``--mode grade``: mean score per policy). Outputs in ``-o DIR``:
+``judge.json`` (figures, unparseable counts by reason, judge model, template name and hash,
+sampling), ``judgments.jsonl`` (one row per pair or comparison, ids included, so a reward model's
+choices can be joined), ``report.md`` and ``report.html``.
+
+Requests go through :class:`jprefs.translate.engines.openai.OpenAIEngine` (bounded concurrency,
+retries with backoff and ``Retry-After``, the API key from an environment variable, never logged,
+URLs redacted). Answers are cached on disk (``DIR/cache``, the translation cache's checkpoint
+files) under a key of (judge model, template hash, the rendered request, sampling): a rerun or
+an interrupted run asks nothing twice. The server is checked once, before the first request.
+
+Python API (what ``jprefs eval policy --judge`` calls)::
+
+    from jprefs.eval.judge import Judge, pairwise, grade
+
+    judge = Judge("Qwen/Qwen2.5-7B-Instruct", "http://127.0.0.1:8000/v1", concurrency=8,
+                  api_key_env="OPENAI_API_KEY", cache_dir="out/judge-cache")
+    verdicts = pairwise(judge, prompts, answers_a, answers_b)   # list[Verdict], input order
+    verdicts[0].winner            # "a", "b", "tie", or None (unparseable: verdicts[0].reasons)
+    grades = grade(judge, prompts, answers)                      # list[Grade]
+    grades[0].score               # 1.0 .. 10.0, or None (grades[0].reason)
+    judge.close()
+
+``prompts`` are strings or chat conversations (lists of ``{"role", "content"}``); ``template``
+(a path, ``builtin:NAME`` or a :class:`JudgeTemplate`) defaults to the built-in prompt of the mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+from jprefs.errors import ConfigError, DataError
+
+BUILTIN = {"pairwise": "pairwise-ja", "grade": "grade-ja"}
+MODES = ("pairwise", "grade")
+# why a judge answer was not used; every one is counted in judge.json and the report
+REASONS = ("empty", "truncated", "no_verdict", "unknown_verdict", "conflicting_verdicts", "score_out_of_range")
+MARKER = re.compile(r"\[\[\s*([^\[\]\n]{1,20}?)\s*\]\]")          # [[A]], [[ 7 ]], [[7.5]]
+PLACEHOLDER = re.compile(r"\{(question|answer_a|answer_b|answer)\}")
+CHUNK = 64  # requests per engine call; each call's answers are one cache checkpoint
+
+
+def builtin_judge_dir() -> Path:
+    return Path(str(resources.files("jprefs") / "resources" / "eval" / "judge"))
+
+
+# ---------------------------------------------------------------- templates
+
+@dataclass
+class JudgeTemplate:
+    """A judge prompt: ``system`` and ``user`` text with placeholders, and how to read the answer.
+
+    ``verdicts`` (pairwise) maps the marker inside ``[[...]]`` to ``a``, ``b`` or ``tie``;
+    ``score_min`` / ``score_max`` (grade) bound a valid score. ``hash`` covers everything that
+    changes a request or its reading (not the comments), so it keys the cache.
+    """
+
+    name: str
+    mode: str
+    system: str
+    user: str
+    verdicts: dict[str, str] = field(default_factory=dict)
+    score_min: float = 1.0
+    score_max: float = 10.0
+    description: str = ""
+    path: str = ""
+
+    @property
+    def hash(self) -> str:
+        from jprefs.data.schema import content_hash
+
+        return content_hash(self.mode, self.system, self.user, self.verdicts, self.score_min, self.score_max)[:16]
+
+    def render(self, question: str, **answers: str) -> list[dict[str, str]]:
+        """The chat messages of one request; placeholders are filled in one pass, so text in an answer
+        that looks like ``{answer_b}`` stays as it is.
+
+        >>> t = load_judge_template("builtin:grade-ja")
+        >>> t.render("1+1は？", answer="{question}")[-1]["content"].count("{question}")
+        1
+        """
+        values = {"question": question, **answers}
+        user = PLACEHOLDER.sub(lambda m: values.get(m[1], m[0]), self.user)
+        return ([{"role": "system", "content": self.system}] if self.system else []) + [
+            {"role": "user", "content": user}]
+
+    def parse(self, text: str, finish_reason: str = "stop") -> tuple[Any, str | None]:
+        """``(value, None)`` or ``(None, reason)``; value: ``a``/``b``/``tie`` or a float score.
+
+        >>> t = load_judge_template("builtin:pairwise-ja")
+        >>> t.parse("Aの方が正確です。\\n[[A]]"), t.parse("[[A]] ... [[B]]"), t.parse("どちらも良い")
+        (('a', None), (None, 'conflicting_verdicts'), (None, 'no_verdict'))
+        >>> g = load_judge_template("builtin:grade-ja")
+        >>> g.parse("良い回答です。[[8]]"), g.parse("[[11]]"), g.parse("")
+        ((8.0, None), (None, 'score_out_of_range'), (None, 'empty'))
+        """
+        if not text or not text.strip():
+            return None, "empty"
+        marks = MARKER.findall(text)
+        if not marks:
+            # a judge cut off by max_tokens usually stopped before its verdict: say so, it has a fix
+            return None, ("truncated" if finish_reason == "length" else "no_verdict")
+        if self.mode == "pairwise":
+            known = {self.verdicts[m.strip()] for m in marks if m.strip() in self.verdicts}
+            if not known:
+                return None, "unknown_verdict"
+            if len(known) > 1:
+                return None, "conflicting_verdicts"
+            return known.pop(), None
+        scores = set()
+        for m in marks:
+            try:
+                scores.add(float(m))
+            except ValueError:
+                continue
+        if not scores:
+            return None, "unknown_verdict"
+        if len(scores) > 1:
+            return None, "conflicting_verdicts"
+        s = scores.pop()
+        if not (self.score_min <= s <= self.score_max):
+            return None, "score_out_of_range"
+        return s, None
+
+
+def load_judge_template(spec: str | Path) -> JudgeTemplate:
+    """Load a judge template: ``builtin:NAME`` or a YAML file (keys: name, mode, description, system,
+    user, verdicts, score_min, score_max).
+
+    >>> t = load_judge_template("builtin:pairwise-ja")
+    >>> t.mode, sorted(t.verdicts.values())
+    ('pairwise', ['a', 'b', 'tie'])
+    """
+    import yaml
+
+    spec = str(spec)
+    if spec.startswith("builtin:"):
+        name = spec.split(":", 1)[1]
+        p = builtin_judge_dir() / f"{name}.yaml"
+        if not p.is_file():
+            names = sorted(x.stem for x in builtin_judge_dir().glob("*.yaml"))
+            raise ConfigError(f"no built-in judge template {name!r}; available: {', '.join(names)}")
+    else:
+        p = Path(spec)
+        if not p.is_file():
+            raise DataError(f"judge template not found: {p}",
+                            fix="give a YAML file (copy eval/judge/pairwise-ja.yaml and edit it) or builtin:NAME")
+    try:
+        d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DataError(f"not a valid YAML judge template ({e})", path=str(p)) from None
+    known = {"name", "mode", "description", "system", "user", "verdicts", "score_min", "score_max"}
+    if not isinstance(d, dict) or set(d) - known:
+        got = sorted(set(d) - known) if isinstance(d, dict) else type(d).__name__
+        raise DataError(f"a judge template is a mapping with keys {sorted(known)}; got unknown {got}", path=str(p),
+                        fix="see eval/judge/pairwise-ja.yaml for the layout")
+    mode = d.get("mode")
+    if mode not in MODES:
+        raise DataError(f"'mode' must be one of {MODES}, got {mode!r}", path=str(p))
+    user = str(d.get("user") or "")
+    need = ("{question}", "{answer_a}", "{answer_b}") if mode == "pairwise" else ("{question}", "{answer}")
+    missing = [x for x in need if x not in user]
+    if missing:
+        raise DataError(f"'user' of a {mode} template must contain {', '.join(need)}; missing {', '.join(missing)}",
+                        path=str(p))
+    verdicts: dict[str, str] = {}
+    if mode == "pairwise":
+        verdicts = {str(k).strip(): str(v) for k, v in (d.get("verdicts") or {"A": "a", "B": "b", "C": "tie"}).items()}
+        if set(verdicts.values()) != {"a", "b", "tie"}:
+            raise DataError(f"'verdicts' must map markers to each of a, b, tie; got {verdicts}", path=str(p),
+                            fix='verdicts: {A: a, B: b, C: tie}')
+    try:
+        lo, hi = float(d.get("score_min", 1)), float(d.get("score_max", 10))
+    except (TypeError, ValueError):
+        raise DataError("score_min and score_max must be numbers", path=str(p)) from None
+    return JudgeTemplate(name=str(d.get("name") or p.stem), mode=mode, system=str(d.get("system") or ""), user=user,
+                         verdicts=verdicts, score_min=lo, score_max=hi, description=str(d.get("description") or ""),
+                         path=spec if spec.startswith("builtin:") else str(p))
+
+
+# ---------------------------------------------------------------- results
+
+@dataclass
+class Verdict:
+    """One pairwise comparison asked in both orders.
+
+    ``first``: the verdict with answer a shown as A; ``second``: with b shown as A, translated back
+    (``"a"`` always means answer a). ``winner``: ``a`` / ``b`` when both orders agree, ``tie`` when
+    both say tie or they disagree, ``None`` when either answer was unparseable (``reasons``).
+    """
+
+    winner: str | None
+    first: str | None
+    second: str | None
+    consistent: bool | None
+    reasons: list[str]
+    explanation_first: str
+    explanation_second: str
+
+
+@dataclass
+class Grade:
+    """One graded answer: ``score`` in the template's range, or ``None`` and the ``reason``."""
+
+    score: float | None
+    reason: str | None
+    explanation: str
+
+
+def combine(first: str | None, second: str | None) -> tuple[str | None, bool | None]:
+    """(winner, consistent) of two orders, both given from answer a's side.
+
+    >>> combine("a", "a"), combine("a", "b"), combine("tie", "tie"), combine("a", "tie"), combine("a", None)
+    (('a', True), ('tie', False), ('tie', True), ('tie', False), (None, None))
+    """
+    if first is None or second is None:
+        return None, None
+    return (first, True) if first == second else ("tie", False)
+
+
+SWAP = {"a": "b", "b": "a", "tie": "tie", None: None}
+
+
+# ---------------------------------------------------------------- the judge
+
+class Judge:
+    """A judge model behind an OpenAI-compatible server, with an on-disk answer cache.
+
+    ``template``: for :meth:`template_for` (a mode's built-in one when None). ``cache_dir``: where
+    answers are kept (None: in memory for this object only). ``engine``: an object with
+    ``generate``/``check``/``close`` to use instead of building an :class:`OpenAIEngine` (tests).
+    """
+
+    def __init__(self, model: str, base_url: str, template: str | Path | JudgeTemplate | None = None, *,
+                 concurrency: int = 8, api_key_env: str = "OPENAI_API_KEY", max_tokens: int = 1024,
+                 temperature: float = 0.0, seed: int | None = 0, cache_dir: str | Path | None = None,
+                 max_retries: int = 6, timeout: float = 120.0, show_progress: bool = True, engine: Any = None):
+        from jprefs.redact import redact_url
+        from jprefs.translate.engines import Sampling
+
+        if not model:
+            raise ConfigError("no judge model given\n  fix: --judge MODEL (the name the server serves, e.g. "
+                              "Qwen/Qwen2.5-7B-Instruct)")
+        self.model = model
+        self.base_url = redact_url(base_url or "")
+        self._template = template if isinstance(template, JudgeTemplate) else (
+            load_judge_template(template) if template else None)
+        self.sampling = Sampling(temperature=float(temperature), top_p=1.0, max_tokens=int(max_tokens), seed=seed)
+        self.show_progress = show_progress
+        if engine is None:
+            from jprefs.translate.engines.openai import OpenAIEngine
+
+            engine = OpenAIEngine(model=model, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
+                                  max_retries=max_retries, timeout=timeout)
+        self.engine = engine
+        self.concurrency = int(concurrency)
+        self.api_key_env = api_key_env
+        self._checked = False
+        self._cache = None
+        self._memory: dict[str, tuple[str, str]] = {}
+        if cache_dir is not None:
+            from jprefs.translate.cache import Cache
+
+            self._cache = Cache(cache_dir)
+        self.requests_sent = 0   # requests that went to the server (not answered from the cache)
+        self.cache_hits = 0      # requests answered from the cache
+
+    def template_for(self, mode: str) -> JudgeTemplate:
+        t = self._template or load_judge_template(f"builtin:{BUILTIN[mode]}")
+        if t.mode != mode:
+            raise ConfigError(f"the judge template {t.name!r} ({t.path}) is a {t.mode} template, but {mode} was asked"
+                              f"\n  fix: --mode {t.mode}, or a {mode} template (eval/judge/{BUILTIN[mode]}.yaml)")
+        return t
+
+    def describe(self) -> dict[str, Any]:
+        """What judged: model, server (redacted), sampling (recorded in judge.json)."""
+        return {"model": self.model, "base_url": self.base_url, "sampling": self.sampling.to_dict(),
+                "concurrency": self.concurrency, "api_key_env": self.api_key_env}
+
+    def _key(self, messages: list[dict], template: JudgeTemplate) -> str:
+        from jprefs.translate.cache import unit_key
+
+        return unit_key(json.dumps(messages, ensure_ascii=False), self.model, "", template.hash,
+                        self.sampling.to_dict())
+
+    def _get(self, key: str):
+        return self._cache.get(key) if self._cache is not None else self._memory.get(key)
+
+    def ask(self, conversations: list[list[dict]], template: JudgeTemplate, desc: str = "judge") -> list[tuple[str, str]]:
+        """``(text, finish_reason)`` per conversation, in input order: cached answers reused, the rest
+        sent (each distinct request once), each chunk's answers cached before the next is sent.
+        An empty answer is returned as ``""`` and not cached (a rerun asks again)."""
+        from jprefs.progress import progress
+
+        keys = [self._key(c, template) for c in conversations]
+        todo: dict[str, list[dict]] = {}
+        for k, c in zip(keys, conversations):
+            if self._get(k) is None and k not in todo:
+                todo[k] = c
+        self.cache_hits += sum(1 for k in keys if k not in todo)
+        got: dict[str, tuple[str, str]] = {}
+        if todo:
+            if not self._checked and hasattr(self.engine, "check"):
+                self.engine.check()          # server down: one clear error in seconds, before any work
+                self._checked = True
+            items = list(todo.items())
+            with progress(total=len(items), desc=desc, unit="req", disable=not self.show_progress) as bar:
+                for i in range(0, len(items), CHUNK):
+                    chunk = items[i:i + CHUNK]
+                    gens = self.engine.generate([c for _, c in chunk], self.sampling)
+                    self.requests_sent += len(chunk)
+                    records = []
+                    for (k, _), g in zip(chunk, gens):
+                        got[k] = (g.text or "", g.finish_reason)
+                        if (g.text or "").strip():
+                            records.append((k, g.text, g.finish_reason))
+                    if self._cache is not None:
+                        self._cache.add(records, tag="judge")
+                    else:
+                        self._memory.update({k: (t, f) for k, t, f in records})
+                    bar.update(len(chunk))
+        return [self._get(k) or got[k] for k in keys]
+
+    def close(self) -> None:
+        if hasattr(self.engine, "close"):
+            self.engine.close()
+
+    def __enter__(self) -> "Judge":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _question(p: Any) -> str:
+    """The prompt as the judge sees it: a string as is, a conversation with role markers."""
+    from jprefs.data.schema import render_prompt
+
+    if isinstance(p, str):
+        return p
+    if hasattr(p, "chat"):            # an EvalPrompt
+        return render_prompt(p.chat())
+    return render_prompt(p)
+
+
+def pairwise(judge: Judge, prompts: Sequence[Any], answers_a: Sequence[str], answers_b: Sequence[str],
+             desc: str = "judge pairwise") -> list[Verdict]:
+    """Compare ``answers_a[i]`` with ``answers_b[i]`` for each prompt, in both orders.
+
+    >>> v = pairwise(judge, ["質問"], ["回答1"], ["回答2"])   # doctest: +SKIP
+    >>> v[0].winner, v[0].first, v[0].second, v[0].consistent   # doctest: +SKIP
+    ('a', 'a', 'a', True)
+    """
+    if not len(prompts) == len(answers_a) == len(answers_b):
+        raise ValueError(f"{len(prompts)} prompts, {len(answers_a)} answers a, {len(answers_b)} answers b")
+    t = judge.template_for("pairwise")
+    qs = [_question(p) for p in prompts]
+    convs = [t.render(q, answer_a=a, answer_b=b) for q, a, b in zip(qs, answers_a, answers_b)]
+    convs += [t.render(q, answer_a=b, answer_b=a) for q, a, b in zip(qs, answers_a, answers_b)]
+    answers = judge.ask(convs, t, desc=desc)
+    n = len(qs)
+    out = []
+    for i in range(n):
+        (t1, f1), (t2, f2) = answers[i], answers[n + i]
+        v1, r1 = t.parse(t1, f1)
+        v2, r2 = t.parse(t2, f2)
+        second = SWAP[v2]   # the second order showed b as A: its "a" means answer b
+        winner, consistent = combine(v1, second)
+        out.append(Verdict(winner, v1, second, consistent, [r for r in (r1, r2) if r], t1, t2))
+    return out
+
+
+def grade(judge: Judge, prompts: Sequence[Any], answers: Sequence[str], desc: str = "judge grade") -> list[Grade]:
+    """Grade each answer 1-10 (the template's range).
+
+    >>> g = grade(judge, ["質問"], ["回答"])   # doctest: +SKIP
+    >>> g[0].score, g[0].reason                # doctest: +SKIP
+    (7.0, None)
+    """
+    if len(prompts) != len(answers):
+        raise ValueError(f"{len(prompts)} prompts, {len(answers)} answers")
+    t = judge.template_for("grade")
+    convs = [t.render(_question(p), answer=a) for p, a in zip(prompts, answers)]
+    out = []
+    for text, fin in judge.ask(convs, t, desc=desc):
+        s, r = t.parse(text, fin)
+        out.append(Grade(s, r, text))
+    return out
+
+
+def unparseable_counts(reasons: Sequence[str | None]) -> dict[str, int]:
+    """``{reason: count}`` over every reason, zeros included (a fixed layout for judge.json)."""
+    c = Counter(r for r in reasons if r)
+    return {r: int(c.get(r, 0)) for r in REASONS} | {r: int(n) for r, n in c.items() if r not in REASONS}
+
+
+# ---------------------------------------------------------------- inputs
+
+def load_pairs_input(path: str, source: str = "jprefs", limit: int = 0):
+    """(pairs, rejected input rows) from a canonical file or any ``--source`` the data layer reads."""
+    from jprefs.data.io import check_input, iter_records
+    from jprefs.data.schema import expand_pairs
+
+    check_input(path)
+    rejects = 0
+    if source in ("jprefs", "canonical"):
+        records = []
+        for row, rec in iter_records(path):
+            if rec is None:
+                rejects += 1
+            else:
+                records.append(rec)
+    else:
+        from jprefs.data.adapters import convert
+
+        res = convert(path, source=source, strict=False)
+        records, rejects = list(res.records), len(res.rejects)
+    pairs = list(expand_pairs(records))
+    if limit:
+        pairs = pairs[:limit]
+    if not pairs:
+        raise DataError(f"no usable preference pairs ({rejects} unreadable rows)", path=path,
+                        fix="give a file of pairs (prompt, chosen, rejected); `jprefs data convert` makes one, "
+                            "or name its layout with --source")
+    return pairs, rejects
+
+
+def load_samples(path: str) -> list[dict]:
+    """Rows of a ``samples.jsonl`` (``jprefs eval policy``); a bad row stops with its line and the fix."""
+    from jprefs.data.io import check_input, iter_jsonl
+
+    check_input(path)
+    rows = []
+    need = {"prompt_id": str, "prompt": str, "policy": str, "response": str}
+    for row in iter_jsonl(path):
+        if row.error:
+            raise DataError(row.error, path=path, line=row.locator, fix="a samples.jsonl of `jprefs eval policy`")
+        d = row.data
+        for k, typ in need.items():
+            if not isinstance(d.get(k), typ):
+                raise DataError(f"field {k!r} must be a string, got {type(d.get(k)).__name__}", path=path,
+                                line=row.locator, fix="a samples.jsonl of `jprefs eval policy` (fields prompt_id, "
+                                                      "prompt, policy, sample, response)")
+        if not isinstance(d.get("sample", 0), int):
+            raise DataError("field 'sample' must be an integer", path=path, line=row.locator)
+        rows.append(d)
+    if not rows:
+        raise DataError("the samples file is empty", path=path, fix="run `jprefs eval policy ... -o DIR` first")
+    return rows
+
+
+# ---------------------------------------------------------------- CLI
+
+EPILOG = """examples:
+  # serve an open judge model (on a machine with a GPU), then judge a pair file against its labels
+  vllm serve Qwen/Qwen2.5-7B-Instruct --port 8000
+  jprefs eval judge --pairs out/rm/eval_split.jsonl --judge Qwen/Qwen2.5-7B-Instruct \\
+      --judge-base-url http://127.0.0.1:8000/v1 -o out/judge-pairs
+  # two policies of `jprefs eval policy`, win/tie/loss of ppo against sft, both orders asked
+  jprefs eval judge --samples out/eval-ppo/samples.jsonl --a ppo --b sft \\
+      --judge Qwen/Qwen2.5-7B-Instruct --judge-base-url http://127.0.0.1:8000/v1 -o out/judge-ppo
+  # grade every answer 1-10, a hosted API with its key in an environment variable
+  OPENAI_API_KEY=... jprefs eval judge --samples out/eval-ppo/samples.jsonl --mode grade \\
+      --judge gpt-4o --judge-base-url https://api.openai.com/v1 -o out/judge-grade
+  # your own prompt (copy eval/judge/pairwise-ja.yaml and edit it)
+  jprefs eval judge --pairs pairs.jsonl --template my-judge.yaml --judge M --judge-base-url URL -o out/j
+
+A rerun of the same command reuses the cached answers in DIR/cache and sends only what is missing."""
+
+
+def configure_judge(p: argparse.ArgumentParser) -> None:
+    p.epilog = EPILOG
+    g = p.add_argument_group("input (one of)")
+    g.add_argument("--pairs", metavar="FILE", help="preference pairs: judge chosen against rejected and report "
+                                                   "agreement with the labels")
+    g.add_argument("--source", default="jprefs", help="layout of --pairs for the data layer (default: jprefs, "
+                                                      "the canonical pairs; e.g. hh-rlhf, generic)")
+    g.add_argument("--samples", metavar="FILE", help="samples.jsonl of `jprefs eval policy`")
+    g.add_argument("--a", metavar="NAME", help="policy A in --samples (default: the first policy in the file)")
+    g.add_argument("--b", metavar="NAME", help="policy B in --samples (default: the baseline, else the last policy)")
+    j = p.add_argument_group("judge")
+    j.add_argument("--judge", metavar="MODEL", required=True, help="the judge model's name on the server")
+    j.add_argument("--judge-base-url", metavar="URL", required=True,
+                   help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1")
+    j.add_argument("--api-key-env", default="OPENAI_API_KEY", metavar="VAR",
+                   help="environment variable holding the API key (default: OPENAI_API_KEY; never logged)")
+    j.add_argument("--mode", choices=MODES, default="pairwise", help="pairwise (both orders) or grade (1-10)")
+    j.add_argument("--template", metavar="FILE", help="a judge template YAML (default: the built-in one of the mode)")
+    j.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    j.add_argument("--max-tokens", type=int, default=1024, help="tokens the judge may write (default 1024)")
+    j.add_argument("--temperature", type=float, default=0.0, help="judge sampling temperature (default 0)")
+    j.add_argument("--max-retries", type=int, default=6, help="retries of a failed request (default 6)")
+    p.add_argument("--limit", type=int, default=0, help="judge only the first N pairs / prompts (0: all)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+
+
+def run_judge(args) -> int:
+    from jprefs.runlock import RunLock
+
+    if bool(args.pairs) == bool(args.samples):
+        raise ConfigError("give exactly one of --pairs FILE or --samples FILE\n"
+                          "  fix: jprefs eval judge --pairs pairs.jsonl ... (jprefs eval judge --help)")
+    if args.limit < 0 or args.concurrency < 1 or args.max_tokens < 1:
+        raise ConfigError("--limit must be >= 0, --concurrency and --max-tokens >= 1")
+    # read the inputs before touching the output folder or the server: a bad file costs nothing
+    if args.pairs:
+        data = load_pairs_input(args.pairs, args.source, args.limit)
+    else:
+        data = load_samples(args.samples)
+    template = load_judge_template(args.template) if args.template else None
+    if template is not None and template.mode != args.mode:
+        raise ConfigError(f"--template {args.template} is a {template.mode} template, but --mode is {args.mode}\n"
+                          f"  fix: --mode {template.mode}")
+    out = Path(args.output)
+    with RunLock(out, "jprefs eval judge"):
+        judge = Judge(args.judge, args.judge_base_url, template, concurrency=args.concurrency,
+                      api_key_env=args.api_key_env, max_tokens=args.max_tokens, temperature=args.temperature,
+                      cache_dir=out / "cache", max_retries=args.max_retries)
+        try:
+            if args.pairs:
+                result = _judge_pairs(judge, args, *data)
+            else:
+                result = _judge_samples(judge, args, data)
+        finally:
+            judge.close()
+        _write(out, judge, args, *result)
+    return 0
+
+
+def _group_rates(outcomes: list[int], groups: list[str]) -> dict[str, Any]:
+    from jprefs.eval.stats import win_tie_loss
+
+    return win_tie_loss(outcomes, groups) if outcomes else {"n": 0}
+
+
+def _judge_pairs(judge: Judge, args, pairs, input_rejects: int):
+    from jprefs.eval.stats import bootstrap_ci
+
+    prompts = [p.prompt for p in pairs]
+    groups = [p.prompt_key for p in pairs]
+    chosen, rejected = [p.chosen for p in pairs], [p.rejected for p in pairs]
+    longer = ["chosen" if len(c) > len(r) else "rejected" if len(r) > len(c) else "equal"
+              for c, r in zip(chosen, rejected)]
+    length_win = {"chosen": 1.0, "rejected": 0.0, "equal": 0.5}
+    name = {"a": "chosen", "b": "rejected", "tie": "tie", None: None}
+    rows, reasons = [], []
+    fig: dict[str, Any] = {"n_pairs": len(pairs), "input_rows_rejected": input_rejects}
+    if args.mode == "pairwise":
+        vs = pairwise(judge, prompts, chosen, rejected)
+        for p, v, lg in zip(pairs, vs, longer):
+            rows.append({"pair_id": p.id, "prompt_id": p.prompt_key, "source": p.source, "verdict": name[v.winner],
+                         "chosen_first": name[v.first], "rejected_first": name[v.second],
+                         "consistent": v.consistent, "unparseable": v.reasons, "longer": lg,
+                         "explanation_chosen_first": v.explanation_first,
+                         "explanation_rejected_first": v.explanation_second})
+            reasons += v.reasons
+        ok = [i for i, v in enumerate(vs) if v.winner is not None]
+        outcomes = [{"a": 1, "tie": 0, "b": -1}[vs[i].winner] for i in ok]
+        g = [groups[i] for i in ok]
+        wtl = _group_rates(outcomes, g)
+        fig["requests"] = 2 * len(pairs)
+        fig["n_judged"] = len(ok)
+        fig["n_unparseable_pairs"] = len(pairs) - len(ok)
+        fig["position_consistency"] = (sum(vs[i].consistent for i in ok) / len(ok)) if ok else None
+        # raw position preference: of the decisive single-order verdicts, the share that picked whatever
+        # was shown as A (0.5: no position bias; 1.0: the judge always says A)
+        firsts = [x for v in vs for x in (v.first, SWAP[v.second]) if x in ("a", "b")]
+        fig["first_position_rate"] = (sum(x == "a" for x in firsts) / len(firsts)) if firsts else None
+        if ok:
+            fig["agreement"], fig["agreement_ci95"] = wtl["win"], wtl["win_ci95"]
+            fig["tie_rate"], fig["tie_rate_ci95"] = wtl["tie"], wtl["tie_ci95"]
+            fig["prefers_rejected"], fig["prefers_rejected_ci95"] = wtl["loss"], wtl["loss_ci95"]
+            half = [(o + 1) / 2 for o in outcomes]   # 1, 1/2, 0: ties count half, as the length baseline does
+            est, ci = bootstrap_ci(half, g)
+            fig["agreement_ties_half"], fig["agreement_ties_half_ci95"] = est, list(ci)
+            dec = [(o, gg) for o, gg in zip(outcomes, g) if o != 0]
+            est, ci = bootstrap_ci([float(o > 0) for o, _ in dec], [gg for _, gg in dec])
+            fig["agreement_decisive"], fig["agreement_decisive_ci95"] = est if dec else None, list(ci) if dec else None
+            fig["n_decisive"] = len(dec)
+            fig["sign_test_p"] = wtl["sign_test_p"]
+    else:
+        gs = grade(judge, prompts * 2, chosen + rejected)
+        n = len(pairs)
+        for i, p in enumerate(pairs):
+            gc, gr = gs[i], gs[n + i]
+            rows.append({"pair_id": p.id, "prompt_id": p.prompt_key, "source": p.source,
+                         "score_chosen": gc.score, "score_rejected": gr.score,
+                         "unparseable": [r for r in (gc.reason, gr.reason) if r], "longer": longer[i],
+                         "explanation_chosen": gc.explanation, "explanation_rejected": gr.explanation})
+            reasons += [r for r in (gc.reason, gr.reason) if r]
+        ok = [i for i in range(n) if gs[i].score is not None and gs[n + i].score is not None]
+        fig["requests"] = 2 * n
+        fig["n_judged"] = len(ok)
+        fig["n_unparseable_pairs"] = n - len(ok)
+        g = [groups[i] for i in ok]
+        if ok:
+            outcomes = [(gs[i].score > gs[n + i].score) - (gs[i].score < gs[n + i].score) for i in ok]
+            wtl = _group_rates(outcomes, g)
+            fig["agreement"], fig["agreement_ci95"] = wtl["win"], wtl["win_ci95"]
+            fig["tie_rate"], fig["tie_rate_ci95"] = wtl["tie"], wtl["tie_ci95"]
+            fig["prefers_rejected"], fig["prefers_rejected_ci95"] = wtl["loss"], wtl["loss_ci95"]
+            est, ci = bootstrap_ci([(o + 1) / 2 for o in outcomes], g)
+            fig["agreement_ties_half"], fig["agreement_ties_half_ci95"] = est, list(ci)
+            for side, off in (("chosen", 0), ("rejected", n)):
+                est, ci = bootstrap_ci([gs[off + i].score for i in ok], g)
+                fig[f"mean_score_{side}"], fig[f"mean_score_{side}_ci95"] = est, list(ci)
+    # the longer-wins baseline on exactly the pairs the judge's figures use, and on all pairs
+    if ok:
+        est, ci = bootstrap_ci([length_win[longer[i]] for i in ok], [groups[i] for i in ok])
+        fig["length_baseline_accuracy"], fig["length_baseline_ci95"] = est, list(ci)
+    fig["length_baseline_accuracy_all_pairs"] = sum(length_win[x] for x in longer) / len(longer)
+    fig["unparseable"] = unparseable_counts(reasons)
+    return "pairs", fig, rows
+
+
+def _pick_policies(rows: list[dict], a: str | None, b: str | None, path: str) -> tuple[str, str]:
+    names = list(dict.fromkeys(r["policy"] for r in rows))
+    base = next((r["policy"] for r in rows if r.get("baseline") is True), None)
+    for flag, v in (("--a", a), ("--b", b)):
+        if v is not None and v not in names:
+            raise DataError(f"{flag} {v!r} is not a policy in this file; it has: {', '.join(names)}", path=path,
+                            fix=f"{flag} NAME with one of those names")
+    if b is None:
+        b = base if base is not None and base != a else names[-1]
+    if a is None:
+        a = next((x for x in names if x != b), None)
+    if a is None or a == b:
+        raise DataError(f"need two different policies to compare, the file has: {', '.join(names)}", path=path,
+                        fix="--a NAME --b NAME, or --mode grade to grade the answers of one policy")
+    return a, b
+
+
+def _judge_samples(judge: Judge, args, rows: list[dict]):
+    from jprefs.eval.stats import bootstrap_ci
+
+    order = list(dict.fromkeys(r["prompt_id"] for r in rows))
+    if args.limit:
+        keep = set(order[:args.limit])
+        rows = [r for r in rows if r["prompt_id"] in keep]
+    out_rows, reasons = [], []
+    fig: dict[str, Any] = {"n_prompts": len({r["prompt_id"] for r in rows})}
+    if args.mode == "grade":
+        gs = grade(judge, [r["prompt"] for r in rows], [r["response"] for r in rows])
+        for r, g in zip(rows, gs):
+            out_rows.append({"prompt_id": r["prompt_id"], "sample": r.get("sample", 0), "policy": r["policy"],
+                             "score": g.score, "unparseable": [g.reason] if g.reason else [],
+                             "explanation": g.explanation})
+            reasons += [g.reason] if g.reason else []
+        fig["requests"] = len(rows)
+        per = {}
+        for name in dict.fromkeys(r["policy"] for r in rows):
+            idx = [i for i, r in enumerate(rows) if r["policy"] == name]
+            ok = [i for i in idx if gs[i].score is not None]
+            d: dict[str, Any] = {"n_answers": len(idx), "n_graded": len(ok), "n_unparseable": len(idx) - len(ok)}
+            if ok:
+                est, ci = bootstrap_ci([gs[i].score for i in ok], [rows[i]["prompt_id"] for i in ok])
+                d["mean_score"], d["mean_score_ci95"] = est, list(ci)
+            per[name] = d
+        fig["policies"] = per
+    else:
+        a, b = _pick_policies(rows, args.a, args.b, args.samples)
+        ra = {(r["prompt_id"], r.get("sample", 0)): r for r in rows if r["policy"] == a}
+        rb = {(r["prompt_id"], r.get("sample", 0)): r for r in rows if r["policy"] == b}
+        keys = [k for k in ra if k in rb]
+        if not keys:
+            raise DataError(f"policies {a!r} and {b!r} share no (prompt_id, sample)", path=args.samples,
+                            fix="compare policies generated on the same prompts by one `jprefs eval policy` run")
+        vs = pairwise(judge, [ra[k]["prompt"] for k in keys], [ra[k]["response"] for k in keys],
+                      [rb[k]["response"] for k in keys])
+        label = {"a": a, "b": b, "tie": "tie", None: None}
+        for k, v in zip(keys, vs):
+            out_rows.append({"prompt_id": k[0], "sample": k[1], "a": a, "b": b, "winner": label[v.winner],
+                             "outcome": {"a": 1, "tie": 0, "b": -1, None: None}[v.winner],
+                             "a_first": label[v.first], "b_first": label[v.second], "consistent": v.consistent,
+                             "unparseable": v.reasons, "explanation_a_first": v.explanation_first,
+                             "explanation_b_first": v.explanation_second})
+            reasons += v.reasons
+        ok = [i for i, v in enumerate(vs) if v.winner is not None]
+        outcomes = [{"a": 1, "tie": 0, "b": -1}[vs[i].winner] for i in ok]
+        fig.update({"a": a, "b": b, "n_comparisons": len(keys), "requests": 2 * len(keys), "n_judged": len(ok),
+                    "n_unparseable_comparisons": len(keys) - len(ok),
+                    "unmatched_rows": len(ra) + len(rb) - 2 * len(keys),
+                    "position_consistency": (sum(vs[i].consistent for i in ok) / len(ok)) if ok else None})
+        fig["win_tie_loss"] = _group_rates(outcomes, [keys[i][0] for i in ok])
+    fig["unparseable"] = unparseable_counts(reasons)
+    return "samples", fig, out_rows
+
+
+def _write(out: Path, judge: Judge, args, kind: str, fig: dict, rows: list[dict]) -> None:
+    from jprefs.data.io import atomic_write_json, eprint, write_jsonl
+
+    t = judge.template_for(args.mode)
+    summary = {"command": "jprefs eval judge", "input": kind, "mode": args.mode,
+               "pairs": args.pairs, "source": args.source if args.pairs else None, "samples": args.samples,
+               "limit": args.limit, "judge": judge.describe(),
+               "template": {"name": t.name, "hash": t.hash, "path": t.path},
+               "requests_sent": judge.requests_sent, "cache_hits": judge.cache_hits, **fig}
+    write_jsonl(out / "judgments.jsonl", rows)
+    atomic_write_json(out / "judge.json", summary)
+    _report(out, summary, rows)
+    bad = sum(fig["unparseable"].values())
+    eprint(f"jprefs eval judge: {len(rows)} judgments -> {out}/judge.json, judgments.jsonl, report.md, report.html "
+           f"({judge.requests_sent} requests sent, {judge.cache_hits} from the cache, {bad} unparseable answers)")
+    headline = _headline(summary)
+    if headline:
+        print(headline)
+
+
+def _headline(s: dict) -> str:
+    from jprefs.eval.report import fmt_ci
+
+    if s["input"] == "pairs" and "agreement" in s:
+        return (f"agreement with the labels {fmt_ci(s['agreement'], s['agreement_ci95'])} "
+                f"(ties half {fmt_ci(s['agreement_ties_half'])}); longer-wins baseline "
+                f"{fmt_ci(s.get('length_baseline_accuracy'))} on the same {s['n_judged']} pairs")
+    if s["input"] == "samples" and s["mode"] == "pairwise" and s["win_tie_loss"].get("n"):
+        w = s["win_tie_loss"]
+        return (f"{s['a']} vs {s['b']}: win {fmt_ci(w['win'], w['win_ci95'])}, tie {fmt_ci(w['tie'])}, "
+                f"loss {fmt_ci(w['loss'])}, sign test p={w['sign_test_p']:.3g}")
+    if s["input"] == "samples" and s["mode"] == "grade":
+        return "; ".join(f"{k}: {fmt_ci(v.get('mean_score'), v.get('mean_score_ci95'), 2)}"
+                         for k, v in s["policies"].items())
+    return ""
+
+
+def _report(out: Path, s: dict, rows: list[dict]) -> None:
+    from jprefs.eval.report import Report, fmt_ci
+
+    rep = Report("jprefs eval judge")
+    t = s["template"]
+    rep.para(f"Judge: {s['judge']['model']} at {s['judge']['base_url']}; template {t['name']} (hash {t['hash']}); "
+             f"mode {s['mode']}; sampling {json.dumps(s['judge']['sampling'], ensure_ascii=False)}. "
+             f"Input: {s['pairs'] or s['samples']}. Requests: {s['requests']} "
+             f"({s['requests_sent']} sent now, {s['cache_hits']} from the cache). "
+             f"Intervals: 95% bootstrap, resampled by prompt.")
+    bad = {k: v for k, v in s["unparseable"].items() if v}
+    if bad:
+        rep.warning(f"{sum(bad.values())} judge answers could not be read and are excluded from the rates: "
+                    + ", ".join(f"{k} {v}" for k, v in bad.items())
+                    + (" (truncated: raise --max-tokens)" if bad.get("truncated") else ""))
+    if s["input"] == "pairs":
+        rep.heading("Agreement with the labels")
+        rep.table(["figure", "value"], [row for row in [
+            ["pairs", s["n_pairs"]], ["pairs judged (both answers readable)", s["n_judged"]],
+            ["judge prefers chosen (agreement)", fmt_ci(s.get("agreement"), s.get("agreement_ci95"))],
+            ["agreement, ties count 1/2", fmt_ci(s.get("agreement_ties_half"), s.get("agreement_ties_half_ci95"))],
+            ["agreement on decisive verdicts", fmt_ci(s.get("agreement_decisive"), s.get("agreement_decisive_ci95"))],
+            ["tie", fmt_ci(s.get("tie_rate"), s.get("tie_rate_ci95"))],
+            ["judge prefers rejected", fmt_ci(s.get("prefers_rejected"), s.get("prefers_rejected_ci95"))],
+            ["longer-wins baseline (same pairs, equal = 1/2)",
+             fmt_ci(s.get("length_baseline_accuracy"), s.get("length_baseline_ci95"))],
+            ["longer-wins baseline (all pairs)", fmt_ci(s.get("length_baseline_accuracy_all_pairs"))],
+            ["position consistency (both orders agree)", fmt_ci(s.get("position_consistency"))],
+            ["first-position rate (A chosen, 0.5 = no bias)", fmt_ci(s.get("first_position_rate"))],
+            ["mean score chosen", fmt_ci(s.get("mean_score_chosen"), s.get("mean_score_chosen_ci95"), 2)],
+            ["mean score rejected", fmt_ci(s.get("mean_score_rejected"), s.get("mean_score_rejected_ci95"), 2)],
+        ] if row[1] != "-"])   # a figure of the other mode (or of no judged pair) is left out
+        rep.para("A judge that agrees with the labels no better than the longer-wins baseline may be judging length.")
+    elif s["mode"] == "pairwise":
+        w = s["win_tie_loss"]
+        rep.heading(f"{s['a']} against {s['b']}")
+        rep.table(["figure", "value"], [
+            ["comparisons", s["n_comparisons"]], ["judged", s["n_judged"]],
+            [f"{s['a']} wins", fmt_ci(w.get("win"), w.get("win_ci95"))],
+            ["tie", fmt_ci(w.get("tie"), w.get("tie_ci95"))],
+            [f"{s['b']} wins", fmt_ci(w.get("loss"), w.get("loss_ci95"))],
+            [f"{s['a']} at least as good", fmt_ci(w.get("at_least_as_good"), w.get("at_least_as_good_ci95"))],
+            ["sign test p (ties dropped)", f"{w['sign_test_p']:.3g}" if "sign_test_p" in w else "-"],
+            ["position consistency", fmt_ci(s.get("position_consistency"))],
+        ])
+    else:
+        rep.heading("Mean judge score per policy (1-10)")
+        rep.table(["policy", "answers", "graded", "unparseable", "mean score"],
+                  [[k, v["n_answers"], v["n_graded"], v["n_unparseable"],
+                    fmt_ci(v.get("mean_score"), v.get("mean_score_ci95"), 2)] for k, v in s["policies"].items()])
+    rep.heading("Unparseable judge answers by reason")
+    rep.table(["reason", "count"], [[k, v] for k, v in s["unparseable"].items()])
+    rep.heading("Examples (the judge's own words)")
+    expl = [k for k in (rows[0].keys() if rows else []) if k.startswith("explanation")]
+    ids = [k for k in ("pair_id", "prompt_id", "sample", "policy") if rows and k in rows[0]]
+    rep.table(ids + ["verdict"] + expl,
+              [[r.get(k) for k in ids] + [r.get("verdict", r.get("winner", r.get("score", r.get("score_chosen"))))]
+               + [str(r[k])[:600] for k in expl] for r in rows[:5]])
+    bad_rows = [r for r in rows if r.get("unparseable")][:5]
+    if bad_rows:
+        rep.heading("Judge answers that could not be read (first 5)")
+        rep.table(ids + ["reasons"] + expl, [[r.get(k) for k in ids] + [", ".join(r["unparseable"])]
+                                             + [str(r[k])[:600] for k in expl] for r in bad_rows])
+    rep.write(out)

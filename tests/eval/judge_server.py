@@ -1,0 +1,116 @@
+"""A local OpenAI-compatible judge server for tests (stdlib only, 127.0.0.1, port 0).
+
+Its "judge" is deterministic and reads the request rendered from the built-in templates
+(``pairwise-ja``: the text between ``[アシスタントAの回答の始まり]`` and its end marker, same for B;
+``grade-ja``: between ``[アシスタントの回答の始まり]`` and its end):
+
+- ``policy = "longer"``: pairwise, the longer answer (in characters) wins, equal lengths are
+  ``[[C]]``; grade, the score is ``min(10, len(answer))``.
+- ``policy = "always_a"``: pairwise, always ``[[A]]`` (a pure position bias); grade as above.
+
+Injected malformed answers, by a marker anywhere in the answers of a request:
+``NOVERDICT`` -> an explanation without ``[[...]]``; ``SCORE11`` -> ``[[11]]``; ``EMPTY`` ->
+``"content": ""`` (the engine counts an empty completion); ``CONFLICT`` -> ``[[A]]`` and ``[[B]]``;
+``TRUNC`` -> half an explanation with ``finish_reason: length`` and no verdict.
+
+``completions`` counts chat-completion requests, ``auth`` keeps their Authorization headers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PAIR = re.compile(r"\[アシスタントAの回答の始まり\]\n(.*)\n\[アシスタントAの回答の終わり\]\n\n"
+                  r"\[アシスタントBの回答の始まり\]\n(.*)\n\[アシスタントBの回答の終わり\]", re.S)
+ONE = re.compile(r"\[アシスタントの回答の始まり\]\n(.*)\n\[アシスタントの回答の終わり\]", re.S)
+
+
+def judge_answer(user: str, policy: str) -> tuple[str, str]:
+    """(content, finish_reason) for one rendered judge request."""
+    m = PAIR.search(user)
+    answers = [m[1], m[2]] if m else [ONE.search(user)[1]]
+    joined = "\n".join(answers)
+    if "EMPTY" in joined:
+        return "", "stop"
+    if "NOVERDICT" in joined:
+        return "どちらの回答も一長一短で、判定できません。", "stop"
+    if "CONFLICT" in joined:
+        return "最初は[[A]]と思いましたが、やはり[[B]]です。", "stop"
+    if "TRUNC" in joined:
+        return "回答Aは丁寧ですが、回答Bは", "length"
+    if m is None:
+        if "SCORE11" in joined:
+            return "非常に優れた回答です。\n[[11]]", "stop"
+        return f"長さに応じて評価します。\n[[{min(10, len(answers[0]))}]]", "stop"
+    a, b = answers
+    if policy == "always_a":
+        return "Aの方が優れています。\n[[A]]", "stop"
+    verdict = "A" if len(a) > len(b) else "B" if len(b) > len(a) else "C"
+    return f"長い方が詳しいと判断します。\n[[{verdict}]]", "stop"
+
+
+class JudgeServer:
+    """``with JudgeServer("longer") as s: s.base_url`` -> ``http://127.0.0.1:PORT/v1``."""
+
+    def __init__(self, policy: str = "longer"):
+        self.policy = policy
+        self.completions = 0
+        self.auth: list[str | None] = []
+        self.models_checks = 0
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, *a):
+                pass
+
+            def _send(self, status: int, obj: dict) -> None:
+                payload = json.dumps(obj, ensure_ascii=False).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self):
+                with server._lock:
+                    server.models_checks += 1
+                self._send(200, {"object": "list", "data": [{"id": "judge", "object": "model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                if self.path.split("?")[0] != "/v1/chat/completions":
+                    self._send(404, {"error": {"message": "not found"}})
+                    return
+                text, reason = judge_answer(body["messages"][-1]["content"], server.policy)
+                with server._lock:
+                    server.completions += 1
+                    server.auth.append(self.headers.get("Authorization"))
+                self._send(200, {"id": "x", "object": "chat.completion", "model": body["model"],
+                                 "choices": [{"index": 0, "finish_reason": reason,
+                                              "message": {"role": "assistant", "content": text}}],
+                                 "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256
+
+        self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        return False

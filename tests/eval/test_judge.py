@@ -1,0 +1,358 @@
+"""`jprefs eval judge` against a local OpenAI-compatible judge server (tests/eval/judge_server.py).
+
+The server's judge is deterministic (the longer answer wins, or always "A"), so every figure
+below is computed by hand from the constructed pairs and samples.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from jprefs.cli import main
+from jprefs.data.io import write_jsonl
+from jprefs.data.schema import PreferencePair
+from jprefs.eval.judge import Judge, builtin_judge_dir, combine, grade, load_judge_template, pairwise
+from jprefs.eval.stats import sign_test
+from jprefs.runlock import RunLock
+from tests.eval.judge_server import JudgeServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+# (prompt, chosen, rejected): chosen longer in 3, rejected longer in 1, equal lengths in 1;
+# the first two share a prompt (one cluster in the bootstrap)
+GOOD = [
+    ("日本の首都は？", "東京です。日本の首都は東京です。", "大阪"),            # judge: chosen
+    ("日本の首都は？", "東京です。", "京都だと思います。"),                    # judge: rejected
+    ("りんごは何色？", "赤色や緑色があります。", "赤"),                        # judge: chosen
+    ("1+1は？", "2です。", "3です。"),                                        # equal: tie
+    ("猫について一言", "猫はかわいい動物です。", "猫。"),                      # judge: chosen
+]
+BAD = [
+    ("質問A", "NOVERDICT を含む回答", "普通の回答"),
+    ("質問B", "CONFLICT を含む回答", "普通の回答"),
+    ("質問C", "EMPTY を含む回答", "普通の回答"),
+    ("質問D", "TRUNC を含む回答", "普通の回答"),
+]
+
+
+@pytest.fixture(autouse=True)
+def _quiet(monkeypatch):
+    monkeypatch.setenv("JPREFS_NO_PROGRESS", "1")
+
+
+def pair_file(path: Path, rows) -> list[PreferencePair]:
+    pairs = [PreferencePair.create(q, c, r, source="test") for q, c, r in rows]
+    write_jsonl(path, pairs)
+    return pairs
+
+
+def judge_cli(server_url: str, out: Path, *extra: str) -> int:
+    return main(["eval", "judge", "--judge", "judge-model", "--judge-base-url", server_url,
+                 "--max-retries", "0", "-o", str(out), *extra])
+
+
+def read(out: Path):
+    s = json.loads((out / "judge.json").read_text(encoding="utf-8"))
+    rows = [json.loads(x) for x in (out / "judgments.jsonl").read_text(encoding="utf-8").splitlines()]
+    return s, rows
+
+
+# ---------------------------------------------------------------- templates and parsing
+
+def test_builtin_templates_and_parsing():
+    p, g = load_judge_template("builtin:pairwise-ja"), load_judge_template("builtin:grade-ja")
+    assert (p.mode, g.mode) == ("pairwise", "grade")
+    assert p.parse("理由。\n[[B]]") == ("b", None)
+    assert p.parse("[[C]]") == ("tie", None)
+    assert p.parse("[[ A ]]") == ("a", None)
+    assert p.parse("[[A]] と [[A]]") == ("a", None)          # the same verdict twice is one verdict
+    assert p.parse("[[D]]") == (None, "unknown_verdict")
+    assert p.parse("Aが良い", "length") == (None, "truncated")
+    assert p.parse("   ") == (None, "empty")
+    assert g.parse("[[10]]") == (10.0, None) and g.parse("[[1]]") == (1.0, None)
+    assert g.parse("[[0]]") == (None, "score_out_of_range")
+    assert g.parse("[[7]] ... [[8]]") == (None, "conflicting_verdicts")
+    assert g.parse("[[良い]]") == (None, "unknown_verdict")
+    assert g.parse("8点です") == (None, "no_verdict")
+    # the two orders: agreeing verdicts stand, any disagreement is a tie
+    assert combine("b", "b") == ("b", True) and combine("b", "tie") == ("tie", False)
+    # filling placeholders in one pass: an answer quoting a placeholder is not expanded
+    msgs = p.render("Q", answer_a="{answer_b}", answer_b="本物のB")
+    assert msgs[0]["role"] == "system" and "{answer_b}\n[アシスタントAの回答の終わり]" in msgs[1]["content"]
+    # eval/judge/ in the repository is the package data (a relative symlink)
+    link = REPO / "eval" / "judge"
+    assert link.is_symlink() and not Path(link.readlink()).is_absolute()
+    assert (link / "pairwise-ja.yaml").read_bytes() == (builtin_judge_dir() / "pairwise-ja.yaml").read_bytes()
+
+
+def test_bad_template_is_one_clear_error(tmp_path):
+    t = tmp_path / "t.yaml"
+    t.write_text("mode: pairwise\nuser: '{question} {answer_a}'\n", encoding="utf-8")
+    with pytest.raises(Exception, match="missing \\{answer_b\\}"):
+        load_judge_template(t)
+
+
+# ---------------------------------------------------------------- the Python API
+
+def test_api_position_bias_cancels_and_grades():
+    with JudgeServer("always_a") as s:
+        with Judge("judge-model", s.base_url, show_progress=False, max_retries=0) as j:
+            vs = pairwise(j, ["質問1", [{"role": "user", "content": "質問2"}]], ["短い", "とても長い回答"],
+                          ["とても長い回答", "短い"])
+            # "A" in both orders = a then b: the swap turns a pure position bias into ties
+            assert [(v.first, v.second, v.winner, v.consistent) for v in vs] == [("a", "b", "tie", False)] * 2
+            assert s.completions == 4
+            gs = grade(j, ["質問"] * 3, ["あ", "あいうえお", "あ" * 30])
+            assert [x.score for x in gs] == [1.0, 5.0, 10.0] and all(x.reason is None for x in gs)
+            # the same requests again: answered from the judge's memory, nothing sent
+            pairwise(j, ["質問1"], ["短い"], ["とても長い回答"])
+            assert s.completions == 7 and j.cache_hits == 2
+    with JudgeServer("longer") as s, Judge("judge-model", s.base_url, show_progress=False) as j:
+        v = pairwise(j, ["質問"], ["短い"], ["とても長い回答"])[0]
+        assert (v.first, v.second, v.winner, v.consistent) == ("b", "b", "b", True)
+
+
+# ---------------------------------------------------------------- --pairs
+
+def test_pairs_agreement_with_labels_and_length_baseline(tmp_path, capsys):
+    pairs = pair_file(tmp_path / "pairs.jsonl", GOOD)
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        assert s.completions == 10                                # 5 pairs x 2 orders
+    summ, rows = read(out)
+    assert summ["n_pairs"] == 5 and summ["n_judged"] == 5 and summ["n_unparseable_pairs"] == 0
+    assert summ["agreement"] == pytest.approx(3 / 5)
+    assert summ["tie_rate"] == pytest.approx(1 / 5) and summ["prefers_rejected"] == pytest.approx(1 / 5)
+    assert summ["agreement_ties_half"] == pytest.approx(3.5 / 5)
+    assert summ["agreement_decisive"] == pytest.approx(3 / 4) and summ["n_decisive"] == 4
+    assert summ["length_baseline_accuracy"] == pytest.approx(3.5 / 5)   # equal lengths count 1/2
+    assert summ["position_consistency"] == 1.0 and summ["first_position_rate"] == 0.5
+    assert summ["sign_test_p"] == pytest.approx(sign_test(3, 1))
+    lo, hi = summ["agreement_ci95"]
+    assert lo <= 0.6 <= hi and lo < hi                               # 4 prompts: a real interval
+    assert summ["template"]["name"] == "pairwise-ja" and summ["template"]["hash"] == \
+        load_judge_template("builtin:pairwise-ja").hash
+    assert summ["judge"]["model"] == "judge-model" and summ["judge"]["sampling"]["temperature"] == 0.0
+    assert set(summ["unparseable"].values()) == {0}
+    # one row per pair, ids to join a reward model's choices on, both raw verdicts kept
+    assert [r["pair_id"] for r in rows] == [p.id for p in pairs]
+    assert [r["verdict"] for r in rows] == ["chosen", "rejected", "chosen", "tie", "chosen"]
+    assert rows[1]["chosen_first"] == rows[1]["rejected_first"] == "rejected"
+    assert rows[0]["prompt_id"] == rows[1]["prompt_id"] != rows[2]["prompt_id"]
+    assert "[[A]]" in rows[0]["explanation_chosen_first"] and "[[B]]" in rows[0]["explanation_rejected_first"]
+    assert "agreement with the labels 0.600" in capsys.readouterr().out
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "longer-wins baseline" in md and "0.700" in md
+    assert (out / "report.html").is_file()
+
+
+def test_position_biased_judge_gives_all_ties(tmp_path):
+    pair_file(tmp_path / "pairs.jsonl", GOOD)
+    out = tmp_path / "out"
+    with JudgeServer("always_a") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+    summ, rows = read(out)
+    assert summ["agreement"] == 0.0 and summ["tie_rate"] == 1.0 and summ["agreement_ties_half"] == 0.5
+    assert summ["position_consistency"] == 0.0 and summ["first_position_rate"] == 1.0
+    assert summ["agreement_decisive"] is None and summ["n_decisive"] == 0
+    assert all(r["chosen_first"] == "chosen" and r["rejected_first"] == "rejected" for r in rows)
+
+
+def test_malformed_answers_are_counted_not_fatal(tmp_path):
+    pair_file(tmp_path / "pairs.jsonl", GOOD + BAD)
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+    summ, rows = read(out)
+    # every malformed pair fails in both orders: two answers each, by reason
+    assert summ["unparseable"] == {"empty": 2, "truncated": 2, "no_verdict": 2, "unknown_verdict": 0,
+                                   "conflicting_verdicts": 2, "score_out_of_range": 0}
+    assert summ["n_pairs"] == 9 and summ["n_judged"] == 5 and summ["n_unparseable_pairs"] == 4
+    assert summ["agreement"] == pytest.approx(3 / 5)                # excluded from the rates
+    assert summ["length_baseline_accuracy"] == pytest.approx(3.5 / 5)   # on the same 5 pairs
+    assert summ["length_baseline_accuracy_all_pairs"] == pytest.approx((3.5 + 4) / 9)  # BAD: chosen longer
+    assert [r["verdict"] for r in rows[5:]] == [None] * 4 and rows[8]["unparseable"] == ["truncated"] * 2
+    assert "could not be read" in (out / "report.md").read_text(encoding="utf-8")
+    # an empty answer is not cached: the rerun asks those two again, and nothing else
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        assert s.completions == 2
+
+
+def test_grade_pairs_score_out_of_range(tmp_path):
+    pair_file(tmp_path / "pairs.jsonl", GOOD + [("質問E", "SCORE11 の回答", "普通")])
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl"), "--mode", "grade") == 0
+        assert s.completions == 12
+    summ, rows = read(out)
+    assert summ["unparseable"]["score_out_of_range"] == 1 and summ["n_judged"] == 5
+    # scores are min(10, characters): chosen 10, 5, 10, 4, 10; rejected 2, 9, 1, 4, 2
+    assert summ["mean_score_chosen"] == pytest.approx(39 / 5) and summ["mean_score_rejected"] == pytest.approx(18 / 5)
+    assert summ["agreement"] == pytest.approx(3 / 5) and summ["tie_rate"] == pytest.approx(1 / 5)
+    assert rows[5]["score_chosen"] is None and rows[5]["score_rejected"] == 2.0
+    assert summ["template"]["name"] == "grade-ja"
+
+
+def test_cache_rerun_and_resume_send_nothing_twice(tmp_path):
+    pair_file(tmp_path / "pairs.jsonl", GOOD)
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        # an interrupted run: only the first 2 pairs were judged
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl"), "--limit", "2") == 0
+        assert s.completions == 4
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        assert s.completions == 10                                # only the 3 missing pairs x 2
+        first, rows1 = read(out)
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        assert s.completions == 10                                # the rerun sent no request
+    again, rows2 = read(out)
+    assert again["requests_sent"] == 0 and again["cache_hits"] == 10 and rows1 == rows2
+    assert {k: v for k, v in again.items() if k not in ("requests_sent", "cache_hits")} == \
+        {k: v for k, v in first.items() if k not in ("requests_sent", "cache_hits")}
+    # another template (another hash) is another cache key: asked again
+    custom = tmp_path / "mine.yaml"
+    custom.write_text((builtin_judge_dir() / "pairwise-ja.yaml").read_text(encoding="utf-8")
+                      .replace("公平で厳正な審査員", "厳しい審査員"), encoding="utf-8")
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl"), "--template", str(custom)) == 0
+        assert s.completions == 10
+    mine, _ = read(out)
+    assert mine["template"]["hash"] != first["template"]["hash"] and mine["template"]["path"] == str(custom)
+
+
+# ---------------------------------------------------------------- --samples
+
+SAMPLES = [  # (prompt_id, sample, {policy: response}); policies in file order ppo, dpo, sft
+    ("p1", 0, {"ppo": "長い回答です。詳しく説明します。", "dpo": "中くらい", "sft": "短い"}),   # ppo wins
+    ("p2", 0, {"ppo": "あいうえ", "dpo": "か", "sft": "かきくけ"}),                           # tie
+    ("p3", 0, {"ppo": "短", "dpo": "かなり長めの回答", "sft": "こちらが長い回答"}),             # ppo loses
+    ("p4", 0, {"ppo": "とても長い回答になります", "dpo": "ふつう", "sft": "短い回答"}),          # ppo wins
+    ("p4", 1, {"ppo": "長めの回答です", "dpo": "ふつうの", "sft": "ん"}),                      # ppo wins
+]
+
+
+def samples_file(path: Path) -> Path:
+    rows = []
+    for pid, k, answers in SAMPLES:
+        for pol, resp in answers.items():
+            rows.append({"prompt_id": pid, "prompt": f"質問{pid}", "category": "writing", "policy": pol,
+                         "sample": k, "seed": k, "response": resp, "reward": None})
+    write_jsonl(path, rows)
+    return path
+
+
+def test_samples_win_tie_loss_first_vs_last(tmp_path, capsys):
+    f = samples_file(tmp_path / "samples.jsonl")
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--samples", str(f)) == 0
+        assert s.completions == 10
+    summ, rows = read(out)
+    assert (summ["a"], summ["b"]) == ("ppo", "sft")              # default: first policy vs the last
+    w = summ["win_tie_loss"]
+    assert (w["wins"], w["ties"], w["losses"]) == (3, 1, 1)
+    assert w["win"] == pytest.approx(0.6) and w["at_least_as_good"] == pytest.approx(0.8)
+    assert w["sign_test_p"] == pytest.approx(sign_test(3, 1)) == pytest.approx(0.625)
+    assert w["win_ci95"][0] <= 0.6 <= w["win_ci95"][1]
+    assert [(r["prompt_id"], r["sample"], r["winner"], r["outcome"]) for r in rows] == [
+        ("p1", 0, "ppo", 1), ("p2", 0, "tie", 0), ("p3", 0, "sft", -1), ("p4", 0, "ppo", 1), ("p4", 1, "ppo", 1)]
+    assert "ppo vs sft: win 0.600" in capsys.readouterr().out
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--samples", str(f), "--a", "dpo", "--b", "ppo") == 0
+    summ, _ = read(out)
+    # dpo vs ppo: p1 loses (4 < 16), p2 loses, p3 wins, p4/0 loses, p4/1 loses (4 < 7)
+    assert (summ["win_tie_loss"]["wins"], summ["win_tie_loss"]["losses"]) == (1, 4)
+
+
+def test_samples_grade_every_policy(tmp_path):
+    f = samples_file(tmp_path / "samples.jsonl")
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--samples", str(f), "--mode", "grade") == 0
+        assert s.completions == 15
+    summ, rows = read(out)
+    pol = summ["policies"]
+    assert list(pol) == ["ppo", "dpo", "sft"]
+    # min(10, characters): ppo 10, 4, 1, 10, 7; dpo 4, 1, 8, 3, 4; sft 2, 4, 8, 4, 1
+    assert pol["ppo"]["mean_score"] == pytest.approx(32 / 5)
+    assert pol["dpo"]["mean_score"] == pytest.approx(20 / 5)
+    assert pol["sft"]["mean_score"] == pytest.approx(19 / 5)
+    assert pol["ppo"]["n_graded"] == 5 and pol["ppo"]["n_unparseable"] == 0
+    assert len(rows) == 15 and rows[0]["policy"] == "ppo" and rows[0]["score"] == 10.0
+
+
+# ---------------------------------------------------------------- secrets, bad input
+
+def test_api_key_never_in_outputs(tmp_path, monkeypatch, capsys):
+    key = "sk-jprefs-test-7f3a9c21"
+    monkeypatch.setenv("JUDGE_TEST_KEY", key)
+    pair_file(tmp_path / "pairs.jsonl", GOOD + BAD[:1])
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl"),
+                         "--api-key-env", "JUDGE_TEST_KEY") == 0
+        assert s.auth and set(s.auth) == {f"Bearer {key}"}          # the key was used ...
+    captured = capsys.readouterr()
+    assert key not in captured.out + captured.err                    # ... and never shown
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) >= 5
+    for p in files:
+        assert key.encode() not in p.read_bytes(), p
+    assert json.loads((out / "judge.json").read_text())["judge"]["api_key_env"] == "JUDGE_TEST_KEY"
+
+
+def test_bad_input_is_one_error(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert judge_cli("http://127.0.0.1:9/v1", out, "--pairs", str(tmp_path / "nope.jsonl")) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "nope.jsonl" in err and "Traceback" not in err
+    assert not out.exists()                                          # nothing written for a bad input
+    pair_file(tmp_path / "pairs.jsonl", GOOD)
+    assert judge_cli("http://127.0.0.1:9/v1", out, "--pairs", str(tmp_path / "pairs.jsonl"),
+                     "--samples", str(tmp_path / "pairs.jsonl")) == 2
+    assert "exactly one of" in capsys.readouterr().err
+    (tmp_path / "empty.jsonl").write_text("", encoding="utf-8")
+    assert judge_cli("http://127.0.0.1:9/v1", out, "--samples", str(tmp_path / "empty.jsonl")) == 2
+    assert "empty" in capsys.readouterr().err
+    f = samples_file(tmp_path / "samples.jsonl")
+    assert judge_cli("http://127.0.0.1:9/v1", out, "--samples", str(f), "--a", "nobody") == 2
+    assert "ppo, dpo, sft" in capsys.readouterr().err
+    # the server is down: refused in seconds, before any request, one error line
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    t0 = time.monotonic()
+    assert judge_cli(f"http://127.0.0.1:{port}/v1", out, "--pairs", str(tmp_path / "pairs.jsonl")) == 2
+    err = capsys.readouterr().err
+    assert time.monotonic() - t0 < 10
+    assert err.count("error:") == 1 and "connection refused" in err and "Traceback" not in err
+
+
+def test_one_writer_per_output_folder(tmp_path, capsys):
+    pair_file(tmp_path / "pairs.jsonl", GOOD)
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        with RunLock(out, "jprefs eval judge"):
+            import threading
+
+            rc = []
+            t = threading.Thread(target=lambda: rc.append(judge_cli(s.base_url, out, "--pairs",
+                                                                    str(tmp_path / "pairs.jsonl"))))
+            t.start()
+            t.join()
+        assert rc == [2] and s.completions == 0
+    assert "writing to" in capsys.readouterr().err
+
+
+def test_help_shows_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["eval", "judge", "--help"])
+    text = capsys.readouterr().out
+    assert "vllm serve Qwen/Qwen2.5-7B-Instruct" in text and "--samples" in text and "examples:" in text
