@@ -65,7 +65,7 @@ MODES = ("pairwise", "grade")
 REASONS = ("empty", "truncated", "no_verdict", "unknown_verdict", "conflicting_verdicts", "score_out_of_range")
 MARKER = re.compile(r"\[\[\s*([^\[\]\n]{1,20}?)\s*\]\]")          # [[A]], [[ 7 ]], [[7.5]]
 PLACEHOLDER = re.compile(r"\{(question|answer_a|answer_b|answer)\}")
-CHUNK = 64  # requests per engine call; each call's answers are one cache checkpoint
+CHUNK = 64  # requests per engine call (at least 4 x concurrency); each call's answers are one cache checkpoint
 
 
 def builtin_judge_dir() -> Path:
@@ -333,8 +333,9 @@ class Judge:
                 self._checked = True
             items = list(todo.items())
             with progress(total=len(items), desc=desc, unit="req", disable=not self.show_progress) as bar:
-                for i in range(0, len(items), CHUNK):
-                    chunk = items[i:i + CHUNK]
+                step = max(CHUNK, 4 * self.concurrency)   # keep every connection busy
+                for i in range(0, len(items), step):
+                    chunk = items[i:i + step]
                     gens = self.engine.generate([c for _, c in chunk], self.sampling)
                     self.requests_sent += len(chunk)
                     records = []
@@ -420,6 +421,68 @@ def unparseable_counts(reasons: Sequence[str | None]) -> dict[str, int]:
     """``{reason: count}`` over every reason, zeros included (a fixed layout for judge.json)."""
     c = Counter(r for r in reasons if r)
     return {r: int(c.get(r, 0)) for r in REASONS} | {r: int(n) for r, n in c.items() if r not in REASONS}
+
+
+def pairwise_summary(verdicts: Sequence[Verdict], groups: Sequence[Any]) -> dict[str, Any]:
+    """Figures of pairwise verdicts from answer a's side, intervals resampled by ``groups`` (prompt ids).
+
+    ``win_tie_loss``: :func:`jprefs.eval.stats.win_tie_loss` of a against b over the readable
+    verdicts (win = a preferred in both orders); ``a_decisive``: the share of a's wins among the
+    verdicts that are not ties; ``position_consistency``: the share of readable comparisons whose two
+    orders agree; ``first_position_rate``: of the decisive single-order verdicts, the share that picked
+    whatever was shown first (0.5: no position bias, 1.0: always "A"); ``unparseable``: answers by reason.
+
+    >>> v = [Verdict("a", "a", "a", True, [], "", ""), Verdict("tie", "a", "b", False, [], "", "")]
+    >>> s = pairwise_summary(v, ["p1", "p2"])
+    >>> s["win_tie_loss"]["wins"], s["position_consistency"], s["first_position_rate"]
+    (1, 0.5, 0.75)
+    """
+    from jprefs.eval.stats import bootstrap_ci, win_tie_loss
+
+    if len(verdicts) != len(groups):
+        raise ValueError(f"{len(verdicts)} verdicts, {len(groups)} groups")
+    ok = [i for i, v in enumerate(verdicts) if v.winner is not None]
+    outcomes = [{"a": 1, "tie": 0, "b": -1}[verdicts[i].winner] for i in ok]
+    g = [groups[i] for i in ok]
+    out: dict[str, Any] = {"n": len(verdicts), "n_judged": len(ok), "n_unparseable": len(verdicts) - len(ok),
+                           "win_tie_loss": win_tie_loss(outcomes, g) if ok else {"n": 0}}
+    out["position_consistency"] = sum(verdicts[i].consistent for i in ok) / len(ok) if ok else None
+    # v.second is given from a's side; SWAP turns it back into "what the judge picked as shown"
+    shown = [x for v in verdicts for x in (v.first, SWAP[v.second]) if x in ("a", "b")]
+    out["first_position_rate"] = sum(x == "a" for x in shown) / len(shown) if shown else None
+    dec = [(o, gg) for o, gg in zip(outcomes, g) if o != 0]
+    if dec:
+        est, ci = bootstrap_ci([float(o > 0) for o, _ in dec], [gg for _, gg in dec])
+        out["a_decisive"], out["a_decisive_ci95"] = est, list(ci)
+    else:
+        out["a_decisive"], out["a_decisive_ci95"] = None, None
+    out["n_decisive"] = len(dec)
+    if ok:   # ties count 1/2: comparable with a length baseline that counts equal lengths 1/2
+        est, ci = bootstrap_ci([(o + 1) / 2 for o in outcomes], g)
+        out["a_ties_half"], out["a_ties_half_ci95"] = est, list(ci)
+    out["unparseable"] = unparseable_counts([r for v in verdicts for r in v.reasons])
+    return out
+
+
+def grade_summary(grades: Sequence[Grade], groups: Sequence[Any]) -> dict[str, Any]:
+    """Mean score of the readable grades with a 95% interval resampled by ``groups``.
+
+    >>> s = grade_summary([Grade(8.0, None, ""), Grade(None, "empty", ""), Grade(6.0, None, "")], ["p", "q", "r"])
+    >>> s["mean_score"], s["n_graded"], s["unparseable"]["empty"]
+    (7.0, 2, 1)
+    """
+    from jprefs.eval.stats import bootstrap_ci
+
+    if len(grades) != len(groups):
+        raise ValueError(f"{len(grades)} grades, {len(groups)} groups")
+    ok = [i for i, x in enumerate(grades) if x.score is not None]
+    out: dict[str, Any] = {"n_answers": len(grades), "n_graded": len(ok), "n_unparseable": len(grades) - len(ok),
+                           "mean_score": None, "mean_score_ci95": None}
+    if ok:
+        est, ci = bootstrap_ci([grades[i].score for i in ok], [groups[i] for i in ok])
+        out["mean_score"], out["mean_score_ci95"] = est, list(ci)
+    out["unparseable"] = unparseable_counts([x.reason for x in grades])
+    return out
 
 
 # ---------------------------------------------------------------- inputs
@@ -555,14 +618,8 @@ def run_judge(args) -> int:
     return 0
 
 
-def _group_rates(outcomes: list[int], groups: list[str]) -> dict[str, Any]:
-    from jprefs.eval.stats import win_tie_loss
-
-    return win_tie_loss(outcomes, groups) if outcomes else {"n": 0}
-
-
 def _judge_pairs(judge: Judge, args, pairs, input_rejects: int):
-    from jprefs.eval.stats import bootstrap_ci
+    from jprefs.eval.stats import bootstrap_ci, win_tie_loss
 
     prompts = [p.prompt for p in pairs]
     groups = [p.prompt_key for p in pairs]
@@ -582,29 +639,19 @@ def _judge_pairs(judge: Judge, args, pairs, input_rejects: int):
                          "explanation_chosen_first": v.explanation_first,
                          "explanation_rejected_first": v.explanation_second})
             reasons += v.reasons
+        sm = pairwise_summary(vs, groups)
         ok = [i for i, v in enumerate(vs) if v.winner is not None]
-        outcomes = [{"a": 1, "tie": 0, "b": -1}[vs[i].winner] for i in ok]
-        g = [groups[i] for i in ok]
-        wtl = _group_rates(outcomes, g)
-        fig["requests"] = 2 * len(pairs)
-        fig["n_judged"] = len(ok)
-        fig["n_unparseable_pairs"] = len(pairs) - len(ok)
-        fig["position_consistency"] = (sum(vs[i].consistent for i in ok) / len(ok)) if ok else None
-        # raw position preference: of the decisive single-order verdicts, the share that picked whatever
-        # was shown as A (0.5: no position bias; 1.0: the judge always says A)
-        firsts = [x for v in vs for x in (v.first, SWAP[v.second]) if x in ("a", "b")]
-        fig["first_position_rate"] = (sum(x == "a" for x in firsts) / len(firsts)) if firsts else None
-        if ok:
+        wtl = sm["win_tie_loss"]
+        fig.update({"requests": 2 * len(pairs), "n_judged": sm["n_judged"], "n_unparseable_pairs": sm["n_unparseable"],
+                    "position_consistency": sm["position_consistency"],
+                    "first_position_rate": sm["first_position_rate"]})
+        if ok:   # a = chosen: a judge that prefers chosen agrees with the label
             fig["agreement"], fig["agreement_ci95"] = wtl["win"], wtl["win_ci95"]
             fig["tie_rate"], fig["tie_rate_ci95"] = wtl["tie"], wtl["tie_ci95"]
             fig["prefers_rejected"], fig["prefers_rejected_ci95"] = wtl["loss"], wtl["loss_ci95"]
-            half = [(o + 1) / 2 for o in outcomes]   # 1, 1/2, 0: ties count half, as the length baseline does
-            est, ci = bootstrap_ci(half, g)
-            fig["agreement_ties_half"], fig["agreement_ties_half_ci95"] = est, list(ci)
-            dec = [(o, gg) for o, gg in zip(outcomes, g) if o != 0]
-            est, ci = bootstrap_ci([float(o > 0) for o, _ in dec], [gg for _, gg in dec])
-            fig["agreement_decisive"], fig["agreement_decisive_ci95"] = est if dec else None, list(ci) if dec else None
-            fig["n_decisive"] = len(dec)
+            fig["agreement_ties_half"], fig["agreement_ties_half_ci95"] = sm["a_ties_half"], sm["a_ties_half_ci95"]
+            fig["agreement_decisive"], fig["agreement_decisive_ci95"] = sm["a_decisive"], sm["a_decisive_ci95"]
+            fig["n_decisive"] = sm["n_decisive"]
             fig["sign_test_p"] = wtl["sign_test_p"]
     else:
         gs = grade(judge, prompts * 2, chosen + rejected)
@@ -623,15 +670,15 @@ def _judge_pairs(judge: Judge, args, pairs, input_rejects: int):
         g = [groups[i] for i in ok]
         if ok:
             outcomes = [(gs[i].score > gs[n + i].score) - (gs[i].score < gs[n + i].score) for i in ok]
-            wtl = _group_rates(outcomes, g)
+            wtl = win_tie_loss(outcomes, g)
             fig["agreement"], fig["agreement_ci95"] = wtl["win"], wtl["win_ci95"]
             fig["tie_rate"], fig["tie_rate_ci95"] = wtl["tie"], wtl["tie_ci95"]
             fig["prefers_rejected"], fig["prefers_rejected_ci95"] = wtl["loss"], wtl["loss_ci95"]
             est, ci = bootstrap_ci([(o + 1) / 2 for o in outcomes], g)
             fig["agreement_ties_half"], fig["agreement_ties_half_ci95"] = est, list(ci)
-            for side, off in (("chosen", 0), ("rejected", n)):
-                est, ci = bootstrap_ci([gs[off + i].score for i in ok], g)
-                fig[f"mean_score_{side}"], fig[f"mean_score_{side}_ci95"] = est, list(ci)
+            for side, off in (("chosen", 0), ("rejected", n)):   # on the pairs with both scores readable
+                sm = grade_summary([gs[off + i] for i in ok], g)
+                fig[f"mean_score_{side}"], fig[f"mean_score_{side}_ci95"] = sm["mean_score"], sm["mean_score_ci95"]
     # the longer-wins baseline on exactly the pairs the judge's figures use, and on all pairs
     if ok:
         est, ci = bootstrap_ci([length_win[longer[i]] for i in ok], [groups[i] for i in ok])
@@ -659,8 +706,6 @@ def _pick_policies(rows: list[dict], a: str | None, b: str | None, path: str) ->
 
 
 def _judge_samples(judge: Judge, args, rows: list[dict]):
-    from jprefs.eval.stats import bootstrap_ci
-
     order = list(dict.fromkeys(r["prompt_id"] for r in rows))
     if args.limit:
         keep = set(order[:args.limit])
@@ -678,12 +723,8 @@ def _judge_samples(judge: Judge, args, rows: list[dict]):
         per = {}
         for name in dict.fromkeys(r["policy"] for r in rows):
             idx = [i for i, r in enumerate(rows) if r["policy"] == name]
-            ok = [i for i in idx if gs[i].score is not None]
-            d: dict[str, Any] = {"n_answers": len(idx), "n_graded": len(ok), "n_unparseable": len(idx) - len(ok)}
-            if ok:
-                est, ci = bootstrap_ci([gs[i].score for i in ok], [rows[i]["prompt_id"] for i in ok])
-                d["mean_score"], d["mean_score_ci95"] = est, list(ci)
-            per[name] = d
+            sm = grade_summary([gs[i] for i in idx], [rows[i]["prompt_id"] for i in idx])
+            per[name] = {k: v for k, v in sm.items() if k != "unparseable"}
         fig["policies"] = per
     else:
         a, b = _pick_policies(rows, args.a, args.b, args.samples)
@@ -703,13 +744,12 @@ def _judge_samples(judge: Judge, args, rows: list[dict]):
                              "unparseable": v.reasons, "explanation_a_first": v.explanation_first,
                              "explanation_b_first": v.explanation_second})
             reasons += v.reasons
-        ok = [i for i, v in enumerate(vs) if v.winner is not None]
-        outcomes = [{"a": 1, "tie": 0, "b": -1}[vs[i].winner] for i in ok]
-        fig.update({"a": a, "b": b, "n_comparisons": len(keys), "requests": 2 * len(keys), "n_judged": len(ok),
-                    "n_unparseable_comparisons": len(keys) - len(ok),
+        sm = pairwise_summary(vs, [k[0] for k in keys])
+        fig.update({"a": a, "b": b, "n_comparisons": len(keys), "requests": 2 * len(keys), "n_judged": sm["n_judged"],
+                    "n_unparseable_comparisons": sm["n_unparseable"],
                     "unmatched_rows": len(ra) + len(rb) - 2 * len(keys),
-                    "position_consistency": (sum(vs[i].consistent for i in ok) / len(ok)) if ok else None})
-        fig["win_tie_loss"] = _group_rates(outcomes, [keys[i][0] for i in ok])
+                    "position_consistency": sm["position_consistency"],
+                    "first_position_rate": sm["first_position_rate"], "win_tie_loss": sm["win_tie_loss"]})
     fig["unparseable"] = unparseable_counts(reasons)
     return "samples", fig, out_rows
 

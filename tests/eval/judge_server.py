@@ -13,7 +13,8 @@ Injected malformed answers, by a marker anywhere in the answers of a request:
 ``"content": ""`` (the engine counts an empty completion); ``CONFLICT`` -> ``[[A]]`` and ``[[B]]``;
 ``TRUNC`` -> half an explanation with ``finish_reason: length`` and no verdict.
 
-``completions`` counts chat-completion requests, ``auth`` keeps their Authorization headers.
+``fail_after = n``: after n answered requests every request gets HTTP 500 (a server that dies).
+``completions`` counts chat-completion requests answered 200, ``auth`` keeps their Authorization headers.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class JudgeServer:
         self.completions = 0
         self.auth: list[str | None] = []
         self.models_checks = 0
+        self.fail_after: int | None = None
         self._lock = threading.Lock()
         server = self
 
@@ -90,7 +92,12 @@ class JudgeServer:
                     return
                 text, reason = judge_answer(body["messages"][-1]["content"], server.policy)
                 with server._lock:
-                    server.completions += 1
+                    failed = server.fail_after is not None and server.completions >= server.fail_after
+                    server.completions += not failed
+                if failed:
+                    self._send(500, {"error": {"message": "injected 500"}})
+                    return
+                with server._lock:
                     server.auth.append(self.headers.get("Authorization"))
                 self._send(200, {"id": "x", "object": "chat.completion", "model": body["model"],
                                  "choices": [{"index": 0, "finish_reason": reason,

@@ -227,6 +227,44 @@ def test_cache_rerun_and_resume_send_nothing_twice(tmp_path):
     assert mine["template"]["hash"] != first["template"]["hash"] and mine["template"]["path"] == str(custom)
 
 
+def test_interrupted_by_a_dying_server_resumes(tmp_path, capsys):
+    # 70 pairs = 140 requests: the first engine call (64 requests) is answered and cached, then the
+    # server fails every request; the run stops with one error, and the rerun sends only the rest
+    rows = [(f"質問{i}", "長い回答" * (1 + i % 3), "短") for i in range(70)]
+    pair_file(tmp_path / "pairs.jsonl", rows)
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        s.fail_after = 64
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 2
+        assert s.completions == 64
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "HTTP 500" in err and "rerun the same command" in err
+    assert not (out / "judge.json").exists()
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        assert s.completions == 140 - 64
+    summ, _ = read(out)
+    assert summ["requests_sent"] == 76 and summ["cache_hits"] == 64 and summ["agreement"] == 1.0
+
+
+def test_pairs_from_another_source(tmp_path):
+    # any layout the data layer reads: the hh-rlhf sample shipped with jprefs (multi-turn prompts)
+    from jprefs.data.adapters import convert
+    from jprefs.data.schema import expand_pairs
+
+    src = REPO / "jprefs" / "resources" / "samples" / "hh-rlhf.jsonl"
+    want = list(expand_pairs(convert(src, source="hh-rlhf", strict=False).records))[:3]
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(src), "--source", "hh-rlhf", "--limit", "3") == 0
+        assert s.completions == 6
+    summ, rows = read(out)
+    assert summ["n_pairs"] == 3 and summ["source"] == "hh-rlhf"
+    assert [r["pair_id"] for r in rows] == [p.id for p in want]
+    longer = [len(p.chosen) > len(p.rejected) for p in want]
+    assert [r["verdict"] == "chosen" for r in rows] == longer
+
+
 # ---------------------------------------------------------------- --samples
 
 SAMPLES = [  # (prompt_id, sample, {policy: response}); policies in file order ppo, dpo, sft
@@ -269,6 +307,22 @@ def test_samples_win_tie_loss_first_vs_last(tmp_path, capsys):
     summ, _ = read(out)
     # dpo vs ppo: p1 loses (4 < 16), p2 loses, p3 wins, p4/0 loses, p4/1 loses (4 < 7)
     assert (summ["win_tie_loss"]["wins"], summ["win_tie_loss"]["losses"]) == (1, 4)
+
+
+def test_samples_default_b_is_the_baseline(tmp_path):
+    f = samples_file(tmp_path / "samples.jsonl")
+    rows = [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines()]
+    for r in rows:
+        r["baseline"] = r["policy"] == "dpo"        # the row flag `jprefs eval policy` may write
+    write_jsonl(f, rows)
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--samples", str(f), "--limit", "2") == 0
+        assert s.completions == 4                   # --limit 2: the first two prompts
+    summ, _ = read(out)
+    # ppo vs dpo on p1 (16 > 4 characters) and p2 (4 > 1): two wins
+    assert (summ["a"], summ["b"], summ["n_prompts"]) == ("ppo", "dpo", 2)
+    assert summ["win_tie_loss"]["wins"] == 2 and summ["position_consistency"] == 1.0
 
 
 def test_samples_grade_every_policy(tmp_path):
