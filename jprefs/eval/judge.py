@@ -488,29 +488,30 @@ def grade_summary(grades: Sequence[Grade], groups: Sequence[Any]) -> dict[str, A
 # ---------------------------------------------------------------- inputs
 
 def load_pairs_input(path: str, source: str = "jprefs", limit: int = 0):
-    """(pairs, rejected input rows) from a canonical file or any ``--source`` the data layer reads."""
-    from jprefs.data.io import check_input, iter_records
+    """(pairs, rejects entries of the unreadable input rows) from a canonical file or any ``--source``
+    the data layer reads."""
+    from jprefs.data.io import check_input, iter_records, reject_entry
     from jprefs.data.schema import expand_pairs
 
     check_input(path)
-    rejects = 0
+    rejects: list[dict] = []
     if source in ("jprefs", "canonical"):
         records = []
         for row, rec in iter_records(path):
             if rec is None:
-                rejects += 1
+                rejects.append(reject_entry(row, row.reason or "invalid_record"))
             else:
                 records.append(rec)
     else:
         from jprefs.data.adapters import convert
 
         res = convert(path, source=source, strict=False)
-        records, rejects = list(res.records), len(res.rejects)
+        records, rejects = list(res.records), list(res.rejects)
     pairs = list(expand_pairs(records))
     if limit:
         pairs = pairs[:limit]
     if not pairs:
-        raise DataError(f"no usable preference pairs ({rejects} unreadable rows)", path=path,
+        raise DataError(f"no usable preference pairs ({len(rejects)} unreadable rows)", path=path,
                         fix="give a file of pairs (prompt, chosen, rejected); `jprefs data convert` makes one, "
                             "or name its layout with --source")
     return pairs, rejects
@@ -521,7 +522,8 @@ def load_samples(path: str) -> list[dict]:
     from jprefs.data.io import check_input, iter_jsonl
 
     check_input(path)
-    rows = []
+    rows: list[dict] = []
+    seen: dict[tuple, int] = {}
     need = {"prompt_id": str, "prompt": str, "policy": str, "response": str}
     for row in iter_jsonl(path):
         if row.error:
@@ -534,6 +536,12 @@ def load_samples(path: str) -> list[dict]:
                                                       "prompt, policy, sample, response)")
         if not isinstance(d.get("sample", 0), int):
             raise DataError("field 'sample' must be an integer", path=path, line=row.locator)
+        key = (d["policy"], d["prompt_id"], d.get("sample", 0))
+        if key in seen:
+            raise DataError(f"policy {key[0]!r}, prompt_id {key[1]!r}, sample {key[2]} appears twice (first on line "
+                            f"{seen[key]})", path=path, line=row.locator,
+                            fix="one row per (policy, prompt_id, sample); give two runs of a policy different labels")
+        seen[key] = row.locator
         rows.append(d)
     if not rows:
         raise DataError("the samples file is empty", path=path, fix="run `jprefs eval policy ... -o DIR` first")
@@ -598,6 +606,8 @@ def run_judge(args) -> int:
         data = load_pairs_input(args.pairs, args.source, args.limit)
     else:
         data = load_samples(args.samples)
+        if args.mode == "pairwise":
+            args.a, args.b = _pick_policies(data, args.a, args.b, args.samples)
     template = load_judge_template(args.template) if args.template else None
     if template is not None and template.mode != args.mode:
         raise ConfigError(f"--template {args.template} is a {template.mode} template, but --mode is {args.mode}\n"
@@ -618,7 +628,7 @@ def run_judge(args) -> int:
     return 0
 
 
-def _judge_pairs(judge: Judge, args, pairs, input_rejects: int):
+def _judge_pairs(judge: Judge, args, pairs, input_rejects: list[dict]):
     from jprefs.eval.stats import bootstrap_ci, win_tie_loss
 
     prompts = [p.prompt for p in pairs]
@@ -629,7 +639,8 @@ def _judge_pairs(judge: Judge, args, pairs, input_rejects: int):
     length_win = {"chosen": 1.0, "rejected": 0.0, "equal": 0.5}
     name = {"a": "chosen", "b": "rejected", "tie": "tie", None: None}
     rows, reasons = [], []
-    fig: dict[str, Any] = {"n_pairs": len(pairs), "input_rows_rejected": input_rejects}
+    fig: dict[str, Any] = {"n_pairs": len(pairs), "input_rows_rejected": len(input_rejects)}
+    fig["_rejects"] = input_rejects   # written to DIR/rejects.jsonl, not into judge.json
     if args.mode == "pairwise":
         vs = pairwise(judge, prompts, chosen, rejected)
         for p, v, lg in zip(pairs, vs, longer):
@@ -758,6 +769,11 @@ def _write(out: Path, judge: Judge, args, kind: str, fig: dict, rows: list[dict]
     from jprefs.data.io import atomic_write_json, eprint, write_jsonl
 
     t = judge.template_for(args.mode)
+    rejects = fig.pop("_rejects", [])
+    if rejects:
+        write_jsonl(out / "rejects.jsonl", rejects)
+    elif (out / "rejects.jsonl").exists():
+        (out / "rejects.jsonl").unlink()        # an earlier run's, on another input
     summary = {"command": "jprefs eval judge", "input": kind, "mode": args.mode,
                "pairs": args.pairs, "source": args.source if args.pairs else None, "samples": args.samples,
                "limit": args.limit, "judge": judge.describe(),
@@ -801,6 +817,9 @@ def _report(out: Path, s: dict, rows: list[dict]) -> None:
              f"Input: {s['pairs'] or s['samples']}. Requests: {s['requests']} "
              f"({s['requests_sent']} sent now, {s['cache_hits']} from the cache). "
              f"Intervals: 95% bootstrap, resampled by prompt.")
+    if s.get("input_rows_rejected"):
+        rep.warning(f"{s['input_rows_rejected']} rows of {s['pairs']} could not be read as preference pairs and "
+                    f"were not judged (rejects.jsonl lists them with the reason)")
     bad = {k: v for k, v in s["unparseable"].items() if v}
     if bad:
         rep.warning(f"{sum(bad.values())} judge answers could not be read and are excluded from the rates: "

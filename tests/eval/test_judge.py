@@ -185,6 +185,20 @@ def test_malformed_answers_are_counted_not_fatal(tmp_path):
         assert s.completions == 2
 
 
+def test_unreadable_input_rows_are_counted_and_listed(tmp_path):
+    f = tmp_path / "pairs.jsonl"
+    pair_file(f, GOOD)
+    f.write_text(f.read_text(encoding="utf-8") + '{"prompt": "q", "chosen": \n', encoding="utf-8")
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(f)) == 0
+    summ, rows = read(out)
+    assert summ["input_rows_rejected"] == 1 and summ["n_pairs"] == 5 and "_rejects" not in summ
+    rej = [json.loads(x) for x in (out / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rej) == 1 and rej[0]["line"] == 6 and rej[0]["reason"] == "malformed_json"
+    assert "could not be read as preference pairs" in (out / "report.md").read_text(encoding="utf-8")
+
+
 def test_grade_pairs_score_out_of_range(tmp_path):
     pair_file(tmp_path / "pairs.jsonl", GOOD + [("質問E", "SCORE11 の回答", "普通")])
     out = tmp_path / "out"
@@ -378,6 +392,11 @@ def test_bad_input_is_one_error(tmp_path, capsys):
     f = samples_file(tmp_path / "samples.jsonl")
     assert judge_cli("http://127.0.0.1:9/v1", out, "--samples", str(f), "--a", "nobody") == 2
     assert "ppo, dpo, sft" in capsys.readouterr().err
+    assert not out.exists()
+    lines = f.read_text(encoding="utf-8").splitlines()
+    (tmp_path / "dup.jsonl").write_text("\n".join(lines + lines[:1]) + "\n", encoding="utf-8")
+    assert judge_cli("http://127.0.0.1:9/v1", out, "--samples", str(tmp_path / "dup.jsonl")) == 2
+    assert f"line {len(lines) + 1}" in capsys.readouterr().err
     # the server is down: refused in seconds, before any request, one error line
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
