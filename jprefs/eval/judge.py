@@ -12,8 +12,9 @@ the repository; ``--template FILE`` for your own):
   (MT-Bench's single-answer grading).
 
 A judge answer that cannot be read (empty, cut off without a verdict, no ``[[...]]``, an unknown
-verdict, two different verdicts, a score outside 1-10) is counted by reason and excluded from
-the rates, with the counts beside them; it never stops the run.
+verdict, two different verdicts on the verdict line, a score outside 1-10) is counted by reason and
+excluded from the rates, with the counts beside them; it never stops the run. The verdict is read
+from the last line that holds one, so a judge that restates the format before deciding is read right.
 
 Inputs: ``--pairs FILE`` (canonical pairs, or any ``--source`` the data layer reads) judges chosen
 against rejected and reports the judge's agreement with the labels (95% interval by prompt) beside
@@ -115,40 +116,48 @@ class JudgeTemplate:
     def parse(self, text: str, finish_reason: str = "stop") -> tuple[Any, str | None]:
         """``(value, None)`` or ``(None, reason)``; value: ``a``/``b``/``tie`` or a float score.
 
+        The verdict is read from the **last line that holds a valid marker** (the prompts ask for it on
+        the last line): a judge that first restates the format (``[[A]]、[[B]]、[[C]]のいずれか``) and
+        then decides is read right, and two different verdicts on that one line are
+        ``conflicting_verdicts``, never a guess.
+
         >>> t = load_judge_template("builtin:pairwise-ja")
-        >>> t.parse("Aの方が正確です。\\n[[A]]"), t.parse("[[A]] ... [[B]]"), t.parse("どちらも良い")
+        >>> t.parse("Aの方が正確です。\\n[[A]]"), t.parse("[[A]]か[[B]]です"), t.parse("どちらも良い")
         (('a', None), (None, 'conflicting_verdicts'), (None, 'no_verdict'))
+        >>> t.parse("形式は[[A]]、[[B]]、[[C]]です。\\nBの方が詳しい。\\n[[B]]")
+        ('b', None)
         >>> g = load_judge_template("builtin:grade-ja")
         >>> g.parse("良い回答です。[[8]]"), g.parse("[[11]]"), g.parse("")
         ((8.0, None), (None, 'score_out_of_range'), (None, 'empty'))
         """
         if not text or not text.strip():
             return None, "empty"
-        marks = MARKER.findall(text)
-        if not marks:
-            # a judge cut off by max_tokens usually stopped before its verdict: say so, it has a fix
-            return None, ("truncated" if finish_reason == "length" else "no_verdict")
-        if self.mode == "pairwise":
-            known = {self.verdicts[m.strip()] for m in marks if m.strip() in self.verdicts}
-            if not known:
-                return None, "unknown_verdict"
-            if len(known) > 1:
-                return None, "conflicting_verdicts"
-            return known.pop(), None
-        scores = set()
-        for m in marks:
-            try:
-                scores.add(float(m))
-            except ValueError:
+        any_marker = False
+        for line in reversed(text.splitlines()):
+            marks = [m.strip() for m in MARKER.findall(line)]
+            any_marker = any_marker or bool(marks)
+            if self.mode == "pairwise":
+                found = {self.verdicts[m] for m in marks if m in self.verdicts}
+            else:
+                found = set()
+                for m in marks:
+                    try:
+                        found.add(float(m))
+                    except ValueError:
+                        continue
+                found = {x for x in found if x == x}   # no NaN
+            if not found:
                 continue
-        if not scores:
-            return None, "unknown_verdict"
-        if len(scores) > 1:
-            return None, "conflicting_verdicts"
-        s = scores.pop()
-        if not (self.score_min <= s <= self.score_max):
-            return None, "score_out_of_range"
-        return s, None
+            if len(found) > 1:
+                return None, "conflicting_verdicts"
+            value = found.pop()
+            if self.mode == "grade" and not (self.score_min <= value <= self.score_max):
+                return None, "score_out_of_range"
+            return value, None
+        if any_marker:
+            return None, "unknown_verdict"          # [[D]], [[良い]]: markers, but none this template knows
+        # a judge cut off by max_tokens usually stopped before its verdict: say so, it has a fix
+        return None, ("truncated" if finish_reason == "length" else "no_verdict")
 
 
 def load_judge_template(spec: str | Path) -> JudgeTemplate:

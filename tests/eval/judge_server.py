@@ -10,7 +10,7 @@ Its "judge" is deterministic and reads the request rendered from the built-in te
 
 Injected malformed answers, by a marker anywhere in the answers of a request:
 ``NOVERDICT`` -> an explanation without ``[[...]]``; ``SCORE11`` -> ``[[11]]``; ``EMPTY`` ->
-``"content": ""`` (the engine counts an empty completion); ``CONFLICT`` -> ``[[A]]`` and ``[[B]]``;
+``"content": ""`` (the engine counts an empty completion); ``CONFLICT`` -> ``[[A]]`` and ``[[B]]`` on one line;
 ``TRUNC`` -> half an explanation with ``finish_reason: length`` and no verdict.
 
 ``fail_after = n``: after n answered requests every request gets HTTP 500 (a server that dies).
@@ -39,7 +39,7 @@ def judge_answer(user: str, policy: str) -> tuple[str, str]:
     if "NOVERDICT" in joined:
         return "どちらの回答も一長一短で、判定できません。", "stop"
     if "CONFLICT" in joined:
-        return "最初は[[A]]と思いましたが、やはり[[B]]です。", "stop"
+        return "[[A]]と[[B]]のどちらとも言えます。", "stop"
     if "TRUNC" in joined:
         return "回答Aは丁寧ですが、回答Bは", "length"
     if m is None:

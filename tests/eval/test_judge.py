@@ -77,6 +77,12 @@ def test_builtin_templates_and_parsing():
     assert g.parse("[[10]]") == (10.0, None) and g.parse("[[1]]") == (1.0, None)
     assert g.parse("[[0]]") == (None, "score_out_of_range")
     assert g.parse("[[7]] ... [[8]]") == (None, "conflicting_verdicts")
+    # the last line with a marker decides: a restated format first, then the verdict, is read right
+    assert p.parse("「[[A]]」「[[B]]」「[[C]]」で答えます。\n理由: Aが正確。\n[[A]]") == ("a", None)
+    assert p.parse("最初は[[A]]と思ったが、\n再考して[[B]]") == ("b", None)
+    assert p.parse("[[B]]\n補足: 形式は[[D]]ではない") == ("b", None)   # an unknown marker after it is ignored
+    assert g.parse("例えば[[5]]のように書きます。\n[[8]]") == (8.0, None)
+    assert g.parse("[[3]]\n[[11]]") == (None, "score_out_of_range")
     assert g.parse("[[良い]]") == (None, "unknown_verdict")
     assert g.parse("8点です") == (None, "no_verdict")
     # the two orders: agreeing verdicts stand, any disagreement is a tie
