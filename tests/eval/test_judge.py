@@ -380,6 +380,18 @@ def test_api_key_never_in_outputs(tmp_path, monkeypatch, capsys):
     for p in files:
         assert key.encode() not in p.read_bytes(), p
     assert json.loads((out / "judge.json").read_text())["judge"]["api_key_env"] == "JUDGE_TEST_KEY"
+    # a credential in the URL (user:password@host) goes out as basic auth and is masked everywhere
+    password = "pw-url-secret-91d2"
+    out2 = tmp_path / "out2"
+    with JudgeServer("longer") as s:
+        url = s.base_url.replace("http://", f"http://judge:{password}@")
+        assert judge_cli(url, out2, "--pairs", str(tmp_path / "pairs.jsonl"), "--limit", "2") == 0
+        assert s.auth[0].startswith("Basic ")
+    captured = capsys.readouterr()
+    assert password not in captured.out + captured.err
+    for p in (x for x in out2.rglob("*") if x.is_file()):
+        assert password.encode() not in p.read_bytes(), p
+    assert "judge:***@" in json.loads((out2 / "judge.json").read_text())["judge"]["base_url"]
 
 
 def test_bad_input_is_one_error(tmp_path, capsys):
