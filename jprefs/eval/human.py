@@ -307,26 +307,18 @@ def _rater_readme(n: int, n_prompts: int) -> str:
 
 ## 日本語
 
-このフォルダーには {n} 件の比較項目があります（プロンプト {n_prompts} 件）。各項目には、ある依頼文
-（`prompt`）と、それに対する二つの回答（`left` = 左の回答、`right` = 右の回答）があります。
-二つの回答は別々のシステムが書いたもので、どちらがどのシステムかは伏せてあり、左右も項目の順番も
-ランダムです。
+このフォルダーには {n} 件の比較項目があります（プロンプト {n_prompts} 件）。各項目には、ある依頼文（`prompt`）と、それに対する二つの回答（`left` = 左の回答、`right` = 右の回答）があります。二つの回答は別々のシステムが書いたもので、どちらがどのシステムかは伏せてあり、左右も項目の順番もランダムです。
 
-1. `items.csv` を表計算ソフト（Excel、Google スプレッドシート、LibreOffice など）で開きます
-   （または `items.jsonl` をラベル付けツールで開きます）。
+1. `items.csv` を表計算ソフト（Excel、Google スプレッドシート、LibreOffice など）で開きます（または `items.jsonl` をラベル付けツールで開きます）。
 2. 各項目の依頼文と二つの回答を読み、よりよい方を `label` 列に書きます。
    - `left`（左の回答がよい）、`right`（右の回答がよい）、`tie`（同じくらい・優劣なし）
    - 「左」「右」「引き分け」と書いても構いません。
-3. 判断の基準: 依頼に正しく、役に立つ形で答えているか。内容は正確か。日本語は自然か。
-   危険・有害な依頼には断るのが正しい回答です。長い方がよいとは限りません。
+3. 判断の基準: 依頼に正しく、役に立つ形で答えているか。内容は正確か。日本語は自然か。危険・有害な依頼には断るのが正しい回答です。長い方がよいとは限りません。
 4. 気づいたことがあれば `comment` 列に自由に書いてください（任意）。
-5. `item_id` と他の列は変えないでください。行の並べ替えは構いません。空欄のままの項目は
-   「未回答」として数えられます。
-6. 保存するときは **CSV UTF-8（コンマ区切り）** 形式を選び、ファイル名をあなたの名前に
-   します（例: `labels-sato.csv`）。ファイル名が評価者名として使われます。
+5. `item_id` と他の列は変えないでください。行の並べ替えは構いません。空欄のままの項目は「未回答」として数えられます。
+6. 保存するときは **CSV UTF-8（コンマ区切り）** 形式を選び、ファイル名をあなたの名前にします（例: `labels-sato.csv`）。ファイル名が評価者名として使われます。
 
-回答の先頭が `=` `+` `-` `@` で始まる場合、表計算ソフトが数式として扱わないよう、CSV では
-先頭に `'` を付けてあります（`items.jsonl` は元のままです）。
+回答が `=` `+` `-` `@` で始まる場合、表計算ソフトが数式として扱わないよう、CSV では先頭に `'` を付けてあります（`items.jsonl` は元のままです）。
 
 ## English
 
@@ -549,6 +541,9 @@ def read_labels(path: str | Path, key: dict[str, dict], *, rater: str,
     from jprefs.data.io import check_input
 
     p = check_input(path)
+    if p.name.lower().endswith((".xlsx", ".xlsm", ".xls", ".ods", ".numbers")):
+        raise DataError("a spreadsheet workbook, not a table file", path=str(p),
+                        fix="save it from the spreadsheet as CSV UTF-8 (File > Save As > CSV UTF-8) and pass the .csv")
     if p.name.lower().endswith((".csv", ".tsv", ".txt")):
         rows, notes = _delimited_rows(p)
         table = [(ln, d, None) for ln, d in rows]

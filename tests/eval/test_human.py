@@ -358,6 +358,9 @@ def test_bad_import_inputs(tmp_path, capsys):
     _fails(capsys, im + ["--labels", str(blank), "--key", key], "no usable label", "6 rows, 6 unlabelled, 0 invalid",
            "fix: fill the label column")
     _fails(capsys, im + ["--labels", str(good), "--labels", str(good), "--key", key], "given twice")
+    book = tmp_path / "labels.xlsx"
+    book.write_bytes(b"PK\x03\x04")
+    _fails(capsys, im + ["--labels", str(book), "--key", key], "labels.xlsx", "CSV UTF-8")
     dup = tmp_path / "dupkey.jsonl"
     lines = (out / "key.jsonl").read_text(encoding="utf-8").splitlines()
     dup.write_text("\n".join(lines + lines[:1]) + "\n", encoding="utf-8")
@@ -386,3 +389,21 @@ def test_the_module_imports_nothing_heavy():
             "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'matplotlib', 'numpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+def test_the_bundled_demo_of_the_readme(tmp_path):
+    """eval/README.md's round trip: the shipped labels belong to the seed-0 export of the shipped samples."""
+    res_dir = Path(__file__).resolve().parents[2] / "jprefs" / "resources" / "samples"
+    out = tmp_path / "human-demo"
+    assert main(["eval", "export-human", "--samples", str(res_dir / "eval-samples.jsonl"), "--a", "ppo", "--b", "sft",
+                 "-o", str(out)]) == 0
+    res = _import(tmp_path, out, res_dir / "eval-labels-rater1.csv", res_dir / "eval-labels-rater2.csv")
+    o = res["overall"]
+    assert o["sentence"] == "ppo at least as good as sft on 5 of 8 prompts (2 wins, 3 ties)"
+    assert (o["wins"], o["ties"], o["losses"]) == (2, 3, 3) and res["prompt_mismatch"] == []
+    assert all(f["used"] == 8 and f["invalid"] == 0 for f in res["files"])
+    # rater 1: A 2, B 4, tie 2; rater 2: A 3, B 3, tie 2; they agree on 6 of 8 -> kappa 13/21
+    (pair,) = res["agreement"]["pairs"]
+    assert pair["agreement"] == 0.75 and pair["cohen_kappa"] == pytest.approx(13 / 21)
+    readme = (Path(__file__).resolve().parents[2] / "eval" / "README.md").read_text(encoding="utf-8")
+    assert "ppo at least as good as sft on 5 of 8 prompts (2 wins, 3 ties); win 0.250" in " ".join(readme.split())
