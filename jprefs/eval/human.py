@@ -30,7 +30,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +135,7 @@ def configure_export_human(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
 
 
-def _str_field(data: dict, key: str, path: Path, line: int, *, required: bool = True) -> str:
+def _str_field(data: dict, key: str, path: Path, line: int | None, *, required: bool = True) -> str:
     v = data.get(key)
     if v is None:
         if required:
@@ -157,12 +157,12 @@ def read_pairs(path: str | Path, a: str | None = None, b: str | None = None
     from jprefs.data.io import check_input, iter_table
 
     p = check_input(path)
-    rows: list[tuple[int, dict]] = []
+    rows: list[tuple[int | None, dict]] = []
     for row in iter_table(p):
         if row.error:
             raise DataError(row.error, path=str(p), line=row.locator if row.unit == "line" else None,
                             fix="fix or remove the row (one JSON object per line)")
-        rows.append((row.locator, row.data))
+        rows.append((row.locator if row.unit == "line" else None, row.data))
     if not rows:
         raise DataError("no rows in the samples file", path=str(p),
                         fix="give the samples.jsonl that `jprefs eval policy` wrote")
@@ -179,6 +179,8 @@ def read_pairs(path: str | Path, a: str | None = None, b: str | None = None
             raise DataError(f"'response' must be a string, got {type(resp).__name__}", path=str(p), line=line,
                             fix="each row needs the generated answer as 'response'")
         k = d.get("sample", 0)
+        if isinstance(k, str) and k.strip().isdigit():   # a CSV's cells are strings
+            k = int(k)
         if isinstance(k, bool) or not isinstance(k, int):
             raise DataError(f"'sample' must be an integer, got {k!r}", path=str(p), line=line)
         if pol not in policies:
@@ -230,14 +232,14 @@ def _choose_policies(policies: list[str], a: str | None, b: str | None, path: Pa
     return a, b
 
 
-def _read_two_system_rows(p: Path, rows: list[tuple[int, dict]], a: str, b: str):
+def _read_two_system_rows(p: Path, rows: list[tuple[int | None, dict]], a: str, b: str):
     if a == b:
         raise DataError(f"--a and --b name both systems {a!r}", fix="give the two systems different names")
     out: list[_Pair] = []
     seen: dict[str, int] = {}
     for line, d in rows:
         pid = _str_field(d, "prompt_id", p, line, required=False) or _str_field(d, "id", p, line, required=False) \
-            or f"{p.name}:{line}"
+            or f"{p.name}:{line if line is not None else len(out) + 1}"
         texts = []
         for key in ("response_a", "response_b"):
             v = d.get(key)
