@@ -543,7 +543,17 @@ def find_warnings(metrics: dict, baseline: str, reference_is_baseline: bool = Tr
 
 def evaluate_policies(prompts, baseline: PolicySpec, policies: list[PolicySpec], reference: PolicySpec,
                       reward: RewardSpec, judges: list[RewardSpec], args) -> dict:
-    """Generate, score, measure and write everything; returns ``{"out": DIR, "metrics": ...}``."""
+    """Generate, score, measure and write everything; returns ``{"out": DIR, "metrics": ...}``.
+
+    Holds ``DIR``'s lock (:mod:`jprefs.runlock`): a second evaluation into the same folder is
+    refused with the pid of this one."""
+    from jprefs.runlock import run_lock
+
+    with run_lock(args.output, "jprefs eval policy"):
+        return _evaluate(prompts, baseline, policies, reference, reward, judges, args)
+
+
+def _evaluate(prompts, baseline, policies, reference, reward, judges, args) -> dict:
     import torch
 
     from jprefs.data.io import atomic_write_json, write_jsonl
