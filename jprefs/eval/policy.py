@@ -326,6 +326,20 @@ def render_prompt_for(tok, prompt, use_template: bool) -> str:
     return prompt.text
 
 
+def prompt_budget(model, prompt_max_tokens: int, max_new_tokens: int, label: str = "") -> int:
+    """Prompt tokens that fit the model's context beside BOS and ``max_new_tokens`` (prompts are cut
+    from the left to this); ``--prompt-max-tokens`` when the model has room for it."""
+    cfg = getattr(model, "config", None)
+    n_pos = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    if not isinstance(n_pos, int):
+        return prompt_max_tokens
+    room = n_pos - max_new_tokens - 1                       # - 1: the BOS the sampler adds
+    if room < 1:
+        raise ConfigError(f"--max-new-tokens={max_new_tokens} leaves no room for a prompt in the {n_pos}-token "
+                          f"context of policy {label!r}\n  fix: give --max-new-tokens below {n_pos - 1}")
+    return min(prompt_max_tokens, room)
+
+
 def _same_vocab(tok_a, tok_b) -> bool:
     return tok_a is tok_b or tok_a.get_vocab() == tok_b.get_vocab()
 
@@ -342,6 +356,7 @@ def generate(spec: PolicySpec, model, tok, score_fn, prompts, args, ref=None) ->
 
     K = args.samples_per_prompt
     texts = [render_prompt_for(tok, p, not args.no_chat_template) for p in prompts]
+    prompt_max = prompt_budget(model, args.prompt_max_tokens, args.max_new_tokens, spec.label)
     jobs = [(i, k) for i in range(len(prompts)) for k in range(K)]
     rows: list[dict] = []
     n_tok, t0 = 0, time.time()
@@ -351,7 +366,7 @@ def generate(spec: PolicySpec, model, tok, score_fn, prompts, args, ref=None) ->
             seed = args.seed + b
             s = sample(model, tok, [texts[i] for i, _ in chunk], max_new_tokens=args.max_new_tokens,
                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                       prompt_max_tokens=args.prompt_max_tokens, seed=seed, score_fn=score_fn,
+                       prompt_max_tokens=prompt_max, seed=seed, score_fn=score_fn,
                        min_new_tokens=args.min_new_tokens)
             mask = s.response_mask.float()                                          # (B, R)
             lp_pol = (s.logprobs * mask).sum(1).tolist()                            # (B,)

@@ -284,3 +284,18 @@ def test_reward_specs_name_every_source_rl_knows(tmp_path):
     s = parse_reward_spec(f"sent=classifier:{clf}@pos")
     assert (s.kind, s.target, s.reward_label, s.label) == ("classifier", str(clf), "pos", "sent")
     assert parse_reward_spec(str(one)).kind == "rm"          # one output: a reward model, not a label margin
+
+
+def test_prompts_are_cut_to_fit_the_context(runs, tmp_path):
+    """A prompt longer than the tiny policy's 256-token context still decodes (cut from the left)."""
+    from jprefs.eval.policy import prompt_budget
+    from jprefs.rl.policies import load_policy
+
+    model, _ = load_policy(str(runs / "sft" / "policy"), device=torch.device("cpu"))
+    assert model.config.n_positions == 256
+    assert prompt_budget(model, 256, 6) == 249 and prompt_budget(model, 100, 6) == 100
+    long = tmp_path / "long.txt"
+    long.write_text("今日の天気は" * 100 + "\n", encoding="utf-8")
+    assert main(["eval", "policy", "--policy", f"a={runs / 'sft'}", "--baseline", f"sft={runs / 'sft'}", "--prompts",
+                 str(long), "--reward", "jprefs.rl.rewards:lexicon_sentiment", "-k", "1", "--max-new-tokens", "6",
+                 "-o", str(tmp_path / "o")]) == 0
