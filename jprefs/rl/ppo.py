@@ -137,7 +137,8 @@ def forward_response(model, value_head, sequences, attention_mask, prompt_len: i
     The hidden state at position ``t - 1`` predicts token ``t``, so the response
     (positions ``P .. P+R-1``) is read from positions ``P-1 .. P+R-2``.
     """
-    from jprefs.rl.common import forbid_eos, logprobs_from_logits, position_ids_from_mask
+    from jprefs.rl.policies import position_ids_from_mask
+    from jprefs.rl.sampling import forbid_eos, logprobs_from_logits
 
     out = model(input_ids=sequences, attention_mask=attention_mask,
                 position_ids=position_ids_from_mask(attention_mask), output_hidden_states=need_values)
@@ -170,7 +171,7 @@ def rollout(cfg, policy, ref, value_head, tok, prompts, reward_fn, kl_ctl, score
     """
     import torch
 
-    from jprefs.rl.common import sample
+    from jprefs.rl.sampling import sample
 
     s = sample(policy, tok, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens, seed=seed,
@@ -290,12 +291,16 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None, d
     """
     import numpy as np
 
+    from jprefs.eval.textmetrics import distinct_n
     from jprefs.progress import progress
     from jprefs.rl.checkpoint import save_checkpoint
-    from jprefs.rl.common import (RunWriter, distinct_n, load_prompts, maybe_lora, optimizer, sample,
-                                  set_seed)
-    from jprefs.rl.dist import get_dist, weights_digest
-    from jprefs.rl.runner import data_parallel_record, prepare_policy, reward_for
+    from jprefs.rl.device import set_seed
+    from jprefs.rl.dist import data_parallel_record, get_dist, weights_digest
+    from jprefs.rl.optim import maybe_lora, optimizer
+    from jprefs.rl.prepare import prepare_policy, reward_for
+    from jprefs.rl.runwriter import RunWriter
+    from jprefs.rl.sampling import sample
+    from jprefs.rl.texts import load_prompts
 
     # ---------------------------------------------------------------- setup
     dist = dist or get_dist(cfg)

@@ -18,7 +18,7 @@ import math
 import random
 from typing import Sequence
 
-from jprefs.rl.common import TextRow
+from jprefs.rl.texts import TextRow
 
 
 def encode_rows(tok, rows: Sequence[TextRow], max_length: int):

@@ -45,7 +45,8 @@ def test_ppo_tiny_recipe_end_to_end(tmp_path):
     assert summary["algo"] == "ppo"
 
     # the saved policy loads back as a Hugging Face causal LM and generates
-    from jprefs.rl.common import load_policy, sample
+    from jprefs.rl.policies import load_policy
+    from jprefs.rl.sampling import sample
 
     model, tok = load_policy(str(out / "policy"), device=None)
     assert isinstance(sample(model, tok, ["今日は"], max_new_tokens=4, seed=0).texts[0], str)

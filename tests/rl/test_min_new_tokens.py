@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from jprefs.config import load_config  # noqa: E402
 from jprefs.errors import ConfigError  # noqa: E402
-from jprefs.rl.common import sample  # noqa: E402
+from jprefs.rl.sampling import sample  # noqa: E402
 from jprefs.rl.config import RLConfig  # noqa: E402
 from jprefs.rl.ppo import forward_response, train_ppo  # noqa: E402
 

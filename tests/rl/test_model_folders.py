@@ -10,7 +10,8 @@ import pytest
 from jprefs.cli import main
 from jprefs.config import load_config
 from jprefs.errors import JprefsError
-from jprefs.rl.common import RunWriter, load_policy
+from jprefs.rl.policies import load_policy
+from jprefs.rl.runwriter import RunWriter
 from jprefs.rl.config import RLConfig
 from jprefs.rl.rewards import make_reward
 from jprefs.rl.runner import run

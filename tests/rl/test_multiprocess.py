@@ -64,7 +64,7 @@ def _summary(out: Path) -> dict:
 
 
 def _saved_policy_digest(out: Path) -> str:
-    from jprefs.rl.common import load_policy
+    from jprefs.rl.policies import load_policy
     from jprefs.rl.dist import weights_digest
 
     model, _ = load_policy(str(out / "policy"), device=torch.device("cpu"))
@@ -124,7 +124,7 @@ def test_sft_on_two_processes(tmp_path):
     rows = _rows(out / "metrics.jsonl")
     assert [x["step"] for x in rows] == list(range(6))               # each step once, not once per process
     assert all(math.isfinite(x["sft/loss"]) for x in rows) and rows[-1]["sft/loss"] < rows[0]["sft/loss"]
-    from jprefs.rl.common import load_prompts
+    from jprefs.rl.texts import load_prompts
 
     n_eval = len(load_prompts("builtin:ja-tiny-eval"))
     assert len(_rows(out / "samples.jsonl")) == n_eval                # eval samples written once

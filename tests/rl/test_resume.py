@@ -10,7 +10,8 @@ torch = pytest.importorskip("torch")
 
 from jprefs.config import load_config  # noqa: E402
 from jprefs.errors import JprefsError  # noqa: E402
-from jprefs.rl.common import RunWriter, TextRow  # noqa: E402
+from jprefs.rl.runwriter import RunWriter  # noqa: E402
+from jprefs.rl.texts import TextRow  # noqa: E402
 from jprefs.rl.config import RLConfig  # noqa: E402
 from jprefs.rl.ilql import train_ilql  # noqa: E402
 from jprefs.rl.ppo import train_ppo  # noqa: E402

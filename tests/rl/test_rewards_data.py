@@ -8,8 +8,10 @@ torch = pytest.importorskip("torch")
 
 from jprefs.data.io import RejectsWriter  # noqa: E402
 from jprefs.errors import ConfigError, DataError  # noqa: E402
-from jprefs.rl.common import build_tiny_policy, distinct_n, load_prompts, load_text_rows  # noqa: E402
+from jprefs.eval.textmetrics import distinct_n  # noqa: E402
+from jprefs.rl.policies import build_tiny_policy  # noqa: E402
 from jprefs.rl.rewards import lexicon_sentiment, make_reward  # noqa: E402
+from jprefs.rl.texts import load_prompts, load_text_rows  # noqa: E402
 
 
 def test_callable_reward_sign_and_inputs():
@@ -34,7 +36,7 @@ def tiny_classifier(tmp_path):
     """A 2-label BERT classifier built from a config, saved like a Hub model."""
     from transformers import BertConfig, BertForSequenceClassification
 
-    from jprefs.rl.common import train_tokenizer
+    from jprefs.rl.policies import train_tokenizer
 
     tok = train_tokenizer(["良い天気だ。", "悪い天気だ。", "普通の日だ。"] * 5, vocab_size=300)
     tok.padding_side = "right"

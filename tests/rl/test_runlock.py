@@ -36,7 +36,7 @@ def _files(out: Path) -> dict:
 def test_two_concurrent_runs_into_one_folder_one_succeeds_one_is_refused(tmp_path, capsys):
     out, gate = tmp_path / "sft", tmp_path / "gate"
     # run A: the real CLI in another process, held at its policy set-up (inside its lock)
-    a = subprocess.Popen([sys.executable, "-m", "tests.gated", str(gate), "jprefs.rl.runner:prepare_policy",
+    a = subprocess.Popen([sys.executable, "-m", "tests.gated", str(gate), "jprefs.rl.prepare:prepare_policy",
                           "rl", *SFT, "-o", str(out)], cwd=REPO, env=_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:

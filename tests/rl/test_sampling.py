@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from jprefs.rl.common import filter_logits, sample  # noqa: E402
+from jprefs.rl.sampling import filter_logits, sample  # noqa: E402
 from jprefs.rl.ilql import ilql_score_fn, make_heads  # noqa: E402
 from jprefs.rl.ppo import forward_response  # noqa: E402
 
