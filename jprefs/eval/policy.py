@@ -225,6 +225,19 @@ def configure_policy(parser: argparse.ArgumentParser) -> None:
     a("--seed", type=int, default=0, help="sampling seed: batch b draws with seed + b (default 0)")
     a("--batch-size", type=int, default=16, help="answers generated per batch (default 16)")
     a("--reward-batch-size", type=int, default=32, help="texts per reward-model batch (default 32)")
+    g = parser.add_argument_group("LLM judge (any OpenAI-compatible server; see `jprefs eval judge --help`)")
+    g.add_argument("--judge", metavar="MODEL", default=None,
+                   help="judge every policy's answers with this model: pairwise against the baseline (both "
+                        "orders), or 1-10 grades with --judge-mode grade")
+    g.add_argument("--judge-base-url", metavar="URL", default="http://127.0.0.1:8000/v1",
+                   help="the judge server (default http://127.0.0.1:8000/v1)")
+    g.add_argument("--judge-mode", choices=("pairwise", "grade"), default="pairwise")
+    g.add_argument("--judge-template", metavar="FILE", default=None,
+                   help="your own judge prompt (default eval/judge/pairwise-ja.yaml or grade-ja.yaml)")
+    g.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the judge's API key (never written anywhere)")
+    g.add_argument("--judge-concurrency", type=int, default=8)
+    g.add_argument("--judge-max-tokens", type=int, default=1024)
     a("--tie-margin", type=float, default=0.0, help="reward differences up to this count as ties (default 0)")
     a("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     a("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16")
@@ -272,12 +285,69 @@ def run_policy(args) -> int:
     if len(set(jl)) != len(jl) or reward.label in jl:
         raise ConfigError(f"two reward sources share a label ({reward.label}, {', '.join(jl)})\n  fix: name "
                           "them: --judge-reward NAME=SPEC")
-    result = evaluate_policies(prompts, baseline, policies, reference, reward, judges, args)
+    judge = _make_judge(args)
+    try:
+        args._llm_judge = judge
+        result = evaluate_policies(prompts, baseline, policies, reference, reward, judges, args)
+    finally:
+        if judge is not None:
+            judge.close()
     for w in result["metrics"]["warnings"]:
         eprint(f"jprefs eval policy: WARNING: {w['message']}")
     eprint(f"jprefs eval policy: {len(prompts)} prompts x {args.samples_per_prompt} samples x {len(labels)} "
            f"policies -> {result['out']} (report.md, report.html, metrics.json, samples.jsonl)")
     return 0
+
+
+def _make_judge(args):
+    """The LLM judge of ``--judge`` (None without it), its server checked now: a judge that cannot
+    be reached fails in seconds, before any generation. Answers are cached in ``DIR/judge-cache``."""
+    if not getattr(args, "judge", None):
+        return None
+    from jprefs.eval.judge import Judge
+
+    judge = Judge(args.judge, args.judge_base_url, args.judge_template, concurrency=args.judge_concurrency,
+                  api_key_env=args.judge_api_key_env, max_tokens=args.judge_max_tokens,
+                  cache_dir=Path(args.output) / "judge-cache")
+    judge.template_for(args.judge_mode)       # a template of the other mode: refused before any work
+    if hasattr(judge.engine, "check"):
+        judge.engine.check()
+        judge._checked = True
+    return judge
+
+
+def llm_judge_metrics(judge, mode: str, rows_by: dict[str, list[dict]], baseline: str) -> dict:
+    """Judge the answers in ``rows_by`` (policy -> sample rows) with ``judge`` and return the figures.
+
+    ``pairwise``: each policy's sample k against the baseline's sample k of the same prompt, asked in
+    both orders (:func:`jprefs.eval.judge.pairwise`); win / tie / loss from the policy's side with
+    intervals by prompt. ``grade``: every answer of every policy (baseline included) graded 1-10.
+    Each row gets ``llm_judge`` (the verdict or the grade, and why it was unreadable)."""
+    from jprefs.eval.judge import grade, grade_summary, pairwise, pairwise_summary
+
+    t = judge.template_for(mode)
+    out: dict[str, Any] = {**judge.describe(), "mode": mode,
+                           "template": {"name": t.name, "hash": t.hash, "path": str(t.path)}, "policies": {}}
+    if mode == "pairwise":
+        base = {_key(r): r for r in rows_by[baseline]}
+        for lab, rows in rows_by.items():
+            if lab == baseline:
+                continue
+            rows = [r for r in rows if _key(r) in base]
+            vs = pairwise(judge, [r["prompt"] for r in rows], [r["response"] for r in rows],
+                          [base[_key(r)]["response"] for r in rows], desc=f"judge {lab} vs {baseline}")
+            for r, v in zip(rows, vs):
+                r["llm_judge"] = {"vs": baseline, "winner": v.winner, "first": v.first, "second": v.second,
+                                  "reasons": v.reasons}
+            out["policies"][lab] = {"vs": baseline, **pairwise_summary(vs, [r["prompt_id"] for r in rows])}
+    else:
+        for lab, rows in rows_by.items():
+            gs = grade(judge, [r["prompt"] for r in rows], [r["response"] for r in rows], desc=f"judge grade {lab}")
+            for r, g in zip(rows, gs):
+                r["llm_judge"] = {"score": g.score, "reason": g.reason}
+            out["policies"][lab] = grade_summary(gs, [r["prompt_id"] for r in rows])
+    out["requests_sent"], out["cache_hits"] = judge.requests_sent, judge.cache_hits
+    return out
 
 
 # ====================================================================== generation
@@ -621,6 +691,9 @@ def _evaluate(prompts, baseline, policies, reference, reward, judges, args) -> d
         per_policy[lab] = policy_metrics(rows, None if lab == baseline.label else rows_by[baseline.label],
                                          [j.label for j in judges], args.tie_margin)
         per_policy[lab]["decoding"] = decoding[lab]
+    llm = None
+    if getattr(args, "_llm_judge", None) is not None:
+        llm = llm_judge_metrics(args._llm_judge, args.judge_mode, rows_by, baseline.label)
     warnings = find_warnings(per_policy, baseline.label)
     n_tokens = sum(r["n_tokens"] for r in all_rows)
     metrics = {
@@ -634,6 +707,8 @@ def _evaluate(prompts, baseline, policies, reference, reward, judges, args) -> d
                        "scored_per_s": round(len(all_rows) * (1 + len(judges)) / max(score_s, 1e-6), 1)},
         "policies": per_policy,
     }
+    if llm is not None:
+        metrics["llm_judge"] = llm
     write_jsonl(out / "samples.jsonl", all_rows)
     atomic_write_json(out / "metrics.json", metrics)
     from jprefs.eval.policy_report import write_report

@@ -111,6 +111,31 @@ def write_report(out: Path, metrics: dict, rows_by: dict) -> None:
                 f"; gain {fmt_ci(m['judges'][j['label']]['gain'], m['judges'][j['label']]['gain_ci95'])}"
                 if "gain" in m["judges"][j["label"]] else "") for j in metrics["judges"]])
         rep.table(["policy"] + [f"{j['label']} ({j['kind']})" for j in metrics["judges"]], jrows)
+    llm = metrics.get("llm_judge")
+    if llm:
+        rep.heading("LLM judge")
+        rep.para(f"judge {llm['model']} at {llm['base_url']}, template {llm['template']['name']} (hash "
+                 f"{llm['template']['hash']}), temperature {llm['sampling']['temperature']}; "
+                 f"{llm['requests_sent']} requests sent, {llm['cache_hits']} answered from the cache.")
+        lrows = []
+        for name, m in llm["policies"].items():
+            bad = ", ".join(f"{k} {v}" for k, v in m["unparseable"].items() if v) or "none"
+            if llm["mode"] == "pairwise":
+                w = m["win_tie_loss"]
+                lrows.append([name, m["vs"], m["n_judged"],
+                              f"{w['win']:.2f} / {w['tie']:.2f} / {w['loss']:.2f}" if w.get("n") else "-",
+                              fmt_ci(w.get("at_least_as_good"), w.get("at_least_as_good_ci95"), 2),
+                              f"{w['sign_test_p']:.3g}" if w.get("n") else "-",
+                              _f(m["position_consistency"], 2), bad])
+            else:
+                lrows.append([name, m["n_graded"], fmt_ci(m["mean_score"], m["mean_score_ci95"], 2), bad])
+        if llm["mode"] == "pairwise":
+            rep.table(["policy", "against", "judged", "win / tie / loss", "at least as good", "sign p",
+                       "position consistency", "unreadable judge answers"], lrows)
+            rep.para("Each comparison is asked in both orders; two orders that disagree count as a tie. "
+                     "Intervals bootstrapped by prompt; unreadable judge answers are left out, counted here.")
+        else:
+            rep.table(["policy", "graded", "mean score 1-10 [95% CI]", "unreadable judge answers"], lrows)
     cats = [m.get("by_category") for m in metrics["policies"].values()]
     if any(cats):
         rep.heading("By category")

@@ -299,3 +299,56 @@ def test_prompts_are_cut_to_fit_the_context(runs, tmp_path):
     assert main(["eval", "policy", "--policy", f"a={runs / 'sft'}", "--baseline", f"sft={runs / 'sft'}", "--prompts",
                  str(long), "--reward", "jprefs.rl.rewards:lexicon_sentiment", "-k", "1", "--max-new-tokens", "6",
                  "-o", str(tmp_path / "o")]) == 0
+
+
+# ---------------------------------------------------------------------- --judge (an LLM judge server)
+
+@pytest.mark.parametrize("mode", ["pairwise", "grade"])
+def test_llm_judge_on_the_policies_answers(runs, tmp_path, mode):
+    """The "longer answer wins" test judge: its verdicts on each (policy, baseline) answer pair must be
+    exactly the length comparison of the two answers, from the policy's side; grades min(10, len)."""
+    from jprefs.eval.stats import win_tie_loss
+    from tests.eval.judge_server import JudgeServer
+
+    out = tmp_path / mode
+    with JudgeServer("longer") as srv:
+        assert _cli(runs, out, "--policy", f"ilql={runs / 'ilql'}", "--judge", "judge-model", "--judge-base-url",
+                    srv.base_url, "--judge-mode", mode) == 0
+        sent = srv.completions
+        # a rerun into a new folder asks again; the same folder answers from its judge-cache
+        assert _cli(runs, out, "--policy", f"ilql={runs / 'ilql'}", "--judge", "judge-model", "--judge-base-url",
+                    srv.base_url, "--judge-mode", mode) == 0
+        assert srv.completions == sent
+    m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["llm_judge"]
+    rows = _rows(out)
+    by = {(r["policy"], r["prompt_id"], r["sample"]): r for r in rows}
+    if mode == "pairwise":
+        # 9 comparisons, each in both orders; identical requests are sent once
+        reqs = {x for r in rows if r["policy"] == "ilql" for b in [by[("sft", r["prompt_id"], r["sample"])]]
+                for x in ((r["prompt"], r["response"], b["response"]), (r["prompt"], b["response"], r["response"]))}
+        assert set(m["policies"]) == {"ilql"} and sent == len(reqs) and m["policies"]["ilql"]["n_judged"] == 9
+        want = []
+        for r in (x for x in rows if x["policy"] == "ilql"):
+            b = by[("sft", r["prompt_id"], r["sample"])]
+            o = (len(r["response"]) > len(b["response"])) - (len(r["response"]) < len(b["response"]))
+            want.append(o)
+            assert r["llm_judge"]["winner"] == {1: "a", 0: "tie", -1: "b"}[o]
+        got = m["policies"]["ilql"]["win_tie_loss"]
+        ref = win_tie_loss(want, [r["prompt_id"] for r in rows if r["policy"] == "ilql"])
+        assert (got["wins"], got["ties"], got["losses"]) == (ref["wins"], ref["ties"], ref["losses"])
+        assert m["policies"]["ilql"]["position_consistency"] == 1.0
+    else:
+        assert set(m["policies"]) == {"sft", "ilql"} and sent == len({(r["prompt"], r["response"]) for r in rows})
+        for lab in ("sft", "ilql"):
+            scores = [float(min(10, len(r["response"]))) for r in rows if r["policy"] == lab]
+            assert m["policies"][lab]["mean_score"] == pytest.approx(sum(scores) / len(scores))
+    assert m["template"]["name"] == f"{mode}-ja" and m["model"] == "judge-model"
+    assert "LLM judge" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_llm_judge_server_down_fails_before_generating(runs, tmp_path, capsys):
+    rc = _cli(runs, tmp_path / "o", "--policy", f"ilql={runs / 'ilql'}", "--judge", "m", "--judge-base-url",
+              "http://127.0.0.1:9/v1")
+    err = capsys.readouterr().err
+    assert rc == 2 and "cannot reach the server" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "samples.jsonl").exists()
