@@ -57,6 +57,11 @@ SKIP = {
     r"^jprefs score (out/|some/)": "needs the reward model a train-rm run above writes",
     r"^jprefs rl rl/recipes/": "RL training (20 s to hours; tests/rl runs the tiny recipes with fewer steps)",
     r"^jprefs rl RECIPE": "a template",
+    r"^jprefs eval rm (?!--help)": "needs trained reward models (tests/eval/test_eval_rm.py saves tiny ones)",
+    r"^jprefs eval policy (?!--help)": "needs trained policies (tests/eval/test_eval_policy.py trains tiny ones)",
+    r"^jprefs eval judge (?!--help)": "needs an OpenAI-compatible judge server (tests/eval/test_judge.py runs a "
+                                      "local one)",
+    r"^jprefs eval (export|import)-human .*out/": "reads the output of a `jprefs eval policy` run above",
 }
 # commands that must fail offline with exactly this one line (what is missing and the fix)
 EXPECT = {
@@ -71,7 +76,7 @@ OTHER = {
     "pip install ": "installs packages (network)", "python -m pytest": "the test suite itself",
     "vllm serve ": "a GPU inference server",
 }
-NOT_BUILT = {"jprefs eval": "eval/README.md says the command is not built yet"}
+NOT_BUILT: dict[str, str] = {}   # command prefixes documented before they exist (none now)
 PLACEHOLDERS = {"N": "2", "E": "3", "$i": "0"}
 
 FENCE = re.compile(r"^```([\w-]*)[ \t]*\n(.*?)^```", re.M | re.S)
@@ -121,6 +126,15 @@ def help_commands() -> list[tuple[str, str, str]]:
     texts = {"jprefs --help": EPILOG}
     for mod in HELP_MODULES:
         texts[f"{mod}.EXAMPLES"] = importlib.import_module(mod).EXAMPLES
+    # jprefs eval: its own epilog and each subcommand's (argparse sub-parsers)
+    from jprefs.eval import cli as eval_cli
+
+    ep = argparse.ArgumentParser(prog="jprefs eval")
+    eval_cli.configure(ep)
+    texts["jprefs eval --help"] = ep.epilog
+    for action in ep._subparsers._group_actions:
+        for name, sub in action.choices.items():
+            texts[f"jprefs eval {name} --help"] = sub.epilog or ""
     out = []
     for where, text in texts.items():
         buf = ""
