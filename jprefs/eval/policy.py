@@ -617,6 +617,14 @@ def find_warnings(metrics: dict, baseline: str, reference_is_baseline: bool = Tr
         elif bl > 0 and pl < t["length_shrink_ratio"] * bl:
             warn(name, "length_shrink", f"mean length {pl:.1f} chars is {pl / bl:.2f}x the baseline's {bl:.1f}: "
                  "the policy may win by saying less")
+        judged = {j: v for j, v in (m.get("judges") or {}).items() if "gain_ci95" in v}
+        if gain and gain["ci95"][0] > 0 and judged and all(v["gain_ci95"][0] <= 0 for v in judged.values()):
+            said = ", ".join(f"{j} {v['gain']:+.3f} [{v['gain_ci95'][0]:+.3f}, {v['gain_ci95'][1]:+.3f}]"
+                             for j, v in judged.items())
+            warn(name, "reward_up_judges_flat",
+                 f"the reward rises (+{gain['mean']:.3f}, 95% interval above 0) but no independent judge is "
+                 f"shown to improve ({said}): the policy may be pleasing the reward model rather than "
+                 "getting better; read the samples")
         bj, pj = b["japanese_share"]["mean"], m["japanese_share"]["mean"]
         if pj < bj - t["japanese_share_drop"]:
             warn(name, "japanese_share_drop", f"the share of Japanese characters fell to {pj:.2f} from the "

