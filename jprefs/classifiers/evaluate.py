@@ -37,26 +37,29 @@ from jprefs.eval.plots import plot_reliability, plot_rewards  # noqa: F401
 
 
 def evaluate_pairs(rm, pairs: list, *, batch_size: int = 64, show_progress: bool = False,
-                   seed: int = 0) -> tuple[dict, dict]:
+                   intervals: bool = True, seed: int = 0) -> tuple[dict, dict]:
     """Pairwise metrics of a :class:`RewardModel` on preference pairs; returns (metrics, arrays for plots).
 
     The figures come from :func:`jprefs.eval.metrics.pairwise_metrics` (the implementation
-    ``jprefs eval rm`` uses), intervals resampled by prompt; lengths are characters.
+    ``jprefs eval rm`` uses); lengths are characters. ``intervals``: add the 95% interval of the
+    accuracy, resampled by prompt (``pairwise_accuracy_ci95``; off for the per-epoch evaluations).
     """
     from jprefs.data.schema import prompt_key
-    from jprefs.eval.metrics import pairwise_metrics
+    from jprefs.eval.metrics import pairwise_metrics, wins
+    from jprefs.eval.stats import bootstrap_ci
 
     n = len(pairs)
     prompts = [p.prompt for p in pairs] * 2
     responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
     r = rm.score(prompts, responses, batch_size=batch_size, show_progress=show_progress)
     rc, rr = r[:n], r[n:]
-    m = pairwise_metrics(rc, rr, [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs],
-                         groups=[prompt_key(p.prompt) for p in pairs], seed=seed)
+    groups = [prompt_key(p.prompt) for p in pairs]
+    m = pairwise_metrics(rc, rr, [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs], groups=groups,
+                         n_boot=0)
     metrics = {
         "pairs": n,
         "pairwise_accuracy": m["pairwise_accuracy"],
-        "pairwise_accuracy_ci95": m["ci95"],
+        "pairwise_accuracy_ci95": list(bootstrap_ci(wins(rc, rr), groups, seed=seed)[1]) if intervals and n else None,
         "length_baseline_accuracy": m["length_baseline_accuracy"],
         # accuracy on the pairs whose chosen response is the shorter one (a length detector scores 0)
         "length_controlled_accuracy": m["length_controlled_accuracy"],
@@ -108,7 +111,7 @@ def evaluate_binary(rm, examples: list, *, batch_size: int = 64, show_progress: 
 
 
 def evaluate_and_plot(rm, data: Any, out_dir: str | Path, *, name: str, batch_size: int = 64,
-                      plots: bool = True, label_names=("rejected", "chosen")) -> dict:
+                      plots: bool = True, label_names=("rejected", "chosen"), intervals: bool = True) -> dict:
     """Evaluate ``data`` (:class:`~jprefs.classifiers.data.RMData`); write ``NAME_reliability.png`` and
     ``NAME_rewards.png``. Pairs get pairwise metrics (plus pointwise ones for two-logit models).
 
@@ -118,7 +121,7 @@ def evaluate_and_plot(rm, data: Any, out_dir: str | Path, *, name: str, batch_si
     metrics: dict[str, Any] = {}
     to_plot = None
     if data.kind == "records":
-        pm, parr = evaluate_pairs(rm, data.pairs(), batch_size=batch_size)
+        pm, parr = evaluate_pairs(rm, data.pairs(), batch_size=batch_size, intervals=intervals)
         metrics.update(pm)
         to_plot = (parr, ("chosen", "rejected"))
     ece_key = "pair_ece"

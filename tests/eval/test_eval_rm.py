@@ -94,6 +94,37 @@ def test_breakdown_and_agreement_hand_computed():
     assert M.agreement([1], [1], [1], [1])["agreement"] == 1.0            # two ties: the same pick
 
 
+def test_point_estimates_only_without_bootstrap():
+    m = M.accuracy_metrics([1, 0, 1], [0, 1, 0], [3, 1, 1], [1, 3, 3], n_boot=0)
+    assert m["pairwise_accuracy"] == pytest.approx(2 / 3) and m["ci95"] == [None, None]
+    assert m["length_controlled_accuracy"] == 0.5 and m["length_controlled_ci95"] == [None, None]   # pairs 2, 3
+
+
+def test_train_rm_evaluation_is_the_same_implementation():
+    """train-rm's evaluate_pairs reports the figures of jprefs.eval.metrics on the same arrays."""
+    from jprefs.classifiers.evaluate import evaluate_pairs
+    from jprefs.data.schema import PreferencePair, prompt_key
+    from jprefs.eval.stats import bootstrap_ci
+
+    class Table:
+        def score(self, prompts, responses, batch_size=64, show_progress=False):
+            return np.array([len(r) % 3 for r in responses], dtype=np.float32)
+
+    pairs = [PreferencePair.create(f"質問{i % 3}", "あ" * (i + 2), "い" * (7 - i)) for i in range(6)]
+    m, _ = evaluate_pairs(Table(), pairs, seed=4)
+    rc = np.array([len(p.chosen) % 3 for p in pairs])
+    rr = np.array([len(p.rejected) % 3 for p in pairs])
+    ref = M.pairwise_metrics(rc, rr, [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs])
+    for k in ("pairwise_accuracy", "length_baseline_accuracy", "length_controlled_accuracy", "pair_ece",
+              "mean_margin"):
+        assert m[k] == pytest.approx(ref[k]), k
+    assert m["reward_length_corr"] == pytest.approx(ref["reward_length_corr"])
+    assert m["length_controlled_pairs"] == ref["length_controlled_n"] == 3
+    groups = [prompt_key(p.prompt) for p in pairs]
+    assert m["pairwise_accuracy_ci95"] == list(bootstrap_ci(M.wins(rc, rr), groups, seed=4)[1])
+    assert evaluate_pairs(Table(), pairs, intervals=False)[0]["pairwise_accuracy_ci95"] is None
+
+
 # ------------------------------------------------------------------ the acceptance set
 
 # 20 pairs over 10 prompts. The chosen response is longer in 16 (80%), shorter in 4. A quality
