@@ -191,7 +191,9 @@ def accuracy_metrics(r_chosen, r_rejected, len_chosen, len_rejected, groups: Seq
 
     Keys: ``n_pairs``, ``n_prompts``, ``pairwise_accuracy``, ``ci95``, ``length_baseline_accuracy``
     (longer wins) with ``length_baseline_ci95``, ``shorter_baseline_accuracy`` with
-    ``shorter_baseline_ci95``, ``length_controlled_accuracy`` (chosen shorter) with
+    ``shorter_baseline_ci95``, ``accuracy_minus_length_baseline`` with its *paired* interval
+    ``accuracy_minus_length_baseline_ci95`` (the model and the longer-wins pick on the same pairs,
+    resampled by prompt: above 0 means the model beats the baseline), ``length_controlled_accuracy`` (chosen shorter) with
     ``length_controlled_ci95`` and ``length_controlled_n``, ``length_matched_accuracy`` with
     ``length_matched_ci95`` and ``length_matched_n``, and ``length_subsets``: for each of
     ``chosen_shorter``, ``chosen_longer``, ``equal_length``, ``length_matched``: ``n``, ``accuracy``,
@@ -201,7 +203,7 @@ def accuracy_metrics(r_chosen, r_rejected, len_chosen, len_rejected, groups: Seq
     """
     import numpy as np
 
-    from jprefs.eval.stats import N_BOOT
+    from jprefs.eval.stats import N_BOOT, paired_bootstrap_ci
 
     n_boot = N_BOOT if n_boot is None else n_boot
     rc, rr, lc, lr = _arr(r_chosen), _arr(r_rejected), _arr(len_chosen), _arr(len_rejected)
@@ -223,12 +225,20 @@ def accuracy_metrics(r_chosen, r_rejected, len_chosen, len_rejected, groups: Seq
         s["longer_wins"] = float(longer[mask].mean()) if mask.any() else None
         subsets[name] = s
     cs, lm = subsets["chosen_shorter"], subsets["length_matched"]
+    # the model against the longer-wins pick on the same pairs: a paired interval, by prompt
+    if n and n_boot:
+        d, (dlo, dhi) = paired_bootstrap_ci(won, longer, groups, n_boot=n_boot, seed=seed)
+        over = {"accuracy_minus_length_baseline": d, "accuracy_minus_length_baseline_ci95": [dlo, dhi]}
+    else:
+        over = {"accuracy_minus_length_baseline": float((won - longer).mean()) if n else None,
+                "accuracy_minus_length_baseline_ci95": [None, None]}
     return {
         "n_pairs": n,
         "n_prompts": len({str(g) for g in groups}) if groups is not None else n,
         "pairwise_accuracy": acc["accuracy"], "ci95": acc["ci95"],
         "length_baseline_accuracy": base["accuracy"], "length_baseline_ci95": base["ci95"],
         "shorter_baseline_accuracy": short["accuracy"], "shorter_baseline_ci95": short["ci95"],
+        **over,
         "length_controlled_accuracy": cs["accuracy"], "length_controlled_ci95": cs["ci95"],
         "length_controlled_n": cs["n"],
         "length_matched_accuracy": lm["accuracy"], "length_matched_ci95": lm["ci95"], "length_matched_n": lm["n"],

@@ -421,6 +421,7 @@ def _free_cuda() -> None:
 
 def _lb_row(m: dict) -> dict:
     return {k: m[k] for k in ("n_pairs", "pairwise_accuracy", "ci95", "length_baseline_accuracy",
+                              "accuracy_minus_length_baseline", "accuracy_minus_length_baseline_ci95",
                               "shorter_baseline_accuracy", "length_controlled_accuracy", "length_controlled_ci95",
                               "length_controlled_n", "length_matched_accuracy", "length_matched_ci95",
                               "length_matched_n", "pair_ece")} | {"reward_length_spearman":

@@ -28,13 +28,15 @@ def _acc_n(est, ci, n) -> str:
 
 
 def _warnings(rep: Report, model: str, data: str, m: dict) -> None:
-    acc, (lo, hi), base = m["pairwise_accuracy"], m["ci95"], m["length_baseline_accuracy"]
-    if hi is not None and hi < base:
-        rep.warning(f"{model} on {data}: accuracy {fmt_ci(acc, m['ci95'])} is below the longer-wins baseline "
-                    f"{base:.3f}: picking the longer answer would do better.")
-    elif lo is not None and lo <= base:
-        rep.warning(f"{model} on {data}: the 95% interval of accuracy {fmt_ci(acc, m['ci95'])} contains the "
-                    f"longer-wins baseline {base:.3f}: it is not shown to beat 'the longer answer wins'.")
+    acc, base = m["pairwise_accuracy"], m["length_baseline_accuracy"]
+    d, (lo, hi) = m["accuracy_minus_length_baseline"], m["accuracy_minus_length_baseline_ci95"]
+    diff = fmt_ci(d, [lo, hi])
+    if hi is not None and hi < 0:
+        rep.warning(f"{model} on {data}: accuracy {acc:.3f} is below the longer-wins baseline {base:.3f} "
+                    f"(paired difference {diff}): picking the longer answer does better.")
+    elif lo is not None and lo <= 0:
+        rep.warning(f"{model} on {data}: accuracy {acc:.3f} against longer wins {base:.3f}: the paired difference "
+                    f"{diff} includes 0, so it is not shown to beat 'the longer answer wins'.")
     lc, lci = m["length_controlled_accuracy"], m["length_controlled_ci95"]
     if lc is not None and lci[1] is not None and lci[1] < 0.5:
         rep.warning(f"{model} on {data}: below chance on the {m['length_controlled_n']} pairs whose chosen answer is "
@@ -77,10 +79,12 @@ def build_report(metrics: dict, plots: dict | None = None) -> Report:
         for i, r in enumerate(metrics["leaderboard"][name], 1):
             rows.append([i, r["model"], fmt_ci(r["pairwise_accuracy"], r["ci95"]),
                          _f(data[name]["length_baseline_accuracy"]),
+                         fmt_ci(r["accuracy_minus_length_baseline"], r["accuracy_minus_length_baseline_ci95"]),
                          _acc_n(r["length_controlled_accuracy"], r["length_controlled_ci95"], r["length_controlled_n"]),
                          _acc_n(r["length_matched_accuracy"], r["length_matched_ci95"], r["length_matched_n"]),
                          _f(r["pair_ece"]), _f(r["reward_length_spearman"], 2)])
-        rep.table(["#", "model", "accuracy [95% CI]", "longer wins", "length-controlled (chosen shorter)",
+        rep.table(["#", "model", "accuracy [95% CI]", "longer wins", "accuracy - longer wins (paired)",
+                   "length-controlled (chosen shorter)",
                    "length-matched", "ECE", "Spearman reward~length"], rows)
         if name in plots.get("leaderboard", {}):
             rep.image(plots["leaderboard"][name], f"{name}: accuracy with 95% intervals; dashed: longer wins")
@@ -107,6 +111,9 @@ def build_report(metrics: dict, plots: dict | None = None) -> Report:
                     ["longer wins (baseline)", fmt_ci(m["length_baseline_accuracy"], m["length_baseline_ci95"]),
                      m["n_pairs"], "-"],
                     ["shorter wins (baseline)", fmt_ci(m["shorter_baseline_accuracy"], m["shorter_baseline_ci95"]),
+                     m["n_pairs"], "-"],
+                    ["accuracy - longer wins (paired, by prompt)",
+                     fmt_ci(m["accuracy_minus_length_baseline"], m["accuracy_minus_length_baseline_ci95"]),
                      m["n_pairs"], "-"]]
             for key, label in SUBSET_NAMES:
                 s = m["length_subsets"][key]

@@ -154,10 +154,16 @@ def test_acceptance_on_arrays_length_detector_and_length_blind_scorer():
     assert length["pairwise_accuracy"] == pytest.approx(0.8) == length["length_baseline_accuracy"]
     assert length["length_controlled_accuracy"] == 0.0 and length["length_controlled_n"] == 4
     assert length["length_subsets"]["chosen_longer"]["accuracy"] == 1.0
+    assert length["accuracy_minus_length_baseline"] == 0.0 and length["accuracy_minus_length_baseline_ci95"] == [0, 0]
     quality = M.pairwise_metrics(qc, qr, lc, lr, groups)             # reward = quality marker only
     assert quality["pairwise_accuracy"] == pytest.approx(0.75)
     assert quality["length_controlled_accuracy"] == pytest.approx(0.75)
     assert quality["length_subsets"]["chosen_longer"]["accuracy"] == pytest.approx(0.75)
+    from jprefs.eval.stats import paired_bootstrap_ci
+
+    d, ci = paired_bootstrap_ci(M.wins(qc, qr), M.wins(lc, lr), groups)
+    assert quality["accuracy_minus_length_baseline"] == pytest.approx(-0.05) == pytest.approx(d)
+    assert quality["accuracy_minus_length_baseline_ci95"] == list(ci)
 
 
 # ------------------------------------------------------------------ tiny real models (hand-set weights)
@@ -334,6 +340,7 @@ def test_cli_two_models_two_data_sets_end_to_end(saved, tmp_path, capsys):
     # report and plots
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "## Leaderboard: design" in md and "0.800 [" in md and "longer wins" in md
+    assert "| 1 | length-rm | 0.800 [" in md and "| 0.000 [0.000, 0.000] |" in md       # paired: = longer wins
     assert "Agreement between models" in md and "By subset:" in md
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 2 + 2 * 2 * 3
