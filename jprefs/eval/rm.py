@@ -168,16 +168,29 @@ def load_eval_data(label: str, path: str, *, source: str = "", limit: int = 0) -
     if source:
         data = load_rm_data(path, source=source, limit=limit)
     elif jsonl:
-        data = load_rm_data(path, data_format="pairs", limit=limit)
+        try:
+            data = load_rm_data(path, data_format="pairs", limit=limit)
+        except DataError as e:
+            if "no usable rows" not in e.reason:
+                raise
+            data = None
+        if data is None:        # every row rejected: say what would read it (outside the except: no chained trace)
+            data = load_rm_data(path, source="jprefs", limit=limit)
     else:
         data = load_rm_data(path, source="jprefs", limit=limit)
     pairs = data.pairs()
     if not pairs:
         first = data.rejects[0] if data.rejects else None
-        hint = f" (first reject, {first.get('line', first.get('index'))}: {first.get('error')})" if first else ""
-        raise DataError(f"{path}: no usable preference pairs out of {data.rows_in} rows{hint}",
-                        fix="give prompt/chosen/rejected rows (jprefs pairs or RewardBench-style), or the "
-                            "--source that reads this file")
+        where = ""
+        if first:
+            loc = f"line {first['line']}" if "line" in first else f"row {first.get('index', '?')}"
+            where = f" (first reject, {loc}: {first.get('error')})"
+        raw = first.get("raw") if first else None
+        hh = isinstance(raw, dict) and "\n\nHuman:" in str(raw.get("chosen", "")) and "prompt" not in raw
+        raise DataError(f"{path}: no usable preference pairs out of {data.rows_in} rows{where}",
+                        fix=("these rows look like hh-rlhf transcripts: add --source hh-rlhf" if hh else
+                             "give prompt/chosen/rejected rows (jprefs pairs or RewardBench-style), or the --source "
+                             "that reads this file (`jprefs data convert --help` lists them)"))
     keys: dict[str, list[str]] = {}
     for k in LAYOUT_KEYS:
         vals = [_meta_value(x, k) for x in pairs]

@@ -410,7 +410,7 @@ def test_source_adapter_data(saved, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["missing_model", "not_a_model", "missing_data", "empty_data", "no_pairs",
-                                  "binary_data"])
+                                  "binary_data", "hh_without_source"])
 def test_bad_input_is_one_clear_error(saved, tmp_path, capsys, case):
     model, data = saved["quality"], saved["design"]
     if case == "missing_model":
@@ -427,10 +427,14 @@ def test_bad_input_is_one_clear_error(saved, tmp_path, capsys, case):
     elif case == "no_pairs":
         data = _write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "しつもん", "chosen": "同じ", "rejected": "同じ"}],
                             extra_lines=["{oops"])
-        named = "no usable rows out of 2"
-    else:
+        named = "no usable preference pairs out of 2 rows (first reject, line 1"
+    elif case == "binary_data":
         data = _write_jsonl(tmp_path / "bin.jsonl", [{"response": "良い", "label": 1}])
         named = "missing field"
+    else:
+        data = _write_jsonl(tmp_path / "hh.jsonl", [{"chosen": "\n\nHuman: a\n\nAssistant: b",
+                                                     "rejected": "\n\nHuman: a\n\nAssistant: c"}])
+        named = "add --source hh-rlhf"
     rc, _, err = _run(["--model", model, "--data", data, "-o", str(tmp_path / "o")], capsys)
     assert rc == 2
     assert err.startswith("jprefs eval: error:") and named in err and "Traceback" not in err
