@@ -193,7 +193,8 @@ def accuracy_metrics(r_chosen, r_rejected, len_chosen, len_rejected, groups: Seq
     (longer wins) with ``length_baseline_ci95``, ``shorter_baseline_accuracy`` with
     ``shorter_baseline_ci95``, ``accuracy_minus_length_baseline`` with its *paired* interval
     ``accuracy_minus_length_baseline_ci95`` (the model and the longer-wins pick on the same pairs,
-    resampled by prompt: above 0 means the model beats the baseline), ``length_controlled_accuracy`` (chosen shorter) with
+    resampled by prompt: above 0 means the model beats the baseline), ``length_controlled_accuracy``
+    (chosen shorter) with
     ``length_controlled_ci95`` and ``length_controlled_n``, ``length_matched_accuracy`` with
     ``length_matched_ci95`` and ``length_matched_n``, and ``length_subsets``: for each of
     ``chosen_shorter``, ``chosen_longer``, ``equal_length``, ``length_matched``: ``n``, ``accuracy``,

@@ -473,7 +473,8 @@ def _plots(out: Path, models, sets, results, scores, data_info, leaderboard) -> 
         for d in sets:
             m, (rc, rr) = results[lab][d.label], scores[(lab, d.label)]
             stem = f"{_slug(lab)}__{_slug(d.label)}"
-            rel, dist, rl = out / f"{stem}_reliability.png", out / f"{stem}_rewards.png", out / f"{stem}_reward_length.png"
+            rel, dist = out / f"{stem}_reliability.png", out / f"{stem}_rewards.png"
+            rl = out / f"{stem}_reward_length.png"
             n = sum(b["n"] for b in m["reliability"]["bins"])
             plot_reliability(m["reliability"]["bins"], rel, xlabel="confidence of the predicted winner "
                              "(one point per pair)", ylabel="fraction where it is the chosen response",

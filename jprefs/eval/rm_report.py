@@ -96,7 +96,8 @@ def build_report(metrics: dict, plots: dict | None = None) -> Report:
                      "pick). Accuracy difference: a paired bootstrap over the same pairs, by prompt.")
             rep.table(["model A", "model B", "same winner [95% CI]", "accuracy A - B [95% CI]", "pairs"],
                       [[a["a"], a["b"], fmt_ci(a["agreement"], a["ci95"]),
-                        fmt_ci(a["accuracy_diff"], a["accuracy_diff_ci95"]), a["n"]] for a in metrics["agreement"][name]])
+                        fmt_ci(a["accuracy_diff"], a["accuracy_diff_ci95"]), a["n"]]
+                       for a in metrics["agreement"][name]])
 
     for model, info in models.items():
         rep.heading(f"Model: {model}")
@@ -123,7 +124,8 @@ def build_report(metrics: dict, plots: dict | None = None) -> Report:
             rep.table(["figure", "value"], [
                 ["mean reward chosen / rejected", f"{_f(m['mean_reward_chosen'])} / {_f(m['mean_reward_rejected'])}"],
                 ["mean margin r_c - r_r", _f(m["mean_margin"])],
-                ["reward ~ length (both responses): Pearson / Spearman", f"{_f(rc['pearson'], 2)} / {_f(rc['spearman'], 2)}"],
+                ["reward ~ length (both responses): Pearson / Spearman",
+                 f"{_f(rc['pearson'], 2)} / {_f(rc['spearman'], 2)}"],
                 ["margin ~ length difference: Pearson / Spearman", f"{_f(mc['pearson'], 2)} / {_f(mc['spearman'], 2)}"],
                 ["ECE (pairs, sigmoid of the margin)", _f(m["pair_ece"])],
             ])

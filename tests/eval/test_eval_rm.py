@@ -448,6 +448,7 @@ def test_help_has_examples_and_module_is_light():
     out = subprocess.run([sys.executable, "-m", "jprefs.cli", "eval", "rm", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "jprefs eval rm --model" in out.stdout and "--length-tolerance" in out.stdout
     code = ("import sys, jprefs.eval.rm, jprefs.eval.metrics, jprefs.eval.plots, jprefs.eval.rm_report; "
-            "print(sorted(m for m in ('torch', 'transformers', 'matplotlib', 'numpy', 'datasets') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'transformers', 'matplotlib', 'numpy', 'datasets') "
+            "if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "[]"
