@@ -41,6 +41,10 @@ def _warnings(rep: Report, model: str, data: str, m: dict) -> None:
     if lc is not None and lci[1] is not None and lci[1] < 0.5:
         rep.warning(f"{model} on {data}: below chance on the {m['length_controlled_n']} pairs whose chosen answer is "
                     f"the shorter one ({fmt_ci(lc, lci)}): it prefers longer answers.")
+    longer = m["length_subsets"]["chosen_longer"]
+    if longer["accuracy"] is not None and longer["ci95"][1] is not None and longer["ci95"][1] < 0.5:
+        rep.warning(f"{model} on {data}: below chance on the {longer['n']} pairs whose chosen answer is the longer one "
+                    f"({fmt_ci(longer['accuracy'], longer['ci95'])}): it prefers shorter answers.")
     sp = m["reward_length_corr"]["spearman"]
     if sp is not None and sp == sp and abs(sp) >= 0.5:
         rep.warning(f"{model} on {data}: the reward correlates with length (Spearman {sp:.2f}).")

@@ -342,6 +342,8 @@ def test_cli_two_models_two_data_sets_end_to_end(saved, tmp_path, capsys):
     assert "## Leaderboard: design" in md and "0.800 [" in md and "longer wins" in md
     assert "| 1 | length-rm | 0.800 [" in md and "| 0.000 [0.000, 0.000] |" in md       # paired: = longer wins
     assert "Agreement between models" in md and "By subset:" in md
+    assert "length-rm on design: below chance on the 4 pairs whose chosen answer is the shorter one" in md
+    assert "prefers shorter answers" not in md
     html = (out / "report.html").read_text(encoding="utf-8")
     assert html.count("data:image/png;base64,") == 2 + 2 * 2 * 3
     for f in ("leaderboard_design.png", "leaderboard_m-rewardbench-ja.png", "length-rm__design_reliability.png",
