@@ -14,6 +14,10 @@
   [0, 0.5] and doubled every count; the ECE is the same number either way.
   Two-logit models are plotted pointwise: ``P(chosen label)`` of each response.
 
+The pairwise figures, the ECE and the plots are computed by :mod:`jprefs.eval.metrics` and
+:mod:`jprefs.eval.plots`, the same code ``jprefs eval rm`` runs; this module scores the
+responses and picks what train-rm's ``metrics.json`` reports.
+
 Example::
 
     metrics, arrays = evaluate_pairs(rm, pairs)
@@ -25,77 +29,48 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# One implementation of each metric and plot, shared with `jprefs eval rm` (light modules: numpy and
+# matplotlib are imported inside their functions). Re-exported here for train-rm's callers.
+from jprefs.eval.metrics import correlation as _corr
+from jprefs.eval.metrics import expected_calibration_error, sigmoid as _sigmoid  # noqa: F401
+from jprefs.eval.plots import plot_reliability, plot_rewards  # noqa: F401
 
-def expected_calibration_error(probs, labels, n_bins: int = 10) -> tuple[float, list[dict]]:
-    """ECE = sum_b |B_b|/N * |mean(label in b) - mean(prob in b)| over equal-width bins; also the bins.
 
-    >>> round(expected_calibration_error([0.9, 0.9, 0.1, 0.1], [1, 0, 0, 0])[0], 3)
-    0.25
+def evaluate_pairs(rm, pairs: list, *, batch_size: int = 64, show_progress: bool = False,
+                   intervals: bool = True, seed: int = 0) -> tuple[dict, dict]:
+    """Pairwise metrics of a :class:`RewardModel` on preference pairs; returns (metrics, arrays for plots).
+
+    The figures come from :func:`jprefs.eval.metrics.pairwise_metrics` (the implementation
+    ``jprefs eval rm`` uses); lengths are characters. ``intervals``: add the 95% interval of the
+    accuracy, resampled by prompt (``pairwise_accuracy_ci95``; off for the per-epoch evaluations).
     """
-    import numpy as np
-
-    p = np.asarray(probs, dtype=np.float64)
-    y = np.asarray(labels, dtype=np.float64)
-    edges = np.linspace(0, 1, n_bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1], right=False), 0, n_bins - 1)
-    ece, bins = 0.0, []
-    for b in range(n_bins):
-        m = which == b
-        if not m.any():
-            bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": 0, "conf": None, "acc": None})
-            continue
-        conf, acc = float(p[m].mean()), float(y[m].mean())
-        ece += m.sum() / len(p) * abs(acc - conf)
-        bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": int(m.sum()), "conf": conf, "acc": acc})
-    return float(ece), bins
-
-
-def _corr(a, b) -> dict[str, float]:
-    import numpy as np
-    from scipy.stats import spearmanr
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 3 or a.std() == 0 or b.std() == 0:
-        return {"pearson": float("nan"), "spearman": float("nan")}
-    return {"pearson": float(np.corrcoef(a, b)[0, 1]), "spearman": float(spearmanr(a, b).statistic)}
-
-
-def _sigmoid(x):
-    import numpy as np
-
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
-
-
-def evaluate_pairs(rm, pairs: list, *, batch_size: int = 64, show_progress: bool = False) -> tuple[dict, dict]:
-    """Pairwise metrics of a :class:`RewardModel` on preference pairs; returns (metrics, arrays for plots)."""
-    import numpy as np
+    from jprefs.data.schema import prompt_key
+    from jprefs.eval.metrics import pairwise_metrics, wins
+    from jprefs.eval.stats import bootstrap_ci
 
     n = len(pairs)
     prompts = [p.prompt for p in pairs] * 2
     responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
     r = rm.score(prompts, responses, batch_size=batch_size, show_progress=show_progress)
     rc, rr = r[:n], r[n:]
-    wins = np.where(rc > rr, 1.0, np.where(rc == rr, 0.5, 0.0))
-    lc = np.array([len(p.chosen) for p in pairs])
-    lr = np.array([len(p.rejected) for p in pairs])
-    length_wins = np.where(lc > lr, 1.0, np.where(lc == lr, 0.5, 0.0))
-    pc = _sigmoid(rc - rr)                                   # (n,) P(chosen wins)
-    # one point per pair: the predicted winner's probability, and whether it is the chosen one (a tie: 1/2)
-    conf = np.maximum(pc, 1 - pc)
-    right = np.where(pc > 0.5, 1.0, np.where(pc == 0.5, 0.5, 0.0))
-    ece, bins = expected_calibration_error(conf, right)
-    bins = bins[len(bins) // 2:]                             # confidence >= 0.5: the lower bins are empty
+    groups = [prompt_key(p.prompt) for p in pairs]
+    m = pairwise_metrics(rc, rr, [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs], groups=groups,
+                         n_boot=0)
     metrics = {
         "pairs": n,
-        "pairwise_accuracy": float(wins.mean()),
-        "length_baseline_accuracy": float(length_wins.mean()),
-        "mean_reward_chosen": float(rc.mean()),
-        "mean_reward_rejected": float(rr.mean()),
-        "mean_margin": float((rc - rr).mean()),
-        "pair_ece": ece,
-        "reward_length_corr": _corr(r, np.concatenate([lc, lr])),
+        "pairwise_accuracy": m["pairwise_accuracy"],
+        "pairwise_accuracy_ci95": list(bootstrap_ci(wins(rc, rr), groups, seed=seed)[1]) if intervals and n else None,
+        "length_baseline_accuracy": m["length_baseline_accuracy"],
+        # accuracy on the pairs whose chosen response is the shorter one (a length detector scores 0)
+        "length_controlled_accuracy": m["length_controlled_accuracy"],
+        "length_controlled_pairs": m["length_controlled_n"],
+        "mean_reward_chosen": m["mean_reward_chosen"],
+        "mean_reward_rejected": m["mean_reward_rejected"],
+        "mean_margin": m["mean_margin"],
+        "pair_ece": m["pair_ece"],
+        "reward_length_corr": m["reward_length_corr"],
     }
-    arrays = {"chosen": rc, "rejected": rr, "calibration_bins": bins,
+    arrays = {"chosen": rc, "rejected": rr, "calibration_bins": m["reliability_bins"],
               "calibration_title": "confidence of the predicted winner (one point per pair)",
               "calibration_ylabel": "fraction where it is the chosen response"}
     return metrics, arrays
@@ -135,61 +110,8 @@ def evaluate_binary(rm, examples: list, *, batch_size: int = 64, show_progress: 
     return metrics, arrays
 
 
-def plot_reliability(bins: list[dict], path: str | Path, *, title: str = "", xlabel: str = "predicted probability",
-                     ylabel: str = "observed frequency"):
-    """Reliability diagram over ``bins`` (their range sets the x axis): observed frequency per bin against
-    the diagonal, with each bin's count written above its bar (``n=…``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lo, hi = bins[0]["lo"], bins[-1]["hi"]
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot([lo, hi], [lo, hi], "--", color="grey", lw=1, label="perfect calibration")
-    full = [b for b in bins if b["n"]]
-    xs = [(b["lo"] + b["hi"]) / 2 for b in full]
-    accs = [b["acc"] for b in full]
-    ax.bar(xs, accs, width=(hi - lo) / len(bins) * 0.9, alpha=0.7, edgecolor="black", label="observed frequency")
-    ax.plot(xs, [b["conf"] for b in full], "o", color="tab:red", ms=3, label="mean predicted (bin)")
-    for x, a, b in zip(xs, accs, full):
-        ax.text(x, min(a + 0.02, 0.97), f"n={b['n']}", ha="center", fontsize=7)
-    ax.set_xlim(lo, hi)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_ylabel(ylabel, fontsize=8)
-    ax.set_title(title, fontsize=9)
-    ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_rewards(chosen, rejected, path: str | Path, *, title: str = "", labels=("chosen", "rejected")):
-    """Overlaid histograms of the rewards of chosen/positive and rejected/negative responses."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    allr = np.concatenate([np.asarray(chosen), np.asarray(rejected)])
-    edges = np.linspace(float(allr.min()), float(allr.max()) + 1e-6, 41) if len(allr) else 10
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(chosen, bins=edges, alpha=0.6, label=f"{labels[0]} (n={len(chosen)})", color="tab:blue")
-    ax.hist(rejected, bins=edges, alpha=0.6, label=f"{labels[1]} (n={len(rejected)})", color="tab:red")
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel("reward (centred)")
-    ax.set_ylabel("count")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def evaluate_and_plot(rm, data: Any, out_dir: str | Path, *, name: str, batch_size: int = 64,
-                      plots: bool = True, label_names=("rejected", "chosen")) -> dict:
+                      plots: bool = True, label_names=("rejected", "chosen"), intervals: bool = True) -> dict:
     """Evaluate ``data`` (:class:`~jprefs.classifiers.data.RMData`); write ``NAME_reliability.png`` and
     ``NAME_rewards.png``. Pairs get pairwise metrics (plus pointwise ones for two-logit models).
 
@@ -199,7 +121,7 @@ def evaluate_and_plot(rm, data: Any, out_dir: str | Path, *, name: str, batch_si
     metrics: dict[str, Any] = {}
     to_plot = None
     if data.kind == "records":
-        pm, parr = evaluate_pairs(rm, data.pairs(), batch_size=batch_size)
+        pm, parr = evaluate_pairs(rm, data.pairs(), batch_size=batch_size, intervals=intervals)
         metrics.update(pm)
         to_plot = (parr, ("chosen", "rejected"))
     ece_key = "pair_ece"

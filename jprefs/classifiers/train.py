@@ -464,7 +464,8 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
         ev = {}
         if is_main and cfg.epochs > 1 and eval_data.records:   # one epoch: nothing to select
             rm = RewardModel(_plain(unwrapped), tok, RewardConfig(**{**reward_cfg.to_dict(), "center": 0.0}))
-            ev = evaluate_and_plot(rm, eval_data, out, name="eval", batch_size=cfg.eval_batch_size, plots=False)
+            ev = evaluate_and_plot(rm, eval_data, out, name="eval", batch_size=cfg.eval_batch_size, plots=False,
+                                   intervals=False)     # picks an epoch: the point estimate is what counts
         entry = {"epoch": epoch + 1, "step": step, "losses/train": run_loss / max(1, n_loss),
                  **{f"eval/{k}": v for k, v in ev.items() if isinstance(v, (int, float))}}
         history.append(entry)

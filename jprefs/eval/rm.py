@@ -1,0 +1,488 @@
+"""``jprefs eval rm``: reward models on preference pairs, with intervals, length baselines and a leaderboard.
+
+    jprefs eval rm --model [NAME=]RM [--model ...] --data [NAME=]PAIRS [--data ...] -o DIR
+
+Every model scores both responses of every pair of every data set; the figures come from
+:mod:`jprefs.eval.metrics` (the implementation train-rm's own evaluation uses): pairwise accuracy
+with a 95% cluster-bootstrap interval resampled by prompt, the longer-wins and shorter-wins
+baselines on the same pairs, length-controlled accuracy (pairs whose chosen response is the
+shorter one) and accuracy on length-matched pairs, reward-length correlation, calibration,
+and a breakdown by source / RewardBench subset / category. Lengths are characters of the
+response text.
+
+Inputs
+    ``--data``: canonical jprefs pairs or rank lists (``jprefs data convert``; train-rm's
+    ``OUT/eval_split.jsonl``), RewardBench-style rows (``prompt``, ``chosen``, ``rejected``,
+    ``subset``, e.g. the Japanese split of M-RewardBench, JSONL or Parquet: ``subset`` is kept for
+    the breakdown), or any ``--source`` of :mod:`jprefs.data.adapters`. Read by
+    :func:`jprefs.classifiers.data.load_rm_data`; rows it cannot use are counted per file and
+    written to ``DIR/rejects.jsonl`` (rows read = pairs' records + rejected rows).
+    ``--model``: anything :meth:`RewardModel.from_pretrained` loads: a jprefs reward model folder,
+    a plain Hugging Face sequence classifier (one logit, or a chosen ``--label``), a Hub id.
+
+Outputs (``DIR``)
+    ``metrics.json`` (``results[MODEL][DATA]`` has ``n_pairs``, ``pairwise_accuracy``, ``ci95``,
+    ``length_baseline_accuracy``, ``length_controlled_accuracy`` and the rest), ``report.md``,
+    ``report.html``, ``scores.jsonl`` (one row per model, data set and pair: ``r_chosen``,
+    ``r_rejected``), ``rejects.jsonl`` when rows were rejected, and the plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = """examples:
+  jprefs eval rm --model out/rm --data out/rm/eval_split.jsonl -o out/eval-rm
+  jprefs eval rm --model a=out/rm-a --model b=out/rm-b --data ja=pairs.jsonl --data mrb=m-rewardbench-ja.parquet \\
+      -o out/leaderboard
+  jprefs eval rm --model out/rm-hh --data harmless-base-test.jsonl.gz --source hh-rlhf --limit 500 -o out/eval-hh
+  jprefs eval rm --model some-org/ja-sentiment --label positive --data pairs.jsonl -o out/eval-clf
+
+NAME=PATH gives a model or data set its label in the tables (default: the folder or file name).
+Lengths are characters of the response; length-matched pairs differ by at most --length-tolerance
+of the longer response. Intervals: 95% bootstrap, resampling prompts (pairs that share a prompt
+move together), --seed fixes them."""
+
+LAYOUT_KEYS = ("subset", "category")      # per-pair columns kept for the breakdown (RewardBench, Rakuda)
+
+
+def configure_rm(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EXAMPLES
+    parser.add_argument("--model", action="append", required=True, metavar="[NAME=]RM",
+                        help="reward model: jprefs train-rm folder, sequence-classification folder or Hub id "
+                             "(repeat for a leaderboard)")
+    parser.add_argument("--data", action="append", required=True, metavar="[NAME=]FILE",
+                        help="preference pairs: jprefs JSONL, RewardBench-style JSONL/Parquet (prompt, chosen, "
+                             "rejected, subset), or a file of --source (repeatable)")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="report folder")
+    parser.add_argument("--source", default="",
+                        help="read every --data file with this adapter (hh-rlhf, webgpt, jsonl, ...; "
+                             "`jprefs data convert --help` lists them); default: pairs as they are")
+    parser.add_argument("--label", help="chosen label (name or index) of a plain classifier without "
+                                        "jprefs_reward.json (ignored for jprefs reward models)")
+    parser.add_argument("--batch-size", type=int, default=32, help="responses per forward pass (default 32)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--dtype", help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on GPU)")
+    parser.add_argument("--limit", type=int, default=0, help="read at most N records of each data file (0: all)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--length-tolerance", type=float, default=0.10,
+                        help="length-matched: |len_c - len_r| / max(len_c, len_r) at most this (default 0.10)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+
+# ------------------------------------------------------------------ inputs
+
+
+def _split_label(spec: str) -> tuple[str | None, str]:
+    """``NAME=PATH`` -> (NAME, PATH); a plain path (or one that exists with ``=`` in it) -> (None, PATH)."""
+    if "=" in spec and not Path(spec).exists():
+        name, path = spec.split("=", 1)
+        if name and "/" not in name and path:
+            return name, path
+    return None, spec
+
+
+def _labels(specs: list[str], auto) -> list[tuple[str, str]]:
+    """(label, path) per spec: given labels kept, auto labels widened with the parent folder until unique."""
+    parsed = [_split_label(s) for s in specs]
+    labels = [name or auto(Path(path), 1) for name, path in parsed]
+    for depth in (2, 3):
+        dup = {x for x in labels if labels.count(x) > 1}
+        labels = [auto(Path(p), depth) if (n is None and lab in dup) else lab
+                  for (n, p), lab in zip(parsed, labels)]
+    seen: dict[str, int] = {}
+    out = []
+    for (_, path), lab in zip(parsed, labels):
+        seen[lab] = seen.get(lab, 0) + 1
+        out.append((lab if seen[lab] == 1 else f"{lab}#{seen[lab]}", path))
+    return out
+
+
+def _model_label(p: Path, depth: int) -> str:
+    parts = [x for x in p.parts if x not in ("/", ".", "")]
+    return "/".join(parts[-depth:]) if parts else str(p)
+
+
+def _data_label(p: Path, depth: int) -> str:
+    name = p.name
+    for suf in (".jsonl.gz", ".json.gz", ".jsonl", ".json", ".parquet", ".csv", ".tsv", ".gz"):
+        if name.endswith(suf):
+            name = name[: -len(suf)]
+            break
+    parents = [x for x in p.parent.parts if x not in ("/", ".", "")]
+    return "/".join(parents[-(depth - 1):] + [name]) if depth > 1 and parents else name
+
+
+@dataclass
+class EvalData:
+    """The pairs of one ``--data`` file, with what the breakdown and the bootstrap need."""
+
+    label: str
+    path: str
+    pairs: list
+    groups: list[str]                       # prompt key per pair (the bootstrap's unit)
+    keys: dict[str, list[str]]              # breakdown dimension -> value per pair
+    layout: str
+    rows_in: int
+    records: int
+    rejects: list[dict] = field(default_factory=list)
+
+    @property
+    def len_chosen(self) -> list[int]:
+        return [len(p.chosen) for p in self.pairs]
+
+    @property
+    def len_rejected(self) -> list[int]:
+        return [len(p.rejected) for p in self.pairs]
+
+
+def _meta_value(pair, key: str) -> str | None:
+    meta = pair.meta or {}
+    v = meta.get(key)
+    if v is None and isinstance(meta.get("extra"), dict):
+        v = meta["extra"].get(key)
+    return None if v is None else str(v)
+
+
+def load_eval_data(label: str, path: str, *, source: str = "", limit: int = 0) -> EvalData:
+    """Read one data set with the data layer (:func:`load_rm_data`); raises :class:`DataError` when it
+    holds no usable pair. Files other than JSONL are read with the canonical adapter, which keeps
+    unknown columns (``subset``) in ``meta.extra`` as the JSONL reader does."""
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.data.io import check_input
+    from jprefs.data.schema import prompt_key
+    from jprefs.errors import DataError
+
+    p = Path(path)
+    if not _looks_remote(path, source):
+        check_input(p)
+        if p.stat().st_size == 0:
+            raise DataError(f"{p}: the file is empty", fix="pass a file of preference pairs (prompt, chosen, "
+                                                            "rejected); `jprefs data convert` makes one")
+    name = p.name.lower()
+    jsonl = name.endswith((".jsonl", ".jsonl.gz"))
+    if source:
+        data = load_rm_data(path, source=source, limit=limit)
+    elif jsonl:
+        try:
+            data = load_rm_data(path, data_format="pairs", limit=limit)
+        except DataError as e:
+            if "no usable rows" not in e.reason:
+                raise
+            data = None
+        if data is None:        # every row rejected: say what would read it (outside the except: no chained trace)
+            data = load_rm_data(path, source="jprefs", limit=limit)
+    else:
+        data = load_rm_data(path, source="jprefs", limit=limit)
+    pairs = data.pairs()
+    if not pairs:
+        first = data.rejects[0] if data.rejects else None
+        where = ""
+        if first:
+            loc = f"line {first['line']}" if "line" in first else f"row {first.get('index', '?')}"
+            where = f" (first reject, {loc}: {first.get('error')})"
+        raw = first.get("raw") if first else None
+        hh = isinstance(raw, dict) and "\n\nHuman:" in str(raw.get("chosen", "")) and "prompt" not in raw
+        raise DataError(f"{path}: no usable preference pairs out of {data.rows_in} rows{where}",
+                        fix=("these rows look like hh-rlhf transcripts: add --source hh-rlhf" if hh else
+                             "give prompt/chosen/rejected rows (jprefs pairs or RewardBench-style), or the --source "
+                             "that reads this file (`jprefs data convert --help` lists them)"))
+    keys: dict[str, list[str]] = {}
+    for k in LAYOUT_KEYS:
+        vals = [_meta_value(x, k) for x in pairs]
+        if any(v is not None for v in vals):
+            keys[k] = [v if v is not None else "(none)" for v in vals]
+    sources = [x.source for x in pairs]
+    if len(set(sources)) > 1:
+        keys = {"source": sources, **keys}
+    layout = "rewardbench" if "subset" in keys else (source or "jprefs")
+    return EvalData(label, str(path), pairs, [prompt_key(x.prompt) for x in pairs], keys, layout, data.rows_in,
+                    len(data.records), [dict(r, data=label) for r in data.rejects])
+
+
+def _looks_remote(path: str, source: str) -> bool:
+    """A Hub dataset id given with ``--source`` (the data layer fetches it) rather than a local file."""
+    return bool(source) and not Path(path).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", path) is not None
+
+
+def _check_model(path: str) -> bool:
+    """Fail fast on a model path that cannot load; returns whether ``--label`` applies to it: a plain
+    classifier (no ``jprefs_reward.json``) with more than one logit, or a Hub id."""
+    import json
+
+    from jprefs.errors import JprefsError
+    from jprefs.modeldir import REWARD_CONFIG, check_model_dir
+
+    p = Path(path).expanduser()
+    if p.exists():
+        check_model_dir(p, want="reward model")
+        if (p / REWARD_CONFIG).is_file():
+            return False
+        try:
+            cfg = json.loads((p / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return True
+        n = cfg.get("num_labels") or len(cfg.get("id2label") or {}) or 2
+        return int(n) > 1                  # a one-logit classifier's reward is its logit: no label to pick
+    if path.startswith((".", "/", "~")) or path.count("/") != 1:
+        raise JprefsError(f"reward model not found: {path}\n  fix: pass a jprefs train-rm output folder, a "
+                          f"sequence-classification model folder, or a Hub id like 'org/name'")
+    return True
+
+
+# ------------------------------------------------------------------ scoring and metrics
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "x"
+
+
+def _model_info(rm, path: str) -> dict:
+    c = rm.config
+    return {"path": path, "class": type(rm.model).__name__, "objective": c.objective, "input": c.input,
+            "num_labels": int(rm.model.config.num_labels), "chosen_index": c.chosen_index,
+            "labels": list(c.labels), "pooling": c.pooling, "center": c.center, "base_model": c.base_model,
+            "max_length": c.max_length}
+
+
+def _score(rm, data: EvalData, batch_size: int, model_label: str):
+    import numpy as np
+
+    from jprefs.errors import JprefsError
+
+    n = len(data.pairs)
+    r = rm.score([p.prompt for p in data.pairs] * 2, [p.chosen for p in data.pairs] + [p.rejected for p in data.pairs],
+                 batch_size=batch_size, show_progress=True)
+    bad = int((~np.isfinite(r)).sum())
+    if bad:
+        raise JprefsError(f"model {model_label} gave {bad} NaN or infinite rewards on {data.path}: it cannot be "
+                          f"evaluated.\n  fix: check the model folder (a mean-pooled jprefs model loaded by plain "
+                          f"transformers scores NaN); retrain or re-save it")
+    return r[:n].astype(np.float64), r[n:].astype(np.float64)
+
+
+def _result(rc, rr, data: EvalData, *, tolerance: float, seed: int) -> dict:
+    from jprefs.eval.metrics import breakdown, pairwise_metrics
+
+    m = pairwise_metrics(rc, rr, data.len_chosen, data.len_rejected, data.groups, tolerance=tolerance, seed=seed)
+    m["reliability"] = {"of": "confidence of the predicted winner, sigmoid(r_c - r_r), one point per pair",
+                        "bins": m.pop("reliability_bins")}
+    m["breakdown"] = {k: breakdown(rc, rr, data.len_chosen, data.len_rejected, v, data.groups, tolerance=tolerance,
+                                   seed=seed) for k, v in data.keys.items()}
+    return m
+
+
+def _data_summary(d: EvalData, tolerance: float, seed: int) -> dict:
+    """What depends on the data alone: counts and the two length baselines."""
+    from collections import Counter
+
+    import numpy as np
+
+    from jprefs.eval.metrics import accuracy_metrics
+
+    n = len(d.pairs)
+    zero = np.zeros(n)            # any constant reward: only the length figures are used
+    base = accuracy_metrics(zero, zero, d.len_chosen, d.len_rejected, d.groups, tolerance=tolerance, seed=seed)
+    return {"path": d.path, "layout": d.layout, "rows_in": d.rows_in, "records": d.records,
+            "rows_rejected": len(d.rejects), "rejects_by_reason": dict(Counter(r.get("reason", "?")
+                                                                             for r in d.rejects).most_common()),
+            "n_pairs": n, "n_prompts": base["n_prompts"],
+            "length_baseline_accuracy": base["length_baseline_accuracy"],
+            "length_baseline_ci95": base["length_baseline_ci95"],
+            "shorter_baseline_accuracy": base["shorter_baseline_accuracy"],
+            "shorter_baseline_ci95": base["shorter_baseline_ci95"],
+            "chosen_shorter_n": base["length_subsets"]["chosen_shorter"]["n"],
+            "chosen_longer_n": base["length_subsets"]["chosen_longer"]["n"],
+            "equal_length_n": base["length_subsets"]["equal_length"]["n"],
+            "length_matched_n": base["length_subsets"]["length_matched"]["n"],
+            "mean_len_chosen": float(np.mean(d.len_chosen)), "mean_len_rejected": float(np.mean(d.len_rejected)),
+            "breakdown_keys": list(d.keys)}
+
+
+# ------------------------------------------------------------------ run
+
+
+def run_rm(args: argparse.Namespace) -> int:
+    import datetime
+    import gc
+    import shlex
+
+    from jprefs import __version__
+    from jprefs.data.io import atomic_write_json, eprint, write_jsonl
+    from jprefs.errors import ConfigError
+    from jprefs.eval.metrics import agreement
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.limit < 0:
+        raise ConfigError(f"--limit must be >= 0, got {args.limit}")
+    if not 0 <= args.length_tolerance < 1:
+        raise ConfigError(f"--length-tolerance must be in [0, 1), got {args.length_tolerance}")
+    models = _labels(args.model, _model_label)
+    datas = _labels(args.data, _data_label)
+    # ---- everything that can fail on input fails before any model is loaded
+    takes_label = {lab: _check_model(path) for lab, path in models}
+    sets = [load_eval_data(lab, path, source=args.source, limit=args.limit) for lab, path in datas]
+    for d in sets:
+        eprint(f"{d.label}: {len(d.pairs)} pairs from {d.rows_in} rows of {d.path} ({len(d.rejects)} rejected, "
+               f"layout {d.layout}{', breakdown by ' + ', '.join(d.keys) if d.keys else ''})")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    tol, seed = args.length_tolerance, args.seed
+
+    scores: dict[tuple[str, str], tuple[Any, Any]] = {}
+    model_info: dict[str, dict] = {}
+    for lab, path in models:
+        from jprefs.classifiers.reward_model import RewardModel
+
+        if args.label and not takes_label[lab]:
+            eprint(f"{lab}: --label ignored (a jprefs reward model or a one-logit classifier has one reward)")
+        rm = RewardModel.from_pretrained(path, device=args.device, dtype=args.dtype,
+                                         label=args.label if takes_label[lab] else None)
+        eprint(f"{lab}: {rm}")
+        model_info[lab] = _model_info(rm, path)
+        for d in sets:
+            scores[(lab, d.label)] = _score(rm, d, args.batch_size, lab)
+        del rm
+        gc.collect()
+        _free_cuda()
+
+    results: dict[str, dict] = {lab: {} for lab, _ in models}
+    for (lab, dl), (rc, rr) in scores.items():
+        d = next(x for x in sets if x.label == dl)
+        results[lab][dl] = _result(rc, rr, d, tolerance=tol, seed=seed)
+    data_info = {d.label: _data_summary(d, tol, seed) for d in sets}
+    leaderboard = {d.label: sorted(({"model": lab, **_lb_row(results[lab][d.label])} for lab, _ in models),
+                                   key=lambda r: (-r["pairwise_accuracy"], r["model"])) for d in sets}
+    agree: dict[str, list] = {}
+    if len(models) > 1:
+        for d in sets:
+            rows = []
+            for i, (a, _) in enumerate(models):
+                for b, _ in models[i + 1:]:
+                    (rca, rra), (rcb, rrb) = scores[(a, d.label)], scores[(b, d.label)]
+                    rows.append({"a": a, "b": b, **agreement(rca, rra, rcb, rrb, d.groups, seed=seed)})
+            agree[d.label] = rows
+
+    # ---- files
+    plots: dict[str, Any] = {}
+    if not args.no_plots:
+        plots = _plots(out, models, sets, results, scores, data_info, leaderboard)
+        for lab, _ in models:
+            for d in sets:
+                results[lab][d.label]["plots"] = plots["per"].get((lab, d.label), [])
+    command = "jprefs eval rm " + " ".join(shlex.quote(a) for a in _argv_of(args))
+    metrics = {
+        "command": command, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "jprefs": __version__, "seed": seed, "length_unit": "characters of the response text",
+        "length_match_tolerance": tol, "bootstrap": "2000 resamples of prompts (cluster bootstrap), percentile 95%",
+        "models": model_info, "data": data_info, "results": results, "leaderboard": leaderboard, "agreement": agree,
+    }
+    atomic_write_json(out / "metrics.json", metrics)
+    write_jsonl(out / "scores.jsonl", _score_rows(models, sets, scores))
+    rejects = [r for d in sets for r in d.rejects]
+    if rejects:
+        write_jsonl(out / "rejects.jsonl", rejects)
+    elif (out / "rejects.jsonl").exists():
+        (out / "rejects.jsonl").unlink()         # a stale file of an earlier run would mislead
+    from jprefs.eval.rm_report import build_report
+
+    build_report(metrics, plots).write(out)
+    for d in sets:
+        base = data_info[d.label]
+        print(f"{d.label} ({base['n_pairs']} pairs, longer wins {base['length_baseline_accuracy']:.3f}):")
+        for row in leaderboard[d.label]:
+            lc = row["length_controlled_accuracy"]
+            print(f"  {row['model']}: pairwise_accuracy={row['pairwise_accuracy']:.4f} "
+                  f"[{row['ci95'][0]:.4f}, {row['ci95'][1]:.4f}]  length_controlled_accuracy="
+                  + (f"{lc:.4f}" if lc is not None else "-") + f" (n={row['length_controlled_n']})")
+    eprint(f"wrote {out / 'report.md'}, {out / 'report.html'}, {out / 'metrics.json'}, {out / 'scores.jsonl'}"
+           + (f"; {len(rejects)} rejected rows in {out / 'rejects.jsonl'}" if rejects else ""))
+    return 0
+
+
+def _argv_of(args) -> list[str]:
+    """The options of a programmatic call, spelled as on the command line (for the report)."""
+    parts: list[str] = []
+    for m in args.model:
+        parts += ["--model", m]
+    for d in args.data:
+        parts += ["--data", d]
+    parts += ["-o", str(args.output)]
+    for opt in ("source", "label", "device", "dtype"):
+        if getattr(args, opt):
+            parts += [f"--{opt}", str(getattr(args, opt))]
+    for opt, default in (("batch_size", 32), ("limit", 0), ("seed", 0), ("length_tolerance", 0.10)):
+        if getattr(args, opt) != default:
+            parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
+    if args.no_plots:
+        parts.append("--no-plots")
+    return parts
+
+
+def _free_cuda() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _lb_row(m: dict) -> dict:
+    return {k: m[k] for k in ("n_pairs", "pairwise_accuracy", "ci95", "length_baseline_accuracy",
+                              "accuracy_minus_length_baseline", "accuracy_minus_length_baseline_ci95",
+                              "shorter_baseline_accuracy", "length_controlled_accuracy", "length_controlled_ci95",
+                              "length_controlled_n", "length_matched_accuracy", "length_matched_ci95",
+                              "length_matched_n", "pair_ece")} | {"reward_length_spearman":
+                                                                  m["reward_length_corr"]["spearman"]}
+
+
+def _score_rows(models, sets, scores):
+    for lab, _ in models:
+        for d in sets:
+            rc, rr = scores[(lab, d.label)]
+            for i, p in enumerate(d.pairs):
+                row = {"pair": i, "id": p.id, "prompt_key": d.groups[i], "model": lab, "data": d.label,
+                       "r_chosen": float(rc[i]), "r_rejected": float(rr[i]), "len_chosen": len(p.chosen),
+                       "len_rejected": len(p.rejected)}
+                for k, v in d.keys.items():
+                    row[k] = v[i]
+                yield row
+
+
+def _plots(out: Path, models, sets, results, scores, data_info, leaderboard) -> dict:
+    """Write every PNG; returns {"leaderboard": {data: file}, "per": {(model, data): [files]}}."""
+    from jprefs.eval.plots import plot_leaderboard, plot_reliability, plot_rewards, plot_reward_vs_length
+
+    made: dict[str, Any] = {"leaderboard": {}, "per": {}}
+    for d in sets:
+        rows = leaderboard[d.label]
+        f = out / f"leaderboard_{_slug(d.label)}.png"
+        plot_leaderboard([(r["model"], r["pairwise_accuracy"], r["ci95"]) for r in rows], f,
+                         longer_wins=data_info[d.label]["length_baseline_accuracy"],
+                         extra=[("length-controlled (chosen shorter)", [r["length_controlled_accuracy"] for r in rows]),
+                                ("length-matched", [r["length_matched_accuracy"] for r in rows])],
+                         title=f"{d.label}: {data_info[d.label]['n_pairs']} pairs, "
+                               f"{data_info[d.label]['n_prompts']} prompts")
+        made["leaderboard"][d.label] = f.name
+    for lab, _ in models:
+        for d in sets:
+            m, (rc, rr) = results[lab][d.label], scores[(lab, d.label)]
+            stem = f"{_slug(lab)}__{_slug(d.label)}"
+            rel, dist = out / f"{stem}_reliability.png", out / f"{stem}_rewards.png"
+            rl = out / f"{stem}_reward_length.png"
+            n = sum(b["n"] for b in m["reliability"]["bins"])
+            plot_reliability(m["reliability"]["bins"], rel, xlabel="confidence of the predicted winner "
+                             "(one point per pair)", ylabel="fraction where it is the chosen response",
+                             title=f"{lab} on {d.label}: ECE {m['pair_ece']:.3f}, n={n}")
+            plot_rewards(rc, rr, dist, title=f"{lab} on {d.label}: rewards")
+            sp = m["reward_length_corr"]["spearman"]
+            plot_reward_vs_length(rc, rr, d.len_chosen, d.len_rejected, rl,
+                                  title=f"{lab} on {d.label}: reward vs length (Spearman "
+                                        + (f"{sp:.2f})" if sp == sp else "-)"))
+            made["per"][(lab, d.label)] = [rel.name, dist.name, rl.name]
+    return made

@@ -1,0 +1,158 @@
+"""The report of ``jprefs eval rm``: leaderboard per data set, agreement, one section per model.
+
+:func:`build_report` turns the ``metrics.json`` dict that :func:`jprefs.eval.rm.run_rm` writes (and
+the names of the plots beside it) into a :class:`jprefs.eval.report.Report`; every figure in it is
+read from that dict, so the report and ``metrics.json`` cannot disagree.
+
+Example::
+
+    build_report(json.load(open("out/metrics.json")), plots={}).write("out")
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jprefs.eval.report import Report, fmt_ci
+
+SUBSET_NAMES = (("chosen_shorter", "chosen shorter (length-controlled)"), ("chosen_longer", "chosen longer"),
+                ("equal_length", "equal length"), ("length_matched", "length-matched"))
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    return "-" if x is None or x != x else f"{x:.{digits}f}"
+
+
+def _acc_n(est, ci, n) -> str:
+    return f"{fmt_ci(est, ci)} (n={n})" if n else "- (n=0)"
+
+
+def _warnings(rep: Report, model: str, data: str, m: dict) -> None:
+    acc, base = m["pairwise_accuracy"], m["length_baseline_accuracy"]
+    d, (lo, hi) = m["accuracy_minus_length_baseline"], m["accuracy_minus_length_baseline_ci95"]
+    diff = fmt_ci(d, [lo, hi])
+    if hi is not None and hi < 0:
+        rep.warning(f"{model} on {data}: accuracy {acc:.3f} is below the longer-wins baseline {base:.3f} "
+                    f"(paired difference {diff}): picking the longer answer does better.")
+    elif lo is not None and lo <= 0:
+        rep.warning(f"{model} on {data}: accuracy {acc:.3f} against longer wins {base:.3f}: the paired difference "
+                    f"{diff} includes 0, so it is not shown to beat 'the longer answer wins'.")
+    lc, lci = m["length_controlled_accuracy"], m["length_controlled_ci95"]
+    if lc is not None and lci[1] is not None and lci[1] < 0.5:
+        rep.warning(f"{model} on {data}: below chance on the {m['length_controlled_n']} pairs whose chosen answer is "
+                    f"the shorter one ({fmt_ci(lc, lci)}): it prefers longer answers.")
+    longer = m["length_subsets"]["chosen_longer"]
+    if longer["accuracy"] is not None and longer["ci95"][1] is not None and longer["ci95"][1] < 0.5:
+        rep.warning(f"{model} on {data}: below chance on the {longer['n']} pairs whose chosen answer is the longer one "
+                    f"({fmt_ci(longer['accuracy'], longer['ci95'])}): it prefers shorter answers.")
+    sp = m["reward_length_corr"]["spearman"]
+    if sp is not None and sp == sp and abs(sp) >= 0.5:
+        rep.warning(f"{model} on {data}: the reward correlates with length (Spearman {sp:.2f}).")
+
+
+def build_report(metrics: dict, plots: dict | None = None) -> Report:
+    """The :class:`Report` of one ``jprefs eval rm`` run (``plots``: what ``_plots`` wrote, or empty)."""
+    plots = plots or {}
+    res, data, models = metrics["results"], metrics["data"], metrics["models"]
+    rep = Report("jprefs eval rm")
+    rep.code(metrics["command"])
+    rep.para(f"{metrics['date']}, jprefs {metrics['jprefs']}. Intervals: {metrics['bootstrap']}, seed "
+             f"{metrics['seed']}. Lengths: {metrics['length_unit']}; length-matched pairs differ by at most "
+             f"{metrics['length_match_tolerance']:.0%} of the longer response. A tie counts 1/2, in the accuracy "
+             f"and in the length baselines.")
+
+    rep.heading("Data")
+    rows = []
+    for name, d in data.items():
+        rows.append([name, d["path"], d["layout"], d["rows_in"], d["rows_rejected"], d["n_pairs"], d["n_prompts"],
+                     fmt_ci(d["length_baseline_accuracy"], d["length_baseline_ci95"]),
+                     fmt_ci(d["shorter_baseline_accuracy"], d["shorter_baseline_ci95"]),
+                     d["chosen_shorter_n"], d["length_matched_n"],
+                     f"{d['mean_len_chosen']:.0f} / {d['mean_len_rejected']:.0f}"])
+    rep.table(["data", "file", "layout", "rows read", "rejected", "pairs", "prompts", "longer wins", "shorter wins",
+               "chosen shorter", "length-matched", "mean length chosen / rejected"], rows)
+    for name, d in data.items():
+        if d["rows_rejected"]:
+            reasons = ", ".join(f"{k} {v}" for k, v in d["rejects_by_reason"].items())
+            rep.warning(f"{name}: {d['rows_rejected']} of {d['rows_in']} rows were rejected while reading ({reasons}); "
+                        f"they are in rejects.jsonl and not scored.")
+
+    for name in data:
+        rep.heading(f"Leaderboard: {name}")
+        rows = []
+        for i, r in enumerate(metrics["leaderboard"][name], 1):
+            rows.append([i, r["model"], fmt_ci(r["pairwise_accuracy"], r["ci95"]),
+                         _f(data[name]["length_baseline_accuracy"]),
+                         fmt_ci(r["accuracy_minus_length_baseline"], r["accuracy_minus_length_baseline_ci95"]),
+                         _acc_n(r["length_controlled_accuracy"], r["length_controlled_ci95"], r["length_controlled_n"]),
+                         _acc_n(r["length_matched_accuracy"], r["length_matched_ci95"], r["length_matched_n"]),
+                         _f(r["pair_ece"]), _f(r["reward_length_spearman"], 2)])
+        rep.table(["#", "model", "accuracy [95% CI]", "longer wins", "accuracy - longer wins (paired)",
+                   "length-controlled (chosen shorter)",
+                   "length-matched", "ECE", "Spearman reward~length"], rows)
+        if name in plots.get("leaderboard", {}):
+            rep.image(plots["leaderboard"][name], f"{name}: accuracy with 95% intervals; dashed: longer wins")
+        for r in metrics["leaderboard"][name]:
+            _warnings(rep, r["model"], name, res[r["model"]][name])
+        if metrics.get("agreement", {}).get(name):
+            rep.heading(f"Agreement between models: {name}", 3)
+            rep.para("Same winner: the share of pairs where both models pick the same response (a tie is its own "
+                     "pick). Accuracy difference: a paired bootstrap over the same pairs, by prompt.")
+            rep.table(["model A", "model B", "same winner [95% CI]", "accuracy A - B [95% CI]", "pairs"],
+                      [[a["a"], a["b"], fmt_ci(a["agreement"], a["ci95"]),
+                        fmt_ci(a["accuracy_diff"], a["accuracy_diff_ci95"]), a["n"]]
+                       for a in metrics["agreement"][name]])
+
+    for model, info in models.items():
+        rep.heading(f"Model: {model}")
+        rep.para(f"{info['path']}: {info['class']}, objective {info['objective']}, {info['num_labels']} logit(s), "
+                 f"reward = logit {info['chosen_index']}" + (f" ({info['labels'][info['chosen_index']]})"
+                                                             if info["num_labels"] > 1 and info["labels"] else "")
+                 + f", centring constant {info['center']:.4f}, pooling {info['pooling']}, input {info['input']}.")
+        for name in data:
+            m = res[model][name]
+            rep.heading(f"{model} on {name}", 3)
+            rows = [["pairwise accuracy", fmt_ci(m["pairwise_accuracy"], m["ci95"]), m["n_pairs"], "-"],
+                    ["longer wins (baseline)", fmt_ci(m["length_baseline_accuracy"], m["length_baseline_ci95"]),
+                     m["n_pairs"], "-"],
+                    ["shorter wins (baseline)", fmt_ci(m["shorter_baseline_accuracy"], m["shorter_baseline_ci95"]),
+                     m["n_pairs"], "-"],
+                    ["accuracy - longer wins (paired, by prompt)",
+                     fmt_ci(m["accuracy_minus_length_baseline"], m["accuracy_minus_length_baseline_ci95"]),
+                     m["n_pairs"], "-"]]
+            for key, label in SUBSET_NAMES:
+                s = m["length_subsets"][key]
+                rows.append([label, fmt_ci(s["accuracy"], s["ci95"]), s["n"], _f(s["longer_wins"])])
+            rep.table(["figure", "value [95% CI]", "pairs", "longer wins on these pairs"], rows)
+            rc, mc = m["reward_length_corr"], m["margin_length_corr"]
+            rep.table(["figure", "value"], [
+                ["mean reward chosen / rejected", f"{_f(m['mean_reward_chosen'])} / {_f(m['mean_reward_rejected'])}"],
+                ["mean margin r_c - r_r", _f(m["mean_margin"])],
+                ["reward ~ length (both responses): Pearson / Spearman",
+                 f"{_f(rc['pearson'], 2)} / {_f(rc['spearman'], 2)}"],
+                ["margin ~ length difference: Pearson / Spearman", f"{_f(mc['pearson'], 2)} / {_f(mc['spearman'], 2)}"],
+                ["ECE (pairs, sigmoid of the margin)", _f(m["pair_ece"])],
+            ])
+            for dim, groups in m.get("breakdown", {}).items():
+                rep.para(f"By {dim}:")
+                rep.table([dim, "pairs", "accuracy [95% CI]", "longer wins", "length-controlled"],
+                          [[k, g["n_pairs"], fmt_ci(g["pairwise_accuracy"], g["ci95"]),
+                            _f(g["length_baseline_accuracy"]),
+                            _acc_n(g["length_controlled_accuracy"], g["length_controlled_ci95"],
+                                   g["length_controlled_n"])] for k, g in groups.items()])
+            for f in m.get("plots", []):
+                what = ("reliability: confidence of the predicted winner against how often it is the chosen response"
+                        if f.endswith("_reliability.png") else "rewards of chosen and rejected responses"
+                        if f.endswith("_rewards.png") else "reward against response length (characters)")
+                rep.image(f, f"{model} on {name}: {what}")
+
+    rep.heading("How to read this")
+    rep.para("Accuracy is the share of pairs where the chosen response gets the higher reward. 'Longer wins' "
+             "predicts that the longer response is the chosen one: on judged Japanese sets it is a strong baseline, "
+             "and a model that does not clearly beat it may be measuring length. Length-controlled accuracy is the "
+             "accuracy on pairs whose chosen response is the shorter one, where 'longer wins' scores 0: a pure length "
+             "detector scores 0 there, a model that ignores length keeps its overall accuracy. Length-matched pairs "
+             "differ little in length, so neither baseline helps there. The calibration treats sigmoid(r_c - r_r) "
+             "as the probability that the chosen response wins (the Bradley-Terry reading); for a model not trained "
+             "on pairs it is a reading, not a promise.")
+    return rep
