@@ -48,15 +48,27 @@ def _cluster_sums(values, inv, k: int):
     return sums, counts
 
 
-def _boot_weights(k: int, n_boot: int, seed: int):
-    """(n_boot, k) multiplicities of a with-replacement draw of k groups."""
+CHUNK_CELLS = 2_000_000   # resamples x groups held in memory at once (16 MB of float64)
+
+
+def _boot_means(sums, counts, k: int, n_boot: int, seed: int):
+    """Means of ``n_boot`` with-replacement draws of k groups (ratio of drawn sums to drawn counts).
+
+    The multiplicity matrix is built a chunk of resamples at a time, so memory stays bounded
+    (a 20,000-prompt set would otherwise need a 2000 x 20,000 matrix per interval); the draws, and
+    so the result for a seed, do not depend on the chunk size."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, k, size=(n_boot, k))
-    w = np.zeros((n_boot, k))
-    np.add.at(w, (np.repeat(np.arange(n_boot), k), draws.ravel()), 1.0)
-    return w
+    step = max(1, CHUNK_CELLS // max(k, 1))
+    out = np.empty(n_boot)
+    for start in range(0, n_boot, step):
+        m = min(step, n_boot - start)
+        draws = rng.integers(0, k, size=(m, k))
+        w = np.zeros((m, k))
+        np.add.at(w, (np.repeat(np.arange(m), k), draws.ravel()), 1.0)
+        out[start:start + m] = (w @ sums) / np.maximum(w @ counts, 1e-12)
+    return out
 
 
 def bootstrap_ci(values: Sequence[float], groups: Sequence[Any] | None = None, *, stat: Callable | None = None,
@@ -86,8 +98,7 @@ def bootstrap_ci(values: Sequence[float], groups: Sequence[Any] | None = None, *
         if k < 2:
             return est, (est, est)
         sums, counts = _cluster_sums(v[:, None], inv, k)
-        w = _boot_weights(k, n_boot, seed)
-        boots = (w @ sums[:, 0]) / np.maximum(w @ counts, 1e-12)
+        boots = _boot_means(sums[:, 0], counts, k, n_boot, seed)
     else:
         est = float(stat(v))
         if k < 2:

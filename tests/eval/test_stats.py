@@ -71,3 +71,15 @@ def test_win_tie_loss_the_84_of_100_form():
     assert r["sign_test_p"] == pytest.approx(sign_test(30, 16))
     with pytest.raises(ValueError, match="-1, 0 or 1"):
         win_tie_loss([2, 0])
+
+
+def test_chunked_resampling_gives_the_same_interval(monkeypatch):
+    """Memory is bounded by drawing the resamples in chunks; a seed gives the same interval whatever
+    the chunk size (the draws come from one generator in the same order)."""
+    import jprefs.eval.stats as st
+
+    rng = np.random.default_rng(0)
+    x, g = rng.random(3000), rng.integers(0, 700, 3000)
+    whole = st.bootstrap_ci(x, g, seed=5)
+    monkeypatch.setattr(st, "CHUNK_CELLS", 700 * 37)          # 37 resamples per chunk
+    assert st.bootstrap_ci(x, g, seed=5) == whole
