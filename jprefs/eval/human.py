@@ -744,9 +744,6 @@ def _agreement(votes: dict[str, dict[str, str]], items: list[str], raters: list[
             "unanimous_items": sum(len(set(votes[i][r] for r in raters)) == 1 for i in full)}
 
 
-def _f(x: Any, d: int = 3) -> str:
-    return "-" if x is None or x != x else f"{x:.{d}f}"
-
 
 def _report(res: dict, files: list[dict], invalid: list[LabelRow], key_path: str):
     from jprefs.eval.report import Report, fmt_ci
@@ -799,10 +796,10 @@ def _report(res: dict, files: list[dict], invalid: list[LabelRow], key_path: str
                  "(1 = always agree, 0 = chance level); Fleiss' kappa: all raters, on the items every rater "
                  "labelled.")
         rep.table(["raters", "items", "raw agreement", "Cohen's kappa"],
-                  [[" / ".join(p["raters"]), p["n"], _f(p["agreement"]), _f(p["cohen_kappa"])] for p in ag["pairs"]])
+                  [[" / ".join(p["raters"]), p["n"], fmt_ci(p["agreement"]), fmt_ci(p["cohen_kappa"])] for p in ag["pairs"]])
         fl = ag["fleiss"]
-        rep.para(f"Fleiss' kappa over {fl['n']} items labelled by all {fl['raters']} raters: {_f(fl['kappa'])} "
-                 f"(mean pairwise agreement {_f(fl['mean_pairwise_agreement'])}; unanimous on "
+        rep.para(f"Fleiss' kappa over {fl['n']} items labelled by all {fl['raters']} raters: {fmt_ci(fl['kappa'])} "
+                 f"(mean pairwise agreement {fmt_ci(fl['mean_pairwise_agreement'])}; unanimous on "
                  f"{ag['unanimous_items']}).")
     rep.heading("Inputs")
     rep.para(f"Key: {key_path} ({res['n_key_items']} items). Rows of each file = used + unlabelled + invalid.")

@@ -58,9 +58,6 @@ def _plots(out: Path, metrics: dict, rows_by: dict) -> list[tuple[str, str]]:
     return made
 
 
-def _f(x, digits: int = 3) -> str:
-    return "-" if x is None or x != x else f"{x:.{digits}f}"
-
 
 def write_report(out: Path, metrics: dict, rows_by: dict) -> None:
     from jprefs.eval.report import Report, fmt_ci
@@ -90,8 +87,8 @@ def write_report(out: Path, metrics: dict, rows_by: dict) -> None:
                      f"{w['sign_test_p']:.3g}" if w else "-",
                      fmt_ci(kl["mean"], kl["ci95"]) if kl else "-",
                      fmt_ci(ppl["value"], ppl["ci95"], 2) if ppl else "-",
-                     _f(m["distinct1"]), _f(m["distinct2"]), _f(m["length"]["mean"], 1),
-                     _f(m["japanese_share"]["mean"], 2), _f(m["repetition_rate"]["mean"])])
+                     fmt_ci(m["distinct1"]), fmt_ci(m["distinct2"]), fmt_ci(m["length"]["mean"], digits=1),
+                     fmt_ci(m["japanese_share"]["mean"], digits=2), fmt_ci(m["repetition_rate"]["mean"])])
     rep.table(["policy", "reward [95% CI]", "gain vs baseline", "win / tie / loss", "at least as good", "sign p",
                "KL to ref (nats)", "ppl under ref", "distinct-1", "distinct-2", "length (chars)", "Japanese share",
                "repetition"], rows)
@@ -126,7 +123,7 @@ def write_report(out: Path, metrics: dict, rows_by: dict) -> None:
                               f"{w['win']:.2f} / {w['tie']:.2f} / {w['loss']:.2f}" if w.get("n") else "-",
                               fmt_ci(w.get("at_least_as_good"), w.get("at_least_as_good_ci95"), 2),
                               f"{w['sign_test_p']:.3g}" if w.get("n") else "-",
-                              _f(m["position_consistency"], 2), bad])
+                              fmt_ci(m["position_consistency"], digits=2), bad])
             else:
                 lrows.append([name, m["n_graded"], fmt_ci(m["mean_score"], m["mean_score_ci95"], 2), bad])
         if llm["mode"] == "pairwise":
@@ -145,7 +142,7 @@ def write_report(out: Path, metrics: dict, rows_by: dict) -> None:
                 w = cm.get("win_tie_loss")
                 crows.append([c or "(none)", name, cm["n_prompts"], fmt_ci(cm["reward"]["mean"], cm["reward"]["ci95"]),
                               f"{w['win']:.2f} / {w['tie']:.2f} / {w['loss']:.2f}" if w else "baseline",
-                              _f(cm["length"], 1), _f(cm["japanese_share"], 2)])
+                              fmt_ci(cm["length"], digits=1), fmt_ci(cm["japanese_share"], digits=2)])
         crows.sort(key=lambda r: (r[0], r[1]))
         rep.table(["category", "policy", "prompts", "reward", "win / tie / loss", "length", "Japanese share"], crows)
     rep.heading("Plots")
@@ -164,7 +161,7 @@ def write_report(out: Path, metrics: dict, rows_by: dict) -> None:
     for pid in seen:
         for n in names:
             r = next(x for x in rows_by[n] if x["prompt_id"] == pid and x["sample"] == 0)
-            srows.append([pid, n, r["prompt"][:200], r["response"][:300], _f(r["reward"])])
+            srows.append([pid, n, r["prompt"][:200], r["response"][:300], fmt_ci(r["reward"])])
     rep.table(["prompt id", "policy", "prompt", "answer (sample 0)", "reward"], srows)
     for note in metrics["notes"]:
         rep.para("Note: " + note)

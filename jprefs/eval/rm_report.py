@@ -11,16 +11,12 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any
 
 from jprefs.eval.report import Report, fmt_ci
 
 SUBSET_NAMES = (("chosen_shorter", "chosen shorter (length-controlled)"), ("chosen_longer", "chosen longer"),
                 ("equal_length", "equal length"), ("length_matched", "length-matched"))
 
-
-def _f(x: Any, digits: int = 3) -> str:
-    return "-" if x is None or x != x else f"{x:.{digits}f}"
 
 
 def _acc_n(est, ci, n) -> str:
@@ -82,11 +78,11 @@ def build_report(metrics: dict, plots: dict | None = None) -> Report:
         rows = []
         for i, r in enumerate(metrics["leaderboard"][name], 1):
             rows.append([i, r["model"], fmt_ci(r["pairwise_accuracy"], r["ci95"]),
-                         _f(data[name]["length_baseline_accuracy"]),
+                         fmt_ci(data[name]["length_baseline_accuracy"]),
                          fmt_ci(r["accuracy_minus_length_baseline"], r["accuracy_minus_length_baseline_ci95"]),
                          _acc_n(r["length_controlled_accuracy"], r["length_controlled_ci95"], r["length_controlled_n"]),
                          _acc_n(r["length_matched_accuracy"], r["length_matched_ci95"], r["length_matched_n"]),
-                         _f(r["pair_ece"]), _f(r["reward_length_spearman"], 2)])
+                         fmt_ci(r["pair_ece"]), fmt_ci(r["reward_length_spearman"], digits=2)])
         rep.table(["#", "model", "accuracy [95% CI]", "longer wins", "accuracy - longer wins (paired)",
                    "length-controlled (chosen shorter)",
                    "length-matched", "ECE", "Spearman reward~length"], rows)
@@ -122,22 +118,22 @@ def build_report(metrics: dict, plots: dict | None = None) -> Report:
                      m["n_pairs"], "-"]]
             for key, label in SUBSET_NAMES:
                 s = m["length_subsets"][key]
-                rows.append([label, fmt_ci(s["accuracy"], s["ci95"]), s["n"], _f(s["longer_wins"])])
+                rows.append([label, fmt_ci(s["accuracy"], s["ci95"]), s["n"], fmt_ci(s["longer_wins"])])
             rep.table(["figure", "value [95% CI]", "pairs", "longer wins on these pairs"], rows)
             rc, mc = m["reward_length_corr"], m["margin_length_corr"]
             rep.table(["figure", "value"], [
-                ["mean reward chosen / rejected", f"{_f(m['mean_reward_chosen'])} / {_f(m['mean_reward_rejected'])}"],
-                ["mean margin r_c - r_r", _f(m["mean_margin"])],
+                ["mean reward chosen / rejected", f"{fmt_ci(m['mean_reward_chosen'])} / {fmt_ci(m['mean_reward_rejected'])}"],
+                ["mean margin r_c - r_r", fmt_ci(m["mean_margin"])],
                 ["reward ~ length (both responses): Pearson / Spearman",
-                 f"{_f(rc['pearson'], 2)} / {_f(rc['spearman'], 2)}"],
-                ["margin ~ length difference: Pearson / Spearman", f"{_f(mc['pearson'], 2)} / {_f(mc['spearman'], 2)}"],
-                ["ECE (pairs, sigmoid of the margin)", _f(m["pair_ece"])],
+                 f"{fmt_ci(rc['pearson'], digits=2)} / {fmt_ci(rc['spearman'], digits=2)}"],
+                ["margin ~ length difference: Pearson / Spearman", f"{fmt_ci(mc['pearson'], digits=2)} / {fmt_ci(mc['spearman'], digits=2)}"],
+                ["ECE (pairs, sigmoid of the margin)", fmt_ci(m["pair_ece"])],
             ])
             for dim, groups in m.get("breakdown", {}).items():
                 rep.para(f"By {dim}:")
                 rep.table([dim, "pairs", "accuracy [95% CI]", "longer wins", "length-controlled"],
                           [[k, g["n_pairs"], fmt_ci(g["pairwise_accuracy"], g["ci95"]),
-                            _f(g["length_baseline_accuracy"]),
+                            fmt_ci(g["length_baseline_accuracy"]),
                             _acc_n(g["length_controlled_accuracy"], g["length_controlled_ci95"],
                                    g["length_controlled_n"])] for k, g in groups.items()])
             for f in m.get("plots", []):
