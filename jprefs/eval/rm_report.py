@@ -11,7 +11,6 @@ Example::
 
 from __future__ import annotations
 
-
 from jprefs.eval.report import Report, fmt_ci
 
 SUBSET_NAMES = (("chosen_shorter", "chosen shorter (length-controlled)"), ("chosen_longer", "chosen longer"),
