@@ -250,6 +250,21 @@ def _weights(d: Path, want: str) -> list[Path]:
                       f"(save_pretrained); if a run was killed while saving it, rerun the same command")
 
 
+def config_num_labels(path: str | os.PathLike) -> int | None:
+    """``num_labels`` of a Hugging Face classifier folder, read from its ``config.json`` (the size of
+    ``id2label``, which transformers always saves, else ``num_labels``); None when unknown."""
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    if isinstance(cfg.get("id2label"), dict):
+        return len(cfg["id2label"])
+    n = cfg.get("num_labels")
+    return int(n) if isinstance(n, int) else None
+
+
 def _architectures(d: Path) -> list[str]:
     try:
         arch = json.loads((d / "config.json").read_text(encoding="utf-8")).get("architectures") or []

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from jprefs.errors import ConfigError, DataError
+from jprefs.modeldir import config_num_labels
 
 # One place for every warning threshold (see eval/README.md).
 WARN = {
@@ -158,7 +159,7 @@ def parse_reward_spec(spec: str, default_label: str = "1", name: str | None = No
     if not kind:
         if path.exists():
             kind = "rm" if (path / "jprefs_reward.json").is_file() or (path / "config.yaml").is_file() \
-                or _num_labels(path) == 1 else "classifier"
+                or config_num_labels(path) == 1 else "classifier"
         elif ":" in rest:
             kind = "callable"
         else:
@@ -169,20 +170,6 @@ def parse_reward_spec(spec: str, default_label: str = "1", name: str | None = No
     if label is None:
         label = name or (rest.rsplit(":", 1)[-1] if kind == "callable" else path.name)
     return RewardSpec(label, kind, str(path) if kind != "callable" else rest, reward_label)
-
-
-def _num_labels(path: Path) -> int | None:
-    """``num_labels`` of a Hugging Face classifier folder (from config.json), None when unknown."""
-    try:
-        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(cfg, dict):
-        return None
-    if isinstance(cfg.get("id2label"), dict):
-        return len(cfg["id2label"])
-    n = cfg.get("num_labels")
-    return int(n) if isinstance(n, int) else None
 
 
 def make_reward_fn(spec: RewardSpec, *, device=None, batch_size: int = 32, reward_input: str = "pair",

@@ -212,22 +212,16 @@ def _looks_remote(path: str, source: str) -> bool:
 def _check_model(path: str) -> bool:
     """Fail fast on a model path that cannot load; returns whether ``--label`` applies to it: a plain
     classifier (no ``jprefs_reward.json``) with more than one logit, or a Hub id."""
-    import json
-
     from jprefs.errors import JprefsError
-    from jprefs.modeldir import REWARD_CONFIG, check_model_dir
+    from jprefs.modeldir import REWARD_CONFIG, check_model_dir, config_num_labels
 
     p = Path(path).expanduser()
     if p.exists():
         check_model_dir(p, want="reward model")
         if (p / REWARD_CONFIG).is_file():
             return False
-        try:
-            cfg = json.loads((p / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return True
-        n = cfg.get("num_labels") or len(cfg.get("id2label") or {}) or 2
-        return int(n) > 1                  # a one-logit classifier's reward is its logit: no label to pick
+        n = config_num_labels(p)
+        return n is None or n > 1          # a one-logit classifier's reward is its logit: no label to pick
     if path.startswith((".", "/", "~")) or path.count("/") != 1:
         raise JprefsError(f"reward model not found: {path}\n  fix: pass a jprefs train-rm output folder, a "
                           f"sequence-classification model folder, or a Hub id like 'org/name'")
