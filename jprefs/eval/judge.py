@@ -314,6 +314,13 @@ class Judge:
         return {"model": self.model, "base_url": self.base_url, "sampling": self.sampling.to_dict(),
                 "concurrency": self.concurrency, "api_key_env": self.api_key_env}
 
+    def check(self) -> None:
+        """Check the server once (a judge that cannot be reached fails in seconds, with one clear
+        error); later calls, and :meth:`ask`, do not check again."""
+        if not self._checked and hasattr(self.engine, "check"):
+            self.engine.check()
+        self._checked = True
+
     def _key(self, messages: list[dict], template: JudgeTemplate) -> str:
         from jprefs.translate.cache import unit_key
 
@@ -337,9 +344,7 @@ class Judge:
         self.cache_hits += sum(1 for k in keys if k not in todo)
         got: dict[str, tuple[str, str]] = {}
         if todo:
-            if not self._checked and hasattr(self.engine, "check"):
-                self.engine.check()          # server down: one clear error in seconds, before any work
-                self._checked = True
+            self.check()                     # server down: one clear error in seconds, before any work
             items = list(todo.items())
             with progress(total=len(items), desc=desc, unit="req", disable=not self.show_progress) as bar:
                 step = max(CHUNK, 4 * self.concurrency)   # keep every connection busy

@@ -297,9 +297,7 @@ def _make_judge(args):
                   api_key_env=args.judge_api_key_env, max_tokens=args.judge_max_tokens,
                   cache_dir=Path(args.output) / "judge-cache")
     judge.template_for(args.judge_mode)       # a template of the other mode: refused before any work
-    if hasattr(judge.engine, "check"):
-        judge.engine.check()
-        judge._checked = True
+    judge.check()
     return judge
 
 
