@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Sequence
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,11 +28,20 @@ def _plt():
     return plt
 
 
+def save_figure(fig, path: str | Path, *, dpi: int = 120, **kw) -> None:
+    """Lay out, write (PNG) and close a figure: the last step of every plot here."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi, **kw)
+    plt.close(fig)
+
+
 def plot_reliability(bins: list[dict], path: str | Path, *, title: str = "", xlabel: str = "predicted probability",
                      ylabel: str = "observed frequency"):
     """Reliability diagram over ``bins`` (their range sets the x axis): observed frequency per bin against
     the diagonal, with each bin's count written above its bar (``n=…``)."""
-    plt = _plt()
+    plt = pyplot()
     lo, hi = bins[0]["lo"], bins[-1]["hi"]
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.plot([lo, hi], [lo, hi], "--", color="grey", lw=1, label="perfect calibration")
@@ -48,16 +58,14 @@ def plot_reliability(bins: list[dict], path: str | Path, *, title: str = "", xla
     ax.set_ylabel(ylabel, fontsize=8)
     ax.set_title(title, fontsize=9)
     ax.legend(loc="upper left", fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_rewards(chosen, rejected, path: str | Path, *, title: str = "", labels=("chosen", "rejected")):
     """Overlaid histograms of the rewards of chosen/positive and rejected/negative responses."""
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     allr = np.concatenate([np.asarray(chosen), np.asarray(rejected)])
     edges = np.linspace(float(allr.min()), float(allr.max()) + 1e-6, 41) if len(allr) else 10
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -68,9 +76,7 @@ def plot_rewards(chosen, rejected, path: str | Path, *, title: str = "", labels=
     ax.set_ylabel("count")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_reward_vs_length(r_chosen, r_rejected, len_chosen, len_rejected, path: str | Path, *, title: str = "",
@@ -79,7 +85,7 @@ def plot_reward_vs_length(r_chosen, r_rejected, len_chosen, len_rejected, path: 
     the lengths span more than a factor of 20)."""
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(len_chosen, r_chosen, s=8, alpha=0.5, color="tab:blue", label=f"chosen (n={len(r_chosen)})")
     ax.scatter(len_rejected, r_rejected, s=8, alpha=0.5, color="tab:red", label=f"rejected (n={len(r_rejected)})")
@@ -90,9 +96,7 @@ def plot_reward_vs_length(r_chosen, r_rejected, len_chosen, len_rejected, path: 
     ax.set_ylabel("reward")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_leaderboard(rows: Sequence[tuple[str, float, Sequence[float]]], path: str | Path, *, longer_wins: float | None,
@@ -100,7 +104,7 @@ def plot_leaderboard(rows: Sequence[tuple[str, float, Sequence[float]]], path: s
     """Horizontal bars of accuracy per model (``rows``: label, accuracy, (low, high)) with 95% interval
     whiskers, the longer-wins baseline as a dashed line and chance (0.5) as a dotted one. ``extra``:
     more per-model figures drawn as markers (e.g. ``("length-controlled", [0.41, 0.55])``)."""
-    plt = _plt()
+    plt = pyplot()
     labels = [r[0] for r in rows]
     ys = list(range(len(rows)))[::-1]                 # the best model on top (rows come sorted)
     fig, ax = plt.subplots(figsize=(7, 2.2 + 0.45 * len(rows)))
@@ -121,6 +125,4 @@ def plot_leaderboard(rows: Sequence[tuple[str, float, Sequence[float]]], path: s
     ax.set_xlabel("accuracy")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18 - 0.6 / (2 + len(rows))), ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, path, bbox_inches="tight")

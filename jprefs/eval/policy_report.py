@@ -15,11 +15,9 @@ from pathlib import Path
 
 
 def _plots(out: Path, metrics: dict, rows_by: dict) -> list[tuple[str, str]]:
-    import matplotlib
+    from jprefs.eval.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     made = []
     pol = metrics["policies"]
     fig, ax = plt.subplots(figsize=(5.5, 4))
@@ -34,9 +32,7 @@ def _plots(out: Path, metrics: dict, rows_by: dict) -> list[tuple[str, str]]:
     ax.set_ylabel(f"reward ({metrics['reward']['label']})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "reward_vs_kl.png", dpi=100)
-    plt.close(fig)
+    save_figure(fig, out / "reward_vs_kl.png", dpi=100)
     made.append(("reward_vs_kl.png", "mean reward against KL to the reference, 95% intervals"))
     for key, fname, xlabel in (("reward", "reward_dist.png", f"reward ({metrics['reward']['label']})"),
                                ("length", "length_dist.png", "answer length (characters)")):
@@ -51,9 +47,7 @@ def _plots(out: Path, metrics: dict, rows_by: dict) -> list[tuple[str, str]]:
         ax.set_ylabel("answers")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out / fname, dpi=100)
-        plt.close(fig)
+        save_figure(fig, out / fname, dpi=100)
         made.append((fname, f"{key} distribution per policy"))
     return made
 
