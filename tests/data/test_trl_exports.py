@@ -35,7 +35,7 @@ from jprefs.cli import main  # noqa: E402
 
 from tests.classifiers.conftest import CHARS, make_model, make_tokenizer  # noqa: E402
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(autouse=True)
@@ -67,14 +67,6 @@ PROMPTS = ["ユーザー: 日本の首都は?\n\nアシスタント:\n",
            "ユーザー: 猫は好き?\n\nアシスタント: はい、好きです。\n\nユーザー: 犬は?\n\nアシスタント:\n",
            "ユーザー: 今日の天気は?\n\nアシスタント:\n",
            "ユーザー: 山は好き?\n\nアシスタント:\n"]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def causal_tokenizer():

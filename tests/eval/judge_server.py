@@ -22,7 +22,9 @@ from __future__ import annotations
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.translate.fake_server import LocalServer
 
 PAIR = re.compile(r"\[アシスタントAの回答の始まり\]\n(.*)\n\[アシスタントAの回答の終わり\]\n\n"
                   r"\[アシスタントBの回答の始まり\]\n(.*)\n\[アシスタントBの回答の終わり\]", re.S)
@@ -53,7 +55,7 @@ def judge_answer(user: str, policy: str) -> tuple[str, str]:
     return f"長い方が詳しいと判断します。\n[[{verdict}]]", "stop"
 
 
-class JudgeServer:
+class JudgeServer(LocalServer):
     """``with JudgeServer("longer") as s: s.base_url`` -> ``http://127.0.0.1:PORT/v1``."""
 
     def __init__(self, policy: str = "longer"):
@@ -104,20 +106,4 @@ class JudgeServer:
                                               "message": {"role": "assistant", "content": text}}],
                                  "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
 
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 256
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        return False
+        self._listen(Handler)

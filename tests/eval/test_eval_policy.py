@@ -12,18 +12,11 @@ from jprefs.cli import main
 from jprefs.eval.textmetrics import distinct_n_tokens, japanese_share, morphemes, repetition_rate
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = dict(tiny_n_embd=16, tiny_n_layer=1, tiny_n_head=2, tiny_vocab_size=300, max_new_tokens=4,
             eval_samples=1, torch_threads=1, seed=0, sft_data="builtin:ja-tiny", sft_batch_size=16,
             sft_max_texts=60)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

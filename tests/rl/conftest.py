@@ -33,14 +33,9 @@ def tiny_gpt2(tok, seed=0, n_embd=32, n_layer=2):
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models on a shared 2-core machine: one thread is ~5-10x faster than two fighting
-    other jobs (measured: ILQL test run 4.6 s vs 41.6 s wall). Restored after each test."""
-    torch = pytest.importorskip("torch")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
+    """Every RL test runs on one torch thread (tests/conftest.py)."""
     yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

@@ -86,7 +86,32 @@ class FakeTranslator:
         return encode(text), "stop"
 
 
-class FakeServer:
+class LocalServer:
+    """A ``ThreadingHTTPServer`` on 127.0.0.1, port 0, served from a daemon thread inside ``with``.
+    A subclass builds its request handler and calls :meth:`_listen` with it."""
+
+    def _listen(self, handler) -> None:
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # the default (5) drops connects under concurrency: 1 s SYN retries
+
+        self.httpd = Server(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        # a short poll interval: shutdown() waits up to one interval, 0.5 s by default, in every test
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
+                                        daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        return False
+
+
+class FakeServer(LocalServer):
     """``with FakeServer(template) as s: s.base_url`` -> ``http://127.0.0.1:PORT/v1``."""
 
     def __init__(self, template):
@@ -158,15 +183,7 @@ class FakeServer:
                 with server._lock:
                     server.completions += 1
 
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 256  # the default (5) drops connects under concurrency: 1 s SYN retries
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        # a short poll interval: shutdown() waits up to one interval, 0.5 s by default, in every test
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02},
-                                        daemon=True)
+        self._listen(Handler)
 
     def fail_next(self, status: int, n: int = 1, retry_after=None, after: int = 0) -> None:
         """The n requests after the next ``after`` ones answer ``status``."""
@@ -181,12 +198,3 @@ class FakeServer:
     def slow_next(self, seconds: float, n: int = 1) -> None:
         with self._lock:
             self._faults.extend([("slow", seconds)] * n)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        return False
