@@ -39,6 +39,20 @@ def _rows(metrics: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _debias_line(cfg) -> str:
+    bits = []
+    if cfg.debias == "odin":
+        bits.append(f"ODIN quality/length heads (length weight {cfg.debias_weight:g}, orthogonality "
+                    f"{cfg.odin_orth_weight:g})")
+    elif cfg.debias == "correlation":
+        bits.append(f"in-batch reward-length correlation penalty (weight {cfg.debias_weight:g})")
+    if cfg.length_balance:
+        bits.append("length-balanced pair weights")
+    if cfg.counterfactual != "none":
+        bits.append(f"counterfactual pairs ({cfg.counterfactual}, {cfg.counterfactual_fraction:g} per pair)")
+    return ("\n- length debiasing: " + "; ".join(bits)) if bits else ""
+
+
 def _no_eval_split(cfg) -> bool:
     """Trained on every row with nothing held out (``eval_fraction=0`` and no ``eval_data``)."""
     return not cfg.eval_data and not cfg.eval_fraction
@@ -130,6 +144,51 @@ was trained on{", and it loads one label, so this two-label model is refused" if
 use `reward_funcs=[rm.as_reward_func()]`."""
 
 
+def _length_section(cfg, metrics: dict) -> str:
+    """The length-sensitivity table: per head, accuracy beside longer-wins, the chosen-shorter accuracy,
+    reward per 100 characters and the Spearman with length (from ``metrics['length_sensitivity']``)."""
+    ls = metrics.get("length_sensitivity") or {}
+    heads = [h for h in ls if h != "measured_on"]
+    if not heads:
+        return ""
+
+    def f(v, nd=3):
+        return "n/a" if v is None or (isinstance(v, float) and v != v) else f"{v:.{nd}f}"
+
+    rows = "\n".join(f"| {h} | {f(ls[h]['pairwise_accuracy'])} | {f(ls[h]['length_baseline_accuracy'])} | "
+                     f"{f(ls[h]['length_controlled_accuracy'])} ({ls[h]['length_controlled_pairs']} pairs) | "
+                     f"{f(ls[h]['per_100_chars'])} | {f(ls[h]['spearman_length'])} |" for h in heads)
+    odin = ""
+    if cfg.debias == "odin":
+        odin = ("\nTwo heads (ODIN, `debias=odin`): training ranked pairs by `quality + length`, with the quality "
+                "head pushed to be uncorrelated with length and the length head to carry it. **The reward is the "
+                "quality head**: use it for RL, where length is what a policy inflates for free. "
+                "`rm.score(prompts, responses, head=\"full\")` gives the sum (the better ranker where longer "
+                "answers really are better), `head=\"length\"` the length head alone.\n")
+    by_file = ""
+    for split in ("eval", "test"):
+        parts = metrics.get(f"{split}_by_file") or {}
+        if parts:
+            lines = "\n".join(f"| {split} | {name} | {v['all']['pairs']} | {f(v['all']['pairwise_accuracy'])} | "
+                              f"{f(v['all']['length_baseline_accuracy'])} | "
+                              f"{f(v['all']['length_controlled_accuracy'])} |" for name, v in parts.items())
+            by_file += ("\nEach training file's held-out pairs apart (the default reward):\n\n"
+                        "| split | file | pairs | accuracy | longer wins | chosen shorter |\n|---|---|---|---|---|---|\n"
+                        + lines + "\n")
+    return f"""
+## Length sensitivity
+
+Measured on the {ls.get('measured_on', 'held-out pairs')}. *Chosen shorter*: accuracy on the pairs whose better
+answer is the shorter one ("the longer answer wins" scores 0 there). *Per 100 characters*: how much the reward
+rises for 100 more characters (least-squares slope over all responses); a reward that mostly measures length
+has a large value here and a low chosen-shorter accuracy.
+
+| reward | accuracy | longer wins | chosen shorter | per 100 characters | Spearman with length |
+|---|---|---|---|---|---|
+{rows}
+{odin}{by_file}"""
+
+
 def model_card(cfg, metrics: dict, *, license: str = "") -> str:
     """The card text (YAML front matter + markdown)."""
     import yaml
@@ -162,6 +221,7 @@ def model_card(cfg, metrics: dict, *, license: str = "") -> str:
     table = "\n".join(f"| {s} | {k} | {v} |" for s, k, v in _rows(metrics))
     d = metrics.get("data", {})
     reward_rule = ("`logit[chosen] - logit[rejected]` (label 1 minus label 0)" if cfg.objective == "binary"
+                   else "the quality head's output (logit 0; logit 1 is the length head)" if cfg.debias == "odin"
                    else "the single head's output")
     body = f"""
 # Japanese reward model ({cfg.objective}) on {base}
@@ -194,10 +254,10 @@ in all (capped at the model's position limit).
 
 Baselines are on the same examples: `length_baseline_accuracy` = the longer response wins;
 `majority_baseline_accuracy` = always the majority label. Plots: {_plots_line(metrics)}.
-
+{_length_section(cfg, metrics)}
 ## Data
 
-- training data: `{cfg.data}`{f' ({cfg.dataset_name})' if cfg.dataset_name else ''}; licence: **{data_lic}**
+- training data: `{cfg.data}`{''.join(f', `{x}`' for x in cfg.extra_data)}{f' ({cfg.dataset_name})' if cfg.dataset_name else ''}; licence: **{data_lic}**{_debias_line(cfg)}
 - {d.get('train', '?')} training / {d.get('eval', '?')} eval / {d.get('test', 0)} test rows;
   {d.get('rejected', 0)} rows rejected (see `rejects.jsonl`); {_eval_source(cfg)}.
 - base model licence: see `{base}`{' (multilingual-e5-small: MIT)' if base == 'intfloat/multilingual-e5-small' else ''}.

@@ -14,6 +14,7 @@ from jprefs.errors import ConfigError
 
 OBJECTIVES = ("binary", "pairwise", "listwise")
 DATA_FORMATS = ("auto", "pairs", "binary", "tsv")
+DEBIAS = ("none", "correlation", "odin")
 
 
 @dataclass
@@ -23,6 +24,10 @@ class TrainRMConfig:
     # ---- data
     data: str = field(default="", metadata={"help": "training data: canonical pairs/rank lists JSONL, binary JSONL "
                                                     "(prompt/response/label or text/label), or text<TAB>label TSV"})
+    extra_data: list[str] = field(default_factory=list, metadata={"help": "more training files in the same "
+                                  "format (e.g. a second judged set, English pairs); when eval is split off, "
+                                  "each file is split by prompt on its own, so every file is held out in the "
+                                  "same proportion and reported apart (breakdown by source)"})
     data_format: str = field(default="auto", metadata={"help": "auto | pairs | binary | tsv (auto: from the suffix "
                                                                "and the first row)"})
     data_source: str = field(default="", metadata={"help": "read `data` through a jprefs.data.adapters source "
@@ -54,6 +59,25 @@ class TrainRMConfig:
     listwise_loss: str = field(default="plackett-luce", metadata={"help": "listwise: plackett-luce | all-pairs"})
     margin: float = field(default=0.0, metadata={"help": "pairwise: constant margin in -log sigmoid(r_c - r_r - m)"})
     use_pair_margin: bool = field(default=False, metadata={"help": "pairwise: add each pair's `margin` field"})
+    debias: str = field(default="none", metadata={"help": "length debiasing (pairwise): none | correlation "
+                                                          "(Bradley-Terry + debias_weight * |pearson(reward, log "
+                                                          "length)| per batch) | odin (a quality and a length "
+                                                          "head; the quality head, uncorrelated with length, is "
+                                                          "the reward; losses/odin.py)"})
+    debias_weight: float = field(default=1.0, metadata={"help": "weight of the correlation penalty, or of ODIN's "
+                                                                "length-correlation term"})
+    odin_orth_weight: float = field(default=1.0, metadata={"help": "odin: weight of |w_quality . w_length| (the "
+                                                                   "heads read different directions)"})
+    length_balance: bool = field(default=False, metadata={"help": "pairwise: weight pairs so that chosen-longer "
+                                                                  "and chosen-shorter pairs count the same in "
+                                                                  "total (longer-wins scores 0.5 on the weighted "
+                                                                  "data)"})
+    counterfactual: str = field(default="none", metadata={"help": "pairwise: add training pairs whose longer "
+                                                                  "answer is worse by construction: none | repeat "
+                                                                  "(chosen + itself again) | filler (chosen + "
+                                                                  "another prompt's answer)"})
+    counterfactual_fraction: float = field(default=0.25, metadata={"help": "counterfactual pairs per training "
+                                                                           "pair"})
     label_names: list[str] = field(default_factory=lambda: ["rejected", "chosen"],
                                    metadata={"help": "binary: names of labels 0 and 1 (e.g. negative,positive)"})
     pooling: str = field(default="cls", metadata={"help": "cls: the backbone's own head ([CLS] through BERT's pooler) | "
@@ -70,6 +94,10 @@ class TrainRMConfig:
                                                                     "118M parameters; saves memory and time)"})
     train_layers: int = field(default=0, metadata={"help": "train only the top N encoder layers (+ pooler and head); "
                                                            "0: all. Lower layers run without gradients (CPU-friendly)"})
+    cache_frozen_layers: bool = field(default=True, metadata={"help": "with train_layers=N: compute the "
+                                                                      "frozen lower layers once per sequence "
+                                                                      "and train only the top N (much faster; "
+                                                                      "the lower layers then apply no dropout)"})
     lora: bool = field(default=False, metadata={"help": "train LoRA adapters (peft) instead of the full encoder"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
@@ -105,7 +133,24 @@ class TrainRMConfig:
             raise ConfigError(f"config key 'listwise_loss': {self.listwise_loss!r}; use plackett-luce or all-pairs")
         if self.mixed_precision not in ("auto", "bf16", "no", "fp16"):
             raise ConfigError(f"config key 'mixed_precision': {self.mixed_precision!r}; use auto, bf16 or no")
+        from jprefs.classifiers.debias import COUNTERFACTUALS
         from jprefs.classifiers.pooling import POOLINGS
+
+        if self.debias not in DEBIAS:
+            raise ConfigError(f"config key 'debias': {self.debias!r} is not one of {list(DEBIAS)}")
+        if self.counterfactual not in COUNTERFACTUALS:
+            raise ConfigError(f"config key 'counterfactual': {self.counterfactual!r} is not one of "
+                              f"{list(COUNTERFACTUALS)}")
+        pair_only = [k for k, on in (("debias", self.debias != "none"), ("length_balance", self.length_balance),
+                                     ("counterfactual", self.counterfactual != "none")) if on]
+        if pair_only and self.objective != "pairwise":
+            raise ConfigError(f"config key '{pair_only[0]}' works with objective=pairwise, not "
+                              f"{self.objective!r}: the length terms compare the two answers of a pair")
+        if self.debias_weight < 0 or self.odin_orth_weight < 0:
+            raise ConfigError("config keys 'debias_weight' and 'odin_orth_weight' must be >= 0")
+        if not 0 <= self.counterfactual_fraction <= 1:
+            raise ConfigError(f"config key 'counterfactual_fraction': must be in [0, 1], "
+                              f"got {self.counterfactual_fraction}")
 
         if self.pooling not in POOLINGS:
             raise ConfigError(f"config key 'pooling': {self.pooling!r}; use one of {', '.join(POOLINGS)}")

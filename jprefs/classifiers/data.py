@@ -37,6 +37,7 @@ class RMData:
     rows_in: int = 0
     path: str = ""
     license: str = ""
+    parts: list = field(default_factory=list)   # (file name, RMData) of each file, when several were joined
 
     def pairs(self) -> list[PreferencePair]:
         """All preference pairs (rank lists expanded into their K(K-1)/2 pairs)."""

@@ -37,12 +37,15 @@ from jprefs.eval.plots import plot_reliability, plot_rewards  # noqa: F401
 
 
 def evaluate_pairs(rm, pairs: list, *, batch_size: int = 64, show_progress: bool = False,
-                   intervals: bool = True, seed: int = 0) -> tuple[dict, dict]:
+                   intervals: bool = True, seed: int = 0, head: str | None = None,
+                   logits=None) -> tuple[dict, dict]:
     """Pairwise metrics of a :class:`RewardModel` on preference pairs; returns (metrics, arrays for plots).
 
     The figures come from :func:`jprefs.eval.metrics.pairwise_metrics` (the implementation
     ``jprefs eval rm`` uses); lengths are characters. ``intervals``: add the 95% interval of the
     accuracy, resampled by prompt (``pairwise_accuracy_ci95``; off for the per-epoch evaluations).
+    ``head``: which reward of a multi-head model; ``logits``: the ``(2N, C)`` logits of the chosen then
+    the rejected responses, when the caller has them already (no second forward pass).
     """
     from jprefs.data.schema import prompt_key
     from jprefs.eval.metrics import pairwise_metrics, wins
@@ -51,7 +54,11 @@ def evaluate_pairs(rm, pairs: list, *, batch_size: int = 64, show_progress: bool
     n = len(pairs)
     prompts = [p.prompt for p in pairs] * 2
     responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    r = rm.score(prompts, responses, batch_size=batch_size, show_progress=show_progress)
+    if logits is None:
+        kw = {"head": head} if head else {}       # duck-typed scorers without heads stay usable
+        r = rm.score(prompts, responses, batch_size=batch_size, show_progress=show_progress, **kw)
+    else:
+        r = rm.rewards_from_logits(logits, head=head)
     rc, rr = r[:n], r[n:]
     groups = [prompt_key(p.prompt) for p in pairs]
     m = pairwise_metrics(rc, rr, [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs], groups=groups,
@@ -69,6 +76,7 @@ def evaluate_pairs(rm, pairs: list, *, batch_size: int = 64, show_progress: bool
         "mean_margin": m["mean_margin"],
         "pair_ece": m["pair_ece"],
         "reward_length_corr": m["reward_length_corr"],
+        "reward_per_100_chars": m["reward_per_100_chars"],
     }
     arrays = {"chosen": rc, "rejected": rr, "calibration_bins": m["reliability_bins"],
               "calibration_title": "confidence of the predicted winner (one point per pair)",
@@ -110,6 +118,21 @@ def evaluate_binary(rm, examples: list, *, batch_size: int = 64, show_progress: 
     return metrics, arrays
 
 
+def length_stats(m: dict) -> dict:
+    """The length figures of one head's pairwise metrics, as ``RewardConfig.length_stats`` keeps them."""
+    return {"per_100_chars": m["reward_per_100_chars"], "length_controlled_accuracy": m["length_controlled_accuracy"],
+            "length_controlled_pairs": m["length_controlled_pairs"],
+            "spearman_length": m["reward_length_corr"]["spearman"], "pairwise_accuracy": m["pairwise_accuracy"],
+            "length_baseline_accuracy": m["length_baseline_accuracy"], "pairs": m["pairs"]}
+
+
+def evaluate_heads(rm, pairs: list, *, batch_size: int = 64) -> dict:
+    """Pairwise metrics of every head of a multi-head model (``rm.heads``), one dict per head."""
+    logits = rm.logits([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+                       batch_size=batch_size)
+    return {h: evaluate_pairs(rm, pairs, head=h, logits=logits)[0] for h in rm.heads}
+
+
 def evaluate_and_plot(rm, data: Any, out_dir: str | Path, *, name: str, batch_size: int = 64,
                       plots: bool = True, label_names=("rejected", "chosen"), intervals: bool = True) -> dict:
     """Evaluate ``data`` (:class:`~jprefs.classifiers.data.RMData`); write ``NAME_reliability.png`` and
@@ -125,7 +148,7 @@ def evaluate_and_plot(rm, data: Any, out_dir: str | Path, *, name: str, batch_si
         metrics.update(pm)
         to_plot = (parr, ("chosen", "rejected"))
     ece_key = "pair_ece"
-    if data.kind == "binary" or rm.model.config.num_labels == 2:
+    if data.kind == "binary" or (rm.model.config.num_labels == 2 and not getattr(rm.config, "heads", None)):
         bm, barr = evaluate_binary(rm, data.binary(), batch_size=batch_size)
         prefix = "pointwise_" if data.kind == "records" else ""
         metrics.update({prefix + k: v for k, v in bm.items()})

@@ -54,6 +54,14 @@ class RewardConfig:
     input_prefix: str = ""              # put before the first segment (prompt, or response without one)
     base_model: str = ""                # the backbone the model was trained from
     labels: list[str] = field(default_factory=list)
+    # multi-head rewards (train-rm debias=odin): one logit per head, e.g. ["quality", "length"];
+    # the reward is the ``reward_head`` logit, "full" is the sum of all heads (what training ranked)
+    heads: list[str] = field(default_factory=list)
+    reward_head: str = ""
+    head_centers: dict[str, float] = field(default_factory=dict)    # centring constant of every head
+    # measured on the held-out split at training time, per head: reward change per 100 characters,
+    # accuracy where the chosen answer is the shorter one, Spearman with length (card and RL warnings)
+    length_stats: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RewardConfig":
@@ -348,26 +356,64 @@ class RewardModel:
         return out
 
     def score(self, prompts: Sequence[Any] | str | None, responses: Sequence[str], batch_size: int = 32,
-              max_tokens: int | None = None, show_progress: bool = False):
+              max_tokens: int | None = None, show_progress: bool = False, head: str | None = None):
         """Rewards of (prompt, response) pairs as a float32 array of ``len(responses)``, in input order.
 
         ``prompts``: strings, message lists, ``None`` (prompt-less text), or one
-        string for all responses.
+        string for all responses. ``head`` (multi-head models, ``train-rm debias=odin``):
+        ``quality`` (the default reward), ``length``, or ``full`` (their sum, what training ranked);
+        see :attr:`heads`.
 
         >>> rm.score(["日本の首都は?", "日本の首都は?"], ["東京です。", "大阪です。"])   # doctest: +SKIP
         array([ 2.1, -1.7], dtype=float32)
         """
         import numpy as np
-        import torch
 
+        name = self._head(head)
         logits = self.logits(prompts, responses, batch_size=batch_size, max_tokens=max_tokens,
                              show_progress=show_progress)
         if len(logits) == 0:
             return np.zeros(0, dtype=np.float32)
-        r = logits_to_reward(torch.from_numpy(logits), self.config.chosen_index).numpy()
-        return (r - np.float32(self.config.center)).astype(np.float32)
+        return self.rewards_from_logits(logits, head=name)
 
-    def as_reward_func(self, batch_size: int = 32, use_prompt: bool | None = None) -> Callable[..., list[float]]:
+    @property
+    def heads(self) -> list[str]:
+        """The reward heads ``score(head=...)`` takes: ``[]`` for a one-reward model, else the
+        model's heads and ``full``; the first is the default reward."""
+        c = self.config
+        if not c.heads:
+            return []
+        default = c.reward_head or c.heads[0]
+        return [default] + [h for h in c.heads if h != default] + ["full"]
+
+    def _head(self, head: str | None) -> str | None:
+        if not self.config.heads:
+            if head not in (None, "", "reward", "full"):
+                raise ConfigError(f"head {head!r}: this reward model has one reward (no heads); leave head unset")
+            return None
+        name = head or self.config.reward_head or self.config.heads[0]
+        if name not in self.heads:
+            raise ConfigError(f"head {name!r} is not one of this reward model's heads {self.heads}")
+        return name
+
+    def rewards_from_logits(self, logits, head: str | None = None):
+        """``(N, C)`` logits -> centred float32 rewards of ``head`` (the model's rule; see :meth:`score`)."""
+        import numpy as np
+        import torch
+
+        name = self._head(head)
+        c = self.config
+        if name is None:
+            r = logits_to_reward(torch.from_numpy(np.asarray(logits, dtype=np.float32)), c.chosen_index).numpy()
+            return (r - np.float32(c.center)).astype(np.float32)
+        lg = np.asarray(logits, dtype=np.float32)
+        r = lg.sum(axis=1) if name == "full" else lg[:, c.heads.index(name)]
+        default = c.reward_head or c.heads[0]
+        centre = c.head_centers.get(name, c.center if name == default else 0.0)
+        return (r - np.float32(centre)).astype(np.float32)
+
+    def as_reward_func(self, batch_size: int = 32, use_prompt: bool | None = None,
+                       head: str | None = None) -> Callable[..., list[float]]:
         """A trl reward function ``(prompts, completions, **kwargs) -> list[float]`` (GRPO, RLOO).
 
         Prompts and completions may be strings or conversational message lists. A string prompt
@@ -390,10 +436,20 @@ class RewardModel:
             ps = None
             if use_prompt and prompts is not None:
                 ps = [[m.to_dict() for m in msgs] if (msgs := parse_cue_prompt(p)) is not None else p for p in prompts]
-            return [float(x) for x in self.score(ps, responses, batch_size=batch_size)]
+            return [float(x) for x in self.score(ps, responses, batch_size=batch_size, head=head)]
 
+        self._head(head)        # an unknown head fails now, not at the first RL step
         reward_func.__name__ = "jprefs_reward"
         return reward_func
+
+    @property
+    def length_sensitivity(self) -> dict | None:
+        """How much the default reward follows length, measured on held-out pairs when it was trained:
+        ``per_100_chars`` (reward change per 100 characters, least squares), ``length_controlled_accuracy``
+        (accuracy where the chosen answer is the shorter one) and ``spearman_length``; None if not measured."""
+        c = self.config
+        key = (c.reward_head or c.heads[0]) if c.heads else "reward"
+        return c.length_stats.get(key)
 
     def __repr__(self) -> str:
         c = self.config

@@ -59,6 +59,9 @@ class Items:
     groups: list[list[int]]
     labels: list[int] | None = None
     margins: list[float] | None = None
+    lengths: list[int] | None = None        # characters of each sequence's response (length debiasing)
+    weights: list[float] | None = None      # per-item loss weights (length_balance)
+    counterfactual: int = 0                 # items appended by `counterfactual` (the last ones)
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -80,11 +83,24 @@ def build_items(data, cfg: TrainRMConfig, tokenizer, max_length: int) -> Items:
         e = enc([x.prompt for x in ex], [x.response for x in ex])
         return Items(e, [[i] for i in range(len(ex))], labels=[x.label for x in ex])
     if cfg.objective == "pairwise":
+        from jprefs.classifiers.debias import counterfactual_pairs, length_balance_weights
+
         pairs = data.pairs()
+        extra = counterfactual_pairs(pairs, cfg.counterfactual, cfg.counterfactual_fraction, cfg.seed)
+        if extra:
+            # a padded answer that the token limit cuts back to the original is no counterfactual
+            ce = enc([p.prompt for p in extra] * 2, [p.chosen for p in extra] + [p.rejected for p in extra])
+            m = len(extra)
+            extra = [p for i, p in enumerate(extra) if ce.input_ids[i] != ce.input_ids[m + i]]
+        n_real = len(pairs)
+        pairs = pairs + extra
         n = len(pairs)
         e = enc([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
         margins = [(p.margin or 0.0) if cfg.use_pair_margin else 0.0 for p in pairs]
-        return Items(e, [[i, n + i] for i in range(n)], margins=margins)
+        lengths = [len(p.chosen) for p in pairs] + [len(p.rejected) for p in pairs]
+        weights = length_balance_weights(lengths[:n], lengths[n:]) if cfg.length_balance else None
+        return Items(e, [[i, n + i] for i in range(n)], margins=margins, lengths=lengths, weights=weights,
+                     counterfactual=n - n_real)
     lists = data.lists()
     prompts, responses, groups = [], [], []
     for rl in lists:
@@ -125,8 +141,19 @@ class _BatchList:
         return len(self.batches)
 
 
-def collate_items(items: Items, item_idx: list[int], pad_id: int) -> dict[str, Any]:
-    """Tensors for a batch of items: model inputs ``(N, T)``, ``groups`` ``(G, K)`` (-1 = pad), labels/margins."""
+def _cached_inputs(states, seqs):
+    from jprefs.classifiers.layercache import pad_states
+
+    x, mask = pad_states(states, seqs)
+    return {"inputs_embeds": x, "attention_mask": mask}
+
+
+def collate_items(items: Items, item_idx: list[int], pad_id: int, states=None) -> dict[str, Any]:
+    """Tensors for a batch of items: model inputs ``(N, T)``, ``groups`` ``(G, K)`` (-1 = pad), labels/margins,
+    the responses' ``lengths`` ``(N,)`` and loss ``weights`` ``(G,)`` when the items have them.
+
+    ``states`` (the frozen-layer cache, :mod:`jprefs.classifiers.layercache`): the inputs are the cached
+    lower-layer hidden states (``inputs_embeds`` ``(N, T, H)``) instead of token ids."""
     import torch
 
     from jprefs.classifiers.inputs import collate
@@ -140,7 +167,12 @@ def collate_items(items: Items, item_idx: list[int], pad_id: int) -> dict[str, A
     g = torch.full((len(groups), K), -1, dtype=torch.long)
     for r, gi in enumerate(groups):
         g[r, :len(gi)] = torch.tensor(gi)
-    batch = {"inputs": collate(items.enc, seqs, pad_id), "groups": g}
+    batch = {"inputs": collate(items.enc, seqs, pad_id) if states is None else _cached_inputs(states, seqs),
+             "groups": g}
+    if items.lengths is not None:
+        batch["lengths"] = torch.tensor([items.lengths[j] for j in seqs], dtype=torch.float)
+    if items.weights is not None:
+        batch["weights"] = torch.tensor([items.weights[i] for i in item_idx], dtype=torch.float)
     if items.labels is not None:
         batch["labels"] = torch.tensor([items.labels[i] for i in item_idx], dtype=torch.long)
     if items.margins is not None:
@@ -148,19 +180,36 @@ def collate_items(items: Items, item_idx: list[int], pad_id: int) -> dict[str, A
     return batch
 
 
-def compute_loss(cfg: TrainRMConfig, logits, batch: dict[str, Any]):
-    """The objective's loss from ``(N, C)`` logits of the flat batch (see the module docstring)."""
-    from jprefs.classifiers.losses import all_pairs_loss, binary_loss, bradley_terry_loss, plackett_luce_loss
+def compute_loss(cfg: TrainRMConfig, logits, batch: dict[str, Any], head_weight=None):
+    """The objective's loss from ``(N, C)`` logits of the flat batch (see the module docstring).
+
+    ``debias=odin``: ``logits`` is ``(N, 2)`` (quality, length) and ``head_weight`` the ``(2, H)``
+    weight of the final linear layer (:mod:`jprefs.classifiers.losses.odin`).
+    """
+    from jprefs.classifiers.losses import (all_pairs_loss, binary_loss, bradley_terry_loss,
+                                           length_correlation_penalty, odin_loss, plackett_luce_loss)
 
     if cfg.objective == "binary":
         return binary_loss(logits, batch["labels"])
-    r = logits[:, 0]                                                   # (N,) scalar rewards
     groups = batch["groups"]                                           # (G, K)
     mask = groups >= 0
-    rg = r[groups.clamp(min=0)]                                        # (G, K)
+    at = groups.clamp(min=0)
+    if cfg.debias == "odin":
+        q, ln = logits[:, 0][at], logits[:, 1][at]                     # (G, 2) each
+        lens = batch["lengths"][at]                                    # (G, 2)
+        loss, _ = odin_loss(q[:, 0], q[:, 1], ln[:, 0], ln[:, 1], lens[:, 0], lens[:, 1], head_weight,
+                            length_weight=cfg.debias_weight, orth_weight=cfg.odin_orth_weight,
+                            margin=batch["margins"] + cfg.margin, weights=batch.get("weights"))
+        return loss
+    r = logits[:, 0]                                                   # (N,) scalar rewards
+    rg = r[at]                                                         # (G, K)
     if cfg.objective == "pairwise":
         margin = batch["margins"] + cfg.margin                         # (G,)
-        return bradley_terry_loss(rg[:, 0], rg[:, 1], margin)
+        loss = bradley_terry_loss(rg[:, 0], rg[:, 1], margin, weights=batch.get("weights"))
+        if cfg.debias == "correlation":
+            loss = loss + cfg.debias_weight * length_correlation_penalty(rg.reshape(-1),
+                                                                         batch["lengths"][at].reshape(-1))
+        return loss
     if cfg.listwise_loss == "all-pairs":
         return all_pairs_loss(rg, mask)
     return plackett_luce_loss(rg, mask)
@@ -243,15 +292,27 @@ def _load_split(cfg: TrainRMConfig, log):
 
     if not cfg.data:
         raise ConfigError("no training data: pass --data FILE or set `data:` in the recipe")
-    train = load_rm_data(cfg.data, data_format=cfg.data_format, source=cfg.data_source, limit=cfg.limit,
-                         license=cfg.data_license)
+    files = [cfg.data, *cfg.extra_data]
+    parts = [load_rm_data(f, data_format=cfg.data_format, source=cfg.data_source, limit=cfg.limit,
+                          license=cfg.data_license) for f in files]
+    if len({d.kind for d in parts}) > 1:
+        raise DataError(f"{cfg.data} and extra_data mix labelled examples and preference pairs "
+                        f"({', '.join(f'{f}: {d.kind}' for f, d in zip(files, parts))})",
+                        fix="give files of one kind")
     if cfg.eval_data:
         ev = load_rm_data(cfg.eval_data, data_format=cfg.data_format, source=cfg.data_source,
                           limit=cfg.eval_limit, license=cfg.data_license)
+        train = _concat(parts)
     elif cfg.eval_fraction == 0:   # refit on every row: nothing held out, nothing selected
+        train = _concat(parts)
         ev = RMData(train.kind, [], [], 0, "(none: eval_fraction=0)", train.license)
     else:
-        train, ev = split_by_group(train, cfg.eval_fraction, cfg.seed, near_duplicates=cfg.eval_near_duplicates)
+        # each file is split by prompt on its own: every set is held out in the same proportion
+        splits = [split_by_group(d, cfg.eval_fraction, cfg.seed, near_duplicates=cfg.eval_near_duplicates)
+                  for d in parts]
+        train, ev = _concat([t for t, _ in splits]), _concat([e for _, e in splits])
+        if len(parts) > 1:
+            ev.path = " + ".join(e.path for _, e in splits)
         if cfg.eval_limit:
             ev.records = ev.records[:cfg.eval_limit]
     test = load_rm_data(cfg.test_data, data_format=cfg.data_format, source=cfg.data_source,
@@ -260,6 +321,19 @@ def _load_split(cfg: TrainRMConfig, log):
         + (f" / {len(test.records)} test" if test else "") + f" {train.kind} rows; "
         f"{len(train.rejects) + len(ev.rejects) + (len(test.rejects) if test else 0)} rejected")
     return train, ev, test
+
+
+def _concat(parts):
+    """One RMData of several files' records (rejects and row counts summed; licences joined)."""
+    from jprefs.classifiers.data import RMData
+
+    if len(parts) == 1:
+        return parts[0]
+    lic = sorted({d.license for d in parts if d.license})
+    names = [Path(d.path.split(" (held out")[0]).name for d in parts]
+    return RMData(parts[0].kind, [r for d in parts for r in d.records], [x for d in parts for x in d.rejects],
+                  sum(d.rows_in for d in parts), " + ".join(d.path for d in parts), ", ".join(lic),
+                  parts=list(zip(names, parts)))
 
 
 def _selection_metric(cfg: TrainRMConfig, data) -> str:
@@ -366,9 +440,12 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
     # masks, so a fresh and a warm cache train the same model (tests/classifiers/test_reproducible.py).
     resolve_backbone(cfg.backbone)
     set_seed(cfg.seed)
-    num_labels = 2 if cfg.objective == "binary" else 1
+    from jprefs.classifiers.losses.odin import HEADS
+
+    num_labels = 2 if cfg.objective == "binary" or cfg.debias == "odin" else 1
+    head_names = list(HEADS) if cfg.debias == "odin" else None
     model, tok = load_classifier(cfg.backbone, num_labels,
-                                 label_names=cfg.label_names if num_labels == 2 else ["reward"],
+                                 label_names=head_names or (cfg.label_names if num_labels == 2 else ["reward"]),
                                  pooling=cfg.pooling)
     if cfg.pooling != "cls":
         from jprefs.classifiers.pooling import apply_pooling
@@ -391,8 +468,18 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
     items = build_items(train_data, cfg, tok, max_length)
     truncated = sum(items.enc.truncated)
     log(f"encoded {len(items.enc)} sequences in {time.time() - t0:.1f}s "
-        f"({truncated} truncated to {max_length} tokens)")
+        f"({truncated} truncated to {max_length} tokens)"
+        + (f"; {items.counterfactual} counterfactual pairs ({cfg.counterfactual}) added" if items.counterfactual
+           else ""))
     pad_id = tok.pad_token_id
+    states = None
+    if cfg.train_layers and cfg.cache_frozen_layers and not cfg.lora:
+        from jprefs.classifiers.layercache import lower_states
+
+        t0 = time.time()
+        states = lower_states(model, items.enc, cfg.train_layers, pad_id, show_progress=is_main)
+        log(f"cached the frozen lower layers of {len(states)} sequences in {time.time() - t0:.1f}s; "
+            f"training runs the top {cfg.train_layers} layer(s)")
     steps_per_epoch = math.ceil(math.ceil(len(items) / cfg.batch_size) / cfg.grad_accum)
     total_steps = max(1, steps_per_epoch * cfg.epochs)
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
@@ -406,7 +493,8 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
                               chosen_index=1 if num_labels == 2 else 0, max_length=max_length,
                               max_prompt_length=cfg.max_prompt_length, base_model=cfg.backbone,
                               pooling=cfg.pooling, input_prefix=cfg.input_prefix,
-                              labels=list(cfg.label_names) if num_labels == 2 else ["reward"])
+                              labels=head_names or (list(cfg.label_names) if num_labels == 2 else ["reward"]),
+                              heads=head_names or [], reward_head="quality" if head_names else "")
     select = _selection_metric(cfg, eval_data)
     if eval_data.records and cfg.epochs > 1 and select.startswith("none"):
         log(f"epoch selection: {select}; eval figures are still reported per epoch")
@@ -438,14 +526,15 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
         batches = make_batches(items, cfg.batch_size, seed=cfg.seed, epoch=epoch, group_by_length=cfg.group_by_length)
         loader = accelerator.prepare_data_loader(DataLoader(
             list(range(len(items))), batch_sampler=_BatchList(batches),
-            collate_fn=lambda idx: collate_items(items, idx, pad_id)))
+            collate_fn=lambda idx: collate_items(items, idx, pad_id, states)))
         bar = progress(total=len(items), desc=f"train-rm epoch {epoch + 1}/{cfg.epochs}", unit="ex",
                        disable=not is_main)
         run_loss, n_loss = 0.0, 0
-        for batch in loader:
+        head_weight = _head_weight(accelerator.unwrap_model(model)) if cfg.debias == "odin" else None
+        for batch in _top_layers(accelerator.unwrap_model(model), cfg.train_layers if states else 0, loader):
             with accelerator.accumulate(model):
                 logits = model(**batch["inputs"]).logits                 # (N, C)
-                loss = compute_loss(cfg, logits, batch)
+                loss = compute_loss(cfg, logits, batch, head_weight)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     if cfg.max_grad_norm > 0:
@@ -488,7 +577,7 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
                 params[n].copy_(v)
     final = _plain(unwrapped, merge=True)
     rm = RewardModel(final, tok, reward_cfg)
-    rm.config.center = _centre(rm, train_data, cfg)
+    rm.config.center, rm.config.head_centers = _centre(rm, train_data, cfg)
     if best["state"] is None:
         best["epoch"] = cfg.epochs
         why = select[len("none ("):-1] if select.startswith("none (") else select
@@ -512,6 +601,7 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
     if test_data is not None:
         metrics["test"] = evaluate_and_plot(rm, test_data, out, name="test", batch_size=cfg.eval_batch_size,
                                             plots=cfg.plots, label_names=cfg.label_names)
+    _length_figures(rm, metrics, eval_data, test_data, cfg, out)
     atomic_write_json(out / "metrics.json", metrics)
     if ckpt.exists():
         import shutil
@@ -604,6 +694,30 @@ def _load_checkpoint(accelerator, ckpt: Path) -> None:
         raise refuse(ckpt / "optimizer.bin", e) from e   # the one large state file not checked above
 
 
+def _top_layers(model, keep: int, loader):
+    """Iterate ``loader`` with the model cut to its top ``keep`` layers (0: the whole model), restored after."""
+    if not keep:
+        yield from loader
+        return
+    from jprefs.classifiers.layercache import top_only
+
+    with top_only(model, keep):
+        yield from loader
+
+
+def _head_weight(model):
+    """The ``(2, H)`` weight of the final linear layer of a two-output head (ODIN: quality, length)."""
+    import torch
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for name in ("classifier", "score"):
+        mod = getattr(base, name, None)
+        mod = getattr(mod, "out_proj", mod)           # XLM-R: classifier.dense -> classifier.out_proj
+        if isinstance(mod, torch.nn.Linear) and mod.out_features == 2:
+            return mod.weight
+    raise ConfigError(f"debias=odin: cannot find the two-output linear head of {type(base).__name__}")
+
+
 def _prompt_less(data) -> bool:
     return data.kind == "binary" and all(getattr(r, "prompt", None) is None for r in data.records)
 
@@ -617,8 +731,45 @@ def _plain(model, merge: bool = False):
     return model
 
 
-def _centre(rm, data, cfg: TrainRMConfig) -> float:
-    """Mean reward over (a seeded sample of) the training responses: subtracting it centres rewards on 0."""
+def _length_figures(rm, metrics: dict, eval_data, test_data, cfg: TrainRMConfig, out: Path) -> None:
+    """Per-head and per-file figures into ``metrics``; the length sensitivity into ``jprefs_reward.json``.
+
+    Multi-head models (ODIN) get ``eval_heads`` / ``test_heads``: the pairwise figures of every head
+    (quality, length, full). Several training files get ``eval_by_file``: each file's held-out pairs
+    on their own. ``RewardConfig.length_stats`` (what :attr:`RewardModel.length_sensitivity` and the
+    card show) comes from the eval split, else the test file.
+    """
+    from jprefs.classifiers.evaluate import evaluate_heads, evaluate_pairs, length_stats
+    from jprefs.classifiers.reward_model import REWARD_CONFIG_NAME
+    from jprefs.data.io import atomic_write_json
+
+    for name, data in (("eval", eval_data), ("test", test_data)):
+        if data is None or not data.records or data.kind != "records":
+            continue
+        pairs = data.pairs()
+        if rm.heads:
+            metrics[f"{name}_heads"] = evaluate_heads(rm, pairs, batch_size=cfg.eval_batch_size)
+        if len(data.parts) > 1:
+            metrics[f"{name}_by_file"] = {
+                label: {"all": evaluate_pairs(rm, part.pairs(), batch_size=cfg.eval_batch_size)[0],
+                        **({"heads": evaluate_heads(rm, part.pairs(), batch_size=cfg.eval_batch_size)}
+                           if rm.heads else {})}
+                for label, part in data.parts}
+    source = "eval" if metrics.get("eval", {}).get("pairs") else "test" if metrics.get("test", {}).get("pairs") \
+        else None
+    if source is None:
+        return
+    stats = {h: length_stats(m) for h, m in metrics[f"{source}_heads"].items()} if rm.heads \
+        else {"reward": length_stats(metrics[source])}
+    rm.config.length_stats = {**stats, "measured_on": f"{source} split ({metrics[source]['pairs']} pairs)"}
+    atomic_write_json(out / REWARD_CONFIG_NAME, rm.config.to_dict())
+    metrics["length_sensitivity"] = rm.config.length_stats
+
+
+def _centre(rm, data, cfg: TrainRMConfig) -> tuple[float, dict[str, float]]:
+    """Mean reward over (a seeded sample of) the training responses: subtracting it centres rewards on 0.
+
+    Returns the default reward's constant and, for a multi-head model, every head's."""
     import numpy as np
 
     if data.kind == "binary":
@@ -631,7 +782,10 @@ def _centre(rm, data, cfg: TrainRMConfig) -> float:
     idx = list(range(len(responses)))
     if cfg.center_samples and len(idx) > cfg.center_samples:
         idx = sorted(random.Random(cfg.seed).sample(idx, cfg.center_samples))
-    saved, rm.config.center = rm.config.center, 0.0
-    r = rm.score([prompts[i] for i in idx], [responses[i] for i in idx], batch_size=cfg.eval_batch_size)
-    rm.config.center = saved
-    return float(np.mean(r))
+    saved = rm.config.center, rm.config.head_centers
+    rm.config.center, rm.config.head_centers = 0.0, {}
+    logits = rm.logits([prompts[i] for i in idx], [responses[i] for i in idx], batch_size=cfg.eval_batch_size)
+    centre = float(np.mean(rm.rewards_from_logits(logits)))
+    heads = {h: float(np.mean(rm.rewards_from_logits(logits, head=h))) for h in rm.heads}
+    rm.config.center, rm.config.head_centers = saved
+    return centre, heads

@@ -118,6 +118,21 @@ def correlation(a, b) -> dict[str, float]:
     return {"pearson": float(np.corrcoef(a, b)[0, 1]), "spearman": float(np.corrcoef(_rank(a), _rank(b))[0, 1])}
 
 
+def per_100_chars(rewards, lengths) -> float:
+    """Length sensitivity: the least-squares slope of reward on length, per 100 characters (NaN if
+    the lengths do not vary). A reward that adds 0.5 for every 100 more characters says 0.5.
+
+    >>> per_100_chars([0.0, 1.0, 2.0], [100, 200, 300])
+    1.0
+    """
+    import numpy as np
+
+    r, ln = _arr(rewards), _arr(lengths)
+    if len(r) < 2 or ln.std() == 0:
+        return float("nan")
+    return float(np.polyfit(ln, r, 1)[0] * 100.0)
+
+
 def expected_calibration_error(probs, labels, n_bins: int = N_CALIBRATION_BINS) -> tuple[float, list[dict]]:
     """ECE = sum_b |B_b|/N * |mean(label in b) - mean(prob in b)| over equal-width bins; also the bins
     (``lo``, ``hi``, ``n``, mean predicted ``conf``, observed ``acc``; ``None`` for an empty bin).
@@ -272,6 +287,7 @@ def pairwise_metrics(r_chosen, r_rejected, len_chosen, len_rejected, groups: Seq
         "mean_reward_rejected": float(rr.mean()) if n else float("nan"),
         "mean_margin": float((rc - rr).mean()) if n else float("nan"),
         "reward_length_corr": correlation(np.concatenate([rc, rr]), np.concatenate([lc, lr])),
+        "reward_per_100_chars": per_100_chars(np.concatenate([rc, rr]), np.concatenate([lc, lr])),
         "margin_length_corr": correlation(rc - rr, lc - lr),
         "pair_ece": ece,
         "reliability_bins": bins,

@@ -4,7 +4,9 @@ Inputs:
     r_chosen:   ``(B,)`` rewards of the preferred responses.
     r_rejected: ``(B,)`` rewards of the dispreferred responses to the same prompts.
     margin:     ``(B,)``, a float, or None: how much better chosen must be (Llama-2 style).
-Returns ``mean(-log sigmoid(r_chosen - r_rejected - margin))`` (a scalar).
+    weights:    ``(B,)`` or None: per-pair weights (``length_balance``: pairs whose chosen answer
+                is the shorter one weigh as much in total as those where it is the longer one).
+Returns ``sum(w * -log sigmoid(r_chosen - r_rejected - margin)) / sum(w)`` (the mean without weights).
 
 Example::
 
@@ -14,8 +16,8 @@ Example::
 from __future__ import annotations
 
 
-def bradley_terry_loss(r_chosen, r_rejected, margin=None):
-    """``-log sigmoid(r_c - r_r - margin)`` averaged over the batch."""
+def bradley_terry_loss(r_chosen, r_rejected, margin=None, weights=None):
+    """``-log sigmoid(r_c - r_r - margin)`` averaged over the batch (weighted by ``weights``)."""
     import torch.nn.functional as F
 
     if r_chosen.shape != r_rejected.shape:
@@ -23,4 +25,8 @@ def bradley_terry_loss(r_chosen, r_rejected, margin=None):
     diff = r_chosen.float() - r_rejected.float()                     # (B,)
     if margin is not None:
         diff = diff - margin
-    return -F.logsigmoid(diff).mean()
+    nll = -F.logsigmoid(diff)
+    if weights is None:
+        return nll.mean()
+    w = weights.float()
+    return (w * nll).sum() / w.sum().clamp(min=1e-12)

@@ -1,0 +1,196 @@
+"""train-rm with the length-debiasing options on a tiny BERT: ODIN heads end to end, the frozen-layer
+cache, counterfactual pairs, several training files held out apart, and the errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from jprefs.classifiers.config import TrainRMConfig
+from jprefs.config import load_config
+from jprefs.errors import ConfigError
+
+from .conftest import make_backbone_dir, write_pairs
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    d = tmp_path_factory.mktemp("toy")
+    return {"backbone": make_backbone_dir(d / "bb"), "pairs": write_pairs(d / "pairs.jsonl"), "dir": d}
+
+
+def _cfg(toy, out, **kw):
+    base = dict(data=toy["pairs"], backbone=toy["backbone"], objective="pairwise", epochs=3, lr=3e-3, batch_size=8,
+                max_length=48, eval_fraction=0.25, freeze_embeddings=False, warmup_ratio=0.0, output_dir=str(out),
+                plots=False)
+    base.update(kw)
+    return load_config(TrainRMConfig, None, base)
+
+
+def _train(toy, out, **kw):
+    from jprefs.classifiers.train import train_reward_model
+
+    return train_reward_model(_cfg(toy, out, **kw), log=lambda *a, **k: None)
+
+
+def test_odin_trains_two_heads_saves_them_and_scores_with_the_quality_head(toy, tmp_path):
+    from jprefs.classifiers.reward_model import RewardModel
+
+    out = tmp_path / "odin"
+    m = _train(toy, out, debias="odin")
+    rm = RewardModel.from_pretrained(out, device="cpu")
+    assert rm.model.config.num_labels == 2 and rm.heads == ["quality", "length", "full"]
+    assert rm.config.heads == ["quality", "length"] and rm.config.reward_head == "quality"
+    # the default reward is the quality head (logit 0) minus its centring constant; full = the sum
+    prompts, responses = ["今日の天気は?"] * 3, ["良いです。", "悪いです。。。", "良い猫。"]
+    lg = rm.logits(prompts, responses)
+    c = rm.config.head_centers
+    np.testing.assert_allclose(rm.score(prompts, responses), lg[:, 0] - c["quality"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rm.score(prompts, responses, head="length"), lg[:, 1] - c["length"], rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(rm.score(prompts, responses, head="full"), lg.sum(1) - c["full"], rtol=1e-5,
+                               atol=1e-6)
+    assert rm.config.center == pytest.approx(c["quality"])
+    with pytest.raises(ConfigError, match="not one of this reward model's heads"):
+        rm.score(prompts, responses, head="style")
+    with pytest.raises(ConfigError, match="not one of this reward model's heads"):
+        rm.as_reward_func(head="style")
+    assert rm.as_reward_func(head="full")(prompts=prompts, completions=responses) == pytest.approx(
+        rm.score(prompts, responses, head="full").tolist(), rel=1e-5)
+    # every head evaluated on the held-out pairs; no pointwise (two-class) figures for a two-head model
+    assert set(m["eval_heads"]) == {"quality", "length", "full"}
+    assert m["eval"]["pairwise_accuracy"] == pytest.approx(m["eval_heads"]["quality"]["pairwise_accuracy"])
+    assert not any(k.startswith("pointwise_") for k in m["eval"])
+    assert m["eval_heads"]["quality"]["pairwise_accuracy"] >= 0.75     # the toy preference is learnable
+    # the length sensitivity is saved with the model and exposed
+    saved = json.loads((out / "jprefs_reward.json").read_text())
+    assert set(saved["length_stats"]) == {"quality", "length", "full", "measured_on"}
+    ls = rm.length_sensitivity
+    assert ls == saved["length_stats"]["quality"] and np.isfinite(ls["per_100_chars"])
+    assert ls["length_controlled_accuracy"] == m["eval"]["length_controlled_accuracy"]
+    card = (out / "README.md").read_text()
+    assert "quality" in card and "per 100 characters" in card
+
+
+def test_a_one_reward_model_has_no_heads_and_its_length_sensitivity_is_saved(toy, tmp_path):
+    from jprefs.classifiers.reward_model import RewardModel
+
+    out = tmp_path / "bt"
+    m = _train(toy, out, epochs=1)
+    rm = RewardModel.from_pretrained(out, device="cpu")
+    assert rm.heads == [] and "eval_heads" not in m
+    with pytest.raises(ConfigError, match="one reward"):
+        rm.score(["a"], ["b"], head="quality")
+    ls = rm.length_sensitivity
+    assert set(ls) >= {"per_100_chars", "length_controlled_accuracy", "spearman_length"}
+    assert ls["spearman_length"] == pytest.approx(m["eval"]["reward_length_corr"]["spearman"])
+    # per 100 characters: the least-squares slope, recomputed from the model's scores
+    from jprefs.classifiers.data import load_rm_data
+
+    held = load_rm_data(out / "eval_split.jsonl").pairs()
+    r = rm.score([p.prompt for p in held] * 2, [p.chosen for p in held] + [p.rejected for p in held])
+    lens = [len(p.chosen) for p in held] + [len(p.rejected) for p in held]
+    assert ls["per_100_chars"] == pytest.approx(np.polyfit(lens, r, 1)[0] * 100, rel=1e-3, abs=1e-6)
+
+
+def test_the_frozen_layer_cache_trains_exactly_the_model_that_recomputing_trains(toy, tmp_path):
+    """The tiny BERT has no dropout, so cached and recomputed lower layers must give the same weights (up to
+    float rounding: the cache is computed in other batches, so with other padding)."""
+    from safetensors.torch import load_file
+
+    a, b = tmp_path / "cached", tmp_path / "plain"
+    ma = _train(toy, a, train_layers=1, cache_frozen_layers=True, epochs=2)
+    mb = _train(toy, b, train_layers=1, cache_frozen_layers=False, epochs=2)
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        np.testing.assert_allclose(wa[k].numpy(), wb[k].numpy(), rtol=1e-3, atol=2e-4, err_msg=k)
+    assert ma["eval"]["pairwise_accuracy"] == pytest.approx(mb["eval"]["pairwise_accuracy"])
+
+
+def test_cached_lower_layers_plus_top_layers_equal_the_full_model_and_are_memoised():
+    import torch
+
+    from jprefs.classifiers import layercache
+    from jprefs.classifiers.inputs import Encoded, collate
+    from jprefs.classifiers.pooling import apply_pooling
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
+                     intermediate_size=32, num_labels=1)
+    enc = Encoded([[1, 5, 6, 7, 2], [1, 8, 2], [1, 9, 9, 9, 9, 9, 2]], [[0, 0, 0, 1, 1], [0, 0, 1], [0] * 4 + [1] * 3])
+    for pooling in ("cls", "mean"):
+        torch.manual_seed(0)
+        m = apply_pooling(BertForSequenceClassification(cfg), pooling).eval()
+        with torch.no_grad():
+            full = m(**collate(enc, [0, 1, 2], 0)).logits
+        states = layercache.lower_states(m, enc, 2, 0, show_progress=False)
+        x, mask = layercache.pad_states(states, [0, 1, 2])
+        with torch.no_grad(), layercache.top_only(m, 2):
+            assert len(m.bert.encoder.layer) == 2
+            top = m(inputs_embeds=x, attention_mask=mask).logits
+        assert len(m.bert.encoder.layer) == 4          # restored
+        torch.testing.assert_close(top, full, rtol=1e-5, atol=1e-6)
+        # a second call with one new sequence computes only that one; the others are the same tensors
+        enc2 = Encoded(enc.input_ids + [[1, 7, 7, 2]], enc.token_type_ids + [[0, 0, 1, 1]])
+        again = layercache.lower_states(m, enc2, 2, 0, show_progress=False)
+        assert all(again[i] is states[i] for i in range(3)) and again[3].shape == (4, 16)
+        # other weights: the memo does not apply
+        with torch.no_grad():
+            m.bert.embeddings.word_embeddings.weight.add_(1.0)
+        other = layercache.lower_states(m, enc, 2, 0, show_progress=False)
+        assert not torch.allclose(other[0], states[0])
+
+
+def test_counterfactual_pairs_are_added_to_training_only(toy, tmp_path):
+    from jprefs.classifiers.backbones import load_classifier
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.classifiers.train import build_items
+
+    cfg = _cfg(toy, tmp_path / "cf", counterfactual="repeat", counterfactual_fraction=0.5, length_balance=True)
+    _, tok = load_classifier(toy["backbone"], 1)
+    data = load_rm_data(toy["pairs"])
+    items = build_items(data, cfg, tok, 48)
+    assert items.counterfactual == 24 and len(items) == 48 + 24
+    n = len(items)
+    # every counterfactual rejected answer is longer than its chosen one, and its tokens differ
+    for i in range(48, n):
+        c, r = items.groups[i]
+        assert items.lengths[r] > items.lengths[c] and items.enc.input_ids[r] != items.enc.input_ids[c]
+    # balanced weights over real + counterfactual pairs: longer-wins (ties 1/2) scores 0.5 on the weighted data
+    lc, lr = np.array(items.lengths[:n]), np.array(items.lengths[n:])
+    w = np.array(items.weights)
+    assert (lc == lr).any() and float((w * ((lc > lr) + 0.5 * (lc == lr))).sum() / w.sum()) == pytest.approx(0.5)
+    # a limit that cuts the padded copy back to the original leaves no counterfactual
+    short = build_items(data, cfg, tok, 8)
+    assert short.counterfactual < items.counterfactual
+    m = _train(toy, tmp_path / "cf", counterfactual="repeat", counterfactual_fraction=0.5, epochs=1)
+    assert m["data"]["train"] + m["data"]["eval"] == 48            # evaluation never sees them
+
+
+def test_extra_data_files_are_held_out_apart_and_reported_each(toy, tmp_path):
+    second = write_pairs(tmp_path / "second.jsonl", n=40, seed=5)
+    m = _train(toy, tmp_path / "two", extra_data=[second], epochs=1)
+    assert m["data"]["train"] + m["data"]["eval"] == 88
+    by = m["eval_by_file"]
+    assert set(by) == {"pairs.jsonl", "second.jsonl"}
+    # each file gives 25% of its rows (by prompt) to eval
+    assert by["pairs.jsonl"]["all"]["pairs"] == 12 and by["second.jsonl"]["all"]["pairs"] >= 10
+    assert by["pairs.jsonl"]["all"]["pairs"] + by["second.jsonl"]["all"]["pairs"] == m["data"]["eval"]
+
+
+@pytest.mark.parametrize("over, msg", [
+    ({"objective": "binary", "debias": "odin"}, "works with objective=pairwise"),
+    ({"objective": "listwise", "length_balance": True}, "works with objective=pairwise"),
+    ({"debias": "odn"}, "'debias': 'odn' is not one of"),
+    ({"counterfactual": "pad"}, "'counterfactual': 'pad' is not one of"),
+    ({"debias_weight": -1.0}, "must be >= 0"),
+    ({"counterfactual_fraction": 2.0}, "must be in \\[0, 1\\]"),
+])
+def test_bad_debias_settings_are_config_errors(toy, tmp_path, over, msg):
+    with pytest.raises(ConfigError, match=msg):
+        _cfg(toy, tmp_path / "x", **over).validate()
