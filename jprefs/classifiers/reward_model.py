@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -193,6 +194,11 @@ class RewardModel:
     (1,)
     """
 
+    # Score through the frozen-layer memo (jprefs.classifiers.layercache): when the model's lower layers
+    # are its backbone's, frozen (train-rm train_layers=N), set this to N and only the top N layers run
+    # for sequences whose lower states are memoised (train-rm's own evaluations; bench/rm_debias.py).
+    frozen_layer_cache: int = 0
+
     def __init__(self, model, tokenizer, config: RewardConfig | None = None):
         self.model = model
         self.tokenizer = tokenizer
@@ -341,9 +347,19 @@ class RewardModel:
             from jprefs.progress import progress
 
             bar = progress(total=n, desc="score", unit="pair")
-        with torch.inference_mode():
+        states = None
+        if self.frozen_layer_cache:
+            # the lower layers are the frozen backbone's: their states come from the in-process memo
+            from jprefs.classifiers.layercache import lower_states, pad_states, top_only
+
+            states = lower_states(self.model, enc, self.frozen_layer_cache, pad_id, show_progress=show_progress)
+        with torch.inference_mode(), (top_only(self.model, self.frozen_layer_cache) if states else nullcontext()):
             for idx in batches:
-                batch = {k: v.to(dev) for k, v in collate(enc, idx, pad_id).items()}
+                if states is not None:
+                    x, mask = pad_states(states, idx)
+                    batch = {"inputs_embeds": x.to(dev), "attention_mask": mask.to(dev)}
+                else:
+                    batch = {k: v.to(dev) for k, v in collate(enc, idx, pad_id).items()}
                 if bool(batch["attention_mask"].all()):
                     # no padding in this batch: let SDPA take its unmasked fast path
                     batch.pop("attention_mask")

@@ -553,6 +553,7 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
         ev = {}
         if is_main and cfg.epochs > 1 and eval_data.records:   # one epoch: nothing to select
             rm = RewardModel(_plain(unwrapped), tok, RewardConfig(**{**reward_cfg.to_dict(), "center": 0.0}))
+            rm.frozen_layer_cache = cfg.train_layers if states is not None else 0
             ev = evaluate_and_plot(rm, eval_data, out, name="eval", batch_size=cfg.eval_batch_size, plots=False,
                                    intervals=False)     # picks an epoch: the point estimate is what counts
         entry = {"epoch": epoch + 1, "step": step, "losses/train": run_loss / max(1, n_loss),
@@ -577,6 +578,7 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
                 params[n].copy_(v)
     final = _plain(unwrapped, merge=True)
     rm = RewardModel(final, tok, reward_cfg)
+    rm.frozen_layer_cache = cfg.train_layers if states is not None else 0
     rm.config.center, rm.config.head_centers = _centre(rm, train_data, cfg)
     if best["state"] is None:
         best["epoch"] = cfg.epochs

@@ -91,6 +91,9 @@ class RLConfig:
     reward_input: Literal["pair", "concat", "response"] = field(default="pair", metadata=_h(
         "what the reward scores: pair = (prompt, response); concat = prompt + response as one text "
         "(prompts that begin a sentence); response = the response alone"))
+    reward_head: str = field(default="", metadata=_h(
+        "reward_type=rm: the head of a multi-head reward model (train-rm debias=odin: quality, the default "
+        "and the length-debiased one; full = quality + length; length)"))
     reward_batch_size: int = field(default=32, metadata=_h("batch size when scoring with a model"))
     reward_sign: float = field(default=1.0, metadata=_h("multiply rewards by this (-1 to minimise)"))
 

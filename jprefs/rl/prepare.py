@@ -140,7 +140,8 @@ def reward_for(cfg, device=None):
 
     return make_reward(cfg.reward_type, cfg.reward_model, label=cfg.reward_label, device=device,
                        batch_size=cfg.reward_batch_size, sign=cfg.reward_sign,
-                       trust_remote_code=cfg.trust_remote_code, reward_input=cfg.reward_input)
+                       trust_remote_code=cfg.trust_remote_code, reward_input=cfg.reward_input,
+                       head=cfg.reward_head)
 
 
 
@@ -155,6 +156,6 @@ def eval_reward_for(cfg, device=None):
         kind = "callable" if ":" in cfg.reward_model and not Path(cfg.reward_model).exists() else "rm"
         return make_reward(kind, cfg.reward_model, label=cfg.reward_label, device=device,
                            batch_size=cfg.reward_batch_size, trust_remote_code=cfg.trust_remote_code,
-                           reward_input=cfg.reward_input)
+                           reward_input=cfg.reward_input, head=cfg.reward_head if kind == "rm" else "")
     return None
 

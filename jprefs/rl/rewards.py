@@ -131,8 +131,30 @@ def classifier_reward(path: str, label: str = "1", *, device=None, batch_size: i
     return fn
 
 
-def rm_reward(path: str, *, device=None, batch_size: int = 32, score_prompt: bool = True) -> RewardFn:
-    """A jprefs :class:`RewardModel` (issue 4) as a reward function."""
+def length_warning(rm, path: str, head: str | None = None) -> str | None:
+    """A warning when the reward model's own length figures (saved by train-rm) say it mostly measures
+    length: it rises with length and is right on fewer than 35% of the pairs whose better answer is
+    the shorter one. A policy trained against it learns to write longer, not better."""
+    ls = rm.length_sensitivity if not head or head == (rm.config.reward_head or None) else \
+        rm.config.length_stats.get(head)
+    if not ls:
+        return None
+    lc, slope = ls.get("length_controlled_accuracy"), ls.get("per_100_chars")
+    if lc is None or slope is None or not (lc < 0.35 and slope > 0):
+        return None
+    fix = ("use its quality head (reward_head=quality)" if rm.heads and head not in (None, "", "quality")
+           else "train a length-debiased one (jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml)")
+    return (f"reward model {path}{f' (head {head})' if head else ''} follows length: +{slope:.3f} reward per 100 "
+            f"characters, right on {lc:.0%} of held-out pairs whose better answer is the shorter one "
+            f"({ls.get('measured_on', rm.config.length_stats.get('measured_on', 'held-out pairs'))}); a policy "
+            f"trained against it learns to write longer. fix: {fix}, and compare the policy with "
+            f"`jprefs eval policy --judge`")
+
+
+def rm_reward(path: str, *, device=None, batch_size: int = 32, score_prompt: bool = True,
+              head: str | None = None) -> RewardFn:
+    """A jprefs :class:`RewardModel` (issue 4) as a reward function; ``head`` picks one head of a
+    multi-head model (ODIN: ``quality``, the default, ``full`` or ``length``)."""
     try:
         from jprefs.classifiers.reward_model import RewardModel
     except ImportError as e:
@@ -140,18 +162,26 @@ def rm_reward(path: str, *, device=None, batch_size: int = 32, score_prompt: boo
                           f"installation lacks ({e}); fix: use reward_type=classifier with a transformers "
                           "classifier, or update jprefs") from e
     rm = RewardModel.from_pretrained(path, device=device)
+    rm._head(head or None)          # an unknown head is a ConfigError now, not at the first step
+    note = length_warning(rm, path, head or None)
+    if note:
+        import warnings
+
+        warnings.warn(note, UserWarning, stacklevel=2)
 
     def fn(prompts, responses):
         ps = list(prompts) if score_prompt and any(prompts) else None
-        return [float(x) for x in rm.score(ps, list(responses), batch_size=batch_size)]
+        return [float(x) for x in rm.score(ps, list(responses), batch_size=batch_size, head=head or None)]
 
     return fn
 
 
 def make_reward(reward_type: str, reward_model: str, *, label: str = "1", device=None, batch_size: int = 32,
-                sign: float = 1.0, trust_remote_code: bool = False, reward_input: str = "pair") -> RewardFn:
+                sign: float = 1.0, trust_remote_code: bool = False, reward_input: str = "pair",
+                head: str = "") -> RewardFn:
     """Build the reward function a config asks for; ``sign=-1`` negates it.
 
+    ``head``: the head of a multi-head jprefs reward model (``reward_type=rm``; default: its own).
     ``reward_input``: ``pair`` passes (prompt, response); ``concat`` scores the text
     prompt + response with no prompt (a sentence the prompt begins); ``response``
     scores the response alone.
@@ -166,7 +196,7 @@ def make_reward(reward_type: str, reward_model: str, *, label: str = "1", device
         base = classifier_reward(reward_model, label, device=device, batch_size=batch_size,
                                  trust_remote_code=trust_remote_code)
     elif reward_type == "rm":
-        base = rm_reward(reward_model, device=device, batch_size=batch_size)
+        base = rm_reward(reward_model, device=device, batch_size=batch_size, head=head or None)
     else:
         raise ConfigError(f"reward_type={reward_type!r} cannot score new text; use rm, classifier or callable")
 

@@ -194,3 +194,16 @@ def test_extra_data_files_are_held_out_apart_and_reported_each(toy, tmp_path):
 def test_bad_debias_settings_are_config_errors(toy, tmp_path, over, msg):
     with pytest.raises(ConfigError, match=msg):
         _cfg(toy, tmp_path / "x", **over).validate()
+
+
+def test_scoring_through_the_frozen_layer_memo_gives_the_full_model_scores(toy, tmp_path):
+    from jprefs.classifiers.reward_model import RewardModel
+
+    out = tmp_path / "top1"
+    _train(toy, out, train_layers=1, epochs=1, debias="odin")
+    rm = RewardModel.from_pretrained(out, device="cpu")
+    prompts, responses = ["今日の天気は?", "猫は好き?", "山は?"], ["良いです。", "悪いです。。。", "良い猫。"]
+    full = rm.logits(prompts, responses)
+    rm.frozen_layer_cache = 1
+    np.testing.assert_allclose(rm.logits(prompts, responses), full, rtol=1e-4, atol=1e-5)
+    assert len(rm.model.bert.encoder.layer) == 2             # the whole model again after scoring
