@@ -236,8 +236,14 @@ def config_diff(saved: dict, cfg, ignore: tuple[str, ...] = ()) -> str:
     ``ignore``: keys that do not change what a run computes (a resumed run may change them).
     """
     now = config_dict(cfg)
-    diff = sorted(k for k in set(saved) | set(now) if k not in ignore and saved.get(k) != now.get(k))
-    return ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
+    # a key the saved config lacks was added to jprefs after that run: at its default it changes nothing
+    try:
+        defaults = config_dict(type(cfg)()) if dataclasses.is_dataclass(cfg) else {}
+    except TypeError:             # a config class with required fields: no defaults to fall back on
+        defaults = {}
+    old = {**{k: defaults[k] for k in now if k not in saved and k in defaults}, **saved}
+    diff = sorted(k for k in set(old) | set(now) if k not in ignore and old.get(k) != now.get(k))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {now.get(k)!r}" for k in diff)
 
 
 def refuse_config_change(saved: dict, cfg, ignore: tuple[str, ...], *, holds: str, fix: str,

@@ -18,6 +18,8 @@ EXAMPLES = """examples:
   jprefs train-rm --data pairs.jsonl --backbone e5-small-offline --objective pairwise -o out/rm
   jprefs train-rm --data hh.jsonl.gz --data-source hh-rlhf --objective pairwise max_length=256 -o out/hh
   torchrun --nproc_per_node 2 -m jprefs.cli train-rm classifiers/recipes/bge-m3-seed.yaml -o out/bge-m3
+  jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml -o out/ja-debiased-rm
+  jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml 'ensemble_seeds=[1,2,3]' -o out/ja-ensemble
 
 keys (recipe or key=value):
 """
@@ -68,7 +70,12 @@ def run(args: argparse.Namespace) -> int:
     from jprefs.data.io import eprint
 
     cfg = build_config(args)
-    metrics = train_reward_model(cfg, log=eprint)
+    if cfg.ensemble_seeds:
+        from jprefs.classifiers.ensemble import train_ensemble
+
+        metrics = train_ensemble(cfg, log=eprint)
+    else:
+        metrics = train_reward_model(cfg, log=eprint)
     for split in ("eval", "test"):
         m = metrics.get(split)
         if m:

@@ -119,6 +119,12 @@ class TrainRMConfig:
     center_samples: int = field(default=1000, metadata={"help": "training responses scored to compute the "
                                                                 "centring constant (mean reward -> 0)"})
     seed: int = field(default=42, metadata={"help": "seed for splits, shuffling and initialisation"})
+    split_seed: int = field(default=-1, metadata={"help": "seed of the held-out split alone (-1: `seed`); an "
+                                                          "ensemble's members share it"})
+    ensemble_seeds: list[int] = field(default_factory=list, metadata={"help": "train one model per seed into "
+                                                                           "OUT/seed-N and save their mean as "
+                                                                           "a RewardEnsemble (OUT), with the "
+                                                                           "spread over seeds; [] : one model"})
     output_dir: str = field(default="", metadata={"help": "where the model, metrics, plots and card go (-o)"})
     plots: bool = field(default=True, metadata={"help": "write reliability and reward-distribution PNGs"})
     resume: bool = field(default=True, metadata={"help": "continue from OUTPUT/checkpoint (saved after every epoch: "

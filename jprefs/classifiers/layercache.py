@@ -92,6 +92,11 @@ def _lower_only(model, keep: int):
 _MEMO: dict[str, Any] = {"key": None, "states": {}}
 
 
+def clear_memo() -> None:
+    """Drop the memoised states (train-rm does at the end of a run unless asked to keep them)."""
+    _MEMO.update(key=None, states={})
+
+
 def _model_key(model, keep: int) -> str:
     """Which frozen lower network produced a state: the backbone's name, its lower weights' checksum, keep."""
     import torch

@@ -235,6 +235,12 @@ class RewardModel:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         src = str(path_or_hub_id)
+        from jprefs.classifiers.ensemble import is_ensemble
+
+        if is_ensemble(src):          # a seed ensemble (train-rm ensemble_seeds=[...]): the mean of its members
+            from jprefs.classifiers.ensemble import RewardEnsemble
+
+            return RewardEnsemble.from_pretrained(src, device=device, dtype=dtype, max_length=max_length)
         if not Path(src).exists() and (src.startswith((".", "/", "~")) or src.count("/") > 1):
             raise JprefsError(f"reward model not found: {src}\n  fix: pass a local model directory or a Hub id "
                               f"like 'org/name'")

@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   jprefs score out/chabsa-rm ../shared/data/chabsa_binary/test.tsv -o scores.jsonl
   jprefs score out/rm pairs.jsonl -o scored.jsonl --batch-size 64
   jprefs score some/hub-sentiment-model texts.jsonl --label positive -o scores.jsonl
+  jprefs score out/ja-debiased-rm pairs.jsonl --head full -o scored-full.jsonl
 """
 
 
@@ -30,6 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label", help="chosen label (name or index) of a plain classifier")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--dtype", help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on GPU)")
+    parser.add_argument("--head", help="a head of a multi-head reward model (train-rm debias=odin): quality (the "
+                                       "default), full (quality + length) or length")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,19 +65,20 @@ def run(args: argparse.Namespace) -> int:
     rm = RewardModel.from_pretrained(args.model, device=args.device, dtype=args.dtype, label=args.label)
     eprint(f"scoring with {rm}")
     if fmt == "plain":
-        r = rm.score(prompts, responses, batch_size=args.batch_size, show_progress=True)
+        r = rm.score(prompts, responses, batch_size=args.batch_size, show_progress=True, head=args.head)
         out = [dict(row, reward=float(x)) for row, x in zip(rows, r)]
     elif data.kind == "records":
         pairs = data.pairs()
         n = len(pairs)
         r = rm.score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
-                     batch_size=args.batch_size, show_progress=True)
+                     batch_size=args.batch_size, show_progress=True, head=args.head)
         out = [dict(p.to_dict(), chosen_reward=float(r[i]), rejected_reward=float(r[n + i])) for i, p in enumerate(pairs)]
         acc = float((r[:n] > r[n:]).mean()) if n else float("nan")
         eprint(f"pairwise accuracy {acc:.4f} on {n} pairs")
     else:
         ex = data.binary()
-        r = rm.score([e.prompt for e in ex], [e.response for e in ex], batch_size=args.batch_size, show_progress=True)
+        r = rm.score([e.prompt for e in ex], [e.response for e in ex], batch_size=args.batch_size, show_progress=True,
+                     head=args.head)
         out = [dict(e.to_dict(), reward=float(x)) for e, x in zip(ex, r)]
     write_jsonl(args.output, out)
     if rejects:

@@ -308,7 +308,8 @@ def _load_split(cfg: TrainRMConfig, log):
         ev = RMData(train.kind, [], [], 0, "(none: eval_fraction=0)", train.license)
     else:
         # each file is split by prompt on its own: every set is held out in the same proportion
-        splits = [split_by_group(d, cfg.eval_fraction, cfg.seed, near_duplicates=cfg.eval_near_duplicates)
+        seed = cfg.split_seed if cfg.split_seed >= 0 else cfg.seed
+        splits = [split_by_group(d, cfg.eval_fraction, seed, near_duplicates=cfg.eval_near_duplicates)
                   for d in parts]
         train, ev = _concat([t for t, _ in splits]), _concat([e for _, e in splits])
         if len(parts) > 1:
@@ -348,8 +349,11 @@ def _selection_metric(cfg: TrainRMConfig, data) -> str:
     return "accuracy" if data.kind == "binary" else "pairwise_accuracy"
 
 
-def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
+def train_reward_model(cfg: TrainRMConfig, *, log=print, keep_layer_cache: bool = False) -> dict[str, Any]:
     """Train, evaluate and save a reward model to ``cfg.output_dir``; return the metrics dict.
+
+    ``keep_layer_cache``: keep the frozen-layer memo (:mod:`jprefs.classifiers.layercache`) for the next
+    training of the same backbone in this process (variants, seeds); by default it is dropped at the end.
 
     >>> train_reward_model(load_config(TrainRMConfig, "classifiers/recipes/tiny.yaml"))   # doctest: +SKIP
     """
@@ -389,6 +393,11 @@ def train_reward_model(cfg: TrainRMConfig, *, log=print) -> dict[str, Any]:
         if accelerator.num_processes > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()      # leave the group before exiting
         raise
+    finally:
+        if not keep_layer_cache:
+            from jprefs.classifiers.layercache import clear_memo
+
+            clear_memo()
 
 
 def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, Any]:

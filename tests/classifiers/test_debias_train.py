@@ -207,3 +207,52 @@ def test_scoring_through_the_frozen_layer_memo_gives_the_full_model_scores(toy, 
     rm.frozen_layer_cache = 1
     np.testing.assert_allclose(rm.logits(prompts, responses), full, rtol=1e-4, atol=1e-5)
     assert len(rm.model.bert.encoder.layer) == 2             # the whole model again after scoring
+
+
+def test_a_run_saved_before_a_config_key_existed_is_not_refused_while_that_key_is_at_its_default(toy, tmp_path):
+    from jprefs.classifiers.train import DONE
+
+    out = tmp_path / "old"
+    m = _train(toy, out, epochs=1)
+    done = json.loads((out / DONE).read_text())
+    for k in ("debias", "split_seed", "ensemble_seeds", "counterfactual"):       # keys this release added
+        done["config"].pop(k)
+    (out / DONE).write_text(json.dumps(done))
+    assert _train(toy, out, epochs=1) == m                     # the same run: nothing retrained
+    with pytest.raises(ConfigError, match="debias: 'none' -> 'odin'"):
+        _train(toy, out, epochs=1, debias="odin")
+
+
+def test_a_seed_ensemble_trains_members_on_one_split_and_scores_their_mean(toy, tmp_path):
+    from jprefs.classifiers.ensemble import RewardEnsemble, train_ensemble
+    from jprefs.classifiers.reward_model import RewardModel
+
+    out = tmp_path / "ens"
+    cfg = _cfg(toy, out, epochs=1, ensemble_seeds=[1, 2])
+    m = train_ensemble(cfg, log=lambda *a, **k: None)
+    ens = RewardModel.from_pretrained(out, device="cpu")
+    assert isinstance(ens, RewardEnsemble) and ens.names == ["seed-1", "seed-2"]
+    # both members were held out on the same prompts
+    a, b = ((out / n / "eval_split.jsonl").read_text() for n in ens.names)
+    assert a == b
+    prompts, responses = ["今日の天気は?"] * 2, ["良いです。", "悪いです。。"]
+    each = np.stack([mm.score(prompts, responses) for mm in ens.members])
+    np.testing.assert_allclose(ens.score(prompts, responses), each.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(ens.score_std(prompts, responses), each.std(0), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(each[0], each[1])                  # the seeds differ
+    assert ens.as_reward_func()(prompts=prompts, completions=responses) == pytest.approx(
+        each.mean(0).tolist(), rel=1e-5)
+    mem = m["members"]["eval"]
+    assert set(mem["pairwise_accuracy"]) == {"seed-1", "seed-2"} and mem["std"] >= 0
+    assert 0 <= m["eval"]["pairwise_accuracy"] <= 1 and "pairs_members_disagree" in m["eval"]
+    assert "2 seeds" in (out / "README.md").read_text()
+    # saved elsewhere and loaded back: the same mean
+    ens.save_pretrained(tmp_path / "copy")
+    np.testing.assert_allclose(RewardModel.from_pretrained(tmp_path / "copy").score(prompts, responses),
+                               each.mean(0), rtol=1e-5)
+    # a damaged ensemble file is one clear error
+    (out / "jprefs_ensemble.json").write_text('{"format": "x"}')
+    from jprefs.errors import JprefsError
+
+    with pytest.raises(JprefsError, match="not a jprefs ensemble file"):
+        RewardModel.from_pretrained(out)

@@ -126,3 +126,58 @@ def test_aozora_works_split_into_paragraph_texts():
     rows = load_text_rows(str(path), max_chars=200)
     assert len(rows) > 1000
     assert all(0 < len(r.text) <= 200 and r.reward is None for r in rows)
+
+
+def _two_head_rm(tiny_classifier, tmp_path, stats):
+    """A jprefs reward model with ODIN's two heads (quality, length), saved like train-rm saves one."""
+    from jprefs.classifiers.reward_model import RewardConfig, RewardModel
+
+    path, model, tok = tiny_classifier
+    cfg = RewardConfig(objective="pairwise", input="response", chosen_index=0, heads=["quality", "length"],
+                       reward_head="quality", center=0.1, head_centers={"quality": 0.1, "length": -0.2, "full": 0.3},
+                       labels=["quality", "length"], length_stats=stats)
+    out = tmp_path / "odin"
+    RewardModel(model, tok, cfg).save_pretrained(out)
+    return str(out)
+
+
+def test_rm_reward_head_picks_a_head_and_a_length_following_reward_is_warned_about(tiny_classifier, tmp_path):
+    from jprefs.classifiers.reward_model import RewardModel
+
+    follows = {"per_100_chars": 0.4, "length_controlled_accuracy": 0.2, "spearman_length": 0.8}
+    flat = {"per_100_chars": 0.01, "length_controlled_accuracy": 0.55, "spearman_length": 0.05}
+    path = _two_head_rm(tiny_classifier, tmp_path, {"quality": flat, "full": follows, "length": follows,
+                                                    "measured_on": "eval split (40 pairs)"})
+    rm = RewardModel.from_pretrained(path, device="cpu")
+    texts = ["良い天気だ。", "悪い日だ。"]
+    for head in ("quality", "full", "length"):
+        got = make_reward("rm", path, head=head, reward_input="response")(["p", "q"], texts)
+        assert got == pytest.approx(rm.score(None, texts, head=head).tolist(), abs=1e-5)
+    assert make_reward("rm", path, reward_input="response")(["p", "q"], texts) == pytest.approx(
+        rm.score(None, texts, head="quality").tolist(), abs=1e-5)          # the default: the quality head
+    with pytest.raises(ConfigError, match="not one of this reward model's heads"):
+        make_reward("rm", path, head="tone")
+    # the quality head does not follow length: no warning; the full reward does: one, naming the fix
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_reward("rm", path, head="quality")
+    with pytest.warns(UserWarning, match=r"follows length: \+0.400 reward per 100 characters, right on 20%.*"
+                                         r"reward_head=quality"):
+        make_reward("rm", path, head="full")
+
+
+def test_rl_config_reward_head_reaches_the_reward(tiny_classifier, tmp_path):
+    from jprefs.config import load_config
+    from jprefs.rl.config import RLConfig
+    from jprefs.rl.prepare import reward_for
+
+    path = _two_head_rm(tiny_classifier, tmp_path, {})
+    cfg = load_config(RLConfig, None, {"algo": "ppo", "reward_type": "rm", "reward_model": path,
+                                       "reward_head": "length", "reward_input": "response"})
+    from jprefs.classifiers.reward_model import RewardModel
+
+    rm = RewardModel.from_pretrained(path, device="cpu")
+    assert reward_for(cfg, "cpu")(["p"], ["良い天気だ。"]) == pytest.approx(
+        rm.score(None, ["良い天気だ。"], head="length").tolist(), abs=1e-5)

@@ -1,0 +1,264 @@
+"""Seed ensembles: several reward models of one recipe, their mean as the reward and their spread
+as its uncertainty.
+
+``jprefs train-rm RECIPE ensemble_seeds=[1,2,3] -o OUT`` trains one member per seed into
+``OUT/seed-N/`` (each a complete train-rm run: resumable on its own, its own card and metrics), then
+writes ``OUT/jprefs_ensemble.json``, ``OUT/metrics.json`` (the ensemble's figures on the shared
+held-out split, and each member's, with their spread) and a card. The members share the held-out
+split (the split is seeded by ``split_seed``, not by the member's seed), so their figures compare.
+
+``RewardModel.from_pretrained(OUT)`` returns a :class:`RewardEnsemble`: ``score`` is the mean of the
+members' centred rewards, ``score_std`` their standard deviation per response (how much the seeds
+disagree: large where the reward is a guess), ``as_reward_func`` and ``heads`` work as for one model.
+
+Example::
+
+    ens = RewardModel.from_pretrained("out/ens")        # a folder with jprefs_ensemble.json
+    ens.score(prompts, responses), ens.score_std(prompts, responses)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from jprefs.errors import JprefsError
+
+ENSEMBLE_NAME = "jprefs_ensemble.json"
+ENSEMBLE_FORMAT = "jprefs-ensemble/1"
+
+
+def is_ensemble(path: str | os.PathLike) -> bool:
+    return (Path(path) / ENSEMBLE_NAME).is_file()
+
+
+class RewardEnsemble:
+    """The mean of several :class:`RewardModel` s (one recipe, several seeds)."""
+
+    def __init__(self, members: list, names: list[str] | None = None):
+        if not members:
+            raise JprefsError("a reward ensemble needs at least one member")
+        heads = {tuple(m.heads) for m in members}
+        if len(heads) > 1:
+            raise JprefsError(f"ensemble members have different heads {sorted(heads)}: train them with one recipe")
+        self.members = members
+        self.names = names or [f"member-{i}" for i in range(len(members))]
+
+    # the first member stands for the ensemble where a caller reads the model's settings
+    @property
+    def config(self):
+        return self.members[0].config
+
+    @property
+    def model(self):
+        return self.members[0].model
+
+    @property
+    def tokenizer(self):
+        return self.members[0].tokenizer
+
+    @property
+    def heads(self) -> list[str]:
+        return self.members[0].heads
+
+    @property
+    def length_sensitivity(self) -> dict | None:
+        return self.members[0].length_sensitivity
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **kw) -> "RewardEnsemble":
+        from jprefs.classifiers.reward_model import RewardModel
+
+        p = Path(path)
+        f = p / ENSEMBLE_NAME
+        try:
+            spec = json.loads(f.read_text(encoding="utf-8"))
+            names = list(spec["members"])
+            if spec.get("format") != ENSEMBLE_FORMAT or not names or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"format {spec.get('format')!r}, members {names!r}")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise JprefsError(f"{f}: not a jprefs ensemble file ({e}).\n  fix: re-run the train-rm command with "
+                              f"ensemble_seeds=[...] that wrote {p}") from e
+        members = []
+        for n in names:
+            member = (p / n).resolve()
+            if p.resolve() not in member.parents:
+                raise JprefsError(f"{f}: member {n!r} is outside the ensemble folder; members are sub-folders")
+            members.append(RewardModel.from_pretrained(member, **kw))
+        return cls(members, names)
+
+    def _all(self, prompts, responses, batch_size: int, head: str | None, show_progress: bool):
+        import numpy as np
+
+        return np.stack([m.score(prompts, responses, batch_size=batch_size, head=head, show_progress=show_progress)
+                         for m in self.members])                        # (M, N)
+
+    def score(self, prompts: Sequence[Any] | str | None, responses: Sequence[str], batch_size: int = 32,
+              max_tokens: int | None = None, show_progress: bool = False, head: str | None = None):
+        """The mean of the members' rewards (float32, input order)."""
+        import numpy as np
+
+        return self._all(prompts, responses, batch_size, head, show_progress).mean(0).astype(np.float32)
+
+    def score_std(self, prompts, responses, batch_size: int = 32, head: str | None = None):
+        """The members' standard deviation per response: the ensemble's uncertainty (0 for one member)."""
+        import numpy as np
+
+        return self._all(prompts, responses, batch_size, head, False).std(0).astype(np.float32)
+
+    def score_with_std(self, prompts, responses, batch_size: int = 32, head: str | None = None):
+        """``(mean, std)`` of the members' rewards in one pass."""
+        import numpy as np
+
+        r = self._all(prompts, responses, batch_size, head, False)
+        return r.mean(0).astype(np.float32), r.std(0).astype(np.float32)
+
+    def logits(self, *a, **k):
+        raise JprefsError("a reward ensemble has no logits of its own: use score(), or one of .members")
+
+    def as_reward_func(self, batch_size: int = 32, use_prompt: bool | None = None,
+                       head: str | None = None) -> Callable[..., list[float]]:
+        """A trl reward function giving the ensemble's mean reward (see :meth:`RewardModel.as_reward_func`)."""
+        funcs = [m.as_reward_func(batch_size=batch_size, use_prompt=use_prompt, head=head) for m in self.members]
+
+        def reward_func(prompts=None, completions=None, **kwargs) -> list[float]:
+            cols = [f(prompts=prompts, completions=completions, **kwargs) for f in funcs]
+            return [sum(v) / len(v) for v in zip(*cols)]
+
+        reward_func.__name__ = "jprefs_ensemble_reward"
+        return reward_func
+
+    def save_pretrained(self, path: str | os.PathLike) -> Path:
+        """Each member into ``path/NAME`` and the ensemble file beside them."""
+        out = Path(path)
+        for name, m in zip(self.names, self.members):
+            m.save_pretrained(out / name)
+        write_ensemble_file(out, self.names)
+        return out
+
+    def __repr__(self) -> str:
+        return f"RewardEnsemble({len(self.members)} x {self.members[0]!r})"
+
+
+def write_ensemble_file(out: Path, names: list[str], extra: dict | None = None) -> None:
+    from jprefs.data.io import atomic_write_json
+
+    atomic_write_json(Path(out) / ENSEMBLE_NAME, {"format": ENSEMBLE_FORMAT, "members": list(names),
+                                                  **(extra or {})})
+
+
+def train_ensemble(cfg, *, log=print) -> dict[str, Any]:
+    """One train-rm run per seed of ``cfg.ensemble_seeds`` into ``OUT/seed-N``, then the ensemble files."""
+    import dataclasses
+
+    import numpy as np
+
+    from jprefs.classifiers.train import train_reward_model
+    from jprefs.data.io import atomic_write_json, atomic_write_text
+    from jprefs.runlock import run_lock
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = list(cfg.ensemble_seeds)
+    names = [f"seed-{s}" for s in seeds]
+    with run_lock(out, "jprefs train-rm (ensemble)", log=log):
+        member_metrics = {}
+        for s, name in zip(seeds, names):
+            log(f"ensemble member {name} ({len(member_metrics) + 1}/{len(seeds)})")
+            mcfg = dataclasses.replace(cfg, seed=s, split_seed=cfg.split_seed if cfg.split_seed >= 0 else cfg.seed,
+                                       ensemble_seeds=[], output_dir=str(out / name))
+            # the members share the frozen-layer memo (train_layers=N: one cache for every seed)
+            member_metrics[name] = train_reward_model(mcfg, log=log, keep_layer_cache=name != names[-1])
+        write_ensemble_file(out, names, {"seeds": seeds})
+        ens = RewardEnsemble.from_pretrained(out, device=None)
+        metrics: dict[str, Any] = {"ensemble": names, "members": {}}
+        for split in ("eval", "test"):
+            path = out / names[0] / ("eval_split.jsonl" if split == "eval" else "")
+            if split == "test" and cfg.test_data:
+                path = Path(cfg.test_data)
+            if not path.is_file():
+                continue
+            m = _ensemble_figures(ens, path, cfg)
+            metrics[split] = m
+            accs = [member_metrics[n].get(split, {}).get("pairwise_accuracy") for n in names]
+            accs = [a for a in accs if a is not None]
+            metrics["members"][split] = {
+                "pairwise_accuracy": dict(zip(names, accs)),
+                "mean": float(np.mean(accs)) if accs else None,
+                "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
+                "min": float(min(accs)) if accs else None, "max": float(max(accs)) if accs else None}
+        atomic_write_json(out / "metrics.json", metrics)
+        atomic_write_text(out / "README.md", _card(cfg, names, metrics))
+        log(f"saved a {len(names)}-member ensemble to {out}")
+        return metrics
+
+
+def _ensemble_figures(ens: RewardEnsemble, path: Path, cfg) -> dict:
+    """Pairwise figures of the ensemble's mean reward, and its mean per-response spread."""
+    import numpy as np
+
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.data.schema import prompt_key
+    from jprefs.eval.metrics import pairwise_metrics
+
+    data = load_rm_data(path, data_format=cfg.data_format, source=cfg.data_source if path.name != "eval_split.jsonl"
+                        else "")
+    pairs = data.pairs()
+    n = len(pairs)
+    each = ens._all([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+                    cfg.eval_batch_size, None, False)                  # (members, 2N)
+    mean, std = each.mean(0), each.std(0)
+    m = pairwise_metrics(mean[:n], mean[n:], [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs],
+                         [prompt_key(p.prompt) for p in pairs])
+    m.pop("reliability_bins", None)
+    m["mean_member_std"] = float(np.mean(std))
+    # pairs the members disagree on: some members prefer chosen, some rejected
+    votes = (each[:, :n] > each[:, n:]).mean(0)
+    m["pairs_members_disagree"] = float(((votes > 0) & (votes < 1)).mean())
+    return m
+
+
+def _card(cfg, names: list[str], metrics: dict) -> str:
+    rows = []
+    for split in ("eval", "test"):
+        if split in metrics:
+            m, mem = metrics[split], metrics["members"][split]
+            lo, hi = m["ci95"]
+            lc = m["length_controlled_accuracy"]
+            rows.append(f"| {split} | {m['pairwise_accuracy']:.4f} [{lo:.4f}, {hi:.4f}] "
+                        f"| {mem['mean']:.4f} ± {mem['std']:.4f} (min {mem['min']:.4f}, max {mem['max']:.4f}) "
+                        f"| {m['length_baseline_accuracy']:.4f} | {'n/a' if lc is None else f'{lc:.4f}'} "
+                        f"| {m['pairs_members_disagree']:.3f} |")
+    table = "\n".join(rows)
+    return f"""---
+library_name: jprefs
+language:
+- ja
+tags:
+- jprefs
+- reward-model
+- ensemble
+---
+
+# Reward-model ensemble ({len(names)} seeds)
+
+{len(names)} reward models trained by jprefs `train-rm` with one recipe and seeds {', '.join(n[5:] for n in names)}
+(`{cfg.backbone}`, objective {cfg.objective}{', debias ' + cfg.debias if cfg.debias != 'none' else ''}); each member
+is a complete model folder with its own card (`{names[0]}/README.md`). The reward is the mean of the members'
+centred rewards; `score_std` is their spread per response.
+
+```python
+from jprefs import RewardModel
+ens = RewardModel.from_pretrained("{cfg.output_dir}")     # RewardEnsemble
+mean, std = ens.score_with_std(prompts, responses)
+```
+
+| split | ensemble accuracy [95% CI] | members: mean ± sd | longer wins | chosen shorter (ensemble) | pairs the members disagree on |
+|---|---|---|---|---|---|
+{table}
+
+The members share one held-out split (by prompt), so their figures compare; the spread over seeds is
+the part of any single model's figure that is luck of the seed.
+"""
