@@ -25,6 +25,15 @@ Outputs (``DIR``)
     ``length_baseline_accuracy``, ``length_controlled_accuracy`` and the rest), ``report.md``,
     ``report.html``, ``scores.jsonl`` (one row per model, data set and pair: ``r_chosen``,
     ``r_rejected``), ``rejects.jsonl`` when rows were rejected, and the plots.
+    With ``--probe-train``: ``data[DATA]["probe_baseline"]`` and ``results[MODEL][DATA]
+    ["accuracy_minus_probe"]`` (paired, by prompt) in ``metrics.json``, ``probe.json`` (the fitted
+    :class:`jprefs.classifiers.probe.LengthProbe`) and ``probe_scores.jsonl`` (``s_chosen``,
+    ``s_rejected`` per pair).
+
+The probe baseline (``--probe-train``): a logistic model on the frozen ``--probe-backbone``
+embeddings of the same (prompt, response) inputs plus the log length, fit once on the given
+training pairs (L2 by grouped cross-validation on them), scored on every data set
+(:mod:`jprefs.classifiers.probe`).
 """
 
 from __future__ import annotations
