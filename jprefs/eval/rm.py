@@ -581,6 +581,7 @@ def _plots(out: Path, models, sets, results, scores, data_info, leaderboard) -> 
         f = out / f"leaderboard_{_slug(d.label)}.png"
         plot_leaderboard([(r["model"], r["pairwise_accuracy"], r["ci95"]) for r in rows], f,
                          longer_wins=data_info[d.label]["length_baseline_accuracy"],
+                         probe=data_info[d.label].get("probe_baseline", {}).get("accuracy"),
                          extra=[("length-controlled (chosen shorter)", [r["length_controlled_accuracy"] for r in rows]),
                                 ("length-matched", [r["length_matched_accuracy"] for r in rows])],
                          title=f"{d.label}: {data_info[d.label]['n_pairs']} pairs, "

@@ -141,7 +141,8 @@ def build_report(metrics: dict, plots: dict | None = None) -> Report:
                    "length-controlled (chosen shorter)",
                    "length-matched", "ECE", "Spearman reward~length"], rows)
         if name in plots.get("leaderboard", {}):
-            rep.image(plots["leaderboard"][name], f"{name}: accuracy with 95% intervals; dashed: longer wins")
+            rep.image(plots["leaderboard"][name], f"{name}: accuracy with 95% intervals; dashed: longer wins"
+                      + ("; dash-dot: probe" if pb else ""))
         for r in metrics["leaderboard"][name]:
             _warnings(rep, r["model"], name, res[r["model"]][name])
         if metrics.get("agreement", {}).get(name):

@@ -50,7 +50,7 @@ def _probe_args(s, train=None):
 def test_probe_baseline_end_to_end(setup, tmp_path, capsys):
     out = tmp_path / "o"
     rc, stdout, err = _run(["--model", setup["quality"], "--model", setup["length"], "--data", setup["design"],
-                            "-o", str(out), "--seed", "2", "--no-plots", *_probe_args(setup)], capsys)
+                            "-o", str(out), "--seed", "2", *_probe_args(setup)], capsys)
     assert rc == 0, err
     m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     pb = m["data"]["design"]["probe_baseline"]
@@ -106,6 +106,7 @@ def test_probe_baseline_end_to_end(setup, tmp_path, capsys):
         assert warned == (lo <= 0), (model, lo)
     assert f"probe {pb['accuracy']:.3f}" in stdout
     assert "Probe baseline" in (out / "report.html").read_text(encoding="utf-8")
+    assert "dash-dot: probe" in md and (out / "leaderboard_design.png").stat().st_size > 1000
 
 
 def test_report_warns_only_when_a_model_is_not_above_the_probe(setup, tmp_path, capsys):
