@@ -100,10 +100,12 @@ def plot_reward_vs_length(r_chosen, r_rejected, len_chosen, len_rejected, path: 
 
 
 def plot_leaderboard(rows: Sequence[tuple[str, float, Sequence[float]]], path: str | Path, *, longer_wins: float | None,
-                     title: str = "", extra: Sequence[tuple[str, Sequence[float | None]]] = ()):
+                     title: str = "", extra: Sequence[tuple[str, Sequence[float | None]]] = (),
+                     probe: float | None = None):
     """Horizontal bars of accuracy per model (``rows``: label, accuracy, (low, high)) with 95% interval
     whiskers, the longer-wins baseline as a dashed line and chance (0.5) as a dotted one. ``extra``:
-    more per-model figures drawn as markers (e.g. ``("length-controlled", [0.41, 0.55])``)."""
+    more per-model figures drawn as markers (e.g. ``("length-controlled", [0.41, 0.55])``). ``probe``:
+    the probe baseline's accuracy, a dash-dot line."""
     plt = pyplot()
     labels = [r[0] for r in rows]
     ys = list(range(len(rows)))[::-1]                 # the best model on top (rows come sorted)
@@ -118,6 +120,8 @@ def plot_leaderboard(rows: Sequence[tuple[str, float, Sequence[float]]], path: s
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker, color="black", ms=5, label=name, ls="none")
     if longer_wins is not None:
         ax.axvline(longer_wins, color="tab:red", ls="--", lw=1.2, label=f"longer wins ({longer_wins:.3f})")
+    if probe is not None:
+        ax.axvline(probe, color="tab:green", ls="-.", lw=1.2, label=f"probe ({probe:.3f})")
     ax.axvline(0.5, color="grey", ls=":", lw=1, label="chance")
     ax.set_yticks(ys)
     ax.set_yticklabels(labels, fontsize=8)

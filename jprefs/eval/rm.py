@@ -25,6 +25,15 @@ Outputs (``DIR``)
     ``length_baseline_accuracy``, ``length_controlled_accuracy`` and the rest), ``report.md``,
     ``report.html``, ``scores.jsonl`` (one row per model, data set and pair: ``r_chosen``,
     ``r_rejected``), ``rejects.jsonl`` when rows were rejected, and the plots.
+    With ``--probe-train``: ``data[DATA]["probe_baseline"]`` and ``results[MODEL][DATA]
+    ["accuracy_minus_probe"]`` (paired, by prompt) in ``metrics.json``, ``probe.json`` (the fitted
+    :class:`jprefs.classifiers.probe.LengthProbe`) and ``probe_scores.jsonl`` (``s_chosen``,
+    ``s_rejected`` per pair).
+
+The probe baseline (``--probe-train``): a logistic model on the frozen ``--probe-backbone``
+embeddings of the same (prompt, response) inputs plus the log length, fit once on the given
+training pairs (L2 by grouped cross-validation on them), scored on every data set
+(:mod:`jprefs.classifiers.probe`).
 """
 
 from __future__ import annotations
@@ -41,11 +50,13 @@ EXAMPLES = """examples:
       -o out/leaderboard
   jprefs eval rm --model out/rm-hh --data harmless-base-test.jsonl.gz --source hh-rlhf --limit 500 -o out/eval-hh
   jprefs eval rm --model some-org/ja-sentiment --label positive --data pairs.jsonl -o out/eval-clf
+  jprefs eval rm --model out/rm --data out/rm/eval_split.jsonl --probe-train train-pairs.jsonl -o out/eval-rm
 
 NAME=PATH gives a model or data set its label in the tables (default: the folder or file name).
 Lengths are characters of the response; length-matched pairs differ by at most --length-tolerance
 of the longer response. Intervals: 95% bootstrap, resampling prompts (pairs that share a prompt
-move together), --seed fixes them."""
+move together), --seed fixes them. --probe-train adds a second baseline: a logistic probe on frozen
+--probe-backbone embeddings plus log length, fit on the given (training) pairs, scored on every --data set."""
 
 LAYOUT_KEYS = ("subset", "category")      # per-pair columns kept for the breakdown (RewardBench, Rakuda)
 
@@ -72,6 +83,17 @@ def configure_rm(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--length-tolerance", type=float, default=0.10,
                         help="length-matched: |len_c - len_r| / max(len_c, len_r) at most this (default 0.10)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    g = parser.add_argument_group("probe baseline (frozen embeddings + log length; jprefs.classifiers.probe)")
+    g.add_argument("--probe-train", metavar="FILE",
+                   help="pairs to fit the probe on: the reward model's TRAINING pairs (never the --data pairs); "
+                        "read like --data")
+    g.add_argument("--probe-backbone", default="e5-small-offline",
+                   help="frozen backbone of the probe (default e5-small-offline)")
+    g.add_argument("--probe-prefix", default="query: ", help="input prefix of the probe (default 'query: ', e5's)")
+    g.add_argument("--probe-pooling", default="mean", choices=["mean", "cls"],
+                   help="mean: masked mean of the last hidden states (e5); cls: the [CLS] state (default mean)")
+    g.add_argument("--probe-max-length", type=int, default=512, help="probe input tokens (default 512)")
+    g.add_argument("--probe-max-prompt-length", type=int, default=128, help="probe prompt tokens (default 128)")
 
 
 # ------------------------------------------------------------------ inputs
@@ -297,6 +319,88 @@ def _data_summary(d: EvalData, tolerance: float, seed: int) -> dict:
             "breakdown_keys": list(d.keys)}
 
 
+# ------------------------------------------------------------------ the probe baseline
+
+
+def _load_probe_train(path: str, source: str) -> EvalData:
+    """The probe's training pairs, read like ``--data``; a missing, empty or unusable file is one error
+    naming ``--probe-train``."""
+    from jprefs.errors import DataError
+
+    fix = ("pass the reward model's TRAINING pairs to --probe-train (for a train-rm folder: its data file "
+           "without the prompts of OUT/eval_split.jsonl), or drop --probe-train")
+    try:
+        return load_eval_data("probe-train", path, source=source)
+    except DataError as e:
+        raise DataError(f"--probe-train: {e.reason}", path=e.path, line=e.line, fix=fix) from None
+
+
+def _run_probe(args, train: EvalData, sets, models, scores, results, data_info, out: Path) -> dict:
+    """Fit the probe once on ``train``, score every data set, add ``probe_baseline`` to each data set's
+    summary and ``accuracy_minus_probe`` (paired, by prompt) to every model's results; write
+    ``probe.json`` (the fitted probe) and ``probe_scores.jsonl``. Returns the run-level probe summary."""
+    import gc
+
+    from jprefs.classifiers.probe import Embedder, fit_probe, probe_pair_scores
+    from jprefs.data.io import atomic_write_json, eprint, write_jsonl
+    from jprefs.eval.metrics import accuracy_metrics, wins
+    from jprefs.eval.stats import paired_bootstrap_ci
+
+    tol, seed = args.length_tolerance, args.seed
+    emb = Embedder(args.probe_backbone, pooling=args.probe_pooling, input_prefix=args.probe_prefix,
+                   max_length=args.probe_max_length, max_prompt_length=args.probe_max_prompt_length,
+                   device=args.device, batch_size=args.batch_size)
+    eprint(f"probe: fitting on {len(train.pairs)} pairs of {train.path} ({args.probe_backbone}, {args.probe_pooling} "
+           f"pooling, max_length {emb.max_length})")
+    probe = fit_probe(train.pairs, emb, seed=seed)
+    eprint(f"probe: l2 {probe.l2:g}, grouped-CV accuracy {probe.cv_accuracy:.3f} ({probe.folds} folds by prompt), "
+           f"length weight {probe.length_weight:.3f} per log-character")
+    train_keys = set(train.groups)
+    rows = []
+    for d in sets:
+        sc, sr = probe_pair_scores(probe, d.pairs, emb)
+        m = accuracy_metrics(sc, sr, d.len_chosen, d.len_rejected, d.groups, tolerance=tol, seed=seed)
+        won = wins(sc, sr)
+        vs = {}
+        for lab, _ in models:
+            rc, rr = scores[(lab, d.label)]
+            diff, (lo, hi) = paired_bootstrap_ci(wins(rc, rr), won, d.groups, seed=seed)
+            vs[lab] = {"accuracy_minus_probe": diff, "ci95": [lo, hi]}
+            results[lab][d.label]["accuracy_minus_probe"] = diff
+            results[lab][d.label]["accuracy_minus_probe_ci95"] = [lo, hi]
+        shared = sorted({g for g in d.groups if g in train_keys})
+        data_info[d.label]["probe_baseline"] = {
+            "accuracy": m["pairwise_accuracy"], "ci95": m["ci95"],
+            "length_controlled_accuracy": m["length_controlled_accuracy"],
+            "length_controlled_ci95": m["length_controlled_ci95"], "length_controlled_n": m["length_controlled_n"],
+            "length_matched_accuracy": m["length_matched_accuracy"], "length_matched_ci95": m["length_matched_ci95"],
+            "length_matched_n": m["length_matched_n"],
+            "chosen_longer_accuracy": m["length_subsets"]["chosen_longer"]["accuracy"],
+            "accuracy_minus_length_baseline": m["accuracy_minus_length_baseline"],
+            "accuracy_minus_length_baseline_ci95": m["accuracy_minus_length_baseline_ci95"],
+            "models": vs, "prompts_shared_with_train": len(shared),
+            "l2": probe.l2, "cv_accuracy": probe.to_dict()["cv_accuracy"], "length_weight": probe.length_weight}
+        if shared:
+            eprint(f"probe: warning: {len(shared)} prompts of {d.label} are also in --probe-train: the probe has seen "
+                   f"them (give training pairs only)")
+        for i, p in enumerate(d.pairs):
+            rows.append({"pair": i, "id": p.id, "prompt_key": d.groups[i], "data": d.label, "s_chosen": float(sc[i]),
+                         "s_rejected": float(sr[i]), "len_chosen": len(p.chosen), "len_rejected": len(p.rejected)})
+    atomic_write_json(out / "probe.json", probe.to_dict())
+    write_jsonl(out / "probe_scores.jsonl", rows)
+    del emb
+    gc.collect()
+    _free_cuda()
+    d = probe.to_dict()
+    return {"train": train.path, "n_train_pairs": probe.n_train_pairs, "n_train_prompts": probe.n_train_prompts,
+            "train_rows_rejected": len(train.rejects), "file": "probe.json", "scores": "probe_scores.jsonl",
+            **{k: d[k] for k in ("backbone", "pooling", "input_prefix", "max_length", "max_prompt_length", "l2",
+                                 "cv_accuracy", "folds", "length_weight", "cv")},
+            "model": "score = w . (e - mean) / scale + length_weight * log(characters); logistic regression on "
+                     "pair differences, no intercept, L2 chosen by grouped CV (folds by prompt) on the training "
+                     "pairs"}
+
+
 # ------------------------------------------------------------------ run
 
 
@@ -316,11 +420,16 @@ def run_rm(args: argparse.Namespace) -> int:
         raise ConfigError(f"--limit must be >= 0, got {args.limit}")
     if not 0 <= args.length_tolerance < 1:
         raise ConfigError(f"--length-tolerance must be in [0, 1), got {args.length_tolerance}")
+    probe_train = getattr(args, "probe_train", None)
+    if probe_train and (args.probe_max_length < 16 or args.probe_max_prompt_length < 0):
+        raise ConfigError(f"--probe-max-length must be >= 16 and --probe-max-prompt-length >= 0, got "
+                          f"{args.probe_max_length}, {args.probe_max_prompt_length}")
     models = _labels(args.model, _model_label)
     datas = _labels(args.data, _data_label)
     # ---- everything that can fail on input fails before any model is loaded
     takes_label = {lab: _check_model(path) for lab, path in models}
     sets = [load_eval_data(lab, path, source=args.source, limit=args.limit) for lab, path in datas]
+    train = _load_probe_train(probe_train, args.source) if probe_train else None
     for d in sets:
         eprint(f"{d.label}: {len(d.pairs)} pairs from {d.rows_in} rows of {d.path} ({len(d.rejects)} rejected, "
                f"layout {d.layout}{', breakdown by ' + ', '.join(d.keys) if d.keys else ''})")
@@ -350,6 +459,9 @@ def run_rm(args: argparse.Namespace) -> int:
         d = next(x for x in sets if x.label == dl)
         results[lab][dl] = _result(rc, rr, d, tolerance=tol, seed=seed)
     data_info = {d.label: _data_summary(d, tol, seed) for d in sets}
+    probe_info = None
+    if train is not None:
+        probe_info = _run_probe(args, train, sets, models, scores, results, data_info, out)
     leaderboard = {d.label: sorted(({"model": lab, **_lb_row(results[lab][d.label])} for lab, _ in models),
                                    key=lambda r: (-r["pairwise_accuracy"], r["model"])) for d in sets}
     agree: dict[str, list] = {}
@@ -376,6 +488,8 @@ def run_rm(args: argparse.Namespace) -> int:
         "length_match_tolerance": tol, "bootstrap": "2000 resamples of prompts (cluster bootstrap), percentile 95%",
         "models": model_info, "data": data_info, "results": results, "leaderboard": leaderboard, "agreement": agree,
     }
+    if probe_info is not None:
+        metrics["probe"] = probe_info
     atomic_write_json(out / "metrics.json", metrics)
     write_jsonl(out / "scores.jsonl", _score_rows(models, sets, scores))
     rejects = [r for d in sets for r in d.rejects]
@@ -388,7 +502,9 @@ def run_rm(args: argparse.Namespace) -> int:
     build_report(metrics, plots).write(out)
     for d in sets:
         base = data_info[d.label]
-        print(f"{d.label} ({base['n_pairs']} pairs, longer wins {base['length_baseline_accuracy']:.3f}):")
+        pb = base.get("probe_baseline")
+        print(f"{d.label} ({base['n_pairs']} pairs, longer wins {base['length_baseline_accuracy']:.3f}"
+              + (f", probe {pb['accuracy']:.3f} [{pb['ci95'][0]:.3f}, {pb['ci95'][1]:.3f}]" if pb else "") + "):")
         for row in leaderboard[d.label]:
             lc = row["length_controlled_accuracy"]
             print(f"  {row['model']}: pairwise_accuracy={row['pairwise_accuracy']:.4f} "
@@ -415,6 +531,12 @@ def _argv_of(args) -> list[str]:
             parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
     if args.no_plots:
         parts.append("--no-plots")
+    if getattr(args, "probe_train", None):
+        parts += ["--probe-train", str(args.probe_train)]
+        for opt, default in (("probe_backbone", "e5-small-offline"), ("probe_prefix", "query: "),
+                             ("probe_pooling", "mean"), ("probe_max_length", 512), ("probe_max_prompt_length", 128)):
+            if getattr(args, opt) != default:
+                parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
     return parts
 
 
@@ -432,7 +554,8 @@ def _lb_row(m: dict) -> dict:
                               "shorter_baseline_accuracy", "length_controlled_accuracy", "length_controlled_ci95",
                               "length_controlled_n", "length_matched_accuracy", "length_matched_ci95",
                               "length_matched_n", "pair_ece")} | {"reward_length_spearman":
-                                                                  m["reward_length_corr"]["spearman"]}
+                                                                  m["reward_length_corr"]["spearman"]} \
+        | {k: m[k] for k in ("accuracy_minus_probe", "accuracy_minus_probe_ci95") if k in m}
 
 
 def _score_rows(models, sets, scores):
@@ -458,6 +581,7 @@ def _plots(out: Path, models, sets, results, scores, data_info, leaderboard) -> 
         f = out / f"leaderboard_{_slug(d.label)}.png"
         plot_leaderboard([(r["model"], r["pairwise_accuracy"], r["ci95"]) for r in rows], f,
                          longer_wins=data_info[d.label]["length_baseline_accuracy"],
+                         probe=data_info[d.label].get("probe_baseline", {}).get("accuracy"),
                          extra=[("length-controlled (chosen shorter)", [r["length_controlled_accuracy"] for r in rows]),
                                 ("length-matched", [r["length_matched_accuracy"] for r in rows])],
                          title=f"{d.label}: {data_info[d.label]['n_pairs']} pairs, "

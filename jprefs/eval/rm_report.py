@@ -40,9 +40,41 @@ def _warnings(rep: Report, model: str, data: str, m: dict) -> None:
     if longer["accuracy"] is not None and longer["ci95"][1] is not None and longer["ci95"][1] < 0.5:
         rep.warning(f"{model} on {data}: below chance on the {longer['n']} pairs whose chosen answer is the longer one "
                     f"({fmt_ci(longer['accuracy'], longer['ci95'])}): it prefers shorter answers.")
+    if "accuracy_minus_probe" in m:
+        d, (lo, hi) = m["accuracy_minus_probe"], m["accuracy_minus_probe_ci95"]
+        if lo is None or lo <= 0:
+            rep.warning(f"{model} on {data}: not shown to beat the probe baseline (frozen embeddings + log length): "
+                        f"paired difference {fmt_ci(d, [lo, hi])}"
+                        + (" is below 0." if hi is not None and hi < 0 else " includes 0."))
     sp = m["reward_length_corr"]["spearman"]
     if sp is not None and sp == sp and abs(sp) >= 0.5:
         rep.warning(f"{model} on {data}: the reward correlates with length (Spearman {sp:.2f}).")
+
+
+def _probe_section(rep: Report, probe: dict, data: dict) -> None:
+    rep.heading("Probe baseline")
+    cv = probe["cv_accuracy"]
+    rep.para(f"score = w . standardised embedding + a * log(characters); {probe['backbone']} frozen, "
+             f"{probe['pooling']} pooling, input prefix {probe['input_prefix']!r}, max_length {probe['max_length']}, "
+             f"max_prompt_length {probe['max_prompt_length']}. Fit on {probe['n_train_pairs']} pairs "
+             f"({probe['n_train_prompts']} prompts) of {probe['train']}: logistic regression on pair differences, "
+             f"no intercept; L2 {probe['l2']:g} chosen by {probe['folds']}-fold cross-validation grouped by prompt "
+             f"on those pairs (held-out accuracy " + (f"{cv:.3f}" if cv is not None else "-") + "); length weight "
+             f"a = {probe['length_weight']:.3f} per log-character (> 0: longer scores higher). The fitted probe is "
+             f"in {probe['file']}, its scores in {probe['scores']}.")
+    rows = []
+    for name, d in data.items():
+        pb = d["probe_baseline"]
+        rows.append([name, fmt_ci(pb["accuracy"], pb["ci95"]), fmt_ci(d["length_baseline_accuracy"]),
+                     fmt_ci(pb["accuracy_minus_length_baseline"], pb["accuracy_minus_length_baseline_ci95"]),
+                     _acc_n(pb["length_controlled_accuracy"], pb["length_controlled_ci95"], pb["length_controlled_n"]),
+                     _acc_n(pb["length_matched_accuracy"], pb["length_matched_ci95"], pb["length_matched_n"])])
+    rep.table(["data", "probe accuracy [95% CI]", "longer wins", "probe - longer wins (paired)",
+               "probe length-controlled (chosen shorter)", "probe length-matched"], rows)
+    for name, d in data.items():
+        if d["probe_baseline"]["prompts_shared_with_train"]:
+            rep.warning(f"{name}: {d['probe_baseline']['prompts_shared_with_train']} of its prompts are also in the "
+                        f"probe's training file: the probe has seen them and its figures there are optimistic.")
 
 
 def build_report(metrics: dict, plots: dict | None = None) -> Report:
@@ -56,15 +88,18 @@ def build_report(metrics: dict, plots: dict | None = None) -> Report:
              f"{metrics['length_match_tolerance']:.0%} of the longer response. A tie counts 1/2, in the accuracy "
              f"and in the length baselines.")
 
+    probe = metrics.get("probe")
     rep.heading("Data")
     rows = []
     for name, d in data.items():
+        pb = [fmt_ci(d["probe_baseline"]["accuracy"], d["probe_baseline"]["ci95"])] if probe else []
         rows.append([name, d["path"], d["layout"], d["rows_in"], d["rows_rejected"], d["n_pairs"], d["n_prompts"],
-                     fmt_ci(d["length_baseline_accuracy"], d["length_baseline_ci95"]),
+                     fmt_ci(d["length_baseline_accuracy"], d["length_baseline_ci95"]), *pb,
                      fmt_ci(d["shorter_baseline_accuracy"], d["shorter_baseline_ci95"]),
                      d["chosen_shorter_n"], d["length_matched_n"],
                      f"{d['mean_len_chosen']:.0f} / {d['mean_len_rejected']:.0f}"])
-    rep.table(["data", "file", "layout", "rows read", "rejected", "pairs", "prompts", "longer wins", "shorter wins",
+    rep.table(["data", "file", "layout", "rows read", "rejected", "pairs", "prompts", "longer wins",
+               *(["probe"] if probe else []), "shorter wins",
                "chosen shorter", "length-matched", "mean length chosen / rejected"], rows)
     for name, d in data.items():
         if d["rows_rejected"]:
@@ -72,21 +107,42 @@ def build_report(metrics: dict, plots: dict | None = None) -> Report:
             rep.warning(f"{name}: {d['rows_rejected']} of {d['rows_in']} rows were rejected while reading ({reasons}); "
                         f"they are in rejects.jsonl and not scored.")
 
+    if probe:
+        _probe_section(rep, probe, data)
+
     for name in data:
         rep.heading(f"Leaderboard: {name}")
         rows = []
+        pb = data[name].get("probe_baseline")
         for i, r in enumerate(metrics["leaderboard"][name], 1):
+            vs_probe = [fmt_ci(pb["accuracy"]), fmt_ci(r["accuracy_minus_probe"], r["accuracy_minus_probe_ci95"])] \
+                if pb else []
             rows.append([i, r["model"], fmt_ci(r["pairwise_accuracy"], r["ci95"]),
                          fmt_ci(data[name]["length_baseline_accuracy"]),
                          fmt_ci(r["accuracy_minus_length_baseline"], r["accuracy_minus_length_baseline_ci95"]),
+                         *vs_probe,
                          _acc_n(r["length_controlled_accuracy"], r["length_controlled_ci95"], r["length_controlled_n"]),
                          _acc_n(r["length_matched_accuracy"], r["length_matched_ci95"], r["length_matched_n"]),
                          fmt_ci(r["pair_ece"]), fmt_ci(r["reward_length_spearman"], digits=2)])
+        if pb:         # the baselines as rows of the same table, for reading down a column
+            rows.append(["-", "longer wins (baseline)", fmt_ci(data[name]["length_baseline_accuracy"],
+                                                               data[name]["length_baseline_ci95"]),
+                         "-", "-", "-", "-", _acc_n(0.0, [0.0, 0.0], data[name]["chosen_shorter_n"]),
+                         "-", "-", "-"])
+            rows.append(["-", "probe (frozen embeddings + log length)", fmt_ci(pb["accuracy"], pb["ci95"]), "-",
+                         fmt_ci(pb["accuracy_minus_length_baseline"], pb["accuracy_minus_length_baseline_ci95"]),
+                         "-", "-",
+                         _acc_n(pb["length_controlled_accuracy"], pb["length_controlled_ci95"],
+                                pb["length_controlled_n"]),
+                         _acc_n(pb["length_matched_accuracy"], pb["length_matched_ci95"], pb["length_matched_n"]),
+                         "-", "-"])
         rep.table(["#", "model", "accuracy [95% CI]", "longer wins", "accuracy - longer wins (paired)",
+                   *(["probe", "accuracy - probe (paired)"] if pb else []),
                    "length-controlled (chosen shorter)",
                    "length-matched", "ECE", "Spearman reward~length"], rows)
         if name in plots.get("leaderboard", {}):
-            rep.image(plots["leaderboard"][name], f"{name}: accuracy with 95% intervals; dashed: longer wins")
+            rep.image(plots["leaderboard"][name], f"{name}: accuracy with 95% intervals; dashed: longer wins"
+                      + ("; dash-dot: probe" if pb else ""))
         for r in metrics["leaderboard"][name]:
             _warnings(rep, r["model"], name, res[r["model"]][name])
         if metrics.get("agreement", {}).get(name):
@@ -115,9 +171,19 @@ def build_report(metrics: dict, plots: dict | None = None) -> Report:
                     ["accuracy - longer wins (paired, by prompt)",
                      fmt_ci(m["accuracy_minus_length_baseline"], m["accuracy_minus_length_baseline_ci95"]),
                      m["n_pairs"], "-"]]
+            pb = data[name].get("probe_baseline")
+            if pb:
+                rows[2:2] = [["probe baseline (frozen embeddings + log length)", fmt_ci(pb["accuracy"], pb["ci95"]),
+                              m["n_pairs"], "-"]]
+                rows.append(["accuracy - probe (paired, by prompt)",
+                             fmt_ci(m["accuracy_minus_probe"], m["accuracy_minus_probe_ci95"]), m["n_pairs"], "-"])
             for key, label in SUBSET_NAMES:
                 s = m["length_subsets"][key]
                 rows.append([label, fmt_ci(s["accuracy"], s["ci95"]), s["n"], fmt_ci(s["longer_wins"])])
+            if pb:
+                rows.append(["probe on the chosen-shorter pairs (length-controlled)",
+                             fmt_ci(pb["length_controlled_accuracy"], pb["length_controlled_ci95"]),
+                             pb["length_controlled_n"], fmt_ci(0.0 if pb["length_controlled_n"] else None)])
             rep.table(["figure", "value [95% CI]", "pairs", "longer wins on these pairs"], rows)
             rc, mc = m["reward_length_corr"], m["margin_length_corr"]
             rep.table(["figure", "value"], [
@@ -142,6 +208,11 @@ def build_report(metrics: dict, plots: dict | None = None) -> Report:
                 rep.image(f, f"{model} on {name}: {what}")
 
     rep.heading("How to read this")
+    if probe:
+        rep.para("The probe baseline is a logistic model on the FROZEN backbone's embeddings of the same "
+                 "(prompt, response) inputs plus the log length, fit on the training pairs only: what a reward "
+                 "model gets without fine-tuning. A fine-tuned model that does not beat it (paired interval above 0) "
+                 "has not shown that its training taught it more than the pretrained features and length.")
     rep.para("Accuracy is the share of pairs where the chosen response gets the higher reward. 'Longer wins' "
              "predicts that the longer response is the chosen one: on judged Japanese sets it is a strong baseline, "
              "and a model that does not clearly beat it may be measuring length. Length-controlled accuracy is the "
