@@ -37,6 +37,8 @@ from jprefs.errors import ConfigError
 
 def _parts(model):
     base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    if base is None and hasattr(model, "embeddings") and hasattr(model, "encoder"):
+        base = model                      # the encoder itself (AutoModel: the probe's embedder)
     layers = getattr(getattr(base, "encoder", None), "layer", None)
     if base is None or getattr(base, "embeddings", None) is None or layers is None:
         raise ConfigError(f"cache_frozen_layers: {type(model).__name__} is not a BERT-style encoder "
@@ -99,7 +101,8 @@ def clear_memo() -> None:
 
 
 def _model_key(model, keep: int) -> str:
-    """Which frozen lower network produced a state: the backbone's name, its lower weights' checksum, keep."""
+    """Which frozen lower network produced a state: its class, its number of layers and a checksum of its
+    weights (not the model's name: a saved reward model and its backbone share frozen lower layers)."""
     import torch
 
     base, layers = _parts(model)
@@ -107,7 +110,7 @@ def _model_key(model, keep: int) -> str:
     with torch.no_grad():
         check = sum(float(p.double().sum()) + float(p.double().abs().sum()) * (i + 1)
                     for i, p in enumerate(q for m in lower for q in m.parameters()))
-    return f"{getattr(model.config, '_name_or_path', '')}|{keep}|{check!r}"
+    return f"{type(base).__name__}|{len(lower) - 1}|{check!r}"
 
 
 def lower_states(model, enc: Any, keep: int, pad_id: int, *, max_tokens: int = 4096, batch_size: int = 32,

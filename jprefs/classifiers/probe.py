@@ -156,6 +156,11 @@ class Embedder:
         self.device = device or default_device()
         self.model.to(self.device).eval()
 
+    # Embed through the frozen-layer memo (jprefs.classifiers.layercache): the states of the lower
+    # layers that a train-rm run (or a scoring with RewardModel.frozen_layer_cache) of the same backbone
+    # left in this process are reused and only the top N layers run. 0: the whole backbone runs.
+    frozen_layer_cache: int = 0
+
     @property
     def hidden_size(self) -> int:
         return int(self.model.config.hidden_size)
@@ -183,8 +188,23 @@ class Embedder:
             batches = length_batches(enc.lengths, batch_size=self.batch_size,
                                      max_tokens=CPU_MAX_TOKENS if on_cpu else None)
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            states = None
+            if self.frozen_layer_cache:
+                from jprefs.classifiers.layercache import lower_states
+
+                states = lower_states(self.model, enc, self.frozen_layer_cache, pad)
             with progress(total=sum(enc.lengths), desc=desc, unit="tok") as bar, torch.inference_mode():
                 for idx in batches:
+                    if states is not None:
+                        from jprefs.classifiers.layercache import pad_states, top_only
+
+                        x, mask = pad_states(states, idx)
+                        with top_only(self.model, self.frozen_layer_cache):
+                            h = self.model(inputs_embeds=x.to(self.device),
+                                           attention_mask=mask.to(self.device)).last_hidden_state
+                        out[idx] = self._pooled(h, mask.to(self.device)).float().cpu().numpy()
+                        bar.update(int(mask.sum()))
+                        continue
                     batch = {k: v.to(self.device) for k, v in collate(enc, idx, pad).items()}
                     out[idx] = self._pool(batch).float().cpu().numpy()
                     bar.update(int(batch["attention_mask"].sum()))
@@ -196,6 +216,9 @@ class Embedder:
         if bool(mask.all()):
             inputs.pop("attention_mask")         # no padding: the unmasked attention path
         h = self.model(**inputs).last_hidden_state                     # (B, T, H)
+        return self._pooled(h, mask)
+
+    def _pooled(self, h, mask):
         if self.pooling == "cls":
             return h[:, 0]
         m = mask.unsqueeze(-1).to(h.dtype)                                # (B, T, 1)

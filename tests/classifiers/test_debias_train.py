@@ -256,3 +256,24 @@ def test_a_seed_ensemble_trains_members_on_one_split_and_scores_their_mean(toy, 
 
     with pytest.raises(JprefsError, match="not a jprefs ensemble file"):
         RewardModel.from_pretrained(out)
+
+
+def test_a_reward_model_and_the_probe_embedder_of_its_backbone_share_the_frozen_layer_memo(toy, tmp_path):
+    from jprefs.classifiers import layercache
+    from jprefs.classifiers.probe import Embedder
+    from jprefs.classifiers.reward_model import RewardModel
+
+    out = tmp_path / "top1m"
+    _train(toy, out, train_layers=1, epochs=1)
+    rm = RewardModel.from_pretrained(out, device="cpu")
+    rm.frozen_layer_cache = 1
+    prompts, responses = ["今日の天気は?", "猫は好き?"], ["良いです。", "悪いです。。。"]
+    layercache.clear_memo()
+    rm.score(prompts, responses)
+    n = len(layercache._MEMO["states"])
+    emb = Embedder(toy["backbone"], max_length=48)
+    plain = emb.embed(prompts, responses)
+    emb.frozen_layer_cache = 1
+    np.testing.assert_allclose(emb.embed(prompts, responses), plain, rtol=1e-4, atol=1e-5)
+    assert n == 2 and len(layercache._MEMO["states"]) == n          # the embedder found the reward model's states
+    layercache.clear_memo()

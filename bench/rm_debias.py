@@ -1,0 +1,265 @@
+"""Length-debiased Japanese reward models: every variant trained and compared on the same splits (issue #13).
+
+Protocol (choices on dev, the test split read once at the end):
+  1. ``split``: ja_mt_bench (863 pairs, 77 questions) and rakuda (945 pairs, 40 questions) are each
+     split BY QUESTION (prompt) into test (25% of the pairs), dev (20% of the rest) and train, with
+     fixed seeds; written to WORK/{set}-{part}.jsonl. The two sets have disjoint questions.
+  2. ``train NAME``: one variant (VARIANTS below) = the base recipe + its overrides, trained on both
+     sets' train parts (``data`` + ``extra_data``) with both dev parts as ``eval_data``.
+  3. ``dev``: every trained variant scored on each dev part (accuracy, interval, longer-wins,
+     chosen-shorter accuracy, reward-length Spearman), with the probe baseline (frozen e5 + log
+     length ratio, fit on the train parts) beside it; WORK/dev.json. The recommended variant is
+     chosen here by the rule in ``choose``.
+  4. ``test``: the same figures on the test parts, for every variant (reported, not used to choose).
+
+    python bench/rm_debias.py split
+    python bench/rm_debias.py train bt            # one variant (~5-15 min on 2 cores)
+    python bench/rm_debias.py dev
+    python bench/rm_debias.py test
+
+WORK defaults to bench/results/rm-debias/work (models are not committed; the JSON summaries are).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SETS = {"ja_mt_bench": SHARED / "ja_mt_bench" / "ja_mt_bench_turn1_pairs.jsonl",
+        "rakuda": SHARED / "rakuda" / "rakuda_gpt4_pairs.jsonl"}
+HH = SHARED / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+RESULTS = ROOT / "bench" / "results" / "rm-debias"
+WORK = Path(__import__("os").environ.get("RM_DEBIAS_WORK", RESULTS / "work"))
+RECIPE = ROOT / "classifiers" / "recipes" / "e5-small-ja-debiased.yaml"
+
+# Every variant is the recipe plus these overrides (the recipe itself is the chosen one, "odin-bal" etc.)
+BASE = {"debias": "none", "length_balance": False, "counterfactual": "none"}
+VARIANTS = {
+    "bt": {},
+    "bt-balanced": {"length_balance": True},
+    "bt-cf-filler": {"counterfactual": "filler"},
+    "bt-cf-repeat": {"counterfactual": "repeat"},
+    "corr": {"debias": "correlation", "debias_weight": 1.0},
+    "odin": {"debias": "odin"},
+    "odin-balanced": {"debias": "odin", "length_balance": True},
+    "bt-256": {"max_length": 256, "max_prompt_length": 64},
+    "bt-hh-en": {"extra_data": "HH"},     # cross-lingual: + English hh-rlhf harmless pairs
+}
+
+
+def split() -> None:
+    from jprefs.classifiers.data import load_rm_data, split_by_group
+    from jprefs.data.io import write_jsonl
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    info = {}
+    for name, path in SETS.items():
+        d = load_rm_data(path)
+        rest, test = split_by_group(d, 0.25, seed=0)
+        train, dev = split_by_group(rest, 0.20, seed=1)
+        for part, data in (("train", train), ("dev", dev), ("test", test)):
+            write_jsonl(WORK / f"{name}-{part}.jsonl", data.records)
+        info[name] = {part: len(x.records) for part, x in (("train", train), ("dev", dev), ("test", test))}
+    rows = [r for name in SETS for r in _read(WORK / f"{name}-dev.jsonl")]
+    write_jsonl(WORK / "dev.jsonl", rows)
+    (WORK / "split.json").write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info))
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(x) for x in f if x.strip()]
+
+
+def train(name: str) -> dict:
+    from jprefs.classifiers.config import TrainRMConfig
+    from jprefs.classifiers.train import train_reward_model
+    from jprefs.config import load_config
+
+    over = {**BASE, **VARIANTS[name]}
+    extra = [str(WORK / "rakuda-train.jsonl")]
+    if over.pop("extra_data", None) == "HH":
+        extra.append(str(WORK / "hh-en.jsonl"))
+        _hh_pairs(WORK / "hh-en.jsonl")
+    over.update(data=str(WORK / "ja_mt_bench-train.jsonl"), extra_data=extra, eval_data=str(WORK / "dev.jsonl"),
+                output_dir=str(WORK / "models" / name))
+    cfg = load_config(TrainRMConfig, str(RECIPE), over)
+    t0 = time.time()
+    m = train_reward_model(cfg, keep_layer_cache=True)
+    (WORK / "models" / name / "wall.json").write_text(json.dumps({"seconds": time.time() - t0}) + "\n")
+    return m
+
+
+def _hh_pairs(out: Path, n: int = 600) -> None:
+    """The first ``n`` English hh-rlhf harmless pairs as canonical records (cross-lingual variant)."""
+    from jprefs.data.adapters import convert
+    from jprefs.data.io import write_jsonl
+
+    if not out.exists():
+        write_jsonl(out, convert(str(HH), source="hh-rlhf", limit=n).records)
+
+
+def _figures(rm, path: Path, probe=None, embedder=None) -> dict:
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.data.schema import prompt_key
+    from jprefs.eval.metrics import accuracy_metrics, correlation
+    from jprefs.eval.stats import paired_bootstrap_ci
+
+    import numpy as np
+
+    pairs = load_rm_data(path).pairs()
+    n = len(pairs)
+    groups = [prompt_key(p.prompt) for p in pairs]
+    lc, lr = [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs]
+    out = {}
+    heads = rm.heads or [None]
+    logits = rm.logits([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+    for h in heads:
+        r = rm.rewards_from_logits(logits, head=h)
+        m = accuracy_metrics(r[:n], r[n:], lc, lr, groups, seed=0)
+        out[h or "reward"] = {
+            "accuracy": m["pairwise_accuracy"], "ci95": m["ci95"],
+            "longer_wins": m["length_baseline_accuracy"],
+            "minus_longer": m["accuracy_minus_length_baseline"],
+            "minus_longer_ci95": m["accuracy_minus_length_baseline_ci95"],
+            "chosen_shorter": m["length_controlled_accuracy"], "chosen_shorter_n": m["length_controlled_n"],
+            "spearman_length": correlation(r, lc + lr)["spearman"], "pairs": n}
+    return out
+
+
+def evaluate(part: str) -> dict:
+    from jprefs.classifiers.reward_model import RewardModel
+
+    res = {}
+    for name in VARIANTS:
+        d = WORK / "models" / name
+        if not (d / "done.json").exists():
+            continue
+        rm = RewardModel.from_pretrained(d, device="cpu")
+        import yaml
+
+        trained = yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8"))
+        if trained.get("train_layers") and trained.get("cache_frozen_layers", True):
+            rm.frozen_layer_cache = int(trained["train_layers"])   # lower layers = the frozen backbone's
+        res[name] = {s: _figures(rm, WORK / f"{s}-{part}.jsonl") for s in SETS}
+        res[name]["wall_seconds"] = json.loads((d / "wall.json").read_text())["seconds"]
+    res["_probe"] = _probe(part)
+    (RESULTS / f"{part}.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    return res
+
+
+def _embeddings(emb, name: str, pairs):
+    """Frozen-backbone embeddings of a file's chosen and rejected responses, cached in WORK (npz)."""
+    import numpy as np
+
+    from jprefs.classifiers.probe import embed_pairs
+
+    f = WORK / f"probe-emb-{name}.npz"
+    if f.exists():
+        z = np.load(f)
+        if len(z["c"]) == len(pairs):
+            return z["c"], z["r"]
+    c, r = embed_pairs(pairs, emb, desc=f"probe embed ({name})")
+    np.savez(f, c=c, r=r)
+    return c, r
+
+
+def probe() -> dict:
+    """The probe baseline (frozen e5 + log length, fit on both train parts), and the same probe fit with
+    600 English hh-rlhf pairs added (the cross-lingual question, asked of the probe), on dev and test."""
+    import numpy as np
+    import yaml
+
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.classifiers.probe import Embedder, fit_probe_arrays
+    from jprefs.data.schema import prompt_key
+    from jprefs.eval.metrics import accuracy_metrics
+
+    rcp = yaml.safe_load(RECIPE.read_text())
+    emb = Embedder(rcp["backbone"], pooling=rcp["pooling"], input_prefix=rcp["input_prefix"],
+                   max_length=rcp["max_length"], max_prompt_length=rcp["max_prompt_length"])
+    # the lower layers' states the variants' scoring left in the memo (same frozen backbone layers)
+    emb.frozen_layer_cache = int(rcp.get("train_layers") or 0)
+    files = {f"{s}-{part}": load_rm_data(WORK / f"{s}-{part}.jsonl").pairs()
+             for s in SETS for part in ("train", "dev", "test")}
+    _hh_pairs(WORK / "hh-en.jsonl")
+    files["hh-en"] = load_rm_data(WORK / "hh-en.jsonl").pairs()
+    E = {k: _embeddings(emb, k, v) for k, v in files.items()}
+    out = {}
+    for label, train_files in (("probe", [f"{s}-train" for s in SETS]),
+                               ("probe+hh-en", [f"{s}-train" for s in SETS] + ["hh-en"])):
+        ec = np.concatenate([E[k][0] for k in train_files])
+        er = np.concatenate([E[k][1] for k in train_files])
+        pairs = [p for k in train_files for p in files[k]]
+        pr = fit_probe_arrays(ec, er, [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs],
+                              [prompt_key(p.prompt) for p in pairs], seed=0)
+        res = {"l2": pr.l2, "cv_accuracy": pr.cv_accuracy, "length_weight": pr.length_weight,
+               "train_pairs": len(pairs)}
+        for part in ("dev", "test"):
+            for s in SETS:
+                k = f"{s}-{part}"
+                ps = files[k]
+                sc, sr = pr.score(E[k][0], [len(p.chosen) for p in ps]), pr.score(E[k][1], [len(p.rejected) for p in ps])
+                m = accuracy_metrics(sc, sr, [len(p.chosen) for p in ps], [len(p.rejected) for p in ps],
+                                     [prompt_key(p.prompt) for p in ps], seed=0)
+                res.setdefault(part, {})[s] = {"accuracy": m["pairwise_accuracy"], "ci95": m["ci95"],
+                                               "chosen_shorter": m["length_controlled_accuracy"],
+                                               "longer_wins": m["length_baseline_accuracy"]}
+        out[label] = res
+    (RESULTS / "probe.json").write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+def _probe(part: str) -> dict | None:
+    f = RESULTS / "probe.json"
+    if not f.exists():
+        return None
+    return {k: {"dev_or_test": v[part], "l2": v["l2"], "length_weight": v["length_weight"]}
+            for k, v in json.loads(f.read_text()).items()}
+
+
+def choose(dev: dict) -> str:
+    """The recommended variant: the highest mean dev accuracy over the two sets (of its default reward)
+    among the variants whose mean chosen-shorter accuracy is at least 0.35; else the highest mean."""
+    def mean(name, key):
+        v = dev[name]
+        head = next(iter(v["ja_mt_bench"]))
+        return sum(v[s][head][key] for s in SETS) / len(SETS)
+
+    names = [n for n in dev if not n.startswith("_")]
+    ok = [n for n in names if mean(n, "chosen_shorter") >= 0.35] or names
+    return max(ok, key=lambda n: (mean(n, "accuracy"), mean(n, "chosen_shorter")))
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "split":
+        split()
+    elif cmd == "train":
+        for v in sys.argv[2:]:
+            train(v)
+    elif cmd in ("dev", "test"):
+        r = evaluate(cmd)
+        if cmd == "dev":
+            print("recommended:", choose(r))
+    elif cmd == "probe":
+        print(json.dumps(probe(), indent=1))
+    elif cmd == "all":            # one process: the frozen-layer memo serves every variant and split
+        for v in sys.argv[2:] or list(VARIANTS):
+            if not (WORK / "models" / v / "done.json").exists():
+                train(v)
+        dev = evaluate("dev")
+        best = choose(dev)          # from the dev figures alone, before any test figure exists
+        (RESULTS / "chosen.json").write_text(json.dumps({"recommended": best, "rule": choose.__doc__}) + "\n")
+        print("recommended:", best)
+        test = evaluate("test")
+        probe()                     # the probe baseline, fit on the train parts, beside both
+        for part, res in (("dev", dev), ("test", test)):
+            res["_probe"] = _probe(part)
+            (RESULTS / f"{part}.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    else:
+        raise SystemExit(__doc__)
