@@ -78,6 +78,9 @@ def configure_rm(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="responses per forward pass (default 32)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--dtype", help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on GPU)")
+    parser.add_argument("--all-heads", action="store_true",
+                        help="multi-head reward models (train-rm debias=odin): also score every other head "
+                             "(NAME:full, NAME:length) as its own leaderboard entry; NAME is the default head")
     parser.add_argument("--limit", type=int, default=0, help="read at most N records of each data file (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--length-tolerance", type=float, default=0.10,
@@ -265,14 +268,23 @@ def _model_info(rm, path: str) -> dict:
             "max_length": c.max_length}
 
 
-def _score(rm, data: EvalData, batch_size: int, model_label: str):
+def _score(rm, data: EvalData, batch_size: int, model_label: str, heads: list[str] | None = None):
+    """``(r_chosen, r_rejected)`` of the model's reward, or ``{head: (r_chosen, r_rejected)}`` for ``heads``
+    (one forward pass for all heads)."""
+    n = len(data.pairs)
+    prompts = [p.prompt for p in data.pairs] * 2
+    responses = [p.chosen for p in data.pairs] + [p.rejected for p in data.pairs]
+    if heads:
+        logits = rm.logits(prompts, responses, batch_size=batch_size, show_progress=True)
+        return {h: _checked(rm.rewards_from_logits(logits, head=h), n, data, f"{model_label}:{h}") for h in heads}
+    return _checked(rm.score(prompts, responses, batch_size=batch_size, show_progress=True), n, data, model_label)
+
+
+def _checked(r, n: int, data: EvalData, model_label: str):
     import numpy as np
 
     from jprefs.errors import JprefsError
 
-    n = len(data.pairs)
-    r = rm.score([p.prompt for p in data.pairs] * 2, [p.chosen for p in data.pairs] + [p.rejected for p in data.pairs],
-                 batch_size=batch_size, show_progress=True)
     bad = int((~np.isfinite(r)).sum())
     if bad:
         raise JprefsError(f"model {model_label} gave {bad} NaN or infinite rewards on {data.path}: it cannot be "
@@ -439,6 +451,7 @@ def run_rm(args: argparse.Namespace) -> int:
 
     scores: dict[tuple[str, str], tuple[Any, Any]] = {}
     model_info: dict[str, dict] = {}
+    extra: list[tuple[str, str]] = []            # --all-heads: (NAME:HEAD, path) entries
     for lab, path in models:
         from jprefs.classifiers.reward_model import RewardModel
 
@@ -448,12 +461,27 @@ def run_rm(args: argparse.Namespace) -> int:
                                          label=args.label if takes_label[lab] else None)
         eprint(f"{lab}: {rm}")
         model_info[lab] = _model_info(rm, path)
+        others = rm.heads[1:] if args.all_heads and not hasattr(rm, "members") else []
+        if args.all_heads and not others:
+            eprint(f"{lab}: --all-heads: one reward to score (no heads, or an ensemble)")
+        for h in others:
+            extra.append((f"{lab}:{h}", path))
+            model_info[f"{lab}:{h}"] = {**model_info[lab], "head": h}
+        if others:
+            model_info[lab]["head"] = rm.heads[0]
         for d in sets:
-            scores[(lab, d.label)] = _score(rm, d, args.batch_size, lab)
+            if others:
+                by_head = _score(rm, d, args.batch_size, lab, heads=rm.heads)
+                scores[(lab, d.label)] = by_head[rm.heads[0]]
+                for h in others:
+                    scores[(f"{lab}:{h}", d.label)] = by_head[h]
+            else:
+                scores[(lab, d.label)] = _score(rm, d, args.batch_size, lab)
         del rm
         gc.collect()
         _free_cuda()
 
+    models = models + extra
     results: dict[str, dict] = {lab: {} for lab, _ in models}
     for (lab, dl), (rc, rr) in scores.items():
         d = next(x for x in sets if x.label == dl)
@@ -531,6 +559,8 @@ def _argv_of(args) -> list[str]:
             parts += ["--" + opt.replace("_", "-"), str(getattr(args, opt))]
     if args.no_plots:
         parts.append("--no-plots")
+    if getattr(args, "all_heads", False):
+        parts.append("--all-heads")
     if getattr(args, "probe_train", None):
         parts += ["--probe-train", str(args.probe_train)]
         for opt, default in (("probe_backbone", "e5-small-offline"), ("probe_prefix", "query: "),
