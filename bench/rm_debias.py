@@ -33,6 +33,7 @@ SETS = {"ja_mt_bench": SHARED / "ja_mt_bench" / "ja_mt_bench_turn1_pairs.jsonl",
         "rakuda": SHARED / "rakuda" / "rakuda_gpt4_pairs.jsonl"}
 HH = SHARED / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 RESULTS = ROOT / "bench" / "results" / "rm-debias"
+BLENDS = (0.1, 0.25, 0.5, 0.75)
 WORK = Path(__import__("os").environ.get("RM_DEBIAS_WORK", RESULTS / "work"))
 RECIPE = ROOT / "classifiers" / "recipes" / "e5-small-ja-debiased.yaml"
 
@@ -118,10 +119,13 @@ def _figures(rm, path: Path, probe=None, embedder=None) -> dict:
     out = {}
     heads = rm.heads or [None]
     logits = rm.logits([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
-    for h in heads:
-        r = rm.rewards_from_logits(logits, head=h)
+    rewards = {(h or "reward"): rm.rewards_from_logits(logits, head=h) for h in heads}
+    if rm.heads:          # blends quality + b * length: how much of the length head to let back in
+        for b in BLENDS:
+            rewards[f"blend-{b:g}"] = rewards["quality"] + b * rewards["length"]
+    for h, r in rewards.items():
         m = accuracy_metrics(r[:n], r[n:], lc, lr, groups, seed=0)
-        out[h or "reward"] = {
+        out[h] = {
             "accuracy": m["pairwise_accuracy"], "ci95": m["ci95"],
             "longer_wins": m["length_baseline_accuracy"],
             "minus_longer": m["accuracy_minus_length_baseline"],
@@ -223,16 +227,18 @@ def _probe(part: str) -> dict | None:
 
 
 def choose(dev: dict) -> str:
-    """The recommended variant: the highest mean dev accuracy over the two sets (of its default reward)
-    among the variants whose mean chosen-shorter accuracy is at least 0.35; else the highest mean."""
-    def mean(name, key):
-        v = dev[name]
-        head = next(iter(v["ja_mt_bench"]))
-        return sum(v[s][head][key] for s in SETS) / len(SETS)
+    """The recommended (variant, reward): every reward of every variant is a candidate (a one-head model's
+    reward; a two-head model's quality, length, full and blend-b heads); among those whose mean dev
+    accuracy on the pairs where the chosen answer is the shorter one is at least 0.35, the highest mean dev
+    accuracy over the two sets; if none reaches 0.35, the highest mean accuracy. Returned as VARIANT/REWARD."""
+    def mean(name, head, key):
+        return sum(dev[name][s][head][key] for s in SETS) / len(SETS)
 
-    names = [n for n in dev if not n.startswith("_")]
-    ok = [n for n in names if mean(n, "chosen_shorter") >= 0.35] or names
-    return max(ok, key=lambda n: (mean(n, "accuracy"), mean(n, "chosen_shorter")))
+    cands = [(n, h) for n in dev if not n.startswith("_") and isinstance(dev[n], dict) and "rakuda" in dev[n]
+             for h in dev[n]["ja_mt_bench"]]
+    ok = [c for c in cands if mean(*c, "chosen_shorter") >= 0.35] or cands
+    best = max(ok, key=lambda c: (mean(*c, "accuracy"), mean(*c, "chosen_shorter")))
+    return "/".join(best)
 
 
 if __name__ == "__main__":

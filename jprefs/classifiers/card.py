@@ -165,6 +165,13 @@ def _length_section(cfg, metrics: dict) -> str:
                 "quality head**: use it for RL, where length is what a policy inflates for free. "
                 "`rm.score(prompts, responses, head=\"full\")` gives the sum (the better ranker where longer "
                 "answers really are better), `head=\"length\"` the length head alone.\n")
+        if cfg.odin_length_blend > 0:
+            odin = (f"\nTwo heads (ODIN, `debias=odin`): training ranked pairs by `quality + length`, with the "
+                    f"quality head pushed to be uncorrelated with length and the length head to carry it. **The "
+                    f"default reward is the blend** `quality + {cfg.odin_length_blend:g} x length` "
+                    f"(`odin_length_blend`): it keeps that share of the judge's taste for length. For RL against "
+                    f"a policy that can inflate length for free, use the quality head: `rm.score(..., "
+                    f"head=\"quality\")`, `jprefs rl reward_head=quality`; `head=\"full\"` is the sum.\n")
     by_file = ""
     for split in ("eval", "test"):
         parts = metrics.get(f"{split}_by_file") or {}
@@ -221,6 +228,8 @@ def model_card(cfg, metrics: dict, *, license: str = "") -> str:
     table = "\n".join(f"| {s} | {k} | {v} |" for s, k, v in _rows(metrics))
     d = metrics.get("data", {})
     reward_rule = ("`logit[chosen] - logit[rejected]` (label 1 minus label 0)" if cfg.objective == "binary"
+                   else f"quality + {cfg.odin_length_blend:g} x length (logits 0 and 1)"
+                   if cfg.debias == "odin" and cfg.odin_length_blend > 0
                    else "the quality head's output (logit 0; logit 1 is the length head)" if cfg.debias == "odin"
                    else "the single head's output")
     body = f"""

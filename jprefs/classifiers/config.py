@@ -68,6 +68,12 @@ class TrainRMConfig:
                                                                 "length-correlation term"})
     odin_orth_weight: float = field(default=1.0, metadata={"help": "odin: weight of |w_quality . w_length| (the "
                                                                    "heads read different directions)"})
+    odin_length_blend: float = field(default=0.0, metadata={"help": "odin: > 0 makes the default reward a "
+                                                                    "'blend' head, quality + this x length "
+                                                                    "(how much length the judge's preference "
+                                                                    "may keep; choose it on held-out data); "
+                                                                    "0: the quality head. Every head stays "
+                                                                    "available (score(head=...))"})
     length_balance: bool = field(default=False, metadata={"help": "pairwise: weight pairs so that chosen-longer "
                                                                   "and chosen-shorter pairs count the same in "
                                                                   "total (longer-wins scores 0.5 on the weighted "
@@ -152,8 +158,10 @@ class TrainRMConfig:
         if pair_only and self.objective != "pairwise":
             raise ConfigError(f"config key '{pair_only[0]}' works with objective=pairwise, not "
                               f"{self.objective!r}: the length terms compare the two answers of a pair")
-        if self.debias_weight < 0 or self.odin_orth_weight < 0:
-            raise ConfigError("config keys 'debias_weight' and 'odin_orth_weight' must be >= 0")
+        if self.debias_weight < 0 or self.odin_orth_weight < 0 or self.odin_length_blend < 0:
+            raise ConfigError("config keys 'debias_weight', 'odin_orth_weight' and 'odin_length_blend' must be >= 0")
+        if self.odin_length_blend and self.debias != "odin":
+            raise ConfigError("config key 'odin_length_blend' needs debias=odin (it mixes ODIN's two heads)")
         if not 0 <= self.counterfactual_fraction <= 1:
             raise ConfigError(f"config key 'counterfactual_fraction': must be in [0, 1], "
                               f"got {self.counterfactual_fraction}")

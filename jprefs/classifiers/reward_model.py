@@ -60,6 +60,7 @@ class RewardConfig:
     heads: list[str] = field(default_factory=list)
     reward_head: str = ""
     head_centers: dict[str, float] = field(default_factory=dict)    # centring constant of every head
+    length_blend: float = 0.0           # > 0: a "blend" head = quality + length_blend * length
     # measured on the held-out split at training time, per head: reward change per 100 characters,
     # accuracy where the chosen answer is the shorter one, Spearman with length (card and RL warnings)
     length_stats: dict[str, Any] = field(default_factory=dict)
@@ -383,8 +384,8 @@ class RewardModel:
 
         ``prompts``: strings, message lists, ``None`` (prompt-less text), or one
         string for all responses. ``head`` (multi-head models, ``train-rm debias=odin``):
-        ``quality`` (the default reward), ``length``, or ``full`` (their sum, what training ranked);
-        see :attr:`heads`.
+        ``quality`` (the default reward), ``length``, ``full`` (their sum, what training ranked), or
+        ``blend`` (quality + ``length_blend`` x length, where the model was saved with one); see :attr:`heads`.
 
         >>> rm.score(["日本の首都は?", "日本の首都は?"], ["東京です。", "大阪です。"])   # doctest: +SKIP
         array([ 2.1, -1.7], dtype=float32)
@@ -406,7 +407,8 @@ class RewardModel:
         if not c.heads:
             return []
         default = c.reward_head or c.heads[0]
-        return [default] + [h for h in c.heads if h != default] + ["full"]
+        derived = ["full"] + (["blend"] if c.length_blend > 0 and "length" in c.heads else [])
+        return [default] + [h for h in [*c.heads, *derived] if h != default]
 
     def _head(self, head: str | None) -> str | None:
         if not self.config.heads:
@@ -429,7 +431,12 @@ class RewardModel:
             r = logits_to_reward(torch.from_numpy(np.asarray(logits, dtype=np.float32)), c.chosen_index).numpy()
             return (r - np.float32(c.center)).astype(np.float32)
         lg = np.asarray(logits, dtype=np.float32)
-        r = lg.sum(axis=1) if name == "full" else lg[:, c.heads.index(name)]
+        if name == "full":
+            r = lg.sum(axis=1)
+        elif name == "blend":
+            r = lg[:, c.heads.index("quality")] + np.float32(c.length_blend) * lg[:, c.heads.index("length")]
+        else:
+            r = lg[:, c.heads.index(name)]
         default = c.reward_head or c.heads[0]
         centre = c.head_centers.get(name, c.center if name == default else 0.0)
         return (r - np.float32(centre)).astype(np.float32)

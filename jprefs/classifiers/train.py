@@ -503,7 +503,9 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
                               max_prompt_length=cfg.max_prompt_length, base_model=cfg.backbone,
                               pooling=cfg.pooling, input_prefix=cfg.input_prefix,
                               labels=head_names or (list(cfg.label_names) if num_labels == 2 else ["reward"]),
-                              heads=head_names or [], reward_head="quality" if head_names else "")
+                              heads=head_names or [],
+                              reward_head=("blend" if cfg.odin_length_blend > 0 else "quality") if head_names else "",
+                              length_blend=cfg.odin_length_blend if head_names else 0.0)
     select = _selection_metric(cfg, eval_data)
     if eval_data.records and cfg.epochs > 1 and select.startswith("none"):
         log(f"epoch selection: {select}; eval figures are still reported per epoch")

@@ -277,3 +277,21 @@ def test_a_reward_model_and_the_probe_embedder_of_its_backbone_share_the_frozen_
     np.testing.assert_allclose(emb.embed(prompts, responses), plain, rtol=1e-4, atol=1e-5)
     assert n == 2 and len(layercache._MEMO["states"]) == n          # the embedder found the reward model's states
     layercache.clear_memo()
+
+
+def test_odin_length_blend_makes_a_blend_head_the_default_reward(toy, tmp_path):
+    from jprefs.classifiers.reward_model import RewardModel
+
+    out = tmp_path / "blend"
+    m = _train(toy, out, debias="odin", odin_length_blend=0.5, epochs=1)
+    rm = RewardModel.from_pretrained(out, device="cpu")
+    assert rm.heads == ["blend", "quality", "length", "full"] and rm.config.reward_head == "blend"
+    prompts, responses = ["今日の天気は?"] * 3, ["良いです。", "悪いです。。。", "良い猫。"]
+    lg = rm.logits(prompts, responses)
+    c = rm.config.head_centers
+    np.testing.assert_allclose(rm.score(prompts, responses), lg[:, 0] + 0.5 * lg[:, 1] - c["blend"], rtol=1e-5,
+                               atol=1e-6)
+    assert set(m["eval_heads"]) == {"blend", "quality", "length", "full"}
+    assert "quality + 0.5 x length" in (out / "README.md").read_text()
+    with pytest.raises(ConfigError, match="needs debias=odin"):
+        _cfg(toy, tmp_path / "x", odin_length_blend=0.5).validate()
