@@ -241,6 +241,36 @@ def choose(dev: dict) -> str:
     return "/".join(best)
 
 
+def table(part: str) -> str:
+    """The markdown table of PART (dev or test): every variant and reward beside both baselines."""
+    res = json.loads((RESULTS / f"{part}.json").read_text(encoding="utf-8"))
+    pr = res.get("_probe") or {}
+
+    def cell(v):
+        return f"{v['accuracy']:.3f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]"
+
+    def lc(v):
+        return "n/a" if v["chosen_shorter"] is None else f"{v['chosen_shorter']:.2f}"
+
+    lines = ["| variant / reward | " + " | ".join(f"{s} acc [95% CI] | {s} chosen shorter | {s} Spearman(len)"
+                                                for s in SETS) + " |",
+             "|---|" + "---|---|---|" * len(SETS)]
+    first = next(v for k, v in res.items() if not k.startswith("_"))
+    lines.append("| longer wins | " + " | ".join(f"{next(iter(first[s].values()))['longer_wins']:.3f} | 0 | 1"
+                                              for s in SETS) + " |")
+    for name in ("probe", "probe+hh-en"):
+        if name in pr:
+            lines.append(f"| {name} (frozen e5 + log length) | " + " | ".join(
+                f"{cell(pr[name]['dev_or_test'][s])} | {lc(pr[name]['dev_or_test'][s])} | -" for s in SETS) + " |")
+    for name, v in res.items():
+        if name.startswith("_"):
+            continue
+        for head in v["ja_mt_bench"]:
+            lines.append(f"| {name} / {head} | " + " | ".join(
+                f"{cell(v[s][head])} | {lc(v[s][head])} | {v[s][head]['spearman_length']:.2f}" for s in SETS) + " |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "split":
@@ -252,6 +282,8 @@ if __name__ == "__main__":
         r = evaluate(cmd)
         if cmd == "dev":
             print("recommended:", choose(r))
+    elif cmd == "table":
+        print(table(sys.argv[2]))
     elif cmd == "probe":
         print(json.dumps(probe(), indent=1))
     elif cmd == "all":            # one process: the frozen-layer memo serves every variant and split
