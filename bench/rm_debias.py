@@ -271,6 +271,40 @@ def table(part: str) -> str:
     return "\n".join(lines)
 
 
+def plot(part: str) -> Path:
+    """Accuracy against chosen-shorter accuracy for every (variant, reward), one panel per set, with
+    longer-wins (a point at chosen-shorter 0) and the probe; the 0.35 floor dashed."""
+    from jprefs.eval.plots import pyplot, save_figure
+
+    plt = pyplot()
+    res = json.loads((RESULTS / f"{part}.json").read_text(encoding="utf-8"))
+    fig, axes = plt.subplots(1, len(SETS), figsize=(12, 5))
+    for ax, s in zip(axes, SETS):
+        for name, v in res.items():
+            if name.startswith("_"):
+                continue
+            for head, x in v[s].items():
+                if x["chosen_shorter"] is None:
+                    continue
+                ax.scatter(x["chosen_shorter"], x["accuracy"], s=25)
+                ax.annotate(f"{name}/{head}" if head != "reward" else name, (x["chosen_shorter"], x["accuracy"]),
+                            fontsize=7, xytext=(3, 3), textcoords="offset points")
+        first = next(v for k, v in res.items() if not k.startswith("_"))
+        lw = next(iter(first[s].values()))["longer_wins"]
+        ax.axhline(lw, color="k", ls="--", lw=1, label=f"longer wins {lw:.3f}")
+        pr = (res.get("_probe") or {}).get("probe")
+        if pr:
+            ax.axhline(pr["dev_or_test"][s]["accuracy"], color="gray", ls="-.", lw=1,
+                       label=f"probe {pr['dev_or_test'][s]['accuracy']:.3f}")
+        ax.axvline(0.35, color="r", ls=":", lw=1, label="chosen-shorter floor 0.35")
+        ax.set_xlabel("accuracy where the chosen answer is the shorter one")
+        ax.set_ylabel("pairwise accuracy")
+        ax.set_title(f"{s} ({part})")
+        ax.legend(fontsize=7, loc="lower left")
+    save_figure(fig, RESULTS / f"{part}.png")
+    return RESULTS / f"{part}.png"
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "split":
@@ -282,6 +316,8 @@ if __name__ == "__main__":
         r = evaluate(cmd)
         if cmd == "dev":
             print("recommended:", choose(r))
+    elif cmd == "plot":
+        print(plot(sys.argv[2]))
     elif cmd == "table":
         print(table(sys.argv[2]))
     elif cmd == "probe":
