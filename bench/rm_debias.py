@@ -104,13 +104,13 @@ def _hh_pairs(out: Path, n: int = 600) -> None:
         write_jsonl(out, convert(str(HH), source="hh-rlhf", limit=n).records)
 
 
-def _figures(rm, path: Path, probe=None, embedder=None) -> dict:
+def _figures(rm, path: Path) -> dict:
+    """Accuracy, interval, longer-wins, chosen-shorter accuracy and Spearman with length of every reward
+    of ``rm`` (and the quality + b * length blends of a two-head model) on the pairs of ``path``."""
     from jprefs.classifiers.data import load_rm_data
+    from jprefs.classifiers.evaluate import pair_logits
     from jprefs.data.schema import prompt_key
     from jprefs.eval.metrics import accuracy_metrics, correlation
-    from jprefs.eval.stats import paired_bootstrap_ci
-
-    import numpy as np
 
     pairs = load_rm_data(path).pairs()
     n = len(pairs)
@@ -118,7 +118,7 @@ def _figures(rm, path: Path, probe=None, embedder=None) -> dict:
     lc, lr = [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs]
     out = {}
     heads = rm.heads or [None]
-    logits = rm.logits([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+    logits = pair_logits(rm, pairs)
     rewards = {(h or "reward"): rm.rewards_from_logits(logits, head=h) for h in heads}
     if rm.heads:          # blends quality + b * length: how much of the length head to let back in
         for b in BLENDS:

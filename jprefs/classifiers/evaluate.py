@@ -126,10 +126,18 @@ def length_stats(m: dict) -> dict:
             "length_baseline_accuracy": m["length_baseline_accuracy"], "pairs": m["pairs"]}
 
 
-def evaluate_heads(rm, pairs: list, *, batch_size: int = 64) -> dict:
-    """Pairwise metrics of every head of a multi-head model (``rm.heads``), one dict per head."""
-    logits = rm.logits([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
-                       batch_size=batch_size)
+def pair_logits(rm, pairs: list, *, batch_size: int = 64):
+    """``(2N, C)`` logits of the chosen then the rejected responses of ``pairs`` (the layout
+    :func:`evaluate_pairs` takes as ``logits``)."""
+    return rm.logits([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+                     batch_size=batch_size)
+
+
+def evaluate_heads(rm, pairs: list, *, batch_size: int = 64, logits=None) -> dict:
+    """Pairwise metrics of every head of a multi-head model (``rm.heads``), one dict per head, from one
+    forward pass (or from ``logits`` of :func:`pair_logits`)."""
+    if logits is None:
+        logits = pair_logits(rm, pairs, batch_size=batch_size)
     return {h: evaluate_pairs(rm, pairs, head=h, logits=logits)[0] for h in rm.heads}
 
 

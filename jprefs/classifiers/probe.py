@@ -34,6 +34,7 @@ Example::
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
@@ -188,26 +189,24 @@ class Embedder:
             batches = length_batches(enc.lengths, batch_size=self.batch_size,
                                      max_tokens=CPU_MAX_TOKENS if on_cpu else None)
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-            states = None
+            states, top = None, nullcontext()
             if self.frozen_layer_cache:
-                from jprefs.classifiers.layercache import lower_states
+                from jprefs.classifiers.layercache import lower_states, pad_states, top_only
 
                 states = lower_states(self.model, enc, self.frozen_layer_cache, pad)
-            with progress(total=sum(enc.lengths), desc=desc, unit="tok") as bar, torch.inference_mode():
+                top = top_only(self.model, self.frozen_layer_cache)
+            with progress(total=sum(enc.lengths), desc=desc, unit="tok") as bar, torch.inference_mode(), top:
                 for idx in batches:
                     if states is not None:
-                        from jprefs.classifiers.layercache import pad_states, top_only
-
                         x, mask = pad_states(states, idx)
-                        with top_only(self.model, self.frozen_layer_cache):
-                            h = self.model(inputs_embeds=x.to(self.device),
-                                           attention_mask=mask.to(self.device)).last_hidden_state
-                        out[idx] = self._pooled(h, mask.to(self.device)).float().cpu().numpy()
-                        bar.update(int(mask.sum()))
-                        continue
-                    batch = {k: v.to(self.device) for k, v in collate(enc, idx, pad).items()}
-                    out[idx] = self._pool(batch).float().cpu().numpy()
-                    bar.update(int(batch["attention_mask"].sum()))
+                        mask = mask.to(self.device)
+                        h = self.model(inputs_embeds=x.to(self.device), attention_mask=mask).last_hidden_state
+                        out[idx] = self._pooled(h, mask).float().cpu().numpy()
+                    else:
+                        batch = {k: v.to(self.device) for k, v in collate(enc, idx, pad).items()}
+                        mask = batch["attention_mask"]
+                        out[idx] = self._pool(batch).float().cpu().numpy()
+                    bar.update(int(mask.sum()))
         return out[where] if where else out
 
     def _pool(self, batch):

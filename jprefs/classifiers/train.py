@@ -302,18 +302,16 @@ def _load_split(cfg: TrainRMConfig, log):
     if cfg.eval_data:
         ev = load_rm_data(cfg.eval_data, data_format=cfg.data_format, source=cfg.data_source,
                           limit=cfg.eval_limit, license=cfg.data_license)
-        train = _concat(parts)
+        train = _concat(parts, files)
     elif cfg.eval_fraction == 0:   # refit on every row: nothing held out, nothing selected
-        train = _concat(parts)
+        train = _concat(parts, files)
         ev = RMData(train.kind, [], [], 0, "(none: eval_fraction=0)", train.license)
     else:
         # each file is split by prompt on its own: every set is held out in the same proportion
         seed = cfg.split_seed if cfg.split_seed >= 0 else cfg.seed
         splits = [split_by_group(d, cfg.eval_fraction, seed, near_duplicates=cfg.eval_near_duplicates)
                   for d in parts]
-        train, ev = _concat([t for t, _ in splits]), _concat([e for _, e in splits])
-        if len(parts) > 1:
-            ev.path = " + ".join(e.path for _, e in splits)
+        train, ev = _concat([t for t, _ in splits], files), _concat([e for _, e in splits], files)
         if cfg.eval_limit:
             ev.records = ev.records[:cfg.eval_limit]
     test = load_rm_data(cfg.test_data, data_format=cfg.data_format, source=cfg.data_source,
@@ -324,14 +322,15 @@ def _load_split(cfg: TrainRMConfig, log):
     return train, ev, test
 
 
-def _concat(parts):
-    """One RMData of several files' records (rejects and row counts summed; licences joined)."""
+def _concat(parts, files):
+    """One RMData of several files' records (rejects and row counts summed; licences joined); ``parts``
+    keeps each file's own, named by the file ``files[i]`` it came from."""
     from jprefs.classifiers.data import RMData
 
     if len(parts) == 1:
         return parts[0]
     lic = sorted({d.license for d in parts if d.license})
-    names = [Path(d.path.split(" (held out")[0]).name for d in parts]
+    names = [Path(f).name for f in files]
     return RMData(parts[0].kind, [r for d in parts for r in d.records], [x for d in parts for x in d.rejects],
                   sum(d.rows_in for d in parts), " + ".join(d.path for d in parts), ", ".join(lic),
                   parts=list(zip(names, parts)))
@@ -752,7 +751,7 @@ def _length_figures(rm, metrics: dict, eval_data, test_data, cfg: TrainRMConfig,
     on their own. ``RewardConfig.length_stats`` (what :attr:`RewardModel.length_sensitivity` and the
     card show) comes from the eval split, else the test file.
     """
-    from jprefs.classifiers.evaluate import evaluate_heads, evaluate_pairs, length_stats
+    from jprefs.classifiers.evaluate import evaluate_heads, evaluate_pairs, length_stats, pair_logits
     from jprefs.classifiers.reward_model import REWARD_CONFIG_NAME
     from jprefs.data.io import atomic_write_json
 
@@ -763,11 +762,13 @@ def _length_figures(rm, metrics: dict, eval_data, test_data, cfg: TrainRMConfig,
         if rm.heads:
             metrics[f"{name}_heads"] = evaluate_heads(rm, pairs, batch_size=cfg.eval_batch_size)
         if len(data.parts) > 1:
-            metrics[f"{name}_by_file"] = {
-                label: {"all": evaluate_pairs(rm, part.pairs(), batch_size=cfg.eval_batch_size)[0],
-                        **({"heads": evaluate_heads(rm, part.pairs(), batch_size=cfg.eval_batch_size)}
-                           if rm.heads else {})}
-                for label, part in data.parts}
+            by_file = {}
+            for label, part in data.parts:
+                pp = part.pairs()
+                logits = pair_logits(rm, pp, batch_size=cfg.eval_batch_size)     # one pass for every head
+                by_file[label] = {"all": evaluate_pairs(rm, pp, logits=logits)[0],
+                                  **({"heads": evaluate_heads(rm, pp, logits=logits)} if rm.heads else {})}
+            metrics[f"{name}_by_file"] = by_file
     source = "eval" if metrics.get("eval", {}).get("pairs") else "test" if metrics.get("test", {}).get("pairs") \
         else None
     if source is None:
