@@ -254,22 +254,27 @@ def _write_jsonl(path, rows, extra_lines=()):
     return str(path)
 
 
+def save_engineered(d) -> dict:
+    """The two engineered models and the design pairs saved in ``d``: their paths by name."""
+    _engineered_rm("length").save_pretrained(d / "length-rm")
+    _engineered_rm("quality").save_pretrained(d / "quality-rm")
+    return {"dir": d, "length": str(d / "length-rm"), "quality": str(d / "quality-rm"),
+            "design": _write_jsonl(d / "design.jsonl", _design_rows())}
+
+
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
     import torch
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("evalrm")
-    _engineered_rm("length").save_pretrained(d / "length-rm")
-    _engineered_rm("quality").save_pretrained(d / "quality-rm")
-    design = _write_jsonl(d / "design.jsonl", _design_rows())
+    base = save_engineered(d)
     # RewardBench layout: id, prompt (a string), chosen, rejected, subset, model columns; one broken line
     rb = [{"id": i, "prompt": "しつもん" + "たちつてと"[i % 5], "chosen": ("良" if i % 4 else "悪") + "な" * (5 + i),
            "rejected": ("悪" if i % 4 else "良") + "に" * (10 - i % 3), "subset": "chat" if i < 6 else "safety",
            "chosen_model": "x", "rejected_model": "y", "language": "jpn_Jpan"} for i in range(10)]
     rbench = _write_jsonl(d / "m-rewardbench-ja.jsonl", rb, extra_lines=['{"prompt": "壊れた行",'])
-    return {"dir": d, "length": str(d / "length-rm"), "quality": str(d / "quality-rm"), "design": design,
-            "rb": rbench, "rb_rows": rb}
+    return {**base, "rb": rbench, "rb_rows": rb}
 
 
 def test_engineered_models_score_as_designed(saved):

@@ -10,7 +10,7 @@ import pytest
 
 from jprefs.eval import metrics as M
 
-from .test_eval_rm import _design_rows, _engineered_rm, _run, _write_jsonl
+from .test_eval_rm import _run, _write_jsonl, save_engineered
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -34,11 +34,7 @@ def setup(tmp_path_factory):
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("rmprobe")
-    _engineered_rm("quality").save_pretrained(d / "quality-rm")
-    _engineered_rm("length").save_pretrained(d / "length-rm")
-    return {"dir": d, "quality": str(d / "quality-rm"), "length": str(d / "length-rm"),
-            "design": _write_jsonl(d / "design.jsonl", _design_rows()),
-            "train": _write_jsonl(d / "train.jsonl", _train_rows()),
+    return {**save_engineered(d), "train": _write_jsonl(d / "train.jsonl", _train_rows()),
             "backbone": make_backbone_dir(d / "tiny-backbone", seed=1)}
 
 
