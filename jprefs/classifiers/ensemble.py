@@ -174,11 +174,10 @@ def train_ensemble(cfg, *, log=print) -> dict[str, Any]:
         write_ensemble_file(out, names, {"seeds": seeds})
         ens = RewardEnsemble.from_pretrained(out, device=None)
         metrics: dict[str, Any] = {"ensemble": names, "members": {}}
-        for split in ("eval", "test"):
-            path = out / names[0] / ("eval_split.jsonl" if split == "eval" else "")
-            if split == "test" and cfg.test_data:
-                path = Path(cfg.test_data)
-            if not path.is_file():
+        # the members' shared held-out split (each member wrote it), and the test file if one was given
+        splits = {"eval": out / names[0] / "eval_split.jsonl", "test": Path(cfg.test_data) if cfg.test_data else None}
+        for split, path in splits.items():
+            if path is None or not path.is_file():
                 continue
             m = _ensemble_figures(ens, path, cfg)
             metrics[split] = m
