@@ -76,22 +76,26 @@ def _read(path):
         return [json.loads(x) for x in f if x.strip()]
 
 
-def train(name: str) -> dict:
+def train(name: str, *, data: Path | None = None, extra: Path | None = None, eval_data: Path | None = None,
+          out: Path | None = None) -> dict:
+    """Variant NAME trained on ``data`` (ja_mt_bench) + ``extra`` (rakuda), evaluated on ``eval_data``;
+    by default the train parts, the joined dev parts and WORK/models/NAME."""
     from jprefs.classifiers.config import TrainRMConfig
     from jprefs.classifiers.train import train_reward_model
     from jprefs.config import load_config
 
+    out = out or WORK / "models" / name
     over = {**BASE, **VARIANTS[name]}
-    extra = [str(WORK / "rakuda-train.jsonl")]
+    extras = [str(extra or WORK / "rakuda-train.jsonl")]
     if over.pop("extra_data", None) == "HH":
-        extra.append(str(WORK / "hh-en.jsonl"))
+        extras.append(str(WORK / "hh-en.jsonl"))
         _hh_pairs(WORK / "hh-en.jsonl")
-    over.update(data=str(WORK / "ja_mt_bench-train.jsonl"), extra_data=extra, eval_data=str(WORK / "dev.jsonl"),
-                output_dir=str(WORK / "models" / name))
+    over.update(data=str(data or WORK / "ja_mt_bench-train.jsonl"), extra_data=extras,
+                eval_data=str(eval_data or WORK / "dev.jsonl"), output_dir=str(out))
     cfg = load_config(TrainRMConfig, str(RECIPE), over)
     t0 = time.time()
     m = train_reward_model(cfg, keep_layer_cache=True)
-    (WORK / "models" / name / "wall.json").write_text(json.dumps({"seconds": time.time() - t0}) + "\n")
+    (out / "wall.json").write_text(json.dumps({"seconds": time.time() - t0}) + "\n")
     return m
 
 
@@ -104,35 +108,165 @@ def _hh_pairs(out: Path, n: int = 600) -> None:
         write_jsonl(out, convert(str(HH), source="hh-rlhf", limit=n).records)
 
 
-def _figures(rm, path: Path) -> dict:
-    """Accuracy, interval, longer-wins, chosen-shorter accuracy and Spearman with length of every reward
-    of ``rm`` (and the quality + b * length blends of a two-head model) on the pairs of ``path``."""
-    from jprefs.classifiers.data import load_rm_data
+def _rewards(rm, pairs) -> dict:
+    """Every reward of ``rm`` on ``pairs``: name -> (2N,) array, chosen then rejected (a two-head model's
+    heads and its quality + b * length blends: how much of the length head to let back in)."""
     from jprefs.classifiers.evaluate import pair_logits
-    from jprefs.data.schema import prompt_key
-    from jprefs.eval.metrics import accuracy_metrics, correlation
 
-    pairs = load_rm_data(path).pairs()
-    n = len(pairs)
-    groups = [prompt_key(p.prompt) for p in pairs]
-    lc, lr = [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs]
-    out = {}
     heads = rm.heads or [None]
     logits = pair_logits(rm, pairs)
     rewards = {(h or "reward"): rm.rewards_from_logits(logits, head=h) for h in heads}
-    if rm.heads:          # blends quality + b * length: how much of the length head to let back in
+    if rm.heads:
         for b in BLENDS:
             rewards[f"blend-{b:g}"] = rewards["quality"] + b * rewards["length"]
-    for h, r in rewards.items():
-        m = accuracy_metrics(r[:n], r[n:], lc, lr, groups, seed=0)
-        out[h] = {
-            "accuracy": m["pairwise_accuracy"], "ci95": m["ci95"],
+    return rewards
+
+
+def _metrics(r, pairs) -> dict:
+    """The bench's figures of reward ``r`` ((2N,), chosen then rejected) on ``pairs``."""
+    from jprefs.data.schema import prompt_key
+    from jprefs.eval.metrics import accuracy_metrics, correlation
+
+    n = len(pairs)
+    lc, lr = [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs]
+    m = accuracy_metrics(r[:n], r[n:], lc, lr, [prompt_key(p.prompt) for p in pairs], seed=0)
+    return {"accuracy": m["pairwise_accuracy"], "ci95": m["ci95"],
             "longer_wins": m["length_baseline_accuracy"],
             "minus_longer": m["accuracy_minus_length_baseline"],
             "minus_longer_ci95": m["accuracy_minus_length_baseline_ci95"],
             "chosen_shorter": m["length_controlled_accuracy"], "chosen_shorter_n": m["length_controlled_n"],
             "spearman_length": correlation(r, lc + lr)["spearman"], "pairs": n}
+
+
+# Grouped cross-validation over train + dev (the second selection, after the dev split proved too small
+# to rank the variants): the three debiasing families, each trained FOLDS times.
+CV_VARIANTS = ("bt-balanced", "corr", "odin")
+FOLDS = 3
+
+
+def _cv_parts():
+    """Per set: the train + dev records and their fold (grouped by question, seed 0)."""
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.classifiers.probe import grouped_folds
+    from jprefs.data.schema import prompt_key
+
+    out = {}
+    for s in SETS:
+        recs = [r for part in ("train", "dev") for r in load_rm_data(WORK / f"{s}-{part}.jsonl").records]
+        out[s] = (recs, grouped_folds([prompt_key(r.prompt) for r in recs], FOLDS, seed=0))
     return out
+
+
+def cv() -> dict:
+    """Train every CV variant on FOLDS-1 folds of both sets, score the held-out fold; pool the out-of-fold
+    rewards over the folds and report each set's figures beside longer-wins and the probe fit on the same
+    training folds. WORK/cv/...; finished folds are kept, so a killed run resumes. Writes RESULTS/cv.json."""
+    import numpy as np
+
+    from jprefs.classifiers.data import RMData
+    from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.data.io import write_jsonl
+
+    parts = _cv_parts()
+    root = WORK / "cv"
+    root.mkdir(parents=True, exist_ok=True)
+    oof: dict = {}
+    for f in range(FOLDS):
+        paths = {}
+        for s, (recs, fold) in parts.items():
+            for tag, keep in (("train", fold != f), ("held", fold == f)):
+                paths[s, tag] = root / f"fold{f}-{s}-{tag}.jsonl"
+                write_jsonl(paths[s, tag], [r for r, k in zip(recs, keep) if k])
+        write_jsonl(root / f"fold{f}-held.jsonl",
+                    [r for s in SETS for r, k in zip(parts[s][0], parts[s][1] == f) if k])
+        for name in CV_VARIANTS:
+            d = root / f"fold{f}" / name
+            scores = d / "oof.json"
+            if not scores.exists():
+                if not (d / "done.json").exists():
+                    train(name, data=paths["ja_mt_bench", "train"], extra=paths["rakuda", "train"],
+                          eval_data=root / f"fold{f}-held.jsonl", out=d)
+                rm = RewardModel.from_pretrained(d, device="cpu")
+                rm.frozen_layer_cache = _train_layers(d)
+                res = {s: {k: v.tolist() for k, v in
+                           _rewards(rm, RMData("records", [r for r, k in zip(parts[s][0], parts[s][1] == f) if k])
+                                    .pairs()).items()} for s in SETS}
+                scores.write_text(json.dumps(res) + "\n")
+            res = json.loads(scores.read_text())
+            for s in SETS:
+                for h, r in res[s].items():
+                    oof.setdefault(name, {}).setdefault(s, {}).setdefault(h, {})[f] = np.asarray(r)
+    out = {"folds": FOLDS, "variants": list(CV_VARIANTS), "rule": choose.__doc__}
+    for name, per_set in oof.items():
+        out[name] = {s: {h: _metrics(_pool(parts[s], per_f), RMData("records", _ordered(parts[s])).pairs())
+                         for h, per_f in heads.items()} for s, heads in per_set.items()}
+    out["_probe"] = _cv_probe(parts)
+    out["recommended"] = choose({k: v for k, v in out.items() if k in CV_VARIANTS})
+    (RESULTS / "cv.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    return out
+
+
+def _ordered(part):
+    """A set's train + dev records in fold order (fold 0's, then fold 1's, ...): the order of _pool."""
+    recs, fold = part
+    return [r for f in range(FOLDS) for r, k in zip(recs, fold == f) if k]
+
+
+def _pool(part, per_fold: dict):
+    """The out-of-fold rewards of one set in _ordered's order, (2N,): all chosen, then all rejected."""
+    import numpy as np
+
+    ch = [np.asarray(per_fold[f])[: len(per_fold[f]) // 2] for f in range(FOLDS)]
+    rj = [np.asarray(per_fold[f])[len(per_fold[f]) // 2:] for f in range(FOLDS)]
+    return np.concatenate(ch + rj)
+
+
+def _cv_probe(parts) -> dict:
+    """The probe baseline (frozen e5 + log length) fit on each fold's training folds of both sets and
+    scored on the held-out fold; the out-of-fold figures per set."""
+    import numpy as np
+
+    from jprefs.classifiers.data import RMData
+    from jprefs.classifiers.probe import fit_probe_arrays
+    from jprefs.data.schema import prompt_key
+
+    E = {}
+    for s in SETS:           # train + dev embeddings (cached by ``probe``), in the records' order
+        z = [np.load(WORK / f"probe-emb-{s}-{part}.npz") for part in ("train", "dev")]
+        E[s] = np.concatenate([x["c"] for x in z]), np.concatenate([x["r"] for x in z])
+    pairs = {s: RMData("records", parts[s][0]).pairs() for s in SETS}
+    per = {s: {} for s in SETS}
+    for f in range(FOLDS):
+        tr = {s: parts[s][1] != f for s in SETS}
+        sel = lambda s, m: [p for p, k in zip(pairs[s], m) if k]    # noqa: E731
+        trp = [p for s in SETS for p in sel(s, tr[s])]
+        pr = fit_probe_arrays(np.concatenate([E[s][0][tr[s]] for s in SETS]),
+                              np.concatenate([E[s][1][tr[s]] for s in SETS]),
+                              [len(p.chosen) for p in trp], [len(p.rejected) for p in trp],
+                              [prompt_key(p.prompt) for p in trp], seed=0)
+        for s in SETS:
+            te = ~tr[s]
+            ps = sel(s, te)
+            per[s][f] = np.concatenate([pr.score(E[s][0][te], [len(p.chosen) for p in ps]),
+                                        pr.score(E[s][1][te], [len(p.rejected) for p in ps])])
+    return {s: _metrics(_pool(parts[s], per[s]), RMData("records", _ordered(parts[s])).pairs()) for s in SETS}
+
+
+def _train_layers(d: Path) -> int:
+    import yaml
+
+    trained = yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8"))
+    if trained.get("train_layers") and trained.get("cache_frozen_layers", True):
+        return int(trained["train_layers"])        # lower layers = the frozen backbone's
+    return 0
+
+
+def _figures(rm, path: Path) -> dict:
+    """The bench's figures of every reward of ``rm`` on the pairs of ``path``."""
+    from jprefs.classifiers.data import load_rm_data
+
+    pairs = load_rm_data(path).pairs()
+    return {h: _metrics(r, pairs) for h, r in _rewards(rm, pairs).items()}
 
 
 def evaluate(part: str) -> dict:
@@ -144,11 +278,7 @@ def evaluate(part: str) -> dict:
         if not (d / "done.json").exists():
             continue
         rm = RewardModel.from_pretrained(d, device="cpu")
-        import yaml
-
-        trained = yaml.safe_load((d / "config.yaml").read_text(encoding="utf-8"))
-        if trained.get("train_layers") and trained.get("cache_frozen_layers", True):
-            rm.frozen_layer_cache = int(trained["train_layers"])   # lower layers = the frozen backbone's
+        rm.frozen_layer_cache = _train_layers(d)
         res[name] = {s: _figures(rm, WORK / f"{s}-{part}.jsonl") for s in SETS}
         res[name]["wall_seconds"] = json.loads((d / "wall.json").read_text())["seconds"]
     res["_probe"] = _probe(part)
@@ -320,6 +450,9 @@ if __name__ == "__main__":
         print(plot(sys.argv[2]))
     elif cmd == "table":
         print(table(sys.argv[2]))
+    elif cmd == "cv":
+        r = cv()
+        print("recommended (grouped CV):", r["recommended"])
     elif cmd == "probe":
         print(json.dumps(probe(), indent=1))
     elif cmd == "all":            # one process: the frozen-layer memo serves every variant and split
