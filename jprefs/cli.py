@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("jprefs.classifiers.score_cli", "score (prompt, response) pairs with a reward model"),
     "rl": ("jprefs.rl.cli", "ILQL, PPO and SFT against a reward model"),
     "eval": ("jprefs.eval.cli", "evaluate reward models and policies"),
+    "push": ("jprefs.publish.cli", "publish a dataset, reward model or policy to the Hugging Face Hub"),
 }
 
 EPILOG = """examples:

