@@ -33,7 +33,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output JSONL (input rows plus rewards)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--label", help="chosen label (name or index) of a plain classifier")
-    parser.add_argument("--input", choices=["pair", "response", "chat"],
+    parser.add_argument("--input-layout", choices=["pair", "response", "chat"],
                         help="input layout of a plain classifier: (prompt, response) sentence pair, the response "
                              "alone, or the tokenizer's chat template (default: the catalogue entry, else pair)")
     parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of a Hub model")
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         data: RMData = load_rm_data(args.input, data_format=fmt)
         rejects = data.rejects
     rm = RewardModel.from_pretrained(args.model, device=args.device, dtype=args.dtype, label=args.label,
-                                     revision=args.revision, input=args.input)
+                                     revision=args.revision, input=args.input_layout)
     eprint(f"scoring with {rm}")
     if fmt == "plain":
         r = rm.score(prompts, responses, batch_size=args.batch_size, show_progress=True, head=args.head)

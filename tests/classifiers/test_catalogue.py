@@ -275,3 +275,20 @@ def test_rm_list_imports_nothing_heavy():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stderr[-1000:]
     assert r.stdout.strip() == "[]"
+
+
+def test_score_cli_input_layout_and_revision_flags(tmp_path):
+    from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.cli import main
+
+    _tiny(lookup("OpenAssistant/reward-model-deberta-v3-large-v2"), tmp_path / "m")
+    inp = tmp_path / "in.jsonl"
+    inp.write_text(json.dumps({"prompt": Q, "response": A}, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = tmp_path / "s.jsonl"
+    # a local folder: --revision does not apply to it and is ignored; --input-layout response drops the prompt
+    assert main(["score", str(tmp_path / "m"), str(inp), "-o", str(out), "--input-layout", "response",
+                 "--revision", "main", "--device", "cpu"]) == 0
+    got = json.loads(out.read_text(encoding="utf-8"))["reward"]
+    rm = RewardModel.from_pretrained(tmp_path / "m", device="cpu")
+    assert got == pytest.approx(float(rm.score(None, [A])[0]), abs=1e-5)
+    assert got != pytest.approx(float(rm.score([Q], [A])[0]), abs=1e-5)
