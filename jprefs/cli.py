@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "translate": ("jprefs.translate.cli", "translate preference sets into Japanese (vllm | openai | transformers)"),
     "train-rm": ("jprefs.classifiers.cli", "train a reward model: binary classifier or Bradley-Terry"),
     "score": ("jprefs.classifiers.score_cli", "score (prompt, response) pairs with a reward model"),
+    "rm": ("jprefs.classifiers.rm_cli", "the catalogue of public Japanese reward models (rm list)"),
     "rl": ("jprefs.rl.cli", "ILQL, PPO and SFT against a reward model"),
     "eval": ("jprefs.eval.cli", "evaluate reward models and policies"),
     "push": ("jprefs.publish.cli", "publish a dataset, reward model or policy to the Hugging Face Hub"),

@@ -69,6 +69,19 @@ EXPECT = {
         2, "jprefs translate: error: model 'Qwen/Qwen2.5-0.5B-Instruct' is not in the local Hugging Face cache and "
            "the Hub cannot be reached (HF_HUB_OFFLINE=1 / no network); fix: download it on a machine with network "
            "(`hf download Qwen/Qwen2.5-0.5B-Instruct`) or pass a local path"),
+    # catalogued Hub reward models (jprefs rm list): the revision an entry pins is named too
+    r"^jprefs score OpenAssistant/reward-model-deberta-v3-large-v2 ": (
+        2, "jprefs score: error: model 'OpenAssistant/reward-model-deberta-v3-large-v2' (revision refs/pr/3) is not in the local Hugging Face cache "
+           "and the Hub cannot be reached (HF_HUB_OFFLINE=1 / no network); fix: download it on a "
+           "machine with network (`hf download OpenAssistant/reward-model-deberta-v3-large-v2 --revision refs/pr/3`) or pass a local path"),
+    r"^jprefs score cyberagent/ca-reward-3b-ja ": (
+        2, "jprefs score: error: model 'cyberagent/ca-reward-3b-ja' is not in the local Hugging Face cache "
+           "and the Hub cannot be reached (HF_HUB_OFFLINE=1 / no network); fix: download it on a "
+           "machine with network (`hf download cyberagent/ca-reward-3b-ja`) or pass a local path"),
+    r"^jprefs score owner/name ": (
+        2, "jprefs score: error: model 'owner/name' (revision v1.0) is not in the local Hugging Face cache "
+           "and the Hub cannot be reached (HF_HUB_OFFLINE=1 / no network); fix: download it on a "
+           "machine with network (`hf download owner/name --revision v1.0`) or pass a local path"),
 }
 # shell commands that are not jprefs commands (set-up, servers, the tests)
 OTHER = {

@@ -169,6 +169,46 @@ def encode_pairs(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[s
     return Encoded(ids, types, trunc)
 
 
+def encode_chat(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[str], *,
+                max_length: int = 512) -> Encoded:
+    """Token ids of ``[user: prompt, assistant: response]`` rendered with the tokenizer's chat template.
+
+    The layout of reward models that score a whole conversation (e.g. ``cyberagent/ca-reward-3b-ja``):
+    the template text is tokenized without adding special tokens (the template has its own), and a
+    text over ``max_length`` tokens is cut from the LEFT, so the end of the response, where a decoder
+    classifier reads its score, is kept. A prompt may be a string, a message list or ``None``.
+
+    >>> enc = encode_chat(tok, ["質問"], ["回答"], max_length=64)   # doctest: +SKIP
+    """
+    from jprefs.data.schema import SchemaError, as_messages
+
+    prompts, responses = _check_lists(prompts, responses)
+    if not getattr(tokenizer, "chat_template", None):
+        raise DataError(f"{type(tokenizer).__name__} has no chat template, which an `input: chat` reward model needs",
+                        fix="use a tokenizer with a chat template, or load the model with input='pair'")
+    texts = []
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        try:
+            msgs = [] if p is None or p == "" else [m.to_dict() for m in as_messages(p)]
+        except SchemaError as e:
+            raise DataError(f"prompts[{i}]: {e} (got {str(p)[:80]!r})",
+                            fix="pass a string, a list of {'role', 'content'} messages, or None") from e
+        msgs.append({"role": "assistant", "content": r})
+        texts.append(tokenizer.apply_chat_template(msgs, tokenize=False))
+    bt = getattr(tokenizer, "backend_tokenizer", None)
+    if bt is None:
+        raise DataError(f"{type(tokenizer).__name__} has no fast (Rust) backend; jprefs needs a fast tokenizer",
+                        fix="load the tokenizer with AutoTokenizer.from_pretrained(..., use_fast=True)")
+    bt.no_truncation()
+    bt.no_padding()
+    ids, trunc = [], []
+    for e in bt.encode_batch(texts, add_special_tokens=False):
+        x = list(e.ids)
+        trunc.append(len(x) > max_length)
+        ids.append(x[-max_length:])
+    return Encoded(ids, None, trunc)
+
+
 def length_batches(lengths: Sequence[int], *, batch_size: int, max_tokens: int | None = None) -> list[list[int]]:
     """Group indices into batches of similar length (longest first).
 

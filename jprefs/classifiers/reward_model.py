@@ -117,19 +117,70 @@ def logits_to_reward(logits, chosen_index: int):
     return chosen - torch.logsumexp(others, dim=-1)
 
 
-def _read_reward_config(path_or_id: str) -> dict | None:
+def _read_reward_config(path_or_id: str, revision: str | None = None) -> dict | None:
+    """``jprefs_reward.json`` of a model folder or Hub repo, or None when the model has none.
+
+    Hub ids go through huggingface_hub's cache. "The repo has no such file" (on the Hub, or known
+    absent in the cache) is a quiet None; a repo that is neither cached nor reachable
+    (``HF_HUB_OFFLINE=1``, no network) is a :class:`jprefs.hub.ModelNotCachedError` naming it.
+    """
     p = Path(path_or_id)
     if p.is_dir():
         f = p / REWARD_CONFIG_NAME
         return json.loads(f.read_text(encoding="utf-8")) if f.exists() else None
-    # A Hub id: the file is optional (plain classifiers do not have it).
-    try:
-        from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import (LocalEntryNotFoundError, RemoteEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
-        local = hf_hub_download(path_or_id, REWARD_CONFIG_NAME)
-    except Exception:  # not on the Hub, offline, or the repo has no jprefs config
+    from jprefs.hub import ModelNotCachedError, is_offline_miss
+
+    try:
+        local = hf_hub_download(path_or_id, REWARD_CONFIG_NAME, revision=revision)
+    except RemoteEntryNotFoundError:            # the repo exists and has no jprefs config: a plain classifier
         return None
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        return None                             # the model load that follows says what is wrong, in full
+    except Exception as e:  # noqa: BLE001 - inspected: an offline miss is decided below, the rest re-raised
+        if not (isinstance(e, LocalEntryNotFoundError) or is_offline_miss(e)):
+            raise
+        # Offline. The file may be known absent (a `.no_exist` marker from an earlier online load), or the
+        # repo may be cached without it (`hf download` of a repo that has none): both mean "no jprefs config".
+        if try_to_load_from_cache(path_or_id, REWARD_CONFIG_NAME, revision=revision) is not None:
+            return None
+        if isinstance(try_to_load_from_cache(path_or_id, "config.json", revision=revision), str):
+            return None
+        raise ModelNotCachedError(path_or_id, revision) from None
     return json.loads(Path(local).read_text(encoding="utf-8"))
+
+
+INPUT_LAYOUTS = ("pair", "response", "chat")
+
+
+def _config_from_entry(entry, src: str, model_config: Any, *, label=None, input=None, max_length=None) -> RewardConfig:
+    """The reward config of a catalogued plain classifier; explicit arguments win, with one warning
+    listing where they contradict the entry."""
+    n = int(getattr(model_config, "num_labels", 1))
+    if n != entry.num_labels:
+        raise ConfigError(f"{src}: the jprefs catalogue says {entry.id} has {entry.num_labels} logit(s), the loaded "
+                          f"model has {n}\n  fix: the entry is out of date; correct jprefs/resources/rm_catalogue.yaml")
+    chosen = _resolve_label(label, model_config, entry.chosen_index)
+    conflicts = []
+    if label is not None and chosen != entry.chosen_index:
+        conflicts.append(f"label={label!r} (index {chosen}) instead of the entry's chosen index {entry.chosen_index}")
+    if input is not None and input != entry.input:
+        conflicts.append(f"input={input!r} instead of the entry's {entry.input!r}")
+    if max_length is not None and entry.max_length is not None and int(max_length) != entry.max_length:
+        conflicts.append(f"max_length={max_length} instead of the entry's {entry.max_length}")
+    if conflicts:
+        import warnings
+
+        warnings.warn(f"{src}: overriding the jprefs catalogue entry of {entry.id}: " + "; ".join(conflicts)
+                      + f" (the entry follows {entry.card_url})", UserWarning, stacklevel=3)
+    cfg = RewardConfig(objective=entry.objective, input=entry.input, chosen_index=chosen, base_model=entry.id)
+    if entry.max_length is not None:
+        cfg.max_length = entry.max_length
+        cfg.max_prompt_length = entry.max_length // 2
+    return cfg
 
 
 def default_device() -> str:
@@ -209,6 +260,9 @@ class RewardModel:
 
             apply_pooling(self.model, self.config.pooling)
         self.config.max_length = self._cap(self.config.max_length)
+        if getattr(self.model.config, "pad_token_id", None) is None and self.tokenizer.pad_token_id is not None:
+            # decoder classifiers (Llama, Mistral) read the last non-pad token: they must know the pad id
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.model.eval()
 
     def _cap(self, n: int) -> int:
@@ -224,13 +278,23 @@ class RewardModel:
 
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str | os.PathLike, device: str | None = None, dtype: Any = None,
-                        label: int | str | None = None, max_length: int | None = None) -> "RewardModel":
+                        label: int | str | None = None, max_length: int | None = None, revision: str | None = None,
+                        input: str | None = None, catalogue_id: str | None = None) -> "RewardModel":
         """Load a jprefs reward model or a plain HF sequence classifier (safetensors only).
 
-        ``label`` picks the chosen class of a plain classifier by name
-        (``"positive"``) or index; with 2 labels the default is index 1.
+        ``label`` picks the chosen class of a plain classifier by name (``"positive"``) or index;
+        with 2 labels the default is index 1. ``input`` sets its layout: ``pair`` (prompt, response
+        sentence pair), ``response`` (the response alone) or ``chat`` (the tokenizer's chat template).
+        ``revision`` (branch, tag or commit) is used for every file of a Hub model.
+
+        A model in the jprefs catalogue (``jprefs rm list``) without ``jprefs_reward.json`` is scored
+        the way its entry says (chosen label, input layout, maximum length, revision); explicit
+        ``label`` / ``input`` / ``max_length`` / ``revision`` win, with one warning where they
+        contradict the entry. ``catalogue_id`` applies the entry of that Hub id to another source,
+        e.g. a local copy of a catalogued model.
 
         >>> rm = RewardModel.from_pretrained("out/rm", device="cpu")     # doctest: +SKIP
+        >>> rm = RewardModel.from_pretrained("OpenAssistant/reward-model-deberta-v3-large-v2")   # doctest: +SKIP
         """
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -245,19 +309,36 @@ class RewardModel:
         if not Path(src).exists() and (src.startswith((".", "/", "~")) or src.count("/") > 1):
             raise JprefsError(f"reward model not found: {src}\n  fix: pass a local model directory or a Hub id "
                               f"like 'org/name'")
-        if Path(src).exists():
+        if input is not None and input not in INPUT_LAYOUTS:
+            raise ConfigError(f"input={input!r} is not one of {list(INPUT_LAYOUTS)}")
+        local = Path(src).exists()
+        if local:
             from jprefs.modeldir import check_model_dir
 
             # an unfinished run, a checkpoint, an rl or translate folder, a truncated file: say so
             check_model_dir(src, want="reward model")
+        from jprefs.classifiers.catalogue import lookup
+
+        entry = lookup(catalogue_id) if catalogue_id else (None if local else lookup(src))
+        if catalogue_id and entry is None:
+            raise ConfigError(f"catalogue_id={catalogue_id!r} is not in the jprefs reward-model catalogue\n"
+                              f"  fix: `jprefs rm list` shows the catalogued Hub ids (exact case)")
+        rev = revision if revision is not None else (entry.revision if entry and not local else None)
         device = device or default_device()
         torch_dtype = resolve_dtype(dtype, device)
-        raw = _read_reward_config(src)
+        raw = _read_reward_config(src, rev)
+        if raw:
+            entry = None                # a jprefs model carries its own reward config
+        if entry is not None and not entry.supported:
+            raise ConfigError(f"{src}: the jprefs catalogue lists {entry.id} as not scorable by RewardModel: "
+                              f"{entry.reason}\n  fix: pick a supported model (`jprefs rm list`)")
         from jprefs.hub import hub_model
 
         try:
-            with hub_model(src):  # a Hub id offline and not cached: one line naming it
+            with hub_model(src, rev):  # a Hub id offline and not cached: one line naming it (and the revision)
                 loader, kw = AutoModelForSequenceClassification, {}
+                if rev is not None and not local:
+                    kw["revision"] = rev
                 if raw and raw.get("pooling") == "mean":
                     from jprefs.classifiers.pooling import saved_model_config
 
@@ -265,21 +346,32 @@ class RewardModel:
                     if not marked:
                         _warn_unmarked(src)
                     loader = _mean_pooled_loader(kw["config"])
+                # the cards' own snippets pass num_labels (ca-reward-3b-ja: num_labels=1)
+                mkw = {"num_labels": entry.num_labels} if entry is not None else {}
                 model = loader.from_pretrained(
-                    src, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype, **kw)
+                    src, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype, **kw, **mkw)
                 tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=False, **kw)
         except OSError as e:
-            raise JprefsError(f"cannot load a sequence-classification model from {src}: {e}\n"
+            raise JprefsError(f"cannot load a sequence-classification model from {src}"
+                              f"{f' (revision {rev})' if rev else ''}: {e}\n"
                               f"  fix: check the path or Hub id; jprefs loads safetensors weights only") from e
         except Exception as e:
             if type(e).__name__ != "SafetensorError":
                 raise
             raise JprefsError(f"{src}: its safetensors weights are truncated or corrupt ({e}).\n"
                               f"  fix: re-save or retrain the model (or download it again)") from e
-        cfg = RewardConfig.from_dict(raw) if raw else RewardConfig(objective="classifier", base_model=src)
         if raw and raw.get("format") != FORMAT:
             raise JprefsError(f"{src}/{REWARD_CONFIG_NAME}: unknown format {raw.get('format')!r} (expected {FORMAT})")
-        cfg.chosen_index = _resolve_label(label, model.config, cfg.chosen_index if raw else None)
+        if raw:
+            cfg = RewardConfig.from_dict(raw)
+            cfg.chosen_index = _resolve_label(label, model.config, cfg.chosen_index)
+        elif entry is not None:
+            cfg = _config_from_entry(entry, src, model.config, label=label, input=input, max_length=max_length)
+        else:
+            cfg = RewardConfig(objective="classifier", base_model=src)
+            cfg.chosen_index = _resolve_label(label, model.config, None)
+        if input is not None:
+            cfg.input = input
         if not cfg.labels:
             id2label = getattr(model.config, "id2label", None) or {}
             cfg.labels = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(model.config.num_labels)]
@@ -313,9 +405,12 @@ class RewardModel:
     # ------------------------------------------------------------ scoring
 
     def encode(self, prompts: Sequence[Any] | None, responses: Sequence[str]):
-        """Token ids for ``score``; prompts are dropped for ``input: response`` models."""
-        from jprefs.classifiers.inputs import encode_pairs
+        """Token ids for ``score``; prompts are dropped for ``input: response`` models, and ``input: chat``
+        models get the tokenizer's chat template over (user prompt, assistant response)."""
+        from jprefs.classifiers.inputs import encode_chat, encode_pairs
 
+        if self.config.input == "chat":
+            return encode_chat(self.tokenizer, prompts, responses, max_length=self.config.max_length)
         if self.config.input == "response":
             prompts = None
         return encode_pairs(self.tokenizer, prompts, responses, max_length=self.config.max_length,

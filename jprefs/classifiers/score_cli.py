@@ -19,6 +19,10 @@ EXAMPLES = """examples:
   jprefs score out/rm pairs.jsonl -o scored.jsonl --batch-size 64
   jprefs score some/hub-sentiment-model texts.jsonl --label positive -o scores.jsonl
   jprefs score out/ja-debiased-rm pairs.jsonl --head full -o scored-full.jsonl
+  jprefs score OpenAssistant/reward-model-deberta-v3-large-v2 pairs.jsonl -o scored.jsonl   # catalogued: no flags
+  jprefs score owner/name pairs.jsonl --revision v1.0 -o scored.jsonl
+
+`jprefs rm list` shows the catalogued public reward models (chosen label, input layout, licence).
 """
 
 
@@ -29,6 +33,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output JSONL (input rows plus rewards)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--label", help="chosen label (name or index) of a plain classifier")
+    parser.add_argument("--input-layout", choices=["pair", "response", "chat"],
+                        help="input layout of a plain classifier: (prompt, response) sentence pair, the response "
+                             "alone, or the tokenizer's chat template (default: the catalogue entry, else pair)")
+    parser.add_argument("--revision", help="Hub revision (branch, tag or commit) of a Hub model")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--dtype", help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on GPU)")
     parser.add_argument("--head", help="a head of a multi-head reward model (train-rm debias=odin): quality (the "
@@ -62,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         data: RMData = load_rm_data(args.input, data_format=fmt)
         rejects = data.rejects
-    rm = RewardModel.from_pretrained(args.model, device=args.device, dtype=args.dtype, label=args.label)
+    rm = RewardModel.from_pretrained(args.model, device=args.device, dtype=args.dtype, label=args.label,
+                                     revision=args.revision, input=args.input_layout)
     eprint(f"scoring with {rm}")
     if fmt == "plain":
         r = rm.score(prompts, responses, batch_size=args.batch_size, show_progress=True, head=args.head)
