@@ -51,12 +51,26 @@ class StagedModel:
     meta: dict = field(default_factory=dict)
 
 
-def model_license(name: str) -> tuple[str, str]:
-    """(licence, where it was read) of a backbone or base model: jprefs' table, else the ``license`` of
-    the model's card (a local folder's README.md, or the copy in the Hugging Face cache), else unknown."""
+def model_license(name: str, _depth: int = 0) -> tuple[str, str]:
+    """(licence, where it was read) of a backbone or base model: jprefs' table, the jprefs reward-model
+    catalogue, the ``license`` of the model's card (a local folder's README.md, or the copy in the
+    Hugging Face cache), the base policy of a ``jprefs rl`` run whose ``policy/`` it is; else unknown."""
     if name in KNOWN_LICENSES:
         return KNOWN_LICENSES[name], "jprefs' table of known models"
+    from jprefs.classifiers.catalogue import lookup
+
+    entry = lookup(str(name))
+    if entry is not None and entry.licence and entry.licence != "unknown":
+        return entry.licence, "the jprefs reward-model catalogue"
     p = Path(str(name)).expanduser()
+    run_cfg = p.parent / "config.yaml"
+    if p.is_dir() and not (p / "README.md").is_file() and p.name == "policy" and run_cfg.is_file() and _depth < 5:
+        import yaml
+
+        base = (yaml.safe_load(run_cfg.read_text(encoding="utf-8")) or {}).get("policy")
+        if base and str(base) != str(name):
+            lic, where = model_license(str(base), _depth + 1)
+            return lic, f"{where}, via the jprefs rl run {p.parent.name} that trained it from {base}"
     readme = p / "README.md" if p.is_dir() else None
     if readme is None and "/" in str(name) and not p.exists():
         try:
@@ -317,11 +331,14 @@ def _stage_policy(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool
         meta["base_model"] = cfg.policy
     import yaml
 
+    reward_line = ("no reward (supervised fine-tuning)" if cfg.reward_type == "none" else
+                   f"reward: `{cfg.reward_type}` `{cfg.reward_model}`"
+                   + (f" (head {cfg.reward_head})" if cfg.reward_head else ""))
     card = ("---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + "---\n\n" + unknown_banner(lic)
             + f"""# {repo_id.split('/')[-1]}: a {cfg.algo.upper()} policy trained with jprefs
 
 Trained with [jprefs](https://github.com/jprefs/jprefs) `rl` (algorithm **{cfg.algo}**) from `{cfg.policy}`,
-reward: `{cfg.reward_type}` `{cfg.reward_model}`{f' (head {cfg.reward_head})' if cfg.reward_head else ''}.
+{reward_line}.
 The run's recipe, metrics, samples and curves are in `run/`.
 
 ## Use

@@ -306,3 +306,32 @@ def test_a_secret_in_a_model_file_is_refused(tiny_rm, tmp_path, monkeypatch, cap
     assert main(["push", "model", str(d), "--repo-id", "me/x", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "metrics.json:1: secret: credentials in a URL" in err and "hunter2hunter2" not in err
+
+
+def test_an_rl_policy_is_staged_at_the_root_and_loads_with_transformers(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    from transformers import AutoModelForCausalLM
+
+    from jprefs.publish.model import stage_model
+
+    recipe = Path(__file__).resolve().parents[2] / "rl" / "recipes" / "sft-tiny-cpu.yaml"
+    run = tmp_path / "sft"
+    assert main(["rl", str(recipe), "sft_steps=3", "eval_every=3", "-o", str(run)]) == 0
+    capsys.readouterr()
+    root = tmp_path / "repo"
+    root.mkdir()
+    st = stage_model(run, root, repo_id="me/ja-sft")
+    assert st.kind == "policy" and "model.safetensors" in st.files and "run/summary.json" in st.files
+    assert "run/samples.jsonl" in st.files and "done.json" in st.skipped
+    front = _front(st.card)
+    assert front["license"] == "apache-2.0" and front["pipeline_tag"] == "text-generation"
+    assert "no reward (supervised fine-tuning)" in st.card
+    ids = torch.tensor([[3, 4, 5]])
+    a = AutoModelForCausalLM.from_pretrained(root).eval()
+    b = AutoModelForCausalLM.from_pretrained(run / "policy").eval()
+    with torch.no_grad():
+        assert torch.equal(a(ids).logits, b(ids).logits)
+    # a policy trained from that policy: its licence is found through the run that made it
+    from jprefs.publish.model import model_license
+
+    assert model_license(str(run / "policy"))[0] == "apache-2.0"
