@@ -14,11 +14,16 @@ like HF_TOKEN in `utils._auth.get_token`, and for subprocesses) AND patches ever
 - `datasets.config`: HF_ENDPOINT, HUB_DATASETS_URL, HF_HUB_OFFLINE / HF_DATASETS_OFFLINE, the
   cache paths, HF_UPDATE_DOWNLOAD_COUNTS (it would ping the Hub on every load).
 - `HfFileSystem`'s instance cache is cleared before and after, so no instance (and no directory
-  listing it cached) from another test or another port is reused.
-transformers reads `huggingface_hub.constants` per call and needs nothing of its own.
+  listing it cached) from another test or another port is reused; `huggingface_hub.hffs` (an
+  instance made at import) is replaced; `parse_hf_uri`'s lru_cache is cleared.
+- `transformers.utils.hub._hf_api`: transformers makes one shared HfApi on first use and keeps it,
+  with the endpoint of that moment; it is reset before and after, so the next test's port is used.
+  Otherwise transformers reads `huggingface_hub.constants` per call.
 """
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 
@@ -31,6 +36,7 @@ def fake_hub(tmp_path, monkeypatch):
     import datasets.config
     import huggingface_hub.constants as hc
     import huggingface_hub.hf_api
+    import huggingface_hub.hf_file_system
     from huggingface_hub import HfFileSystem
 
     home = tmp_path / "hf_home"
@@ -59,11 +65,23 @@ def fake_hub(tmp_path, monkeypatch):
             "EXTRACTED_DATASETS_PATH": cache / "downloads" / "extracted",
         }.items():
             monkeypatch.setattr(datasets.config, name, value)
-        HfFileSystem.clear_instance_cache()
+        _forget_clients()
+        monkeypatch.setattr(huggingface_hub.hf_file_system, "hffs", HfFileSystem())
         try:
             yield hub
         finally:
-            HfFileSystem.clear_instance_cache()
+            _forget_clients()
+
+
+def _forget_clients() -> None:
+    """Drop the client objects that remember an endpoint (see the module docstring)."""
+    from huggingface_hub import HfFileSystem
+    from huggingface_hub.utils._hf_uris import parse_hf_uri
+
+    HfFileSystem.clear_instance_cache()
+    parse_hf_uri.cache_clear()
+    if "transformers.utils.hub" in sys.modules:
+        sys.modules["transformers.utils.hub"]._hf_api = None
 
 
 @pytest.fixture

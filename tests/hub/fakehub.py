@@ -45,6 +45,7 @@ import hmac
 import json
 import os
 import secrets
+import socket
 import tempfile
 import threading
 import time
@@ -133,6 +134,7 @@ class FakeHub:
         self._lock = threading.RLock()
         self._secret = secrets.token_bytes(16)  # signs the LFS upload URLs
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set = set()  # open keep-alive sockets, closed by stop()
 
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> FakeHub:
@@ -152,6 +154,13 @@ class FakeHub:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        # a keep-alive connection's handler thread would go on serving this hub's state to a client
+        # (httpx pools connections across tests): close them all
+        with self._lock:
+            for sock in list(self._connections):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            self._connections.clear()
         if self._tmp is not None:
             self._tmp.cleanup()
 
@@ -231,6 +240,16 @@ def _card_data(text: str) -> dict | None:
 class _Handler(BaseHTTPRequestHandler):
     hub: FakeHub
     protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects; every response has a Content-Length
+
+    def setup(self) -> None:
+        super().setup()
+        with self.hub._lock:
+            self.hub._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.hub._lock:
+            self.hub._connections.discard(self.connection)
+        super().finish()
 
     def log_message(self, *args) -> None:  # quiet; `hub.requests` keeps method and path
         pass

@@ -15,6 +15,8 @@ import pytest
 from tests.hub.fakehub import git_oid
 
 MIB = 1024 * 1024
+# lfs._upload_single_part passes `data=fileobj` to httpx2, which warns; the client's, not ours
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
 
 
 def _folder(root: Path) -> dict[str, bytes]:
@@ -267,3 +269,57 @@ def test_datasets_load_dataset_reads_every_config_with_the_rows_written(fake_hub
     seen = len(fake_hub.requests)
     assert datasets.load_dataset("jprefs-test/pairs-ja", "binary", split="train").to_list() == binary
     assert len(fake_hub.requests) == seen
+
+
+@pytest.mark.parametrize("run", ["first", "again"])  # "again": a fresh hub, same repo id, after transformers
+def test_transformers_from_pretrained_reads_a_pushed_tiny_model(run, fake_hub, hub_offline, tmp_path,
+                                                                 one_torch_thread):  # kept its HfApi
+    import torch
+    from huggingface_hub import HfApi
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=32, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=16, max_position_embeddings=16, num_labels=1)
+    local = tmp_path / "rm"
+    BertForSequenceClassification(cfg).eval().save_pretrained(local)
+    api = HfApi()
+    api.create_repo("jprefs-test/bert-rm")
+    api.upload_folder(repo_id="jprefs-test/bert-rm", folder_path=local)
+    ids = torch.tensor([[2, 5, 7, 3, 9]])
+    want = AutoModelForSequenceClassification.from_pretrained(local).eval()(input_ids=ids).logits
+    n = len(fake_hub.requests)
+    got = AutoModelForSequenceClassification.from_pretrained("jprefs-test/bert-rm").eval()(input_ids=ids).logits
+    assert torch.equal(got, want)
+    # transformers resolved "main" through its shared HfApi against THIS server (not a stale port)
+    assert "GET /api/models/jprefs-test/bert-rm" in fake_hub.requests[n:]
+    hub_offline()  # cached now: loads with no server round trip
+    seen = len(fake_hub.requests)
+    cached = AutoModelForSequenceClassification.from_pretrained("jprefs-test/bert-rm").eval()(input_ids=ids).logits
+    assert torch.equal(cached, want) and len(fake_hub.requests) == seen
+
+
+def test_hub_env_points_a_subprocess_at_the_server(fake_hub, tmp_path):
+    """What a test of the jprefs CLI in a subprocess does: env vars only, nothing patched."""
+    import subprocess
+    import sys
+
+    from tests.hub.fakehub import hub_env
+
+    script = (
+        "from huggingface_hub import HfApi, hf_hub_download\n"
+        "api = HfApi()\n"
+        "api.create_repo('jprefs-test/from-child', repo_type='dataset')\n"
+        "api.upload_file(path_or_fileobj=b'child\\n', path_in_repo='c.txt', repo_id='jprefs-test/from-child',"
+        " repo_type='dataset')\n"
+        "print(open(hf_hub_download('jprefs-test/from-child', 'c.txt', repo_type='dataset')).read(), end='')\n"
+    )
+    home = tmp_path / "child_home"
+    with hub_env(fake_hub, home=home):
+        out = subprocess.run([sys.executable, "-c", script], env=os.environ, capture_output=True, text=True,
+                             timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "child\n"
+    assert fake_hub.commits("jprefs-test/from-child", "dataset")[-1].changed == ["c.txt"]
+    assert any((home / "hub").glob("datasets--jprefs-test--from-child/snapshots/*/c.txt"))
+    assert fake_hub.token not in out.stdout + out.stderr
