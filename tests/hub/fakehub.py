@@ -55,10 +55,11 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
-# The `.gitattributes` huggingface.co puts in every new model/dataset repo (the LFS part of it).
+# The `.gitattributes` huggingface.co puts in a new model repo (a new dataset repo also tracks audio and
+# image files, left out here).
 DEFAULT_GITATTRIBUTES = "".join(
     f"{pattern} filter=lfs diff=lfs merge=lfs -text\n"
-    for pattern in ("*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gz", "*.h5", "*.joblib",
+    for pattern in ("*.7z", "*.arrow", "*.bin", "*.bz2", "*.ckpt", "*.ftz", "*.gz", "*.h5", "*.joblib", "*.lfs.*",
                     "*.lz4", "*.mlmodel", "*.model", "*.msgpack", "*.npy", "*.npz", "*.onnx", "*.ot",
                     "*.parquet", "*.pb", "*.pickle", "*.pkl", "*.pt", "*.pth", "*.rar", "*.safetensors",
                     "saved_model/**/*", "*.tar.*", "*.tar", "*.tflite", "*.tgz", "*.wasm", "*.xz",
@@ -272,8 +273,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        for k, v in (headers or {}).items():
-            self.send_header(k, str(v))
+        for k, v in (headers or {}).items():  # header values are latin-1: escape a Japanese path in a message
+            self.send_header(k, str(v).encode("ascii", "backslashreplace").decode())
         if "Content-Length" not in (headers or {}):
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()

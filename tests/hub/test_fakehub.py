@@ -27,6 +27,7 @@ def _folder(root: Path) -> dict[str, bytes]:
         "config.json": b'{"hidden_size": 8}\n',
         "tokenizer/vocab.txt": "[PAD]\n[UNK]\nこんにちは\n".encode(),
         "tokenizer/deep/special.txt": b"<s>\n",
+        "メモ/説明 1.txt": "パスも日本語\n".encode(),  # quoted in every URL the client builds
         "model.safetensors": os.urandom(3000),
         "weights.dat": os.urandom(10 * MIB + 5),
     }
@@ -110,6 +111,17 @@ def test_second_push_of_an_unchanged_folder_uploads_nothing_and_makes_no_commit(
     assert last.parent == head.id and last.changed == ["tokenizer/vocab.txt"] and last.deleted == []
     assert fake_hub.bytes_uploaded - bytes0 == len(b"[PAD]\n")
     assert fake_hub.read("jprefs-test/again", "weights.dat") == files["weights.dat"]
+
+    # a file gone from the folder stays on the Hub unless delete_patterns names it (push = mirror)
+    (src / "tokenizer" / "deep" / "special.txt").unlink()
+    api.upload_folder(repo_id="jprefs-test/again", folder_path=src)
+    assert fake_hub.commits("jprefs-test/again")[-1] is last
+    before = fake_hub.bytes_uploaded
+    api.upload_folder(repo_id="jprefs-test/again", folder_path=src, delete_patterns=["*.txt"])
+    gone = fake_hub.commits("jprefs-test/again")[-1]
+    assert gone.parent == last.id and gone.deleted == ["tokenizer/deep/special.txt"] and gone.changed == []
+    # the client drops the deletes of paths it re-adds, so the unchanged *.txt files are still skipped
+    assert fake_hub.bytes_uploaded == before
 
 
 def test_branch_revision_refs_and_parent_commit(fake_hub, tmp_path):
