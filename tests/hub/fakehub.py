@@ -325,7 +325,8 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["X-Error-Code"] = e.code
             self._send(e.status, {"error": e.message, **(e.extra or {})}, headers)
         except Exception as e:  # a bug here, or a request shape the fake does not know: say which
-            self._send(500, {"error": f"FakeHub: {type(e).__name__}: {e}"}, {"X-Error-Message": f"FakeHub: {e!r}"[:200]})
+            msg = f"FakeHub: {type(e).__name__}: {e}"
+            self._send(500, {"error": msg}, {"X-Error-Message": msg[:200]})
 
     # -- routes ------------------------------------------------------------------------------------
     def _route(self, seg: list[str], query: dict, body: bytes) -> None:
@@ -372,7 +373,8 @@ class _Handler(BaseHTTPRequestHandler):
         repo = Repo(repo_type, repo_id, private=payload.get("visibility", "public") != "public")
         oid = git_oid(DEFAULT_GITATTRIBUTES.encode())
         (self.hub.root / "objects" / oid).write_bytes(DEFAULT_GITATTRIBUTES.encode())
-        self.hub._commit(repo, "main", "initial commit", {".gitattributes": Entry(oid, len(DEFAULT_GITATTRIBUTES), None)})
+        attrs = Entry(oid, len(DEFAULT_GITATTRIBUTES), None)
+        self.hub._commit(repo, "main", "initial commit", {".gitattributes": attrs})
         self.hub.repos[(repo_type, repo_id)] = repo
         self._send(200, {"url": url, "name": repo_id})
 

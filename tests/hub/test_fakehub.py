@@ -41,7 +41,7 @@ def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_model_push_pull_offline_and_the_unchanged_push_uploads_nothing(fake_hub, hub_offline, tmp_path, caplog):
+def test_model_push_pull_and_offline_reads_from_the_cache(fake_hub, hub_offline, tmp_path):
     from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 
     api = HfApi()  # no endpoint, no token: both come from the fixture's patched constants and HF_TOKEN
@@ -96,12 +96,12 @@ def test_second_push_of_an_unchanged_folder_uploads_nothing_and_makes_no_commit(
     assert fake_hub.commits("jprefs-test/again")[-1] is head and info.oid == head.id
     assert (fake_hub.bytes_uploaded, fake_hub.upload_requests) == (bytes0, requests0)
     assert "No files have been modified since last commit. Skipping to prevent empty commit." in caplog.text
-    # how the client knew (after validating the README's YAML, twice: upload_folder, create_commit):
-    # preupload gave each file's remote oid
-    # (git sha1, or sha256 for LFS) and the LFS batch answer had no upload action for objects the
-    # server holds; then it read the head sha for the CommitInfo it returns
+    # how the client knew (after validating the README's YAML twice: upload_folder, create_commit):
+    # preupload gave each file's remote oid (git sha1, or sha256 for LFS) and the LFS batch answer
+    # had no upload action for objects the server holds; then it read the head sha for its CommitInfo
     assert [r.split(" ")[1] for r in fake_hub.requests[n0:]] == [
-        "/api/validate-yaml", "/api/validate-yaml", "/api/models/jprefs-test/again/preupload/main", "/jprefs-test/again.git/info/lfs/objects/batch",
+        "/api/validate-yaml", "/api/validate-yaml", "/api/models/jprefs-test/again/preupload/main",
+        "/jprefs-test/again.git/info/lfs/objects/batch",
         "/api/models/jprefs-test/again/revision/main"]
 
     # one changed file: one commit holding just that file, and just its bytes uploaded
@@ -253,7 +253,8 @@ def test_datasets_load_dataset_reads_every_config_with_the_rows_written(fake_hub
 
     pairs = {"train": [{"prompt": f"質問{i}", "chosen": f"良い{i}", "rejected": f"悪い{i}"} for i in range(5)],
              "test": [{"prompt": "問", "chosen": "はい", "rejected": "いいえ"}]}
-    binary = [{"prompt": "問", "completion": "はい", "label": True}, {"prompt": "問", "completion": "x", "label": False}]
+    binary = [{"prompt": "問", "completion": "はい", "label": True},
+              {"prompt": "問", "completion": "x", "label": False}]
     src = tmp_path / "ds"
     (src / "pairs").mkdir(parents=True)
     (src / "binary").mkdir()
