@@ -36,9 +36,10 @@ import pytest
 from jprefs.cli import COMMANDS, EPILOG, _available, main
 from tests.conftest import REPO, SHARED_DATA
 
-DOCS = ["README.md", "translate/README.md", "classifiers/README.md", "rl/README.md", "eval/README.md"]
+DOCS = ["README.md", "translate/README.md", "classifiers/README.md", "rl/README.md", "eval/README.md",
+        "publish/README.md"]
 HELP_MODULES = ["jprefs.data.cli", "jprefs.translate.cli", "jprefs.classifiers.cli",
-                "jprefs.classifiers.score_cli", "jprefs.rl.cli"]
+                "jprefs.classifiers.score_cli", "jprefs.rl.cli", "jprefs.publish.cli"]
 CONFIGS = {"translate": "jprefs.translate.config:TranslateConfig", "train-rm": "jprefs.classifiers.config:TrainRMConfig",
            "rl": "jprefs.rl.config:RLConfig"}
 REPO_DIRS = ("translate/", "classifiers/", "rl/", "eval/", "jprefs/", "bench/", "tests/", "../shared/")
@@ -62,6 +63,11 @@ SKIP = {
     r"^jprefs eval judge (?!--help)": "needs an OpenAI-compatible judge server (tests/eval/test_judge.py runs a "
                                       "local one)",
     r"^jprefs eval (export|import)-human .*out/": "reads the output of a `jprefs eval policy` run above",
+    r"^jprefs push (dataset|model) (out|runs)/": "pushes (or dry-runs) the output of a stage above (tests/hub pushes "
+                                                "to a local Hub, tests/publish dry-runs)",
+    r"^jprefs data convert (owner|REPO)": "reads a pushed Hub dataset (network; tests/hub reads it from a local Hub)",
+    r"^jprefs score (owner/name INPUT|REPO)": "a template: MODEL and INPUT are yours",
+    r"^jprefs eval rm --model owner/": "a leaderboard of Hub models (network)",
 }
 # commands that must fail offline with exactly this one line (what is missing and the fix)
 EXPECT = {

@@ -355,6 +355,13 @@ class RewardModel:
             raise JprefsError(f"cannot load a sequence-classification model from {src}"
                               f"{f' (revision {rev})' if rev else ''}: {e}\n"
                               f"  fix: check the path or Hub id; jprefs loads safetensors weights only") from e
+        except ValueError as e:
+            if "Unrecognized model" not in str(e):
+                raise
+            # a Hub repo (or revision) with no usable config.json: an empty repo, a branch without the model
+            raise JprefsError(f"{src}{f' (revision {rev})' if rev else ''} holds no model transformers can read "
+                              f"(no config.json with a model_type)\n  fix: check the Hub id and --revision (the "
+                              f"branch the model was pushed to), or pass a local model directory") from None
         except Exception as e:
             if type(e).__name__ != "SafetensorError":
                 raise

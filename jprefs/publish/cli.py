@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-EPILOG = """examples:
+EXAMPLES = """examples:
   # a translated set: Parquet configs pairs / binary / trl-* / rejects and its card; look first
   jprefs push dataset out/hh-ja --repo-id my-team/hh-rlhf-ja --dry-run
   jprefs push dataset out/hh-ja --repo-id my-team/hh-rlhf-ja --private
@@ -26,11 +26,11 @@ A second push of an unchanged folder makes no commit. Load what you pushed:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = EPILOG
+    parser.epilog = EXAMPLES
     sub = parser.add_subparsers(dest="push_kind", metavar="dataset|model")
     for kind, what in (("dataset", "a translate / data split output folder or a canonical JSONL file"),
                        ("model", "a train-rm reward model folder or a jprefs rl run folder")):
-        p = sub.add_parser(kind, help=f"push {what}", description=f"push {what}", epilog=EPILOG,
+        p = sub.add_parser(kind, help=f"push {what}", description=f"push {what}", epilog=EXAMPLES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("path", help=what)
         p.add_argument("--repo-id", required=True, help="OWNER/NAME on the Hub")

@@ -180,16 +180,19 @@ def stage_dataset(src: DatasetSource, root: Path, *, repo_id: str, allow_unknown
                 fmt = "jsonl" if cfg_name == "pairs" else cfg_name
                 out_rows = [parquet_row(r) for r in iter_export_rows(list(expand_pairs(recs)), fmt)]
             fmt = "binary" if binary_only else ("jsonl" if cfg_name == "pairs" else cfg_name)
-            rel = _write_shards(root, cfg_name, split, out_rows, parquet_schema(fmt))
-            files += rel
             rows.setdefault(cfg_name, {})[split] = len(out_rows)
+            if not out_rows:              # datasets cannot load a split with no rows: it is left out (card: 0)
+                continue
+            files += _write_shards(root, cfg_name, split, out_rows, parquet_schema(fmt))
             data_files.append({"split": split, "path": f"{cfg_name}/{split}-*.parquet"})
-        configs.append({"config_name": cfg_name, "data_files": data_files,
-                        **({"default": True} if cfg_name == ("binary" if binary_only else "pairs") else {})})
+        if data_files:
+            configs.append({"config_name": cfg_name, "data_files": data_files,
+                            **({"default": True} if cfg_name == ("binary" if binary_only else "pairs") else {})})
     rej_rows = list(_rejects_rows(src.rejects))
     if src.rejects:
-        files += _write_shards(root, "rejects", "train", rej_rows, _rejects_schema())
         rows["rejects"] = {"train": len(rej_rows)}
+    if rej_rows:
+        files += _write_shards(root, "rejects", "train", rej_rows, _rejects_schema())
         configs.append({"config_name": "rejects", "data_files": [{"split": "train", "path": "rejects/train-*.parquet"}]})
     facts = {"format": "jprefs-dataset/1", "kind": src.kind, "rows": rows, "rank_lists": n_lists,
              "sources": per_source,
@@ -227,7 +230,8 @@ def dataset_card(src: DatasetSource, records: dict, rows: dict, configs: list[di
             "binary": "(prompt, response, label) rows, label 1 = chosen, 0 = rejected",
             "rejects": "every input row that was not kept, with `reason` and `error` (nothing is hidden)",
             **TRL_FORMAT_DOCS}
-    config_rows = "\n".join(f"| `{c}` | " + ", ".join(f"{s} {n}" for s, n in per.items()) + f" | {what.get(c, '')} |"
+    config_rows = "\n".join(f"| `{c}` | " + ", ".join(f"{s} {n}" for s, n in per.items()) + f" | {what.get(c, '')}"
+                            + (" (no rows, so not a loadable config)" if not sum(per.values()) else "") + " |"
                             for c, per in rows.items())
     reasons = Counter(r["reason"] for r in rejects)
     from jprefs.publish.licenses import normalize
