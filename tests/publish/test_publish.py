@@ -335,3 +335,20 @@ def test_an_rl_policy_is_staged_at_the_root_and_loads_with_transformers(tmp_path
     from jprefs.publish.model import model_license
 
     assert model_license(str(run / "policy"))[0] == "apache-2.0"
+
+
+def test_a_jprefs_eval_rm_report_goes_in_the_model_card(tiny_rm, tmp_path, capsys):
+    from jprefs.publish.model import stage_model
+
+    cfg = yaml.safe_load((tiny_rm / "config.yaml").read_text())
+    ev = tmp_path / "eval-rm"
+    assert main(["eval", "rm", "--model", str(tiny_rm), "--data", cfg["data"], "-o", str(ev)]) == 0
+    capsys.readouterr()
+    root = tmp_path / "repo"
+    root.mkdir()
+    st = stage_model(tiny_rm, root, repo_id="me/ja-rm", eval_dirs=[str(ev)])
+    section = st.card.split("## Evaluations (`jprefs eval rm`)", 1)[1]
+    report = (ev / "report.md").read_text(encoding="utf-8")
+    first_table_row = next(line for line in report.splitlines() if line.startswith("| "))
+    assert f"From `{ev.name}`" in section and first_table_row in section
+    assert "![" not in section                                  # images of the report are not in the card
