@@ -126,13 +126,7 @@ def encode_pairs(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[s
     texts_p = [prompt_to_text(p, index=i, style=prompt_style) for i, p in enumerate(prompts)]
     if max_prompt_length is None:
         max_prompt_length = max_length // 2
-    bt = getattr(tokenizer, "backend_tokenizer", None)
-    if bt is None:
-        raise DataError(f"{type(tokenizer).__name__} has no fast (Rust) backend; jprefs needs a fast tokenizer",
-                        fix="load the tokenizer with AutoTokenizer.from_pretrained(..., use_fast=True)")
-    # The backend may carry truncation/padding settings from a previous __call__.
-    bt.no_truncation()
-    bt.no_padding()
+    bt = _backend(tokenizer)
     n_pair = bt.num_special_tokens_to_add(True)
     n_single = bt.num_special_tokens_to_add(False)
     if max_length <= n_pair + 1:
@@ -169,6 +163,17 @@ def encode_pairs(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[s
     return Encoded(ids, types, trunc)
 
 
+def _backend(tokenizer):
+    """The fast tokenizer's Rust backend, cleared of truncation/padding settings a previous call left."""
+    bt = getattr(tokenizer, "backend_tokenizer", None)
+    if bt is None:
+        raise DataError(f"{type(tokenizer).__name__} has no fast (Rust) backend; jprefs needs a fast tokenizer",
+                        fix="load the tokenizer with AutoTokenizer.from_pretrained(..., use_fast=True)")
+    bt.no_truncation()
+    bt.no_padding()
+    return bt
+
+
 def encode_chat(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[str], *,
                 max_length: int = 512) -> Encoded:
     """Token ids of ``[user: prompt, assistant: response]`` rendered with the tokenizer's chat template.
@@ -195,12 +200,7 @@ def encode_chat(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[st
                             fix="pass a string, a list of {'role', 'content'} messages, or None") from e
         msgs.append({"role": "assistant", "content": r})
         texts.append(tokenizer.apply_chat_template(msgs, tokenize=False))
-    bt = getattr(tokenizer, "backend_tokenizer", None)
-    if bt is None:
-        raise DataError(f"{type(tokenizer).__name__} has no fast (Rust) backend; jprefs needs a fast tokenizer",
-                        fix="load the tokenizer with AutoTokenizer.from_pretrained(..., use_fast=True)")
-    bt.no_truncation()
-    bt.no_padding()
+    bt = _backend(tokenizer)
     ids, trunc = [], []
     for e in bt.encode_batch(texts, add_special_tokens=False):
         x = list(e.ids)

@@ -91,3 +91,21 @@ def write_pairs(path, n: int = 48, seed: int = 0):
                                 "rejected": rng.choice(BAD) + "。" * rng.randint(1, 3), "source": "toy",
                                 "license": "cc0-1.0"}, ensure_ascii=False) + "\n")
     return str(path)
+
+
+def train_tiny_rm(d, backbone_license: str = "mit"):
+    """A finished 1-epoch pairwise reward model in ``d/out`` on the toy pairs (cc0-1.0), its tiny backbone's
+    card stating ``backbone_license``; returns ``d/out``."""
+    from pathlib import Path
+
+    from jprefs.classifiers.config import TrainRMConfig
+    from jprefs.classifiers.train import train_reward_model
+    from jprefs.config import load_config
+
+    bb = make_backbone_dir(Path(d) / "bb")
+    (Path(bb) / "README.md").write_text(f"---\nlicense: {backbone_license}\n---\n# tiny backbone\n")
+    cfg = load_config(TrainRMConfig, None, dict(data=write_pairs(Path(d) / "pairs.jsonl", n=16), backbone=bb,
+                                                objective="pairwise", epochs=1, batch_size=8, max_length=32,
+                                                eval_fraction=0.25, plots=False, output_dir=str(Path(d) / "out")))
+    train_reward_model(cfg, log=lambda *a, **k: None)
+    return Path(d) / "out"

@@ -125,19 +125,10 @@ def test_a_changed_dataset_uploads_only_what_changed_and_drops_stale_shards(fake
 @pytest.fixture(scope="module")
 def tiny_rm(tmp_path_factory):
     pytest.importorskip("torch")
-    from jprefs.classifiers.config import TrainRMConfig
-    from jprefs.classifiers.train import train_reward_model
-    from jprefs.config import load_config
-    from tests.classifiers.conftest import make_backbone_dir, write_pairs
+    from tests.classifiers.conftest import train_tiny_rm
 
-    d = tmp_path_factory.mktemp("rm")
-    bb = make_backbone_dir(d / "bb")
-    (Path(bb) / "README.md").write_text("---\nlicense: mit\n---\n")
-    cfg = load_config(TrainRMConfig, None, dict(data=write_pairs(d / "pairs.jsonl", n=16), backbone=bb,
-                                                objective="pairwise", epochs=1, batch_size=8, max_length=32,
-                                                eval_fraction=0.25, plots=False, output_dir=str(d / "out")))
-    train_reward_model(cfg, log=lambda *a, **k: None)
-    return d / "out"
+    out = train_tiny_rm(tmp_path_factory.mktemp("rm"), backbone_license="mit")
+    return out
 
 
 def test_a_reward_model_round_trips_scores_identically_and_loads_offline_from_the_cache(

@@ -243,20 +243,11 @@ def test_not_a_jprefs_output(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def tiny_rm(tmp_path_factory):
     pytest.importorskip("torch")
-    from jprefs.classifiers.config import TrainRMConfig
-    from jprefs.classifiers.train import train_reward_model
-    from jprefs.config import load_config
-    from tests.classifiers.conftest import make_backbone_dir, write_pairs
+    from tests.classifiers.conftest import train_tiny_rm
 
-    d = tmp_path_factory.mktemp("rm")
-    bb = make_backbone_dir(d / "bb")
-    (Path(bb) / "README.md").write_text("---\nlicense: apache-2.0\n---\n# tiny backbone\n")
-    cfg = load_config(TrainRMConfig, None, dict(data=write_pairs(d / "pairs.jsonl", n=16), backbone=bb,
-                                                 objective="pairwise", epochs=1, batch_size=8, max_length=32,
-                                                 eval_fraction=0.25, plots=False, output_dir=str(d / "out")))
-    train_reward_model(cfg, log=lambda *a, **k: None)
-    (d / "out" / "pytorch_model.bin").write_bytes(b"\x80\x04stale pickle")     # left out, never uploaded
-    return d / "out"
+    out = train_tiny_rm(tmp_path_factory.mktemp("rm"), backbone_license="apache-2.0")
+    (out / "pytorch_model.bin").write_bytes(b"\x80\x04stale pickle")     # left out, never uploaded
+    return out
 
 
 def test_a_reward_model_card_carries_the_derived_licence_and_the_repo_id(tiny_rm, tmp_path):
