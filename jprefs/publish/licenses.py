@@ -102,8 +102,10 @@ class Derived:
         if kind != "model" and len(self.licenses) > 1 and not self.unknown and self.license == "other":
             return {"license": list(self.licenses)}
         meta: dict = {"license": self.license}
-        if self.license_name:
-            meta["license_name"] = self.license_name
+        if self.license_name:       # the Hub wants an id here ([a-z0-9-.]); the card's body spells it out
+            import re
+
+            meta["license_name"] = re.sub(r"[^a-z0-9.\-]+", "-", self.license_name.lower()).strip("-")
         return meta
 
 

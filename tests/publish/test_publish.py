@@ -47,7 +47,7 @@ def test_derived_licences(comps, kind, lic, name):
 def test_a_mixed_dataset_lists_its_licences_and_a_mixed_model_names_the_conjunction():
     assert derive({"a": "mit", "b": "apache-2.0"}).metadata("dataset") == {"license": ["apache-2.0", "mit"]}
     assert derive({"a": "mit", "b": "apache-2.0"}, kind="model").metadata("model") == {
-        "license": "other", "license_name": "apache-2.0 AND mit"}
+        "license": "other", "license_name": "apache-2.0-and-mit"}
 
 
 @pytest.mark.parametrize("comps,kind,needle", [
@@ -260,7 +260,7 @@ def test_a_reward_model_card_carries_the_derived_licence_and_the_repo_id(tiny_rm
     assert "pytorch_model.bin" in st.skipped and "eval_split.jsonl" in st.skipped
     front = _front(st.card)
     # backbone apache-2.0 (its card) + toy rows cc0-1.0 (recorded in metrics.json by train-rm)
-    assert front["license"] == "other" and front["license_name"] == "apache-2.0 AND cc0-1.0"
+    assert front["license"] == "other" and front["license_name"] == "apache-2.0-and-cc0-1.0"
     # a local backbone folder is no Hub id: no base_model key, no local path anywhere in the card
     assert front["language"] == ["ja"] and "base_model" not in front and front["model-index"][0]["name"] == "ja-rm"
     assert 'RewardModel.from_pretrained("me/ja-rm")' in st.card and str(tiny_rm.parent) not in st.card
