@@ -163,6 +163,12 @@ def test_a_reward_model_round_trips_scores_identically_and_loads_offline_from_th
     assert main(["score", repo, str(inp), "--revision", "exp", "-o", str(out)]) == 0
     np.testing.assert_allclose([r["reward"] for r in _rows(out)], want, rtol=0, atol=1e-6)
 
+    # jprefs rl's reward (reward_type: rm, reward_model: owner/name) from the Hub id on main
+    from jprefs.rl.rewards import make_reward
+
+    assert main(["push", "model", str(tiny_rm), "--repo-id", repo]) == 0
+    np.testing.assert_allclose(make_reward("rm", repo, device="cpu")(prompts, responses), want, rtol=0, atol=1e-6)
+
     hub_offline()                                                 # cached: loads; not cached: one clear line
     np.testing.assert_array_equal(RewardModel.from_pretrained(repo, device="cpu", revision="exp")
                                   .score(prompts, responses), want)
