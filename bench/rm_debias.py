@@ -371,6 +371,33 @@ def choose(dev: dict) -> str:
     return "/".join(best)
 
 
+def cv_table() -> str:
+    """The markdown table of the grouped cross-validation (RESULTS/cv.json): out-of-fold figures of every
+    reward of every CV variant beside longer-wins and the probe fit on the same folds."""
+    res = json.loads((RESULTS / "cv.json").read_text(encoding="utf-8"))
+    pr = res["_probe"]
+
+    def cell(v):
+        return f"{v['accuracy']:.3f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]"
+
+    def lc(v):
+        return "n/a" if v["chosen_shorter"] is None else f"{v['chosen_shorter']:.2f}"
+
+    lines = ["| variant / reward | " + " | ".join(f"{s} acc [95% CI] | {s} chosen shorter | {s} Spearman(len)"
+                                                for s in SETS) + " |",
+             "|---|" + "---|---|---|" * len(SETS),
+             "| longer wins | " + " | ".join(f"{pr[s]['longer_wins']:.3f} | 0 | 1" for s in SETS) + " |",
+             "| probe (frozen e5 + log length) | " + " | ".join(f"{cell(pr[s])} | {lc(pr[s])} | "
+                                                              f"{pr[s]['spearman_length']:.2f}" for s in SETS) + " |"]
+    for name in res["variants"]:
+        for head in res[name]["ja_mt_bench"]:
+            v = res[name]
+            mark = " **(chosen)**" if f"{name}/{head}" == res["recommended"] else ""
+            lines.append(f"| {name} / {head}{mark} | " + " | ".join(
+                f"{cell(v[s][head])} | {lc(v[s][head])} | {v[s][head]['spearman_length']:.2f}" for s in SETS) + " |")
+    return "\n".join(lines)
+
+
 def table(part: str) -> str:
     """The markdown table of PART (dev or test): every variant and reward beside both baselines."""
     res = json.loads((RESULTS / f"{part}.json").read_text(encoding="utf-8"))
@@ -449,7 +476,7 @@ if __name__ == "__main__":
     elif cmd == "plot":
         print(plot(sys.argv[2]))
     elif cmd == "table":
-        print(table(sys.argv[2]))
+        print(cv_table() if sys.argv[2] == "cv" else table(sys.argv[2]))
     elif cmd == "cv":
         r = cv()
         print("recommended (grouped CV):", r["recommended"])

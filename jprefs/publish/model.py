@@ -16,6 +16,7 @@ and listed as such; the training data never travels with a model.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,7 +194,10 @@ def _copy(folder: Path, root: Path, names: list[str], dest: dict[str, str] | Non
     for rel in names:
         target = (dest or {}).get(rel, rel)
         (root / target).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(folder / rel, root / target)
+        try:                          # a hard link: no copy of gigabytes of weights (staged files are never edited)
+            os.link(folder / rel, root / target)
+        except OSError:
+            shutil.copyfile(folder / rel, root / target)
         out.append(target)
     return out
 

@@ -116,17 +116,37 @@ def preflight(folder: str | os.PathLike, files: list[str], *, max_file_bytes: in
             out.append(Finding(rel, "size", f"{size / 2**30:.2f} GiB is over the {max_file_bytes / 2**30:.2f} GiB "
                                             f"limit (--max-file-size)"))
             continue
-        data = p.read_bytes()
-        why = is_pickle(p, data[:8])
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+        why = is_pickle(p, head)
         if why:
             out.append(Finding(rel, "pickle", why))
         if not scan_secrets:
             continue
         if p.suffix == ".parquet":              # compressed pages: scan the decoded rows, by row number
             out.extend(_parquet_secrets(p, rel, extra))
-        for f in find_secrets(data, extra):
+        for f in _file_secrets(p, size, extra):
             f.path = rel
             out.append(f)
+    return out
+
+
+CHUNK = 1 << 26          # files above this are scanned in chunks (weights can be gigabytes)
+
+
+def _file_secrets(p: Path, size: int, extra: tuple[str, ...]) -> list[Finding]:
+    if size <= CHUNK:
+        return find_secrets(p.read_bytes(), extra)
+    out: list[Finding] = []
+    overlap = 4096                             # a secret across a chunk border is still seen whole
+    with open(p, "rb") as fh:
+        prev = b""
+        while chunk := fh.read(CHUNK):
+            for f in find_secrets(prev + chunk, extra):
+                if f.detail not in {x.detail for x in out}:    # each secret once (the overlap repeats some)
+                    f.line = None              # a binary file: no meaningful line
+                    out.append(f)
+            prev = chunk[-overlap:]
     return out
 
 

@@ -83,10 +83,14 @@ def _changed(root: Path, rel: str, remote: dict | None) -> bool:
     if not remote or rel not in remote:
         return True
     blob, sha = remote[rel]
-    data = (root / rel).read_bytes()
-    if sha:
-        return hashlib.sha256(data).hexdigest() != sha
-    return git_blob_sha1(data) != blob
+    path = root / rel
+    if sha:                                     # an LFS file: sha256, streamed (weights can be gigabytes)
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 24), b""):
+                h.update(chunk)
+        return h.hexdigest() != sha
+    return git_blob_sha1(path.read_bytes()) != blob
 
 
 def token_or_error(dry_run: bool) -> str | None:

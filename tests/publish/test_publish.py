@@ -343,3 +343,13 @@ def test_a_jprefs_eval_rm_report_goes_in_the_model_card(tiny_rm, tmp_path, capsy
     first_table_row = next(line for line in report.splitlines() if line.startswith("| "))
     assert f"From `{ev.name}`" in section and first_table_row in section
     assert "![" not in section                                  # images of the report are not in the card
+
+
+def test_big_files_are_scanned_in_chunks_across_the_chunk_border(tmp_path, monkeypatch):
+    import jprefs.publish.preflight as pf
+
+    monkeypatch.setattr(pf, "CHUNK", 1000)
+    data = b"\0" * 990 + HF_TOKEN_LIKE.encode() + b"\0" * 3000       # the token straddles the first border
+    (tmp_path / "w.safetensors").write_bytes(data)
+    found = pf.preflight(tmp_path, ["w.safetensors"])
+    assert [(f.kind, f.detail.split(" hf_")[0]) for f in found] == [("secret", "Hugging Face token")]
