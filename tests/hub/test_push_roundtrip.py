@@ -57,6 +57,7 @@ def test_a_translated_dataset_round_trips_and_an_unchanged_push_uploads_nothing(
     n_rejects = len(_rows(translated / "rejects.jsonl"))
     assert names == {"pairs", "binary", *TRL_FORMATS} | ({"rejects"} if n_rejects else set())
     pairs = load_dataset(repo, "pairs", split="train")
+    assert load_dataset(repo, split="train")["id"] == pairs["id"]     # no config named: pairs, the default
     local = [r.to_dict() for r in read_records(translated / "pairs.jsonl")]
     assert pairs.num_rows == len(local) == 6
     assert [r["id"] for r in pairs] == [r["id"] for r in local]
