@@ -371,6 +371,38 @@ def choose(dev: dict) -> str:
     return "/".join(best)
 
 
+def recipe_check() -> dict:
+    """The recommended recipe as a user runs it, end to end and timed: `jprefs train-rm RECIPE -o
+    WORK/recipe` (both full files, each split by question, 20% held out), then `jprefs eval rm` on each
+    file's held-out pairs with the probe fit on the recipe's own training pairs. RESULTS/recipe.json."""
+    import subprocess
+
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.data.io import write_jsonl
+
+    out = WORK / "recipe"
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "jprefs.cli", "train-rm", str(RECIPE), "-o", str(out)], check=True,
+                   cwd=ROOT)
+    wall = time.time() - t0
+    held = {r.id for r in load_rm_data(out / "eval_split.jsonl").records}
+    data = []
+    train = []
+    for s, path in SETS.items():
+        recs = load_rm_data(path).records
+        write_jsonl(WORK / f"recipe-held-{s}.jsonl", [r for r in recs if r.id in held])
+        data += ["--data", str(WORK / f"recipe-held-{s}.jsonl")]
+        train += [r for r in recs if r.id not in held]
+    write_jsonl(WORK / "recipe-train.jsonl", train)
+    ev = WORK / "recipe-eval"
+    subprocess.run([sys.executable, "-m", "jprefs.cli", "eval", "rm", "--model", str(out), *data,
+                    "--probe-train", str(WORK / "recipe-train.jsonl"), "-o", str(ev)], check=True, cwd=ROOT)
+    m = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
+    res = {"wall_seconds": wall, "train_pairs": len(train), "held_out_pairs": len(held), "eval_metrics": m}
+    (RESULTS / "recipe.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    return res
+
+
 def cv_table() -> str:
     """The markdown table of the grouped cross-validation (RESULTS/cv.json): out-of-fold figures of every
     reward of every CV variant beside longer-wins and the probe fit on the same folds."""
@@ -477,6 +509,9 @@ if __name__ == "__main__":
         print(plot(sys.argv[2]))
     elif cmd == "table":
         print(cv_table() if sys.argv[2] == "cv" else table(sys.argv[2]))
+    elif cmd == "recipe":
+        r = recipe_check()
+        print(json.dumps({k: v for k, v in r.items() if k != "eval_metrics"}))
     elif cmd == "cv":
         r = cv()
         print("recommended (grouped CV):", r["recommended"])
