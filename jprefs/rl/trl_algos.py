@@ -192,6 +192,30 @@ def _peft_config(cfg):
                            target_modules="all-linear")
 
 
+def _seeded_online_trainer(cls):
+    """``cls`` (GRPOTrainer, RLOOTrainer) with a prompt order that depends on (seed, epoch) only.
+
+    trl 1.16's ``RepeatSampler`` draws each epoch's permutation from one generator seeded once,
+    so a run resumed in epoch e > 0 (a fresh sampler) would replay epoch 0's order. With
+    ``set_epoch`` (which Trainer and accelerate call every epoch, resumed or not) reseeding it
+    to ``seed + epoch``, a resumed run sees the prompts an uninterrupted run sees."""
+    from trl.trainer.utils import RepeatSampler
+
+    class EpochSeededRepeatSampler(RepeatSampler):
+        def set_epoch(self, epoch: int) -> None:
+            if self.shuffle:
+                self.generator.manual_seed((self.seed or 0) + int(epoch))
+
+    class Seeded(cls):
+        def _get_train_sampler(self, dataset=None):
+            s = super()._get_train_sampler(dataset)
+            s.__class__ = EpochSeededRepeatSampler
+            return s
+
+    Seeded.__name__ = cls.__name__
+    return Seeded
+
+
 def _callback(cfg, writer, tok, evaluate, dist):
     """A ``transformers.TrainerCallback`` that feeds trl's logs to ``writer`` and marks trl's
     checkpoints resumable for jprefs."""
@@ -306,7 +330,7 @@ def train_trl(cfg, out, *, dist=None) -> dict:
     else:
         funcs, _ = trl_reward_funcs(cfg, device)
         ds = Dataset.from_list(prompt_rows(cfg, tok))
-        cls = trl.GRPOTrainer if cfg.algo == "grpo" else trl.RLOOTrainer
+        cls = _seeded_online_trainer(trl.GRPOTrainer if cfg.algo == "grpo" else trl.RLOOTrainer)
         trainer = cls(model=model, reward_funcs=funcs, train_dataset=ds, **kw)
 
     if writer.checkpoint is not None:
