@@ -139,7 +139,7 @@ def test_online_algos_follow_the_reward_sign(files, tmp_path, algo, sign):
     if sign > 0:
         assert after > before + 0.5, (before, after)
     else:
-        assert after < before - 0.3 and after < 0.35, (before, after)
+        assert after <= before / 3, (before, after)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     if algo == "rloo":
         assert any(r.get("objective/kl", 0) > 0 for r in rows)    # the KL term is live
@@ -158,6 +158,29 @@ def test_preference_algos_raise_the_margin_and_swapping_lowers_it(files, tmp_pat
     rows = [json.loads(x) for x in (up / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     if algo == "dpo":                                    # trl's own margin agrees in sign
         assert rows[-1]["rewards/margins"] > 0 and rows[-1]["rewards/accuracies"] > 0.5
+
+
+@pytest.mark.parametrize("algo", ["dpo", "grpo"])
+def test_lora_trains_an_adapter_and_saves_the_merged_policy(files, tmp_path, algo):
+    pytest.importorskip("peft")
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    over = dict(OFFLINE if algo == "dpo" else ONLINE, lora_r=8, lora_alpha=16.0, lr=0.05 if algo == "dpo" else 0.2)
+    run(_cfg(files, algo=algo, **over), out)
+    w = load_file(str(out / "policy" / "model.safetensors"))
+    assert not any("lora" in k for k in w)                        # merged into plain GPT-2 weights
+    if algo == "dpo":
+        m = _margin(out, files / "pairs.jsonl")
+        print(f"dpo lora margin {m:+.3f}")
+        assert m > 1.0, m
+    else:
+        # LoRA on this 32-wide model learns slowly: measured 0.375 -> ~0.7 training reward in 12 steps.
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+        first, last4 = rows[1]["objective/score"], sum(r["objective/score"] for r in rows[-4:]) / 4
+        before, after = _a_count(out, 0), _a_count(out, 12)
+        print(f"grpo lora training reward {first:.3f} -> {last4:.3f} (last 4 steps); eval count_a {before:.3f} -> {after:.3f}")
+        assert last4 > first + 0.2 and after > before, (first, last4, before, after)
 
 
 # ---------------------------------------------------------------- run folder, finished run
