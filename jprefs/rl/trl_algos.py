@@ -256,6 +256,19 @@ def _callback(cfg, writer, tok, evaluate, dist):
     return JprefsRunCallback()
 
 
+def _quiet_progress(trainer) -> None:
+    """Keep transformers' progress bar but not its dump of every step's log dict (metrics.jsonl has them)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    for cb in (ProgressCallback, PrinterCallback):
+        if trainer.pop_callback(cb) is not None and cb is ProgressCallback:
+            trainer.add_callback(BarOnly())
+
+
 def train_trl(cfg, out, *, dist=None) -> dict:
     """Run ``cfg.algo`` (dpo, kto, grpo, rloo) through trl's trainer; returns the summary.
 
@@ -333,6 +346,7 @@ def train_trl(cfg, out, *, dist=None) -> dict:
         cls = _seeded_online_trainer(trl.GRPOTrainer if cfg.algo == "grpo" else trl.RLOOTrainer)
         trainer = cls(model=model, reward_funcs=funcs, train_dataset=ds, **kw)
 
+    _quiet_progress(trainer)
     if writer.checkpoint is not None:
         first_eval = {k: v for k, v in writer.history[0].items() if k.startswith("eval/")} if writer.history else {}
         trainer.train(resume_from_checkpoint=writer.checkpoint["dir"])

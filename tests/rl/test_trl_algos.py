@@ -55,6 +55,11 @@ def files(tmp_path_factory):
     (d / "prompts.txt").write_text("\n".join(PROMPTS) + "\n", encoding="utf-8")
     # 12 prompts, 4 a step: 3 steps an epoch, so checkpoint-4 falls inside an epoch (8: at its end).
     (d / "prompts12.txt").write_text("\n".join(PROMPTS + ["aa", "bb", "cc", "dd"]) + "\n", encoding="utf-8")
+    # The same policy with a chat template: trl's conversational layouts.
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'user' %}{{ 'q' + m['content'] }}{% else %}"
+                         "{{ m['content'] }}{% endif %}{% endfor %}")
+    model.save_pretrained(d / "chat_policy", safe_serialization=True)
+    tok.save_pretrained(d / "chat_policy")
     for name, swap in (("pairs.jsonl", False), ("swapped.jsonl", True)):
         with open(d / name, "w", encoding="utf-8") as f:
             for i, (p, c, r) in enumerate(PAIRS):
@@ -181,6 +186,43 @@ def test_lora_trains_an_adapter_and_saves_the_merged_policy(files, tmp_path, alg
         before, after = _a_count(out, 0), _a_count(out, 12)
         print(f"grpo lora training reward {first:.3f} -> {last4:.3f} (last 4 steps); eval count_a {before:.3f} -> {after:.3f}")
         assert last4 > first + 0.2 and after > before, (first, last4, before, after)
+
+
+def test_chat_template_policies_get_the_conversational_layouts(files, tmp_path):
+    """DPO and GRPO with a tokenizer that has a chat template: trl applies it (conversational rows)."""
+    from jprefs.rl.trl_algos import preference_rows, prompt_rows
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(files / "chat_policy")
+    cfg = _cfg(files, algo="dpo", **OFFLINE)
+    assert preference_rows(cfg, tok)[0]["chosen"] == [{"role": "assistant", "content": PAIRS[0][1]}]
+    assert prompt_rows(cfg, tok)[0]["prompt"] == [{"role": "user", "content": PROMPTS[0]}]
+    dpo, grpo = tmp_path / "dpo", tmp_path / "grpo"
+    run(_cfg(files, algo="dpo", **dict(OFFLINE, policy=str(files / "chat_policy"))), dpo)
+    last = [json.loads(x) for x in (dpo / "metrics.jsonl").read_text(encoding="utf-8").splitlines()][-1]
+    print(f"dpo chat-template: trl rewards/margins {last['rewards/margins']:.3f}, accuracy {last['rewards/accuracies']}")
+    assert last["rewards/margins"] > 1.0 and last["rewards/accuracies"] == 1.0
+    run(_cfg(files, algo="grpo", **dict(ONLINE, policy=str(files / "chat_policy"))), grpo)
+    rows = [json.loads(x) for x in (grpo / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    first, last4 = rows[1]["objective/score"], sum(r["objective/score"] for r in rows[-4:]) / 4
+    print(f"grpo chat-template: training reward {first:.3f} -> {last4:.3f}")
+    assert last4 > first + 1.0, (first, last4)
+
+
+def test_several_reward_sources_are_summed_with_weights(files, tmp_path):
+    """count_a (weight 1) + neg_count_a (weight 2) = -count_a: GRPO lowers the letter a."""
+    out = tmp_path / "run"
+    run(_cfg(files, algo="grpo", **dict(ONLINE, extra_rewards=["callable:tests.rl.conftest:neg_count_a"],
+                                        reward_weights=[1.0, 2.0])), out)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert "rewards/count_a/mean" in rows[1] and "rewards/neg_count_a/mean" in rows[1]
+    assert rows[1]["rewards/neg_count_a/mean"] == -rows[1]["rewards/count_a/mean"]
+    before, after = _a_count(out, 0), _a_count(out, 12)
+    print(f"grpo count_a x1 + neg_count_a x2: count_a {before:.3f} -> {after:.3f}")
+    assert after <= before / 3, (before, after)
+    with pytest.raises(ConfigError, match="reward_weights has 1 values for 2"):
+        _cfg(files, algo="grpo", **dict(ONLINE, extra_rewards=["callable:tests.rl.conftest:neg_count_a"],
+                                        reward_weights=[1.0]))
 
 
 # ---------------------------------------------------------------- run folder, finished run
