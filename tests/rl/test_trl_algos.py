@@ -288,3 +288,22 @@ def test_bad_configs_are_one_clear_error(files, tmp_path):
         load_config(RLConfig, dict(algo="grpo", batch_size=6, num_generations=4))
     with pytest.raises(ConfigError, match="cannot use reward_type='labels'"):
         load_config(RLConfig, dict(algo="rloo", reward_type="labels"))
+
+
+# ---------------------------------------------------------------- the tiny recipes through the CLI
+
+@pytest.mark.parametrize("algo", ["dpo", "kto", "grpo", "rloo"])
+def test_tiny_recipes_run_through_the_cli(tmp_path, algo):
+    """Each tiny recipe, shrunk (fewer warm-start and trl steps, a smaller batch), via `jprefs rl`."""
+    from jprefs.cli import main
+    from tests.conftest import REPO
+
+    out = tmp_path / algo
+    small = ["sft_steps=20", "total_steps=2", "eval_every=2", "eval_samples=1", "max_new_tokens=6",
+             "batch_size=8", "tiny_vocab_size=300", "tiny_n_embd=32"]
+    assert main(["rl", str(REPO / f"rl/recipes/{algo}-tiny-cpu.yaml"), "-o", str(out), *small]) == 0
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["algo"] == algo and summary["trainer"].split()[2].lower().startswith(algo)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2] and "loss" in rows[1]
+    assert (out / "policy" / "model.safetensors").is_file() and (out / "done.json").is_file()
