@@ -152,19 +152,25 @@ def trl_reward_funcs(cfg, device=None) -> tuple[list, list[float] | None]:
     return funcs, (list(cfg.reward_weights) or None)
 
 
-def trl_args(cfg, out: Path, use_cpu: bool):
+def trl_args(cfg, out: Path, use_cpu: bool, shared_state: bool = False):
     """The trl config (DPOConfig, KTOConfig, GRPOConfig, RLOOConfig) for ``cfg``."""
+    import dataclasses
+
     import trl
 
+    # transformers >= 5.2x renamed gradient_checkpointing (a deprecated alias now) to activation_checkpointing.
+    names = {f.name for f in dataclasses.fields(trl.DPOConfig)}
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     common = dict(
         output_dir=str(out), report_to="none", seed=cfg.seed, data_seed=cfg.seed, use_cpu=use_cpu,
         # trl defaults bf16=True and gradient_checkpointing=True; jprefs runs in the policy's dtype.
-        bf16=False, fp16=False, gradient_checkpointing=False,
+        bf16=False, fp16=False, **{ckpt: False},
         max_steps=cfg.total_steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
         adam_beta1=cfg.adam_beta1, adam_beta2=cfg.adam_beta2, weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else 1e9, lr_scheduler_type="constant",
         logging_steps=1, save_strategy="steps" if cfg.save_every else "no", save_steps=cfg.save_every or 500,
-        save_total_limit=1, dataloader_num_workers=0, disable_tqdm=False, trust_remote_code=cfg.trust_remote_code,
+        save_total_limit=1, dataloader_num_workers=0,
+        accelerator_config={"use_configured_state": True} if shared_state else None, disable_tqdm=False, trust_remote_code=cfg.trust_remote_code,
     )
     extra = {}
     if cfg.trl_beta >= 0:
@@ -293,6 +299,7 @@ def train_trl(cfg, out, *, dist=None) -> dict:
     set_seed(cfg.seed)
     writer = RunWriter(out, cfg, dist=dist)
     if writer.finished is not None:                 # a finished run: nothing to do
+        dist.close()
         return writer.finished["summary"]
     out = writer.out
     device = dist.device(cfg.device)
@@ -333,7 +340,9 @@ def train_trl(cfg, out, *, dist=None) -> dict:
             ev["eval/reward"] = float(np.mean(rw))
         return ev
 
-    args = trl_args(cfg, out, use_cpu=str(device) == "cpu")
+    # Under a launcher the Trainer reuses the process group jprefs' Dist set up (accelerate's configured
+    # state); without that, transformers resets it and each CPU process would train alone.
+    args = trl_args(cfg, out, use_cpu=str(device) == "cpu", shared_state=dist.enabled)
     callback = _callback(cfg, writer, tok, evaluate, dist)
     kw = dict(args=args, processing_class=tok, callbacks=[callback], peft_config=_peft_config(cfg))
     if cfg.algo in ("dpo", "kto"):
@@ -354,6 +363,8 @@ def train_trl(cfg, out, *, dist=None) -> dict:
         first_eval = evaluate(trainer.model, 0) if dist.is_main else {}
         writer.log(0, first_eval)
         trainer.train()
+    processes = trainer.args.world_size
+    dist.close()                                    # no collective after this point
     if not dist.is_main:
         return {}
     writer.save_policy(trainer.model, tok)
@@ -362,7 +373,7 @@ def train_trl(cfg, out, *, dist=None) -> dict:
     hist = [h for h in writer.history if h["step"] > 0]
     main = "objective/score" if cfg.algo in ("grpo", "rloo") else "rewards/margins"
     summary = {"algo": cfg.algo, "trainer": f"trl {trl.__version__} {cls.__name__}", "steps": cfg.total_steps,
-               "rows": len(ds), "eval_before": first_eval,
+               "rows": len(ds), "processes": processes, "eval_before": first_eval,
                "eval_after": {k: writer.history[-1].get(k) for k in first_eval},
                f"{main}_first": hist[0].get(main) if hist else None,
                f"{main}_last": hist[-1].get(main) if hist else None,

@@ -307,3 +307,34 @@ def test_tiny_recipes_run_through_the_cli(tmp_path, algo):
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2] and "loss" in rows[1]
     assert (out / "policy" / "model.safetensors").is_file() and (out / "done.json").is_file()
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_data_parallel_run(tmp_path):
+    """`torchrun --nproc_per_node 2` (gloo, CPU): trl's Trainer joins jprefs' process group (2 processes,
+    twice the tokens a step), the main process alone writes the run folder. ~20 s: marked slow."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.distributed import free_port
+
+    out = tmp_path / "mp"
+    args = [str(REPO / "rl/recipes/grpo-tiny-cpu.yaml"), "tiny_n_embd=16", "tiny_n_layer=1", "tiny_n_head=2",
+            "tiny_vocab_size=300", "sft_steps=4", "total_steps=4", "batch_size=8", "eval_every=2", "device=cpu",
+            "eval_samples=1", "max_new_tokens=4", "reward_model=tests.rl.conftest:count_a"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", JPREFS_NO_PROGRESS="1", CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                        str(free_port()), "-m", "jprefs.cli", "rl", *args, "-o", str(out)], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["processes"] == 2
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]            # one writer, no step twice
+    one = tmp_path / "one"
+    run(load_config(RLConfig, str(REPO / "rl/recipes/grpo-tiny-cpu.yaml"), args[1:]), one)
+    rows1 = [json.loads(x) for x in (one / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert rows[1]["num_tokens"] > 1.5 * rows1[1]["num_tokens"]     # 2 x batch_size completions a step
