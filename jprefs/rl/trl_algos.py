@@ -198,28 +198,45 @@ def _peft_config(cfg):
                            target_modules="all-linear")
 
 
-def _seeded_online_trainer(cls):
-    """``cls`` (GRPOTrainer, RLOOTrainer) with a prompt order that depends on (seed, epoch) only.
+def jprefs_trainer(cls):
+    """``cls`` (one of trl's four trainers) as a jprefs run uses it:
 
-    trl 1.16's ``RepeatSampler`` draws each epoch's permutation from one generator seeded once,
-    so a run resumed in epoch e > 0 (a fresh sampler) would replay epoch 0's order. With
-    ``set_epoch`` (which Trainer and accelerate call every epoch, resumed or not) reseeding it
-    to ``seed + epoch``, a resumed run sees the prompts an uninterrupted run sees."""
-    from trl.trainer.utils import RepeatSampler
+    - no model card: trl 1.16 writes ``OUT/README.md`` ("fine-tuned version of None") with every
+      checkpoint; the run folder has its config and summary, ``jprefs push`` writes cards;
+    - no usage ping: trl 1.16 sends telemetry from every trainer it builds unless
+      ``HF_HUB_DISABLE_TELEMETRY=1``; a jprefs run sends nothing it was not asked to
+      (as ``report_to="none"``);
+    - GRPO/RLOO: a prompt order that depends on (seed, epoch) only. trl 1.16's ``RepeatSampler``
+      draws each epoch's permutation from one generator seeded once, so a run resumed in
+      epoch e > 0 (a fresh sampler) would replay epoch 0's order. With ``set_epoch`` (which
+      Trainer and accelerate call every epoch, resumed or not) reseeding it to ``seed + epoch``,
+      a resumed run sees the prompts an uninterrupted run sees.
+    """
+    import trl
 
-    class EpochSeededRepeatSampler(RepeatSampler):
-        def set_epoch(self, epoch: int) -> None:
-            if self.shuffle:
-                self.generator.manual_seed((self.seed or 0) + int(epoch))
+    class JprefsTrainer(cls):
+        def create_model_card(self, *args, **kwargs):
+            return None
 
-    class Seeded(cls):
+        def _send_telemetry(self):
+            return None
+
+    if issubclass(cls, (trl.GRPOTrainer, trl.RLOOTrainer)):
+        from trl.trainer.utils import RepeatSampler
+
+        class EpochSeededRepeatSampler(RepeatSampler):
+            def set_epoch(self, epoch: int) -> None:
+                if self.shuffle:
+                    self.generator.manual_seed((self.seed or 0) + int(epoch))
+
         def _get_train_sampler(self, dataset=None):
-            s = super()._get_train_sampler(dataset)
-            s.__class__ = EpochSeededRepeatSampler
-            return s
+            sampler = cls._get_train_sampler(self, dataset)
+            sampler.__class__ = EpochSeededRepeatSampler
+            return sampler
 
-    Seeded.__name__ = cls.__name__
-    return Seeded
+        JprefsTrainer._get_train_sampler = _get_train_sampler
+    JprefsTrainer.__name__ = JprefsTrainer.__qualname__ = cls.__name__
+    return JprefsTrainer
 
 
 def _callback(cfg, writer, tok, evaluate, dist):
@@ -347,12 +364,12 @@ def train_trl(cfg, out, *, dist=None) -> dict:
     kw = dict(args=args, processing_class=tok, callbacks=[callback], peft_config=_peft_config(cfg))
     if cfg.algo in ("dpo", "kto"):
         ds = Dataset.from_list(preference_rows(cfg, tok))
-        cls = trl.DPOTrainer if cfg.algo == "dpo" else trl.KTOTrainer
+        cls = jprefs_trainer(trl.DPOTrainer if cfg.algo == "dpo" else trl.KTOTrainer)
         trainer = cls(model=model, ref_model=ref, train_dataset=ds, **kw)
     else:
         funcs, _ = trl_reward_funcs(cfg, device)
         ds = Dataset.from_list(prompt_rows(cfg, tok))
-        cls = _seeded_online_trainer(trl.GRPOTrainer if cfg.algo == "grpo" else trl.RLOOTrainer)
+        cls = jprefs_trainer(trl.GRPOTrainer if cfg.algo == "grpo" else trl.RLOOTrainer)
         trainer = cls(model=model, reward_funcs=funcs, train_dataset=ds, **kw)
 
     _quiet_progress(trainer)

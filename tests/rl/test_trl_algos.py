@@ -240,6 +240,16 @@ def test_run_folder_layout_and_a_finished_run_is_left_alone(grpo_run, files):
         assert "loss" in r and "rewards/count_a/mean" in r and "time/elapsed_s" in r
     assert sorted({r["step"] for r in _samples(out)}) == [0, 6, 12]
     assert summary["trainer"].startswith("trl 1.16")
+
+    # jprefs' trainers send no usage ping and write no model card (jprefs/rl/trl_algos.py:jprefs_trainer)
+    import trl
+
+    from jprefs.rl.trl_algos import jprefs_trainer
+
+    for cls in (trl.DPOTrainer, trl.KTOTrainer, trl.GRPOTrainer, trl.RLOOTrainer):
+        t = jprefs_trainer(cls)
+        assert issubclass(t, cls) and t.__name__ == cls.__name__
+        assert t._send_telemetry(None) is None and t.create_model_card(None) is None
     stamp = (out / "metrics.jsonl").stat().st_mtime_ns
     again = run(_cfg(files, algo="grpo", **ONLINE), out)
     assert again == summary and (out / "metrics.jsonl").stat().st_mtime_ns == stamp
@@ -264,6 +274,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(files, tmp_path, algo, 
     with pytest.raises(KeyboardInterrupt):
         run(cfg, killed)
     assert (killed / "checkpoint-4" / "resume" / "state.json").is_file() and not (killed / "done.json").exists()
+    assert not (killed / "README.md").exists()                     # no trl model card in the run folder
     _CRASH.update(at=0, calls=0)
     run(cfg, killed)                                    # the same command again: continues from step 4
     a, b = load_file(str(whole / "policy" / "model.safetensors")), load_file(str(killed / "policy" / "model.safetensors"))
