@@ -60,6 +60,11 @@ def files(tmp_path_factory):
                          "{{ m['content'] }}{% endif %}{% endfor %}")
     model.save_pretrained(d / "chat_policy", safe_serialization=True)
     tok.save_pretrained(d / "chat_policy")
+    with open(d / "binary.jsonl", "w", encoding="utf-8") as f:          # the pairs as a binary set
+        for i, (p, c, r) in enumerate(PAIRS):
+            for resp, label in ((c, 1), (r, 0)):
+                f.write(json.dumps({"prompt": [{"role": "user", "content": p}], "response": resp,
+                                    "label": label}) + "\n")
     for name, swap in (("pairs.jsonl", False), ("swapped.jsonl", True)):
         with open(d / name, "w", encoding="utf-8") as f:
             for i, (p, c, r) in enumerate(PAIRS):
@@ -225,6 +230,19 @@ def test_several_reward_sources_are_summed_with_weights(files, tmp_path):
                                         reward_weights=[1.0]))
 
 
+def test_kto_takes_a_binary_set(files, tmp_path):
+    from jprefs.rl.trl_algos import preference_rows
+
+    cfg = _cfg(files, algo="kto", **dict(OFFLINE, data=str(files / "binary.jsonl")))
+    rows = preference_rows(cfg, char_tokenizer())
+    assert len(rows) == 16 and sum(r["label"] for r in rows) == 8
+    assert {r["completion"] for r in rows if r["label"]} == {c for _, c, _ in PAIRS}
+    run(cfg, tmp_path / "run")
+    m = _margin(tmp_path / "run", files / "pairs.jsonl")
+    print(f"kto on the binary set: margin {m:+.3f}")
+    assert m > 1.0, m
+
+
 # ---------------------------------------------------------------- run folder, finished run
 
 def test_run_folder_layout_and_a_finished_run_is_left_alone(grpo_run, files):
@@ -349,3 +367,21 @@ def test_two_processes_train_one_data_parallel_run(tmp_path):
     run(load_config(RLConfig, str(REPO / "rl/recipes/grpo-tiny-cpu.yaml"), args[1:]), one)
     rows1 = [json.loads(x) for x in (one / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert rows[1]["num_tokens"] > 1.5 * rows1[1]["num_tokens"]     # 2 x batch_size completions a step
+
+
+def test_grpo_with_a_jprefs_reward_model(files, tmp_path):
+    """reward_type=rm: the RewardModel scores trl's completions (the same make_reward as PPO); the
+    eval samples' logged reward is the model's own score of them."""
+    from jprefs.classifiers.reward_model import RewardModel
+    from tests.classifiers.conftest import train_tiny_rm
+
+    rm_dir = train_tiny_rm(tmp_path / "rm")
+    out = tmp_path / "run"
+    run(_cfg(files, algo="grpo", **dict(ONLINE, total_steps=2, eval_every=2, reward_type="rm",
+                                        reward_model=str(rm_dir))), out)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert "rewards/rm/mean" in rows[1] and rows[1]["objective/score"] == rows[1]["rewards/rm/mean"]
+    final = [r for r in _samples(out) if r["step"] == 2]
+    rm = RewardModel.from_pretrained(str(rm_dir))
+    again = rm.score([r["prompt"] for r in final], [r["response"] for r in final])
+    assert max(abs(a - r["reward"]) for a, r in zip(again, final)) < 1e-4
