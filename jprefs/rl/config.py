@@ -69,13 +69,14 @@ class RLConfig:
     data: str = field(default="builtin:ja-tiny", metadata=_h(
         "ILQL data: canonical pairs (chosen -> 1, rejected -> 0), a JSONL/CSV/TSV of `text_field` + "
         "`reward_field`, or texts scored by the reward (`reward_type`); 'builtin:ja-tiny' is the bundled "
-        "labelled set"))
+        "labelled set. DPO/KTO: canonical pairs (KTO also a binary set of prompt/response/label); "
+        "'builtin:ja-tiny-pairs' is the bundled pairs set"))
     text_field: str = field(default="text", metadata=_h("column holding the text (ILQL data, SFT data)"))
     prompt_field: str = field(default="", metadata=_h("optional column with a prompt that precedes the text"))
     reward_field: str = field(default="reward", metadata=_h("ILQL: column with the reward or label"))
     max_length: int = field(default=64, metadata=_h("max tokens of prompt + response in training"))
     prompts: str = field(default="builtin:ja-tiny", metadata=_h(
-        "PPO training prompts: a .txt file (one per line), a JSONL with `prompt`/`text`, canonical "
+        "PPO/GRPO/RLOO training prompts: a .txt file (one per line), a JSONL with `prompt`/`text`, canonical "
         "pairs (their prompts) or 'builtin:ja-tiny'"))
     eval_prompts: str = field(default="builtin:ja-tiny-eval", metadata=_h(
         "fixed evaluation prompts: samples are written for them every `eval_every` steps"))
@@ -112,13 +113,16 @@ class RLConfig:
 
     # ------------------------------------------------------------ optimisation (ILQL, PPO)
     total_steps: int = field(default=100, metadata=_h(
-        "ILQL: optimizer steps; PPO: rollout iterations (each = batch_size samples)"))
+        "ILQL: optimizer steps; PPO: rollout iterations (each = batch_size samples); dpo/kto/grpo/rloo: "
+        "trl's max_steps"))
     lr: float = field(default=5e-5, metadata=_h("learning rate (AdamW)"))
     adam_beta1: float = field(default=0.9, metadata=_h("AdamW beta1"))
     adam_beta2: float = field(default=0.95, metadata=_h("AdamW beta2"))
     weight_decay: float = field(default=0.0, metadata=_h("AdamW weight decay"))
     max_grad_norm: float = field(default=1.0, metadata=_h("gradient clipping (0 = off)"))
-    batch_size: int = field(default=32, metadata=_h("ILQL: batch size; PPO: rollouts per iteration"))
+    batch_size: int = field(default=32, metadata=_h(
+        "ILQL: batch size; PPO: rollouts per iteration; dpo/kto: rows a step, grpo/rloo: completions a step "
+        "(batch_size / num_generations prompts), per process"))
     eval_every: int = field(default=20, metadata=_h("write samples and eval metrics every N steps"))
     eval_samples: int = field(default=2, metadata=_h("samples per evaluation prompt"))
     lora_r: int = field(default=0, metadata=_h(

@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("trl")
 
 from jprefs.config import load_config  # noqa: E402
-from jprefs.errors import ConfigError  # noqa: E402
+from jprefs.errors import ConfigError, JprefsError  # noqa: E402
 from jprefs.rl.config import RLConfig  # noqa: E402
 from jprefs.rl.runner import run  # noqa: E402
 
@@ -294,6 +294,8 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(files, tmp_path, algo, 
     assert (killed / "checkpoint-4" / "resume" / "state.json").is_file() and not (killed / "done.json").exists()
     assert not (killed / "README.md").exists()                     # no trl model card in the run folder
     _CRASH.update(at=0, calls=0)
+    with pytest.raises(JprefsError, match="holds a checkpoint"):           # another config: refused
+        run(_cfg(files, algo=algo, **dict(over, lr=0.02)), killed)
     run(cfg, killed)                                    # the same command again: continues from step 4
     a, b = load_file(str(whole / "policy" / "model.safetensors")), load_file(str(killed / "policy" / "model.safetensors"))
     diff = max(float((a[k] - b[k]).abs().max()) for k in a)
