@@ -122,16 +122,16 @@ def _text(x) -> str:
     return "".join(m.get("content", "") for m in x if m.get("role") != "system") if x else ""
 
 
-def trl_reward_funcs(cfg, device=None) -> tuple[list, list[float] | None]:
+def trl_reward_funcs(cfg, device=None, main=None) -> list:
     """trl reward functions (``(prompts, completions, **kw) -> list[float]``) for the run's
-    reward sources: the main one (``reward_type``/``reward_model``) and ``extra_rewards``, each
-    with ``reward_sign``; and the weights (None = trl's equal weights)."""
+    reward sources: the main one (``reward_type``/``reward_model``; ``main`` if already built)
+    and ``extra_rewards``, each with ``reward_sign``. trl sums them with ``reward_weights``."""
     from jprefs.errors import ConfigError
     from jprefs.rl.prepare import reward_for
     from jprefs.rl.rewards import make_reward
 
     sources = [(cfg.reward_model.rsplit(":", 1)[-1] if cfg.reward_type == "callable" else cfg.reward_type,
-                reward_for(cfg, device))]
+                main or reward_for(cfg, device))]
     for spec in cfg.extra_rewards:
         kind, _, what = spec.partition(":")
         if kind not in ("rm", "classifier", "callable") or not what:
@@ -149,7 +149,7 @@ def trl_reward_funcs(cfg, device=None) -> tuple[list, list[float] | None]:
         # trl logs rewards/<__name__>/mean; keep the names distinct.
         trl_fn.__name__ = name if all(n != name for n, _ in sources[:i]) else f"{name}_{i}"
         funcs.append(trl_fn)
-    return funcs, (list(cfg.reward_weights) or None)
+    return funcs
 
 
 def trl_args(cfg, out: Path, use_cpu: bool, shared_state: bool = False):
@@ -339,6 +339,7 @@ def train_trl(cfg, out, *, dist=None) -> dict:
     # GRPO/RLOO build their reference (trl_beta > 0) from the model's own path: the saved reference.
     model.config._name_or_path = str(ref_dir)
 
+    # One reward model in memory: GRPO/RLOO's main training reward also scores the eval samples.
     rfn = eval_reward_for(cfg, device) if cfg.reward_type != "none" else None
     eval_prompts = load_prompts(cfg.eval_prompts) * max(1, cfg.eval_samples)
 
@@ -367,7 +368,7 @@ def train_trl(cfg, out, *, dist=None) -> dict:
         cls = jprefs_trainer(trl.DPOTrainer if cfg.algo == "dpo" else trl.KTOTrainer)
         trainer = cls(model=model, ref_model=ref, train_dataset=ds, **kw)
     else:
-        funcs, _ = trl_reward_funcs(cfg, device)
+        funcs = trl_reward_funcs(cfg, device, main=rfn)
         ds = Dataset.from_list(prompt_rows(cfg, tok))
         cls = jprefs_trainer(trl.GRPOTrainer if cfg.algo == "grpo" else trl.RLOOTrainer)
         trainer = cls(model=model, reward_funcs=funcs, train_dataset=ds, **kw)
