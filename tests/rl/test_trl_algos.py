@@ -321,6 +321,18 @@ def test_bad_configs_are_one_clear_error(files, tmp_path):
         load_config(RLConfig, dict(algo="rloo", reward_type="labels"))
 
 
+def test_every_trl_recipe_loads():
+    from tests.conftest import REPO
+
+    names = sorted(p.name for p in (REPO / "rl" / "recipes").glob("*.yaml")
+                   if p.name.split("-")[0] in ("dpo", "kto", "grpo", "rloo"))
+    assert names == ["dpo-hh-gpu.yaml", "dpo-tiny-cpu.yaml", "grpo-hh-gpu.yaml", "grpo-tiny-cpu.yaml",
+                     "kto-tiny-cpu.yaml", "rloo-tiny-cpu.yaml"]
+    for n in names:
+        cfg = load_config(RLConfig, str(REPO / "rl" / "recipes" / n))
+        assert cfg.algo == n.split("-")[0] and not cfg.trust_remote_code
+
+
 # ---------------------------------------------------------------- the tiny recipes through the CLI
 
 @pytest.mark.parametrize("algo", ["dpo", "kto", "grpo", "rloo"])
