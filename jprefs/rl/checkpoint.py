@@ -13,6 +13,12 @@ KL coefficient). The folder is written as
 ``.checkpoint-N.tmp`` and renamed into place, so a ``checkpoint-N/resume`` that
 exists is complete. Older checkpoints keep ``policy/`` but lose ``resume/``.
 
+Runs of trl's trainers (``algo: dpo | kto | grpo | rloo``, :mod:`jprefs.rl.trl_algos`) keep
+transformers Trainer checkpoints in ``checkpoint-N/`` instead, with the same
+``resume/state.json`` (``"trainer": "trl"``) written after the Trainer's files, so the same
+resumable-checkpoint search, config check and log truncation apply; the Trainer restores
+the rest (``resume_from_checkpoint``).
+
 Rerunning the same command resumes from the newest complete checkpoint
 (:meth:`RunWriter.__init__` finds it); a changed config is refused. A checkpoint of an
 older jprefs (``resume/state.pt``, a pickle) is refused with what to do rather than

@@ -1,4 +1,4 @@
-"""``jprefs rl RECIPE.yaml [key=value ...] -o DIR``: SFT, ILQL and PPO.
+"""``jprefs rl RECIPE.yaml [key=value ...] -o DIR``: SFT, ILQL and PPO, and DPO/KTO/GRPO/RLOO through trl.
 
 Light at import time: torch and transformers are imported only when a run starts.
 """

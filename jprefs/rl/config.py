@@ -17,7 +17,8 @@ from typing import Literal
 
 from jprefs.errors import ConfigError
 
-ALGOS = ("sft", "ilql", "ppo")
+ALGOS = ("sft", "ilql", "ppo", "dpo", "kto", "grpo", "rloo")
+TRL_ALGOS = ("dpo", "kto", "grpo", "rloo")
 REWARD_TYPES = ("none", "rm", "classifier", "callable", "labels")
 
 
@@ -28,9 +29,10 @@ def _h(text: str) -> dict:
 @dataclass
 class RLConfig:
     # ------------------------------------------------------------ what to run
-    algo: Literal["sft", "ilql", "ppo"] = field(default="ppo", metadata=_h(
+    algo: Literal["sft", "ilql", "ppo", "dpo", "kto", "grpo", "rloo"] = field(default="ppo", metadata=_h(
         "sft: warm-start/pretrain the policy on text or chosen responses; ilql: offline RL on "
-        "(text, reward) data; ppo: online RL against a reward"))
+        "(text, reward) data; ppo: online RL against a reward; dpo / kto (preference pairs; kto also "
+        "a binary set) and grpo / rloo (prompts + reward): trl's trainers (jprefs/rl/trl_algos.py)"))
     seed: int = field(default=0, metadata=_h("random seed (torch, sampling, data order)"))
     device: str = field(default="auto", metadata=_h("auto | cpu | cuda | cuda:N"))
     torch_threads: int = field(default=0, metadata=_h(
@@ -67,13 +69,14 @@ class RLConfig:
     data: str = field(default="builtin:ja-tiny", metadata=_h(
         "ILQL data: canonical pairs (chosen -> 1, rejected -> 0), a JSONL/CSV/TSV of `text_field` + "
         "`reward_field`, or texts scored by the reward (`reward_type`); 'builtin:ja-tiny' is the bundled "
-        "labelled set"))
+        "labelled set. DPO/KTO: canonical pairs (KTO also a binary set of prompt/response/label); "
+        "'builtin:ja-tiny-pairs' is the bundled pairs set"))
     text_field: str = field(default="text", metadata=_h("column holding the text (ILQL data, SFT data)"))
     prompt_field: str = field(default="", metadata=_h("optional column with a prompt that precedes the text"))
     reward_field: str = field(default="reward", metadata=_h("ILQL: column with the reward or label"))
     max_length: int = field(default=64, metadata=_h("max tokens of prompt + response in training"))
     prompts: str = field(default="builtin:ja-tiny", metadata=_h(
-        "PPO training prompts: a .txt file (one per line), a JSONL with `prompt`/`text`, canonical "
+        "PPO/GRPO/RLOO training prompts: a .txt file (one per line), a JSONL with `prompt`/`text`, canonical "
         "pairs (their prompts) or 'builtin:ja-tiny'"))
     eval_prompts: str = field(default="builtin:ja-tiny-eval", metadata=_h(
         "fixed evaluation prompts: samples are written for them every `eval_every` steps"))
@@ -110,13 +113,16 @@ class RLConfig:
 
     # ------------------------------------------------------------ optimisation (ILQL, PPO)
     total_steps: int = field(default=100, metadata=_h(
-        "ILQL: optimizer steps; PPO: rollout iterations (each = batch_size samples)"))
+        "ILQL: optimizer steps; PPO: rollout iterations (each = batch_size samples); dpo/kto/grpo/rloo: "
+        "trl's max_steps"))
     lr: float = field(default=5e-5, metadata=_h("learning rate (AdamW)"))
     adam_beta1: float = field(default=0.9, metadata=_h("AdamW beta1"))
     adam_beta2: float = field(default=0.95, metadata=_h("AdamW beta2"))
     weight_decay: float = field(default=0.0, metadata=_h("AdamW weight decay"))
     max_grad_norm: float = field(default=1.0, metadata=_h("gradient clipping (0 = off)"))
-    batch_size: int = field(default=32, metadata=_h("ILQL: batch size; PPO: rollouts per iteration"))
+    batch_size: int = field(default=32, metadata=_h(
+        "ILQL: batch size; PPO: rollouts per iteration; dpo/kto: rows a step, grpo/rloo: completions a step "
+        "(batch_size / num_generations prompts), per process"))
     eval_every: int = field(default=20, metadata=_h("write samples and eval metrics every N steps"))
     eval_samples: int = field(default=2, metadata=_h("samples per evaluation prompt"))
     lora_r: int = field(default=0, metadata=_h(
@@ -153,6 +159,21 @@ class RLConfig:
     scale_reward: Literal["none", "running", "whiten"] = field(default="none", metadata=_h(
         "none | running (divide by a running std) | whiten (batch z-score)"))
 
+    # ------------------------------------------------------------ trl's trainers (dpo, kto, grpo, rloo)
+    trl_beta: float = field(default=-1.0, metadata=_h(
+        "trl's beta: DPO/KTO deviation from the reference (trl default 0.1); GRPO/RLOO KL coefficient "
+        "(trl defaults: GRPO 0.0, RLOO 0.05); negative = trl's default"))
+    num_generations: int = field(default=4, metadata=_h(
+        "GRPO/RLOO: completions per prompt (the group); batch_size must be a multiple of it"))
+    trl_loss_type: str = field(default="", metadata=_h(
+        "trl's loss_type (DPO: sigmoid, ipo, hinge, ...; KTO: kto, apo_zero_unpaired; GRPO: dapo, grpo, "
+        "dr_grpo, ...); empty = trl's default"))
+    reward_weights: list[float] = field(default_factory=list, metadata=_h(
+        "GRPO/RLOO: weights of several reward sources (with `extra_rewards`); empty = 1 each"))
+    extra_rewards: list[str] = field(default_factory=list, metadata=_h(
+        "GRPO/RLOO: further reward sources summed with the main one, each 'TYPE:SPEC' with TYPE rm, "
+        "classifier or callable (e.g. 'callable:jprefs.rl.rewards:lexicon_sentiment', 'rm:runs/rm')"))
+
     # ------------------------------------------------------------ output
     save_every: int = field(default=0, metadata=_h(
         "save a resumable checkpoint (OUT/checkpoint-N: policy, heads, optimizer, RNG states) every N steps; "
@@ -171,6 +192,25 @@ class RLConfig:
         if self.algo == "ppo" and self.minibatch_size > self.batch_size:
             raise ConfigError(f"minibatch_size={self.minibatch_size} is larger than batch_size={self.batch_size}; "
                               "fix: make minibatch_size <= batch_size")
+        if self.algo in ("dpo", "kto") and self.data in ("builtin:ja-tiny", ""):
+            raise ConfigError(f"algo={self.algo} needs preference data: set data= a canonical pairs JSONL "
+                              "(e.g. data=builtin:ja-tiny-pairs, or the output of `jprefs data convert`)"
+                              + (" or a binary set (prompt/response/label rows)" if self.algo == "kto" else "")
+                              + f"; data={self.data!r} is the ILQL text set")
+        if self.algo in ("grpo", "rloo"):
+            if self.reward_type in ("none", "labels"):
+                raise ConfigError(f"algo={self.algo} cannot use reward_type={self.reward_type!r}: it scores fresh "
+                                  "samples; use rm, classifier or callable")
+            if self.num_generations < 2 or self.batch_size % self.num_generations:
+                raise ConfigError(f"algo={self.algo}: batch_size={self.batch_size} must be a multiple of "
+                                  f"num_generations={self.num_generations} (>= 2: the group baseline needs two)")
+            n_src = 1 + len(self.extra_rewards)
+            if self.reward_weights and len(self.reward_weights) != n_src:
+                raise ConfigError(f"reward_weights has {len(self.reward_weights)} values for {n_src} reward "
+                                  "source(s) (reward_model + extra_rewards); fix: one weight per source")
+        if self.algo == "kto" and self.batch_size < 2:
+            raise ConfigError("algo=kto needs batch_size >= 2 (its KL estimate pairs each row with another "
+                              "of the batch)")
         for name in ("total_steps", "batch_size", "max_new_tokens", "eval_every", "max_length"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"config key '{name}' must be positive, got {getattr(self, name)}")

@@ -1,7 +1,8 @@
 """The top of ``jprefs rl``: :func:`run` dispatches on ``cfg.algo`` to the SFT run (here),
-:func:`jprefs.rl.ilql.train_ilql` or :func:`jprefs.rl.ppo.train_ppo`.
+:func:`jprefs.rl.ilql.train_ilql`, :func:`jprefs.rl.ppo.train_ppo` or, for dpo / kto / grpo /
+rloo, :func:`jprefs.rl.trl_algos.train_trl` (trl's trainers).
 
-Layers (each imports only those below it): ``runner`` -> ``ilql`` / ``ppo`` -> ``prepare``
+Layers (each imports only those below it): ``runner`` -> ``ilql`` / ``ppo`` / ``trl_algos`` -> ``prepare``
 (policy set-up, data, rewards) -> ``sft`` / ``rewards`` / ``runwriter`` / ``checkpoint`` /
 ``dist`` -> ``sampling`` -> ``policies`` / ``texts`` / ``device`` / ``optim``. No algorithm
 imports the runner (tests/rl/test_structure.py checks it).
@@ -79,6 +80,8 @@ def run(cfg, out) -> dict:
         train = run_sft
     elif cfg.algo == "ilql":
         from jprefs.rl.ilql import train_ilql as train
+    elif cfg.algo in ("dpo", "kto", "grpo", "rloo"):
+        from jprefs.rl.trl_algos import train_trl as train
     else:
         from jprefs.rl.ppo import train_ppo as train
     try:

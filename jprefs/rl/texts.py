@@ -25,6 +25,7 @@ BUILTIN = {
     "builtin:ja-tiny": "ja_tiny.jsonl",
     "builtin:ja-tiny-prompts": "ja_tiny_prompts.txt",
     "builtin:ja-tiny-eval": "ja_tiny_eval_prompts.txt",
+    "builtin:ja-tiny-pairs": "ja_tiny_pairs.jsonl",
 }
 
 

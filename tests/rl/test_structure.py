@@ -10,7 +10,7 @@ from pathlib import Path
 import jprefs
 
 RL = Path(jprefs.__file__).parent / "rl"
-ALGORITHMS = ("sft", "ilql", "ppo", "prepare")
+ALGORITHMS = ("sft", "ilql", "ppo", "prepare", "trl_algos")
 
 
 def _imports(path: Path) -> set[str]:
