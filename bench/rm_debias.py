@@ -467,6 +467,9 @@ def plot(part: str) -> Path:
 
     plt = pyplot()
     res = json.loads((RESULTS / f"{part}.json").read_text(encoding="utf-8"))
+    if part == "cv":                 # cv.json: variants listed, the probe's figures per set
+        res = {**{k: res[k] for k in res["variants"]},
+               "_probe": {"probe": {"dev_or_test": res["_probe"]}}}
     fig, axes = plt.subplots(1, len(SETS), figsize=(12, 5))
     for ax, s in zip(axes, SETS):
         for name, v in res.items():
