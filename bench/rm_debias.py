@@ -403,30 +403,36 @@ def recipe_check() -> dict:
     return res
 
 
+def _cell(v) -> str:
+    return f"{v['accuracy']:.3f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]"
+
+
+def _lc(v) -> str:
+    return "n/a" if v["chosen_shorter"] is None else f"{v['chosen_shorter']:.2f}"
+
+
+# the header of every table of this bench: per set, accuracy, chosen-shorter accuracy, Spearman with length
+_HEADER = ["| variant / reward | " + " | ".join(f"{s} acc [95% CI] | {s} chosen shorter | {s} Spearman(len)"
+                                             for s in SETS) + " |",
+           "|---|" + "---|---|---|" * len(SETS)]
+
+
 def cv_table() -> str:
     """The markdown table of the grouped cross-validation (RESULTS/cv.json): out-of-fold figures of every
     reward of every CV variant beside longer-wins and the probe fit on the same folds."""
     res = json.loads((RESULTS / "cv.json").read_text(encoding="utf-8"))
     pr = res["_probe"]
 
-    def cell(v):
-        return f"{v['accuracy']:.3f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]"
-
-    def lc(v):
-        return "n/a" if v["chosen_shorter"] is None else f"{v['chosen_shorter']:.2f}"
-
-    lines = ["| variant / reward | " + " | ".join(f"{s} acc [95% CI] | {s} chosen shorter | {s} Spearman(len)"
-                                                for s in SETS) + " |",
-             "|---|" + "---|---|---|" * len(SETS),
+    lines = [*_HEADER,
              "| longer wins | " + " | ".join(f"{pr[s]['longer_wins']:.3f} | 0 | 1" for s in SETS) + " |",
-             "| probe (frozen e5 + log length) | " + " | ".join(f"{cell(pr[s])} | {lc(pr[s])} | "
+             "| probe (frozen e5 + log length) | " + " | ".join(f"{_cell(pr[s])} | {_lc(pr[s])} | "
                                                               f"{pr[s]['spearman_length']:.2f}" for s in SETS) + " |"]
     for name in res["variants"]:
         for head in res[name]["ja_mt_bench"]:
             v = res[name]
             mark = " **(chosen)**" if f"{name}/{head}" == res["recommended"] else ""
             lines.append(f"| {name} / {head}{mark} | " + " | ".join(
-                f"{cell(v[s][head])} | {lc(v[s][head])} | {v[s][head]['spearman_length']:.2f}" for s in SETS) + " |")
+                f"{_cell(v[s][head])} | {_lc(v[s][head])} | {v[s][head]['spearman_length']:.2f}" for s in SETS) + " |")
     return "\n".join(lines)
 
 
@@ -435,28 +441,20 @@ def table(part: str) -> str:
     res = json.loads((RESULTS / f"{part}.json").read_text(encoding="utf-8"))
     pr = res.get("_probe") or {}
 
-    def cell(v):
-        return f"{v['accuracy']:.3f} [{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]"
-
-    def lc(v):
-        return "n/a" if v["chosen_shorter"] is None else f"{v['chosen_shorter']:.2f}"
-
-    lines = ["| variant / reward | " + " | ".join(f"{s} acc [95% CI] | {s} chosen shorter | {s} Spearman(len)"
-                                                for s in SETS) + " |",
-             "|---|" + "---|---|---|" * len(SETS)]
+    lines = [*_HEADER]
     first = next(v for k, v in res.items() if not k.startswith("_"))
     lines.append("| longer wins | " + " | ".join(f"{next(iter(first[s].values()))['longer_wins']:.3f} | 0 | 1"
                                               for s in SETS) + " |")
     for name in ("probe", "probe+hh-en"):
         if name in pr:
             lines.append(f"| {name} (frozen e5 + log length) | " + " | ".join(
-                f"{cell(pr[name]['dev_or_test'][s])} | {lc(pr[name]['dev_or_test'][s])} | -" for s in SETS) + " |")
+                f"{_cell(pr[name]['dev_or_test'][s])} | {_lc(pr[name]['dev_or_test'][s])} | -" for s in SETS) + " |")
     for name, v in res.items():
         if name.startswith("_"):
             continue
         for head in v["ja_mt_bench"]:
             lines.append(f"| {name} / {head} | " + " | ".join(
-                f"{cell(v[s][head])} | {lc(v[s][head])} | {v[s][head]['spearman_length']:.2f}" for s in SETS) + " |")
+                f"{_cell(v[s][head])} | {_lc(v[s][head])} | {v[s][head]['spearman_length']:.2f}" for s in SETS) + " |")
     return "\n".join(lines)
 
 

@@ -276,7 +276,7 @@ def dataset_card(src: DatasetSource, records: dict, rows: dict, configs: list[di
         lines += ["- Machine translation: expect errors; the quality flags catch gross failures only. The "
                   "preference labels are the English annotators', not judged again in Japanese."]
     lines += ["- Preference labels encode their annotators' (or judge's) taste, including any taste for length.",
-              f"- Built with jprefs; `jprefs_dataset.json` holds these counts and licences as data.", ""]
+              "- Built with jprefs; `jprefs_dataset.json` holds these counts and licences as data.", ""]
     return redact_url("\n".join(x for x in lines if x is not None))
 
 

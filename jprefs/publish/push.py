@@ -22,7 +22,6 @@ from pathlib import Path
 
 from jprefs.errors import ConfigError, JprefsError
 
-LFS_SUFFIXES = (".safetensors", ".parquet", ".png", ".bin", ".model", ".arrow")
 
 
 @dataclass

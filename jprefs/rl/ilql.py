@@ -280,22 +280,17 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
 
     from jprefs.progress import progress
     from jprefs.rl.checkpoint import save_checkpoint
-    from jprefs.rl.device import set_seed
-    from jprefs.rl.dist import data_parallel_record, get_dist, weights_digest
+    from jprefs.rl.dist import data_parallel_record, weights_digest
     from jprefs.rl.optim import optimizer
-    from jprefs.rl.prepare import eval_reward_for, load_ilql_rows, prepare_policy
-    from jprefs.rl.runwriter import RunWriter
+    from jprefs.rl.prepare import eval_reward_for, load_ilql_rows, open_run, prepare_policy
     from jprefs.rl.sampling import sample
     from jprefs.rl.sft import encode_rows
     from jprefs.rl.texts import load_prompts
 
     # ---------------------------------------------------------------- setup
-    dist = dist or get_dist(cfg)
-    set_seed(cfg.seed)
-    writer = RunWriter(out, cfg, dist=dist)
-    if writer.finished is not None:                 # a finished run: nothing to do
-        dist.close()
-        return writer.finished["summary"]
+    dist, writer, finished = open_run(cfg, out, dist)
+    if finished is not None:                        # a finished run: nothing to do
+        return finished
     model, tok = prepare_policy(cfg, writer, model=model, tok=tok, dist=dist)
     device = next(model.parameters()).device
     if rows is None:

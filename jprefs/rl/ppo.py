@@ -294,21 +294,16 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None, d
     from jprefs.eval.textmetrics import distinct_n
     from jprefs.progress import progress
     from jprefs.rl.checkpoint import save_checkpoint
-    from jprefs.rl.device import set_seed
-    from jprefs.rl.dist import data_parallel_record, get_dist, weights_digest
+    from jprefs.rl.dist import data_parallel_record, weights_digest
     from jprefs.rl.optim import maybe_lora, optimizer
-    from jprefs.rl.prepare import prepare_policy, reward_for
-    from jprefs.rl.runwriter import RunWriter
+    from jprefs.rl.prepare import open_run, prepare_policy, reward_for
     from jprefs.rl.sampling import sample
     from jprefs.rl.texts import load_prompts
 
     # ---------------------------------------------------------------- setup
-    dist = dist or get_dist(cfg)
-    set_seed(cfg.seed)
-    writer = RunWriter(out, cfg, dist=dist)
-    if writer.finished is not None:                 # a finished run: nothing to do
-        dist.close()
-        return writer.finished["summary"]
+    dist, writer, finished = open_run(cfg, out, dist)
+    if finished is not None:                        # a finished run: nothing to do
+        return finished
     policy, tok = prepare_policy(cfg, writer, model=model, tok=tok, dist=dist)
     device = next(policy.parameters()).device
     if cfg.lora_r > 0:

@@ -39,6 +39,24 @@ def _sft_rows(cfg, out: Path, write: bool = True):
 
 
 
+def open_run(cfg, out, dist=None):
+    """The start of every run: its :class:`jprefs.rl.dist.Dist` (default :func:`jprefs.rl.dist.get_dist`),
+    the seed set, and the :class:`jprefs.rl.runwriter.RunWriter` of ``out``. Returns ``(dist, writer,
+    finished)``; ``finished`` is the summary of a finished run of the same config (its ``dist`` then
+    closed), which the caller returns as is, else None."""
+    from jprefs.rl.device import set_seed
+    from jprefs.rl.dist import get_dist
+    from jprefs.rl.runwriter import RunWriter
+
+    dist = dist or get_dist(cfg)
+    set_seed(cfg.seed)
+    writer = RunWriter(out, cfg, dist=dist)
+    if writer.finished is not None:                 # a finished run: nothing to do
+        dist.close()
+        return dist, writer, writer.finished["summary"]
+    return dist, writer, None
+
+
 def prepare_policy(cfg, writer, *, model=None, tok=None, force_sft: bool = False, dist=None):
     """The policy for a run: given objects, ``policy=tiny`` (built here) or a loaded model,
     followed by ``sft_steps`` of SFT when asked (losses in ``sft_metrics.jsonl``).

@@ -24,20 +24,15 @@ def run_sft(cfg, out, *, dist=None) -> dict:
     import numpy as np
 
     from jprefs.eval.textmetrics import distinct_n
-    from jprefs.rl.device import set_seed
-    from jprefs.rl.dist import data_parallel_record, get_dist, weights_digest
-    from jprefs.rl.prepare import _sft_rows, eval_reward_for, prepare_policy
-    from jprefs.rl.runwriter import RunWriter
+    from jprefs.rl.dist import data_parallel_record, weights_digest
+    from jprefs.rl.prepare import _sft_rows, eval_reward_for, open_run, prepare_policy
     from jprefs.rl.sampling import sample
     from jprefs.rl.sft import train_sft
     from jprefs.rl.texts import load_prompts
 
-    dist = dist or get_dist(cfg)
-    set_seed(cfg.seed)
-    writer = RunWriter(out, cfg, dist=dist)
-    if writer.finished is not None:                 # a finished run: nothing to do
-        dist.close()
-        return writer.finished["summary"]
+    dist, writer, finished = open_run(cfg, out, dist)
+    if finished is not None:                        # a finished run: nothing to do
+        return finished
     model, tok = prepare_policy(cfg, writer, dist=dist)
     rows = _sft_rows(cfg, writer.out, write=dist.is_main)
     losses = train_sft(model, tok, rows, steps=cfg.sft_steps, lr=cfg.sft_lr, batch_size=cfg.sft_batch_size,

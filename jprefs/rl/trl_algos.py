@@ -301,23 +301,17 @@ def train_trl(cfg, out, *, dist=None) -> dict:
 
     from jprefs.errors import require
     from jprefs.eval.textmetrics import distinct_n
-    from jprefs.rl.device import set_seed
-    from jprefs.rl.dist import get_dist
     from jprefs.rl.policies import load_policy
-    from jprefs.rl.prepare import eval_reward_for, prepare_policy
-    from jprefs.rl.runwriter import RunWriter
+    from jprefs.rl.prepare import eval_reward_for, open_run, prepare_policy
     from jprefs.rl.sampling import sample
     from jprefs.rl.texts import load_prompts
 
     trl = require("trl", "trl", f"algo={cfg.algo}")
     from datasets import Dataset
 
-    dist = dist or get_dist(cfg)
-    set_seed(cfg.seed)
-    writer = RunWriter(out, cfg, dist=dist)
-    if writer.finished is not None:                 # a finished run: nothing to do
-        dist.close()
-        return writer.finished["summary"]
+    dist, writer, finished = open_run(cfg, out, dist)
+    if finished is not None:                        # a finished run: nothing to do
+        return finished
     out = writer.out
     device = dist.device(cfg.device)
     ref_dir = out / "reference"
