@@ -149,7 +149,7 @@ def stage_dataset(src: DatasetSource, root: Path, *, repo_id: str, allow_unknown
     Raises :class:`jprefs.publish.licenses.LicenseRefused` before writing when the licence refuses."""
     from jprefs.data.export import iter_export_rows, parquet_row, parquet_schema
     from jprefs.data.io import atomic_write_text, stream_records
-    from jprefs.data.schema import BinaryExample, RankList, expand_pairs
+    from jprefs.data.schema import BinaryExample, RankList
     from jprefs.publish.licenses import check, derive
 
     records = {s: list(stream_records(f)) for s, f in src.splits.items()}
@@ -173,13 +173,11 @@ def stage_dataset(src: DatasetSource, root: Path, *, repo_id: str, allow_unknown
     n_lists = sum(isinstance(r, RankList) for rs in records.values() for r in rs)
     for cfg_name in (("binary",) if binary_only else PAIR_CONFIGS):
         data_files = []
+        fmt = "binary" if binary_only else ("jsonl" if cfg_name == "pairs" else cfg_name)
         for split, recs in records.items():
-            if binary_only:
-                out_rows = [parquet_row(b.to_dict()) for b in recs]
-            else:
-                fmt = "jsonl" if cfg_name == "pairs" else cfg_name
-                out_rows = [parquet_row(r) for r in iter_export_rows(list(expand_pairs(recs)), fmt)]
-            fmt = "binary" if binary_only else ("jsonl" if cfg_name == "pairs" else cfg_name)
+            # iter_export_rows expands rank lists to their pairs itself
+            out_rows = ([parquet_row(b.to_dict()) for b in recs] if binary_only else
+                        [parquet_row(r) for r in iter_export_rows(recs, fmt)])
             rows.setdefault(cfg_name, {})[split] = len(out_rows)
             if not out_rows:              # datasets cannot load a split with no rows: it is left out (card: 0)
                 continue
