@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from jprefs.errors import DataError
+from jprefs.label.agreement import cohen_kappa, fleiss_kappa
 
 ITEM_COLUMNS = ("item_id", "prompt", "left", "right", "label", "comment")
 
@@ -587,44 +588,6 @@ def _rater_names(paths: list[str]) -> list[str]:
                 break
         stems.append(name)
     return [stems[i] if stems.count(stems[i]) == 1 else paths[i] for i in range(len(paths))]
-
-
-def cohen_kappa(x: list[str], y: list[str]) -> float | None:
-    """Cohen's kappa of two raters' labels of the same items; ``None`` when chance agreement is 1
-    (both used a single, identical category: kappa is undefined).
-
-    >>> cohen_kappa(["a", "a", "b", "b"], ["a", "b", "b", "b"])
-    0.5
-    """
-    n = len(x)
-    if n == 0 or n != len(y):
-        return None
-    po = sum(i == j for i, j in zip(x, y)) / n
-    cats = set(x) | set(y)
-    pe = sum((x.count(c) / n) * (y.count(c) / n) for c in cats)
-    return None if pe >= 1 else (po - pe) / (1 - pe)
-
-
-def fleiss_kappa(votes: list[list[str]]) -> tuple[float | None, float]:
-    """Fleiss' kappa and the mean pairwise agreement P-bar of items that each carry the same number
-    (at least 2) of ratings.
-
-    >>> k, p = fleiss_kappa([["a", "a"], ["a", "b"], ["b", "b"], ["b", "b"]])
-    >>> round(k, 4), p
-    (0.4667, 0.75)
-    """
-    if not votes:
-        return None, float("nan")
-    m = len(votes[0])
-    if m < 2 or any(len(v) != m for v in votes):
-        raise ValueError("every item needs the same number (>= 2) of ratings")
-    cats = sorted({c for v in votes for c in v})
-    n_items = len(votes)
-    p_i = [(sum(v.count(c) ** 2 for c in cats) - m) / (m * (m - 1)) for v in votes]
-    p_bar = sum(p_i) / n_items
-    p_j = [sum(v.count(c) for v in votes) / (n_items * m) for c in cats]
-    pe = sum(q * q for q in p_j)
-    return (None if pe >= 1 else (p_bar - pe) / (1 - pe)), p_bar
 
 
 def _vote(k: dict, label: str) -> str:
