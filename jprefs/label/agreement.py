@@ -296,8 +296,8 @@ def _coefficients(units: dict[Any, dict[str, Any]], level: str, annotators: list
         used = [list(lab.values()) for lab in units.values() if len(lab) == m]
         kappa, pbar = fleiss_kappa(used)
         fleiss.update(kappa=kappa, n_items=len(used), raters=m, mean_pairwise_agreement=pbar,
-                      on=f"the {len(used)} {unit_name} with {m} usable labels each (the most common number; "
-                         f"{fleiss['of_items']} have 2 or more)")
+                      on=f"the {len(used)} {unit_name if len(used) != 1 else unit_name[:-1]} with {m} usable "
+                         f"labels each (the most common number; {fleiss['of_items']} of all have 2 or more)")
     if fleiss["kappa"] is None:
         fleiss["reason"] = _reason_none(units, annotators)
     alpha = krippendorff_alpha({u: list(lab.values()) for u, lab in units.items()}, level)
@@ -497,7 +497,8 @@ def _coef_lines(b: dict[str, Any], title: str, n_annotators: int) -> list[str]:
         lines.append(f"  Fleiss' kappa: {_num(None, f.get('reason'))}")
     k = b["krippendorff"]
     lines.append(f"  Krippendorff's alpha ({k['level']}): {_num(k['alpha'], k.get('reason'))}"
-                 + (f" over {k['n_units']} {k['unit']}" if k["alpha"] is not None else ""))
+                 + (f" over {k['n_units']} {k['unit'] if k['n_units'] != 1 else k['unit'][:-1]}"
+                    if k["alpha"] is not None else ""))
     return lines
 
 
@@ -551,6 +552,7 @@ def agreement_text(report: dict[str, dict[str, Any]]) -> str:
         if "all_bad" in b:
             out += _coef_lines(b["all_bad"], "agreement on the 'all bad' flag", na)
         if "thumb" in b:
+            out.append(f"  note: {b['thumb']['note']}")
             out += _coef_lines(b["thumb"], "agreement on", na)
             out += _items_lines(b["thumb"]["items"])
         out.append("")
