@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rm": ("jprefs.classifiers.rm_cli", "the catalogue of public Japanese reward models (rm list)"),
     "rl": ("jprefs.rl.cli", "ILQL, PPO and SFT against a reward model"),
     "eval": ("jprefs.eval.cli", "evaluate reward models and policies"),
+    "label": ("jprefs.label.cli", "label in a local web app: rank, A/B, translation review, live rewards"),
     "push": ("jprefs.publish.cli", "publish a dataset, reward model or policy to the Hugging Face Hub"),
 }
 

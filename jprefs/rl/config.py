@@ -83,10 +83,11 @@ class RLConfig:
     prompt_max_tokens: int = field(default=16, metadata=_h("truncate prompts to their last N tokens"))
 
     # ------------------------------------------------------------ reward
-    reward_type: Literal["none", "rm", "classifier", "callable", "labels"] = field(default="callable", metadata=_h(
+    reward_type: Literal["none", "rm", "classifier", "callable", "labels", "human"] = field(default="callable", metadata=_h(
         "rm: a jprefs RewardModel (dir or Hub id); classifier: a transformers text-classification "
         "model, reward = logit[reward_label] - logit[other]; callable: `module:function` taking "
-        "(prompts, responses) -> list[float]; labels: dataset rewards (ILQL only); none (SFT)"))
+        "(prompts, responses) -> list[float]; labels: dataset rewards (ILQL only); human: people score "
+        "each rollout in `jprefs label serve --mode reward` (PPO only; `human_db`); none (SFT)"))
     reward_model: str = field(default="jprefs.rl.rewards:lexicon_sentiment", metadata=_h(
         "path/Hub id of the reward model or classifier, or `module:function` for callable"))
     reward_label: str = field(default="1", metadata=_h(
@@ -97,6 +98,13 @@ class RLConfig:
     reward_head: str = field(default="", metadata=_h(
         "reward_type=rm: the head of a multi-head reward model (train-rm debias=odin: quality, the default "
         "and the length-debiased one; full = quality + length; length)"))
+    human_db: str = field(default="", metadata=_h(
+        "reward_type=human: the labelling database of `jprefs label serve --mode reward`"))
+    human_timeout_s: float = field(default=600.0, metadata=_h(
+        "reward_type=human: how long a PPO step waits for its batch's scores before the run stops "
+        "(resumable: rerun the same command)"))
+    human_labels: int = field(default=1, metadata=_h(
+        "reward_type=human: scores wanted per rollout (their mean is the reward)"))
     reward_batch_size: int = field(default=32, metadata=_h("batch size when scoring with a model"))
     reward_sign: float = field(default=1.0, metadata=_h("multiply rewards by this (-1 to minimise)"))
 
@@ -189,6 +197,15 @@ class RLConfig:
         if self.algo == "ppo" and self.reward_type in ("none", "labels"):
             raise ConfigError(f"algo=ppo cannot use reward_type={self.reward_type!r}: PPO scores fresh "
                               "samples; use rm, classifier or callable")
+        if self.reward_type == "human":
+            if self.algo != "ppo":
+                raise ConfigError(f"reward_type=human works with algo=ppo (the step waits for people), not "
+                                  f"algo={self.algo}")
+            if not self.human_db:
+                raise ConfigError("reward_type=human needs human_db: the database of `jprefs label serve --db "
+                                  "FILE --mode reward`")
+            if self.human_timeout_s <= 0 or self.human_labels < 1:
+                raise ConfigError("human_timeout_s must be > 0 and human_labels >= 1")
         if self.algo == "ppo" and self.minibatch_size > self.batch_size:
             raise ConfigError(f"minibatch_size={self.minibatch_size} is larger than batch_size={self.batch_size}; "
                               "fix: make minibatch_size <= batch_size")

@@ -275,6 +275,15 @@ def ppo_update(cfg, policy, value_head, opt, batch, rng):
 
 # ====================================================================== loop
 
+def run_name(out) -> str:
+    """The name of a run's rollouts in a human-reward database: the folder's name and a hash of its path."""
+    import hashlib
+    from pathlib import Path
+
+    p = Path(out).resolve()
+    return f"{p.name}-{hashlib.sha256(str(p).encode()).hexdigest()[:8]}"
+
+
 def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None, dist=None) -> dict:
     """Run PPO as ``cfg`` says and write every artefact under ``out``; return the summary.
 
@@ -296,7 +305,7 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None, d
     from jprefs.rl.checkpoint import save_checkpoint
     from jprefs.rl.dist import data_parallel_record, weights_digest
     from jprefs.rl.optim import maybe_lora, optimizer
-    from jprefs.rl.prepare import open_run, prepare_policy, reward_for
+    from jprefs.rl.prepare import eval_reward_for, open_run, prepare_policy, reward_for
     from jprefs.rl.sampling import sample
     from jprefs.rl.texts import load_prompts
 
@@ -315,7 +324,9 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None, d
     hidden = policy.get_output_embeddings().weight.shape[1]
     value_head = make_value_head(hidden).to(device)
     opt = optimizer(list(policy.parameters()) + list(value_head.parameters()), cfg)
-    reward_fn = reward_fn or reward_for(cfg, device)
+    reward_fn = reward_fn or reward_for(cfg, device, run=run_name(out))
+    # people score training rollouts only: evaluation samples are scored by a model, when there is one
+    eval_fn = eval_reward_for(cfg, device) if cfg.reward_type == "human" else reward_fn
     train_prompts = prompts or load_prompts(cfg.prompts)
     eval_prompts = load_prompts(cfg.eval_prompts) * max(1, cfg.eval_samples)
     kl_ctl = KLController(cfg.init_kl_coef, cfg.target_kl or None, cfg.kl_horizon)
@@ -326,10 +337,10 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None, d
         s = sample(policy, tok, eval_prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                    top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens, seed=cfg.seed + 7,
                    min_new_tokens=cfg.min_new_tokens)
-        rw = reward_fn(eval_prompts, s.texts)
+        rw = eval_fn(eval_prompts, s.texts) if eval_fn is not None else None
         writer.samples(step, eval_prompts, s.texts, rw)
-        return {"eval/reward": float(np.mean(rw)), "eval/length": float(np.mean([len(t) for t in s.texts])),
-                "eval/distinct2": distinct_n(s.texts)}
+        return {**({"eval/reward": float(np.mean(rw))} if rw is not None else {}),
+                "eval/length": float(np.mean([len(t) for t in s.texts])), "eval/distinct2": distinct_n(s.texts)}
 
     start = 1
     if writer.checkpoint is not None:

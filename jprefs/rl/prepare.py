@@ -152,9 +152,15 @@ def load_ilql_rows(cfg, out: Path, reward_fn=None, dist=None):
 
 
 
-def reward_for(cfg, device=None):
-    """The training reward function a config asks for (PPO; ILQL with a scoring reward)."""
+def reward_for(cfg, device=None, *, run: str = ""):
+    """The training reward function a config asks for (PPO; ILQL with a scoring reward);
+    ``run`` names the run's rollouts in the labelling database of ``reward_type=human``."""
     from jprefs.rl.rewards import make_reward
+
+    if cfg.reward_type == "human":
+        from jprefs.label.human_reward import human_reward
+
+        return human_reward(cfg.human_db, run=run or "run", timeout_s=cfg.human_timeout_s, need=cfg.human_labels)
 
     return make_reward(cfg.reward_type, cfg.reward_model, label=cfg.reward_label, device=device,
                        batch_size=cfg.reward_batch_size, sign=cfg.reward_sign,
@@ -170,6 +176,12 @@ def eval_reward_for(cfg, device=None):
 
     if cfg.reward_type in ("rm", "classifier", "callable"):
         return reward_for(cfg, device)
+    if cfg.reward_type == "human":          # a model only when the recipe names one (not the default)
+        import dataclasses
+
+        default = {f.name: f.default for f in dataclasses.fields(cfg)}["reward_model"]
+        if cfg.reward_model == default:
+            return None
     if cfg.reward_model:
         kind = "callable" if ":" in cfg.reward_model and not Path(cfg.reward_model).exists() else "rm"
         return make_reward(kind, cfg.reward_model, label=cfg.reward_label, device=device,

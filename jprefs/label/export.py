@@ -1,0 +1,244 @@
+"""``jprefs label export``: labels out of the database, in the jprefs data model.
+
+Per mode (every item of the database ends up in ``OUT`` or in ``OUT.rejects.jsonl`` with its
+reason, and ``OUT.summary.json`` has the counts, which add up):
+
+- ``rank``: one canonical rank list per item (responses best first), ready for ``jprefs
+  train-rm``. Several annotators' orders are combined by Borda count (ties broken by the mean
+  position, then by the file order); ``meta.label`` keeps each annotator's order, the Kendall
+  tau between them and the item's disagreement. ``--per-annotator`` writes one rank list per
+  annotator instead. Items marked "all bad" by a majority go to the rejects (``all_bad``).
+- ``ab``: one row per annotator and item, ``item_id, prompt, left, right, label, comment, rater``,
+  which ``jprefs eval import-human --labels OUT --key key.jsonl`` reads (``can't tell`` is an
+  empty label: import-human counts it as unlabelled).
+- ``review``: the accepted and the corrected pairs (with the corrected text; the machine
+  translation is kept in ``meta.review.original``) as canonical pairs; rejected pairs go to the
+  rejects with the reviewers' reasons. With several reviewers the majority verdict wins (correct
+  counts as accept), a tie is ``no_majority``.
+- ``reward``: one row per scored item: ``prompt, response, score`` (the mean of the annotators'
+  scores, 1-5 or thumbs up = 1 / down = 0) and each annotator's score.
+
+Every record keeps the licence of its item and names the annotators in ``meta.label``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from jprefs.data.io import atomic_write_json, rejects_path_for, write_jsonl
+from jprefs.data.schema import Message, PreferencePair, RankList
+from jprefs.errors import DataError
+
+EPILOG = """examples:
+  jprefs label export --db labels.sqlite -o ranked.jsonl
+  jprefs label export --db labels.sqlite --per-annotator -o ranked-by-annotator.jsonl
+  jprefs label export --db ab.sqlite -o ab-labels.jsonl     # then: jprefs eval import-human --labels ab-labels.jsonl --key key.jsonl"""
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", required=True, help="the labelling database (`jprefs label serve --db`)")
+    p.add_argument("-o", "--output", required=True, help="output JSONL")
+    p.add_argument("--per-annotator", action="store_true",
+                   help="rank: one rank list per annotator instead of one combined list per item")
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+
+
+def _kendall(a: list[int], b: list[int]) -> float:
+    pa, pb = {x: i for i, x in enumerate(a)}, {x: i for i, x in enumerate(b)}
+    items = list(pa)
+    conc = disc = 0
+    for i in range(len(items)):
+        for j in range(i + 1, len(items)):
+            s = (pa[items[i]] - pa[items[j]]) * (pb[items[i]] - pb[items[j]])
+            conc += s > 0
+            disc += s < 0
+    n = conc + disc
+    return (conc - disc) / n if n else 1.0
+
+
+def borda(orders: list[list[int]]) -> tuple[list[int], bool]:
+    """Combined order of several annotators' orders (best first) and whether a tie was broken.
+
+    >>> borda([[0, 1, 2], [1, 0, 2], [0, 2, 1]])
+    ([0, 1, 2], False)
+    """
+    k = len(orders[0])
+    points = Counter()
+    pos = defaultdict(list)
+    for o in orders:
+        for rank, idx in enumerate(o):
+            points[idx] += k - 1 - rank
+            pos[idx].append(rank)
+    key = {i: (-points[i], sum(pos[i]) / len(pos[i]), i) for i in range(k)}
+    order = sorted(range(k), key=lambda i: key[i])
+    tied = any(key[order[j]][:2] == key[order[j + 1]][:2] for j in range(k - 1))
+    return order, tied
+
+
+def _label_meta(labels: list[dict]) -> dict:
+    return {"annotators": [r["annotator"] for r in labels], "n_annotators": len(labels),
+            "labelled_at": [r["created"] for r in labels], "tool": "jprefs label"}
+
+
+def _unlabelled(rejects: list, item: dict, reason: str, error: str, **extra) -> None:
+    rejects.append({"item_id": item["item_id"], "source": item.get("source", ""), "reason": reason, "error": error,
+                    **extra})
+
+
+def export_rank(items, by_item, rejects, per_annotator: bool) -> list[dict]:
+    out = []
+    for it in items:
+        labels = by_item.get(it["item_id"], [])
+        if not labels:
+            _unlabelled(rejects, it, "unlabelled", "no annotator ranked this item")
+            continue
+        bad = [r for r in labels if r["value"].get("all_bad")]
+        if len(bad) * 2 > len(labels):
+            _unlabelled(rejects, it, "all_bad", f"{len(bad)} of {len(labels)} annotators marked every response bad",
+                        annotators=[r["annotator"] for r in bad])
+            continue
+        good = [r for r in labels if not r["value"].get("all_bad")]
+        orders = {r["annotator"]: r["value"]["order"] for r in good}
+        taus = [_kendall(orders[a], orders[b]) for i, a in enumerate(orders) for b in list(orders)[i + 1:]]
+        meta = dict(it.get("meta") or {})
+        base = {"orders": orders, "aggregation": "borda", "all_bad_votes": len(bad), **_label_meta(good)}
+        if taus:
+            base["kendall_tau_mean"] = round(sum(taus) / len(taus), 4)
+            base["disagreement"] = round((1 - sum(taus) / len(taus)) / 2, 4)
+        groups = [(a, [o]) for a, o in orders.items()] if per_annotator else [(None, list(orders.values()))]
+        for who, os_ in groups:
+            order, tied = borda(os_)
+            m = {**meta, "label": {**base, "order": order, **({"borda_tie_broken": True} if tied else {}),
+                                   **({"annotator": who} if who else {})}}
+            rl = RankList(id=f"{it['item_id']}:{who}" if who else it["item_id"], prompt=it["prompt"],
+                          responses=[it["responses"][i] for i in order], source="jprefs-label",
+                          source_id=it["item_id"], license=it.get("license") or "unknown", meta=m)
+            out.append(rl.to_dict())
+    return out
+
+
+def export_ab(items, by_item, rejects) -> list[dict]:
+    out = []
+    for it in items:
+        labels = by_item.get(it["item_id"], [])
+        if not labels:
+            _unlabelled(rejects, it, "unlabelled", "no annotator judged this pair")
+            continue
+        prompt = it.get("prompt_text")
+        if prompt is None:
+            prompt = "\n\n".join(m["content"] for m in it["prompt"])
+        for r in labels:
+            lab = r["value"]["label"]
+            out.append({"item_id": it["item_id"], "prompt": prompt, "left": it["left"], "right": it["right"],
+                        "label": "" if lab == "cant_tell" else lab,
+                        "comment": r["value"].get("comment") or ("can't tell" if lab == "cant_tell" else ""),
+                        "rater": r["annotator"], "labelled_at": r["created"]})
+    return out
+
+
+def export_review(items, by_item, rejects) -> list[dict]:
+    out = []
+    for it in items:
+        labels = by_item.get(it["item_id"], [])
+        if not labels:
+            _unlabelled(rejects, it, "unlabelled", "no reviewer looked at this pair")
+            continue
+        votes = Counter("accept" if r["value"]["verdict"] in ("accept", "correct") else "reject" for r in labels)
+        verdicts = {r["annotator"]: r["value"]["verdict"] for r in labels}
+        reasons = {r["annotator"]: r["value"].get("reason", "") for r in labels if r["value"]["verdict"] == "reject"}
+        if votes["accept"] == votes["reject"]:
+            _unlabelled(rejects, it, "no_majority", f"{votes['accept']} accept, {votes['reject']} reject",
+                        verdicts=verdicts, reasons=reasons)
+            continue
+        if votes["reject"] > votes["accept"]:
+            _unlabelled(rejects, it, "rejected_in_review", "; ".join(f"{a}: {t}" for a, t in reasons.items()),
+                        verdicts=verdicts, reasons=reasons)
+            continue
+        pair = dict(it["pair"])
+        corrections = [r for r in labels if r["value"]["verdict"] == "correct"]
+        review = {"verdicts": verdicts, **_label_meta(labels)}
+        if corrections:
+            fix = corrections[-1]["value"]["corrected"]          # the latest correction
+            original = {}
+            prompt = [dict(m) for m in pair["prompt"]]
+            for k, v in fix.items():
+                if k.startswith("prompt."):
+                    i = int(k.split(".", 1)[1])
+                    original[k], prompt[i]["content"] = prompt[i]["content"], v
+                else:
+                    original[k], pair[k] = pair[k], v
+            pair["prompt"] = prompt
+            review.update(corrected_by=corrections[-1]["annotator"], original=original)
+        meta = dict(pair.get("meta") or {})
+        meta["review"] = review
+        pair["meta"] = meta
+        p = PreferencePair.from_dict(pair)          # a correction must still make a valid pair
+        out.append(p.to_dict())
+    return out
+
+
+def export_reward(items, by_item, rejects) -> list[dict]:
+    out = []
+    for it in items:
+        labels = by_item.get(it["item_id"], [])
+        if not labels:
+            _unlabelled(rejects, it, "unlabelled", "nobody scored this response")
+            continue
+        vals = {r["annotator"]: score_value(r["value"]) for r in labels}
+        out.append({"id": it["item_id"], "prompt": it["prompt"], "response": it["response"],
+                    "score": sum(vals.values()) / len(vals), "scores": vals, "license": it.get("license", "unknown"),
+                    "meta": {"label": _label_meta(labels), **({"run": it["run"]} if "run" in it else {})}})
+    return out
+
+
+def score_value(value: dict) -> float:
+    """A human reward label as a number: the 1-5 score, or thumbs up = 1 and down = 0."""
+    if "thumb" in value:
+        return 1.0 if value["thumb"] == "up" else 0.0
+    return float(value["score"])
+
+
+def export(db: str | Path, output: str | Path, *, per_annotator: bool = False) -> dict[str, Any]:
+    from jprefs.label.store import Store
+
+    st = Store(db, create=False)
+    mode = st.mode
+    if mode is None:
+        raise DataError("the database has no labelling job", path=str(db), fix="start it with `jprefs label serve`")
+    items = st.items()
+    by_item: dict[str, list[dict]] = defaultdict(list)
+    for r in st.current_labels():
+        by_item[r["item_id"]].append(r)
+    rejects: list[dict] = []
+    fn = {"rank": lambda: export_rank(items, by_item, rejects, per_annotator),
+          "ab": lambda: export_ab(items, by_item, rejects),
+          "review": lambda: export_review(items, by_item, rejects),
+          "reward": lambda: export_reward(items, by_item, rejects)}[mode]
+    rows = fn()
+    out = Path(output)
+    write_jsonl(out, rows)
+    rpath = rejects_path_for(out)
+    write_jsonl(rpath, rejects)
+    exported_items = len({r.get("source_id") or r.get("item_id") or r.get("id") for r in rows})
+    summary = {"db": str(db), "mode": mode, "items": len(items), "exported_items": exported_items,
+               "rows": len(rows), "rejected_items": len(rejects),
+               "rejects_by_reason": dict(Counter(r["reason"] for r in rejects)),
+               "labels": sum(len(v) for v in by_item.values()), "annotators": st.annotators(),
+               "output": str(out), "rejects": str(rpath)}
+    if exported_items + len(rejects) != len(items):   # the counts must add up
+        raise AssertionError(f"export lost items: {exported_items} + {len(rejects)} != {len(items)}")
+    atomic_write_json(out.with_name(out.name + ".summary.json"), summary)
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    s = export(args.db, args.output, per_annotator=args.per_annotator)
+    print(f"label export: {s['items']} items -> {s['rows']} rows in {s['output']} ({s['exported_items']} items), "
+          f"{s['rejected_items']} in {s['rejects']}" +
+          (f" ({', '.join(f'{k} {v}' for k, v in s['rejects_by_reason'].items())})" if s["rejects_by_reason"] else ""))
+    return 0

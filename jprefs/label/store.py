@@ -1,0 +1,443 @@
+"""The labelling database: one SQLite file (WAL) per labelling job.
+
+Every submission is one row appended to ``events`` and committed (``synchronous=FULL``) before
+the server answers, so a server killed at any moment loses nothing that a page was told was
+saved. Nothing is ever updated in place: undo is an ``undo`` event that names the event it takes
+back, and an annotator's current label of an item is the latest ``label`` event not undone.
+
+Tables:
+
+- ``meta``: the job's settings (mode, overlap, seed, the input file and its sha256, guidelines);
+- ``items``: ``item_id``, ``pos`` (input order), ``payload`` (JSON: what the page shows and the
+  export needs), ``source`` (file and line);
+- ``annotators``: name, a salted sha256 of the access token (the token itself is only printed
+  once, when it is made), admin flag;
+- ``sessions``: a hash of each browser session id (cookie) and its annotator;
+- ``events``: ``label`` / ``skip`` / ``undo`` per (item, annotator) with the value, the time and
+  the milliseconds the annotator spent on the item;
+- ``claims``: which annotator was last shown which item and when, so that with ``overlap`` N no
+  more than N annotators are shown an item at the same time.
+
+Order: each annotator sees the items in a stable shuffled order, sorted by
+``sha256(seed:annotator:item_id)``; ``reward`` items (live PPO rollouts) come in arrival order.
+An item goes to an annotator who has not labelled or skipped it while fewer than ``overlap``
+annotators have labelled or hold a fresh claim on it; skipped items come back at the end.
+
+Example::
+
+    st = Store("labels.sqlite")
+    st.init_job(mode="rank", overlap=2, seed=0, source="cands.jsonl", source_sha="...")
+    st.add_items([("p1", {"prompt": ..., "responses": [...]}, "cands.jsonl:1")])
+    token = st.add_annotator("sato")
+    item = st.next_item("sato")
+    st.submit("sato", item["item_id"], {"order": [2, 0, 1, 3], "all_bad": False})
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from jprefs.errors import ConfigError, DataError
+
+MODES = ("rank", "ab", "review", "reward")
+SCHEMA_VERSION = 1
+CLAIM_TTL_S = 15 * 60          # an item shown to an annotator stays theirs this long
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS items (
+    item_id TEXT PRIMARY KEY, pos INTEGER NOT NULL, payload TEXT NOT NULL, source TEXT NOT NULL DEFAULT '',
+    created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS annotators (
+    name TEXT PRIMARY KEY, salt TEXT NOT NULL, token_hash TEXT NOT NULL, admin INTEGER NOT NULL DEFAULT 0,
+    created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    sid_hash TEXT PRIMARY KEY, annotator TEXT NOT NULL, created TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, item_id TEXT NOT NULL, annotator TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('label', 'skip', 'undo')), value TEXT NOT NULL,
+    elapsed_ms INTEGER, created TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_annotator ON events (annotator, id);
+CREATE INDEX IF NOT EXISTS events_by_item ON events (item_id);
+CREATE TABLE IF NOT EXISTS claims (
+    item_id TEXT NOT NULL, annotator TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (item_id, annotator));
+"""
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _hash_token(salt: str, token: str) -> str:
+    return hashlib.sha256(f"{salt}:{token}".encode("utf-8")).hexdigest()
+
+
+def order_key(seed: int, annotator: str, item_id: str) -> str:
+    """The sort key of an item in an annotator's stable shuffled order.
+
+    >>> order_key(0, "sato", "a") == order_key(0, "sato", "a") != order_key(0, "suzuki", "a")
+    True
+    """
+    return hashlib.sha256(f"{seed}:{annotator}:{item_id}".encode("utf-8")).hexdigest()
+
+
+class Store:
+    """The labelling database at ``path``. Safe to use from several threads: each thread gets its
+    own connection; writes take SQLite's write lock (``BEGIN IMMEDIATE``)."""
+
+    def __init__(self, path: str | Path, *, create: bool = True):
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise DataError("no such labelling database", path=str(self.path),
+                            fix="give the --db of a `jprefs label serve` run")
+        if self.path.exists() and self.path.is_dir():
+            raise DataError("is a folder, not a labelling database", path=str(self.path),
+                            fix="give a file name such as labels.sqlite")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        try:
+            self.conn().executescript(SCHEMA)   # executescript commits on its own
+        except sqlite3.DatabaseError as e:
+            raise DataError(f"not a labelling database ({e})", path=str(self.path),
+                            fix="give the --db file of a `jprefs label serve` run, or a new file name") from None
+        v = self.get_meta("schema_version")
+        if v is None:
+            self.set_meta("schema_version", SCHEMA_VERSION)
+        elif int(v) != SCHEMA_VERSION:
+            raise DataError(f"database schema version {v}, this jprefs reads {SCHEMA_VERSION}", path=str(self.path),
+                            fix="use the jprefs version that made it")
+
+    # ------------------------------------------------------------ connections
+    def conn(self) -> sqlite3.Connection:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = sqlite3.connect(str(self.path), timeout=30, isolation_level=None, check_same_thread=True)
+            c.row_factory = sqlite3.Row
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("PRAGMA synchronous=FULL")      # a commit is on disk before the page is told so
+            c.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = c
+        return c
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed when the block ends, rolled back on an exception."""
+        c = self.conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            yield c
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
+
+    def close(self) -> None:
+        c = getattr(self._local, "conn", None)
+        if c is not None:
+            c.close()
+            self._local.conn = None
+
+    # ------------------------------------------------------------ meta / job
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        row = self.conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row["value"]) if row else default
+
+    def set_meta(self, key: str, value: Any, c: sqlite3.Connection | None = None) -> None:
+        sql, args = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value, ensure_ascii=False))
+        if c is not None:
+            c.execute(sql, args)
+        else:
+            with self.write() as w:
+                w.execute(sql, args)
+
+    @property
+    def mode(self) -> str | None:
+        return self.get_meta("mode")
+
+    def init_job(self, *, mode: str, overlap: int = 1, seed: int = 0, **settings: Any) -> None:
+        """Record the job's settings in a new database, or check them against an existing one: the
+        mode and the input file cannot change (an error says so); overlap and guidelines can."""
+        if mode not in MODES:
+            raise ConfigError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
+        if overlap < 1:
+            raise ConfigError(f"--overlap {overlap}: each item needs at least 1 annotator")
+        with self.write() as c:
+            old = self.get_meta("mode")
+            if old is not None and old != mode:
+                raise ConfigError(f"{self.path} is a '{old}' labelling database, not '{mode}'\n"
+                                  f"  fix: --mode {old}, or a new --db for the '{mode}' job")
+            old_seed = self.get_meta("seed")
+            if old_seed is not None and old_seed != seed:
+                raise ConfigError(f"{self.path} was made with --seed {old_seed}; a new seed would reshuffle every "
+                                  f"annotator's order mid-way\n  fix: --seed {old_seed}, or a new --db")
+            self.set_meta("mode", mode, c)
+            self.set_meta("seed", seed, c)
+            self.set_meta("overlap", overlap, c)
+            if self.get_meta("created") is None:
+                self.set_meta("created", now_iso(), c)
+            for k, v in settings.items():
+                self.set_meta(k, v, c)
+
+    # ------------------------------------------------------------ items
+    def add_items(self, items: Iterable[tuple[str, dict, str]]) -> tuple[int, int]:
+        """Add ``(item_id, payload, source)`` items; an id already present with the same payload is
+        kept, with a different payload it is an error (the input changed under a running job).
+        Returns (added, already present)."""
+        added = same = 0
+        with self.write() as c:
+            pos = c.execute("SELECT COALESCE(MAX(pos), -1) + 1 FROM items").fetchone()[0]
+            for item_id, payload, source in items:
+                text = json.dumps(payload, ensure_ascii=False, sort_keys=True)
+                row = c.execute("SELECT payload FROM items WHERE item_id = ?", (item_id,)).fetchone()
+                if row is not None:
+                    if row["payload"] != text:
+                        raise DataError(f"item {item_id!r} is already in {self.path} with other content",
+                                        path=source.rsplit(":", 1)[0] if source else None,
+                                        fix="label a changed input into a new --db (the labels belong to the old "
+                                            "texts)")
+                    same += 1
+                    continue
+                c.execute("INSERT INTO items (item_id, pos, payload, source, created) VALUES (?, ?, ?, ?, ?)",
+                          (item_id, pos, text, source, now_iso()))
+                pos += 1
+                added += 1
+        return added, same
+
+    def item(self, item_id: str) -> dict | None:
+        row = self.conn().execute("SELECT * FROM items WHERE item_id = ?", (item_id,)).fetchone()
+        return self._item(row) if row else None
+
+    @staticmethod
+    def _item(row: sqlite3.Row) -> dict:
+        return {"item_id": row["item_id"], "pos": row["pos"], "source": row["source"],
+                **json.loads(row["payload"])}
+
+    def items(self) -> list[dict]:
+        return [self._item(r) for r in self.conn().execute("SELECT * FROM items ORDER BY pos")]
+
+    def n_items(self) -> int:
+        return self.conn().execute("SELECT COUNT(*) FROM items").fetchone()[0]
+
+    # ------------------------------------------------------------ annotators and sessions
+    def add_annotator(self, name: str, *, admin: bool = False, reset: bool = False) -> str | None:
+        """Create ``name`` and return its new access token, or None when it exists (``reset``: a new
+        token replaces the old one, and the old sessions end). Only a salted hash is stored."""
+        name = name.strip()
+        if not name or len(name) > 64 or any(ch in name for ch in ",\n\r\t") or not name.isprintable():
+            raise ConfigError(f"annotator name {name!r}: use 1-64 printable characters without commas")
+        with self.write() as c:
+            row = c.execute("SELECT name FROM annotators WHERE name = ?", (name,)).fetchone()
+            if row is not None and not reset:
+                return None
+            token, salt = secrets.token_urlsafe(18), secrets.token_hex(8)
+            c.execute("INSERT OR REPLACE INTO annotators (name, salt, token_hash, admin, created) "
+                      "VALUES (?, ?, ?, ?, ?)", (name, salt, _hash_token(salt, token), int(admin), now_iso()))
+            c.execute("DELETE FROM sessions WHERE annotator = ?", (name,))
+        return token
+
+    def annotators(self, *, include_admin: bool = False) -> list[str]:
+        sql = "SELECT name FROM annotators" + ("" if include_admin else " WHERE admin = 0") + " ORDER BY name"
+        return [r["name"] for r in self.conn().execute(sql)]
+
+    def check_login(self, name: str, token: str) -> bool:
+        row = self.conn().execute("SELECT salt, token_hash FROM annotators WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            _hash_token("x", token)    # the same work for an unknown name
+            return False
+        return hmac.compare_digest(row["token_hash"], _hash_token(row["salt"], token))
+
+    def is_admin(self, name: str) -> bool:
+        row = self.conn().execute("SELECT admin FROM annotators WHERE name = ?", (name,)).fetchone()
+        return bool(row and row["admin"])
+
+    def new_session(self, name: str) -> str:
+        sid = secrets.token_urlsafe(24)
+        with self.write() as c:
+            c.execute("INSERT INTO sessions (sid_hash, annotator, created) VALUES (?, ?, ?)",
+                      (hashlib.sha256(sid.encode()).hexdigest(), name, now_iso()))
+        return sid
+
+    def session_user(self, sid: str | None) -> str | None:
+        if not sid:
+            return None
+        row = self.conn().execute("SELECT annotator FROM sessions WHERE sid_hash = ?",
+                                  (hashlib.sha256(sid.encode()).hexdigest(),)).fetchone()
+        return row["annotator"] if row else None
+
+    def end_session(self, sid: str) -> None:
+        with self.write() as c:
+            c.execute("DELETE FROM sessions WHERE sid_hash = ?", (hashlib.sha256(sid.encode()).hexdigest(),))
+
+    # ------------------------------------------------------------ events
+    def _events(self, c: sqlite3.Connection, annotator: str | None = None) -> list[sqlite3.Row]:
+        if annotator is None:
+            return c.execute("SELECT * FROM events ORDER BY id").fetchall()
+        return c.execute("SELECT * FROM events WHERE annotator = ? ORDER BY id", (annotator,)).fetchall()
+
+    @staticmethod
+    def _replay(events: Iterable[sqlite3.Row]) -> tuple[dict, dict, list]:
+        """Per (annotator, item): the current label event and skip flags, after undos; and each
+        annotator's stack of events that undo can take back (most recent last)."""
+        labels: dict[tuple[str, str], sqlite3.Row] = {}
+        skips: dict[tuple[str, str], sqlite3.Row] = {}
+        stack: dict[str, list[sqlite3.Row]] = {}
+        for e in events:
+            key = (e["annotator"], e["item_id"])
+            st = stack.setdefault(e["annotator"], [])
+            if e["kind"] == "label":
+                labels[key] = e
+                skips.pop(key, None)
+                st.append(e)
+            elif e["kind"] == "skip":
+                skips[key] = e
+                st.append(e)
+            elif e["kind"] == "undo":
+                target = json.loads(e["value"]).get("undoes")
+                for i in range(len(st) - 1, -1, -1):
+                    if st[i]["id"] == target:
+                        gone = st.pop(i)
+                        k = (gone["annotator"], gone["item_id"])
+                        if gone["kind"] == "label":
+                            labels.pop(k, None)
+                            prev = [x for x in st if x["item_id"] == gone["item_id"] and x["kind"] == "label"]
+                            if prev:
+                                labels[k] = prev[-1]
+                        else:
+                            skips.pop(k, None)
+                        break
+        return labels, skips, stack
+
+    def current_labels(self) -> list[dict]:
+        """Every annotator's current label of every item: ``{item_id, annotator, value, created,
+        elapsed_ms, event_id}``, in event order."""
+        labels, _, _ = self._replay(self._events(self.conn()))
+        out = [{"item_id": e["item_id"], "annotator": e["annotator"], "value": json.loads(e["value"]),
+                "created": e["created"], "elapsed_ms": e["elapsed_ms"], "event_id": e["id"]}
+               for e in labels.values()]
+        return sorted(out, key=lambda r: r["event_id"])
+
+    def skipped(self) -> list[tuple[str, str]]:
+        _, skips, _ = self._replay(self._events(self.conn()))
+        return sorted(skips)
+
+    def submit(self, annotator: str, item_id: str, value: dict, *, elapsed_ms: int | None = None,
+               kind: str = "label") -> int:
+        """Commit a label (or a skip) and return its event id. The item must exist."""
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        with self.write() as c:
+            if c.execute("SELECT 1 FROM items WHERE item_id = ?", (item_id,)).fetchone() is None:
+                raise KeyError(item_id)
+            cur = c.execute("INSERT INTO events (item_id, annotator, kind, value, elapsed_ms, created) "
+                            "VALUES (?, ?, ?, ?, ?, ?)", (item_id, annotator, kind, text, elapsed_ms, now_iso()))
+            c.execute("DELETE FROM claims WHERE item_id = ? AND annotator = ?", (item_id, annotator))
+            return int(cur.lastrowid)
+
+    def undo(self, annotator: str) -> tuple[str, dict | None] | None:
+        """Take back the annotator's latest label or skip; return its item (shown next) and the
+        label taken back (None for a skip), or None when there is nothing to undo."""
+        with self.write() as c:
+            _, _, stack = self._replay(self._events(c, annotator))
+            st = stack.get(annotator) or []
+            if not st:
+                return None
+            last = st[-1]
+            c.execute("INSERT INTO events (item_id, annotator, kind, value, elapsed_ms, created) "
+                      "VALUES (?, ?, 'undo', ?, NULL, ?)",
+                      (last["item_id"], annotator, json.dumps({"undoes": last["id"]}), now_iso()))
+            c.execute("INSERT OR REPLACE INTO claims (item_id, annotator, at) VALUES (?, ?, ?)",
+                      (last["item_id"], annotator, time.time()))
+            return last["item_id"], (json.loads(last["value"]) if last["kind"] == "label" else None)
+
+    # ------------------------------------------------------------ assignment
+    def next_item(self, annotator: str, *, now: float | None = None) -> dict | None:
+        """The next item for ``annotator`` (and a claim on it), or None when nothing is left."""
+        now = time.time() if now is None else now
+        overlap = int(self.get_meta("overlap", 1))
+        seed = int(self.get_meta("seed", 0))
+        arrival = self.get_meta("mode") == "reward"
+        with self.write() as c:
+            labels, skips, _ = self._replay(self._events(c))
+            c.execute("DELETE FROM claims WHERE at < ?", (now - CLAIM_TTL_S,))
+            claims: dict[str, set[str]] = {}
+            for r in c.execute("SELECT item_id, annotator FROM claims"):
+                claims.setdefault(r["item_id"], set()).add(r["annotator"])
+            mine = claims and {i for i, who in claims.items() if annotator in who}
+            holders: dict[str, set[str]] = {}
+            for (who, item_id) in labels:
+                holders.setdefault(item_id, set()).add(who)
+            rows = c.execute("SELECT item_id, pos FROM items").fetchall()
+            open_, later = [], []
+            for r in rows:
+                i = r["item_id"]
+                if (annotator, i) in labels:
+                    continue
+                if mine and i in mine:            # shown before and not answered: the same item again
+                    open_.append((-1, "", r["pos"], i))
+                    continue
+                others = (holders.get(i, set()) | claims.get(i, set())) - {annotator}
+                if len(others) >= overlap:
+                    continue
+                key = (0, "", r["pos"], i) if arrival else (0, order_key(seed, annotator, i), 0, i)
+                (later if (annotator, i) in skips else open_).append(key)
+            pick = min(open_) if open_ else (min(later) if later else None)
+            if pick is None:
+                return None
+            item_id = pick[3]
+            c.execute("INSERT OR REPLACE INTO claims (item_id, annotator, at) VALUES (?, ?, ?)",
+                      (item_id, annotator, now))
+            row = c.execute("SELECT * FROM items WHERE item_id = ?", (item_id,)).fetchone()
+        return self._item(row)
+
+    def release(self, annotator: str) -> None:
+        """Drop the annotator's claims (log out)."""
+        with self.write() as c:
+            c.execute("DELETE FROM claims WHERE annotator = ?", (annotator,))
+
+    def progress(self, annotator: str | None = None) -> dict:
+        """Counts for the page and for ``jprefs label stats``."""
+        c = self.conn()
+        overlap = int(self.get_meta("overlap", 1))
+        labels, skips, _ = self._replay(self._events(c))
+        n = self.n_items()
+        per_item: dict[str, int] = {}
+        for (_, i) in labels:
+            per_item[i] = per_item.get(i, 0) + 1
+        out = {"items": n, "overlap": overlap, "labels": len(labels),
+               "complete": sum(1 for v in per_item.values() if v >= overlap),
+               "started": len(per_item), "target_labels": n * overlap}
+        by = {}
+        for (who, _) in labels:
+            by[who] = by.get(who, 0) + 1
+        out["by_annotator"] = dict(sorted(by.items()))
+        if annotator is not None:
+            out["mine"] = by.get(annotator, 0)
+            out["my_skipped"] = sum(1 for (who, _) in skips if who == annotator)
+        return out
+
+    # ------------------------------------------------------------ live rewards (PPO)
+    def wait_for_labels(self, item_ids: list[str], *, need: int = 1, timeout_s: float = 600.0,
+                        poll_s: float = 0.5, on_wait=None) -> dict[str, list[dict]]:
+        """Block until each item has ``need`` current labels or ``timeout_s`` passes; return
+        ``item_id -> [label, ...]`` of what there is (complete or not)."""
+        deadline = time.monotonic() + timeout_s
+        want = set(item_ids)
+        while True:
+            got: dict[str, list[dict]] = {i: [] for i in item_ids}
+            for r in self.current_labels():
+                if r["item_id"] in want:
+                    got[r["item_id"]].append(r)
+            done = sum(1 for i in item_ids if len(got[i]) >= need)
+            if done == len(item_ids) or time.monotonic() >= deadline:
+                return got
+            if on_wait is not None:
+                on_wait(done, len(item_ids))
+            time.sleep(poll_s)
