@@ -1,0 +1,314 @@
+"""The labelling store, the HTTP API (in-process, no browser), items and export."""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import sqlite3
+import threading
+from contextlib import redirect_stderr
+from pathlib import Path
+
+import pytest
+
+from jprefs.cli import main
+from jprefs.data.io import read_records
+from jprefs.data.schema import RankList
+from jprefs.errors import ConfigError, DataError
+from jprefs.label import export as lexport
+from jprefs.label.items import load_items
+from jprefs.label.server import BadRequest, check_value, make_server
+from jprefs.label.store import CLAIM_TTL_S, Store
+
+from .conftest import write_cands
+
+
+def rank_store(tmp_path, n=4, overlap=1, seed=0) -> Store:
+    cands = write_cands(tmp_path / "c.jsonl", n)
+    st = Store(tmp_path / "l.sqlite")
+    st.init_job(mode="rank", overlap=overlap, seed=seed)
+    st.add_items(load_items("rank", str(cands), seed=seed).items)
+    return st
+
+
+# ---------------------------------------------------------------- store
+
+def test_order_is_stable_per_annotator_and_differs_between_them(tmp_path):
+    st = rank_store(tmp_path, n=8, overlap=2)
+    st.add_annotator("a")
+    st.add_annotator("b")
+
+    def walk(who):
+        seq = []
+        while (it := st.next_item(who)) is not None:
+            seq.append(it["item_id"])
+            st.submit(who, it["item_id"], {"order": list(range(len(it["responses"]))), "all_bad": False})
+        return seq
+
+    a, b = walk("a"), walk("b")
+    assert sorted(a) == sorted(b) == [f"p{i}" for i in range(8)]
+    assert a != b                                  # each annotator has their own shuffle
+    st2 = rank_store(tmp_path / "again", n=8, overlap=2)
+    st2.add_annotator("a")
+    assert st2.next_item("a")["item_id"] == a[0]   # the same seed, the same order
+
+
+def test_overlap_and_claims(tmp_path):
+    st = rank_store(tmp_path, n=2, overlap=1)
+    x = st.next_item("a")
+    y = st.next_item("b")
+    assert x["item_id"] != y["item_id"]             # a's claim keeps b off a's item
+    assert st.next_item("c") is None                 # overlap 1: both items are taken
+    assert st.next_item("a")["item_id"] == x["item_id"]   # shown again until answered
+    # a claim older than the TTL is released
+    import time
+
+    assert st.next_item("c", now=time.time() + CLAIM_TTL_S + 5) is not None
+
+
+def test_undo_restores_and_skip_comes_last(tmp_path):
+    st = rank_store(tmp_path, n=3)
+    first = st.next_item("a")["item_id"]
+    st.submit("a", first, {"order": [0, 1, 2, 3][:3], "all_bad": False})
+    second = st.next_item("a")["item_id"]
+    st.submit("a", second, {}, kind="skip")
+    third = st.next_item("a")["item_id"]
+    assert third not in (first, second)
+    assert st.undo("a") == (second, None)            # the skip is taken back first
+    assert st.undo("a")[0] == first
+    assert st.current_labels() == []
+    assert st.undo("a") is None
+    # relabel twice, undo once: the earlier label of the same item comes back
+    st.submit("a", first, {"order": [0, 1, 2], "all_bad": False})
+    st.submit("a", first, {"order": [2, 1, 0], "all_bad": False})
+    st.undo("a")
+    assert [r["value"]["order"] for r in st.current_labels()] == [[0, 1, 2]]
+
+
+def test_job_settings_cannot_change_under_a_database(tmp_path):
+    st = rank_store(tmp_path)
+    with pytest.raises(ConfigError, match="'rank' labelling database"):
+        st.init_job(mode="ab")
+    with pytest.raises(ConfigError, match="--seed 0"):
+        st.init_job(mode="rank", seed=3)
+    with pytest.raises(DataError, match="other content"):
+        st.add_items([("p0", {"prompt": "changed"}, "x:1")])
+    bad = tmp_path / "not.sqlite"
+    bad.write_text("hello, not a database " * 100)
+    with pytest.raises(DataError, match="not a labelling database"):
+        Store(bad)
+
+
+def test_tokens_are_hashed_and_checked(tmp_path):
+    st = rank_store(tmp_path)
+    tok = st.add_annotator("佐藤")
+    assert st.add_annotator("佐藤") is None          # exists: no second token
+    assert st.check_login("佐藤", tok) and not st.check_login("佐藤", tok + "x") and not st.check_login("x", tok)
+    raw = sqlite3.connect(st.path).execute("SELECT * FROM annotators").fetchall()
+    assert tok not in json.dumps(raw, ensure_ascii=False)
+    new = st.add_annotator("佐藤", reset=True)
+    assert st.check_login("佐藤", new) and not st.check_login("佐藤", tok)
+    with pytest.raises(ConfigError):
+        st.add_annotator("a,b")
+
+
+# ---------------------------------------------------------------- values
+
+def test_check_value_per_mode():
+    item = {"responses": ["a", "b", "c"]}
+    assert check_value("rank", item, {"order": [2, 0, 1]})["order"] == [2, 0, 1]
+    for bad in ({"order": [0, 1]}, {"order": [0, 0, 1]}, {"order": [True, 0, 2]}, {"order": "012"},
+                {"order": [0, 1, 2], "all_bad": "yes"}):
+        with pytest.raises(BadRequest):
+            check_value("rank", item, bad)
+    with pytest.raises(BadRequest):
+        check_value("ab", {}, {"label": "A"})
+    pair = {"pair": {"prompt": [{"role": "user", "content": "q"}], "chosen": "c", "rejected": "r"}}
+    with pytest.raises(BadRequest, match="reason"):
+        check_value("review", pair, {"verdict": "reject"})
+    with pytest.raises(BadRequest):
+        check_value("review", pair, {"verdict": "correct", "corrected": {"meta": "x"}})
+    assert check_value("review", pair, {"verdict": "correct", "corrected": {"prompt.0": "問"}})["corrected"] == \
+        {"prompt.0": "問"}
+    for bad in ({"score": 0}, {"score": 6}, {"score": 2.5}, {"score": True}):
+        with pytest.raises(BadRequest):
+            check_value("reward", {}, bad)
+    with pytest.raises(BadRequest):
+        check_value("reward", {}, {"score": 3}, reward_scale="thumbs")
+
+
+# ---------------------------------------------------------------- HTTP API
+
+@pytest.fixture
+def api(tmp_path):
+    st = rank_store(tmp_path)
+    token = st.add_annotator("sato")
+    admin = st.add_annotator("admin", admin=True)
+    log = io.StringIO()
+    srv = make_server(st, "127.0.0.1", 0, quiet=False)
+    with redirect_stderr(log):
+        t = threading.Thread(target=srv.serve_forever, daemon=True)
+        t.start()
+        port = srv.server_address[1]
+
+        def call(method, path, body=None, cookie=None, headers=None):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            h = {"Content-Type": "application/json", **(headers or {})}
+            if cookie:
+                h["Cookie"] = cookie
+            c.request(method, path, body=json.dumps(body) if isinstance(body, dict) else body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            c.close()
+            return r, data
+
+        yield call, token, admin, log, st
+        srv.shutdown()
+        srv.server_close()
+
+
+def _login(call, name, token):
+    r, body = call("POST", "/api/login", {"name": name, "token": token})
+    assert r.status == 200, body
+    return r.getheader("Set-Cookie").split(";")[0]
+
+
+def test_api_auth_origin_and_headers(api):
+    call, token, admin, log, st = api
+    r, _ = call("GET", "/api/next")
+    assert r.status == 401
+    r, _ = call("POST", "/api/login", {"name": "sato", "token": "wrong"})
+    assert r.status == 403
+    r, _ = call("POST", "/api/login", {"name": "sato", "token": token}, headers={"Origin": "http://evil.example"})
+    assert r.status == 403                                   # cross-site login refused
+    r, _ = call("POST", "/api/login", "name=sato", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status == 415                                   # a plain form post cannot reach the API
+    r, _ = call("POST", "/api/login", {"name": "sato", "token": token})
+    cookie = r.getheader("Set-Cookie")
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    sid = cookie.split(";")[0]
+    r, body = call("GET", "/api/next", cookie=sid)
+    assert r.status == 200 and json.loads(body)["item"]["item_id"].startswith("p")
+    assert "script-src 'self'" in r.getheader("Content-Security-Policy")
+    assert r.getheader("X-Content-Type-Options") == "nosniff"
+    r, _ = call("GET", "/api/stats", cookie=sid)
+    assert r.status == 403                                   # not the admin
+    r, body = call("GET", "/api/stats", cookie=_login(call, "admin", admin))
+    assert r.status == 200 and json.loads(body)["mode"] == "rank"
+    for path in ("/static/../store.py", "/static/%2e%2e/store.py", "/static/nope.js"):
+        assert call("GET", path)[0].status == 404
+    text = log.getvalue()
+    assert "/api/login" in text and token not in text and admin not in text and sid.split("=")[1] not in text
+
+
+def test_api_submit_validates_and_commits(api):
+    call, token, _, _, st = api
+    sid = _login(call, "sato", token)
+    item = json.loads(call("GET", "/api/next", cookie=sid)[1])["item"]
+    k = len(item["responses"])
+    r, body = call("POST", "/api/submit", {"item_id": item["item_id"], "value": {"order": [0] * k}}, cookie=sid)
+    assert r.status == 400 and "each of the" in json.loads(body)["error"]
+    r, _ = call("POST", "/api/submit", {"item_id": "nope", "value": {}}, cookie=sid)
+    assert r.status == 404
+    r, body = call("POST", "/api/submit", "{not json", cookie=sid)
+    assert r.status == 400
+    order = [x["index"] for x in item["responses"]][::-1]
+    r, body = call("POST", "/api/submit", {"item_id": item["item_id"], "value": {"order": order},
+                                           "elapsed_ms": 1234}, cookie=sid)
+    assert r.status == 200
+    # committed before the answer: a fresh connection sees it
+    fresh = sqlite3.connect(st.path).execute("SELECT item_id, value, elapsed_ms FROM events").fetchall()
+    assert fresh == [(item["item_id"], json.dumps({"all_bad": False, "comment": "", "order": order}), 1234)]
+    assert json.loads(body)["item"]["item_id"] != item["item_id"]
+
+
+# ---------------------------------------------------------------- items and export
+
+def test_items_reject_bad_rows_with_reasons(tmp_path):
+    p = tmp_path / "c.jsonl"
+    p.write_bytes(b'{"id": "a", "prompt": "q", "responses": ["x", "y", "x"]}\n'
+                  b'{"id": "a", "prompt": "q", "responses": ["x", "z"]}\n'
+                  b'{"prompt": "q", "responses": ["only"]}\n'
+                  b'{"prompt": 5, "responses": ["a", "b"]}\n'
+                  b'\xff\xfe broken\n[1, 2]\n')
+    got = load_items("rank", str(p))
+    assert got.rows == 6 and len(got.items) + len(got.rejects) == 6
+    assert got.items[0][1]["responses"] == ["x", "y"] and got.items[0][1]["duplicates"] == 1
+    assert [r["reason"] for r in got.rejects][:3] == ["duplicate_id", "too_few_responses", "non_string_prompt"]
+    assert all(r["file"] == str(p) and "line" in r for r in got.rejects)
+
+
+def _label_all(st, who, order_fn, all_bad=frozenset()):
+    st.add_annotator(who)
+    while (it := st.next_item(who)) is not None:
+        k = len(it["responses"])
+        st.submit(who, it["item_id"], {"order": order_fn(k), "all_bad": it["item_id"] in all_bad, "comment": ""})
+
+
+def test_export_rank_borda_all_bad_unlabelled_and_counts(tmp_path):
+    st = rank_store(tmp_path, n=5, overlap=2)
+    # p4 stays unlabelled: both annotators skip it
+    for who in ("a", "b"):
+        st.add_annotator(who)
+        st.submit(who, "p4", {}, kind="skip")
+    _label_all(st, "a", lambda k: list(range(k)), all_bad={"p3"})
+    _label_all(st, "b", lambda k: [1, 0] + list(range(2, k)), all_bad={"p3"})
+    # an item was offered again after the skip: drop those labels so p4 stays unlabelled
+    with st.write() as c:
+        c.execute("DELETE FROM events WHERE item_id = 'p4' AND kind = 'label'")
+    out = tmp_path / "ranked.jsonl"
+    s = lexport.export(st.path, out)
+    assert s["items"] == 5 and s["exported_items"] == 3 and s["rejects_by_reason"] == {"all_bad": 1, "unlabelled": 1}
+    recs = read_records(out)
+    assert all(isinstance(r, RankList) for r in recs)
+    p0 = [r for r in recs if r.id == "p0"][0]
+    # Borda of [0,1,2,3] and [1,0,2,3]: 0 and 1 tie on points and mean position -> index order
+    assert p0.responses[:2] == ["東京です。", "大阪です。"] and p0.meta["label"]["borda_tie_broken"] is True
+    assert p0.license == "cc-by-4.0" and p0.meta["label"]["annotators"] == ["a", "b"]
+    assert p0.meta["label"]["kendall_tau_mean"] == pytest.approx(2 / 3)
+    assert len(p0.to_pairs()) == 6                              # ready for train-rm
+    per = tmp_path / "per.jsonl"
+    lexport.export(st.path, per, per_annotator=True)
+    assert len(read_records(per)) == 6
+
+
+def test_export_review_majority_and_no_majority(tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"id": f"x{i}", "prompt": [{"role": "user", "content": f"質問{i}"}], "chosen": "良い答え", "rejected": "悪い答え",
+             "source": "s", "license": "mit"} for i in range(3)]
+    pairs.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    st = Store(tmp_path / "r.sqlite")
+    st.init_job(mode="review", overlap=2)
+    loaded = load_items("review", str(pairs))
+    assert loaded.notes and "keep_source_text" in loaded.notes[0]
+    st.add_items(loaded.items)
+    st.submit("a", "x0", {"verdict": "accept"})
+    st.submit("b", "x0", {"verdict": "correct", "corrected": {"chosen": "より良い答え"}})
+    st.submit("a", "x1", {"verdict": "accept"})
+    st.submit("b", "x1", {"verdict": "reject", "reason": "誤訳"})
+    s = lexport.export(st.path, tmp_path / "out.jsonl")
+    assert s["rejects_by_reason"] == {"no_majority": 1, "unlabelled": 1}
+    (rec,) = read_records(tmp_path / "out.jsonl")
+    assert rec.chosen == "より良い答え" and rec.meta["review"]["original"] == {"chosen": "良い答え"}
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["label", "serve", str(tmp_path / "missing.jsonl"), "--db", str(tmp_path / "x.sqlite"),
+                 "--mode", "rank", "--no-serve"]) == 2
+    err = capsys.readouterr().err
+    assert "missing.jsonl" in err and "Traceback" not in err
+    assert main(["label", "stats", "--db", str(tmp_path / "none.sqlite")]) == 2
+    assert "no such labelling database" in capsys.readouterr().err
+    assert main(["label"]) == 2
+    cands = write_cands(tmp_path / "c.jsonl")
+    assert main(["label", "serve", str(cands), "--db", str(tmp_path / "l.sqlite"), "--mode", "rank",
+                 "--annotators", "a,a", "--no-serve"]) == 2
+    assert main(["label", "serve", str(cands), "--db", str(tmp_path / "l.sqlite"), "--mode", "rank",
+                 "--annotators", "a", "--no-serve"]) == 0
+    out = capsys.readouterr().out
+    assert "access token for a:" in out and "4 items (4 new" in out
+    assert main(["label", "serve", str(cands), "--db", str(tmp_path / "l.sqlite"), "--mode", "rank",
+                 "--annotators", "a", "--no-serve"]) == 0
+    out = capsys.readouterr().out
+    assert "access token for a" not in out and "(0 new, 4 already" in out and "earlier tokens: a" in out
