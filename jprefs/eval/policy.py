@@ -243,7 +243,7 @@ def add_sampling_args(parser: argparse.ArgumentParser, *, per: str) -> None:
 def check_sampling_args(args) -> None:
     """One :class:`ConfigError` naming the flag for a value :func:`add_sampling_args`' options refuse."""
     def bad(flag, val, fix):
-        raise ConfigError(f"{flag}={val!r}: {fix}")
+        raise ConfigError(f"{flag}={val!r} is out of range\n  fix: {fix}")
 
     if args.samples_per_prompt < 1:
         bad("--samples-per-prompt", args.samples_per_prompt, "give at least 1")
