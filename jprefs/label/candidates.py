@@ -347,7 +347,8 @@ def write_candidates(spec, prompts, args) -> dict:
                    "that was stopped while writing it")
             os.truncate(out, keep)
         if done:
-            eprint(f"{COMMAND}: {out}: {done} of {len(prompts)} prompts done; continuing after {prompts[done - 1].id!r}")
+            eprint(f"{COMMAND}: {out}: {done} of {len(prompts)} prompts done; continuing after "
+                   f"{prompts[done - 1].id!r}")
     t0 = time.time()
     # the model loads before the summary is written: a model that does not load leaves no file behind
     loaded = _load_model(spec, args, device) if done < len(prompts) else None

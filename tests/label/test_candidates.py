@@ -21,7 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REPO = Path(__file__).resolve().parents[2]
 TEXTS = ["今日はいい天気です。", "この本はとても面白かった。", "新しい部屋は広くて明るい。", "明日は雨が降るらしい。"]
-PROMPTS = [{"id": "p1", "prompt": "今日の天気は", "category": "weather", "license": "cc-by-4.0"},
+PROMPTS = [{"id": "p1", "prompt": "今日の天気は", "category": "weather",
+            "license": "cc-by-4.0"},
            {"id": "p2", "prompt": "この本は", "category": "books"},
            {"id": "p3", "prompt": [{"role": "user", "content": "新しい部屋は"}], "category": "home"},
            {"id": "p4", "prompt": "明日は", "category": "weather"},
