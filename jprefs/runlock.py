@@ -20,6 +20,10 @@ instead of interleaving ``metrics.jsonl`` or paying for every translation twice.
   which asks again for the same folder.
 - Where ``fcntl`` does not exist (Windows), the lock file is created with ``O_EXCL`` and
   one that names a pid no longer running on this host is taken over.
+- **One file of a folder**: a command whose output is one file among others
+  (``jprefs label candidates -o CANDS.jsonl``) passes ``lock_name=".CANDS.jsonl.lock"``, so
+  that two runs into one file refuse each other while runs into files beside it do not; such
+  a lock cleans no temporary files (the folder is not its own).
 
 While holding the lock a run calls :func:`clean_stale_temp`: temporary files that a
 killed writer left (``.NAME.tmp-PID`` of atomic writes, ``.checkpoint-N.tmp`` folders,
@@ -130,9 +134,10 @@ class RunLock:
     """
 
     def __init__(self, folder: str | os.PathLike, command: str, *, shard: str = "",
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, lock_name: str = LOCK_NAME):
         self.folder = Path(folder)
         self.command = command
+        self.lock_name = lock_name
         m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard or "")
         self.shard = f"{int(m[1])}/{int(m[2])}" if m and int(m[2]) > 1 else ""   # else: the whole folder
         self.log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -145,7 +150,7 @@ class RunLock:
 
     @property
     def path(self) -> Path:
-        return self.folder / LOCK_NAME
+        return self.folder / self.lock_name
 
     def _shard_path(self) -> Path:
         i, n = self.shard.split("/")
@@ -161,7 +166,7 @@ class RunLock:
     def acquire(self) -> "RunLock":
         """Take the lock or raise :class:`FolderBusyError`; then clean stale temp files."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        key = (os.path.realpath(self.folder), threading.get_ident(), self.shard)
+        key = (os.path.realpath(self.folder), threading.get_ident(), self.shard, self.lock_name)
         with _held_guard:
             if key in _held:                 # this thread holds it already (merge -> translate)
                 _held[key][1] += 1
@@ -174,6 +179,8 @@ class RunLock:
         with _held_guard:
             _held[key] = [self, 1]
         self._key = key
+        if self.lock_name != LOCK_NAME:      # a lock on one file: the folder's temp files are not its own
+            return self
         self.cleaned = clean_stale_temp(self.folder, only_dead_pids=bool(self.shard))
         if self.cleaned:
             self.log(f"{self.command}: removed {self.cleaned} temporary file(s) left by an interrupted run "
@@ -193,9 +200,12 @@ class RunLock:
             who = (f"another process (the lock file names pid {named[0]['pid']}, which has ended; a process "
                    f"it started may still run)" if named else _describe({}))
             verb, fix = "is", f"wait for it to finish (`fuser {self.path}` shows who holds the lock)"
+        one_file = self.lock_name != LOCK_NAME          # a lock on one file (.NAME.lock): name that file
+        target = self.folder / self.lock_name.removeprefix(".").removesuffix(".lock") if one_file else self.folder
+        kind, new = ("file", "NEW_FILE") if one_file else ("folder", "NEW_DIR")
         return FolderBusyError(
-            f"{who} {verb} writing to {self.folder}; two runs into one folder would overwrite each other's "
-            f"files.\n  fix: {fix}, or write to another folder (-o NEW_DIR)",
+            f"{who} {verb} writing to {target}; two runs into one {kind} would overwrite each other's "
+            f"files.\n  fix: {fix}, or write to another {kind} (-o {new})",
             folder=str(self.folder), holders=live)
 
     def _take(self, path: Path, mode: int) -> int | None:
@@ -310,7 +320,8 @@ class RunLock:
 
 @contextlib.contextmanager
 def run_lock(folder: str | os.PathLike, command: str, *, is_main: bool = True,
-             broadcast: Callable | None = None, shard: str = "", log: Callable[[str], None] | None = None):
+             broadcast: Callable | None = None, shard: str = "", log: Callable[[str], None] | None = None,
+             lock_name: str = LOCK_NAME):
     """:class:`RunLock` for a run of one or several processes: the main process takes the lock,
     ``broadcast(obj) -> rank 0's obj`` tells every process the outcome, and all of them raise
     the same :class:`FolderBusyError` when it was refused (no process is left waiting in a
@@ -319,7 +330,7 @@ def run_lock(folder: str | os.PathLike, command: str, *, is_main: bool = True,
     >>> with run_lock(out, "jprefs rl", is_main=dist.is_main, broadcast=share):   # doctest: +SKIP
     ...     train()
     """
-    lock = RunLock(folder, command, shard=shard, log=log) if is_main else None
+    lock = RunLock(folder, command, shard=shard, log=log, lock_name=lock_name) if is_main else None
     error = None
     try:
         if lock is not None:

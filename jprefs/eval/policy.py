@@ -199,18 +199,7 @@ def configure_policy(parser: argparse.ArgumentParser) -> None:
       help="what rewards and judges score: (prompt, response), prompt+response as one text, or the response")
     a("--judge-reward", action="append", default=[], metavar="SPEC",
       help="an extra reward source reported beside the main one (repeatable)")
-    a("--samples-per-prompt", "-k", type=int, default=4, help="answers per prompt and policy (default 4)")
-    a("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy; default 1)")
-    a("--top-k", type=int, default=0, help="top-k filter (0 = off)")
-    a("--top-p", type=float, default=1.0, help="nucleus filter (1 = off)")
-    a("--max-new-tokens", type=int, default=64, help="response length limit in tokens (default 64)")
-    a("--min-new-tokens", type=int, default=0, help="EOS forbidden for the first N tokens (default 0)")
-    a("--prompt-max-tokens", type=int, default=256, help="prompts are cut from the left to this many tokens")
-    a("--beta-gen", type=float, default=None, help="ILQL decoding strength for every ILQL policy (default: each "
-                                                   "run's own beta_gen)")
-    a("--no-chat-template", action="store_true", help="give instruction models the raw prompt text")
-    a("--seed", type=int, default=0, help="sampling seed: batch b draws with seed + b (default 0)")
-    a("--batch-size", type=int, default=16, help="answers generated per batch (default 16)")
+    add_sampling_args(parser, per="answers per prompt and policy")
     a("--reward-batch-size", type=int, default=32, help="texts per reward-model batch (default 32)")
     g = parser.add_argument_group("LLM judge (any OpenAI-compatible server; see `jprefs eval judge --help`)")
     g.add_argument("--judge", metavar="MODEL", default=None,
@@ -232,9 +221,29 @@ def configure_policy(parser: argparse.ArgumentParser) -> None:
     a("-o", "--output", required=True, metavar="DIR", help="output folder")
 
 
-def _check_args(args) -> None:
+def add_sampling_args(parser: argparse.ArgumentParser, *, per: str) -> None:
+    """The decoding options ``jprefs eval policy`` and ``jprefs label candidates`` share (``-k``,
+    temperature, top-k/p, token limits, ILQL's ``--beta-gen``, chat template, seed, batch size);
+    ``per`` says what ``-k`` counts. :func:`check_sampling_args` checks their values."""
+    a = parser.add_argument
+    a("--samples-per-prompt", "-k", type=int, default=4, help=f"{per} (default 4)")
+    a("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy; default 1)")
+    a("--top-k", type=int, default=0, help="top-k filter (0 = off)")
+    a("--top-p", type=float, default=1.0, help="nucleus filter (1 = off)")
+    a("--max-new-tokens", type=int, default=64, help="response length limit in tokens (default 64)")
+    a("--min-new-tokens", type=int, default=0, help="EOS forbidden for the first N tokens (default 0)")
+    a("--prompt-max-tokens", type=int, default=256, help="prompts are cut from the left to this many tokens")
+    a("--beta-gen", type=float, default=None, help="ILQL decoding strength for every ILQL policy (default: each "
+                                                   "run's own beta_gen)")
+    a("--no-chat-template", action="store_true", help="give instruction models the raw prompt text")
+    a("--seed", type=int, default=0, help="sampling seed: batch b draws with seed + b (default 0)")
+    a("--batch-size", type=int, default=16, help="answers generated per batch (default 16)")
+
+
+def check_sampling_args(args) -> None:
+    """One :class:`ConfigError` naming the flag for a value :func:`add_sampling_args`' options refuse."""
     def bad(flag, val, fix):
-        raise ConfigError(f"{flag}={val!r}: {fix}")
+        raise ConfigError(f"{flag}={val!r} is out of range\n  fix: {fix}")
 
     if args.samples_per_prompt < 1:
         bad("--samples-per-prompt", args.samples_per_prompt, "give at least 1")
@@ -256,7 +265,7 @@ def run_policy(args) -> int:
     from jprefs.data.io import eprint
     from jprefs.eval.prompts import load_eval_prompts
 
-    _check_args(args)
+    check_sampling_args(args)
     prompts = load_eval_prompts(args.prompts, limit=args.limit)
     baseline = resolve_policy(args.baseline, beta_gen=args.beta_gen)
     policies = [resolve_policy(s, beta_gen=args.beta_gen) for s in args.policy]
@@ -399,6 +408,33 @@ def _same_vocab(tok_a, tok_b) -> bool:
     return tok_a is tok_b or tok_a.get_vocab() == tok_b.get_vocab()
 
 
+def sample_batches(model, tok, texts: list[str], args, *, score_fn=None, label: str = "", first_batch: int = 0):
+    """Yield ``(seed, jobs, samples)`` for every batch of answers to the rendered prompts ``texts``.
+
+    The jobs are prompt-major, ``(i, k)`` for prompt i and sample k < ``args.samples_per_prompt``;
+    batch b holds jobs ``b * B .. (b + 1) * B - 1`` (``B = args.batch_size``) and draws with seed
+    ``args.seed + b`` through :func:`jprefs.rl.sampling.sample`, so every answer is a function of
+    the settings, the prompts and its place in that layout only. ``first_batch`` starts later: a
+    resumed run regenerates from the batch that holds its first missing job and gets the same
+    answers the uninterrupted run got. ``samples`` is the :class:`~jprefs.rl.sampling.Samples` of
+    the batch, rows in the order of ``jobs``.
+
+    >>> for seed, jobs, s in sample_batches(model, tok, ["今日は"], args):   # doctest: +SKIP
+    ...     s.texts                                                        # K answers
+    """
+    from jprefs.rl.sampling import sample
+
+    K, B = args.samples_per_prompt, args.batch_size
+    prompt_max = prompt_budget(model, args.prompt_max_tokens, args.max_new_tokens, label)
+    n_jobs = len(texts) * K
+    for b in range(first_batch, -(-n_jobs // B)):
+        jobs = [divmod(j, K) for j in range(b * B, min(n_jobs, (b + 1) * B))]
+        s = sample(model, tok, [texts[i] for i, _ in jobs], max_new_tokens=args.max_new_tokens,
+                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, prompt_max_tokens=prompt_max,
+                   seed=args.seed + b, score_fn=score_fn, min_new_tokens=args.min_new_tokens)
+        yield args.seed + b, jobs, s
+
+
 def generate(spec: PolicySpec, model, tok, score_fn, prompts, args, ref=None) -> tuple[list[dict], float]:
     """Rows (prompt-major: prompt i, samples 0..K-1) with response, seed, token counts and, when a
     reference model is given, ``logp_policy`` / ``logp_ref`` / ``kl`` per sample; and the seconds
@@ -409,20 +445,12 @@ def generate(spec: PolicySpec, model, tok, score_fn, prompts, args, ref=None) ->
     from jprefs.rl.policies import position_ids_from_mask
     from jprefs.rl.sampling import forbid_eos, logprobs_from_logits, sample
 
-    K = args.samples_per_prompt
     texts = [render_prompt_for(tok, p, not args.no_chat_template) for p in prompts]
-    prompt_max = prompt_budget(model, args.prompt_max_tokens, args.max_new_tokens, spec.label)
-    jobs = [(i, k) for i in range(len(prompts)) for k in range(K)]
     rows: list[dict] = []
     n_tok, t0 = 0, time.time()
-    with progress(total=len(jobs), desc=f"generating {spec.label}", unit="sample") as bar:
-        for b, start in enumerate(range(0, len(jobs), args.batch_size)):
-            chunk = jobs[start:start + args.batch_size]
-            seed = args.seed + b
-            s = sample(model, tok, [texts[i] for i, _ in chunk], max_new_tokens=args.max_new_tokens,
-                       temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                       prompt_max_tokens=prompt_max, seed=seed, score_fn=score_fn,
-                       min_new_tokens=args.min_new_tokens)
+    with progress(total=len(prompts) * args.samples_per_prompt, desc=f"generating {spec.label}",
+                  unit="sample") as bar:
+        for seed, chunk, s in sample_batches(model, tok, texts, args, score_fn=score_fn, label=spec.label):
             mask = s.response_mask.float()                                          # (B, R)
             lp_pol = (s.logprobs * mask).sum(1).tolist()                            # (B,)
             lp_ref = None

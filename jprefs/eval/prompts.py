@@ -7,7 +7,8 @@ Sources (``load_eval_prompts(spec)``; several specs may be joined with commas):
 - an MT-Bench style ``question.jsonl`` (``question_id``, ``category``, ``turns``): the first turn is
   the prompt (later turns depend on the model's own first answer; they are kept in ``turns``).
 - JSONL / JSON / CSV / Parquet rows with ``prompt`` (a string or a message list) or ``text``, and
-  optionally ``id``, ``category``, ``reference``.
+  optionally ``id``, ``category``, ``reference``, ``license`` (kept as :attr:`EvalPrompt.license`;
+  the built-in sets are Apache-2.0, :data:`BUILTIN_LICENSE`).
 - ``.txt``: one prompt per non-blank line (continuation openings such as 「今週末に」 work too).
 
 Every prompt gets a stable ``id`` (the row's ``id`` / ``question_id``, else ``FILE:LINE``), which
@@ -32,6 +33,7 @@ from typing import Any
 from jprefs.errors import DataError
 
 BUILTIN_SETS = ("ja-instructions", "ja-continuations")
+BUILTIN_LICENSE = "apache-2.0"      # written for jprefs (eval/prompts/README.md)
 
 
 @dataclass
@@ -46,6 +48,7 @@ class EvalPrompt:
     messages: list[dict[str, str]] = field(default_factory=list)
     turns: list[str] = field(default_factory=list)
     reference: str = ""
+    license: str = ""           # the row's ``license`` ("" when the source names none)
 
     def chat(self) -> list[dict[str, str]]:
         """The prompt as chat messages (a single user turn when the source had plain text)."""
@@ -116,8 +119,9 @@ def _from_row(data: Any, path: Path, line: int) -> EvalPrompt:
                             path=str(path), line=line)
     if not text.strip():
         raise DataError("empty prompt", path=str(path), line=line, fix="remove the row or write the prompt")
+    lic = data.get("license") or (BUILTIN_LICENSE if path.parent == builtin_prompts_dir() else "")
     return EvalPrompt(id=str(rid) if rid is not None else f"{path.name}:{line}", text=text, category=str(cat),
-                      messages=messages, turns=list(turns), reference=str(ref))
+                      messages=messages, turns=list(turns), reference=str(ref), license=str(lic))
 
 
 def load_eval_prompts(spec: str, *, limit: int = 0) -> list[EvalPrompt]:
