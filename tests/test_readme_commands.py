@@ -37,12 +37,14 @@ from jprefs.cli import COMMANDS, EPILOG, _available, main
 from tests.conftest import REPO, SHARED_DATA
 
 DOCS = ["README.md", "translate/README.md", "classifiers/README.md", "rl/README.md", "eval/README.md",
-        "publish/README.md"]
+        "publish/README.md", "label/README.md"]
 HELP_MODULES = ["jprefs.data.cli", "jprefs.translate.cli", "jprefs.classifiers.cli",
-                "jprefs.classifiers.score_cli", "jprefs.rl.cli", "jprefs.publish.cli"]
+                "jprefs.classifiers.score_cli", "jprefs.rl.cli", "jprefs.publish.cli",
+                "jprefs.label.cli"]
 CONFIGS = {"translate": "jprefs.translate.config:TranslateConfig", "train-rm": "jprefs.classifiers.config:TrainRMConfig",
            "rl": "jprefs.rl.config:RLConfig"}
-REPO_DIRS = ("translate/", "classifiers/", "rl/", "eval/", "jprefs/", "bench/", "tests/", "../shared/")
+REPO_DIRS = ("translate/", "classifiers/", "rl/", "eval/", "jprefs/", "bench/", "tests/", "../shared/", "label/",
+             "docs/")
 
 # commands documented but not run here, with the reason (a regex on the normalised command)
 SKIP = {
@@ -68,6 +70,10 @@ SKIP = {
     r"^jprefs data convert (owner|REPO)": "reads a pushed Hub dataset (network; tests/hub reads it from a local Hub)",
     r"^jprefs score (owner/name INPUT|REPO)": "a template: MODEL and INPUT are yours",
     r"^jprefs eval rm --model owner/": "a leaderboard of Hub models (network)",
+    r"^jprefs label serve ": "a web server that runs until stopped (tests/label starts it and drives it in Chromium)",
+    r"^jprefs label candidates --model runs/": "needs the policy a `jprefs rl` run above writes (tests/label/"
+                                                "test_candidates.py samples tiny ones)",
+    r"^jprefs label (stats|export) --db (labels|ab|review)\.sqlite": "reads the database of a `label serve` above",
 }
 # commands that must fail offline with exactly this one line (what is missing and the fix)
 EXPECT = {

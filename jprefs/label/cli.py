@@ -20,7 +20,7 @@ SUBCOMMANDS = {
     "export": ("jprefs.label.export", "labels as rank lists, pairs, reviewed translations or A/B labels"),
 }
 
-EPILOG = """examples:
+EXAMPLES = """examples:
   jprefs label candidates --model runs/sft --prompts builtin:ja-eval-mini -k 4 -o cands.jsonl
   jprefs label serve cands.jsonl --db labels.sqlite --mode rank --annotators sato,suzuki --overlap 2
   jprefs label serve out/human/items.jsonl --db ab.sqlite --mode ab --annotators sato
@@ -30,7 +30,7 @@ EPILOG = """examples:
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.epilog = EPILOG
+    p.epilog = EXAMPLES
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     sub = p.add_subparsers(dest="label_command", metavar="{" + ",".join(SUBCOMMANDS) + "}")
     for name, (mod, summary) in SUBCOMMANDS.items():

@@ -69,19 +69,26 @@ def _rank(d: dict, seed: int) -> tuple[str, dict]:
     if not isinstance(responses, list) or len(responses) < 2:
         raise SchemaError("field 'responses' must be a list of at least 2 strings", reason="too_few_responses")
     uniq: list[str] = []
+    empty = 0
     for i, r in enumerate(responses):
+        if isinstance(r, str) and not r.strip():
+            empty += 1                     # a policy can answer nothing: shown as nothing to rank
+            continue
         _text(f"responses[{i}]", r)
         if r not in uniq:
             uniq.append(r)
     if len(uniq) < 2:
-        raise SchemaError("every response is the same text: nothing to rank", reason="identical_responses")
+        raise SchemaError(f"fewer than 2 distinct non-empty responses ({empty} empty): nothing to rank",
+                          reason="identical_responses")
     item_id = str(d.get("id") or content_hash(prompt, uniq)[:16])
     meta = d.get("meta") if isinstance(d.get("meta"), dict) else {}
     payload = {"prompt": prompt, "responses": uniq, "shown": _shown(item_id, len(uniq), seed),
                "license": str(d.get("license") or "unknown"), "data_source": str(d.get("source") or "unknown"),
                "meta": meta}
-    if len(uniq) < len(responses):
-        payload["duplicates"] = len(responses) - len(uniq)
+    if len(uniq) + empty < len(responses):
+        payload["duplicates"] = len(responses) - len(uniq) - empty
+    if empty:
+        payload["empty_responses"] = empty
     return item_id, payload
 
 

@@ -268,6 +268,7 @@ def test_export_rank_borda_all_bad_unlabelled_and_counts(tmp_path):
     assert p0.license == "cc-by-4.0" and p0.meta["label"]["annotators"] == ["a", "b"]
     assert p0.meta["label"]["kendall_tau_mean"] == pytest.approx(2 / 3)
     assert len(p0.to_pairs()) == 6                              # ready for train-rm
+    assert main(["data", "stats", str(out)]) == 0
     per = tmp_path / "per.jsonl"
     lexport.export(st.path, per, per_annotator=True)
     assert len(read_records(per)) == 6
