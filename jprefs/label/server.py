@@ -23,7 +23,6 @@ import http.server
 import json
 import socketserver
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -139,11 +138,11 @@ class LabelServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr, store: Store, *, quiet: bool = False):
+    def __init__(self, addr, store: Store, *, quiet: bool = False, log=None):
         super().__init__(addr, Handler)
         self.store = store
         self.quiet = quiet
-        self.origin_lock = threading.Lock()
+        self.log = log              # a text stream; None: stderr
 
     @property
     def origins(self) -> set[str]:
@@ -160,7 +159,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # the log: method, path (never a query string or a body) and status
     def log_message(self, fmt, *args):  # noqa: D401 - http.server's hook
         if not self.server.quiet:
-            sys.stderr.write(f"label: {self.command} {urlsplit(self.path).path} {args[1] if len(args) > 1 else ''}\n")
+            (self.server.log or sys.stderr).write(
+                f"label: {self.command} {urlsplit(self.path).path} {args[1] if len(args) > 1 else ''}\n")
 
     def log_request(self, code="-", size="-"):
         self.log_message("%s %s %s", "", code, size)
@@ -329,5 +329,6 @@ def stats(store: Store) -> dict:
             "agreement": agreement(labels, modes=[mode] if mode else None)}
 
 
-def make_server(store: Store, host: str = "127.0.0.1", port: int = 8765, *, quiet: bool = False) -> LabelServer:
-    return LabelServer((host, port), store, quiet=quiet)
+def make_server(store: Store, host: str = "127.0.0.1", port: int = 8765, *, quiet: bool = False,
+                log=None) -> LabelServer:
+    return LabelServer((host, port), store, quiet=quiet, log=log)

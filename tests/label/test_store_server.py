@@ -7,7 +7,6 @@ import io
 import json
 import sqlite3
 import threading
-from contextlib import redirect_stderr
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from .conftest import write_cands
 
 
 def rank_store(tmp_path, n=4, overlap=1, seed=0) -> Store:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     cands = write_cands(tmp_path / "c.jsonl", n)
     st = Store(tmp_path / "l.sqlite")
     st.init_job(mode="rank", overlap=overlap, seed=seed)
@@ -146,26 +146,25 @@ def api(tmp_path):
     token = st.add_annotator("sato")
     admin = st.add_annotator("admin", admin=True)
     log = io.StringIO()
-    srv = make_server(st, "127.0.0.1", 0, quiet=False)
-    with redirect_stderr(log):
-        t = threading.Thread(target=srv.serve_forever, daemon=True)
-        t.start()
-        port = srv.server_address[1]
+    srv = make_server(st, "127.0.0.1", 0, quiet=False, log=log)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    port = srv.server_address[1]
 
-        def call(method, path, body=None, cookie=None, headers=None):
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            h = {"Content-Type": "application/json", **(headers or {})}
-            if cookie:
-                h["Cookie"] = cookie
-            c.request(method, path, body=json.dumps(body) if isinstance(body, dict) else body, headers=h)
-            r = c.getresponse()
-            data = r.read()
-            c.close()
-            return r, data
+    def call(method, path, body=None, cookie=None, headers=None):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        h = {"Content-Type": "application/json", **(headers or {})}
+        if cookie:
+            h["Cookie"] = cookie
+        c.request(method, path, body=json.dumps(body) if isinstance(body, dict) else body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r, data
 
-        yield call, token, admin, log, st
-        srv.shutdown()
-        srv.server_close()
+    yield call, token, admin, log, st
+    srv.shutdown()
+    srv.server_close()
 
 
 def _login(call, name, token):
@@ -266,7 +265,7 @@ def test_export_rank_borda_all_bad_unlabelled_and_counts(tmp_path):
     # Borda of [0,1,2,3] and [1,0,2,3]: 0 and 1 tie on points and mean position -> index order
     assert p0.responses[:2] == ["東京です。", "大阪です。"] and p0.meta["label"]["borda_tie_broken"] is True
     assert p0.license == "cc-by-4.0" and p0.meta["label"]["annotators"] == ["a", "b"]
-    assert p0.meta["label"]["kendall_tau_mean"] == pytest.approx(2 / 3)
+    assert p0.meta["label"]["kendall_tau_mean"] == pytest.approx(2 / 3, abs=1e-4)
     assert len(p0.to_pairs()) == 6                              # ready for train-rm
     assert main(["data", "stats", str(out)]) == 0
     per = tmp_path / "per.jsonl"
