@@ -90,13 +90,19 @@ def _unlabelled(rejects: list, item: dict, reason: str, error: str, **extra) -> 
                     **extra})
 
 
-def export_rank(items, by_item, rejects, per_annotator: bool) -> list[dict]:
-    out = []
+def _labelled(items, by_item, rejects, why: str):
+    """``(item, its labels)`` for each labelled item; an unlabelled one goes to the rejects."""
     for it in items:
         labels = by_item.get(it["item_id"], [])
-        if not labels:
-            _unlabelled(rejects, it, "unlabelled", "no annotator ranked this item")
-            continue
+        if labels:
+            yield it, labels
+        else:
+            _unlabelled(rejects, it, "unlabelled", why)
+
+
+def export_rank(items, by_item, rejects, per_annotator: bool) -> list[dict]:
+    out = []
+    for it, labels in _labelled(items, by_item, rejects, "no annotator ranked this item"):
         bad = [r for r in labels if r["value"].get("all_bad")]
         if len(bad) * 2 > len(labels):
             _unlabelled(rejects, it, "all_bad", f"{len(bad)} of {len(labels)} annotators marked every response bad",
@@ -124,11 +130,7 @@ def export_rank(items, by_item, rejects, per_annotator: bool) -> list[dict]:
 
 def export_ab(items, by_item, rejects) -> list[dict]:
     out = []
-    for it in items:
-        labels = by_item.get(it["item_id"], [])
-        if not labels:
-            _unlabelled(rejects, it, "unlabelled", "no annotator judged this pair")
-            continue
+    for it, labels in _labelled(items, by_item, rejects, "no annotator judged this pair"):
         prompt = it.get("prompt_text")
         if prompt is None:
             prompt = "\n\n".join(m["content"] for m in it["prompt"])
@@ -143,11 +145,7 @@ def export_ab(items, by_item, rejects) -> list[dict]:
 
 def export_review(items, by_item, rejects) -> list[dict]:
     out = []
-    for it in items:
-        labels = by_item.get(it["item_id"], [])
-        if not labels:
-            _unlabelled(rejects, it, "unlabelled", "no reviewer looked at this pair")
-            continue
+    for it, labels in _labelled(items, by_item, rejects, "no reviewer looked at this pair"):
         votes = Counter("accept" if r["value"]["verdict"] in ("accept", "correct") else "reject" for r in labels)
         verdicts = {r["annotator"]: r["value"]["verdict"] for r in labels}
         reasons = {r["annotator"]: r["value"].get("reason", "") for r in labels if r["value"]["verdict"] == "reject"}
@@ -184,11 +182,7 @@ def export_review(items, by_item, rejects) -> list[dict]:
 
 def export_reward(items, by_item, rejects) -> list[dict]:
     out = []
-    for it in items:
-        labels = by_item.get(it["item_id"], [])
-        if not labels:
-            _unlabelled(rejects, it, "unlabelled", "nobody scored this response")
-            continue
+    for it, labels in _labelled(items, by_item, rejects, "nobody scored this response"):
         vals = {r["annotator"]: score_value(r["value"]) for r in labels}
         out.append({"id": it["item_id"], "prompt": it["prompt"], "response": it["response"],
                     "score": sum(vals.values()) / len(vals), "scores": vals, "license": it.get("license", "unknown"),
