@@ -99,8 +99,13 @@ def test_rank_with_keyboard_reload_undo_and_xss(tmp_path, serve, page_for):
     assert redo and redo[0]["value"]["all_bad"] is True
     page.wait_for_selector("#ranklist li")
     assert shown_indices(page) == fourth
+    # the mouse: drag the last card above the first
+    cards = page.locator("#ranklist li")
+    cards.nth(len(fourth) - 1).drag_to(cards.nth(0), target_position={"x": 20, "y": 3})
+    dragged = [fourth[-1]] + fourth[:-1]
+    assert shown_indices(page) == dragged
     page.keyboard.press("Enter")
-    wait_labels(db, 4, "sato")
+    assert wait_labels(db, 4, "sato")[-1]["value"]["order"] == dragged
     page.wait_for_selector("#done:not([hidden])")
     if not pwned_seen:                             # the XSS item was the 4th: check it in the DB-backed page
         assert page.evaluate("() => window.__pwned === undefined")
