@@ -144,11 +144,15 @@ class LabelServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.quiet = quiet
         self.log = log              # a text stream; None: stderr
 
-    @property
-    def origins(self) -> set[str]:
+    def host_ok(self, host_header: str | None) -> bool:
+        """The Host a browser names: a loopback name (or the bound address) on this port. A server
+        bound to every address (``--host 0.0.0.0``) takes any name. Refusing other names stops
+        DNS-rebinding pages from talking to a loopback server."""
         host, port = self.server_address[:2]
-        names = {host, "127.0.0.1", "localhost"} if host in ("127.0.0.1", "localhost", "0.0.0.0") else {host}
-        return {f"http://{h}:{port}" for h in names}
+        if host in ("0.0.0.0", "::"):
+            return True
+        names = {host, "127.0.0.1", "localhost", "[::1]"}
+        return host_header in {f"{h}:{port}" for h in names}
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -202,7 +206,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if ctype != "application/json":
             raise BadRequest(415, "send JSON (Content-Type: application/json)")
         origin = self.headers.get("Origin")
-        if origin and origin not in self.server.origins:
+        if origin and origin != f"http://{self.headers.get('Host')}":
             raise BadRequest(403, "cross-origin request refused")
         try:
             n = int(self.headers.get("Content-Length") or 0)
@@ -231,6 +235,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         path = urlsplit(self.path).path
         try:
+            if not self.server.host_ok(self.headers.get("Host")):
+                raise BadRequest(421, "unknown host name: open the address the server printed")
             if path in ("/", "/index.html", "/admin"):
                 return self._static("index.html")
             if path.startswith("/static/"):
@@ -253,6 +259,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         st = self.server.store
         try:
+            if not self.server.host_ok(self.headers.get("Host")):
+                raise BadRequest(421, "unknown host name: open the address the server printed")
             body = self._body()
             if path == "/api/login":
                 name, token = body.get("name"), body.get("token")

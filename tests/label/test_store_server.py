@@ -181,6 +181,8 @@ def test_api_auth_origin_and_headers(api):
     assert r.status == 403
     r, _ = call("POST", "/api/login", {"name": "sato", "token": token}, headers={"Origin": "http://evil.example"})
     assert r.status == 403                                   # cross-site login refused
+    r, _ = call("GET", "/api/me", headers={"Host": "rebound.example:80"})
+    assert r.status == 421                                   # a DNS-rebinding page is refused
     r, _ = call("POST", "/api/login", "name=sato", headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status == 415                                   # a plain form post cannot reach the API
     r, _ = call("POST", "/api/login", {"name": "sato", "token": token})
