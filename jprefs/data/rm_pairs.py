@@ -48,7 +48,9 @@ decides). Per row:
 ``OUT.rejects.jsonl``: ``{line | index, reason, error, raw}`` per rejected row (scored rows also
 ``scores``). ``OUT.summary.json``: counts, reasons, score and margin statistics, the share of pairs
 whose chosen response is the longer one (reward models often measure length; a DPO policy trained
-on pairs that mostly prefer the longer answer learns to write longer), licences, throughput.
+on pairs that mostly prefer the longer answer learns to write longer), licences, throughput, and
+the command and status of the ``label candidates`` run when its ``CANDS.jsonl.meta.json`` is beside
+the input (a run that is not complete is warned about).
 Writes are atomic; the same input and reward give the same files.
 
 Example::
@@ -355,6 +357,22 @@ def summary_path_for(out: str | Path) -> Path:
     return rej.with_name(rej.name[: -len(".rejects.jsonl")] + ".summary.json")
 
 
+def candidates_run(input_path: str | Path) -> dict | None:
+    """``command``, ``status`` and ``counts`` of the ``label candidates`` summary beside the input
+    (``CANDS.jsonl.meta.json``), or None when there is none (or it is unreadable)."""
+    import json
+
+    from jprefs.label.candidates import meta_path
+
+    try:
+        meta = json.loads(meta_path(Path(input_path)).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    return {k: meta.get(k) for k in ("command", "status", "counts")}
+
+
 def _stats(xs: list[float]) -> dict:
     if not xs:
         return {"n": 0, "mean": None, "std": None, "min": None, "median": None, "max": None}
@@ -464,13 +482,18 @@ def rm_pairs_to_files(input_path: str | Path, output: str | Path, rewards: list[
         warnings.append(f"the reward chose the longer response in {longer / n_pairs:.0%} of {n_pairs} pairs: it may "
                         "be measuring length, and a DPO policy trained on these pairs learns to write longer; "
                         "check the reward model's length figures (`jprefs eval rm`) or use a length-debiased one")
+    run_info = candidates_run(input_path)
+    if run_info and run_info.get("status") not in (None, "complete"):
+        warnings.append(f"{input_path} is from a `jprefs label candidates` run whose status is "
+                        f"{run_info['status']!r}: some prompts have no candidates yet (run its command again to "
+                        "finish it)")
     summary = {
         "command": COMMAND, "input": str(input_path), "output": str(out), "rejects": str(rej_path),
         "reward": [rw.describe() for rw in rewards], "reward_input": reward_input, "pairs": pairing,
         "min_margin": min_margin, "batch_size": batch_size,
         **c, "rejects_by_reason": dict(sorted(reasons.items())), "pairs_dropped": dropped,
         "scores": _stats(all_scores), "margin": _stats(margins), "length": length,
-        "licenses": dict(sorted(licences.items())), "warnings": warnings,
+        "licenses": dict(sorted(licences.items())), "warnings": warnings, "candidates_run": run_info,
         "throughput": {"seconds": round(secs, 3), "scoring_s": round(score_s[0], 3),
                        "responses_per_s": round(c["responses_scored"] / max(score_s[0], 1e-9), 1),
                        "prompts_per_s": round(c["rows_in"] / max(secs, 1e-9), 1)},

@@ -222,6 +222,18 @@ def test_output_is_canonical_and_reruns_are_identical(cands, tmp_path, capsys):
     assert "13 prompts -> 6 pairs (best-worst)" in err and "chosen longer 33%" in err and "/s)" in err
 
 
+def test_an_unfinished_candidates_run_is_warned_about(cands, tmp_path, capsys):
+    assert _run(cands, tmp_path / "p.jsonl") == 0
+    assert json.loads((tmp_path / "p.summary.json").read_text())["candidates_run"] is None
+    (tmp_path / "cands.jsonl.meta.json").write_text(json.dumps({"command": "jprefs label candidates ...",
+                                                                "status": "interrupted", "counts": {"rows": 13}}))
+    capsys.readouterr()
+    assert _run(cands, tmp_path / "p.jsonl") == 0
+    s = json.loads((tmp_path / "p.summary.json").read_text())
+    assert s["candidates_run"]["status"] == "interrupted" and len(s["warnings"]) == 1
+    assert "WARNING:" in capsys.readouterr().err and "'interrupted'" in s["warnings"][0]
+
+
 def test_bad_input_is_one_clear_error(cands, tmp_path, capsys):
     capsys.readouterr()
     assert _run(tmp_path / "missing.jsonl", tmp_path / "o.jsonl") == 2
@@ -275,6 +287,8 @@ def test_candidates_rm_pairs_dpo_end_to_end(tmp_path, one_torch_thread):
     s = json.loads((tmp_path / "pairs.summary.json").read_text(encoding="utf-8"))
     cand_rows = _jsonl(cands)
     assert s["rows_in"] == 6 == s["rows_paired"] + s["rows_rejected"]
+    assert s["candidates_run"]["status"] == "complete" and s["candidates_run"]["counts"]["rows"] == 6
+    assert s["candidates_run"]["command"].startswith("jprefs label candidates --model ")
     pairs = load_pairs(out)
     assert len(pairs) == s["pairs_out"] >= 4
     for p in pairs:
@@ -292,3 +306,44 @@ def test_candidates_rm_pairs_dpo_end_to_end(tmp_path, one_torch_thread):
     rows = [json.loads(x) for x in (dpo / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2] and "loss" in rows[1]
     assert (dpo / "policy" / "model.safetensors").is_file() and (dpo / "done.json").is_file()
+
+
+def test_a_jprefs_reward_model_labels_the_pairs(cands, tmp_path, one_torch_thread):
+    """A reward model folder as --reward (the `rm` kind): the pair scores are RewardModel.score's."""
+    pytest.importorskip("torch")
+    from jprefs.classifiers.reward_model import RewardModel
+    from tests.classifiers.conftest import train_tiny_rm
+
+    rm_dir = train_tiny_rm(tmp_path / "rm")
+    out = tmp_path / "rm-pairs.jsonl"
+    assert _run(cands, out, "--pairs", "all", "--batch-size", "4", reward=str(rm_dir)) == 0
+    pairs = _jsonl(out)
+    assert pairs and {p["meta"]["rm_pairs"]["reward"][0]["kind"] for p in pairs} == {"rm"}
+    rm = RewardModel.from_pretrained(str(rm_dir))
+    for p in pairs:
+        got = rm.score([p["prompt"][0]["content"]] * 2, [p["chosen"], p["rejected"]])
+        assert p["chosen_score"] == pytest.approx(float(got[0]), abs=1e-4)
+        assert p["rejected_score"] == pytest.approx(float(got[1]), abs=1e-4)
+        assert p["margin"] > 0
+    # every scored pair of r0 (4 distinct responses, no tie expected from a real model): 6
+    assert sum(p["source_id"] == "r0" for p in pairs) == 6
+
+
+def test_a_length_reward_is_flagged(tmp_path, capsys):
+    """A reward that is length: every pair has the longer response chosen, and the summary warns."""
+    rows = [{"id": f"q{i}", "prompt": "x", "responses": ["あ" * (i % 3 + 1), "い" * (i % 3 + 5), "う"]}
+            for i in range(20)]
+    cands = tmp_path / "c.jsonl"
+    cands.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    capsys.readouterr()
+    assert _run(cands, tmp_path / "long.jsonl", reward="tests.data.test_rm_pairs:length_reward") == 0
+    s = json.loads((tmp_path / "long.summary.json").read_text())
+    assert s["length"]["chosen_longer_share"] == 1.0 and len(s["warnings"]) == 1 and "100% of 20 pairs" in s["warnings"][0]
+    assert "WARNING" in capsys.readouterr().err
+    assert _run(cands, tmp_path / "short.jsonl", "--reward-weight", "-1",
+                reward="tests.data.test_rm_pairs:length_reward") == 0
+    s = json.loads((tmp_path / "short.summary.json").read_text())
+    assert s["length"]["chosen_shorter_share"] == 1.0 and s["warnings"] == []
+    # -length: the shortest against the longest; where "あ" (index 0) and "う" (2) tie, the first is chosen
+    chosen = [p["meta"]["rm_pairs"]["chosen_index"] for p in _jsonl(tmp_path / "short.jsonl")]
+    assert chosen == [0 if i % 3 == 0 else 2 for i in range(20)]
