@@ -161,8 +161,8 @@ class CandidateRow:
 def read_row(row) -> CandidateRow:
     """A :class:`jprefs.data.io.Row` -> :class:`CandidateRow` (empties and duplicates marked), or
     :class:`RowReject` with the reason for a malformed row; :func:`check_pairable` checks the count."""
-    from jprefs.data.schema import (UNKNOWN_LICENSE, SchemaError, _check_prompt, _check_text, _meta_from, _opt_str,
-                                    as_messages, content_hash, normalize_text, render_prompt)
+    from jprefs.data.schema import (UNKNOWN_LICENSE, SchemaError, _check_meta, _check_prompt, _check_text, _meta_from,
+                                    _opt_str, as_messages, content_hash, normalize_text, render_prompt)
 
     if row.error:
         raise RowReject(row.reason or "bad_row", row.error)
@@ -176,7 +176,7 @@ def read_row(row) -> CandidateRow:
     try:
         prompt = as_messages(d["prompt"])
         _check_prompt(prompt)
-        meta = _meta_from(d)
+        meta = _check_meta(_meta_from(d))      # a NaN in meta: a reject here, not a failed write later
         rid = _opt_str(d.get("id"))
         lic = d.get("license") or UNKNOWN_LICENSE
         src = d.get("source") or "unknown"
@@ -373,6 +373,15 @@ def candidates_run(input_path: str | Path) -> dict | None:
     return {k: meta.get(k) for k in ("command", "status", "counts")}
 
 
+def _count_lines(path: str | Path) -> int | None:
+    """Non-blank lines of a plain ``.jsonl`` file (the progress bar's total; None for other files)."""
+    p = Path(path)
+    if not (p.name.endswith(".jsonl") and p.is_file()):
+        return None
+    with open(p, "rb") as f:
+        return sum(1 for line in f if line.strip())
+
+
 def _stats(xs: list[float]) -> dict:
     if not xs:
         return {"n": 0, "mean": None, "std": None, "min": None, "median": None, "max": None}
@@ -411,7 +420,7 @@ def rm_pairs_to_files(input_path: str | Path, output: str | Path, rewards: list[
     score_s = [0.0]
 
     with AtomicWriter(out) as fo, AtomicWriter(rej_path) as fr, \
-            progress(desc="rm-pairs", unit="prompt", disable=not show_progress) as bar:
+            progress(total=_count_lines(input_path), desc="rm-pairs", unit="prompt", disable=not show_progress) as bar:
 
         def flush(buf):
             """Score the rows of ``buf`` that can pair, then write every row's pairs or reject in input order."""
@@ -508,7 +517,7 @@ def summary_line(s: dict) -> str:
     m = s["margin"]["mean"]
     share = s["length"]["chosen_longer_share"]
     t = s["throughput"]
-    return (f"{COMMAND}: {s['rows_in']} prompts -> {s['pairs_out']} pairs ({s['pairs']}) from {s['rows_paired']} "
+    return (f"{COMMAND}: {s['rows_in']} prompts = {s['rows_paired']} paired ({s['pairs_out']} pairs, {s['pairs']}) "
             f"+ {s['rows_rejected']} rejected{f' ({why})' if why else ''}; {s['responses_scored']} responses "
             f"scored in {t['scoring_s']:.1f} s ({t['responses_per_s']:g}/s); mean margin "
             f"{'-' if m is None else f'{m:.3g}'}, chosen longer {'-' if share is None else f'{share:.0%}'} "

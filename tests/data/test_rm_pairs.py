@@ -219,7 +219,7 @@ def test_output_is_canonical_and_reruns_are_identical(cands, tmp_path, capsys):
     err = capsys.readouterr().err
     assert _run(cands, tmp_path / "q.jsonl") == 0
     err = capsys.readouterr().err
-    assert "13 prompts -> 6 pairs (best-worst)" in err and "chosen longer 33%" in err and "/s)" in err
+    assert "13 prompts = 6 paired (6 pairs, best-worst) + 7 rejected (bad_responses 1, " in err and "chosen longer 33%" in err and "/s)" in err
 
 
 def test_an_unfinished_candidates_run_is_warned_about(cands, tmp_path, capsys):
@@ -246,6 +246,11 @@ def test_bad_input_is_one_clear_error(cands, tmp_path, capsys):
     assert "2 --reward-weight for 1 --reward" in capsys.readouterr().err
     assert _run(cands, tmp_path / "o.parquet") == 2
     assert not (tmp_path / "o.jsonl").exists()
+    (tmp_path / "nan.jsonl").write_text('{"id": "n", "prompt": "x", "responses": ["良", "悪"], "meta": {"t": NaN}}\n'
+                                        '{"id": "ok", "prompt": "x", "responses": ["良", "悪"]}\n')
+    assert _run(tmp_path / "nan.jsonl", tmp_path / "n.jsonl") == 0
+    assert [r["reason"] for r in _jsonl(tmp_path / "n.rejects.jsonl")] == ["non_finite_number"]
+    assert [p["source_id"] for p in _jsonl(tmp_path / "n.jsonl")] == ["ok"]
     # nothing pairs: the files are written, the exit status says so
     (tmp_path / "tied.jsonl").write_text(json.dumps({"id": "t", "prompt": "x", "responses": ["a", "b"]}) + "\n")
     assert _run(tmp_path / "tied.jsonl", tmp_path / "t.jsonl") == 2
