@@ -73,6 +73,9 @@ SKIP = {
     r"^jprefs label serve ": "a web server that runs until stopped (tests/label starts it and drives it in Chromium)",
     r"^jprefs label candidates --model runs/": "needs the policy a `jprefs rl` run above writes (tests/label/"
                                                 "test_candidates.py samples tiny ones)",
+    r"^jprefs data rm-pairs cands\.jsonl --reward out/rm": "needs the candidates of a `label candidates` run and the "
+                                                          "reward model of a train-rm run above (tests/data/"
+                                                          "test_rm_pairs.py runs the loop on tiny ones)",
     r"^jprefs label (stats|export) --db (labels|ab|review)\.sqlite": "reads the database of a `label serve` above",
 }
 # commands that must fail offline with exactly this one line (what is missing and the fix)

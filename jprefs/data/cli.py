@@ -20,6 +20,7 @@ EXAMPLES = """examples:
   jprefs data split pairs.jsonl --test-size 0.1 --seed 0 -o splits/
   jprefs data merge a.jsonl b.jsonl -o merged.jsonl
   jprefs data stats pairs.jsonl --json
+  jprefs data rm-pairs cands.jsonl --reward out/rm -o pairs.jsonl      (label candidates -> RM-labelled pairs for DPO)
   jprefs data demo -o demo/            (the bundled offline sample, end to end)"""
 
 
@@ -72,6 +73,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     t.add_argument("--json", action="store_true")
     t.add_argument("--no-morphemes", action="store_true", help="skip morpheme counts (faster on huge files)")
 
+    from jprefs.data import rm_pairs  # light: imports nothing heavy until it runs
+
+    r = sub.add_parser("rm-pairs", help="K candidates per prompt -> chosen/rejected pairs scored by a reward model "
+                                        "(+ OUT.rejects.jsonl, OUT.summary.json)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    rm_pairs.configure(r)
+
     d = sub.add_parser("demo", help="convert, split, export and summarise the bundled offline samples")
     d.add_argument("-o", "--output", default="jprefs-demo", help="output directory (default jprefs-demo/)")
     d.add_argument("--json", action="store_true")
@@ -79,7 +87,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return {"convert": _convert, "export": _export, "split": _split, "merge": _merge,
-            "stats": _stats, "demo": _demo}[args.action](args)
+            "stats": _stats, "demo": _demo, "rm-pairs": _rm_pairs}[args.action](args)
 
 
 def _print_summary(summary: dict, as_json: bool, out: Path, rejects: Path) -> None:
@@ -214,6 +222,12 @@ def _stats(args) -> int:
     s = compute_stats(stream_records(args.input), morphemes=not args.no_morphemes)
     print(json.dumps(s, ensure_ascii=False, indent=2) if args.json else format_stats(s))
     return 0
+
+
+def _rm_pairs(args) -> int:
+    from jprefs.data.rm_pairs import run as run_rm_pairs
+
+    return run_rm_pairs(args)
 
 
 def _demo(args) -> int:
