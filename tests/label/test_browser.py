@@ -26,6 +26,14 @@ def shot(page, tmp_path: Path, name: str) -> None:
     page.screenshot(path=str(out / f"{name}.png"), full_page=True)
 
 
+def act(page, key: str) -> None:
+    """Press ``key`` and wait until the page has taken the server's answer (the next item, or
+    nothing left): pressing on before that would act on the item the page still shows."""
+    before = int(page.evaluate("() => Number(document.body.dataset.loads || 0)"))
+    page.keyboard.press(key)
+    page.wait_for_function("n => Number(document.body.dataset.loads || 0) > n", arg=before)
+
+
 def shown_indices(page) -> list[int]:
     return [int(x) for x in page.eval_on_selector_all("#ranklist li", "els => els.map(e => e.dataset.index)")]
 
@@ -74,7 +82,7 @@ def test_rank_with_keyboard_reload_undo_and_xss(tmp_path, serve, page_for):
         want = [shown[1], shown[0]] + shown[2:]
         want[-1], want[-2] = want[-2], want[-1]
         assert shown_indices(page) == want
-        page.keyboard.press("Enter")
+        act(page, "Enter")
         got = wait_labels(db, n + 1, "sato")
         assert len(got) == n + 1
         expected[got[-1]["item_id"]] = want
@@ -88,12 +96,11 @@ def test_rank_with_keyboard_reload_undo_and_xss(tmp_path, serve, page_for):
     fourth = shown_indices(page)
     # undo takes back the 3rd label and shows its order again; a new order replaces it
     last = labels_of(db, "sato")[-1]
-    page.keyboard.press("z")
-    page.wait_for_selector("#status:has-text('undone')")
+    act(page, "z")
     assert shown_indices(page) == expected[last["item_id"]]
     assert len(labels_of(db, "sato")) == 2
     page.keyboard.press("x")                      # all bad this time
-    page.keyboard.press("Enter")
+    act(page, "Enter")
     got = wait_labels(db, 3, "sato")
     redo = [r for r in got if r["item_id"] == last["item_id"]]
     assert redo and redo[0]["value"]["all_bad"] is True
@@ -104,7 +111,7 @@ def test_rank_with_keyboard_reload_undo_and_xss(tmp_path, serve, page_for):
     cards.nth(len(fourth) - 1).drag_to(cards.nth(0), target_position={"x": 20, "y": 3})
     dragged = [fourth[-1]] + fourth[:-1]
     assert shown_indices(page) == dragged
-    page.keyboard.press("Enter")
+    act(page, "Enter")
     assert wait_labels(db, 4, "sato")[-1]["value"]["order"] == dragged
     page.wait_for_selector("#done:not([hidden])")
     if not pwned_seen:                             # the XSS item was the 4th: check it in the DB-backed page
@@ -130,8 +137,7 @@ def test_two_annotators_overlap_2_agreement(tmp_path, serve, page_for):
                     page.keyboard.press(str(i + 1))
                     for _ in range(i):
                         page.keyboard.press("ArrowUp")
-            page.keyboard.press("Enter")
-            page.wait_for_function("() => !document.querySelector('#status').textContent.includes('not saved')")
+            act(page, "Enter")
     got = wait_labels(db, 8)
     assert len(got) == 8
     assert {r["item_id"] for r in got if r["annotator"] == "sato"} == {"p0", "p1", "p2", "p3"}
@@ -174,9 +180,7 @@ def test_kill_9_between_submissions_loses_nothing(tmp_path, serve, page_for):
     done = []
     for n in range(3):
         page.wait_for_selector("#ranklist li")
-        page.keyboard.press("Enter")
-        page.wait_for_function("n => document.querySelector('#progress').textContent.startsWith('あなた ' + n)",
-                               arg=n + 1)
+        act(page, "Enter")
         done.append(labels_of(db, "sato")[-1])
     s.kill9()                                       # between submissions
     s2 = serve(cands, "--db", db, "--mode", "rank")   # same db: no new tokens, nothing reloaded twice
@@ -186,7 +190,7 @@ def test_kill_9_between_submissions_loses_nothing(tmp_path, serve, page_for):
     page2 = page_for(s2, "sato")
     page2.wait_for_selector("#ranklist li")
     assert page2.inner_text("#progress").startswith("あなた 3 件")
-    page2.keyboard.press("Enter")
+    act(page2, "Enter")
     assert len(wait_labels(db, 4, "sato")) == 4
     assert len({r["item_id"] for r in labels_of(db)}) == 4
 
@@ -209,8 +213,7 @@ def test_ab_mode_keys_and_export_for_import_human(tmp_path, serve, page_for):
         page.wait_for_selector("#side-left")
         if i == 0:
             shot(page, tmp_path, "ab")
-        page.keyboard.press(keys[i % 4])
-        wait_labels(db, i + 1)
+        act(page, keys[i % 4])
     page.wait_for_selector("#done:not([hidden])")
     got = labels_of(db)
     assert [g["value"]["label"] for g in got] == [["left", "right", "tie", "cant_tell"][i % 4] for i in range(len(items))]
@@ -260,17 +263,19 @@ def test_review_mode_source_beside_translation_accept_reject_correct(tmp_path, s
         if "length_ratio" in text:
             shot(page, tmp_path, "review")
         if i == 0:
-            page.keyboard.press("y")
+            act(page, "y")
         elif i == 1:
             page.keyboard.press("r")                                  # focus goes to the reason
             page.keyboard.type("誤訳 / mistranslation")
             page.keyboard.press("Escape")
-            page.keyboard.press("r")
+            act(page, "r")
         else:
             page.keyboard.press("e")
             ed = page.locator("textarea.editor[data-field=rejected]")
             ed.fill("分かりません。")
+            before = int(page.evaluate("() => Number(document.body.dataset.loads || 0)"))
             ed.press("Control+Enter")
+            page.wait_for_function("n => Number(document.body.dataset.loads || 0) > n", arg=before)
         got = wait_labels(db, i + 1)
         seen.append(got[-1])
     assert [g["value"]["verdict"] for g in seen] == ["accept", "reject", "correct"]
@@ -319,9 +324,9 @@ def test_ppo_with_human_reward_driven_by_a_browser(tmp_path, serve, page_for):
             before = len(labels_of(db))
             if not scores:
                 shot(page, tmp_path, "reward")
-            page.keyboard.press(str(score))
-            if len(wait_labels(db, before + 1, timeout=5)) > before:   # a press on a page not yet
-                scores.append(score)                                     # updated is not a label
+            act(page, str(score))
+            assert len(labels_of(db)) == before + 1
+            scores.append(score)
         else:
             time.sleep(0.2)
     out = proc.communicate(timeout=60)[0]

@@ -118,6 +118,8 @@ $("logout").addEventListener("click", async () => {
 // ------------------------------------------------------------------ items
 
 function load(data, previous) {
+  // a counter that scripts (and the browser tests) can wait on: the page has taken an answer
+  document.body.dataset.loads = String(Number(document.body.dataset.loads || 0) + 1);
   setProgress(data.progress);
   clearTimeout(state.pollTimer);
   state.item = data.item;
