@@ -133,10 +133,17 @@ class TrainRMConfig:
                                                                            "spread over seeds; [] : one model"})
     output_dir: str = field(default="", metadata={"help": "where the model, metrics, plots and card go (-o)"})
     plots: bool = field(default=True, metadata={"help": "write reliability and reward-distribution PNGs"})
+    report_to: str = field(default="", metadata={"help": "experiment trackers that also get each epoch's "
+                           "figures (metrics.json's history stays the record): '' (none) | tensorboard "
+                           "(OUTPUT/tb/) | wandb (offline unless WANDB_MODE is set) | trackio (local); "
+                           "comma-separated for several"})
     resume: bool = field(default=True, metadata={"help": "continue from OUTPUT/checkpoint (saved after every epoch: "
                                                          "model, optimizer, scheduler, RNG, best weights)"})
 
     def validate(self) -> None:
+        from jprefs.trackers import parse_report_to
+
+        parse_report_to(self.report_to)
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"config key 'objective': {self.objective!r} is not one of {list(OBJECTIVES)}")
         if self.data_format not in DATA_FORMATS:

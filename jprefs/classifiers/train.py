@@ -38,7 +38,7 @@ from jprefs.errors import ConfigError, DataError
 # The completion marker, written after every other output of a finished run.
 DONE = "done.json"
 # Keys that do not change the trained model: a resumed or rerun run may change them.
-RESUME_IGNORE = ("resume", "output_dir", "plots", "eval_batch_size")
+RESUME_IGNORE = ("resume", "output_dir", "plots", "eval_batch_size", "report_to")
 # Fewer eval rows than this choose no epoch: on a handful of pairs the best epoch is noise (one pair of
 # 5 moves accuracy by 0.2), so all `epochs` are trained and the last weights kept; the log and card say so.
 MIN_SELECTION_ROWS = 50
@@ -423,6 +423,9 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
         log(f"train-rm: {out} already holds this run, finished {finished['finished_at']}; nothing to do "
             f"(resume=false trains again)")
         return json.loads((out / "metrics.json").read_text(encoding="utf-8")) if is_main else {}
+    from jprefs.trackers import check_installed
+
+    check_installed(cfg.report_to)               # a missing tracker package stops the run before any work
     if is_main:
         (out / DONE).unlink(missing_ok=True)     # a new or changed run: the old marker no longer applies
         save_config(cfg, out / "config.yaml")
@@ -531,6 +534,13 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
 
             best["state"] = load_file(str(ckpt / "best.safetensors"))
         log(f"resuming from {ckpt} after epoch {start}")
+    trackers = None
+    if is_main and cfg.report_to:
+        # report_to: each epoch's history entry also goes to the trackers (a resumed run: the epochs after
+        # the checkpoint only, so no step is logged twice); metrics.json's history stays the record
+        from jprefs.trackers import Trackers
+
+        trackers = Trackers.open(cfg.report_to, out, config=config_dict(cfg), resume_step=step + 1 if start else None)
     for epoch in range(start, cfg.epochs):
         model.train()
         batches = make_batches(items, cfg.batch_size, seed=cfg.seed, epoch=epoch, group_by_length=cfg.group_by_length)
@@ -570,6 +580,8 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
                  **{f"eval/{k}": v for k, v in ev.items() if isinstance(v, (int, float))}}
         history.append(entry)
         log(json.dumps(entry, ensure_ascii=False))
+        if trackers is not None:
+            trackers.log(step, {k: v for k, v in entry.items() if k != "step"})
         if is_main and ev and ev.get(select, -math.inf) > best["score"]:
             best = {"score": ev[select], "epoch": epoch + 1,
                     "state": {n: p.detach().cpu().clone() for n, p in unwrapped.named_parameters() if p.requires_grad}}
@@ -577,6 +589,8 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
         if epoch + 1 < cfg.epochs:
             _save_checkpoint(accelerator, ckpt, epoch + 1, step, history, best, is_main, cfg)
 
+    if trackers is not None:
+        trackers.close()
     if not is_main:
         return {}
     # ---- best checkpoint, centring, save

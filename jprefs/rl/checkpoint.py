@@ -47,7 +47,7 @@ from pathlib import Path
 from jprefs.config import config_dict, refuse_config_change
 
 # Keys that do not change what a run computes: a resume may change them.
-COSMETIC_KEYS = ("resume", "save_every", "torch_threads")
+COSMETIC_KEYS = ("resume", "save_every", "torch_threads", "report_to")
 # The completion marker, written after every other output of a finished run.
 DONE = "done.json"
 # state.json "format" of checkpoints whose loop state is safetensors + JSON (before: state.pt, a pickle).

@@ -186,11 +186,18 @@ class RLConfig:
     save_every: int = field(default=0, metadata=_h(
         "save a resumable checkpoint (OUT/checkpoint-N: policy, heads, optimizer, RNG states) every N steps; "
         "0 = none, only the final outputs"))
+    report_to: str = field(default="", metadata=_h(
+        "experiment trackers that also get every step of metrics.jsonl (which stays the record): '' (none) | "
+        "tensorboard (OUT/tb/) | wandb (offline unless WANDB_MODE is set) | trackio (local); comma-separated "
+        "for several. dpo/kto/grpo/rloo: passed to trl's report_to (trl's own log names)"))
     resume: bool = field(default=True, metadata=_h(
         "rerunning into the same -o folder continues from its newest checkpoint (the config must match); "
         "false = start over, deleting the folder's checkpoints and logs"))
 
     def validate(self) -> None:
+        from jprefs.trackers import parse_report_to
+
+        parse_report_to(self.report_to)
         if self.algo == "ilql" and self.reward_type == "none":
             raise ConfigError("algo=ilql needs rewards: set reward_type=labels (dataset column "
                               "`reward_field`) or rm/classifier/callable to score the texts")

@@ -51,12 +51,17 @@ class RunWriter:
 
         self.out = Path(out)
         self.write = dist is None or dist.is_main
+        if getattr(cfg, "report_to", ""):
+            from jprefs.trackers import check_installed
+
+            check_installed(cfg.report_to)      # a missing tracker package stops the run before it writes
         self.metrics_path = self.out / "metrics.jsonl"
         self.samples_path = self.out / "samples.jsonl"
         self.history: list[dict] = []
         self._t0 = time.time()
         self.cfg = cfg
         self.n_metrics = self.n_samples = 0
+        self.trackers = None                # report_to (jprefs/trackers.py): opened below for a run that writes
         # A checkpoint of the same config in ``out``: resume from it (see jprefs/rl/checkpoint.py).
         self.checkpoint: dict | None = None
         self.finished: dict | None = None
@@ -98,6 +103,21 @@ class RunWriter:
                 shutil.rmtree(d, ignore_errors=True)
         if cfg is not None:
             save_config(cfg, self.out / "config.yaml")
+            self._open_trackers(cfg)
+
+    def _open_trackers(self, cfg) -> None:
+        """``report_to``: every later :meth:`log` also goes to these trackers (jprefs/trackers.py). trl's
+        algos pass ``report_to`` to trl instead (jprefs/rl/trl_algos.py), so their writer opens none."""
+        from jprefs.rl.config import TRL_ALGOS
+        from jprefs.trackers import Trackers
+
+        if getattr(cfg, "report_to", "") and getattr(cfg, "algo", "") not in TRL_ALGOS:
+            from jprefs.config import config_dict
+
+            resume_step = None
+            if self.checkpoint is not None:
+                resume_step = self.history[-1]["step"] + 1 if self.history else 0
+            self.trackers = Trackers.open(cfg.report_to, self.out, config=config_dict(cfg), resume_step=resume_step)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         if not self.write:
@@ -108,6 +128,8 @@ class RunWriter:
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
         self.n_metrics += 1
+        if self.trackers is not None:
+            self.trackers.log(step, {k: v for k, v in row.items() if k != "step"})
 
     def samples(self, step: int, prompts: Sequence[str], responses: Sequence[str], rewards=None, **extra) -> None:
         if not self.write:
@@ -197,4 +219,11 @@ class RunWriter:
             from jprefs.rl.checkpoint import write_done
 
             write_done(self, step)
+        self.close()
+
+    def close(self) -> None:
+        """Close the trackers of ``report_to`` (their files are complete after this)."""
+        if self.trackers is not None:
+            self.trackers.close()
+            self.trackers = None
 

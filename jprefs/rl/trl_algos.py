@@ -158,11 +158,13 @@ def trl_args(cfg, out: Path, use_cpu: bool, shared_state: bool = False):
 
     import trl
 
+    from jprefs.trackers import trl_report_to
+
     # transformers >= 5.2x renamed gradient_checkpointing (a deprecated alias now) to activation_checkpointing.
     names = {f.name for f in dataclasses.fields(trl.DPOConfig)}
     ckpt = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
     common = dict(
-        output_dir=str(out), report_to="none", seed=cfg.seed, data_seed=cfg.seed, use_cpu=use_cpu,
+        output_dir=str(out), report_to=trl_report_to(cfg.report_to), seed=cfg.seed, data_seed=cfg.seed, use_cpu=use_cpu,
         # trl defaults bf16=True and gradient_checkpointing=True; jprefs runs in the policy's dtype.
         bf16=False, fp16=False, **{ckpt: False},
         max_steps=cfg.total_steps, per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
@@ -292,6 +294,19 @@ def _quiet_progress(trainer) -> None:
             trainer.add_callback(BarOnly())
 
 
+def _tensorboard_dir(trainer, writer) -> None:
+    """report_to=tensorboard: transformers' TensorBoardCallback writes under ``OUT/tb/`` (as jprefs' own
+    loops do) instead of ``OUT/runs/DATE_HOST``; a resumed run hides what an interrupted one logged
+    after the checkpoint (``purge_step``)."""
+    from transformers.integrations import TensorBoardCallback
+
+    for cb in trainer.callback_handler.callbacks:
+        if isinstance(cb, TensorBoardCallback):
+            cb.logging_dir = str(writer.out / "tb")
+            if writer.checkpoint is not None and writer.write:
+                cb.tb_writer = cb._SummaryWriter(log_dir=cb.logging_dir, purge_step=writer.checkpoint["step"] + 1)
+
+
 def train_trl(cfg, out, *, dist=None) -> dict:
     """Run ``cfg.algo`` (dpo, kto, grpo, rloo) through trl's trainer; returns the summary.
 
@@ -368,6 +383,7 @@ def train_trl(cfg, out, *, dist=None) -> dict:
         trainer = cls(model=model, reward_funcs=funcs, train_dataset=ds, **kw)
 
     _quiet_progress(trainer)
+    _tensorboard_dir(trainer, writer)
     if writer.checkpoint is not None:
         first_eval = {k: v for k, v in writer.history[0].items() if k.startswith("eval/")} if writer.history else {}
         trainer.train(resume_from_checkpoint=writer.checkpoint["dir"])
