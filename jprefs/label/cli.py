@@ -148,8 +148,9 @@ def setup_job(args: argparse.Namespace, out=print):
     if len(set(names)) != len(names):
         raise ConfigError(f"--annotators names a person twice: {args.annotators}")
     tokens = []
-    if st.add_annotator("admin", admin=True) is not None or "admin" in args.reset_token:
-        tokens.append(("admin", st.add_annotator("admin", admin=True, reset=True)))
+    t = st.add_annotator("admin", admin=True, reset="admin" in args.reset_token)
+    if t is not None:
+        tokens.append(("admin", t))
     for n in names:
         if n == "admin":
             raise ConfigError("'admin' is the statistics account; pick another annotator name")

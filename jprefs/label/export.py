@@ -32,6 +32,7 @@ from typing import Any
 from jprefs.data.io import atomic_write_json, rejects_path_for, write_jsonl
 from jprefs.data.schema import Message, PreferencePair, RankList
 from jprefs.errors import DataError
+from jprefs.label.agreement import kendall_tau
 
 EPILOG = """examples:
   jprefs label export --db labels.sqlite -o ranked.jsonl
@@ -46,19 +47,6 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="rank: one rank list per annotator instead of one combined list per item")
     p.epilog = EPILOG
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-
-
-def _kendall(a: list[int], b: list[int]) -> float:
-    pa, pb = {x: i for i, x in enumerate(a)}, {x: i for i, x in enumerate(b)}
-    items = list(pa)
-    conc = disc = 0
-    for i in range(len(items)):
-        for j in range(i + 1, len(items)):
-            s = (pa[items[i]] - pa[items[j]]) * (pb[items[i]] - pb[items[j]])
-            conc += s > 0
-            disc += s < 0
-    n = conc + disc
-    return (conc - disc) / n if n else 1.0
 
 
 def borda(orders: list[list[int]]) -> tuple[list[int], bool]:
@@ -110,7 +98,7 @@ def export_rank(items, by_item, rejects, per_annotator: bool) -> list[dict]:
             continue
         good = [r for r in labels if not r["value"].get("all_bad")]
         orders = {r["annotator"]: r["value"]["order"] for r in good}
-        taus = [_kendall(orders[a], orders[b]) for i, a in enumerate(orders) for b in list(orders)[i + 1:]]
+        taus = [kendall_tau(orders[a], orders[b]) for i, a in enumerate(orders) for b in list(orders)[i + 1:]]
         meta = dict(it.get("meta") or {})
         base = {"orders": orders, "aggregation": "borda", "all_bad_votes": len(bad), **_label_meta(good)}
         if taus:

@@ -60,10 +60,8 @@ def human_reward(db: str | Path, *, run: str, timeout_s: float = 600.0, need: in
     if need < 1:
         raise ConfigError(f"human_labels={need}: each rollout needs at least one score")
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
-    calls = {"n": 0}
 
     def fn(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
-        calls["n"] += 1
         batch = hashlib.sha256(json.dumps([run, list(prompts), list(responses)], ensure_ascii=False)
                                .encode("utf-8")).hexdigest()[:16]
         ids = [f"{run}:{batch}:{i}" for i in range(len(responses))]

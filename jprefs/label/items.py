@@ -103,9 +103,9 @@ def _ab(d: dict, seed: int) -> tuple[str, dict]:
 
 
 def _reward(d: dict, seed: int) -> tuple[str, dict]:
-    prompt = d.get("prompt") if isinstance(d.get("prompt"), str) else ""
-    if not isinstance(d.get("prompt"), str):
-        prompt = "\n\n".join(m["content"] for m in _msgs(d.get("prompt")))
+    prompt = d.get("prompt")
+    if not isinstance(prompt, str):
+        prompt = "\n\n".join(m["content"] for m in _msgs(prompt))
     response = _text("response", d.get("response"))
     item_id = str(d.get("id") or content_hash(prompt, response)[:16])
     return item_id, {"prompt": prompt, "response": response, "license": str(d.get("license") or "unknown")}
@@ -215,7 +215,3 @@ def _rejected_pair(raw: dict, translation: dict, reasons: list[str]) -> dict:
                            "flags": {"row": reasons}}
     d["meta"] = meta
     return d
-
-
-def json_bytes(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False).encode("utf-8")

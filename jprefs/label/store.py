@@ -346,11 +346,18 @@ class Store:
             for who in {a for a, _ in labels} | {a for a, _ in skips}:
                 self._set_state(w, who, labels, skips, {i for a, i in list(labels) + list(skips) if a == who})
 
-    def current_labels(self) -> list[dict]:
-        """Every annotator's current label of every item: ``{item_id, annotator, value, created,
-        elapsed_ms, event_id}``, in event order."""
-        rows = self.conn().execute("SELECT e.* FROM state s JOIN events e ON e.id = s.label_event "
-                                   "ORDER BY e.id").fetchall()
+    def current_labels(self, item_ids: Iterable[str] | None = None) -> list[dict]:
+        """Every annotator's current label of every item (or of ``item_ids``): ``{item_id, annotator,
+        value, created, elapsed_ms, event_id}``, in event order."""
+        sql = "SELECT e.* FROM state s JOIN events e ON e.id = s.label_event"
+        if item_ids is None:
+            rows = self.conn().execute(sql + " ORDER BY e.id").fetchall()
+        else:
+            ids = list(item_ids)
+            rows = [r for k in range(0, len(ids), 500)      # SQLite's bound-parameter limit, in chunks
+                    for r in self.conn().execute(f"{sql} WHERE s.item_id IN ({','.join('?' * len(ids[k:k + 500]))})",
+                                                 ids[k:k + 500])]
+            rows.sort(key=lambda e: e["id"])
         return [{"item_id": e["item_id"], "annotator": e["annotator"], "value": json.loads(e["value"]),
                  "created": e["created"], "elapsed_ms": e["elapsed_ms"], "event_id": e["id"]} for e in rows]
 
@@ -471,9 +478,8 @@ class Store:
         want = set(item_ids)
         while True:
             got: dict[str, list[dict]] = {i: [] for i in item_ids}
-            for r in self.current_labels():
-                if r["item_id"] in want:
-                    got[r["item_id"]].append(r)
+            for r in self.current_labels(want):
+                got[r["item_id"]].append(r)
             done = sum(1 for i in item_ids if len(got[i]) >= need)
             if done == len(item_ids) or time.monotonic() >= deadline:
                 return got

@@ -343,6 +343,7 @@ def test_state_table_equals_a_replay_of_the_event_log(tmp_path):
 
     want = replayed()
     assert from_state() == want and want[0] and want[1]
+    assert st.current_labels(["p0", "p3"]) == [r for r in st.current_labels() if r["item_id"] in ("p0", "p3")]
     before = st.progress("a")
     with st.write() as c:
         c.execute("DELETE FROM state")
