@@ -113,7 +113,8 @@ class RLConfig:
     min_new_tokens: int = field(default=0, metadata=_h(
         "PPO: EOS is forbidden for the first N response tokens (in rollouts and in the logprobs of "
         "policy and reference alike); = max_new_tokens gives fixed-length responses, so the policy "
-        "cannot raise the reward by stopping early"))
+        "cannot raise the reward by stopping early. grpo/rloo: the same rule in trl's rollouts "
+        "(generation_kwargs); every algo: the same rule in the eval samples"))
     temperature: float = field(default=1.0, metadata=_h(
         "sampling temperature (PPO: keep 1.0, or the KL estimate is biased); 0 = greedy"))
     top_k: int = field(default=0, metadata=_h("top-k sampling (0 = off; PPO should sample the full distribution)"))

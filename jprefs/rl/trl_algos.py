@@ -186,6 +186,12 @@ def trl_args(cfg, out: Path, use_cpu: bool, shared_state: bool = False):
     gen = dict(num_generations=cfg.num_generations, max_completion_length=cfg.max_new_tokens,
                temperature=cfg.temperature if cfg.temperature > 0 else 1.0, top_k=cfg.top_k, top_p=cfg.top_p,
                reward_weights=list(cfg.reward_weights) or None)
+    if cfg.min_new_tokens:
+        # EOS forbidden for the first N tokens of every rollout, as in PPO. trl's logprobs (and its
+        # clipped ratios) read the full distribution, not the EOS-masked one it sampled from: with
+        # trl's default one update per generation batch the ratio is 1 and only the gradient's
+        # normalisation differs.
+        gen["generation_kwargs"] = {"min_new_tokens": cfg.min_new_tokens}
     cls = trl.GRPOConfig if cfg.algo == "grpo" else trl.RLOOConfig
     return cls(**common, **extra, **gen)
 

@@ -399,3 +399,19 @@ def test_grpo_with_a_jprefs_reward_model(files, tmp_path):
     rm = RewardModel.from_pretrained(str(rm_dir))
     again = rm.score([r["prompt"] for r in final], [r["response"] for r in final])
     assert max(abs(a - r["reward"]) for a, r in zip(again, final)) < 1e-4
+
+
+@pytest.mark.parametrize("algo", ["grpo", "rloo"])
+def test_min_new_tokens_holds_in_trl_rollouts(files, tmp_path, algo):
+    """min_new_tokens = max_new_tokens: every training rollout trl generates has full length (EOS is
+    forbidden there, as in PPO), so a policy cannot win by stopping early; without it some stop."""
+    over = dict(ONLINE, total_steps=2, eval_every=2)
+    lengths = {}
+    for mn in (0, 8):
+        out = tmp_path / f"run{mn}"
+        run(_cfg(files, algo=algo, min_new_tokens=mn, **over), out)
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+        lengths[mn] = [r["completions/min_length"] for r in rows if "completions/min_length" in r]
+        assert lengths[mn], rows
+    assert all(v == 8 for v in lengths[8]), lengths
+    assert min(lengths[0]) < 8, lengths          # the char policy does stop early on its own
