@@ -21,8 +21,10 @@ and the run folder of every ``jprefs rl`` run (:class:`jprefs.rl.runwriter.RunWr
 
 Data layouts (trl's dataset formats): a tokenizer with a chat template gets the
 conversational rows (``trl-conversational`` / ``trl-unpaired-conversational``), one
-without (the tiny policy) the standard rows (``trl`` / ``trl-unpaired``), whose prompts end
-in jprefs' assistant cue. KTO also takes a binary set (``prompt``/``response``/``label``).
+without (the tiny policy) trl's standard rows with the prompt rendered as every other algo
+samples it for that policy (``render_prompt``: a single user turn is its bare text), not the
+assistant-cue form of ``jprefs data export --format trl``: a policy is trained on the contexts
+it is sampled from. KTO also takes a binary set (``prompt``/``response``/``label``).
 
 Example::
 
@@ -73,7 +75,7 @@ def preference_rows(cfg, tok) -> list[dict]:
     from ``cfg.data``: canonical pairs (every algo) or a binary set (KTO)."""
     from jprefs.data.export import export_rows
     from jprefs.data.io import load_binary, load_pairs
-    from jprefs.data.schema import render_prompt
+    from jprefs.data.schema import expand_pairs, render_prompt
     from jprefs.errors import ConfigError
 
     conv = bool(getattr(tok, "chat_template", None))
@@ -81,13 +83,25 @@ def preference_rows(cfg, tok) -> list[dict]:
     for path in _data_files(cfg.data):
         first = _first_row(path)
         if "chosen" in first and "rejected" in first or "responses" in first:
-            fmt = ("trl" if cfg.algo == "dpo" else "trl-unpaired") + ("-conversational" if conv else "")
-            keep = ("prompt", "chosen", "rejected") if cfg.algo == "dpo" else ("prompt", "completion", "label")
-            rows += [{k: r[k] for k in keep} for r in export_rows(load_pairs(path), fmt)]
+            if conv:
+                fmt = "trl-conversational" if cfg.algo == "dpo" else "trl-unpaired-conversational"
+                keep = ("prompt", "chosen", "rejected") if cfg.algo == "dpo" else ("prompt", "completion", "label")
+                rows += [{k: r[k] for k in keep} for r in export_rows(load_pairs(path), fmt)]
+                continue
+            # No chat template: the prompt text is the one every other algo samples from for this policy
+            # (render_prompt, as jprefs.rl.texts renders prompt files), not the export's assistant-cue form,
+            # so that DPO/KTO train on the contexts their eval samples and a later PPO run use.
+            for p in expand_pairs(load_pairs(path)):
+                prompt = render_prompt(p.prompt)
+                if cfg.algo == "dpo":
+                    rows.append({"prompt": prompt, "chosen": p.chosen, "rejected": p.rejected})
+                else:
+                    rows += [{"prompt": prompt, "completion": p.chosen, "label": True},
+                             {"prompt": prompt, "completion": p.rejected, "label": False}]
         elif cfg.algo == "kto" and "label" in first and ("response" in first or "text" in first):
             for b in load_binary(path):
                 msgs = [m.to_dict() for m in b.prompt or []]
-                prompt = msgs if conv else (render_prompt(b.prompt, cue=True) if b.prompt else "")
+                prompt = msgs if conv else (render_prompt(b.prompt) if b.prompt else "")
                 completion = [{"role": "assistant", "content": b.response}] if conv else b.response
                 rows.append({"prompt": prompt, "completion": completion, "label": bool(b.label)})
         else:

@@ -93,11 +93,11 @@ def _a_count(out, step):
 def _margin(out, pairs_file):
     """Mean implicit reward margin (no beta) of the saved policy vs the saved reference on the
     pairs of ``pairs_file``, oriented as that file's chosen/rejected; tokenised as trl does
-    (standard layout: prompt ids + answer ids + EOS)."""
+    (standard layout: prompt ids + answer ids + EOS), the prompt as the policy is sampled from."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from jprefs.data.export import export_rows
     from jprefs.data.io import load_pairs
+    from jprefs.data.schema import render_prompt
 
     tok = AutoTokenizer.from_pretrained(out / "reference")
     pol = AutoModelForCausalLM.from_pretrained(out / "policy").eval()
@@ -113,9 +113,10 @@ def _margin(out, pairs_file):
         return float(lp[torch.arange(len(tgt)), tgt][len(p) - 1:].sum())
 
     out_m = []
-    for r in export_rows(load_pairs(pairs_file), "trl"):
-        c = logp(pol, r["prompt"], r["chosen"]) - logp(ref, r["prompt"], r["chosen"])
-        j = logp(pol, r["prompt"], r["rejected"]) - logp(ref, r["prompt"], r["rejected"])
+    for r in load_pairs(pairs_file):
+        prompt = render_prompt(r.prompt)
+        c = logp(pol, prompt, r.chosen) - logp(ref, prompt, r.chosen)
+        j = logp(pol, prompt, r.rejected) - logp(ref, prompt, r.rejected)
         out_m.append(c - j)
     return sum(out_m) / len(out_m)
 
@@ -415,3 +416,20 @@ def test_min_new_tokens_holds_in_trl_rollouts(files, tmp_path, algo):
         assert lengths[mn], rows
     assert all(v == 8 for v in lengths[8]), lengths
     assert min(lengths[0]) < 8, lengths          # the char policy does stop early on its own
+
+
+def test_preference_prompts_are_the_contexts_the_policy_is_sampled_from(files):
+    """A policy without a chat template is sampled from the bare prompt text (PPO, GRPO, eval samples);
+    DPO and KTO must train on that same text, not on an assistant-cue rendering it never sees."""
+    from transformers import AutoTokenizer
+
+    from jprefs.rl.texts import load_prompts
+    from jprefs.rl.trl_algos import preference_rows
+
+    tok = AutoTokenizer.from_pretrained(files / "policy")
+    sampled = load_prompts(str(files / "prompts.txt"))
+    for algo in ("dpo", "kto"):
+        rows = preference_rows(_cfg(files, algo=algo, **OFFLINE), tok)
+        assert sorted({r["prompt"] for r in rows}) == sorted(sampled), (algo, rows[:2])
+    conv = preference_rows(_cfg(files, algo="dpo", **OFFLINE), AutoTokenizer.from_pretrained(files / "chat_policy"))
+    assert conv[0]["prompt"] == [{"role": "user", "content": PROMPTS[0]}]
