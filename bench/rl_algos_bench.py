@@ -90,7 +90,9 @@ def main():
     ap.add_argument("--dpo-beta", type=float, default=0.1)
     ap.add_argument("--ilql-steps", type=int, default=300)
     ap.add_argument("--ilql-betas", default="4")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the first seed (its folders carry no suffix)")
+    ap.add_argument("--seeds", default="", help="seeds of the PPO, GRPO, RLOO and DPO runs, e.g. 0,1 (default: "
+                                                "--seed); ILQL runs once")
     ap.add_argument("--eval-prompts", type=int, default=200)
     ap.add_argument("--eval-samples", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="tiny step counts (smoke test)")
@@ -148,41 +150,45 @@ def main():
     rm_args = ["reward_type=rm", f"reward_model={rm}", "reward_input=concat"]
     runs: dict[str, dict] = {}
 
-    def rl(algo: str, overrides: list[str]) -> Path:
-        d = out / algo
+    def rl(algo: str, overrides: list[str], seed: int = args.seed) -> Path:
+        name = run_name(algo, seed, args.seed)
+        d = out / name.replace(" (seed ", "-s").rstrip(")")
         # the algorithm's own settings last: they override the shared ones (ILQL: min_new_tokens=0)
-        runs[algo] = {"dir": str(d), **timed(algo, d, lambda: jprefs_rl(d, [f"algo={algo}", f"policy={sft}",
-                                                                             *gen, ev, *overrides]))}
+        runs[name] = {"dir": str(d), "algo": algo, "seed": seed, **timed(name, d, lambda: jprefs_rl(
+            d, [f"algo={algo}", f"policy={sft}", *gen, ev, *overrides, f"seed={seed}"]))}
         return d
 
     # ---------------------------------------------------------------- training, one algorithm after another
-    if "ppo" in algos:
-        rl("ppo", [*rm_args, f"prompts={data / 'train_prompts.txt'}", f"total_steps={steps}",
-                   f"batch_size={args.rollouts}", "minibatch_size=8", "ppo_epochs=4", "lr=1e-4", "init_kl_coef=0.1",
-                   "target_kl=4", "kl_horizon=200", "scale_reward=running"])
-        runs["ppo"]["samples"] = steps * args.rollouts
-    for algo in ("grpo", "rloo"):
-        if algo in algos:
-            rl(algo, [*rm_args, f"prompts={data / 'train_prompts.txt'}", f"total_steps={steps}",
-                      f"batch_size={args.rollouts}", "num_generations=4", f"lr={args.trl_lr}",
-                      f"trl_beta={args.trl_beta}"])
-            runs[algo]["samples"] = steps * args.rollouts
-    if "dpo" in algos:
-        cands, pairs = data / "dpo_candidates.jsonl", data / "dpo_pairs.jsonl"
-        t_c = timed("candidates", cands, lambda: jprefs_cmd(
-            ["label", "candidates", "--model", str(sft), "--prompts", str(data / "dpo_prompts.txt"), "-k", "4",
-             "--max-new-tokens", "32", "--min-new-tokens", "32", "--prompt-max-tokens", "16", "--seed", str(args.seed),
-             "--batch-size", "64", "-o", str(cands)], out / "dpo_candidates.log"))
-        t_p = timed("rm-pairs", pairs, lambda: jprefs_cmd(
-            ["data", "rm-pairs", str(cands), "--reward", f"rm:{rm}", "--reward-input", "concat",
-             "--pairs", "best-worst", "-o", str(pairs)], out / "dpo_rm_pairs.log"))
-        d = rl("dpo", [f"data={pairs}", "reward_type=rm", f"reward_model={rm}", "reward_input=concat",
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
+    for sd in seeds:
+        if "ppo" in algos:
+            rl("ppo", [*rm_args, f"prompts={data / 'train_prompts.txt'}", f"total_steps={steps}",
+                       f"batch_size={args.rollouts}", "minibatch_size=8", "ppo_epochs=4", "lr=1e-4",
+                       "init_kl_coef=0.1", "target_kl=4", "kl_horizon=200", "scale_reward=running"], sd)
+            runs[run_name("ppo", sd, args.seed)]["samples"] = steps * args.rollouts
+        for algo in ("grpo", "rloo"):
+            if algo in algos:
+                rl(algo, [*rm_args, f"prompts={data / 'train_prompts.txt'}", f"total_steps={steps}",
+                          f"batch_size={args.rollouts}", "num_generations=4", f"lr={args.trl_lr}",
+                          f"trl_beta={args.trl_beta}"], sd)
+                runs[run_name(algo, sd, args.seed)]["samples"] = steps * args.rollouts
+        if "dpo" in algos:
+            tail = "" if sd == args.seed else f"-s{sd}"
+            cands, pairs = data / f"dpo_candidates{tail}.jsonl", data / f"dpo_pairs{tail}.jsonl"
+            t_c = timed("candidates", cands, lambda: jprefs_cmd(
+                ["label", "candidates", "--model", str(sft), "--prompts", str(data / "dpo_prompts.txt"), "-k", "4",
+                 "--max-new-tokens", "32", "--min-new-tokens", "32", "--prompt-max-tokens", "16", "--seed", str(sd),
+                 "--batch-size", "64", "-o", str(cands)], out / f"dpo_candidates{tail}.log"))
+            t_p = timed("rm-pairs", pairs, lambda: jprefs_cmd(
+                ["data", "rm-pairs", str(cands), "--reward", f"rm:{rm}", "--reward-input", "concat",
+                 "--pairs", "best-worst", "-o", str(pairs)], out / f"dpo_rm_pairs{tail}.log"))
+            rl("dpo", [f"data={pairs}", "reward_type=rm", f"reward_model={rm}", "reward_input=concat",
                        f"total_steps={steps}", f"batch_size={args.rollouts}", f"lr={args.trl_lr}",
-                       f"trl_beta={args.dpo_beta}"])
-        runs["dpo"].update(train_s=runs["dpo"]["wall_s"], sample_s=t_c["wall_s"], label_s=t_p["wall_s"],
-                           wall_s=round(runs["dpo"]["wall_s"] + t_c["wall_s"] + t_p["wall_s"], 1),
-                           samples=4 * len(dpo_prompts),
-                           pairs=sum(1 for _ in open(pairs, encoding="utf-8")))
+                       f"trl_beta={args.dpo_beta}"], sd)
+            r = runs[run_name("dpo", sd, args.seed)]
+            r.update(train_s=r["wall_s"], sample_s=t_c["wall_s"], label_s=t_p["wall_s"],
+                     wall_s=round(r["wall_s"] + t_c["wall_s"] + t_p["wall_s"], 1), samples=4 * len(dpo_prompts),
+                     pairs=sum(1 for _ in open(pairs, encoding="utf-8")))
     if "ilql" in algos:
         rl("ilql", [f"data={data / 'chabsa_train.jsonl'}", "reward_type=labels", "reward_field=label",
                     f"reward_model={rm}", "reward_input=concat", f"total_steps={args.ilql_steps}", "batch_size=32",
@@ -195,10 +201,15 @@ def main():
         r["curve"] = curve(Path(r["dir"]))
 
     # ---------------------------------------------------------------- evaluation on the held-out prompts
-    res = evaluate(out, rm, eval_prompts, test, algos, args)
+    res = evaluate(out, rm, eval_prompts, test, algos, runs, args)
     res.update(runs=runs, rm=str(rm), wall_s=round(time.time() - t_start), args=vars(args))
     (out / "results.json").write_text(json.dumps(res, ensure_ascii=False, indent=2))
     write_report(out, res)
+
+
+def run_name(algo: str, seed: int, first: int) -> str:
+    """The row and run name: ``ppo`` for the first seed, ``ppo (seed 1)`` for another."""
+    return algo if seed == first else f"{algo} (seed {seed})"
 
 
 def curve(d: Path) -> list[dict]:
@@ -208,7 +219,7 @@ def curve(d: Path) -> list[dict]:
             for r in rows if "objective/score" in r]
 
 
-def evaluate(out: Path, rm: Path, prompts, test, algos, args) -> dict:
+def evaluate(out: Path, rm: Path, prompts, test, algos, runs, args) -> dict:
     import torch
     from safetensors.torch import load_file
 
@@ -222,10 +233,10 @@ def evaluate(out: Path, rm: Path, prompts, test, algos, args) -> dict:
     policies = {base: (sft, tok, None, 0, 32, base)}
     if "ilql" in algos:
         policies[topk] = (sft, tok, None, 20, 0, topk)
-    for algo in ("ppo", "grpo", "rloo", "dpo"):
-        if algo in algos:
-            m, t = load_policy(str(out / algo / "policy"), device=cpu)
-            policies[algo] = (m, t, None, 0, 32, base)
+    for name, run in runs.items():
+        if run["algo"] != "ilql":
+            m, t = load_policy(str(Path(run["dir"]) / "policy"), device=cpu)
+            policies[name] = (m, t, None, 0, 32, base)
     if "ilql" in algos:
         d = out / "ilql"
         m, t = load_policy(str(d / "policy"), device=cpu)
@@ -262,7 +273,7 @@ def write_report(out: Path, res: dict):
             lines.append(f"| {name} | - | - | " + " | ".join("-" for _ in judges) + f" | 0 | {r['distinct2']:.3f} | "
                          f"{r['mean_length']:.1f} | - | - | - | - |")
             continue
-        run = runs.get(algo_of(name), {})
+        run = runs.get(name) or runs.get(algo_of(name), {})
         samples = run.get("samples") or (f"{run.get('train_rows', 0)} rows" if run else "-")
         lines.append(
             f"| {name} | {r['baseline']} | {pm(r, 'rm_score_gain')} | "
@@ -285,10 +296,11 @@ def write_report(out: Path, res: dict):
         ax.invert_yaxis()
         ax.set_title(title, fontsize=10)
     ax = axes[-1]                                  # training reward against wall time: reward bought per minute
-    for algo, run in runs.items():
+    for name, run in runs.items():
         pts = [p for p in run.get("curve", []) if p["t"] is not None]
         if pts:
-            ax.plot([p["t"] / 60 for p in pts], [p["score"] for p in pts], color=COLORS[algo], label=algo, lw=1)
+            ax.plot([p["t"] / 60 for p in pts], [p["score"] for p in pts], color=COLORS[run["algo"]], lw=1,
+                    label=name, ls="-" if name == run["algo"] else ":")
     ax.set_xlabel("training wall time (min)")
     ax.set_title("training batch reward", fontsize=10)
     ax.legend(fontsize=8)
