@@ -16,7 +16,8 @@ same training pairs of ja_mt_bench (held out BY QUESTION with train-rm's own spl
   trl does not truncate: it DROPS every pair with a side over ``max_length`` tokens (at 256: 237
   of the 682 training pairs, and 113 of the first 160, the recorded run's subset). So the texts
   are cut beforehand the way train-rm cuts them (the prompt's last ``max_prompt_length`` tokens,
-  the response's first ones to fill ``max_length``) and the bench checks that trl kept every pair: both see the same pairs per epoch.
+  the response's first ones to fill ``max_length``) and the bench checks that trl kept every pair:
+  both see the same pairs per epoch.
 
 Each arm runs in its own subprocess; its peak RSS is the child's ``ru_maxrss`` from ``os.wait4``
 (the whole child: imports, model load, tokenisation, training, held-out scoring). Time per epoch
