@@ -9,7 +9,7 @@ A generation whose text is empty or only blanks is no translation: the pipeline
 counts its unit as failed, reports it and never caches it (a rerun tries again).
 
 Only the chosen backend is imported: ``get_engine("vllm", ...)`` imports vllm,
-``get_engine("openai", ...)`` imports the openai SDK (and httpx), and so on.
+``get_engine("openai", ...)`` imports httpx, and so on.
 
 Example::
 

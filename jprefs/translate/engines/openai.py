@@ -1,26 +1,17 @@
 """Any OpenAI-compatible chat-completions server (``vllm serve``, hosted APIs, local servers).
 
-Requests go through the openai SDK's client (``openai.OpenAI``, the ``[openai]`` extra) over an
-``httpx.Client`` that carries the connection limit and the basic auth. They go out on a bounded
-thread pool (``concurrency``); each has its own timeout. 429, 5xx, timeouts and connection errors are retried with exponential
+Requests go out on a bounded thread pool (``concurrency``); each has its own
+timeout. 429, 5xx, timeouts and connection errors are retried with exponential
 backoff and full jitter; a ``Retry-After`` header can lengthen a wait but never
 shorten it below that schedule. Other 4xx errors fail at once with the server's
 message. An empty completion (``"content": null``, ``""`` or only blanks) is a failed
 attempt too: retried the same way, and if it stays empty the result has ``text == ""``,
 which the pipeline reports as a unit without translation (never cached).
 
-The retry loop is ours, not the SDK's (the client is built with ``max_retries=0``): the SDK's
-schedule (0.5 s doubling to 8 s) is not configurable, it lets a short ``Retry-After`` cut a wait
-below the schedule and gives up at once on a ``Retry-After`` over two minutes, it does not retry
-425, it cannot count an empty completion against the same budget, and it reports no retry count
-when a request fails in the end.
-
 The API key is read from an environment variable (``api_key_env``) and never
 printed, logged or saved. Credentials in the URL (``http://user:KEY@host/v1``) are
 sent as HTTP basic auth and redacted (``user:***@``) in every message; the saved
-config keeps only the redacted URL. A query in the URL (``?api-version=2``) is sent with every
-request. Nothing else reaches the server from the environment: the SDK's own ``OPENAI_API_KEY``,
-``OPENAI_ORG_ID`` and ``OPENAI_PROJECT_ID`` are not read (only ``api_key_env`` is).
+config keeps only the redacted URL.
 
 Example::
 
@@ -39,9 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from jprefs.errors import ConfigError, require
+from jprefs.errors import ConfigError
 from jprefs.redact import MASK, is_redacted, redact_url
 from jprefs.translate.engines import EngineError, Generation, Sampling
 
@@ -57,6 +48,8 @@ class OpenAIEngine:
     def __init__(self, model: str, base_url: str = "http://127.0.0.1:8000/v1", revision: str | None = None,
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8, timeout: float = 120.0,
                  max_retries: int = 6, backoff: float = 1.0, max_backoff: float = 60.0, **_: Any):
+        import httpx
+
         if not base_url:
             raise ConfigError("the openai engine needs base_url (e.g. --base-url http://127.0.0.1:8000/v1)")
         if is_redacted(base_url):
@@ -65,9 +58,6 @@ class OpenAIEngine:
                 f"(credentials are never written to disk), so it cannot be used\n"
                 f"  fix: give the real URL on the command line again (--base-url URL), or better, put the "
                 f"API key in an environment variable and name it with api_key_env=VAR")
-        openai = require("openai", "openai", "the openai translation engine")
-        import httpx
-
         self.model = model
         self.revision = revision
         self.concurrency = max(1, int(concurrency))
@@ -75,9 +65,12 @@ class OpenAIEngine:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.api_key_env = api_key_env
+        headers = {"Content-Type": "application/json"}
         key = os.environ.get(api_key_env) if api_key_env else None
         self._secrets = [key] if key else []  # masked in every message, whatever the server echoes
-        # user:key@ in the URL goes into an Authorization: Basic header (httpx.BasicAuth on the transport),
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        # user:key@ in the URL goes into an Authorization: Basic header (what httpx would do with it),
         # and the URL itself is kept without it, so that no error, log line or traceback can show it
         self._url, auth = self._split_credentials(base_url, httpx)  # _url: the one we post to
         self._models_url = self._with_endpoint(urlsplit(base_url.strip()), endpoint="/models")  # for check()
@@ -85,24 +78,8 @@ class OpenAIEngine:
         self.base_url = redact_url(base_url.strip().rstrip("/"))
         self._shown_url = redact_url(self._with_endpoint(urlsplit(base_url.strip()), keep_userinfo=True))
         self._httpx = httpx
-        # the bearer key on the transport too: check() GETs /models on it directly, as the old engine did
-        self._http = httpx.Client(headers={"Authorization": f"Bearer {key}"} if key else None, auth=auth,
-                                  timeout=httpx.Timeout(timeout),
-                                  limits=httpx.Limits(max_connections=self.concurrency))
-        # the SDK joins its paths onto base_url's path and sends default_query with every request:
-        # so base_url without userinfo and query, and the query (?api-version=...) as default_query
-        parts = urlsplit(base_url.strip())
-        sdk_base = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path.rstrip("/"), "", ""))
-        # headers the SDK would otherwise fill from OPENAI_ORG_ID / OPENAI_PROJECT_ID
-        headers = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
-        # without a key no Authorization at all (or the basic auth from the URL): the SDK insists on a key,
-        # so it gets a placeholder, and each request omits the header (the SDK accepts only a per-request omit)
-        self._extra_headers = None if key else {"Authorization": openai.omit}
-        self._openai = openai
-        self._client = openai.OpenAI(base_url=sdk_base, api_key=key or "no-key", max_retries=0, timeout=timeout,
-                                     default_headers=headers, default_query=dict(parse_qsl(parts.query)) or None,
-                                     http_client=self._http)
-        self._create = self._client.chat.completions.with_raw_response.create
+        self._client = httpx.Client(headers=headers, auth=auth, timeout=httpx.Timeout(timeout),
+                                    limits=httpx.Limits(max_connections=self.concurrency))
         self._lock = threading.Lock()
         self.retries = 0  # total retried requests, for the summary
         self.empty_completions = 0  # requests still without text after every retry
@@ -129,7 +106,7 @@ class OpenAIEngine:
         """
         httpx = self._httpx
         try:
-            r = self._http.get(self._models_url, timeout=httpx.Timeout(timeout))
+            r = self._client.get(self._models_url, timeout=httpx.Timeout(timeout))
             r.close()
         except httpx.ConnectTimeout:
             why = f"no answer to the connection within {timeout:g} s"
@@ -182,7 +159,7 @@ class OpenAIEngine:
         if not conversations:
             return []
         body = {"model": self.model, "temperature": sampling.temperature, "top_p": sampling.top_p,
-                "max_tokens": sampling.max_tokens}  # keyword arguments of chat.completions.create
+                "max_tokens": sampling.max_tokens}
         if sampling.seed is not None:
             body["seed"] = sampling.seed
         if sampling.stop:
@@ -205,35 +182,32 @@ class OpenAIEngine:
         return min(self.max_backoff, max(_retry_after_seconds(retry_after), schedule))
 
     def _one(self, body: dict) -> Generation:
-        shown, oa = self._shown_url, self._openai
+        url, shown = self._url, self._shown_url
         last = ""
         for attempt in range(self.max_retries + 1):
             retry_after = None
             empty: Generation | None = None  # this attempt's answer when it came back without text
             try:
-                # the raw response: our own parse keeps "not a chat-completions response" one clear
-                # error and skips building the SDK's pydantic models for a text we read once
-                r = self._create(**body, extra_headers=self._extra_headers).http_response
-            except oa.APIStatusError as e:  # any non-2xx answer
-                r = e.response
-                if r.status_code not in RETRY_STATUS:
+                r = self._client.post(url, json=body)
+            except (self._httpx.TimeoutException, self._httpx.TransportError) as e:
+                last = self._scrub(f"{type(e).__name__}: {e}")
+            else:
+                if r.status_code == 200:
+                    g = _parse(r, shown, self._scrub)
+                    if g.text.strip():
+                        return g
+                    # "content": null, "" or blanks is no translation (an overloaded or broken backend,
+                    # a filter): a failed attempt, retried like a 5xx rather than returned as a result
+                    empty, last = g, f"empty completion (finish_reason {g.finish_reason})"
+                elif r.status_code not in RETRY_STATUS:
                     hint = (f"check the API key in ${self.api_key_env}"
-                            + (" and the user:key in --base-url" if self._http.auth else "")
+                            + (" and the user:key in --base-url" if self._client.auth else "")
                             if r.status_code in (401, 403) else "check --model and --base-url")
                     raise EngineError(f"{shown} answered HTTP {r.status_code}: {self._scrub(r.text[:300])}\n"
-                                      f"  fix: {hint}") from None
-                last = f"HTTP {r.status_code}: {self._scrub(r.text[:200])}"
-                retry_after = r.headers.get("retry-after")
-            except oa.APIConnectionError as e:  # APITimeoutError included; the transport's error is the cause
-                cause = e.__cause__ or e
-                last = self._scrub(f"{type(cause).__name__}: {cause}")
-            else:
-                g = _parse(r, shown, self._scrub)
-                if g.text.strip():
-                    return g
-                # "content": null, "" or blanks is no translation (an overloaded or broken backend,
-                # a filter): a failed attempt, retried like a 5xx rather than returned as a result
-                empty, last = g, f"empty completion (finish_reason {g.finish_reason})"
+                                      f"  fix: {hint}")
+                else:
+                    last = f"HTTP {r.status_code}: {self._scrub(r.text[:200])}"
+                    retry_after = r.headers.get("retry-after")
             if attempt < self.max_retries:
                 with self._lock:
                     self.retries += 1
@@ -248,7 +222,7 @@ class OpenAIEngine:
                           f"  fix: check the server, then rerun the same command; finished work is kept")
 
     def close(self) -> None:
-        self._client.close()  # closes the httpx client it was given too
+        self._client.close()
 
 
 def _retry_after_seconds(value: str | None, now: float | None = None) -> float:
