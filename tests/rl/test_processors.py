@@ -150,3 +150,31 @@ def test_get_sampler():
     assert get_sampler("native") is sample and get_sampler("generate") is sample_generate
     with pytest.raises(ValueError, match="native, generate"):
         get_sampler("vllm")
+
+
+def test_ppo_runs_alike_with_either_sampler_and_the_key_is_validated(tmp_path, tok):
+    import json
+
+    from jprefs.config import load_config
+    from jprefs.errors import ConfigError
+    from jprefs.rl.config import RLConfig
+    from jprefs.rl.ppo import train_ppo
+
+    from .conftest import count_a, tiny_gpt2
+
+    base = dict(algo="ppo", reward_type="callable", reward_model="tests.rl.conftest:count_a", total_steps=2,
+                batch_size=8, minibatch_size=4, ppo_epochs=1, max_new_tokens=6, eval_every=100, eval_samples=1,
+                eval_prompts="builtin:ja-tiny-eval", seed=0)
+    assert load_config(RLConfig, base).sampler == "generate"
+    rows = {}
+    for name in ("native", "generate"):
+        cfg = load_config(RLConfig, dict(base, sampler=name))
+        train_ppo(cfg, tmp_path / name, model=tiny_gpt2(tok), tok=tok, reward_fn=count_a, prompts=["", "b", "cd"])
+        rows[name] = [json.loads(x) for x in open(tmp_path / name / "metrics.jsonl", encoding="utf-8")]
+    keys = ("objective/score", "objective/kl", "objective/response_tokens", "losses/total")
+    for a, b in zip(rows["native"], rows["generate"]):
+        for k in keys:
+            if k in a:
+                assert b[k] == pytest.approx(a[k], abs=1e-5), k
+    with pytest.raises(ConfigError, match="sampler"):
+        load_config(RLConfig, dict(base, sampler="vllm"))
