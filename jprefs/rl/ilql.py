@@ -245,7 +245,7 @@ def evaluate_beta_gen(model, heads, tok, prompts: Sequence[str], reward_fn, beta
     import numpy as np
 
     from jprefs.eval.textmetrics import distinct_n
-    from jprefs.rl.sampling import get_sampler
+    from jprefs.rl.processors import get_sampler
 
     sample = get_sampler(sampler)
     ps = [p for p in prompts for _ in range(n_per_prompt)]
@@ -284,7 +284,7 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
     from jprefs.rl.dist import data_parallel_record, weights_digest
     from jprefs.rl.optim import optimizer
     from jprefs.rl.prepare import eval_reward_for, load_ilql_rows, open_run, prepare_policy
-    from jprefs.rl.sampling import get_sampler
+    from jprefs.rl.processors import get_sampler
     from jprefs.rl.sft import encode_rows
     from jprefs.rl.texts import load_prompts
 

@@ -46,7 +46,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from jprefs.rl.sampling import Samples
 
-__all__ = ["ScoreFnProcessor", "ILQLAdvantageProcessor", "rollout_processors", "sample_generate"]
+__all__ = ["ScoreFnProcessor", "ILQLAdvantageProcessor", "rollout_processors", "sample_generate", "get_sampler"]
 
 
 class ScoreFnProcessor(LogitsProcessor):
@@ -95,9 +95,15 @@ class ILQLAdvantageProcessor(ScoreFnProcessor):
     needs no hidden state."""
 
     def __init__(self, heads, beta: float):
-        from jprefs.rl.ilql import ilql_score_fn
+        import torch
 
-        super().__init__(ilql_score_fn(heads, beta))
+        def score(logits, h):                      # = jprefs.rl.ilql.ilql_score_fn (ilql imports this module)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            if beta == 0:
+                return logp
+            return logp + beta * heads.advantage(h.to(next(heads.parameters()).dtype)).float()
+
+        super().__init__(score)
         self.heads, self.beta = heads, float(beta)
         self.needs_hidden = self.beta != 0
 
@@ -215,3 +221,19 @@ def sample_generate(model, tok, prompts: Sequence[str], *, max_new_tokens: int =
     texts = [tok.decode([t for t, m in zip(r.tolist(), rm.tolist()) if m and t != eos], skip_special_tokens=True)
              for r, rm in zip(resp, resp_mask)]
     return Samples(torch.cat([input_ids, resp], dim=1), attn, resp_mask, P, texts, lps)
+
+
+SAMPLERS = ("native", "generate")
+
+
+def get_sampler(name: str = "native") -> Callable:
+    """The sampler a config's ``sampler`` key names: ``native`` = :func:`jprefs.rl.sampling.sample`,
+    ``generate`` = :func:`sample_generate` (transformers' generate + logits
+    processors; same arguments, same :class:`Samples`, the same tokens for the same seed)."""
+    if name == "native":
+        from jprefs.rl.sampling import sample
+
+        return sample
+    if name == "generate":
+        return sample_generate
+    raise ValueError(f"sampler {name!r} is not one of {', '.join(SAMPLERS)}")

@@ -7,7 +7,7 @@ samples were drawn from.
 
 Beside it, :func:`jprefs.rl.processors.sample_generate` decodes through transformers' ``generate``
 with logits processors (``sampler: generate`` in rl recipes, the default; ``sampler: native`` picks
-this loop; :func:`get_sampler`). Both draw the same tokens for the same seed (tests/rl/
+this loop; :func:`jprefs.rl.processors.get_sampler`). Both draw the same tokens for the same seed (tests/rl/
 test_processors.py). Speed (bench/rollout_sampler_bench.py, batch 32, prompt 16, 32 new tokens,
 1 thread, 9 interleaved repetitions, median generate / native): GPT-2 3L-128H PPO 1.06, ILQL 1.02;
 6L-512H PPO 1.00, ILQL 1.03, within the noise of this shared 2-core machine, so this loop is not
@@ -145,18 +145,3 @@ def logprobs_from_logits(logits, tokens):
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
-
-SAMPLERS = ("native", "generate")
-
-
-def get_sampler(name: str = "native") -> Callable:
-    """The sampler a config's ``sampler`` key names: ``native`` = :func:`sample` (this module),
-    ``generate`` = :func:`jprefs.rl.processors.sample_generate` (transformers' generate + logits
-    processors; same arguments, same :class:`Samples`, the same tokens for the same seed)."""
-    if name == "native":
-        return sample
-    if name == "generate":
-        from jprefs.rl.processors import sample_generate
-
-        return sample_generate
-    raise ValueError(f"sampler {name!r} is not one of {', '.join(SAMPLERS)}")

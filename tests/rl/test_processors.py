@@ -8,9 +8,9 @@ torch = pytest.importorskip("torch")
 from transformers import GenerationConfig, LogitsProcessorList  # noqa: E402
 
 from jprefs.rl.ilql import ilql_score_fn, make_heads  # noqa: E402
-from jprefs.rl.processors import (ILQLAdvantageProcessor, ScoreFnProcessor, rollout_processors,  # noqa: E402
-                                  sample_generate)
-from jprefs.rl.sampling import get_sampler, sample  # noqa: E402
+from jprefs.rl.processors import (ILQLAdvantageProcessor, ScoreFnProcessor, get_sampler,  # noqa: E402
+                                  rollout_processors, sample_generate)
+from jprefs.rl.sampling import sample  # noqa: E402
 
 PROMPTS = ["abc", "h", "defgabc", ""] * 2          # left padding: prompts of 1 .. 8 tokens
 
