@@ -119,6 +119,10 @@ class RLConfig:
         "sampling temperature (PPO: keep 1.0, or the KL estimate is biased); 0 = greedy"))
     top_k: int = field(default=0, metadata=_h("top-k sampling (0 = off; PPO should sample the full distribution)"))
     top_p: float = field(default=1.0, metadata=_h("nucleus sampling (1.0 = off)"))
+    sampler: str = field(default="generate", metadata=_h(
+        "PPO rollouts and samples, ILQL decoding: generate = transformers' generate with logits processors "
+        "(jprefs.rl.processors); native = the hand-written KV-cache loop (jprefs.rl.sampling.sample). Same "
+        "tokens for the same seed; speed within a few % (BENCHMARKS.md)"))
 
     # ------------------------------------------------------------ optimisation (ILQL, PPO)
     total_steps: int = field(default=100, metadata=_h(
@@ -242,6 +246,8 @@ class RLConfig:
         if not 0 <= self.min_new_tokens <= self.max_new_tokens:
             raise ConfigError(f"config key 'min_new_tokens' must be in [0, max_new_tokens={self.max_new_tokens}], "
                               f"got {self.min_new_tokens}")
+        if self.sampler not in ("native", "generate"):
+            raise ConfigError(f"config key 'sampler': {self.sampler!r} is not one of native, generate")
         if not 0 < self.tau < 1:
             raise ConfigError(f"config key 'tau' must be in (0, 1), got {self.tau}")
         if self.algo == "sft" and self.sft_steps <= 0:

@@ -240,13 +240,14 @@ def ilql_forward(model, heads, batch: ILQLBatch):
 
 def evaluate_beta_gen(model, heads, tok, prompts: Sequence[str], reward_fn, beta_gens: Sequence[float], *,
                       max_new_tokens: int, top_k: int, temperature: float, prompt_max_tokens: int, seed: int,
-                      n_per_prompt: int = 1) -> dict:
+                      n_per_prompt: int = 1, sampler: str = "native") -> dict:
     """Per ``beta_gen``: mean reward (when ``reward_fn``), mean length, distinct-2, and the samples."""
     import numpy as np
 
     from jprefs.eval.textmetrics import distinct_n
-    from jprefs.rl.sampling import sample
+    from jprefs.rl.processors import get_sampler
 
+    sample = get_sampler(sampler)
     ps = [p for p in prompts for _ in range(n_per_prompt)]
     out = {}
     for b in beta_gens:
@@ -283,7 +284,7 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
     from jprefs.rl.dist import data_parallel_record, weights_digest
     from jprefs.rl.optim import optimizer
     from jprefs.rl.prepare import eval_reward_for, load_ilql_rows, open_run, prepare_policy
-    from jprefs.rl.sampling import sample
+    from jprefs.rl.processors import get_sampler
     from jprefs.rl.sft import encode_rows
     from jprefs.rl.texts import load_prompts
 
@@ -317,7 +318,7 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
                   prompt_max_tokens=cfg.prompt_max_tokens)
 
     def evaluate(step: int) -> dict:
-        s = sample(model, tok, eval_prompts * cfg.eval_samples, seed=cfg.seed + step,
+        s = get_sampler(cfg.sampler)(model, tok, eval_prompts * cfg.eval_samples, seed=cfg.seed + step,
                    score_fn=ilql_score_fn(heads, cfg.beta_gen), **gen_kw)
         rw = eval_reward_fn(eval_prompts * cfg.eval_samples, s.texts) if eval_reward_fn else None
         writer.samples(step, eval_prompts * cfg.eval_samples, s.texts, rw, beta_gen=cfg.beta_gen)
@@ -383,7 +384,8 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
     if not dist.is_main:
         return {}
     sweep = evaluate_beta_gen(model, heads, tok, eval_prompts, eval_reward_fn, cfg.beta_gen_sweep,
-                              seed=cfg.seed, n_per_prompt=max(1, cfg.eval_samples), **gen_kw)
+                              seed=cfg.seed, n_per_prompt=max(1, cfg.eval_samples), sampler=cfg.sampler,
+                              **gen_kw)
     for b, row in sweep.items():
         writer.samples(cfg.total_steps, eval_prompts * max(1, cfg.eval_samples), row["samples"], beta_gen=float(b),
                        kind="beta_gen_sweep")

@@ -171,8 +171,9 @@ def rollout(cfg, policy, ref, value_head, tok, prompts, reward_fn, kl_ctl, score
     """
     import torch
 
-    from jprefs.rl.sampling import sample
+    from jprefs.rl.processors import get_sampler
 
+    sample = get_sampler(cfg.sampler)
     s = sample(policy, tok, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens, seed=seed,
                min_new_tokens=cfg.min_new_tokens)
@@ -306,7 +307,7 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None, d
     from jprefs.rl.dist import data_parallel_record, weights_digest
     from jprefs.rl.optim import maybe_lora, optimizer
     from jprefs.rl.prepare import eval_reward_for, open_run, prepare_policy, reward_for
-    from jprefs.rl.sampling import sample
+    from jprefs.rl.processors import get_sampler
     from jprefs.rl.texts import load_prompts
 
     # ---------------------------------------------------------------- setup
@@ -334,6 +335,7 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None, d
     rng = np.random.default_rng(cfg.seed)
 
     def evaluate(step: int) -> dict:
+        sample = get_sampler(cfg.sampler)
         s = sample(policy, tok, eval_prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                    top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens, seed=cfg.seed + 7,
                    min_new_tokens=cfg.min_new_tokens)
