@@ -120,7 +120,8 @@ class RLConfig:
     top_k: int = field(default=0, metadata=_h("top-k sampling (0 = off; PPO should sample the full distribution)"))
     top_p: float = field(default=1.0, metadata=_h("nucleus sampling (1.0 = off)"))
     sampler: str = field(default="generate", metadata=_h(
-        "PPO rollouts and samples, ILQL decoding: generate = transformers' generate with logits processors "
+        "every sampling in a run (PPO rollouts, eval samples of every algo, ILQL decoding): generate = "
+        "transformers' generate with logits processors "
         "(jprefs.rl.processors); native = the hand-written KV-cache loop (jprefs.rl.sampling.sample). Same "
         "tokens for the same seed; speed within a few % (BENCHMARKS.md)"))
 

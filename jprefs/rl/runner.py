@@ -26,7 +26,7 @@ def run_sft(cfg, out, *, dist=None) -> dict:
     from jprefs.eval.textmetrics import distinct_n
     from jprefs.rl.dist import data_parallel_record, weights_digest
     from jprefs.rl.prepare import _sft_rows, eval_reward_for, open_run, prepare_policy
-    from jprefs.rl.sampling import sample
+    from jprefs.rl.processors import get_sampler
     from jprefs.rl.sft import train_sft
     from jprefs.rl.texts import load_prompts
 
@@ -43,8 +43,9 @@ def run_sft(cfg, out, *, dist=None) -> dict:
     if not dist.is_main:
         return {}
     prompts = load_prompts(cfg.eval_prompts) * max(1, cfg.eval_samples)
-    s = sample(model, tok, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-               top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens, seed=cfg.seed)
+    s = get_sampler(cfg.sampler)(model, tok, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                 top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens,
+                                 seed=cfg.seed)
     rfn = eval_reward_for(cfg, dist.device(cfg.device) if dist.enabled else None) if cfg.reward_type != "none" else None
     rw = rfn(prompts, s.texts) if rfn else None
     writer.samples(cfg.sft_steps, prompts, s.texts, rw)

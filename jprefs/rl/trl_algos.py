@@ -338,7 +338,7 @@ def train_trl(cfg, out, *, dist=None) -> dict:
     from jprefs.eval.textmetrics import distinct_n
     from jprefs.rl.policies import load_policy
     from jprefs.rl.prepare import eval_reward_for, open_run, prepare_policy
-    from jprefs.rl.sampling import sample
+    from jprefs.rl.processors import get_sampler
     from jprefs.rl.texts import load_prompts
 
     trl = require("trl", "trl", f"algo={cfg.algo}")
@@ -376,9 +376,10 @@ def train_trl(cfg, out, *, dist=None) -> dict:
         m = m if m is not None else trainer.model
         was = m.training
         m.eval()
-        s = sample(m, tok, eval_prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                   top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens, seed=cfg.seed + 7,
-                   min_new_tokens=cfg.min_new_tokens)
+        s = get_sampler(cfg.sampler)(m, tok, eval_prompts, max_new_tokens=cfg.max_new_tokens,
+                                     temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
+                                     prompt_max_tokens=cfg.prompt_max_tokens, seed=cfg.seed + 7,
+                                     min_new_tokens=cfg.min_new_tokens)
         m.train(was)
         rw = rfn(eval_prompts, s.texts) if rfn else None
         writer.samples(step, eval_prompts, s.texts, rw)
