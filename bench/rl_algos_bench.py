@@ -28,7 +28,8 @@ Every step runs through the real CLI and is reused when its folder is finished, 
 does what is missing. ``--base DIR`` takes pretrain/ and sft/ (and data/) from an earlier
 rl_sentiment_bench run instead of training them again.
 
-    python bench/rl_algos_bench.py -o /tmp/rl-algos --base /tmp/rl-bench     # ~45-60 min on 2 busy cores
+    python bench/rl_algos_bench.py -o /tmp/rl-algos --base /tmp/rl-bench     # ~45 min on 2 busy cores
+    python bench/rl_algos_bench.py -o /tmp/rl-algos --seeds 0,1              # + a second seed (~25 min more)
     python bench/rl_algos_bench.py -o /tmp/rl-algos --quick                  # minutes, a smoke test
 """
 
