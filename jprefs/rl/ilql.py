@@ -168,6 +168,16 @@ def ilql_score_fn(heads, beta_gen: float):
     return score
 
 
+def ilql_processor(heads, beta_gen: float):
+    """:func:`ilql_score_fn` as a logits processor for ``generate``
+    (:class:`jprefs.rl.processors.ScoreFnProcessor`); ``beta_gen = 0`` needs no hidden state."""
+    from jprefs.rl.processors import ScoreFnProcessor
+
+    proc = ScoreFnProcessor(ilql_score_fn(heads, beta_gen))
+    proc.needs_hidden = beta_gen != 0
+    return proc
+
+
 # ====================================================================== data shaping
 
 @dataclass

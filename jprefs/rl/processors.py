@@ -8,7 +8,8 @@ same rules in the same order as ``sample``:
 1. ``MinNewTokensLengthLogitsProcessor`` (transformers): EOS logit -> -inf for the first
    ``min_new_tokens`` response tokens;
 2. :class:`ScoreFnProcessor` (only with a ``score_fn``): ``score_fn(logits, hidden)``, e.g.
-   :class:`ILQLAdvantageProcessor` = ``log_softmax(logits) + beta * (min_i target_q_i - v)``;
+   ILQL's ``log_softmax(logits) + beta * (min_i target_q_i - v)``
+   (:func:`jprefs.rl.ilql.ilql_processor`);
 3. ``TemperatureLogitsWarper``, ``TopKLogitsWarper``, ``TopPLogitsWarper`` (transformers; only
    when sampling, i.e. ``temperature > 0``).
 
@@ -46,7 +47,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from jprefs.rl.sampling import Samples
 
-__all__ = ["ScoreFnProcessor", "ILQLAdvantageProcessor", "rollout_processors", "sample_generate", "get_sampler"]
+__all__ = ["ScoreFnProcessor", "rollout_processors", "sample_generate", "get_sampler"]
 
 
 class ScoreFnProcessor(LogitsProcessor):
@@ -87,25 +88,6 @@ class ScoreFnProcessor(LogitsProcessor):
         if self.hidden is not None and self.hidden.shape[0] != scores.shape[0]:
             raise RuntimeError(f"hidden states for {self.hidden.shape[0]} rows, scores for {scores.shape[0]}")
         return self.score_fn(scores, self.hidden)
-
-
-class ILQLAdvantageProcessor(ScoreFnProcessor):
-    """ILQL's decoding rule as a processor: ``log_softmax(logits) + beta * (min_i target_q_i(h) - v(h))``
-    (:func:`jprefs.rl.ilql.ilql_score_fn`, RL_SPEC). ``beta = 0`` is the behaviour-cloned LM and
-    needs no hidden state."""
-
-    def __init__(self, heads, beta: float):
-        import torch
-
-        def score(logits, h):                      # = jprefs.rl.ilql.ilql_score_fn (ilql imports this module)
-            logp = torch.log_softmax(logits.float(), dim=-1)
-            if beta == 0:
-                return logp
-            return logp + beta * heads.advantage(h.to(next(heads.parameters()).dtype)).float()
-
-        super().__init__(score)
-        self.heads, self.beta = heads, float(beta)
-        self.needs_hidden = self.beta != 0
 
 
 def rollout_processors(*, prompt_len: int, eos_token_id: int, min_new_tokens: int = 0, score_fn=None,

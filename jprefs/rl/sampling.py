@@ -143,5 +143,3 @@ def logprobs_from_logits(logits, tokens):
     import torch
 
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-
-

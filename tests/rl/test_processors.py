@@ -7,9 +7,9 @@ torch = pytest.importorskip("torch")
 
 from transformers import GenerationConfig, LogitsProcessorList  # noqa: E402
 
-from jprefs.rl.ilql import ilql_score_fn, make_heads  # noqa: E402
-from jprefs.rl.processors import (ILQLAdvantageProcessor, ScoreFnProcessor, get_sampler,  # noqa: E402
-                                  rollout_processors, sample_generate)
+from jprefs.rl.ilql import ilql_processor, ilql_score_fn, make_heads  # noqa: E402
+from jprefs.rl.processors import (ScoreFnProcessor, get_sampler, rollout_processors,  # noqa: E402
+                                  sample_generate)
 from jprefs.rl.sampling import sample  # noqa: E402
 
 PROMPTS = ["abc", "h", "defgabc", ""] * 2          # left padding: prompts of 1 .. 8 tokens
@@ -27,7 +27,7 @@ def random_heads(model, tok, seed=0):
 def test_ilql_processor_is_logsoftmax_plus_beta_advantage(model, tok):
     heads = random_heads(model, tok)
     logits, h = torch.randn(3, len(tok)), torch.randn(3, model.config.n_embd)
-    proc = ILQLAdvantageProcessor(heads, 0.5)
+    proc = ilql_processor(heads, 0.5)
     proc.hidden = h
     with torch.no_grad():
         q1, q2 = heads.target_q_heads[0](h), heads.target_q_heads[1](h)
@@ -35,9 +35,9 @@ def test_ilql_processor_is_logsoftmax_plus_beta_advantage(model, tok):
         want = logits - torch.logsumexp(logits, -1, keepdim=True) + 0.5 * adv
         assert torch.allclose(proc(None, logits), want, atol=1e-5)
     # beta 0: the LM's log-distribution, with no hidden state needed
-    assert torch.allclose(ILQLAdvantageProcessor(heads, 0.0)(None, logits), torch.log_softmax(logits, -1))
+    assert torch.allclose(ilql_processor(heads, 0.0)(None, logits), torch.log_softmax(logits, -1))
     with pytest.raises(RuntimeError, match="hook"):
-        ILQLAdvantageProcessor(heads, 1.0)(None, logits)
+        ilql_processor(heads, 1.0)(None, logits)
 
 
 def test_rollout_processors_apply_sample_rules_in_order():
