@@ -61,20 +61,23 @@ def _provenance(p: PreferencePair) -> dict[str, Any]:
     return {"id": p.id, "source": p.source, "source_id": p.source_id, "license": p.license}
 
 
-def iter_export_rows(records: Iterable[Record], fmt: str) -> Iterator[dict[str, Any]]:
-    """Rows for ``fmt`` (one of :data:`FORMATS`), one record at a time; rank lists are expanded to pairs."""
+def iter_export_rows(records: Iterable[Record], fmt: str, *, cue: bool = True) -> Iterator[dict[str, Any]]:
+    """Rows for ``fmt`` (one of :data:`FORMATS`), one record at a time; rank lists are expanded to pairs.
+    ``cue=False``: the standard formats' prompt is rendered without role markers and assistant cue
+    (``render_prompt``'s plain form: a single user turn is its bare text), for a policy that is
+    sampled from that text (``jprefs rl`` DPO/KTO on a tokenizer without a chat template)."""
     if fmt not in FORMATS:
         raise JprefsError(f"unknown export format '{fmt}'; use one of {', '.join(FORMATS)}")
     for p in expand_pairs(records):
         if fmt == "trl":
-            yield {"prompt": render_prompt(p.prompt, cue=True), "chosen": p.chosen, "rejected": p.rejected, **_provenance(p)}
+            yield {"prompt": render_prompt(p.prompt, cue=cue), "chosen": p.chosen, "rejected": p.rejected, **_provenance(p)}
         elif fmt == "trl-conversational":
             yield {"prompt": [m.to_dict() for m in p.prompt],
                    "chosen": [{"role": "assistant", "content": p.chosen}],
                    "rejected": [{"role": "assistant", "content": p.rejected}], **_provenance(p)}
         elif fmt in ("trl-unpaired", "trl-unpaired-conversational"):
             conv = fmt == "trl-unpaired-conversational"
-            prompt = [m.to_dict() for m in p.prompt] if conv else render_prompt(p.prompt, cue=True)
+            prompt = [m.to_dict() for m in p.prompt] if conv else render_prompt(p.prompt, cue=cue)
             for suffix, answer, label in (("c", p.chosen, True), ("r", p.rejected, False)):
                 completion = [{"role": "assistant", "content": answer}] if conv else answer
                 yield {"prompt": prompt, "completion": completion, "label": label,
@@ -95,9 +98,9 @@ def write_trl_files(out_dir, records: Iterable[Record]) -> dict[str, int]:
     return {fmt: write_jsonl(Path(out_dir) / f"{fmt}.jsonl", iter_export_rows(records, fmt)) for fmt in TRL_FORMATS}
 
 
-def export_rows(records: Iterable[Record], fmt: str) -> list[dict[str, Any]]:
+def export_rows(records: Iterable[Record], fmt: str, *, cue: bool = True) -> list[dict[str, Any]]:
     """Rows for ``fmt`` as a list (see :func:`iter_export_rows`)."""
-    return list(iter_export_rows(records, fmt))
+    return list(iter_export_rows(records, fmt, cue=cue))
 
 
 def parquet_schema(fmt: str):

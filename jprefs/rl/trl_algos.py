@@ -75,7 +75,7 @@ def preference_rows(cfg, tok) -> list[dict]:
     from ``cfg.data``: canonical pairs (every algo) or a binary set (KTO)."""
     from jprefs.data.export import export_rows
     from jprefs.data.io import load_binary, load_pairs
-    from jprefs.data.schema import expand_pairs, render_prompt
+    from jprefs.data.schema import render_prompt
     from jprefs.errors import ConfigError
 
     conv = bool(getattr(tok, "chat_template", None))
@@ -83,21 +83,12 @@ def preference_rows(cfg, tok) -> list[dict]:
     for path in _data_files(cfg.data):
         first = _first_row(path)
         if "chosen" in first and "rejected" in first or "responses" in first:
-            if conv:
-                fmt = "trl-conversational" if cfg.algo == "dpo" else "trl-unpaired-conversational"
-                keep = ("prompt", "chosen", "rejected") if cfg.algo == "dpo" else ("prompt", "completion", "label")
-                rows += [{k: r[k] for k in keep} for r in export_rows(load_pairs(path), fmt)]
-                continue
-            # No chat template: the prompt text is the one every other algo samples from for this policy
-            # (render_prompt, as jprefs.rl.texts renders prompt files), not the export's assistant-cue form,
-            # so that DPO/KTO train on the contexts their eval samples and a later PPO run use.
-            for p in expand_pairs(load_pairs(path)):
-                prompt = render_prompt(p.prompt)
-                if cfg.algo == "dpo":
-                    rows.append({"prompt": prompt, "chosen": p.chosen, "rejected": p.rejected})
-                else:
-                    rows += [{"prompt": prompt, "completion": p.chosen, "label": True},
-                             {"prompt": prompt, "completion": p.rejected, "label": False}]
+            fmt = ("trl" if cfg.algo == "dpo" else "trl-unpaired") + ("-conversational" if conv else "")
+            keep = ("prompt", "chosen", "rejected") if cfg.algo == "dpo" else ("prompt", "completion", "label")
+            # No chat template: cue=False, the prompt text every other algo samples this policy from
+            # (render_prompt, as jprefs.rl.texts renders prompt files), not the export's assistant-cue
+            # form, so that DPO/KTO train on the contexts their eval samples and a later PPO run use.
+            rows += [{k: r[k] for k in keep} for r in export_rows(load_pairs(path), fmt, cue=False)]
         elif cfg.algo == "kto" and "label" in first and ("response" in first or "text" in first):
             for b in load_binary(path):
                 msgs = [m.to_dict() for m in b.prompt or []]
