@@ -47,7 +47,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rl_sentiment_bench import SHARED, evaluate_policies, jprefs_rl, log, prefix, read_chabsa  # noqa: E402
+from rl_sentiment_bench import evaluate_policies, jprefs_rl, log, prepare_data, pretrain_and_sft  # noqa: E402
 
 ALGOS = ("ppo", "grpo", "rloo", "dpo", "ilql")
 COLORS = {"ppo": "tab:blue", "grpo": "tab:green", "rloo": "tab:olive", "dpo": "tab:purple", "ilql": "tab:orange"}
@@ -105,44 +105,27 @@ def main():
         if a not in ALGOS:
             raise SystemExit(f"unknown algo {a!r}; use some of {', '.join(ALGOS)}")
     out = Path(args.out)
-    (out / "data").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
     if args.base:
         for sub in ("pretrain", "sft"):
             if not (out / sub).exists():
                 shutil.copytree(Path(args.base) / sub, out / sub)
 
-    # ---------------------------------------------------------------- data: as rl_sentiment_bench
-    train, test = read_chabsa("train.tsv"), read_chabsa("test.tsv")
-    with open(out / "data" / "chabsa_train.jsonl", "w", encoding="utf-8") as f:
-        for t, y in train:
-            f.write(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n")
-    rng = random.Random(0)
-    train_prompts = sorted({prefix(t, 8) for t, _ in train})
-    eval_prompts = [prefix(t, 8) for t, _ in rng.sample(test, min(args.eval_prompts, len(test)))]
+    # ---------------------------------------------------------------- data and SFT policy: as rl_sentiment_bench
+    train, test, train_prompts, eval_prompts = prepare_data(out, 8, args.eval_prompts)
     data = out / "data"
-    (data / "train_prompts.txt").write_text("\n".join(train_prompts) + "\n", encoding="utf-8")
-    (data / "eval_prompts.txt").write_text("\n".join(eval_prompts) + "\n", encoding="utf-8")
     n_dpo_prompts = args.steps * args.rollouts // 4
     dpo_prompts = random.Random(args.seed).sample(train_prompts, min(n_dpo_prompts, len(train_prompts)))
     (data / "dpo_prompts.txt").write_text("\n".join(dpo_prompts) + "\n", encoding="utf-8")
-    log(f"chABSA {len(train)} train / {len(test)} test; {len(train_prompts)} train prompts, {len(eval_prompts)} "
-        f"held-out prompts; DPO candidates for {len(dpo_prompts)} prompts")
+    log(f"DPO candidates for {len(dpo_prompts)} prompts")
 
     gen = ["max_new_tokens=32", "min_new_tokens=32", "max_length=96", "prompt_max_tokens=16",
            f"eval_prompts={data / 'eval_prompts.txt'}", "eval_samples=1", f"seed={args.seed}", "torch_threads=1"]
-    tiny = ["tiny_vocab_size=3000", "tiny_n_embd=128", "tiny_n_layer=3", "tiny_n_head=4", "tiny_n_positions=128"]
     steps = args.steps
     ev = f"eval_every={max(1, steps // 4)}"
-
-    # ---------------------------------------------------------------- SFT policy (as rl_sentiment_bench)
-    jprefs_rl(out / "pretrain", ["algo=sft", "policy=tiny", f"sft_data={SHARED / 'aozora' / '*.jsonl.gz'}",
-                                 "sft_max_texts=60000", "sft_steps=30" if args.quick else "sft_steps=400",
-                                 "sft_lr=2e-3", "sft_batch_size=32", "reward_type=none", *tiny,
-                                 *[g for g in gen if not g.startswith(("max_length", "min_new"))], "max_length=64"])
-    jprefs_rl(out / "sft", ["algo=sft", f"policy={out / 'pretrain' / 'policy'}", f"sft_data={data / 'chabsa_train.jsonl'}",
-                            "sft_steps=20" if args.quick else "sft_steps=200", "sft_lr=1e-3", "reward_type=none",
-                            *[g for g in gen if not g.startswith("min_new")]])
+    pretrain_and_sft(out, [g for g in gen if not g.startswith("min_new")], 30 if args.quick else 400,
+                     20 if args.quick else 200)
     sft = out / "sft" / "policy"
     rm = Path(args.rm)
     if not (rm / "config.json").exists():

@@ -82,6 +82,39 @@ def prefix(text: str, n: int) -> str:
     return text[:n]
 
 
+TINY = ["tiny_vocab_size=3000", "tiny_n_embd=128", "tiny_n_layer=3", "tiny_n_head=4", "tiny_n_positions=128"]
+
+
+def prepare_data(out: Path, prompt_chars: int, n_eval: int):
+    """chABSA: OUT/data/chabsa_train.jsonl (text, label), the training prompts (the first ``prompt_chars``
+    characters of every train sentence) and ``n_eval`` held-out prompts from the test sentences (seed 0),
+    also written to OUT/data/{train,eval}_prompts.txt. Returns (train, test, train_prompts, eval_prompts)."""
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    train, test = read_chabsa("train.tsv"), read_chabsa("test.tsv")
+    with open(out / "data" / "chabsa_train.jsonl", "w", encoding="utf-8") as f:
+        for t, y in train:
+            f.write(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n")
+    rng = random.Random(0)
+    train_prompts = sorted({prefix(t, prompt_chars) for t, _ in train})
+    eval_prompts = [prefix(t, prompt_chars) for t, _ in rng.sample(test, min(n_eval, len(test)))]
+    (out / "data" / "train_prompts.txt").write_text("\n".join(train_prompts) + "\n", encoding="utf-8")
+    (out / "data" / "eval_prompts.txt").write_text("\n".join(eval_prompts) + "\n", encoding="utf-8")
+    log(f"chABSA {len(train)} train / {len(test)} test; {len(train_prompts)} train prompts, "
+        f"{len(eval_prompts)} held-out eval prompts")
+    return train, test, train_prompts, eval_prompts
+
+
+def pretrain_and_sft(out: Path, gen: list[str], pretrain_steps: int, sft_steps: int):
+    """The bench's policy: a tiny GPT-2 pretrained on Aozora Bunko (OUT/pretrain), then SFT on the chABSA
+    train sentences (OUT/sft) = the SFT baseline; both reused when finished."""
+    jprefs_rl(out / "pretrain", ["algo=sft", "policy=tiny", f"sft_data={SHARED / 'aozora' / '*.jsonl.gz'}",
+                                 "sft_max_texts=60000", f"sft_steps={pretrain_steps}", "sft_lr=2e-3",
+                                 "sft_batch_size=32", "reward_type=none", *TINY, *gen, "max_length=64"])
+    jprefs_rl(out / "sft", ["algo=sft", f"policy={out / 'pretrain' / 'policy'}",
+                            f"sft_data={out / 'data' / 'chabsa_train.jsonl'}", f"sft_steps={sft_steps}",
+                            "sft_lr=1e-3", "reward_type=none", *gen])
+
+
 def train_tiny_rm(out: Path, train, test, steps: int) -> Path:
     """Last resort: a 2-layer BERT classifier from scratch on chABSA (char tokenizer from jprefs)."""
     import torch
@@ -147,35 +180,15 @@ def main():
         args.pretrain_steps, args.sft_steps, args.ppo_steps, args.ilql_steps, args.eval_prompts = 30, 20, 3, 20, 16
         args.eval_samples = 1
     out = Path(args.out)
-    (out / "data").mkdir(parents=True, exist_ok=True)
     t_start = time.time()
 
     # ---------------------------------------------------------------- data (outside the repo)
-    train, test = read_chabsa("train.tsv"), read_chabsa("test.tsv")
-    with open(out / "data" / "chabsa_train.jsonl", "w", encoding="utf-8") as f:
-        for t, y in train:
-            f.write(json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n")
-    rng = random.Random(0)
-    train_prompts = sorted({prefix(t, args.prompt_chars) for t, _ in train})
-    test_sents = rng.sample(test, min(args.eval_prompts, len(test)))
-    eval_prompts = [prefix(t, args.prompt_chars) for t, _ in test_sents]
-    (out / "data" / "train_prompts.txt").write_text("\n".join(train_prompts) + "\n", encoding="utf-8")
-    (out / "data" / "eval_prompts.txt").write_text("\n".join(eval_prompts) + "\n", encoding="utf-8")
-    aozora = str(SHARED / "aozora" / "*.jsonl.gz")
-    log(f"chABSA {len(train)} train / {len(test)} test; {len(train_prompts)} train prompts, "
-        f"{len(eval_prompts)} held-out eval prompts")
-
+    train, test, train_prompts, eval_prompts = prepare_data(out, args.prompt_chars, args.eval_prompts)
     gen = ["max_new_tokens=32", "max_length=96", "prompt_max_tokens=16", f"eval_prompts={out / 'data' / 'eval_prompts.txt'}",
            "eval_samples=1", "seed=0", "torch_threads=1"]
-    tiny = ["tiny_vocab_size=3000", "tiny_n_embd=128", "tiny_n_layer=3", "tiny_n_head=4", "tiny_n_positions=128"]
 
     # ---------------------------------------------------------------- 1-2. pretrain + SFT
-    jprefs_rl(out / "pretrain", ["algo=sft", "policy=tiny", f"sft_data={aozora}", "sft_max_texts=60000",
-                                 f"sft_steps={args.pretrain_steps}", "sft_lr=2e-3", "sft_batch_size=32",
-                                 "reward_type=none", *tiny, *gen, "max_length=64"])
-    jprefs_rl(out / "sft", ["algo=sft", f"policy={out / 'pretrain' / 'policy'}",
-                            f"sft_data={out / 'data' / 'chabsa_train.jsonl'}", f"sft_steps={args.sft_steps}",
-                            "sft_lr=1e-3", "reward_type=none", *gen])
+    pretrain_and_sft(out, gen, args.pretrain_steps, args.sft_steps)
 
     # ---------------------------------------------------------------- 3. reward model
     rm_note = ""
