@@ -295,8 +295,10 @@ def train_trl(train_pairs, heldout, out_dir, settings: dict, *, log=print) -> di
 
 
 def pair_accuracy(chosen, rejected) -> list[float]:
-    """Per pair: 1 if the chosen reward is higher, 0.5 on a tie, else 0."""
-    return [1.0 if c > r else 0.5 if c == r else 0.0 for c, r in zip(chosen, rejected)]
+    """Per pair: 1 if the chosen reward is higher, 0.5 on a tie, else 0 (:func:`jprefs.eval.metrics.wins`)."""
+    from jprefs.eval.metrics import wins
+
+    return wins(chosen, rejected).tolist()
 
 
 # ------------------------------------------------------------------ subprocess runner
