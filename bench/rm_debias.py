@@ -49,6 +49,9 @@ VARIANTS = {
     "odin-balanced": {"debias": "odin", "length_balance": True},
     "bt-256": {"max_length": 256, "max_prompt_length": 64},
     "bt-hh-en": {"extra_data": "HH"},     # cross-lingual: + English hh-rlhf harmless pairs
+    # seed spread / seed ensembles of the CV-chosen objective (the recipe's seed is 42)
+    "odin-s43": {"debias": "odin", "seed": 43},
+    "odin-s44": {"debias": "odin", "seed": 44},
 }
 
 
@@ -141,6 +144,8 @@ def _metrics(r, pairs) -> dict:
 # Grouped cross-validation over train + dev (the second selection, after the dev split proved too small
 # to rank the variants): the three debiasing families, each trained FOLDS times.
 CV_VARIANTS = ("bt-balanced", "corr", "odin")
+# the third round: two more seeds of ODIN on the same folds (seed spread, seed ensembles; `cv-seeds`)
+SEED_VARIANTS = ("odin-s43", "odin-s44")
 FOLDS = 3
 
 
@@ -157,7 +162,7 @@ def _cv_parts():
     return out
 
 
-def cv() -> dict:
+def cv(variants=CV_VARIANTS, out_name: str = "cv.json") -> dict:
     """Train every CV variant on FOLDS-1 folds of both sets, score the held-out fold; pool the out-of-fold
     rewards over the folds and report each set's figures beside longer-wins and the probe fit on the same
     training folds. WORK/cv/...; finished folds are kept, so a killed run resumes. Writes RESULTS/cv.json."""
@@ -179,7 +184,7 @@ def cv() -> dict:
                 write_jsonl(paths[s, tag], [r for r, k in zip(recs, keep) if k])
         write_jsonl(root / f"fold{f}-held.jsonl",
                     [r for s in SETS for r, k in zip(parts[s][0], parts[s][1] == f) if k])
-        for name in CV_VARIANTS:
+        for name in variants:
             d = root / f"fold{f}" / name
             scores = d / "oof.json"
             if not scores.exists():
@@ -196,13 +201,13 @@ def cv() -> dict:
             for s in SETS:
                 for h, r in res[s].items():
                     oof.setdefault(name, {}).setdefault(s, {}).setdefault(h, {})[f] = np.asarray(r)
-    out = {"folds": FOLDS, "variants": list(CV_VARIANTS), "rule": choose.__doc__}
+    out = {"folds": FOLDS, "variants": list(variants), "rule": choose.__doc__}
     for name, per_set in oof.items():
         out[name] = {s: {h: _metrics(_pool(parts[s], per_f), RMData("records", _ordered(parts[s])).pairs())
                          for h, per_f in heads.items()} for s, heads in per_set.items()}
     out["_probe"] = _cv_probe(parts)
-    out["recommended"] = choose({k: v for k, v in out.items() if k in CV_VARIANTS})
-    (RESULTS / "cv.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    out["recommended"] = choose({k: v for k, v in out.items() if k in variants})
+    (RESULTS / out_name).write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     return out
 
 
@@ -221,9 +226,9 @@ def _pool(part, per_fold: dict):
     return np.concatenate(ch + rj)
 
 
-def _cv_probe(parts) -> dict:
+def _cv_probe_scores(parts) -> dict:
     """The probe baseline (frozen e5 + log length) fit on each fold's training folds of both sets and
-    scored on the held-out fold; the out-of-fold figures per set."""
+    scored on the held-out fold: set -> fold -> (2n,) scores, chosen then rejected."""
     import numpy as np
 
     from jprefs.classifiers.data import RMData
@@ -249,7 +254,114 @@ def _cv_probe(parts) -> dict:
             ps = sel(s, te)
             per[s][f] = np.concatenate([pr.score(E[s][0][te], [len(p.chosen) for p in ps]),
                                         pr.score(E[s][1][te], [len(p.rejected) for p in ps])])
-    return {s: _metrics(_pool(parts[s], per[s]), RMData("records", _ordered(parts[s])).pairs()) for s in SETS}
+    return per
+
+
+def _cv_metrics(parts, per_set: dict) -> dict:
+    """The bench's figures per set of out-of-fold scores ``set -> fold -> (2n,)``."""
+    from jprefs.classifiers.data import RMData
+
+    return {s: _metrics(_pool(parts[s], per_set[s]), RMData("records", _ordered(parts[s])).pairs()) for s in SETS}
+
+
+def _cv_probe(parts) -> dict:
+    """The probe's out-of-fold figures per set (:func:`_cv_probe_scores`)."""
+    return _cv_metrics(parts, _cv_probe_scores(parts))
+
+
+def _cv_oof(variants) -> dict:
+    """The saved out-of-fold rewards of the CV runs: "variant/reward" -> set -> fold -> (2n,)."""
+    import numpy as np
+
+    out: dict = {}
+    for f in range(FOLDS):
+        for v in variants:
+            res = json.loads((WORK / "cv" / f"fold{f}" / v / "oof.json").read_text())
+            for s in SETS:
+                for h, r in res[s].items():
+                    out.setdefault(f"{v}/{h}", {}).setdefault(s, {})[f] = np.asarray(r)
+    return out
+
+
+def _floor(m: dict, lw: dict, pb: dict) -> bool:
+    """Issue #13's floor on out-of-fold figures: above longer-wins and the probe, chosen-shorter >= 0.35,
+    on every set."""
+    return all(m[s]["accuracy"] > max(lw[s], pb[s]["accuracy"]) and (m[s]["chosen_shorter"] or 0) >= 0.35
+               for s in SETS)
+
+
+def cv_ensemble() -> dict:
+    """The third round (rule fixed before the seed runs' figures existed): the ODIN objective trained with
+    three seeds (42 = ``odin`` of the CV, 43, 44) on the same folds. Reports each reward's spread over the
+    seeds (mean, min, max of out-of-fold accuracy and chosen-shorter accuracy per set) and the figures of
+    the three-seed ensemble (the members' mean reward, what :class:`RewardEnsemble` scores); the rule of
+    :func:`choose` then picks among the single-seed and the ensemble rewards, and ``meets_floor`` says
+    whether the pick clears issue #13's floor out of fold. RESULTS/cv-ensemble.json."""
+    import numpy as np
+
+    parts = _cv_parts()
+    seeds = ("odin",) + SEED_VARIANTS
+    comp = _cv_oof(seeds)
+    heads = [k.split("/", 1)[1] for k in comp if k.startswith("odin/")]
+    single = {v: {s: {h: None for h in heads} for s in SETS} for v in seeds}
+    for v in seeds:
+        for h in heads:
+            m = _cv_metrics(parts, comp[f"{v}/{h}"])
+            for s in SETS:
+                single[v][s][h] = m[s]
+    ens = {s: {} for s in SETS}
+    for h in heads:
+        mean = {s: {f: np.mean([comp[f"{v}/{h}"][s][f] for v in seeds], axis=0) for f in range(FOLDS)}
+                for s in SETS}
+        m = _cv_metrics(parts, mean)
+        for s in SETS:
+            ens[s][h] = m[s]
+    spread = {s: {h: {k: {"mean": float(np.mean(x)), "min": float(np.min(x)), "max": float(np.max(x))}
+                      for k, x in (("accuracy", [single[v][s][h]["accuracy"] for v in seeds]),
+                                   ("chosen_shorter", [single[v][s][h]["chosen_shorter"] for v in seeds]))}
+                  for h in heads} for s in SETS}
+    pb = _cv_probe(parts)
+    lw = {s: pb[s]["longer_wins"] for s in SETS}
+    cands = {**single, "odin-x3": ens}
+    pick = choose(cands)
+    v, h = pick.split("/", 1)
+    out = {"seeds": [42, 43, 44], "single": single, "ensemble": ens, "spread": spread, "_probe": pb,
+           "rule": choose.__doc__, "recommended": pick, "meets_floor": _floor({s: cands[v][s][h] for s in SETS}, lw, pb)}
+    (RESULTS / "cv-ensemble.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    return out
+
+
+# What the stacking exploration combines with the probe (rewards of the CV runs), and with what weights
+STACK_REWARDS = ("bt-balanced/reward", "corr/reward", "odin/quality", "odin/blend-0.1", "odin/full")
+STACK_WEIGHTS = (0.5, 1.0, 2.0)
+
+
+def cv_stack() -> dict:
+    """An exploration, designed AFTER the CV figures were read (so it chose nothing): the probe's score
+    plus ``w`` times a fine-tuned reward, each standardised per fold by its spread over the held-out
+    responses of both sets (no labels used), out of fold. Does a fine-tuned reward add to what the frozen
+    embeddings and the length already give? RESULTS/cv-stack.json."""
+    import numpy as np
+
+    parts = _cv_parts()
+    have = [v for v in CV_VARIANTS if all((WORK / "cv" / f"fold{f}" / v / "oof.json").exists() for f in range(FOLDS))]
+    comp = _cv_oof(have)
+    comp["probe"] = _cv_probe_scores(parts)
+
+    def z(name, f):
+        x = np.concatenate([comp[name][s][f] for s in SETS])
+        return {s: (comp[name][s][f] - x.mean()) / x.std() for s in SETS}
+
+    pb = _cv_metrics(parts, comp["probe"])
+    lw = {s: pb[s]["longer_wins"] for s in SETS}
+    out = {"_probe": pb, "variants": have, "stacks": {}}
+    for r in (r for r in STACK_REWARDS if r in comp):
+        for w in STACK_WEIGHTS:
+            per = {s: {f: z("probe", f)[s] + w * z(r, f)[s] for f in range(FOLDS)} for s in SETS}
+            m = _cv_metrics(parts, per)
+            out["stacks"][f"probe + {w:g} x {r}"] = {**m, "meets_floor": _floor(m, lw, pb)}
+    (RESULTS / "cv-stack.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    return out
 
 
 def _train_layers(d: Path) -> int:
@@ -516,6 +628,13 @@ if __name__ == "__main__":
     elif cmd == "cv":
         r = cv()
         print("recommended (grouped CV):", r["recommended"])
+    elif cmd == "cv-seeds":      # ODIN with seeds 42, 43, 44 on the CV folds (the analysis: cv-ensemble)
+        cv(("odin",) + SEED_VARIANTS, "cv-seeds.json")
+    elif cmd == "cv-ensemble":
+        r = cv_ensemble()
+        print("recommended (seed round):", r["recommended"], "meets the floor:", r["meets_floor"])
+    elif cmd == "cv-stack":
+        print(json.dumps({k: v["meets_floor"] for k, v in cv_stack()["stacks"].items()}, indent=1))
     elif cmd == "probe":
         print(json.dumps(probe(), indent=1))
     elif cmd == "all":            # one process: the frozen-layer memo serves every variant and split
