@@ -607,6 +607,36 @@ def plot(part: str) -> Path:
     return RESULTS / f"{part}.png"
 
 
+def plot_seeds() -> Path:
+    """The seed round (cv-ensemble.json): per set, each ODIN reward's mean over the three seeds with
+    bars from the lowest to the highest seed (accuracy and chosen-shorter accuracy), the three-seed
+    ensemble as a star, longer-wins, the probe and the 0.35 floor. RESULTS/cv-ensemble.png."""
+    from jprefs.eval.plots import pyplot, save_figure
+
+    plt = pyplot()
+    res = json.loads((RESULTS / "cv-ensemble.json").read_text(encoding="utf-8"))
+    fig, axes = plt.subplots(1, len(SETS), figsize=(12, 5))
+    for ax, s in zip(axes, SETS):
+        for i, (h, sp) in enumerate(res["spread"][s].items()):
+            a, c = sp["accuracy"], sp["chosen_shorter"]
+            col = f"C{i % 10}"
+            ax.errorbar(c["mean"], a["mean"], xerr=[[c["mean"] - c["min"]], [c["max"] - c["mean"]]],
+                        yerr=[[a["mean"] - a["min"]], [a["max"] - a["mean"]]], fmt="o", color=col, ms=4,
+                        capsize=2, label=f"odin/{h} (3 seeds)")
+            e = res["ensemble"][s][h]
+            ax.scatter(e["chosen_shorter"], e["accuracy"], marker="*", s=90, color=col)
+        pb = res["_probe"][s]
+        ax.axhline(pb["longer_wins"], color="k", ls="--", lw=1, label=f"longer wins {pb['longer_wins']:.3f}")
+        ax.axhline(pb["accuracy"], color="gray", ls="-.", lw=1, label=f"probe {pb['accuracy']:.3f}")
+        ax.axvline(0.35, color="r", ls=":", lw=1, label="chosen-shorter floor 0.35")
+        ax.set_xlabel("accuracy where the chosen answer is the shorter one")
+        ax.set_ylabel("pairwise accuracy (out of fold)")
+        ax.set_title(f"{s}: seed spread (bars), 3-seed ensemble (stars)")
+        ax.legend(fontsize=6, loc="lower left")
+    save_figure(fig, RESULTS / "cv-ensemble.png")
+    return RESULTS / "cv-ensemble.png"
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "split":
@@ -633,6 +663,7 @@ if __name__ == "__main__":
     elif cmd == "cv-ensemble":
         r = cv_ensemble()
         print("recommended (seed round):", r["recommended"], "meets the floor:", r["meets_floor"])
+        print(plot_seeds())
     elif cmd == "cv-stack":
         print(json.dumps({k: v["meets_floor"] for k, v in cv_stack()["stacks"].items()}, indent=1))
     elif cmd == "probe":
