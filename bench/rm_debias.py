@@ -38,7 +38,7 @@ WORK = Path(__import__("os").environ.get("RM_DEBIAS_WORK", RESULTS / "work"))
 RECIPE = ROOT / "classifiers" / "recipes" / "e5-small-ja-debiased.yaml"
 
 # Every variant is the recipe plus these overrides (the recipe itself is the chosen one, "odin-bal" etc.)
-BASE = {"debias": "none", "length_balance": False, "counterfactual": "none"}
+BASE = {"debias": "none", "length_balance": False, "counterfactual": "none", "odin_length_blend": 0.0}
 VARIANTS = {
     "bt": {},
     "bt-balanced": {"length_balance": True},
@@ -49,9 +49,11 @@ VARIANTS = {
     "odin-balanced": {"debias": "odin", "length_balance": True},
     "bt-256": {"max_length": 256, "max_prompt_length": 64},
     "bt-hh-en": {"extra_data": "HH"},     # cross-lingual: + English hh-rlhf harmless pairs
-    # seed spread / seed ensembles of the CV-chosen objective (the recipe's seed is 42)
-    "odin-s43": {"debias": "odin", "seed": 43},
-    "odin-s44": {"debias": "odin", "seed": 44},
+    # seed spread / seed ensembles of the CV-chosen recipe (ODIN, default reward quality + 0.1 x length,
+    # which also picks the epoch; the recipe's seed is 42)
+    "odin-s42": {"debias": "odin", "odin_length_blend": 0.1, "seed": 42},
+    "odin-s43": {"debias": "odin", "odin_length_blend": 0.1, "seed": 43},
+    "odin-s44": {"debias": "odin", "odin_length_blend": 0.1, "seed": 44},
 }
 
 
@@ -145,7 +147,7 @@ def _metrics(r, pairs) -> dict:
 # to rank the variants): the three debiasing families, each trained FOLDS times.
 CV_VARIANTS = ("bt-balanced", "corr", "odin")
 # the third round: two more seeds of ODIN on the same folds (seed spread, seed ensembles; `cv-seeds`)
-SEED_VARIANTS = ("odin-s43", "odin-s44")
+SEED_VARIANTS = ("odin-s42", "odin-s43", "odin-s44")
 FOLDS = 3
 
 
@@ -291,18 +293,19 @@ def _floor(m: dict, lw: dict, pb: dict) -> bool:
 
 
 def cv_ensemble() -> dict:
-    """The third round (rule fixed before the seed runs' figures existed): the ODIN objective trained with
-    three seeds (42 = ``odin`` of the CV, 43, 44) on the same folds. Reports each reward's spread over the
-    seeds (mean, min, max of out-of-fold accuracy and chosen-shorter accuracy per set) and the figures of
-    the three-seed ensemble (the members' mean reward, what :class:`RewardEnsemble` scores); the rule of
-    :func:`choose` then picks among the single-seed and the ensemble rewards, and ``meets_floor`` says
-    whether the pick clears issue #13's floor out of fold. RESULTS/cv-ensemble.json."""
+    """The third round (rule fixed before the seed runs' figures existed): the recipe's objective (ODIN,
+    default reward quality + 0.1 x length) trained with three seeds (42, 43, 44) on the CV folds. Reports
+    each reward's spread over the seeds (mean, min, max of out-of-fold accuracy and chosen-shorter
+    accuracy per set) and the figures of the three-seed ensemble (the members' mean reward, what
+    :class:`RewardEnsemble` scores); the rule of :func:`choose` then picks among the single-seed and the
+    ensemble rewards, and ``meets_floor`` says whether the pick clears issue #13's floor out of fold.
+    RESULTS/cv-ensemble.json."""
     import numpy as np
 
     parts = _cv_parts()
-    seeds = ("odin",) + SEED_VARIANTS
+    seeds = SEED_VARIANTS
     comp = _cv_oof(seeds)
-    heads = [k.split("/", 1)[1] for k in comp if k.startswith("odin/")]
+    heads = [k.split("/", 1)[1] for k in comp if k.startswith(f"{seeds[0]}/")]
     single = {v: {s: {h: None for h in heads} for s in SETS} for v in seeds}
     for v in seeds:
         for h in heads:
@@ -332,7 +335,9 @@ def cv_ensemble() -> dict:
 
 
 # What the stacking exploration combines with the probe (rewards of the CV runs), and with what weights
-STACK_REWARDS = ("bt-balanced/reward", "corr/reward", "odin/quality", "odin/blend-0.1", "odin/full")
+STACK_REWARDS = ("bt-balanced/reward", "corr/reward", "odin/quality", "odin/blend-0.1", "odin/full",
+                 "odin-s42/quality", "odin-s42/blend-0.1", "odin-s42/full",
+                 "odin-x3/quality", "odin-x3/blend-0.1", "odin-x3/full")
 STACK_WEIGHTS = (0.5, 1.0, 2.0)
 
 
@@ -344,9 +349,15 @@ def cv_stack() -> dict:
     import numpy as np
 
     parts = _cv_parts()
-    have = [v for v in CV_VARIANTS if all((WORK / "cv" / f"fold{f}" / v / "oof.json").exists() for f in range(FOLDS))]
+    have = [v for v in CV_VARIANTS + SEED_VARIANTS[:1] if all((WORK / "cv" / f"fold{f}" / v / "oof.json").exists() for f in range(FOLDS))]
     comp = _cv_oof(have)
     comp["probe"] = _cv_probe_scores(parts)
+    seeds = [v for v in SEED_VARIANTS if all((WORK / "cv" / f"fold{f}" / v / "oof.json").exists() for f in range(FOLDS))]
+    if len(seeds) > 1:            # the seed round's ensemble (cv-ensemble): the members' mean reward
+        comp.update(_cv_oof(seeds))
+        for h in ("quality", "blend-0.1", "full"):
+            comp[f"odin-x3/{h}"] = {s: {f: np.mean([comp[f"{v}/{h}"][s][f] for v in seeds], axis=0)
+                                        for f in range(FOLDS)} for s in SETS}
 
     def z(name, f):
         x = np.concatenate([comp[name][s][f] for s in SETS])
@@ -354,7 +365,7 @@ def cv_stack() -> dict:
 
     pb = _cv_metrics(parts, comp["probe"])
     lw = {s: pb[s]["longer_wins"] for s in SETS}
-    out = {"_probe": pb, "variants": have, "stacks": {}}
+    out = {"_probe": pb, "variants": have, "seed_ensemble": seeds, "stacks": {}}
     for r in (r for r in STACK_REWARDS if r in comp):
         for w in STACK_WEIGHTS:
             per = {s: {f: z("probe", f)[s] + w * z(r, f)[s] for f in range(FOLDS)} for s in SETS}
@@ -659,7 +670,17 @@ if __name__ == "__main__":
         r = cv()
         print("recommended (grouped CV):", r["recommended"])
     elif cmd == "cv-seeds":      # ODIN with seeds 42, 43, 44 on the CV folds (the analysis: cv-ensemble)
-        cv(("odin",) + SEED_VARIANTS, "cv-seeds.json")
+        cv(SEED_VARIANTS, "cv-seeds.json")
+    elif cmd == "cv-repro":      # retrain one CV variant (fresh process, new machine); compare with cv.json
+        name = sys.argv[2] if len(sys.argv) > 2 else "bt-balanced"
+        before = json.loads((RESULTS / "cv.json").read_text())[name]
+        again = cv((name,), "cv-repro.json")[name]
+        diff = max(abs(before[s][h][k] - again[s][h][k]) for s in SETS for h in before[s]
+                   for k in ("accuracy", "chosen_shorter", "spearman_length"))
+        r = json.loads((RESULTS / "cv-repro.json").read_text())
+        r["reproduces"] = {"variant": name, "cv.json": before, "max_abs_difference": diff}
+        (RESULTS / "cv-repro.json").write_text(json.dumps(r, indent=2, ensure_ascii=False) + "\n")
+        print(name, "max |difference| against cv.json:", diff)
     elif cmd == "cv-ensemble":
         r = cv_ensemble()
         print("recommended (seed round):", r["recommended"], "meets the floor:", r["meets_floor"])
