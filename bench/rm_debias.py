@@ -146,7 +146,7 @@ def _metrics(r, pairs) -> dict:
 # Grouped cross-validation over train + dev (the second selection, after the dev split proved too small
 # to rank the variants): the three debiasing families, each trained FOLDS times.
 CV_VARIANTS = ("bt-balanced", "corr", "odin")
-# the third round: two more seeds of ODIN on the same folds (seed spread, seed ensembles; `cv-seeds`)
+# the third round: the recipe's ODIN with three seeds on the same folds (seed spread, seed ensembles; `cv-seeds`)
 SEED_VARIANTS = ("odin-s42", "odin-s43", "odin-s44")
 FOLDS = 3
 
@@ -285,6 +285,18 @@ def _cv_oof(variants) -> dict:
     return out
 
 
+def _cv_done(variants) -> list:
+    """Those of ``variants`` whose out-of-fold rewards exist for every fold."""
+    return [v for v in variants if all((WORK / "cv" / f"fold{f}" / v / "oof.json").exists() for f in range(FOLDS))]
+
+
+def _seed_mean(comp: dict, seeds, head: str) -> dict:
+    """The seed ensemble's out-of-fold reward (the members' mean, as :class:`RewardEnsemble` scores)."""
+    import numpy as np
+
+    return {s: {f: np.mean([comp[f"{v}/{head}"][s][f] for v in seeds], axis=0) for f in range(FOLDS)} for s in SETS}
+
+
 def _floor(m: dict, lw: dict, pb: dict) -> bool:
     """Issue #13's floor on out-of-fold figures: above longer-wins and the probe, chosen-shorter >= 0.35,
     on every set."""
@@ -306,19 +318,12 @@ def cv_ensemble() -> dict:
     seeds = SEED_VARIANTS
     comp = _cv_oof(seeds)
     heads = [k.split("/", 1)[1] for k in comp if k.startswith(f"{seeds[0]}/")]
-    single = {v: {s: {h: None for h in heads} for s in SETS} for v in seeds}
-    for v in seeds:
-        for h in heads:
-            m = _cv_metrics(parts, comp[f"{v}/{h}"])
-            for s in SETS:
-                single[v][s][h] = m[s]
-    ens = {s: {} for s in SETS}
-    for h in heads:
-        mean = {s: {f: np.mean([comp[f"{v}/{h}"][s][f] for v in seeds], axis=0) for f in range(FOLDS)}
-                for s in SETS}
-        m = _cv_metrics(parts, mean)
-        for s in SETS:
-            ens[s][h] = m[s]
+
+    def by_set(per_head: dict) -> dict:          # head -> set -> figures  =>  set -> head -> figures
+        return {s: {h: m[s] for h, m in per_head.items()} for s in SETS}
+
+    single = {v: by_set({h: _cv_metrics(parts, comp[f"{v}/{h}"]) for h in heads}) for v in seeds}
+    ens = by_set({h: _cv_metrics(parts, _seed_mean(comp, seeds, h)) for h in heads})
     spread = {s: {h: {k: {"mean": float(np.mean(x)), "min": float(np.min(x)), "max": float(np.max(x))}
                       for k, x in (("accuracy", [single[v][s][h]["accuracy"] for v in seeds]),
                                    ("chosen_shorter", [single[v][s][h]["chosen_shorter"] for v in seeds]))}
@@ -328,7 +333,7 @@ def cv_ensemble() -> dict:
     cands = {**single, "odin-x3": ens}
     pick = choose(cands)
     v, h = pick.split("/", 1)
-    out = {"seeds": [42, 43, 44], "single": single, "ensemble": ens, "spread": spread, "_probe": pb,
+    out = {"seeds": [VARIANTS[v]["seed"] for v in seeds], "single": single, "ensemble": ens, "spread": spread, "_probe": pb,
            "rule": choose.__doc__, "recommended": pick, "meets_floor": _floor({s: cands[v][s][h] for s in SETS}, lw, pb)}
     (RESULTS / "cv-ensemble.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     return out
@@ -349,26 +354,30 @@ def cv_stack() -> dict:
     import numpy as np
 
     parts = _cv_parts()
-    have = [v for v in CV_VARIANTS + SEED_VARIANTS[:1] if all((WORK / "cv" / f"fold{f}" / v / "oof.json").exists() for f in range(FOLDS))]
+    have = _cv_done(CV_VARIANTS + SEED_VARIANTS[:1])
+    seeds = _cv_done(SEED_VARIANTS)
     comp = _cv_oof(have)
     comp["probe"] = _cv_probe_scores(parts)
-    seeds = [v for v in SEED_VARIANTS if all((WORK / "cv" / f"fold{f}" / v / "oof.json").exists() for f in range(FOLDS))]
     if len(seeds) > 1:            # the seed round's ensemble (cv-ensemble): the members' mean reward
         comp.update(_cv_oof(seeds))
         for h in ("quality", "blend-0.1", "full"):
-            comp[f"odin-x3/{h}"] = {s: {f: np.mean([comp[f"{v}/{h}"][s][f] for v in seeds], axis=0)
-                                        for f in range(FOLDS)} for s in SETS}
+            comp[f"odin-x3/{h}"] = _seed_mean(comp, seeds, h)
 
-    def z(name, f):
-        x = np.concatenate([comp[name][s][f] for s in SETS])
-        return {s: (comp[name][s][f] - x.mean()) / x.std() for s in SETS}
+    def z(name):                  # fold -> set -> standardised scores (both sets' held-out responses)
+        out = {}
+        for f in range(FOLDS):
+            x = np.concatenate([comp[name][s][f] for s in SETS])
+            out[f] = {s: (comp[name][s][f] - x.mean()) / x.std() for s in SETS}
+        return out
 
     pb = _cv_metrics(parts, comp["probe"])
     lw = {s: pb[s]["longer_wins"] for s in SETS}
     out = {"_probe": pb, "variants": have, "seed_ensemble": seeds, "stacks": {}}
+    zp = z("probe")
     for r in (r for r in STACK_REWARDS if r in comp):
+        zr = z(r)
         for w in STACK_WEIGHTS:
-            per = {s: {f: z("probe", f)[s] + w * z(r, f)[s] for f in range(FOLDS)} for s in SETS}
+            per = {s: {f: zp[f][s] + w * zr[f][s] for f in range(FOLDS)} for s in SETS}
             m = _cv_metrics(parts, per)
             out["stacks"][f"probe + {w:g} x {r}"] = {**m, "meets_floor": _floor(m, lw, pb)}
     (RESULTS / "cv-stack.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
