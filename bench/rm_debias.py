@@ -384,6 +384,232 @@ def cv_stack() -> dict:
     return out
 
 
+# The fourth round (issue #13): e5's own retrieval similarity of the answer to the question
+# (jprefs.classifiers.relevance), a zero-shot signal learned from far more data than the judged pairs,
+# alone and stacked with the length, the probe and the fine-tuned rewards.
+REL_PENALTIES = (1.0, 0.1, 0.01)       # the relevance weight's L2 penalty relative to an embedding weight's
+REL_REWARDS = ("odin-s42/blend-0.1", "odin-s42/quality", "odin-s42/full",
+               "odin-x3/blend-0.1", "odin-x3/quality", "odin-x3/full")
+
+
+def relevance() -> dict:
+    """The relevance of every response of the train + dev (CV) records and of the test parts, cached in
+    WORK/relevance-{set}-{part}.npz (c, r: (n,) each, in the records' order)."""
+    import numpy as np
+
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.classifiers.relevance import Relevance
+
+    rel, out = None, {}
+    for s in SETS:
+        for part in ("train", "dev", "test"):
+            f = WORK / f"relevance-{s}-{part}.npz"
+            pairs = load_rm_data(WORK / f"{s}-{part}.jsonl").pairs()
+            if not f.exists():
+                rel = rel or Relevance("e5-small-offline", max_length=512)
+                c, r = rel.pair_scores(pairs, desc=f"relevance ({s}-{part})")
+                np.savez(f, c=c, r=r)
+            z = np.load(f)
+            out[s, part] = z["c"], z["r"]
+    return out
+
+
+def _logistic(d, pen=None, l2: float = 1.0):
+    """Weights of the no-intercept symmetric logistic model on difference features ``d`` (n, D), mean
+    log-loss + l2/2 sum(pen * w^2) on RMS-standardised columns (``pen`` defaults to 1 per column)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    n = len(d)
+    c = 1.0 / np.sqrt(np.ones(d.shape[1]) if pen is None else np.asarray(pen, float))
+    sd = np.sqrt(np.mean(np.square(d), axis=0))
+    sd = np.where(sd > 1e-12, sd, 1.0)
+    x = d / sd * c
+    clf = LogisticRegression(C=1.0 / (l2 * 2 * n), fit_intercept=False, solver="lbfgs", max_iter=5000, tol=1e-8)
+    clf.fit(np.concatenate([x, -x]), np.r_[np.ones(n), np.zeros(n)])
+    return clf.coef_[0] * c / sd
+
+
+def _probe_rel_fit(e, rel, ln, groups, folds: int = 5):
+    """The probe with the relevance as one more feature: per-response features [embedding, relevance,
+    log length] as (chosen, rejected) arrays; the L2 strength and the relevance penalty chosen together
+    by grouped CV on these (training) pairs by held-out log-loss, as the probe chooses its L2."""
+    import numpy as np
+
+    from jprefs.classifiers.probe import L2_GRID, LENGTH_PENALTY, grouped_folds
+
+    xc = np.concatenate([e[0], rel[0][:, None], ln[0][:, None]], axis=1)
+    xr = np.concatenate([e[1], rel[1][:, None], ln[1][:, None]], axis=1)
+    d = xc - xr
+    fold = grouped_folds(groups, folds, 0)
+    best = None
+    for rp in REL_PENALTIES:
+        pen = np.ones(d.shape[1])
+        pen[-2], pen[-1] = rp, LENGTH_PENALTY
+        for l2 in L2_GRID:
+            loss = 0.0
+            for f in range(folds):
+                w = _logistic(d[fold != f], pen, l2)
+                loss += float(np.logaddexp(0, -(d[fold == f] @ w)).sum())
+            if best is None or loss < best[0]:
+                best = (loss, rp, l2, pen)
+    return _logistic(d, best[3], best[2]), {"relevance_penalty": best[1], "l2": best[2]}
+
+
+def cv_relevance() -> dict:
+    """The fourth round, its rule written before any stack of relevance with a fine-tuned reward was
+    scored (relevance alone, length + relevance and probe + relevance HAD been scored in an exploration
+    of the same folds). Out of fold on the CV folds; every weight is fit on the training folds only
+    (cross-fitted: a stack's weights for fold f are fit on the other folds' out-of-fold scores, both
+    sets pooled). Candidates: relevance alone; length + relevance; the probe + relevance (its L2 and the
+    relevance penalty chosen by grouped CV inside the training folds); each fine-tuned reward of
+    REL_REWARDS + relevance, with and without log length; the probe + each reward + relevance. Rule:
+    among the candidates that meet issue #13's floor (``_floor``), the highest mean accuracy over the two
+    sets; none: ``recommended`` is None. RESULTS/cv-relevance.json."""
+    import numpy as np
+
+    from jprefs.classifiers.data import RMData
+    from jprefs.classifiers.probe import log_length
+    from jprefs.data.schema import prompt_key
+
+    parts = _cv_parts()
+    R = relevance()
+    pairs = {s: RMData("records", parts[s][0]).pairs() for s in SETS}
+    fold = {s: parts[s][1] for s in SETS}
+
+    # per set: record-order (chosen, rejected) arrays of each feature
+    feat = {s: {"relevance": tuple(np.concatenate([R[s, p][k] for p in ("train", "dev")]) for k in (0, 1)),
+                "length": (log_length([len(p.chosen) for p in pairs[s]]),
+                           log_length([len(p.rejected) for p in pairs[s]]))} for s in SETS}
+
+    def to_fold(s, c, r):
+        return {f: np.concatenate([c[fold[s] == f], r[fold[s] == f]]) for f in range(FOLDS)}
+
+    def from_fold(s, per):         # fold -> (2m,) back to record-order (chosen, rejected)
+        c, r = np.zeros(len(pairs[s])), np.zeros(len(pairs[s]))
+        for f in range(FOLDS):
+            m = int((fold[s] == f).sum())
+            c[fold[s] == f], r[fold[s] == f] = per[f][:m], per[f][m:]
+        return c, r
+
+    have = _cv_done(SEED_VARIANTS)
+    comp = _cv_oof(have) if have else {}
+    if len(have) == len(SEED_VARIANTS):
+        for h in ("quality", "blend-0.1", "full"):
+            comp[f"odin-x3/{h}"] = _seed_mean(comp, have, h)
+    comp["probe"] = _cv_probe_scores(parts)
+    for name in comp:
+        for s in SETS:
+            feat[s][name] = from_fold(s, comp[name][s])
+
+    def stack(names):              # cross-fitted logistic on the difference features
+        out = {s: {} for s in SETS}
+        for f in range(FOLDS):
+            d = np.concatenate([np.stack([feat[s][k][0] - feat[s][k][1] for k in names], 1)[fold[s] != f]
+                                for s in SETS])
+            w = _logistic(d)
+            for s in SETS:
+                te = fold[s] == f
+                out[s][f] = np.concatenate([np.stack([feat[s][k][0][te] for k in names], 1) @ w,
+                                            np.stack([feat[s][k][1][te] for k in names], 1) @ w])
+        return out
+
+    cands = {"relevance": {s: to_fold(s, *feat[s]["relevance"]) for s in SETS},
+             "length + relevance": stack(["length", "relevance"])}
+    # the probe + relevance, refit per fold on the training folds of both sets
+    E = {}
+    for s in SETS:
+        z = [np.load(WORK / f"probe-emb-{s}-{part}.npz") for part in ("train", "dev")]
+        E[s] = np.concatenate([x["c"] for x in z]), np.concatenate([x["r"] for x in z])
+    pr, chosen_pen = {s: {} for s in SETS}, {}
+    for f in range(FOLDS):
+        tr = {s: fold[s] != f for s in SETS}
+        cat = lambda k, i: np.concatenate([feat[s][k][i][tr[s]] for s in SETS])   # noqa: E731
+        e = tuple(np.concatenate([E[s][i][tr[s]] for s in SETS]) for i in (0, 1))
+        groups = [prompt_key(p.prompt) for s in SETS for p, t in zip(pairs[s], tr[s]) if t]
+        w, chosen_pen[f] = _probe_rel_fit(e, (cat("relevance", 0), cat("relevance", 1)),
+                                          (cat("length", 0), cat("length", 1)), groups)
+        for s in SETS:
+            te = ~tr[s]
+            x = [np.concatenate([E[s][i][te], feat[s]["relevance"][i][te][:, None],
+                                 feat[s]["length"][i][te][:, None]], axis=1) @ w for i in (0, 1)]
+            pr[s][f] = np.concatenate(x)
+    cands["probe + relevance"] = pr
+    for r in (r for r in REL_REWARDS if r in comp):
+        cands[f"{r} + relevance"] = stack([r, "relevance"])
+        cands[f"{r} + relevance + length"] = stack([r, "relevance", "length"])
+        cands[f"probe + {r} + relevance"] = stack(["probe", r, "relevance"])
+        cands[f"probe + {r}"] = stack(["probe", r])          # the same stack without relevance
+    pb = _cv_metrics(parts, comp["probe"])
+    lw = {s: pb[s]["longer_wins"] for s in SETS}
+    out = {"_probe": pb, "seed_runs": have, "probe_relevance_choice": chosen_pen, "candidates": {}}
+    for k, per in cands.items():
+        m = _cv_metrics(parts, per)
+        out["candidates"][k] = {**m, "meets_floor": _floor(m, lw, pb)}
+    ok = [k for k, v in out["candidates"].items() if v["meets_floor"]]
+    out["rule"] = cv_relevance.__doc__
+    out["recommended"] = max(ok, key=lambda k: np.mean([out["candidates"][k][s]["accuracy"] for s in SETS])) \
+        if ok else None
+    (RESULTS / "cv-relevance.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    return out
+
+
+def test_relevance() -> dict:
+    """The confirmation read of the fourth round's pick on the test parts (this stack never saw them; other
+    variants' test figures HAD been read in the first round). Written before the read: the components are
+    trained on the train parts only (the ODIN seed-42 model ``train odin-s42``, dev choosing its epoch;
+    the probe; relevance needs no training); the stack's three weights are fit on the dev parts (both
+    sets pooled: the held-out split, as a recipe would fit them). Reported beside longer-wins and the
+    probe on the same test pairs, with issue #13's floor. RESULTS/test-relevance.json."""
+    import numpy as np
+
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.classifiers.probe import fit_probe_arrays, log_length
+    from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.data.schema import prompt_key
+
+    d = WORK / "models" / "odin-s42"
+    rm = RewardModel.from_pretrained(d, device="cpu")
+    rm.frozen_layer_cache = _train_layers(d)
+    R = relevance()
+    pairs = {(s, p): load_rm_data(WORK / f"{s}-{p}.jsonl").pairs() for s in SETS for p in ("train", "dev", "test")}
+    E = {k: tuple(np.load(WORK / f"probe-emb-{k[0]}-{k[1]}.npz")[x] for x in ("c", "r")) for k in pairs}
+    tr = [p for s in SETS for p in pairs[s, "train"]]
+    pr = fit_probe_arrays(np.concatenate([E[s, "train"][0] for s in SETS]),
+                          np.concatenate([E[s, "train"][1] for s in SETS]),
+                          [len(p.chosen) for p in tr], [len(p.rejected) for p in tr],
+                          [prompt_key(p.prompt) for p in tr], seed=0)
+    feat = {}
+    for (s, part), ps in pairs.items():
+        if part == "train":
+            continue
+        lens = ([len(p.chosen) for p in ps], [len(p.rejected) for p in ps])
+        q = _rewards(rm, ps)
+        n = len(ps)
+        feat[s, part] = {"probe": tuple(pr.score(E[s, part][i], lens[i]) for i in (0, 1)),
+                         "relevance": R[s, part], "length": tuple(log_length(x) for x in lens),
+                         **{f"odin-s42/{h}": (q[h][:n], q[h][n:]) for h in ("quality", "blend-0.1", "full")}}
+    names = ["probe", "odin-s42/quality", "relevance"]
+    diff = lambda s, part: np.stack([feat[s, part][k][0] - feat[s, part][k][1] for k in names], 1)  # noqa: E731
+    w_dev = _logistic(np.concatenate([diff(s, "dev") for s in SETS]))
+    cvr = json.loads((RESULTS / "cv-relevance.json").read_text()) if (RESULTS / "cv-relevance.json").exists() else {}
+    out = {"names": names, "weights_dev": w_dev.tolist(), "rule": test_relevance.__doc__, "test": {}}
+
+    def figures(label, score):          # score(s) -> (chosen, rejected) on the test part
+        out["test"][label] = {s: _metrics(np.concatenate(score(s)), pairs[s, "test"]) for s in SETS}
+
+    for k in ("probe", "relevance", "odin-s42/quality", "odin-s42/blend-0.1", "odin-s42/full"):
+        figures(k, lambda s, k=k: feat[s, "test"][k])
+    for label, w in (("stack (weights fit on dev)", w_dev),):
+        figures(label, lambda s, w=w: tuple(np.stack([feat[s, "test"][k][i] for k in names], 1) @ w for i in (0, 1)))
+    lw = {s: out["test"]["probe"][s]["longer_wins"] for s in SETS}
+    for v in out["test"].values():
+        v["meets_floor"] = _floor(v, lw, out["test"]["probe"])
+    out["cv_pick"] = cvr.get("recommended")
+    (RESULTS / "test-relevance.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    return out
+
+
 def _train_layers(d: Path) -> int:
     import yaml
 
@@ -698,6 +924,20 @@ if __name__ == "__main__":
         print(json.dumps({k: v["meets_floor"] for k, v in cv_stack()["stacks"].items()}, indent=1))
     elif cmd == "probe":
         print(json.dumps(probe(), indent=1))
+    elif cmd == "relevance":
+        relevance()
+    elif cmd == "test-relevance":
+        r = test_relevance()
+        print("stack weights (dev):", dict(zip(r["names"], r["weights_dev"])))
+        for k, v in r["test"].items():
+            print(f"{k:32s}", "  ".join(f"{s} {v[s]['accuracy']:.3f} cs {v[s]['chosen_shorter']:.2f}" for s in SETS),
+                  "FLOOR" if v["meets_floor"] else "")
+    elif cmd == "cv-relevance":
+        r = cv_relevance()
+        for k, v in r["candidates"].items():
+            print(f"{k:45s}", "  ".join(f"{s} {v[s]['accuracy']:.3f} cs {v[s]['chosen_shorter']:.2f}" for s in SETS),
+                  "FLOOR" if v["meets_floor"] else "")
+        print("recommended:", r["recommended"])
     elif cmd == "all":            # one process: the frozen-layer memo serves every variant and split
         for v in sys.argv[2:] or list(VARIANTS):
             if not (WORK / "models" / v / "done.json").exists():
