@@ -456,6 +456,25 @@ def _probe_rel_fit(e, rel, ln, groups, folds: int = 5):
     return _logistic(d, best[3], best[2]), {"relevance_penalty": best[1], "l2": best[2]}
 
 
+def _cross_fit(feat: dict, fold: dict, names) -> dict:
+    """A cross-fitted stack: for each fold f, the weights of :func:`_logistic` on the difference features
+    ``names`` of the pairs of every other fold (all sets pooled), applied to fold f's responses. ``feat``:
+    set -> name -> (chosen (n,), rejected (n,)) in record order; ``fold``: set -> (n,) fold ids. Returns
+    set -> fold -> (2m,) scores, chosen then rejected (the layout of :func:`_cv_metrics`)."""
+    import numpy as np
+
+    sets = list(feat)
+    out = {s: {} for s in sets}
+    for f in sorted({int(x) for s in sets for x in fold[s]}):
+        d = np.concatenate([np.stack([feat[s][k][0] - feat[s][k][1] for k in names], 1)[fold[s] != f]
+                            for s in sets])
+        w = _logistic(d)
+        for s in sets:
+            te = fold[s] == f
+            out[s][f] = np.concatenate([np.stack([feat[s][k][i][te] for k in names], 1) @ w for i in (0, 1)])
+    return out
+
+
 def cv_relevance() -> dict:
     """The fourth round, its rule written before any stack of relevance with a fine-tuned reward was
     scored (relevance alone, length + relevance and probe + relevance HAD been scored in an exploration
@@ -502,17 +521,8 @@ def cv_relevance() -> dict:
         for s in SETS:
             feat[s][name] = from_fold(s, comp[name][s])
 
-    def stack(names):              # cross-fitted logistic on the difference features
-        out = {s: {} for s in SETS}
-        for f in range(FOLDS):
-            d = np.concatenate([np.stack([feat[s][k][0] - feat[s][k][1] for k in names], 1)[fold[s] != f]
-                                for s in SETS])
-            w = _logistic(d)
-            for s in SETS:
-                te = fold[s] == f
-                out[s][f] = np.concatenate([np.stack([feat[s][k][0][te] for k in names], 1) @ w,
-                                            np.stack([feat[s][k][1][te] for k in names], 1) @ w])
-        return out
+    def stack(names):
+        return _cross_fit(feat, fold, names)
 
     cands = {"relevance": {s: to_fold(s, *feat[s]["relevance"]) for s in SETS},
              "length + relevance": stack(["length", "relevance"])}
@@ -826,6 +836,11 @@ def plot(part: str) -> Path:
     if part == "cv":                 # cv.json: variants listed, the probe's figures per set
         res = {**{k: res[k] for k in res["variants"]},
                "_probe": {"probe": {"dev_or_test": res["_probe"]}}}
+    elif part in ("cv-relevance", "test-relevance"):     # the fourth round: name -> set -> figures
+        cands = dict(res["candidates"] if part == "cv-relevance" else res["test"])
+        pb = res["_probe"] if part == "cv-relevance" else cands.pop("probe")
+        res = {**{k: {s: {"reward": v[s]} for s in SETS} for k, v in cands.items()},
+               "_probe": {"probe": {"dev_or_test": pb}}}
     fig, axes = plt.subplots(1, len(SETS), figsize=(12, 5))
     for ax, s in zip(axes, SETS):
         for name, v in res.items():
