@@ -404,10 +404,10 @@ def relevance() -> dict:
     for s in SETS:
         for part in ("train", "dev", "test"):
             f = WORK / f"relevance-{s}-{part}.npz"
-            pairs = load_rm_data(WORK / f"{s}-{part}.jsonl").pairs()
             if not f.exists():
                 rel = rel or Relevance("e5-small-offline", max_length=512)
-                c, r = rel.pair_scores(pairs, desc=f"relevance ({s}-{part})")
+                c, r = rel.pair_scores(load_rm_data(WORK / f"{s}-{part}.jsonl").pairs(),
+                                       desc=f"relevance ({s}-{part})")
                 np.savez(f, c=c, r=r)
             z = np.load(f)
             out[s, part] = z["c"], z["r"]
@@ -416,18 +416,14 @@ def relevance() -> dict:
 
 def _logistic(d, pen=None, l2: float = 1.0):
     """Weights of the no-intercept symmetric logistic model on difference features ``d`` (n, D), mean
-    log-loss + l2/2 sum(pen * w^2) on RMS-standardised columns (``pen`` defaults to 1 per column)."""
+    log-loss + l2/2 sum(pen * w^2) on RMS-standardised columns (``pen`` defaults to 1 per column): the
+    probe's own fit (:func:`jprefs.classifiers.probe._fit_logistic`) in the raw units of ``d``."""
     import numpy as np
-    from sklearn.linear_model import LogisticRegression
 
-    n = len(d)
-    c = 1.0 / np.sqrt(np.ones(d.shape[1]) if pen is None else np.asarray(pen, float))
-    sd = np.sqrt(np.mean(np.square(d), axis=0))
-    sd = np.where(sd > 1e-12, sd, 1.0)
-    x = d / sd * c
-    clf = LogisticRegression(C=1.0 / (l2 * 2 * n), fit_intercept=False, solver="lbfgs", max_iter=5000, tol=1e-8)
-    clf.fit(np.concatenate([x, -x]), np.r_[np.ones(n), np.zeros(n)])
-    return clf.coef_[0] * c / sd
+    from jprefs.classifiers.probe import _fit_logistic, _standardise
+
+    sd = _standardise(d)
+    return _fit_logistic(d / sd, l2, penalties=np.ones(d.shape[1]) if pen is None else pen) / sd
 
 
 def _probe_rel_fit(e, rel, ln, groups, folds: int = 5):
@@ -600,8 +596,8 @@ def test_relevance() -> dict:
                          "relevance": R[s, part], "length": tuple(log_length(x) for x in lens),
                          **{f"odin-s42/{h}": (q[h][:n], q[h][n:]) for h in ("quality", "blend-0.1", "full")}}
     names = ["probe", "odin-s42/quality", "relevance"]
-    diff = lambda s, part: np.stack([feat[s, part][k][0] - feat[s, part][k][1] for k in names], 1)  # noqa: E731
-    w_dev = _logistic(np.concatenate([diff(s, "dev") for s in SETS]))
+    w_dev = _logistic(np.concatenate([np.stack([feat[s, "dev"][k][0] - feat[s, "dev"][k][1] for k in names], 1)
+                                      for s in SETS]))
     cvr = json.loads((RESULTS / "cv-relevance.json").read_text()) if (RESULTS / "cv-relevance.json").exists() else {}
     out = {"names": names, "weights_dev": w_dev.tolist(), "rule": test_relevance.__doc__, "test": {}}
 
@@ -610,8 +606,8 @@ def test_relevance() -> dict:
 
     for k in ("probe", "relevance", "odin-s42/quality", "odin-s42/blend-0.1", "odin-s42/full"):
         figures(k, lambda s, k=k: feat[s, "test"][k])
-    for label, w in (("stack (weights fit on dev)", w_dev),):
-        figures(label, lambda s, w=w: tuple(np.stack([feat[s, "test"][k][i] for k in names], 1) @ w for i in (0, 1)))
+    figures("stack (weights fit on dev)",
+            lambda s: tuple(np.stack([feat[s, "test"][k][i] for k in names], 1) @ w_dev for i in (0, 1)))
     lw = {s: out["test"]["probe"][s]["longer_wins"] for s in SETS}
     for v in out["test"].values():
         v["meets_floor"] = _floor(v, lw, out["test"]["probe"])

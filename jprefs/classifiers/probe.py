@@ -261,17 +261,21 @@ def _standardise(dz):
     return np.where(s > 1e-12, s, 1.0)
 
 
-def _fit_logistic(x, l2: float, length_penalty: float = LENGTH_PENALTY):
+def _fit_logistic(x, l2: float, length_penalty: float = LENGTH_PENALTY, penalties=None):
     """Weights ``(D,)`` of ``min mean_i log(1 + exp(-x_i . w)) + l2/2 (|w[:-1]|^2 + length_penalty w[-1]^2)``
     on both orientations of ``x`` ``(n, D)`` (``x`` with label 1, ``-x`` with label 0: the no-intercept
-    symmetric model; the last column is the length feature)."""
+    symmetric model; the last column is the length feature). ``penalties`` ``(D,)``: every column's
+    relative penalty instead (``l2/2 sum_j penalties[j] w[j]^2``; ``length_penalty`` is then unused)."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
     n = len(x)
-    # a column multiplied by c has weight w / c, penalised (w / c)^2: c = 1 / sqrt(length_penalty)
-    c = np.ones(x.shape[1])
-    c[-1] = 1.0 / math.sqrt(length_penalty)
+    # a column multiplied by c has weight w / c, penalised (w / c)^2: c = 1 / sqrt(its penalty)
+    if penalties is None:
+        c = np.ones(x.shape[1])
+        c[-1] = 1.0 / math.sqrt(length_penalty)
+    else:
+        c = 1.0 / np.sqrt(np.asarray(penalties, dtype=np.float64))
     x = x * c
     xx = np.concatenate([x, -x])
     yy = np.r_[np.ones(n), np.zeros(n)]

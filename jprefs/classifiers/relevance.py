@@ -3,7 +3,7 @@
 e5 models are trained as retrievers: ``query: <question>`` and ``passage: <text>`` embed close together
 when the passage answers the question. Their cosine similarity is a quality signal learned from far
 more data than any judged preference set, and it is nearly independent of the answer's length (a long
-answer does not score higher for being long: Spearman with the length 0.07 on ja_mt_bench, 0.26 on
+answer does not score higher for being long: Spearman with the length 0.06 on ja_mt_bench, 0.35 on
 Rakuda, out of fold in ``bench/rm_debias.py cv-relevance``)::
 
     relevance(p, x) = cos(e("query: " + last_user_turn(p)), e("passage: " + x))
@@ -15,7 +15,7 @@ question the response answers). Identical prompts and identical responses are em
 Example::
 
     rel = Relevance("e5-small-offline")
-    rel.score(["日本の首都は?"], ["東京です。"])      # array([0.87...])
+    rel.score(["日本の首都は?"], ["東京です。"])      # array([0.85...])
 """
 
 from __future__ import annotations
