@@ -38,7 +38,8 @@ WORK = Path(__import__("os").environ.get("RM_DEBIAS_WORK", RESULTS / "work"))
 RECIPE = ROOT / "classifiers" / "recipes" / "e5-small-ja-debiased.yaml"
 
 # Every variant is the recipe plus these overrides (the recipe itself is the chosen one, "odin-bal" etc.)
-BASE = {"debias": "none", "length_balance": False, "counterfactual": "none", "odin_length_blend": 0.0}
+BASE = {"debias": "none", "length_balance": False, "counterfactual": "none", "odin_length_blend": 0.0,
+        "stack": [], "stack_head": ""}         # the variants are single reward models (stacks: stack_run)
 VARIANTS = {
     "bt": {},
     "bt-balanced": {"length_balance": True},
@@ -416,14 +417,11 @@ def relevance() -> dict:
 
 def _logistic(d, pen=None, l2: float = 1.0):
     """Weights of the no-intercept symmetric logistic model on difference features ``d`` (n, D), mean
-    log-loss + l2/2 sum(pen * w^2) on RMS-standardised columns (``pen`` defaults to 1 per column): the
-    probe's own fit (:func:`jprefs.classifiers.probe._fit_logistic`) in the raw units of ``d``."""
-    import numpy as np
+    log-loss + l2/2 sum(pen * w^2) on RMS-standardised columns (``pen`` defaults to 1 per column), in the
+    raw units of ``d``: the stack's own fit (:func:`jprefs.classifiers.stack.stack_weights`)."""
+    from jprefs.classifiers.stack import stack_weights
 
-    from jprefs.classifiers.probe import _fit_logistic, _standardise
-
-    sd = _standardise(d)
-    return _fit_logistic(d / sd, l2, penalties=np.ones(d.shape[1]) if pen is None else pen) / sd
+    return stack_weights(d, l2, penalties=pen)
 
 
 def _probe_rel_fit(e, rel, ln, groups, folds: int = 5):
@@ -614,6 +612,45 @@ def test_relevance() -> dict:
     out["cv_pick"] = cvr.get("recommended")
     (RESULTS / "test-relevance.json").write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
     return out
+
+
+def stack_run() -> dict:
+    """The recipe as it stands (its stack included: the seed-42 ODIN model's quality head + the probe +
+    relevance, ``jprefs train-rm ... stack=[probe,relevance]``) trained on the train parts with the joined
+    dev parts held out: the fourth round's test-read setup through the library instead of the bench.
+    Its test figures per set come from the stack as a user loads it (``RewardModel.from_pretrained``);
+    they should reproduce test-relevance.json's stack (same components, weights fit on the same dev
+    pairs): a check of the product, not a new selection. RESULTS/stack.json."""
+    import numpy as np
+
+    from jprefs.classifiers.config import TrainRMConfig
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.classifiers.stack import train_stack
+    from jprefs.config import load_config
+
+    out = WORK / "models" / "stack-s42"
+    over = {k: v for k, v in {**BASE, **VARIANTS["odin-s42"]}.items() if k not in ("stack", "stack_head")}
+    over.update(data=str(WORK / "ja_mt_bench-train.jsonl"), extra_data=[str(WORK / "rakuda-train.jsonl")],
+                eval_data=str(WORK / "dev.jsonl"), output_dir=str(out))
+    cfg = load_config(TrainRMConfig, str(RECIPE), over)
+    t0 = time.time()
+    m = train_stack(cfg)
+    wall = time.time() - t0
+    st = RewardModel.from_pretrained(out, device="cpu")
+    bench = json.loads((RESULTS / "test-relevance.json").read_text()) if (RESULTS / "test-relevance.json").exists() \
+        else {}
+    res = {"weights": m["weights"], "offset": m["offset"], "held_out_cross_fitted": m["eval"],
+           "bench_weights_dev": dict(zip(bench.get("names", []), bench.get("weights_dev", []))),
+           "wall_seconds_this_call": wall, "test": {}}
+    for s in SETS:
+        pairs = load_rm_data(WORK / f"{s}-test.jsonl").pairs()
+        r = st.score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+        got = _metrics(np.asarray(r, np.float64), pairs)
+        res["test"][s] = {"stack": got, "bench_stack": bench.get("test", {}).get("stack (weights fit on dev)",
+                                                                                  {}).get(s)}
+    (RESULTS / "stack.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    return res
 
 
 def _train_layers(d: Path) -> int:
@@ -937,6 +974,13 @@ if __name__ == "__main__":
         print(json.dumps(probe(), indent=1))
     elif cmd == "relevance":
         relevance()
+    elif cmd == "stack":          # the library's stack on the test-read setup (after test-relevance)
+        r = stack_run()
+        print("weights:", r["weights"], "bench (dev):", r["bench_weights_dev"])
+        for s, v in r["test"].items():
+            b = v["bench_stack"] or {}
+            print(s, f"stack {v['stack']['accuracy']:.3f} cs {v['stack']['chosen_shorter']:.2f}",
+                  f"bench {b.get('accuracy', float('nan')):.3f} cs {b.get('chosen_shorter', float('nan')):.2f}")
     elif cmd == "test-relevance":
         r = test_relevance()
         print("stack weights (dev):", dict(zip(r["names"], r["weights_dev"])))

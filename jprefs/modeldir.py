@@ -112,6 +112,23 @@ def _listing(d: Path) -> str:
     return "it holds " + ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
 
 
+def _composite_members(d: Path) -> list[str] | None:
+    """The model sub-folders of a train-rm seed ensemble (``jprefs_ensemble.json``) or reward stack
+    (``jprefs_stack.json``), None for any other folder; an unreadable file gives ``[]`` (its loader
+    then says what is wrong with it)."""
+    for name, key in (("jprefs_ensemble.json", "members"), ("jprefs_stack.json", "reward")):
+        f = d / name
+        if f.is_file():
+            try:
+                v = json.loads(f.read_text(encoding="utf-8")).get(key) or ("reward" if key == "reward" else [])
+            except (OSError, ValueError, AttributeError):
+                return []
+            subs = [v] if isinstance(v, str) else v if isinstance(v, list) else []
+            # only plain sub-folder names: the loaders refuse anything else with their own message
+            return [x for x in subs if isinstance(x, str) and x and Path(x).name == x and x not in (".", "..")]
+    return None
+
+
 def check_model_dir(path: str | os.PathLike, *, want: str = "reward model") -> None:
     """Raise a :class:`JprefsError` unless the local folder ``path`` holds a finished model
     (see the module docstring); ``want``: ``"reward model"`` or ``"policy"``."""
@@ -120,6 +137,11 @@ def check_model_dir(path: str | os.PathLike, *, want: str = "reward model") -> N
         if d.is_file():
             raise JprefsError(f"{d} is a file; a {want} is loaded from the folder that holds config.json and "
                               f"model.safetensors.\n  fix: pass {d.parent}")
+        return
+    subs = _composite_members(d) if want != "policy" else None
+    if subs is not None:        # a seed ensemble or a reward stack: the model folders inside it
+        for sub in subs:
+            check_model_dir(d / sub, want=want)
         return
     cfg_yaml = _yaml(d / "config.yaml") if (d / "config.yaml").is_file() else {}
     stage = _stage(cfg_yaml)

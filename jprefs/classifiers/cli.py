@@ -20,6 +20,7 @@ EXAMPLES = """examples:
   torchrun --nproc_per_node 2 -m jprefs.cli train-rm classifiers/recipes/bge-m3-seed.yaml -o out/bge-m3
   jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml -o out/ja-debiased-rm
   jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml 'ensemble_seeds=[1,2,3]' -o out/ja-ensemble
+  jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml 'stack=[probe,relevance]' -o out/ja-stack
 
 keys (recipe or key=value):
 """
@@ -70,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     from jprefs.data.io import eprint
 
     cfg = build_config(args)
-    if cfg.ensemble_seeds:
+    if cfg.stack:
+        from jprefs.classifiers.stack import train_stack
+
+        metrics = train_stack(cfg, log=eprint)
+    elif cfg.ensemble_seeds:
         from jprefs.classifiers.ensemble import train_ensemble
 
         metrics = train_ensemble(cfg, log=eprint)

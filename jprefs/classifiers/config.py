@@ -131,6 +131,14 @@ class TrainRMConfig:
                                                                            "OUT/seed-N and save their mean as "
                                                                            "a RewardEnsemble (OUT), with the "
                                                                            "spread over seeds; [] : one model"})
+    stack: list[str] = field(default_factory=list, metadata={"help": "stack the reward model with [probe, "
+                             "relevance] (jprefs.classifiers.stack): the model into OUT/reward, the probe fit "
+                             "on the training pairs, the weights of [reward, probe, relevance] fit on the "
+                             "held-out split (its figures cross-fitted); OUT loads as a RewardStack. [] : no stack"})
+    stack_head: str = field(default="", metadata={"help": "stack: the reward model's head that enters the stack "
+                                                          "(e.g. quality for debias=odin); '': its default reward"})
+    stack_folds: int = field(default=5, metadata={"help": "stack: folds (by prompt) of the held-out split for its "
+                                                          "cross-fitted figures"})
     output_dir: str = field(default="", metadata={"help": "where the model, metrics, plots and card go (-o)"})
     plots: bool = field(default=True, metadata={"help": "write reliability and reward-distribution PNGs"})
     report_to: str = field(default="", metadata={"help": "experiment trackers that also get each epoch's "
@@ -185,5 +193,19 @@ class TrainRMConfig:
                               f"got {self.eval_fraction}")
         if not 0 <= self.eval_near_duplicates < 1:
             raise ConfigError(f"config key 'eval_near_duplicates': must be in [0, 1), got {self.eval_near_duplicates}")
+        from jprefs.classifiers.stack import PARTS
+
+        bad = [p for p in self.stack if p not in PARTS]
+        if bad or len(set(self.stack)) != len(self.stack):
+            raise ConfigError(f"config key 'stack': {self.stack!r}; give any of {list(PARTS)}, each once")
+        if self.stack and self.objective == "binary":
+            raise ConfigError("config key 'stack' works with objective=pairwise or listwise: its weights are fit "
+                              "on preference pairs")
+        if self.stack and self.ensemble_seeds:
+            raise ConfigError("config keys 'stack' and 'ensemble_seeds' do not combine (yet): pick one")
+        if self.stack_head and not self.stack:
+            raise ConfigError("config key 'stack_head' needs stack=[...]")
+        if self.stack_folds < 2:
+            raise ConfigError(f"config key 'stack_folds': must be >= 2, got {self.stack_folds}")
         if self.lr <= 0:
             raise ConfigError(f"config key 'lr': must be > 0, got {self.lr}")

@@ -67,6 +67,9 @@ class RewardEnsemble:
     def length_sensitivity(self) -> dict | None:
         return self.members[0].length_sensitivity
 
+    def _head(self, head: str | None) -> str | None:
+        return self.members[0]._head(head)
+
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **kw) -> "RewardEnsemble":
         from jprefs.classifiers.reward_model import RewardModel
@@ -219,6 +222,11 @@ def _ensemble_figures(ens: RewardEnsemble, path: Path, cfg) -> dict:
     return m
 
 
+def folder_card_front(tag: str) -> str:
+    """The card front matter of a folder of jprefs models (an ensemble, a stack): library, language, tags."""
+    return f"---\nlibrary_name: jprefs\nlanguage:\n- ja\ntags:\n- jprefs\n- reward-model\n- {tag}\n---\n"
+
+
 def _card(cfg, names: list[str], metrics: dict) -> str:
     rows = []
     for split in ("eval", "test"):
@@ -231,15 +239,7 @@ def _card(cfg, names: list[str], metrics: dict) -> str:
                         f"| {m['length_baseline_accuracy']:.4f} | {'n/a' if lc is None else f'{lc:.4f}'} "
                         f"| {m['pairs_members_disagree']:.3f} |")
     table = "\n".join(rows)
-    return f"""---
-library_name: jprefs
-language:
-- ja
-tags:
-- jprefs
-- reward-model
-- ensemble
----
+    return folder_card_front("ensemble") + f"""
 
 # Reward-model ensemble ({len(names)} seeds)
 

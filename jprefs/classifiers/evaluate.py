@@ -47,10 +47,6 @@ def evaluate_pairs(rm, pairs: list, *, batch_size: int = 64, show_progress: bool
     ``head``: which reward of a multi-head model; ``logits``: the ``(2N, C)`` logits of the chosen then
     the rejected responses, when the caller has them already (no second forward pass).
     """
-    from jprefs.data.schema import prompt_key
-    from jprefs.eval.metrics import pairwise_metrics, wins
-    from jprefs.eval.stats import bootstrap_ci
-
     n = len(pairs)
     prompts = [p.prompt for p in pairs] * 2
     responses = [p.chosen for p in pairs] + [p.rejected for p in pairs]
@@ -59,7 +55,17 @@ def evaluate_pairs(rm, pairs: list, *, batch_size: int = 64, show_progress: bool
         r = rm.score(prompts, responses, batch_size=batch_size, show_progress=show_progress, **kw)
     else:
         r = rm.rewards_from_logits(logits, head=head)
-    rc, rr = r[:n], r[n:]
+    return pair_figures(r[:n], r[n:], pairs, intervals=intervals, seed=seed)
+
+
+def pair_figures(rc, rr, pairs: list, *, intervals: bool = True, seed: int = 0) -> tuple[dict, dict]:
+    """:func:`evaluate_pairs` on rewards already computed: ``rc`` / ``rr`` ``(n,)`` of the chosen and the
+    rejected responses of ``pairs`` (what a stack's out-of-fold scores are scored with)."""
+    from jprefs.data.schema import prompt_key
+    from jprefs.eval.metrics import pairwise_metrics, wins
+    from jprefs.eval.stats import bootstrap_ci
+
+    n = len(pairs)
     groups = [prompt_key(p.prompt) for p in pairs]
     m = pairwise_metrics(rc, rr, [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs], groups=groups,
                          n_boot=0)

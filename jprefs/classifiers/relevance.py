@@ -73,12 +73,13 @@ class Relevance:
         import numpy as np
 
         e = self.embedder
-        saved = e.input_prefix, e.max_length, e.frozen_layer_cache
-        e.input_prefix, e.max_length, e.frozen_layer_cache = prefix, self.max_length, 0
+        saved = e.input_prefix, e.max_length, e.frozen_layer_cache, e.pooling
+        # e5's own pooling whatever the shared embedder's (a cls-pooled probe shares the model, not the pooling)
+        e.input_prefix, e.max_length, e.frozen_layer_cache, e.pooling = prefix, self.max_length, 0, "mean"
         try:
             x = e.embed(None, list(texts), desc=desc).astype(np.float64)
         finally:
-            e.input_prefix, e.max_length, e.frozen_layer_cache = saved
+            e.input_prefix, e.max_length, e.frozen_layer_cache, e.pooling = saved
         n = np.linalg.norm(x, axis=1, keepdims=True)
         return x / np.where(n > 0, n, 1.0)
 

@@ -306,6 +306,12 @@ class RewardModel:
             from jprefs.classifiers.ensemble import RewardEnsemble
 
             return RewardEnsemble.from_pretrained(src, device=device, dtype=dtype, max_length=max_length)
+        from jprefs.classifiers.stack import is_stack
+
+        if is_stack(src):             # a reward stack (train-rm stack=[...]): reward model + probe + relevance
+            from jprefs.classifiers.stack import RewardStack
+
+            return RewardStack.from_pretrained(src, device=device, dtype=dtype, max_length=max_length)
         if not Path(src).exists() and (src.startswith((".", "/", "~")) or src.count("/") > 1):
             raise JprefsError(f"reward model not found: {src}\n  fix: pass a local model directory or a Hub id "
                               f"like 'org/name'")

@@ -243,7 +243,8 @@ def _check_model(path: str) -> bool:
     p = Path(path).expanduser()
     if p.exists():
         check_model_dir(p, want="reward model")
-        if (p / REWARD_CONFIG).is_file():
+        if (p / REWARD_CONFIG).is_file() or (p / "jprefs_ensemble.json").is_file() \
+                or (p / "jprefs_stack.json").is_file():
             return False
         n = config_num_labels(p)
         return n is None or n > 1          # a one-logit classifier's reward is its logit: no label to pick
@@ -274,9 +275,12 @@ def _score(rm, data: EvalData, batch_size: int, model_label: str, heads: list[st
     n = len(data.pairs)
     prompts = [p.prompt for p in data.pairs] * 2
     responses = [p.chosen for p in data.pairs] + [p.rejected for p in data.pairs]
-    if heads:
+    if heads and hasattr(rm, "rewards_from_logits"):
         logits = rm.logits(prompts, responses, batch_size=batch_size, show_progress=True)
         return {h: _checked(rm.rewards_from_logits(logits, head=h), n, data, f"{model_label}:{h}") for h in heads}
+    if heads:           # a reward stack: its heads are not all functions of one set of logits
+        return {h: _checked(rm.score(prompts, responses, batch_size=batch_size, show_progress=True, head=h), n, data,
+                            f"{model_label}:{h}") for h in heads}
     return _checked(rm.score(prompts, responses, batch_size=batch_size, show_progress=True), n, data, model_label)
 
 

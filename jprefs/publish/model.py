@@ -158,6 +158,10 @@ def find_kind(folder: Path) -> str:
     if (folder / "jprefs_ensemble.json").is_file():
         raise DataError(f"{folder} is a seed ensemble; pushing ensembles is not supported yet", path=str(folder),
                         fix=f"push a member (e.g. `jprefs push model {folder}/seed-0 ...`)")
+    if (folder / "jprefs_stack.json").is_file():
+        raise DataError(f"{folder} is a reward stack (reward model + probe + relevance); pushing stacks is not "
+                        f"supported yet", path=str(folder),
+                        fix=f"push its reward model alone (`jprefs push model {folder}/reward ...`)")
     raise DataError(f"{folder} is not a jprefs model folder (no jprefs_reward.json, no policy/ + summary.json)",
                     path=str(folder), fix="push a `jprefs train-rm` or `jprefs rl` output folder")
 

@@ -63,6 +63,10 @@ def test_prefixes_matter_and_the_shared_embedder_is_restored(backbone):
     assert (emb.input_prefix, emb.max_length, emb.frozen_layer_cache) == ("query: ", 64, 1)
     b = R.Relevance(embedder=emb, max_length=32, query_prefix="", passage_prefix="").score(["質問"], ["答え"])
     assert abs(a[0] - b[0]) > 1e-6
+    # a cls-pooled embedder shares its model, not its pooling: relevance is always mean-pooled
+    cls = Embedder(backbone, pooling="cls", max_length=64, device="cpu")
+    np.testing.assert_allclose(R.Relevance(embedder=cls, max_length=32).score(["質問"], ["答え"]), a, atol=1e-7)
+    assert cls.pooling == "cls"
 
 
 def test_pair_scores_split_chosen_and_rejected(backbone):
