@@ -441,6 +441,8 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
                                                                            "cv_accuracy": probe.cv_accuracy,
                                                                            "length_weight": probe.length_weight},
                                        "reward_model": {s: rm_metrics.get(s) for s in ("eval", "test")},
+                                       # the reward model's epoch, when chosen, was chosen on this same split
+                                       "reward_epoch_selected_on_eval": _epoch_chosen(rm_metrics, cfg.epochs),
                                        "data": rm_metrics.get("data")}
             allc = {c: (xc[:, i], xr[:, i]) for i, c in enumerate(names)}
             metrics["eval"] = {**_figures(oc, orr, pairs, allc), "cross_fitted_folds": int(fold_w.shape[0])}
@@ -499,6 +501,20 @@ def _plot(sc, sr, pairs, out: Path) -> list[str]:
     return [rel.name, dist.name]
 
 
+def _epoch_chosen(rm_metrics: dict, epochs: int) -> str | None:
+    """``"epoch N of M by <metric>"`` when train-rm kept its best epoch by the held-out split, else None."""
+    sel = str(rm_metrics.get("selected_by") or "")
+    if not sel or sel.startswith("none") or epochs <= 1:
+        return None
+    return f"epoch {rm_metrics.get('best_epoch')} of {epochs} by {sel}"
+
+
+def _epoch_caveat(metrics: dict) -> str:
+    e = metrics.get("reward_epoch_selected_on_eval")
+    return (f". The reward model's {e} was chosen on this same split, so these figures lean optimistic; "
+            "give `test_data` for a figure nothing chose on") if e else ""
+
+
 def _card(cfg, metrics: dict) -> str:
     def cell(v, ci=None):
         if v is None:
@@ -540,7 +556,7 @@ stack.score(prompts, responses)            # the stack; stack.components(...) gi
 ```
 
 Held-out figures are **cross-fitted** ({metrics['eval']['cross_fitted_folds']} folds by prompt: no pair is scored with weights fit
-on its own labels); test figures use the weights fit on the whole held-out split. Probe, reward and
+on its own labels){_epoch_caveat(metrics)}; test figures use the weights fit on the whole held-out split. Probe, reward and
 relevance columns are each component alone on the same pairs; "longer wins" picks the longer answer.
 
 | split | file | pairs | stack accuracy [95% CI] | longer wins | probe | reward | relevance | chosen shorter | Spearman(reward, length) |

@@ -161,6 +161,15 @@ def test_the_weights_are_the_fit_on_the_held_out_split_and_its_figures_are_cross
     assert st.length_sensitivity["pairs"] == n and "cross-fitted" in st.length_sensitivity["measured_on"]
     card = (out / "README.md").read_text()
     assert "cross-fitted" in card and "second.jsonl" in card and "RewardStack" in card
+    assert m["reward_epoch_selected_on_eval"] is None and "lean optimistic" not in card     # one epoch: no choice
+
+
+def test_an_epoch_chosen_on_the_held_out_split_is_said_in_the_card():
+    chosen = S._epoch_chosen({"selected_by": "pairwise_accuracy", "best_epoch": 1}, 2)
+    assert chosen == "epoch 1 of 2 by pairwise_accuracy"
+    assert "lean optimistic" in S._epoch_caveat({"reward_epoch_selected_on_eval": chosen})
+    assert S._epoch_chosen({"selected_by": "none (one epoch: nothing to choose)", "best_epoch": 1}, 1) is None
+    assert S._epoch_chosen({"selected_by": "none (the eval split has 20 rows ...)", "best_epoch": 3}, 3) is None
 
 
 def test_rerun_resave_and_damaged_files(trained, tmp_path):
