@@ -775,7 +775,10 @@ def choose(dev: dict) -> str:
 def recipe_check() -> dict:
     """The recommended recipe as a user runs it, end to end and timed: `jprefs train-rm RECIPE -o
     WORK/recipe` (both full files, each split by question, 20% held out), then `jprefs eval rm` on each
-    file's held-out pairs with the probe fit on the recipe's own training pairs. RESULTS/recipe.json."""
+    file's held-out pairs with the probe fit on the recipe's own training pairs. A stacked recipe
+    (``stack:`` in the recipe) is read from its own cross-fitted held-out figures (its weights were fit
+    on that split, so `eval rm` of the stack there would be in-sample); `eval rm` then scores its reward
+    model alone (every head) beside longer-wins and the probe. RESULTS/recipe.json."""
     import subprocess
 
     from jprefs.classifiers.data import load_rm_data
@@ -786,7 +789,9 @@ def recipe_check() -> dict:
     subprocess.run([sys.executable, "-m", "jprefs.cli", "train-rm", str(RECIPE), "-o", str(out)], check=True,
                    cwd=ROOT)
     wall = time.time() - t0
-    held = {r.id for r in load_rm_data(out / "eval_split.jsonl").records}
+    stacked = (out / "jprefs_stack.json").exists()
+    model = out / "reward" if stacked else out
+    held = {r.id for r in load_rm_data(model / "eval_split.jsonl").records}
     data = []
     train = []
     for s, path in SETS.items():
@@ -796,10 +801,15 @@ def recipe_check() -> dict:
         train += [r for r in recs if r.id not in held]
     write_jsonl(WORK / "recipe-train.jsonl", train)
     ev = WORK / "recipe-eval"
-    subprocess.run([sys.executable, "-m", "jprefs.cli", "eval", "rm", "--model", str(out), *data,
-                    "--probe-train", str(WORK / "recipe-train.jsonl"), "-o", str(ev)], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "jprefs.cli", "eval", "rm", "--model", str(model), *data,
+                    *(["--all-heads"] if stacked else []), "--probe-train", str(WORK / "recipe-train.jsonl"),
+                    "-o", str(ev)], check=True, cwd=ROOT)
     m = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
     res = {"wall_seconds": wall, "train_pairs": len(train), "held_out_pairs": len(held), "eval_metrics": m}
+    if stacked:
+        sm = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        res["stack"] = {k: sm[k] for k in ("weights", "offset", "eval", "eval_by_file", "length_sensitivity")
+                        if k in sm}
     (RESULTS / "recipe.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     return res
 

@@ -18,9 +18,9 @@ EXAMPLES = """examples:
   jprefs train-rm --data pairs.jsonl --backbone e5-small-offline --objective pairwise -o out/rm
   jprefs train-rm --data hh.jsonl.gz --data-source hh-rlhf --objective pairwise max_length=256 -o out/hh
   torchrun --nproc_per_node 2 -m jprefs.cli train-rm classifiers/recipes/bge-m3-seed.yaml -o out/bge-m3
-  jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml -o out/ja-debiased-rm
-  jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml 'ensemble_seeds=[1,2,3]' -o out/ja-ensemble
-  jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml 'stack=[probe,relevance]' -o out/ja-stack
+  jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml -o out/ja-debiased-rm      # a reward stack
+  jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml 'stack=[]' stack_head= -o out/ja-odin
+  jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml 'stack=[]' stack_head= 'ensemble_seeds=[1,2,3]' -o out/ja-ens
 
 keys (recipe or key=value):
 """
