@@ -20,7 +20,8 @@ EXAMPLES = """examples:
   torchrun --nproc_per_node 2 -m jprefs.cli train-rm classifiers/recipes/bge-m3-seed.yaml -o out/bge-m3
   jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml -o out/ja-debiased-rm      # a reward stack
   jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml 'stack=[]' stack_head= -o out/ja-odin
-  jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml 'stack=[]' stack_head= 'ensemble_seeds=[1,2,3]' -o out/ja-ens
+  jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml 'ensemble_seeds=[1,2,3]' -o out/ja-ens-stack
+  jprefs train-rm classifiers/recipes/e5-small-ja-mt-bench.yaml 'ensemble_seeds=[1,2,3]' -o out/ja-ensemble
 
 keys (recipe or key=value):
 """

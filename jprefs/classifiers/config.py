@@ -201,8 +201,6 @@ class TrainRMConfig:
         if self.stack and self.objective == "binary":
             raise ConfigError("config key 'stack' works with objective=pairwise or listwise: its weights are fit "
                               "on preference pairs")
-        if self.stack and self.ensemble_seeds:
-            raise ConfigError("config keys 'stack' and 'ensemble_seeds' do not combine (yet): pick one")
         if self.stack_head and not self.stack:
             raise ConfigError("config key 'stack_head' needs stack=[...]")
         if self.stack_folds < 2:

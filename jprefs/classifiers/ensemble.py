@@ -70,6 +70,16 @@ class RewardEnsemble:
     def _head(self, head: str | None) -> str | None:
         return self.members[0]._head(head)
 
+    @property
+    def frozen_layer_cache(self) -> int:
+        """The members' frozen-layer memo setting (see :attr:`RewardModel.frozen_layer_cache`)."""
+        return self.members[0].frozen_layer_cache
+
+    @frozen_layer_cache.setter
+    def frozen_layer_cache(self, k: int) -> None:
+        for m in self.members:
+            m.frozen_layer_cache = k
+
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **kw) -> "RewardEnsemble":
         from jprefs.classifiers.reward_model import RewardModel
@@ -152,8 +162,9 @@ def write_ensemble_file(out: Path, names: list[str], extra: dict | None = None) 
                                                   **(extra or {})})
 
 
-def train_ensemble(cfg, *, log=print) -> dict[str, Any]:
-    """One train-rm run per seed of ``cfg.ensemble_seeds`` into ``OUT/seed-N``, then the ensemble files."""
+def train_ensemble(cfg, *, log=print, keep_layer_cache: bool = False) -> dict[str, Any]:
+    """One train-rm run per seed of ``cfg.ensemble_seeds`` into ``OUT/seed-N``, then the ensemble files
+    (``keep_layer_cache``: keep the frozen-layer memo after the last member, as in ``train_reward_model``)."""
     import dataclasses
 
     import numpy as np
@@ -173,7 +184,7 @@ def train_ensemble(cfg, *, log=print) -> dict[str, Any]:
             mcfg = dataclasses.replace(cfg, seed=s, split_seed=cfg.split_seed if cfg.split_seed >= 0 else cfg.seed,
                                        ensemble_seeds=[], output_dir=str(out / name))
             # the members share the frozen-layer memo (train_layers=N: one cache for every seed)
-            member_metrics[name] = train_reward_model(mcfg, log=log, keep_layer_cache=name != names[-1])
+            member_metrics[name] = train_reward_model(mcfg, log=log, keep_layer_cache=keep_layer_cache or name != names[-1])
         write_ensemble_file(out, names, {"seeds": seeds})
         ens = RewardEnsemble.from_pretrained(out, device=None)
         metrics: dict[str, Any] = {"ensemble": names, "members": {}}

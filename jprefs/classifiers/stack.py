@@ -392,7 +392,15 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
                               f"  fix: pass a new -o folder, or delete this one to retrain")
         rcfg = dataclasses.replace(cfg, stack=[], stack_head="", output_dir=str(out / REWARD_DIR))
         try:
-            rm_metrics = train_reward_model(rcfg, log=log, keep_layer_cache=True)
+            if rcfg.ensemble_seeds:         # a seed ensemble as the stack's reward (its mean reward)
+                from jprefs.classifiers.ensemble import train_ensemble
+
+                rm_metrics = train_ensemble(rcfg, log=log, keep_layer_cache=True)
+                members = {f"seed-{s}": json.loads((out / REWARD_DIR / f"seed-{s}" / "metrics.json")
+                                                   .read_text(encoding="utf-8")) for s in rcfg.ensemble_seeds}
+            else:
+                rm_metrics = train_reward_model(rcfg, log=log, keep_layer_cache=True)
+                members = {"": rm_metrics}
             train, ev, test = _load_split(rcfg, lambda m: None)     # the split the reward model trained on
             if not ev.records:
                 raise ConfigError("stack=[...] fits its weights on the held-out split, and this run has none\n"
@@ -442,8 +450,8 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
                                                                            "length_weight": probe.length_weight},
                                        "reward_model": {s: rm_metrics.get(s) for s in ("eval", "test")},
                                        # the reward model's epoch, when chosen, was chosen on this same split
-                                       "reward_epoch_selected_on_eval": _epoch_chosen(rm_metrics, cfg.epochs),
-                                       "data": rm_metrics.get("data")}
+                                       "reward_epoch_selected_on_eval": _epochs_chosen(members, cfg.epochs),
+                                       "data": next(iter(members.values())).get("data")}
             allc = {c: (xc[:, i], xr[:, i]) for i, c in enumerate(names)}
             metrics["eval"] = {**_figures(oc, orr, pairs, allc), "cross_fitted_folds": int(fold_w.shape[0])}
             if len(held) > 1:
@@ -509,9 +517,19 @@ def _epoch_chosen(rm_metrics: dict, epochs: int) -> str | None:
     return f"epoch {rm_metrics.get('best_epoch')} of {epochs} by {sel}"
 
 
+def _epochs_chosen(members: dict, epochs: int) -> str | None:
+    """:func:`_epoch_chosen` of one reward model (``{"": metrics}``) or of each ensemble member."""
+    each = {n: _epoch_chosen(m, epochs) for n, m in members.items()}
+    if not any(each.values()):
+        return None
+    if list(each) == [""]:
+        return each[""]
+    return "; ".join(f"{n}: {e or 'no choice'}" for n, e in each.items())
+
+
 def _epoch_caveat(metrics: dict) -> str:
     e = metrics.get("reward_epoch_selected_on_eval")
-    return (f". The reward model's {e} was chosen on this same split, so these figures lean optimistic; "
+    return (f". The reward model's epoch ({e}) was chosen on this same split, so these figures lean optimistic; "
             "give `test_data` for a figure nothing chose on") if e else ""
 
 
@@ -537,13 +555,15 @@ def _card(cfg, metrics: dict) -> str:
     ls = metrics["length_sensitivity"]
     w = ", ".join(f"{k} {v:.4g}" for k, v in metrics["weights"].items())
     head = metrics.get("reward_head") or "its default reward"
+    seeds = list(cfg.ensemble_seeds)
+    ens = f" (a seed ensemble, seeds {seeds}: its members' mean reward)" if seeds else ""
     from jprefs.classifiers.ensemble import folder_card_front
 
     return folder_card_front("length-debiased") + f"""
 
 # Reward stack: fine-tuned reward + {' + '.join(metrics['stack'][1:]) or 'nothing else'}
 
-A jprefs `train-rm` reward stack (`stack={list(cfg.stack)}`): the reward model in `reward/` (`{cfg.backbone}`,
+A jprefs `train-rm` reward stack (`stack={list(cfg.stack)}`): the reward model in `reward/`{ens} (`{cfg.backbone}`,
 objective {cfg.objective}{', debias ' + cfg.debias if cfg.debias != 'none' else ''}; its {head} enters the stack;
 its own card is `reward/README.md`){', the frozen-embedding probe (`probe.json`, fit on the training pairs)' if 'probe' in metrics['stack'] else ''}{' and the zero-shot e5 relevance of the answer to its question' if 'relevance' in metrics['stack'] else ''}.
 The stack is `sum_k w_k x_k - offset` with weights fit by a logistic model on the held-out split's

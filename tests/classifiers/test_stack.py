@@ -199,12 +199,39 @@ def test_rerun_resave_and_damaged_files(trained, tmp_path):
     ({"stack": ["probe", "probe"]}, "each once"),
     ({"objective": "binary", "debias": "none", "stack_head": ""}, "objective=pairwise or listwise"),
     ({"stack": [], "stack_head": "quality"}, "needs stack"),
-    ({"ensemble_seeds": [1, 2]}, "do not combine"),
     ({"stack_folds": 1}, "stack_folds"),
 ])
 def test_bad_stack_settings_are_config_errors(tmp_path, over, msg):
     with pytest.raises(ConfigError, match=msg):
         _cfg("bb", "x.jsonl", tmp_path, **over)
+
+
+def test_a_stack_over_a_seed_ensemble_takes_the_members_mean_reward(tmp_path):
+    from jprefs.classifiers.ensemble import RewardEnsemble
+    from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.modeldir import check_model_dir
+
+    bb = make_backbone_dir(tmp_path / "bb")
+    cfg = _cfg(bb, write_pairs(tmp_path / "p.jsonl", n=40), tmp_path / "out", ensemble_seeds=[1, 2], epochs=2,
+               stack=["relevance"])
+    m = S.train_stack(cfg, **QUIET)
+    out = tmp_path / "out"
+    check_model_dir(out)                                   # stack -> reward/ (ensemble) -> seed-N
+    st = RewardModel.from_pretrained(out, device="cpu")
+    assert isinstance(st.base, RewardEnsemble) and st.base.names == ["seed-1", "seed-2"]
+    members = [RewardModel.from_pretrained(out / "reward" / n, device="cpu") for n in ("seed-1", "seed-2")]
+    mean = np.mean([x.score(PROMPTS, RESPONSES, head="quality") for x in members], 0)
+    np.testing.assert_allclose(st.components(PROMPTS, RESPONSES)["reward"], mean, rtol=1e-5, atol=1e-7)
+    # both members kept their best epoch on the held-out split (too few rows here: each says so)
+    assert m["data"]["eval"] == m["eval"]["pairs"]
+    card = (out / "README.md").read_text()
+    assert "seed ensemble, seeds [1, 2]" in card
+    assert S._epochs_chosen({"seed-1": {"selected_by": "pairwise_accuracy", "best_epoch": 2},
+                             "seed-2": {"selected_by": "pairwise_accuracy", "best_epoch": 1}}, 2) == \
+        "seed-1: epoch 2 of 2 by pairwise_accuracy; seed-2: epoch 1 of 2 by pairwise_accuracy"
+    # the members' frozen-layer setting follows the ensemble's
+    st.base.frozen_layer_cache = 1
+    assert [x.frozen_layer_cache for x in st.base.members] == [1, 1]
 
 
 def test_a_stack_needs_a_held_out_split(tmp_path):
