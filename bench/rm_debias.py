@@ -16,6 +16,7 @@ Protocol (choices on dev, the test split read once at the end):
     python bench/rm_debias.py train bt            # one variant (~5-15 min on 2 cores)
     python bench/rm_debias.py dev
     python bench/rm_debias.py test
+    python bench/rm_debias.py recipe; python bench/rm_debias.py recipe-ens   # the recipe as users run it
 
 WORK defaults to bench/results/rm-debias/work (models are not committed; the JSON summaries are).
 """
@@ -941,6 +942,35 @@ def plot_seeds() -> Path:
     return RESULTS / "cv-ensemble.png"
 
 
+def recipe_ensemble_check(seeds=(42, 43, 44)) -> dict:
+    """The recipe's stack over a seed ensemble (``ensemble_seeds``), as a user runs it: `jprefs train-rm
+    RECIPE 'ensemble_seeds=[...]' -o WORK/recipe-ens` (a rerun of a finished run does nothing), then its
+    cross-fitted held-out figures beside the one-seed recipe's (RESULTS/recipe.json, same split: the split
+    seed is the recipe's seed). Measured after the one-seed recipe's figures were read: it chooses nothing.
+    RESULTS/recipe-ens.json."""
+    import subprocess
+
+    out = WORK / "recipe-ens"
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "jprefs.cli", "train-rm", str(RECIPE), f"ensemble_seeds={list(seeds)}",
+                    "-o", str(out)], check=True, cwd=ROOT)
+    sm = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    ens = json.loads((out / "reward" / "metrics.json").read_text(encoding="utf-8"))
+    one = json.loads((RESULTS / "recipe.json").read_text(encoding="utf-8")).get("stack", {})
+    keys = ("pairs", "pairwise_accuracy", "pairwise_accuracy_ci95", "length_baseline_accuracy",
+            "length_controlled_accuracy", "length_controlled_pairs", "accuracy_minus_length_baseline_ci95",
+            "components")
+    res = {"seeds": list(seeds), "wall_seconds_this_call": time.time() - t0,
+           "weights": sm["weights"], "offset": sm["offset"],
+           "reward_epoch_selected_on_eval": sm.get("reward_epoch_selected_on_eval"),
+           "eval_by_file": {f: {k: v.get(k) for k in keys} for f, v in sm["eval_by_file"].items()},
+           "one_seed_recipe_eval_by_file": {f: {k: v.get(k) for k in keys}
+                                            for f, v in one.get("eval_by_file", {}).items()},
+           "ensemble_reward_held_out": {k: ens.get(k) for k in ("eval", "members")}}
+    (RESULTS / "recipe-ens.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    return res
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "split":
@@ -959,6 +989,12 @@ if __name__ == "__main__":
     elif cmd == "recipe":
         r = recipe_check()
         print(json.dumps({k: v for k, v in r.items() if k != "eval_metrics"}))
+    elif cmd == "recipe-ens":     # the recipe's stack over a 3-seed ensemble (after `recipe`)
+        r = recipe_ensemble_check()
+        for f, v in r["eval_by_file"].items():
+            o = r["one_seed_recipe_eval_by_file"].get(f, {})
+            print(f, f"ensemble stack {v['pairwise_accuracy']:.3f} cs {v['length_controlled_accuracy']:.2f}",
+                  f"one seed {o.get('pairwise_accuracy', float('nan')):.3f}")
     elif cmd == "cv":
         r = cv()
         print("recommended (grouped CV):", r["recommended"])

@@ -373,8 +373,8 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
     from jprefs.classifiers.layercache import clear_memo
     from jprefs.classifiers.probe import Embedder, fit_probe
     from jprefs.classifiers.reward_model import RewardModel
-    from jprefs.classifiers.train import _load_split, train_reward_model
-    from jprefs.config import config_dict
+    from jprefs.classifiers.train import RESUME_IGNORE, _load_split, train_reward_model
+    from jprefs.config import config_dict, config_diff
     from jprefs.data.io import atomic_write_json, atomic_write_text
     from jprefs.data.schema import prompt_key
     from jprefs.runlock import run_lock
@@ -385,10 +385,12 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
     with run_lock(out, "jprefs train-rm (stack)", log=log):
         if is_stack(out) and (out / "metrics.json").is_file():
             prev = json.loads((out / STACK_NAME).read_text(encoding="utf-8")).get("config")
-            if prev == conf:
+            # the keys a train-rm resume ignores (the -o spelling, plots, batch size of scoring) change nothing
+            diff = config_diff(prev, cfg, ignore=RESUME_IGNORE) if isinstance(prev, dict) else "(no saved config)"
+            if not diff:
                 log(f"{out} holds this stack already (same config): nothing to do")
                 return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-            raise ConfigError(f"{out} holds a reward stack trained with another config\n"
+            raise ConfigError(f"{out} holds a reward stack trained with another config: {diff}\n"
                               f"  fix: pass a new -o folder, or delete this one to retrain")
         rcfg = dataclasses.replace(cfg, stack=[], stack_head="", output_dir=str(out / REWARD_DIR))
         try:

@@ -179,8 +179,13 @@ def test_rerun_resave_and_damaged_files(trained, tmp_path):
     assert S.train_stack(cfg, **QUIET) == trained["metrics"]            # the same run: nothing retrained
     import dataclasses
 
-    with pytest.raises(ConfigError, match="another config"):
+    with pytest.raises(ConfigError, match="another config: stack: "):
         S.train_stack(dataclasses.replace(cfg, stack=["relevance"]), **QUIET)
+    # the same run named another way (a relative -o, plots, scoring batch size): still nothing to do
+    import os
+
+    rel = os.path.relpath(out)
+    assert S.train_stack(dataclasses.replace(cfg, output_dir=rel, eval_batch_size=3), **QUIET) == trained["metrics"]
     st = RewardModel.from_pretrained(out, device="cpu")
     st.save_pretrained(tmp_path / "copy")
     np.testing.assert_allclose(RewardModel.from_pretrained(tmp_path / "copy").score(PROMPTS, RESPONSES),
