@@ -193,11 +193,41 @@ def _load_cfg(folder: Path, cls):
     return load_config(cls, known)
 
 
+def _local_paths_named(value, keys: list[str], key: str = ""):
+    """``value`` with every absolute or ``~`` path string cut to its file name (a public repo gets no
+    local paths); the keys changed go to ``keys``."""
+    if isinstance(value, dict):
+        return {k: _local_paths_named(v, keys, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_local_paths_named(v, keys, key) for v in value]
+    if isinstance(value, str) and "\n" not in value and (os.path.isabs(value) or value.startswith("~")):
+        if key not in keys:
+            keys.append(key)
+        return Path(value).name
+    return value
+
+
+def _write_portable_config(src: Path, dst: Path) -> None:
+    """The run's config.yaml for a public repo: local paths cut to file names, said in a header line."""
+    import yaml
+
+    from jprefs.data.io import atomic_write_text
+
+    keys: list[str] = []
+    cfg = _local_paths_named(yaml.safe_load(src.read_text(encoding="utf-8")) or {}, keys)
+    head = (f"# jprefs push: local paths cut to their file names ({', '.join(keys)})\n" if keys else "")
+    atomic_write_text(dst, head + yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
+
+
 def _copy(folder: Path, root: Path, names: list[str], dest: dict[str, str] | None = None) -> list[str]:
     out = []
     for rel in names:
         target = (dest or {}).get(rel, rel)
         (root / target).parent.mkdir(parents=True, exist_ok=True)
+        if Path(rel).name == "config.yaml":       # rewritten, never linked: the run's own file stays as it is
+            _write_portable_config(folder / rel, root / target)
+            out.append(target)
+            continue
         try:                          # a hard link: no copy of gigabytes of weights (staged files are never edited)
             os.link(folder / rel, root / target)
         except OSError:

@@ -267,6 +267,16 @@ def test_a_reward_model_card_carries_the_derived_licence_and_the_repo_id(tiny_rm
     assert "| data: toy | cc0-1.0 | cc0-1.0 |" in st.card
     m = json.loads((tiny_rm / "metrics.json").read_text())
     assert m["data"]["sources"] == {"toy": {"cc0-1.0": m["data"]["train"]}}
+    # the staged config.yaml has no local path either: absolute paths cut to file names, said in its head;
+    # the run's own config.yaml is untouched (the staged one is a rewritten copy, not a link)
+    own = (tiny_rm / "config.yaml").read_text()
+    staged = (root / "config.yaml").read_text()
+    assert str(tiny_rm.parent) in own and str(tiny_rm.parent) not in staged
+    assert staged.startswith("# jprefs push: local paths cut to their file names (") and "output_dir" in staged[:200]
+    cfg, mine = yaml.safe_load(staged), yaml.safe_load(own)
+    assert cfg["output_dir"] == Path(mine["output_dir"]).name and cfg["backbone"] == Path(mine["backbone"]).name
+    assert {k: v for k, v in cfg.items() if k not in ("output_dir", "backbone", "data", "eval_data")} == \
+        {k: v for k, v in mine.items() if k not in ("output_dir", "backbone", "data", "eval_data")}
 
 
 def test_a_reward_model_with_a_backbone_of_unknown_licence_is_refused(tiny_rm, tmp_path, monkeypatch, capsys):
@@ -317,6 +327,7 @@ def test_an_rl_policy_is_staged_at_the_root_and_loads_with_transformers(tmp_path
     front = _front(st.card)
     assert front["license"] == "apache-2.0" and front["pipeline_tag"] == "text-generation"
     assert "no reward (supervised fine-tuning)" in st.card
+    assert str(tmp_path) not in (root / "run" / "config.yaml").read_text()
     ids = torch.tensor([[3, 4, 5]])
     a = AutoModelForCausalLM.from_pretrained(root).eval()
     b = AutoModelForCausalLM.from_pretrained(run / "policy").eval()
