@@ -184,7 +184,8 @@ def train_ensemble(cfg, *, log=print, keep_layer_cache: bool = False) -> dict[st
             mcfg = dataclasses.replace(cfg, seed=s, split_seed=cfg.split_seed if cfg.split_seed >= 0 else cfg.seed,
                                        ensemble_seeds=[], output_dir=str(out / name))
             # the members share the frozen-layer memo (train_layers=N: one cache for every seed)
-            member_metrics[name] = train_reward_model(mcfg, log=log, keep_layer_cache=keep_layer_cache or name != names[-1])
+            member_metrics[name] = train_reward_model(mcfg, log=log,
+                                                      keep_layer_cache=keep_layer_cache or name != names[-1])
         write_ensemble_file(out, names, {"seeds": seeds})
         ens = RewardEnsemble.from_pretrained(out, device=None)
         metrics: dict[str, Any] = {"ensemble": names, "members": {}}

@@ -398,17 +398,21 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
                 from jprefs.classifiers.ensemble import train_ensemble
 
                 rm_metrics = train_ensemble(rcfg, log=log, keep_layer_cache=True)
-                members = {f"seed-{s}": json.loads((out / REWARD_DIR / f"seed-{s}" / "metrics.json")
-                                                   .read_text(encoding="utf-8")) for s in rcfg.ensemble_seeds}
             else:
                 rm_metrics = train_reward_model(rcfg, log=log, keep_layer_cache=True)
-                members = {"": rm_metrics}
             train, ev, test = _load_split(rcfg, lambda m: None)     # the split the reward model trained on
             if not ev.records:
                 raise ConfigError("stack=[...] fits its weights on the held-out split, and this run has none\n"
                                   "  fix: set eval_fraction > 0 or eval_data")
             k = _shared_layers(cfg)
             base = RewardModel.from_pretrained(out / REWARD_DIR)
+            if rcfg.ensemble_seeds:         # each member's own metrics (its epoch choice, its data counts)
+                members = {n: json.loads((out / REWARD_DIR / n / "metrics.json").read_text(encoding="utf-8"))
+                           for n in base.names}
+                chosen = _epochs_chosen(members, cfg.epochs)
+                data = next(iter(members.values())).get("data")
+            else:
+                chosen, data = _epoch_chosen(rm_metrics, cfg.epochs), rm_metrics.get("data")
             emb = Embedder(cfg.backbone, pooling=cfg.pooling, input_prefix=cfg.input_prefix,
                            max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length)
             emb.frozen_layer_cache = k
@@ -452,8 +456,8 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
                                                                            "length_weight": probe.length_weight},
                                        "reward_model": {s: rm_metrics.get(s) for s in ("eval", "test")},
                                        # the reward model's epoch, when chosen, was chosen on this same split
-                                       "reward_epoch_selected_on_eval": _epochs_chosen(members, cfg.epochs),
-                                       "data": next(iter(members.values())).get("data")}
+                                       "reward_epoch_selected_on_eval": chosen,
+                                       "data": data}
             allc = {c: (xc[:, i], xr[:, i]) for i, c in enumerate(names)}
             metrics["eval"] = {**_figures(oc, orr, pairs, allc), "cross_fitted_folds": int(fold_w.shape[0])}
             if len(held) > 1:
@@ -520,12 +524,10 @@ def _epoch_chosen(rm_metrics: dict, epochs: int) -> str | None:
 
 
 def _epochs_chosen(members: dict, epochs: int) -> str | None:
-    """:func:`_epoch_chosen` of one reward model (``{"": metrics}``) or of each ensemble member."""
+    """:func:`_epoch_chosen` of each member of a seed ensemble (name -> its metrics), None if none chose."""
     each = {n: _epoch_chosen(m, epochs) for n, m in members.items()}
     if not any(each.values()):
         return None
-    if list(each) == [""]:
-        return each[""]
     return "; ".join(f"{n}: {e or 'no choice'}" for n, e in each.items())
 
 
