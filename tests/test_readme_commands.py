@@ -334,6 +334,10 @@ def _workspace(root: Path) -> Path:
     gptj = [json.loads(line) for line in (samples / "gptj-pairwise.jsonl").read_text(encoding="utf-8").splitlines()
             if line.strip()]
     (ws / "dump.json").write_text(json.dumps({"data": gptj}, ensure_ascii=False), encoding="utf-8")
+    judged = [{"question_id": i, "model_1": "a", "model_2": "b", "question": r["prompt"], "answer_1": r["chosen"],
+               "answer_2": r["rejected"], "g1_winner": "model_1", "g2_winner": "model_1"} for i, r in enumerate(gptj)]
+    (ws / "judgments.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in judged),
+                                        encoding="utf-8")
     pairs = [PreferencePair.create([Message("user", f"Question number {i}?")], f"A helpful answer {i}.",
                                    f"No {i}.", source="test", source_id=str(i), license="mit") for i in range(8)]
     for name in ("pairs.jsonl", "a.jsonl"):

@@ -303,6 +303,108 @@ def _summarize(d: dict, sid: str, ctx: Context) -> Record:
     return _pair(ctx, sid, prompt, texts[choice], texts[1 - choice], meta=meta)
 
 
+# ---------------------------------------------------------------- MT-bench-style pairwise judgments
+
+# FastChat's llm_judge (MT-bench, and the Japanese MT-bench / Vicuna-QA forks) writes one row per
+# judged pair. Two layouts: its own pairwise files (model_1/model_2, g1_winner = the verdict with
+# answer_1 shown first, g2_winner = with the order swapped, each already mapped to model_1/model_2;
+# the forks add question/answer_1/answer_2 inline) and the Hub release of the MT-bench judgments
+# (model_a/model_b, winner, conversation_a/conversation_b, turn). A pair is kept only when the
+# verdict names one side in every game: FastChat counts a swap that changes the verdict as
+# "inconsistent", and a tie is not a preference.
+_SIDES = {"model_1": 0, "model_2": 1, "model_a": 0, "model_b": 1}
+_TIES = ("tie", "tie (bothbad)")
+
+
+def _verdict(v: Any, name: str) -> int:
+    if not isinstance(v, str):
+        raise RowReject("bad_winner", f"field '{name}' must be a string such as 'model_1', got {v!r}")
+    key = v.strip().lower()
+    if key in _SIDES:
+        return _SIDES[key]
+    if key in _TIES:
+        raise RowReject("tie", f"'{name}' is {v!r}: a tie is not a preference")
+    if key == "inconsistent":
+        raise RowReject("inconsistent_verdict", f"'{name}' is 'inconsistent': the verdict changed when the "
+                                                "answers were shown in the other order")
+    if key == "error":
+        raise RowReject("judge_error", f"'{name}' is 'error': the judge's output could not be parsed")
+    raise RowReject("bad_winner", f"field '{name}' is {v!r}; expected model_1/model_2 (or model_a/model_b), "
+                                  f"tie or inconsistent")
+
+
+def _turn(d: dict) -> int:
+    t = d.get("turn", 1)
+    if isinstance(t, bool) or not isinstance(t, int) or t < 1:
+        raise RowReject("bad_turn", f"field 'turn' must be a positive integer, got {t!r}")
+    return t
+
+
+def _judged_turn(conv: Any, name: str, turn: int) -> tuple[list[Message], str]:
+    """The conversation up to the judged turn's user message, and that turn's assistant answer."""
+    if not isinstance(conv, list) or not all(isinstance(m, dict) for m in conv):
+        raise RowReject(f"bad_{name}", f"field '{name}' must be a list of {{role, content}} messages")
+    try:
+        msgs = [Message.from_dict(m) for m in conv]
+    except SchemaError as e:
+        raise RowReject(e.reason, f"'{name}': {e}") from e
+    users = [i for i, m in enumerate(msgs) if m.role == "user"]
+    if len(users) < turn:
+        raise RowReject("missing_turn", f"'{name}' has {len(users)} user turn(s); the judgment is of turn {turn}")
+    end = users[turn - 1] + 1
+    if end >= len(msgs) or msgs[end].role != "assistant":
+        raise RowReject("missing_turn", f"'{name}' has no assistant answer to user turn {turn}")
+    return msgs[:end], msgs[end].content.strip()
+
+
+def _judgment(d: dict, sid: str, ctx: Context) -> Record:
+    turn = _turn(d)
+    if "conversation_a" in d or "conversation_b" in d:          # the Hub release (lmsys/mt_bench_human_judgments)
+        side = _verdict(_get(d, "winner"), "winner")
+        pa, a = _judged_turn(_get(d, "conversation_a"), "conversation_a", turn)
+        pb, b = _judged_turn(_get(d, "conversation_b"), "conversation_b", turn)
+        if [m.to_dict() for m in pa] != [m.to_dict() for m in pb]:
+            raise RowReject("no_shared_prompt", f"turn {turn} is judged after two different conversations "
+                                                f"(the earlier answers differ): no single prompt for a pair")
+        prompt: Any = pa
+        models = (d.get("model_a"), d.get("model_b"))
+        judge = d.get("judge")
+    else:                                                        # FastChat llm_judge pairwise files
+        if "answer_1" not in d and "answer_2" not in d:
+            raise RowReject("no_inline_answers",
+                            "a judgment row without answer_1/answer_2: FastChat keeps the answers in "
+                            "model_answer/; use a file with the answers inline, or join them and convert with "
+                            "--source jsonl --map prompt=...,chosen=...,rejected=...")
+        if turn != 1:
+            raise RowReject("multi_turn_inline", f"turn {turn} judged on plain-string answers: the earlier "
+                                                 "turns of the conversation are not in the row")
+        games = [k for k in ("g1_winner", "g2_winner") if k in d] or ["winner"]
+        sides = {_verdict(_get(d, k), k) for k in games}
+        if len(sides) > 1:
+            raise RowReject("inconsistent_verdict", "g1_winner and g2_winner disagree: the verdict changed "
+                                                    "when the answers were shown in the other order")
+        (side,) = sides
+        q = _get(d, "question")
+        if isinstance(q, list) and q:
+            q = q[0]
+        prompt = _text(q, "question")
+        a, b = _text(_get(d, "answer_1"), "answer_1"), _text(_get(d, "answer_2"), "answer_2")
+        models = (d.get("model_1"), d.get("model_2"))
+        judge = d.get("judge_model", d.get("judge"))
+    a, b = _text(a, "answer_a"), _text(b, "answer_b")
+    chosen, rejected = (a, b) if side == 0 else (b, a)
+    meta: dict[str, Any] = {"turn": turn}
+    if d.get("question_id") is not None:
+        meta["question_id"] = str(d["question_id"])
+    if all(isinstance(m, str) for m in models):
+        meta["models"] = [models[side], models[1 - side]]
+    if isinstance(judge, (str, list)):
+        meta["judge"] = judge if isinstance(judge, str) else [str(x) for x in judge]
+    if isinstance(d.get("category"), str):
+        meta["category"] = d["category"]
+    return _pair(ctx, sid, prompt, chosen, rejected, meta=meta)
+
+
 # ---------------------------------------------------------------- generic / canonical / ranklist
 
 GENERIC_FIELDS = ("prompt", "system", "chosen", "rejected", "responses", "chosen_score", "rejected_score",
@@ -445,6 +547,13 @@ SOURCES: dict[str, Adapter] = {
     "summarize": Adapter("summarize", _summarize, hub_id="openai/summarize_from_feedback", hub_config="comparisons",
                          license=UNKNOWN_LICENSE, license_note=_NONE_STATED,
                          description="info.post (+title, subreddit) as prompt; summaries[choice] chosen"),
+    "fastchat-pairwise": Adapter("fastchat-pairwise", _judgment,
+                                 description="MT-bench-style pairwise judgments (FastChat llm_judge): model_1/2 + "
+                                             "g1/g2_winner + question/answer_1/answer_2, or model_a/b + winner + "
+                                             "conversation_a/b + turn; ties and order-inconsistent verdicts rejected"),
+    "mt-bench-human": Adapter("mt-bench-human", _judgment, hub_id="lmsys/mt_bench_human_judgments",
+                              license="cc-by-4.0", license_note="CC BY 4.0 (dataset card)",
+                              description="lmsys/mt_bench_human_judgments (splits human, gpt4_pair), as fastchat-pairwise"),
     "jsonl": Adapter("jsonl", _generic, description="any file or Hub dataset with a field mapping (--map)"),
     "ranklist": Adapter("ranklist", _ranklist, description="TSV prompt<TAB>best<TAB>...<TAB>worst, or --map responses=FIELD",
                         table_options={"header": False}),
@@ -452,7 +561,9 @@ SOURCES: dict[str, Adapter] = {
 }
 ALIASES = {"generic": "jsonl", "hh": "hh-rlhf", "anthropic/hh-rlhf": "hh-rlhf", "openai/webgpt_comparisons": "webgpt",
            "dahoas/synthetic-instruct-gptj-pairwise": "gptj-pairwise", "gptj": "gptj-pairwise",
-           "openai/summarize_from_feedback": "summarize", "canonical": "jprefs"}
+           "openai/summarize_from_feedback": "summarize", "canonical": "jprefs",
+           "fastchat": "fastchat-pairwise", "mt-bench": "fastchat-pairwise",
+           "lmsys/mt_bench_human_judgments": "mt-bench-human"}
 
 
 def get_adapter(name: str) -> Adapter:

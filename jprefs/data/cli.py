@@ -15,6 +15,7 @@ EXAMPLES = """examples:
   jprefs data convert Anthropic/hh-rlhf --split test --source hh-rlhf -o pairs.jsonl      (Hub, online)
   jprefs data convert mine.csv --source jsonl --map prompt=question,chosen=good,rejected=bad --license cc-by-4.0 -o pairs.jsonl
   jprefs data convert ranks.tsv --source ranklist -o ranks.jsonl
+  jprefs data convert judgments.jsonl --source fastchat-pairwise --license apache-2.0 -o pairs.jsonl   (MT-bench-style verdicts)
   jprefs data export pairs.jsonl --format trl -o trl.parquet
   jprefs data export pairs.jsonl --format trl-unpaired -o kto.jsonl        (KTO: prompt/completion/label)
   jprefs data split pairs.jsonl --test-size 0.1 --seed 0 -o splits/
@@ -31,7 +32,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     c = sub.add_parser("convert", help="source rows -> canonical pairs (+ OUT.rejects.jsonl)",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     c.add_argument("input", help="local file (.jsonl[.gz], .json, .parquet, .csv, .tsv) or a Hub dataset id")
-    c.add_argument("--source", required=True, help="adapter: hh-rlhf, webgpt, gptj-pairwise, summarize, jsonl, ranklist, jprefs")
+    c.add_argument("--source", required=True, help="adapter: hh-rlhf, webgpt, gptj-pairwise, summarize, "
+                                                   "fastchat-pairwise, mt-bench-human, jsonl, ranklist, jprefs")
     c.add_argument("--map", dest="mapping", help="field mapping for --source jsonl, e.g. prompt=question,chosen=good,rejected=bad "
                                                  "(dotted paths allowed: prompt=question.full_text; responses=FIELD for rank lists)")
     c.add_argument("-o", "--output", required=True, help="output canonical JSONL")
