@@ -17,6 +17,7 @@ Protocol (choices on dev, the test split read once at the end):
     python bench/rm_debias.py dev
     python bench/rm_debias.py test
     python bench/rm_debias.py recipe; python bench/rm_debias.py recipe-ens   # the recipe as users run it
+    python bench/rm_debias.py third CHECKOUT   # a third judged set (ku-nlp/ja-vicuna-qa-benchmark), read once
 
 WORK defaults to bench/results/rm-debias/work (models are not committed; the JSON summaries are).
 """
@@ -971,6 +972,83 @@ def recipe_ensemble_check(seeds=(42, 43, 44)) -> dict:
     return res
 
 
+# The third judged set (2026-12-03): GPT-4 pairwise verdicts of the Japanese Vicuna-QA benchmark
+# (github.com/ku-nlp/ja-vicuna-qa-benchmark, Apache-2.0; 80 questions, 6 models each against
+# text-davinci-003, both answer orders judged), outside ../shared: pass a checkout.
+THIRD_JUDGMENTS = "data/jp_bench/model_judgment/pairwise/gpt-4"
+
+
+def third(checkout: Path) -> dict:
+    """The confirmation read on a third Japanese judged set that chose nothing (issue #13).
+
+    Rule, fixed in this docstring and committed before any figure of this set existed:
+      - data: every ``pairwise:*.jsonl`` of ``THIRD_JUDGMENTS`` in the checkout, converted by
+        `jprefs data convert --source fastchat-pairwise --license apache-2.0` semantics (a pair only
+        when both answer orders give the same winner; ties, inconsistent verdicts rejected and counted);
+        no prompt may be shared with ja_mt_bench or Rakuda (asserted);
+      - read: the recommended recipe as trained by ``recipe`` (WORK/recipe: the stack, and its ODIN
+        model's heads through --all-heads), and for context only the three-seed stack of ``recipe-ens``
+        and zero-shot relevance alone; baselines on the same pairs: longer-wins and the probe fit on
+        the recipe's own training pairs (WORK/recipe-train.jsonl), as in ``recipe``;
+      - verdict (``confirms``): the recipe's stack is above longer-wins AND above the probe in pairwise
+        accuracy AND right on at least 0.35 of the pairs whose chosen answer is the shorter one (issue
+        #13's floor); ``goal``: also above longer-wins by more than the interval's half-width and >= 0.5
+        chosen-shorter. Read once; nothing read here changes the recipe.
+    RESULTS/third.json."""
+    import subprocess
+
+    import numpy as np
+
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.classifiers.relevance import Relevance
+    from jprefs.data.adapters import Conversion, convert_to_files
+    from jprefs.data.schema import prompt_key
+
+    files = sorted((checkout / THIRD_JUDGMENTS).glob("pairwise:*.jsonl"))
+    if not files:
+        raise SystemExit(f"no judgment files under {checkout / THIRD_JUDGMENTS}: pass a checkout of "
+                         "github.com/ku-nlp/ja-vicuna-qa-benchmark")
+    raw = WORK / "third-judgments.jsonl"
+    raw.write_text("".join(f.read_text(encoding="utf-8") for f in files), encoding="utf-8")
+    pairs_path = WORK / "third-ja-vicuna-qa.jsonl"
+    conv = Conversion(raw, "fastchat-pairwise", license="apache-2.0")
+    summary = convert_to_files(conv, pairs_path, WORK / "third-ja-vicuna-qa.rejects.jsonl")
+    recs = load_rm_data(pairs_path).records
+    seen = {prompt_key(r.prompt) for path in SETS.values() for r in load_rm_data(path).records}
+    shared = sum(prompt_key(r.prompt) in seen for r in recs)
+    assert shared == 0, f"{shared} pairs of the third set share a prompt with the training sets"
+    ev = WORK / "third-eval"
+    subprocess.run([sys.executable, "-m", "jprefs.cli", "eval", "rm", "--model", f"recipe={WORK / 'recipe'}",
+                    "--model", f"recipe-ens={WORK / 'recipe-ens'}", "--all-heads",
+                    "--data", f"ja_vicuna_qa={pairs_path}", "--probe-train", str(WORK / "recipe-train.jsonl"),
+                    "-o", str(ev)], check=True, cwd=ROOT)
+    m = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
+    pairs = load_rm_data(pairs_path).pairs()
+    c, r = Relevance("e5-small-offline", max_length=512).pair_scores(pairs, desc="relevance (third)")
+    rel = _metrics(np.concatenate([c, r]), pairs)
+    d = m["data"]["ja_vicuna_qa"]
+    pb = d["probe_baseline"]
+    st = m["results"]["recipe"]["ja_vicuna_qa"]
+    lw = d["length_baseline_accuracy"]
+    half = (st["ci95"][1] - st["ci95"][0]) / 2
+    confirms = bool(st["pairwise_accuracy"] > lw and st["pairwise_accuracy"] > pb["accuracy"]
+                    and st["length_controlled_accuracy"] >= 0.35)
+    goal = bool(confirms and st["pairwise_accuracy"] - lw > half and st["length_controlled_accuracy"] >= 0.5)
+    keys = ("n_pairs", "n_prompts", "pairwise_accuracy", "ci95", "accuracy_minus_length_baseline",
+            "accuracy_minus_length_baseline_ci95", "length_controlled_accuracy", "length_controlled_ci95",
+            "length_controlled_n", "reward_length_corr", "reward_per_100_chars")
+    res = {"rule": third.__doc__, "source": "github.com/ku-nlp/ja-vicuna-qa-benchmark " + THIRD_JUDGMENTS,
+           "files": [f.name for f in files], "convert": summary, "pairs": len(recs),
+           "prompts": len({prompt_key(x.prompt) for x in recs}), "longer_wins": lw,
+           "probe": {k: pb.get(k) for k in ("accuracy", "ci95", "length_controlled_accuracy",
+                                            "length_controlled_n")},
+           "probe_paired": {k: v for k, v in pb.get("models", {}).items()},
+           "models": {lab: {k: v["ja_vicuna_qa"].get(k) for k in keys} for lab, v in m["results"].items()},
+           "relevance": rel, "confirms": confirms, "goal": goal}
+    (RESULTS / "third.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    return res
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "split":
@@ -995,6 +1073,13 @@ if __name__ == "__main__":
             o = r["one_seed_recipe_eval_by_file"].get(f, {})
             print(f, f"ensemble stack {v['pairwise_accuracy']:.3f} cs {v['length_controlled_accuracy']:.2f}",
                   f"one seed {o.get('pairwise_accuracy', float('nan')):.3f}")
+    elif cmd == "third":          # the confirmation read on the Japanese Vicuna-QA judgments (after recipe, recipe-ens)
+        r = third(Path(sys.argv[2]))
+        print(f"longer-wins {r['longer_wins']:.3f}  probe {r['probe']['accuracy']:.3f}  "
+              f"relevance {r['relevance']['accuracy']:.3f}")
+        for lab, v in r["models"].items():
+            print(f"{lab:24s} {v['pairwise_accuracy']:.3f} {v['ci95']}  cs {v['length_controlled_accuracy']:.2f}")
+        print("confirms:", r["confirms"], "goal:", r["goal"])
     elif cmd == "cv":
         r = cv()
         print("recommended (grouped CV):", r["recommended"])
