@@ -112,6 +112,7 @@ class Adapter:
     parse: Callable[[dict, str, Context], Record]
     hub_id: str | None = None
     hub_config: str | None = None
+    hub_split: str | None = None         # the split read when none is given (a data set without "train")
     license: str = UNKNOWN_LICENSE
     license_note: str = ""
     description: str = ""
@@ -551,7 +552,7 @@ SOURCES: dict[str, Adapter] = {
                                  description="MT-bench-style pairwise judgments (FastChat llm_judge): model_1/2 + "
                                              "g1/g2_winner + question/answer_1/answer_2, or model_a/b + winner + "
                                              "conversation_a/b + turn; ties and order-inconsistent verdicts rejected"),
-    "mt-bench-human": Adapter("mt-bench-human", _judgment, hub_id="lmsys/mt_bench_human_judgments",
+    "mt-bench-human": Adapter("mt-bench-human", _judgment, hub_id="lmsys/mt_bench_human_judgments", hub_split="human",
                               license="cc-by-4.0", license_note="CC BY 4.0 (dataset card)",
                               description="lmsys/mt_bench_human_judgments (splits human, gpt4_pair), as fastchat-pairwise"),
     "jsonl": Adapter("jsonl", _generic, description="any file or Hub dataset with a field mapping (--map)"),
@@ -635,7 +636,7 @@ class Conversion:
     """
 
     def __init__(self, input: str | os.PathLike, source: str, *, mapping: str | dict | None = None,
-                 split: str = "train", config: str | None = None, revision: str | None = None,
+                 split: str | None = None, config: str | None = None, revision: str | None = None,
                  license: str | None = None, strict: bool = False, limit: int | None = None,
                  max_chars: int = MAX_CHARS, field: str | None = None, show_progress: bool = False):
         self.adapter = get_adapter(source)
@@ -662,8 +663,10 @@ class Conversion:
             if self.opts["field"]:
                 opts["field"] = self.opts["field"]
             return iter_table(self.input, **opts)
-        cfg = self.opts["config"] or (self.adapter.hub_config if self.input == self.adapter.hub_id else None)
-        return iter_hub_rows(self.input, config=cfg, split=self.opts["split"], revision=self.opts["revision"])
+        own = self.input == self.adapter.hub_id
+        cfg = self.opts["config"] or (self.adapter.hub_config if own else None)
+        split = self.opts["split"] or (self.adapter.hub_split if own else None) or "train"
+        return iter_hub_rows(self.input, config=cfg, split=split, revision=self.opts["revision"])
 
     def outcomes(self, *, serialize: bool = True) -> Iterator[tuple[Record | None, str | None, dict | None]]:
         """``serialize``: also render each record as its strict JSON line (a row whose record cannot be

@@ -37,7 +37,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     c.add_argument("--map", dest="mapping", help="field mapping for --source jsonl, e.g. prompt=question,chosen=good,rejected=bad "
                                                  "(dotted paths allowed: prompt=question.full_text; responses=FIELD for rank lists)")
     c.add_argument("-o", "--output", required=True, help="output canonical JSONL")
-    c.add_argument("--split", default="train", help="Hub split (default train)")
+    c.add_argument("--split", default=None, help="Hub split (default train; mt-bench-human: human)")
     c.add_argument("--name", dest="config", help="Hub dataset config name (summarize: comparisons)")
     c.add_argument("--revision", help="Hub revision")
     c.add_argument("--license", help="SPDX licence id to record (overrides the adapter's default)")

@@ -122,3 +122,23 @@ def test_cli_convert_judgments_then_train_rm_reads_them(tmp_path):
     assert len(recs) == 3 and {r.license for r in recs} == {"apache-2.0"}
     rejects = [json.loads(line) for line in (tmp_path / "pairs.rejects.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(recs) + len(rejects) == len(FASTCHAT_ROWS)
+
+
+def test_mt_bench_human_from_the_hub_reads_its_human_split(tmp_path, monkeypatch):
+    """The Hub id goes through `datasets.load_dataset` with the data set's own default split (it has
+    no "train"); an explicit split wins. Offline, a local file stands in for the download."""
+    import datasets
+
+    data = write_jsonl(tmp_path / "h.jsonl", HUB_ROWS[:1])
+    calls = []
+    real_load = datasets.load_dataset
+
+    def fake_load(path, name=None, split=None, revision=None, **kw):
+        calls.append((path, split))
+        return real_load("json", data_files=str(data), split="train")
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    res = convert("lmsys/mt_bench_human_judgments", "mt-bench-human")
+    res2 = convert("lmsys/mt_bench_human_judgments", "mt-bench-human", split="gpt4_pair")
+    assert calls == [("lmsys/mt_bench_human_judgments", "human"), ("lmsys/mt_bench_human_judgments", "gpt4_pair")]
+    assert res.rows_out == res2.rows_out == 1 and res.records[0].license == "cc-by-4.0"
