@@ -18,6 +18,7 @@ Protocol (choices on dev, the test split read once at the end):
     python bench/rm_debias.py test
     python bench/rm_debias.py recipe; python bench/rm_debias.py recipe-ens   # the recipe as users run it
     python bench/rm_debias.py third CHECKOUT   # a third judged set (ku-nlp/ja-vicuna-qa-benchmark), read once
+    python bench/rm_debias.py transfer         # leave one judged set out: train on two, score the third
 
 WORK defaults to bench/results/rm-debias/work (models are not committed; the JSON summaries are).
 """
@@ -1049,6 +1050,67 @@ def third(checkout: Path) -> dict:
     return res
 
 
+def transfer() -> dict:
+    """Leave one judged set out (after ``third``; an evaluation that chooses nothing, the recipe as
+    committed): the recipe trained on two of the three Japanese judged sets (ja_mt_bench, Rakuda,
+    Vicuna-QA; its own 20 % held out by question picks the epoch and fits the stack's weights) and
+    scored on EVERY pair of the third, a question set and judge prompt it never saw, beside longer-wins,
+    the probe fit on the same training pairs, and zero-shot relevance. The Vicuna-QA row is ``third``'s
+    (the recipe as a user trains it). This is the situation of a user whose prompts come from elsewhere.
+    RESULTS/transfer.json."""
+    import subprocess
+
+    import numpy as np
+
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.classifiers.relevance import Relevance
+    from jprefs.data.io import write_jsonl
+
+    sets = {**SETS, "ja_vicuna_qa": WORK / "third-ja-vicuna-qa.jsonl"}
+    if not sets["ja_vicuna_qa"].exists():
+        raise SystemExit("run `python bench/rm_debias.py third CHECKOUT` first (it converts the Vicuna-QA verdicts)")
+    res = {}
+    rel = None
+    keys = ("n_pairs", "n_prompts", "pairwise_accuracy", "ci95", "accuracy_minus_length_baseline",
+            "accuracy_minus_length_baseline_ci95", "length_controlled_accuracy", "length_controlled_n",
+            "reward_length_corr")
+    for held in ("ja_mt_bench", "rakuda"):
+        a, b = [s for s in sets if s != held]
+        out = WORK / f"transfer-no-{held}"
+        t0 = time.time()
+        subprocess.run([sys.executable, "-m", "jprefs.cli", "train-rm", str(RECIPE), f"data={sets[a]}",
+                        f"extra_data=[{sets[b]}]", f"dataset_name={a} + {b} (GPT-4 verdicts)",
+                        "data_license=apache-2.0", "-o", str(out)], check=True, cwd=ROOT)
+        wall = time.time() - t0
+        held_ids = {r.id for r in load_rm_data(out / "reward" / "eval_split.jsonl").records}
+        train = [r for s in (a, b) for r in load_rm_data(sets[s]).records if r.id not in held_ids]
+        write_jsonl(WORK / f"transfer-no-{held}-train.jsonl", train)
+        ev = WORK / f"transfer-no-{held}-eval"
+        subprocess.run([sys.executable, "-m", "jprefs.cli", "eval", "rm", "--model", f"recipe={out}", "--all-heads",
+                        "--data", f"{held}={sets[held]}", "--probe-train", str(WORK / f"transfer-no-{held}-train.jsonl"),
+                        "-o", str(ev)], check=True, cwd=ROOT)
+        m = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
+        pairs = load_rm_data(sets[held]).pairs()
+        rel = rel or Relevance("e5-small-offline", max_length=512)
+        c, r = rel.pair_scores(pairs, desc=f"relevance ({held})")
+        d = m["data"][held]
+        sm = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        res[held] = {"trained_on": [a, b], "train_pairs": len(train), "train_wall_seconds": wall,
+                     "weights": sm.get("weights"), "longer_wins": d["length_baseline_accuracy"],
+                     "probe": {k: d["probe_baseline"].get(k) for k in ("accuracy", "ci95", "length_controlled_accuracy",
+                                                                       "length_controlled_n")},
+                     "probe_paired": d["probe_baseline"].get("models", {}),
+                     "relevance": _metrics(np.concatenate([c, r]), pairs),
+                     "models": {lab: {k: v[held].get(k) for k in keys} for lab, v in m["results"].items()}}
+        (RESULTS / "transfer.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    t = json.loads((RESULTS / "third.json").read_text(encoding="utf-8"))
+    res["ja_vicuna_qa"] = {"trained_on": ["ja_mt_bench", "rakuda"], "from": "third.json",
+                           "longer_wins": t["longer_wins"], "probe": t["probe"], "relevance": t["relevance"],
+                           "models": {k: v for k, v in t["models"].items() if not k.startswith("recipe-ens")}}
+    (RESULTS / "transfer.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    return res
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "split":
@@ -1080,6 +1142,12 @@ if __name__ == "__main__":
         for lab, v in r["models"].items():
             print(f"{lab:24s} {v['pairwise_accuracy']:.3f} {v['ci95']}  cs {v['length_controlled_accuracy']:.2f}")
         print("confirms:", r["confirms"], "goal:", r["goal"])
+    elif cmd == "transfer":       # leave one judged set out: train on two, score the third (after third)
+        for held, v in transfer().items():
+            print(f"{held}: longer-wins {v['longer_wins']:.3f} probe {v['probe']['accuracy']:.3f} "
+                  f"relevance {v['relevance']['accuracy']:.3f}")
+            for lab, x in v["models"].items():
+                print(f"  {lab:16s} {x['pairwise_accuracy']:.3f}  cs {x['length_controlled_accuracy']:.2f}")
     elif cmd == "cv":
         r = cv()
         print("recommended (grouped CV):", r["recommended"])
