@@ -115,6 +115,14 @@ class RewardEnsemble:
 
         return self._all(prompts, responses, batch_size, head, show_progress).mean(0).astype(np.float32)
 
+    def score_heads(self, prompts, responses, heads, batch_size: int = 32, show_progress: bool = False) -> dict:
+        """``{head: the members' mean reward}`` with one forward pass per member for all ``heads``."""
+        import numpy as np
+
+        per = [m.score_heads(prompts, responses, heads, batch_size=batch_size, show_progress=show_progress)
+               for m in self.members]
+        return {h: np.mean([p[h] for p in per], axis=0).astype(np.float32) for h in heads}
+
     def score_std(self, prompts, responses, batch_size: int = 32, head: str | None = None):
         """The members' standard deviation per response: the ensemble's uncertainty (0 for one member)."""
         import numpy as np

@@ -507,6 +507,17 @@ class RewardModel:
             return np.zeros(0, dtype=np.float32)
         return self.rewards_from_logits(logits, head=name)
 
+    def score_heads(self, prompts: Sequence[Any] | str | None, responses: Sequence[str], heads: Sequence[str],
+                    batch_size: int = 32, show_progress: bool = False) -> dict:
+        """``{head: rewards}`` for several ``heads`` (names as :meth:`score` takes them) from ONE forward
+        pass: every head is a function of the same logits."""
+        import numpy as np
+
+        logits = self.logits(prompts, responses, batch_size=batch_size, show_progress=show_progress)
+        if len(logits) == 0:
+            return {h: np.zeros(0, dtype=np.float32) for h in heads}
+        return {h: self.rewards_from_logits(logits, head=None if h in ("", "reward") else h) for h in heads}
+
     @property
     def heads(self) -> list[str]:
         """The reward heads ``score(head=...)`` takes: ``[]`` for a one-reward model, else the

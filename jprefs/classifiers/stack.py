@@ -171,9 +171,10 @@ class RewardStack:
         return self._relevance
 
     def components(self, prompts: Sequence[Any] | str | None, responses: Sequence[str], batch_size: int = 32,
-                   show_progress: bool = False) -> dict:
+                   show_progress: bool = False, base_heads: Sequence[str] = ()) -> dict:
         """Each component's per-response score ``(N,)`` float64: ``reward`` (the reward model's
-        ``reward_head``, centred), ``probe``, ``relevance``."""
+        ``reward_head``, centred), ``probe``, ``relevance``. ``base_heads``: also the reward model's own
+        heads, from the same forward pass (``{"heads": {head: rewards}}`` in the result)."""
         import numpy as np
 
         responses = list(responses)
@@ -188,10 +189,20 @@ class RewardStack:
         k = self.frozen_layer_cache
         saved = self.base.frozen_layer_cache
         self.base.frozen_layer_cache = k
+        own = self.reward_head or "reward"
         try:
-            out = {"reward": np.asarray(self.base.score(prompts, responses, batch_size=batch_size,
-                                                        show_progress=show_progress, head=self.reward_head),
-                                        dtype=np.float64)}
+            if base_heads and hasattr(self.base, "score_heads"):
+                names = list(dict.fromkeys([own, *base_heads]))
+                by = self.base.score_heads(prompts, responses, names, batch_size=batch_size,
+                                           show_progress=show_progress)
+            else:
+                by = {own: self.base.score(prompts, responses, batch_size=batch_size, show_progress=show_progress,
+                                           head=self.reward_head)}
+            out = {"reward": np.asarray(by[own], dtype=np.float64)}
+            if base_heads:
+                out["heads"] = {h: by[h] if h in by else self.base.score(prompts, responses, batch_size=batch_size,
+                                                                         head=None if h == "reward" else h)
+                                for h in base_heads}
         finally:
             self.base.frozen_layer_cache = saved
         if "probe" in self.weights:
@@ -226,6 +237,31 @@ class RewardStack:
         if not len(responses):
             return np.zeros(0, dtype=np.float32)
         return self.combine(self.components(prompts, responses, batch_size=batch_size, show_progress=show_progress))
+
+    def score_heads(self, prompts, responses, heads: Sequence[str], batch_size: int = 32,
+                    show_progress: bool = False) -> dict:
+        """``{name: rewards}`` for several names at the cost of one stack score: ``stack`` (the stack),
+        the reward model's own heads (one forward pass of the reward model for all of them) and the
+        stack's components ``probe`` / ``relevance`` alone (each a reward: higher is better)."""
+        import numpy as np
+
+        parts = [h for h in heads if h in self.names and h != "reward"]
+        base = [self._check_head(h) for h in heads if h not in parts and h not in (None, "", "stack")]
+        base = [h or "reward" for h in base]
+        responses = list(responses)
+        if not responses:
+            return {h: np.zeros(0, dtype=np.float32) for h in heads}
+        comps = self.components(prompts, responses, batch_size=batch_size, show_progress=show_progress,
+                                base_heads=base)
+        out = {}
+        for h in heads:
+            if h in (None, "", "stack"):
+                out[h] = self.combine(comps)
+            elif h in parts:
+                out[h] = np.asarray(comps[h], dtype=np.float32)
+            else:
+                out[h] = np.asarray(comps["heads"][h], dtype=np.float32)
+        return out
 
     def logits(self, *a, **k):
         raise JprefsError("a reward stack has no logits of its own: use score(), or .base for the reward model's")

@@ -80,7 +80,9 @@ def configure_rm(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on GPU)")
     parser.add_argument("--all-heads", action="store_true",
                         help="multi-head reward models (train-rm debias=odin): also score every other head "
-                             "(NAME:full, NAME:length) as its own leaderboard entry; NAME is the default head")
+                             "(NAME:full, NAME:length) as its own leaderboard entry; NAME is the default head. "
+                             "A reward stack: also its reward model's heads and its parts alone (NAME:probe, "
+                             "NAME:relevance), all from one scoring pass")
     parser.add_argument("--limit", type=int, default=0, help="read at most N records of each data file (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     parser.add_argument("--length-tolerance", type=float, default=0.10,
@@ -275,12 +277,9 @@ def _score(rm, data: EvalData, batch_size: int, model_label: str, heads: list[st
     n = len(data.pairs)
     prompts = [p.prompt for p in data.pairs] * 2
     responses = [p.chosen for p in data.pairs] + [p.rejected for p in data.pairs]
-    if heads and hasattr(rm, "rewards_from_logits"):
-        logits = rm.logits(prompts, responses, batch_size=batch_size, show_progress=True)
-        return {h: _checked(rm.rewards_from_logits(logits, head=h), n, data, f"{model_label}:{h}") for h in heads}
-    if heads:           # a reward stack: its heads are not all functions of one set of logits
-        return {h: _checked(rm.score(prompts, responses, batch_size=batch_size, show_progress=True, head=h), n, data,
-                            f"{model_label}:{h}") for h in heads}
+    if heads:           # one forward pass for every head (a stack: one score for the stack, its heads and parts)
+        by = rm.score_heads(prompts, responses, heads, batch_size=batch_size, show_progress=True)
+        return {h: _checked(by[h], n, data, f"{model_label}:{h}") for h in heads}
     return _checked(rm.score(prompts, responses, batch_size=batch_size, show_progress=True), n, data, model_label)
 
 
@@ -466,6 +465,8 @@ def run_rm(args: argparse.Namespace) -> int:
         eprint(f"{lab}: {rm}")
         model_info[lab] = _model_info(rm, path)
         others = rm.heads[1:] if args.all_heads and not hasattr(rm, "members") else []
+        if args.all_heads and hasattr(rm, "components"):      # a reward stack: each of its parts alone, too
+            others += [c for c in rm.names if c != "reward"]
         if args.all_heads and not others:
             eprint(f"{lab}: --all-heads: one reward to score (no heads, or an ensemble)")
         for h in others:
@@ -475,7 +476,7 @@ def run_rm(args: argparse.Namespace) -> int:
             model_info[lab]["head"] = rm.heads[0]
         for d in sets:
             if others:
-                by_head = _score(rm, d, args.batch_size, lab, heads=rm.heads)
+                by_head = _score(rm, d, args.batch_size, lab, heads=[rm.heads[0], *others])
                 scores[(lab, d.label)] = by_head[rm.heads[0]]
                 for h in others:
                     scores[(f"{lab}:{h}", d.label)] = by_head[h]

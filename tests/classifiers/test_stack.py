@@ -227,6 +227,11 @@ def test_a_stack_over_a_seed_ensemble_takes_the_members_mean_reward(tmp_path):
     members = [RewardModel.from_pretrained(out / "reward" / n, device="cpu") for n in ("seed-1", "seed-2")]
     mean = np.mean([x.score(PROMPTS, RESPONSES, head="quality") for x in members], 0)
     np.testing.assert_allclose(st.components(PROMPTS, RESPONSES)["reward"], mean, rtol=1e-5, atol=1e-7)
+    # every head of the ensemble and the stack itself in one pass per member, as each alone
+    by = st.score_heads(PROMPTS, RESPONSES, st.heads)
+    for h in st.heads:
+        np.testing.assert_allclose(by[h], st.score(PROMPTS, RESPONSES, head=h), rtol=1e-5, atol=1e-6, err_msg=h)
+    np.testing.assert_allclose(by["quality"], mean, rtol=1e-5, atol=1e-7)
     # the held-out split (16 rows) is too small to choose an epoch on: no member chose, and none is said
     assert m["data"]["eval"] == m["eval"]["pairs"] and m["reward_epoch_selected_on_eval"] is None
     card = (out / "README.md").read_text()
@@ -267,12 +272,17 @@ def test_the_cli_tools_take_a_stack_folder(trained, tmp_path, capsys):
     rc = main(["eval", "rm", "--model", f"stack={out}", "--data", data, "--all-heads", "--no-plots", "-o", str(ev)])
     assert rc == 0, capsys.readouterr().err
     m = json.loads((ev / "metrics.json").read_text())
-    assert set(m["results"]) == {"stack", "stack:quality", "stack:length", "stack:full"}
+    assert set(m["results"]) == {"stack", "stack:quality", "stack:length", "stack:full", "stack:probe",
+                                 "stack:relevance"}
     got = [json.loads(x) for x in (ev / "scores.jsonl").read_text().splitlines()]
     np.testing.assert_allclose([r["r_chosen"] for r in got if r["model"] == "stack"], want[:n], rtol=1e-5, atol=1e-6)
     q = st.score([p.prompt for p in pairs], [p.rejected for p in pairs], head="quality")
     np.testing.assert_allclose([r["r_rejected"] for r in got if r["model"] == "stack:quality"], q, rtol=1e-5,
                                atol=1e-6)
+    comps = st.components([p.prompt for p in pairs], [p.rejected for p in pairs])
+    for part in ("probe", "relevance"):
+        np.testing.assert_allclose([r["r_rejected"] for r in got if r["model"] == f"stack:{part}"], comps[part],
+                                   rtol=1e-5, atol=1e-6)
     fn = make_reward("rm", str(out))
     assert fn(PROMPTS, RESPONSES) == pytest.approx(st.score(PROMPTS, RESPONSES).tolist(), rel=1e-4, abs=1e-5)
     with pytest.raises(ConfigError, match="not one of this reward stack's heads"):
@@ -283,3 +293,27 @@ def test_the_cli_tools_take_a_stack_folder(trained, tmp_path, capsys):
     with pytest.raises(DataError, match="reward stack"):
         find_kind(out)
     assert find_kind(out / "reward") == "reward-model"
+
+
+def test_score_heads_is_one_pass_and_equals_each_score(trained, monkeypatch):
+    """`score_heads`: the stack, every head of its reward model and each part alone, equal to scoring each
+    separately, with ONE forward pass of the reward model (eval rm --all-heads used to pay one per head)."""
+    from jprefs.classifiers.reward_model import RewardModel
+
+    st = RewardModel.from_pretrained(trained["out"], device="cpu")
+    names = ["stack", *st.heads[1:], "probe", "relevance"]
+    want = {h: st.score(PROMPTS, RESPONSES, head=h) for h in names[:-2]}
+    comps = st.components(PROMPTS, RESPONSES)
+    calls = []
+    real = st.base.logits
+    monkeypatch.setattr(st.base, "logits", lambda *a, **k: calls.append(1) or real(*a, **k))
+    got = st.score_heads(PROMPTS, RESPONSES, names)
+    assert len(calls) == 1 and list(got) == names
+    for h in names[:-2]:
+        np.testing.assert_allclose(got[h], want[h], rtol=1e-5, atol=1e-6, err_msg=h)
+    for part in ("probe", "relevance"):
+        np.testing.assert_allclose(got[part], comps[part], rtol=1e-6, atol=1e-7)
+    base = st.base.score_heads(PROMPTS, RESPONSES, st.base.heads)
+    for h in st.base.heads:
+        np.testing.assert_allclose(base[h], st.base.score(PROMPTS, RESPONSES, head=h), rtol=1e-6, atol=1e-7)
+    assert all(len(v) == 0 for v in st.score_heads([], [], names).values())
