@@ -19,6 +19,7 @@ Protocol (choices on dev, the test split read once at the end):
     python bench/rm_debias.py recipe; python bench/rm_debias.py recipe-ens   # the recipe as users run it
     python bench/rm_debias.py third CHECKOUT   # a third judged set (ku-nlp/ja-vicuna-qa-benchmark), read once
     python bench/rm_debias.py transfer         # leave one judged set out: train on two, score the third
+    python bench/rm_debias.py plot transfer    # -> RESULTS/transfer.png
 
 WORK defaults to bench/results/rm-debias/work (models are not committed; the JSON summaries are).
 """
@@ -1111,6 +1112,40 @@ def transfer() -> dict:
     return res
 
 
+def plot_transfer() -> Path:
+    """``transfer`` as a picture: per held-out set (trained on the other two), the stack, its parts and the
+    baselines, accuracy against chosen-shorter accuracy, with the stack's 95 % interval; the 0.35
+    floor. RESULTS/transfer.png."""
+    from jprefs.eval.plots import pyplot, save_figure
+
+    plt = pyplot()
+    res = json.loads((RESULTS / "transfer.json").read_text(encoding="utf-8"))
+    fig, axes = plt.subplots(1, len(res), figsize=(15, 5))
+    for ax, (held, v) in zip(axes, res.items()):
+        m = v["models"]
+        pts = {"stack": m["recipe"], "quality head": m["recipe:quality"], "ODIN full": m["recipe:full"],
+               "ODIN blend-0.1": m["recipe:blend"]}
+        for i, (name, x) in enumerate(pts.items()):
+            lo, hi = x["ci95"]
+            a = x["pairwise_accuracy"]
+            ax.errorbar(x["length_controlled_accuracy"], a, yerr=[[a - lo], [hi - a]] if name == "stack" else None,
+                        fmt="o" if name == "stack" else "s", ms=7 if name == "stack" else 5, color=f"C{i}",
+                        capsize=3, label=f"{name} {a:.3f}")
+        rel = v["relevance"]
+        ax.scatter(rel["chosen_shorter"], rel["accuracy"], marker="^", color="C5", label=f"relevance {rel['accuracy']:.3f}")
+        pb = v["probe"]
+        ax.scatter(pb["length_controlled_accuracy"], pb["accuracy"], marker="D", color="gray",
+                   label=f"probe {pb['accuracy']:.3f}")
+        ax.axhline(v["longer_wins"], color="k", ls="--", lw=1, label=f"longer wins {v['longer_wins']:.3f}")
+        ax.axvline(0.35, color="r", ls=":", lw=1, label="chosen-shorter floor 0.35")
+        ax.set_xlabel("accuracy where the chosen answer is the shorter one")
+        ax.set_ylabel("pairwise accuracy (every pair of the held-out set)")
+        ax.set_title(f"{held}, trained on {' + '.join(v['trained_on'])}", fontsize=9)
+        ax.legend(fontsize=7, loc="lower left")
+    save_figure(fig, RESULTS / "transfer.png")
+    return RESULTS / "transfer.png"
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "split":
@@ -1123,7 +1158,7 @@ if __name__ == "__main__":
         if cmd == "dev":
             print("recommended:", choose(r))
     elif cmd == "plot":
-        print(plot(sys.argv[2]))
+        print(plot_transfer() if sys.argv[2] == "transfer" else plot(sys.argv[2]))
     elif cmd == "table":
         print(cv_table() if sys.argv[2] == "cv" else table(sys.argv[2]))
     elif cmd == "recipe":
