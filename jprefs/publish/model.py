@@ -194,13 +194,13 @@ def _load_cfg(folder: Path, cls):
 
 
 def _local_paths_named(value, keys: list[str], key: str = ""):
-    """``value`` with every absolute or ``~`` path string cut to its file name (a public repo gets no
-    local paths); the keys changed go to ``keys``."""
+    """``value`` with every absolute, ``~`` or parent-relative (``../``) path string cut to its file name
+    (a public repo gets no local paths, nor the layout above the run); the keys changed go to ``keys``."""
     if isinstance(value, dict):
         return {k: _local_paths_named(v, keys, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_local_paths_named(v, keys, key) for v in value]
-    if isinstance(value, str) and "\n" not in value and (os.path.isabs(value) or value.startswith("~")):
+    if isinstance(value, str) and "\n" not in value and (os.path.isabs(value) or value.startswith(("~", "../"))):
         if key not in keys:
             keys.append(key)
         return Path(value).name

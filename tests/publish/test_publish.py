@@ -364,3 +364,19 @@ def test_big_files_are_scanned_in_chunks_across_the_chunk_border(tmp_path, monke
     (tmp_path / "w.safetensors").write_bytes(data)
     found = pf.preflight(tmp_path, ["w.safetensors"])
     assert [(f.kind, f.detail.split(" hf_")[0]) for f in found] == [("secret", "Hugging Face token")]
+
+
+def test_the_pushed_config_keeps_no_local_layout():
+    """Absolute, ~ and ../ paths are cut to their file names (the keys named); Hub ids, recipe names and
+    paths inside the run's own tree stay as they are."""
+    from jprefs.publish.model import _local_paths_named
+
+    keys: list = []
+    cfg = {"data": "../shared/data/rakuda/rakuda_gpt4_pairs.jsonl", "extra_data": ["/home/me/x.jsonl", "y.jsonl"],
+           "output_dir": "~/runs/rm", "backbone": "intfloat/multilingual-e5-small", "eval_data": "out/held.jsonl",
+           "nested": {"path": "../../z.jsonl"}, "note": "../ not a path\nbut text", "lr": 1e-4}
+    got = _local_paths_named(cfg, keys)
+    assert got == {"data": "rakuda_gpt4_pairs.jsonl", "extra_data": ["x.jsonl", "y.jsonl"], "output_dir": "rm",
+                   "backbone": "intfloat/multilingual-e5-small", "eval_data": "out/held.jsonl",
+                   "nested": {"path": "z.jsonl"}, "note": "../ not a path\nbut text", "lr": 1e-4}
+    assert keys == ["data", "extra_data", "output_dir", "nested.path"]
