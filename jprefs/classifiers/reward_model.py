@@ -100,6 +100,27 @@ def _resolve_label(label: int | str | None, model_config: Any, default: int | No
     return idx
 
 
+def _unique_inputs(enc):
+    """``(the distinct inputs of enc, in first-seen order; each input's index among them)``, or ``(enc,
+    None)`` when all are distinct. Inputs are the same when their token ids (and token types) are."""
+    import numpy as np
+
+    from jprefs.classifiers.inputs import Encoded
+
+    types = enc.token_type_ids
+    seen: dict = {}
+    inv = [seen.setdefault((tuple(ids), tuple(types[i]) if types is not None else ()), len(seen))
+           for i, ids in enumerate(enc.input_ids)]
+    if len(seen) == len(inv):
+        return enc, None
+    first = [0] * len(seen)
+    for i in range(len(inv) - 1, -1, -1):
+        first[inv[i]] = i
+    sub = Encoded([enc.input_ids[i] for i in first], None if types is None else [types[i] for i in first],
+                  [enc.truncated[i] for i in first] if enc.truncated else [])
+    return sub, np.asarray(inv, dtype=np.int64)
+
+
 def logits_to_reward(logits, chosen_index: int):
     """``(B, C)`` logits -> ``(B,)`` rewards (see the module docstring for the rule per C).
 
@@ -250,6 +271,9 @@ class RewardModel:
     # are its backbone's, frozen (train-rm train_layers=N), set this to N and only the top N layers run
     # for sequences whose lower states are memoised (train-rm's own evaluations; bench/rm_debias.py).
     frozen_layer_cache: int = 0
+    # score each distinct (prompt, response) input once (its logits copied to the repeats); False scores
+    # every row as given (only the batches differ, so the numbers agree to float rounding)
+    dedupe_inputs: bool = True
 
     def __init__(self, model, tokenizer, config: RewardConfig | None = None):
         self.model = model
@@ -445,6 +469,10 @@ class RewardModel:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         enc = self.encode(prompts, responses)
+        inv = None
+        if self.dedupe_inputs:
+            # identical inputs (a judged set pairs each answer with several others) run once
+            enc, inv = _unique_inputs(enc)
         n = len(enc)
         if max_tokens is None and self.device.type == "cpu":
             # Measured (bench/rm_score_bench.py, 2 cores): on CPU, batches of ~1k padded tokens run
@@ -484,7 +512,7 @@ class RewardModel:
                     bar.update(len(idx))
         if bar is not None:
             bar.close()
-        return out
+        return out if inv is None else out[inv]
 
     def score(self, prompts: Sequence[Any] | str | None, responses: Sequence[str], batch_size: int = 32,
               max_tokens: int | None = None, show_progress: bool = False, head: str | None = None):

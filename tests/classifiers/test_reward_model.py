@@ -132,3 +132,27 @@ def test_reward_func_reads_the_trl_export_prompt_layout_back():
     out = f(prompts=[render_prompt(c, cue=True) for c in convs], completions=responses)
     np.testing.assert_allclose(out, rm.score(convs, responses), atol=1e-6)
     assert not np.allclose(rm.score([render_prompt(c, cue=True) for c in convs], responses), out, atol=1e-6)
+
+
+def test_identical_inputs_are_scored_once_and_copied_back(monkeypatch):
+    """A judged set pairs each answer with several others: each distinct (prompt, response) runs through
+    the model once, the repeats get its logits, in input order; the same numbers as scoring every row."""
+    rm = _rm(center=0.5)
+    prompts = PROMPTS + PROMPTS[:2] + [PROMPTS[3], "別の質問?"]
+    responses = RESPONSES + RESPONSES[:2] + [RESPONSES[3], RESPONSES[3]]   # 8 rows, 5 distinct inputs
+    rows = []
+    real = rm.model.forward
+    monkeypatch.setattr(rm.model, "forward", lambda *a, **k: rows.append(
+        len((k.get("input_ids") if k.get("input_ids") is not None else k["inputs_embeds"]))) or real(*a, **k))
+    got = rm.score(prompts, responses, batch_size=3)
+    assert sum(rows) == 5
+    rm.dedupe_inputs = False
+    rows.clear()
+    every = rm.score(prompts, responses, batch_size=3)
+    assert sum(rows) == 8
+    np.testing.assert_allclose(got, every, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(got[4:6], got[:2])
+    np.testing.assert_array_equal(got[6], got[3])
+    assert got[7] != got[3]                     # same response, another prompt: another input
+    rm.dedupe_inputs = True
+    assert rm.logits(prompts[:4], responses[:4]).shape == (4, 2)   # all distinct: unchanged path
