@@ -109,13 +109,15 @@ def _unique_inputs(enc):
 
     types = enc.token_type_ids
     seen: dict = {}
-    inv = [seen.setdefault((tuple(ids), tuple(types[i]) if types is not None else ()), len(seen))
-           for i, ids in enumerate(enc.input_ids)]
-    if len(seen) == len(inv):
+    first: list[int] = []                    # the first row of each distinct input
+    inv = []
+    for i, ids in enumerate(enc.input_ids):
+        j = seen.setdefault((tuple(ids), tuple(types[i]) if types is not None else ()), len(first))
+        if j == len(first):
+            first.append(i)
+        inv.append(j)
+    if len(first) == len(inv):
         return enc, None
-    first = [0] * len(seen)
-    for i in range(len(inv) - 1, -1, -1):
-        first[inv[i]] = i
     sub = Encoded([enc.input_ids[i] for i in first], None if types is None else [types[i] for i in first],
                   [enc.truncated[i] for i in first] if enc.truncated else [])
     return sub, np.asarray(inv, dtype=np.int64)

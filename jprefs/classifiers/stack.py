@@ -190,19 +190,12 @@ class RewardStack:
         saved = self.base.frozen_layer_cache
         self.base.frozen_layer_cache = k
         own = self.reward_head or "reward"
-        try:
-            if base_heads and hasattr(self.base, "score_heads"):
-                names = list(dict.fromkeys([own, *base_heads]))
-                by = self.base.score_heads(prompts, responses, names, batch_size=batch_size,
-                                           show_progress=show_progress)
-            else:
-                by = {own: self.base.score(prompts, responses, batch_size=batch_size, show_progress=show_progress,
-                                           head=self.reward_head)}
+        try:     # the reward model (one model or a seed ensemble) gives every head from one pass
+            by = self.base.score_heads(prompts, responses, list(dict.fromkeys([own, *base_heads])),
+                                       batch_size=batch_size, show_progress=show_progress)
             out = {"reward": np.asarray(by[own], dtype=np.float64)}
             if base_heads:
-                out["heads"] = {h: by[h] if h in by else self.base.score(prompts, responses, batch_size=batch_size,
-                                                                         head=None if h == "reward" else h)
-                                for h in base_heads}
+                out["heads"] = {h: by[h] for h in base_heads}
         finally:
             self.base.frozen_layer_cache = saved
         if "probe" in self.weights:
@@ -247,7 +240,6 @@ class RewardStack:
 
         parts = [h for h in heads if h in self.names and h != "reward"]
         base = [self._check_head(h) for h in heads if h not in parts and h not in (None, "", "stack")]
-        base = [h or "reward" for h in base]
         responses = list(responses)
         if not responses:
             return {h: np.zeros(0, dtype=np.float32) for h in heads}

@@ -364,6 +364,7 @@ def _judgment(d: dict, sid: str, ctx: Context) -> Record:
         side = _verdict(_get(d, "winner"), "winner")
         pa, a = _judged_turn(_get(d, "conversation_a"), "conversation_a", turn)
         pb, b = _judged_turn(_get(d, "conversation_b"), "conversation_b", turn)
+        a, b = _text(a, "answer_a"), _text(b, "answer_b")
         if [m.to_dict() for m in pa] != [m.to_dict() for m in pb]:
             raise RowReject("no_shared_prompt", f"turn {turn} is judged after two different conversations "
                                                 f"(the earlier answers differ): no single prompt for a pair")
@@ -392,7 +393,6 @@ def _judgment(d: dict, sid: str, ctx: Context) -> Record:
         a, b = _text(_get(d, "answer_1"), "answer_1"), _text(_get(d, "answer_2"), "answer_2")
         models = (d.get("model_1"), d.get("model_2"))
         judge = d.get("judge_model", d.get("judge"))
-    a, b = _text(a, "answer_a"), _text(b, "answer_b")
     chosen, rejected = (a, b) if side == 0 else (b, a)
     meta: dict[str, Any] = {"turn": turn}
     if d.get("question_id") is not None:
