@@ -980,6 +980,15 @@ def recipe_ensemble_check(seeds=(42, 43, 44)) -> dict:
 THIRD_JUDGMENTS = "data/jp_bench/model_judgment/pairwise/gpt-4"
 
 
+def _eval_part(x: dict) -> dict:
+    """An `eval rm` result entry in the bench's figure names (as :func:`_metrics` gives them)."""
+    return {"accuracy": x["pairwise_accuracy"], "ci95": x["ci95"], "longer_wins": x["length_baseline_accuracy"],
+            "minus_longer": x["accuracy_minus_length_baseline"],
+            "minus_longer_ci95": x["accuracy_minus_length_baseline_ci95"],
+            "chosen_shorter": x["length_controlled_accuracy"], "chosen_shorter_n": x["length_controlled_n"],
+            "spearman_length": x["reward_length_corr"]["spearman"], "pairs": x["n_pairs"]}
+
+
 def third(checkout: Path) -> dict:
     """The confirmation read on a third Japanese judged set that chose nothing (issue #13).
 
@@ -999,10 +1008,7 @@ def third(checkout: Path) -> dict:
     RESULTS/third.json."""
     import subprocess
 
-    import numpy as np
-
     from jprefs.classifiers.data import load_rm_data
-    from jprefs.classifiers.relevance import Relevance
     from jprefs.data.adapters import Conversion, convert_to_files
     from jprefs.data.schema import prompt_key
 
@@ -1025,9 +1031,7 @@ def third(checkout: Path) -> dict:
                     "--data", f"ja_vicuna_qa={pairs_path}", "--probe-train", str(WORK / "recipe-train.jsonl"),
                     "-o", str(ev)], check=True, cwd=ROOT)
     m = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
-    pairs = load_rm_data(pairs_path).pairs()
-    c, r = Relevance("e5-small-offline", max_length=512).pair_scores(pairs, desc="relevance (third)")
-    rel = _metrics(np.concatenate([c, r]), pairs)
+    rel = _eval_part(m["results"]["recipe:relevance"]["ja_vicuna_qa"])     # the stack's part, scored alone
     d = m["data"]["ja_vicuna_qa"]
     pb = d["probe_baseline"]
     st = m["results"]["recipe"]["ja_vicuna_qa"]
@@ -1061,17 +1065,13 @@ def transfer() -> dict:
     RESULTS/transfer.json."""
     import subprocess
 
-    import numpy as np
-
     from jprefs.classifiers.data import load_rm_data
-    from jprefs.classifiers.relevance import Relevance
     from jprefs.data.io import write_jsonl
 
     sets = {**SETS, "ja_vicuna_qa": WORK / "third-ja-vicuna-qa.jsonl"}
     if not sets["ja_vicuna_qa"].exists():
         raise SystemExit("run `python bench/rm_debias.py third CHECKOUT` first (it converts the Vicuna-QA verdicts)")
     res = {}
-    rel = None
     keys = ("n_pairs", "n_prompts", "pairwise_accuracy", "ci95", "accuracy_minus_length_baseline",
             "accuracy_minus_length_baseline_ci95", "length_controlled_accuracy", "length_controlled_n",
             "reward_length_corr")
@@ -1091,9 +1091,6 @@ def transfer() -> dict:
                         "--data", f"{held}={sets[held]}", "--probe-train", str(WORK / f"transfer-no-{held}-train.jsonl"),
                         "-o", str(ev)], check=True, cwd=ROOT)
         m = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
-        pairs = load_rm_data(sets[held]).pairs()
-        rel = rel or Relevance("e5-small-offline", max_length=512)
-        c, r = rel.pair_scores(pairs, desc=f"relevance ({held})")
         d = m["data"][held]
         sm = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
         res[held] = {"trained_on": [a, b], "train_pairs": len(train), "train_wall_seconds": wall,
@@ -1101,7 +1098,7 @@ def transfer() -> dict:
                      "probe": {k: d["probe_baseline"].get(k) for k in ("accuracy", "ci95", "length_controlled_accuracy",
                                                                        "length_controlled_n")},
                      "probe_paired": d["probe_baseline"].get("models", {}),
-                     "relevance": _metrics(np.concatenate([c, r]), pairs),
+                     "relevance": _eval_part(m["results"]["recipe:relevance"][held]),
                      "models": {lab: {k: v[held].get(k) for k in keys} for lab, v in m["results"].items()}}
         (RESULTS / "transfer.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     t = json.loads((RESULTS / "third.json").read_text(encoding="utf-8"))
