@@ -1,4 +1,5 @@
-"""``jprefs data rm-pairs``: K candidate responses per prompt -> preference pairs labelled by a reward model.
+"""``jprefs data rm-pairs``: K candidate responses per prompt -> preference pairs labelled by a reward model
+or by the scores the rows already carry (a judge's single-answer grades).
 
 The second half of the RM-labelled DPO loop (candidates -> rm-pairs -> dpo): ``jprefs label
 candidates`` samples K responses per prompt from the policy, this scores them with a reward source
@@ -16,10 +17,20 @@ eval policy`` gives it (:func:`jprefs.data.schema.render_prompt`) and the respon
 
 **Input rows**: ``label candidates`` output, or any row with ``prompt`` (a string or messages) and
 ``responses`` (a list of strings), e.g. canonical rank lists (their order is ignored: the reward
-decides). Per row:
+decides).
+
+**Given scores** (``--scores FIELD`` instead of ``--reward``): the row's own ``FIELD``, a list as long
+as ``responses`` of finite numbers or null, is the score: the single-answer grades of an LLM judge
+(MT-Bench single mode, ELYZA-tasks-100, Tengu-Bench, shaberi) or of people, one row per prompt with
+every model's answer. A null score leaves its response out (counted, ``responses_unscored``); a
+non-number, a non-finite number or a list of another length rejects the row (``bad_scores``).
+
+Per row:
 
 - empty responses and duplicates (equal after NFKC and whitespace folding: a pair of them is no
   preference) are not scored, and counted; the first of each duplicate group is the one scored;
+  so is a response whose text cannot be written as canonical JSONL (a NUL character, a lone
+  surrogate): ``responses_invalid`` in the summary, ``meta.rm_pairs.invalid`` = {index: reason};
 - the scores are the weighted sum over the sources; ranks order them best first, ties broken by
   the lower index (so the chosen of a tie at the top, and the rejected of a tie at the bottom, is
   the response that came first);
@@ -28,6 +39,13 @@ decides). Per row:
   needs ``margin = chosen_score - rejected_score > 0`` (ties are no preference) and
   ``margin >= --min-margin``; pairs failing that are dropped and counted (``pairs_dropped`` in the
   summary, over every scored row, those that end up rejected included);
+- ``--length-balance``: of the pairs left, as many whose chosen response is the longer (in
+  characters) as whose chosen is the shorter, ``min`` of the two counts each, drawn at random
+  (``--seed`` and the row's id), equal-length pairs dropped: on the pairs written, "the longer answer
+  wins" is right exactly half the time, so a reward model trained on them cannot profit from length
+  (issue #13); a row without a pair on each side is rejected (``no_length_balanced_pair``);
+- ``--max-pairs N``: at most ``N`` pairs per row (with ``--length-balance``, ``N // 2`` a side),
+  drawn the same way; the dropped pairs are counted (``length_balance``, ``over_max_pairs``);
 - a row that gives no pair goes to the rejects file with its reason: ``fewer_than_2_responses``
   (fewer than two non-empty responses), ``identical_responses`` (all non-empty responses the
   same), ``tied_scores`` (every scored response got the same score), ``below_min_margin``, or a
@@ -45,6 +63,8 @@ decides). Per row:
      ("scores_by_reward": {label: [K]} with several rewards), "input_source",
      ("candidates": the row's meta.candidates: policy, digest, sampling, seeds ...)}
 
+With ``--scores``, ``reward`` is ``[{"label": FIELD, "kind": "given", ...}]`` and ``reward_input`` null.
+
 ``OUT.rejects.jsonl``: ``{line | index, reason, error, raw}`` per rejected row (scored rows also
 ``scores``). ``OUT.summary.json``: counts, reasons, score and margin statistics, the share of pairs
 whose chosen response is the longer one (reward models often measure length; a DPO policy trained
@@ -53,16 +73,21 @@ the command and status of the ``label candidates`` run when its ``CANDS.jsonl.me
 the input (a run that is not complete is warned about).
 Writes are atomic; the same input and reward give the same files.
 
-Example::
+Examples::
 
     jprefs label candidates --model runs/sft --prompts builtin:ja-instructions -k 4 -o cands.jsonl
     jprefs data rm-pairs cands.jsonl --reward out/rm -o pairs.jsonl
     jprefs rl rl/recipes/dpo-tiny-cpu.yaml data=pairs.jsonl policy=runs/sft/policy -o runs/dpo
+
+    # judge grades (one row per question: every model's answer and its 1-10 score) -> length-balanced pairs
+    jprefs data rm-pairs graded.jsonl --scores scores --pairs all --min-margin 3 --length-balance \\
+        --max-pairs 8 -o pairs.jsonl
 """
 
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -156,11 +181,35 @@ class CandidateRow:
     source: str
     meta: dict
     scores_by_reward: dict[str, list[float]] = field(default_factory=dict)
+    given: list[float | None] | None = None    # --scores: the row's own score of each response
+    invalid: dict[int, str] = field(default_factory=dict)   # index -> why its text is unusable (NUL ...)
 
 
-def read_row(row) -> CandidateRow:
+def _given_scores(d: dict, name: str, n: int) -> list[float | None]:
+    """The row's ``name`` field as scores of its ``n`` responses (null: not scored)."""
+    v = d.get(name)
+    if v is None:
+        raise RowReject("missing_field", f"missing field '{name}' (--scores {name}: one score per response)")
+    if not isinstance(v, list) or len(v) != n:
+        what = f"a list of {len(v)}" if isinstance(v, list) else f"a {type(v).__name__}"
+        raise RowReject("bad_scores", f"'{name}' must be a list of {n} scores (one per response), got {what}")
+    out: list[float | None] = []
+    for i, x in enumerate(v):
+        if x is None:
+            out.append(None)
+        elif isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+            raise RowReject("bad_scores", f"{name}[{i}] is {x!r}: a score must be a finite number (or null for an "
+                                          "unscored response)")
+        else:
+            out.append(float(x))
+    return out
+
+
+def read_row(row, scores_field: str | None = None) -> CandidateRow:
     """A :class:`jprefs.data.io.Row` -> :class:`CandidateRow` (empties and duplicates marked), or
-    :class:`RowReject` with the reason for a malformed row; :func:`check_pairable` checks the count."""
+    :class:`RowReject` with the reason for a malformed row; :func:`check_pairable` checks the count.
+    ``scores_field``: read each response's score from that field (``--scores``); responses whose
+    score is null are left out like empty ones."""
     from jprefs.data.schema import (UNKNOWN_LICENSE, SchemaError, _check_meta, _check_prompt, _check_text, _meta_from,
                                     _opt_str, as_messages, content_hash, normalize_text, render_prompt)
 
@@ -190,15 +239,22 @@ def read_row(row) -> CandidateRow:
     for i, r in enumerate(responses):
         if not isinstance(r, str):
             raise RowReject("bad_responses", f"responses[{i}] is a {type(r).__name__}, not a string")
+    invalid: dict[int, str] = {}
+    for i, r in enumerate(responses):
         try:
             _check_text(f"responses[{i}]", r, allow_empty=True)
-        except SchemaError as e:
-            raise RowReject(e.reason, str(e)) from None
+        except SchemaError as e:             # one bad text (a NUL, a lone surrogate) costs that response, not the row
+            invalid[i] = e.reason.split("[")[0]
+    given = _given_scores(d, scores_field, len(responses)) if scores_field else None
     first: dict[str, int] = {}
     scored, dup_of, n_empty = [], [None] * len(responses), 0
     for i, r in enumerate(responses):
+        if i in invalid:
+            continue
         if not r.strip():
             n_empty += 1
+            continue
+        if given is not None and given[i] is None:
             continue
         key = normalize_text(r)
         if key in first:
@@ -209,14 +265,23 @@ def read_row(row) -> CandidateRow:
     if not rid:
         rid = content_hash([m.to_dict() for m in prompt], responses)[:16]
     return CandidateRow(row.locator, row.unit, d, rid, prompt, render_prompt(prompt), responses, scored, dup_of,
-                        n_empty, lic, src, meta)
+                        n_empty, lic, src, meta, given=given, invalid=invalid)
+
+
+def n_unscored(cr: CandidateRow) -> int:
+    """Non-empty responses whose given score is null."""
+    if cr.given is None:
+        return 0
+    return sum(x is None and r.strip() != "" and i not in cr.invalid
+               for i, (x, r) in enumerate(zip(cr.given, cr.responses)))
 
 
 def check_pairable(cr: CandidateRow) -> None:
     """:class:`RowReject` for a row with fewer than two distinct non-empty responses."""
-    n = len(cr.responses) - cr.n_empty
+    n = len(cr.responses) - cr.n_empty - len(cr.invalid) - n_unscored(cr)
     if n < 2:
-        raise RowReject("fewer_than_2_responses", f"{n} non-empty response(s) of {len(cr.responses)}: a pair "
+        what = "non-empty scored" if cr.given is not None else "non-empty"
+        raise RowReject("fewer_than_2_responses", f"{n} {what} response(s) of {len(cr.responses)}: a pair "
                                                   "needs two")
     if len(cr.scored) < 2:
         raise RowReject("identical_responses", f"all {n} non-empty responses are the same text (after NFKC and "
@@ -227,11 +292,12 @@ def check_pairable(cr: CandidateRow) -> None:
 
 @dataclass
 class Reward:
-    """One reward source: its :class:`jprefs.eval.policy.RewardSpec`, weight and function."""
+    """One reward source: its :class:`jprefs.eval.policy.RewardSpec`, weight and function (None: the
+    scores the rows carry, :func:`given_scores`)."""
 
     spec: Any
     weight: float
-    fn: Callable
+    fn: Callable | None
 
     def describe(self) -> dict:
         return {"label": self.spec.label, "kind": self.spec.kind, "spec": self.spec.target, "weight": self.weight}
@@ -249,7 +315,7 @@ def load_rewards(specs: Sequence[str], weights: Sequence[float] = (), *, reward_
     from jprefs.eval.policy import make_reward_fn, parse_reward_spec
 
     if not specs:
-        raise ConfigError("no --reward given\n  fix: --reward out/rm (a reward model folder), a classifier folder, "
+        raise ConfigError("no --reward given\n  fix: --scores FIELD (the scores the rows carry), or --reward out/rm (a reward model folder), a classifier folder, "
                           "or a module:function such as jprefs.rl.rewards:lexicon_sentiment")
     if weights and len(weights) != len(specs):
         raise ConfigError(f"{len(weights)} --reward-weight for {len(specs)} --reward\n  fix: one weight per "
@@ -273,11 +339,32 @@ def load_rewards(specs: Sequence[str], weights: Sequence[float] = (), *, reward_
                                         trust_remote_code=trust_remote_code)) for p, w in zip(parsed, ws)]
 
 
+@dataclass
+class _GivenSpec:
+    label: str
+    kind: str = "given"
+
+    @property
+    def target(self) -> str:
+        return self.label
+
+
+def given_scores(field_name: str) -> Reward:
+    """The ``--scores FIELD`` source: each row's own scores, read by :func:`read_row`."""
+    if not field_name or not isinstance(field_name, str):
+        raise ConfigError("--scores needs the name of the field that holds one score per response")
+    return Reward(_GivenSpec(field_name), 1.0, None)
+
+
 def score_rows(rows: list[CandidateRow], rewards: list[Reward], batch_size: int) -> int:
     """Score the scored responses of ``rows`` with every reward (``batch_size`` texts a call), into
     ``row.scores_by_reward``; returns the number of texts scored (per reward)."""
     jobs = [(row, i) for row in rows for i in row.scored]
     for rw in rewards:
+        if rw.fn is None:                                # given scores: nothing to compute
+            for row in rows:
+                row.scores_by_reward[rw.spec.label] = [row.given[i] for i in row.scored]
+            continue
         vals: list[float] = []
         for s in range(0, len(jobs), batch_size):
             chunk = jobs[s:s + batch_size]
@@ -296,8 +383,35 @@ def score_rows(rows: list[CandidateRow], rewards: list[Reward], batch_size: int)
 
 # ====================================================================== one row -> pairs
 
+def thin_pairs(picks: list[tuple[int, int]], lengths: Sequence[int], *, length_balance: bool = False,
+               max_pairs: int | None = None, rng: random.Random | None = None) -> tuple[list[tuple[int, int]], dict]:
+    """``--length-balance`` and ``--max-pairs`` over ``(chosen, rejected)`` index pairs; ``lengths``
+    by index. Kept pairs stay in their order; the counts of those dropped by each rule.
+
+    >>> thin_pairs([(0, 1), (0, 2), (1, 2), (3, 1)], [5, 3, 1, 2], length_balance=True, rng=random.Random(0))[1]
+    {'length_balance': 2, 'over_max_pairs': 0}
+    """
+    rng = rng or random.Random(0)
+    dropped = {"length_balance": 0, "over_max_pairs": 0}
+    if length_balance:
+        longer = [p for p in picks if lengths[p[0]] > lengths[p[1]]]
+        shorter = [p for p in picks if lengths[p[0]] < lengths[p[1]]]
+        k = min(len(longer), len(shorter))
+        if max_pairs is not None:
+            k = min(k, max_pairs // 2)
+        keep = set(rng.sample(longer, k)) | set(rng.sample(shorter, k))
+        dropped["length_balance"] = len(picks) - len(keep)
+        return [p for p in picks if p in keep], dropped
+    if max_pairs is not None and len(picks) > max_pairs:
+        keep = set(rng.sample(picks, max_pairs))
+        dropped["over_max_pairs"] = len(picks) - max_pairs
+        picks = [p for p in picks if p in keep]
+    return picks, dropped
+
+
 def row_pairs(row: CandidateRow, rewards: list[Reward], pairing: str, min_margin: float,
-              reward_input: str) -> tuple[list, dict[str, int], list[float]]:
+              reward_input: str | None, *, length_balance: bool = False, max_pairs: int | None = None,
+              seed: int = 0) -> tuple[list, dict[str, int], list[float]]:
     """The pairs of one scored row, the dropped-pair counts and the summed scores of ``row.scored``;
     :class:`RowReject` when no pair is left."""
     from jprefs.data.schema import PreferencePair
@@ -305,6 +419,10 @@ def row_pairs(row: CandidateRow, rewards: list[Reward], pairing: str, min_margin
     n = len(row.scored)
     total = [sum(rw.weight * row.scores_by_reward[rw.spec.label][k] for rw in rewards) for k in range(n)]
     picks, dropped = choose_pairs(total, pairing, min_margin)
+    n_kept = len(picks)
+    picks, thinned = thin_pairs(picks, [len(row.responses[i]) for i in row.scored], length_balance=length_balance,
+                                max_pairs=max_pairs, rng=random.Random(f"{seed}:{row.id}"))
+    dropped.update(thinned)
     full: list[float | None] = [None] * len(row.responses)
     ranks: list[int | None] = [None] * len(row.responses)
     for k, i in enumerate(row.scored):
@@ -316,12 +434,20 @@ def row_pairs(row: CandidateRow, rewards: list[Reward], pairing: str, min_margin
         reason = "tied_scores" if spread == 0 else "below_min_margin"
         msg = (f"all {n} scored responses got the same score {total[0]:g}: no preference" if spread == 0 else
                f"no pair reaches --min-margin {min_margin:g} (largest margin {spread:g})")
+        if n_kept:
+            reason = "no_length_balanced_pair"
+            msg = (f"--length-balance: of {n_kept} pair(s), none has the shorter response chosen, or none the "
+                   "longer (equal lengths do not count)")
         raise RowReject(reason, msg, dropped=dropped, scores=full)
     meta = {k: v for k, v in row.meta.items() if k != "candidates"}
     info: dict[str, Any] = {"reward": [rw.describe() for rw in rewards], "reward_input": reward_input,
                             "pairs": pairing, "min_margin": min_margin, "scores": full, "ranks": ranks}
+    if length_balance or max_pairs is not None:
+        info.update(length_balance=length_balance, max_pairs=max_pairs, seed=seed)
     n_dup = sum(x is not None for x in row.duplicate_of)
     info.update(n_empty=row.n_empty, n_duplicates=n_dup)
+    if row.invalid:
+        info["invalid"] = {str(i): why for i, why in sorted(row.invalid.items())}
     if n_dup:
         info["duplicate_of"] = row.duplicate_of
     if len(rewards) > 1:
@@ -391,9 +517,10 @@ def _stats(xs: list[float]) -> dict:
 
 def rm_pairs_to_files(input_path: str | Path, output: str | Path, rewards: list[Reward], *,
                       pairing: str = "best-worst", min_margin: float = 0.0, batch_size: int = 32,
-                      reward_input: str = "pair", show_progress: bool = True) -> dict:
+                      reward_input: str = "pair", show_progress: bool = True, length_balance: bool = False,
+                      max_pairs: int | None = None, seed: int = 0) -> dict:
     """Score every row of ``input_path`` and write ``output``, its rejects and its summary
-    (see the module docstring); returns the summary."""
+    (see the module docstring); returns the summary. ``rewards`` may be ``[given_scores(FIELD)]``."""
     from jprefs.data.io import AtomicWriter, atomic_write_json, iter_table, reject_entry, rejects_path_for
     from jprefs.progress import progress
 
@@ -403,15 +530,25 @@ def rm_pairs_to_files(input_path: str | Path, output: str | Path, rewards: list[
         raise ConfigError(f"--min-margin {min_margin!r}: give a finite number >= 0 (pairs need a positive margin)")
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: give at least 1")
+    if max_pairs is not None and (isinstance(max_pairs, bool) or not isinstance(max_pairs, int)
+                                  or max_pairs < (2 if length_balance else 1)):
+        raise ConfigError(f"--max-pairs {max_pairs!r}: give a whole number >= {2 if length_balance else 1} "
+                          f"(with --length-balance it is split evenly between the two sides)")
+    given = [rw for rw in rewards if rw.fn is None]
+    if given and len(rewards) > 1:
+        raise ConfigError("--scores and --reward together: give one (the row's own scores, or a reward to compute)")
+    scores_field = given[0].spec.label if given else None
+    if scores_field:
+        reward_input = None
     out = Path(output)
     if not out.name.endswith((".jsonl", ".jsonl.gz")):
         raise ConfigError(f"-o {output}: the pairs are canonical JSONL\n  fix: give a name ending in .jsonl or .jsonl.gz")
     rej_path, sum_path = rejects_path_for(out), summary_path_for(out)
     t0 = time.time()
     c = {"rows_in": 0, "rows_paired": 0, "rows_rejected": 0, "pairs_out": 0, "responses": 0, "responses_scored": 0,
-         "responses_empty": 0, "responses_duplicate": 0}
+         "responses_empty": 0, "responses_duplicate": 0, "responses_unscored": 0, "responses_invalid": 0}
     reasons: dict[str, int] = {}
-    dropped = {"tied": 0, "below_min_margin": 0}
+    dropped = {"tied": 0, "below_min_margin": 0, "length_balance": 0, "over_max_pairs": 0}
     licences: dict[str, int] = {}
     all_scores: list[float] = []
     margins: list[float] = []
@@ -432,7 +569,8 @@ def rm_pairs_to_files(input_path: str | Path, output: str | Path, rewards: list[
             for row, cr, bad in buf:
                 if bad is None:
                     try:
-                        pairs, drop, total = row_pairs(cr, rewards, pairing, min_margin, reward_input)
+                        pairs, drop, total = row_pairs(cr, rewards, pairing, min_margin, reward_input,
+                                                       length_balance=length_balance, max_pairs=max_pairs, seed=seed)
                     except RowReject as e:
                         bad = e
                     else:
@@ -462,9 +600,11 @@ def rm_pairs_to_files(input_path: str | Path, output: str | Path, rewards: list[
             c["rows_in"] += 1
             cr, bad = None, None
             try:
-                cr = read_row(row)
+                cr = read_row(row, scores_field)
                 c["responses"] += len(cr.responses)
                 c["responses_empty"] += cr.n_empty
+                c["responses_unscored"] += n_unscored(cr)
+                c["responses_invalid"] += len(cr.invalid)
                 c["responses_duplicate"] += sum(x is not None for x in cr.duplicate_of)
                 check_pairable(cr)
                 c["responses_scored"] += len(cr.scored)
@@ -499,7 +639,8 @@ def rm_pairs_to_files(input_path: str | Path, output: str | Path, rewards: list[
     summary = {
         "command": COMMAND, "input": str(input_path), "output": str(out), "rejects": str(rej_path),
         "reward": [rw.describe() for rw in rewards], "reward_input": reward_input, "pairs": pairing,
-        "min_margin": min_margin, "batch_size": batch_size,
+        "min_margin": min_margin, "batch_size": batch_size, "scores_field": scores_field,
+        "length_balance": length_balance, "max_pairs": max_pairs, "seed": seed,
         **c, "rejects_by_reason": dict(sorted(reasons.items())), "pairs_dropped": dropped,
         "scores": _stats(all_scores), "margin": _stats(margins), "length": length,
         "licenses": dict(sorted(licences.items())), "warnings": warnings, "candidates_run": run_info,
@@ -531,9 +672,11 @@ def configure(p) -> None:
     a = p.add_argument
     a("input", metavar="CANDS.jsonl", help="`jprefs label candidates` output, or rows with 'prompt' and 'responses' "
                                           "(.jsonl[.gz], .json, .parquet)")
-    a("--reward", action="append", required=True, metavar="SPEC",
+    a("--reward", action="append", default=[], metavar="SPEC",
       help="reward source, as `jprefs eval policy --reward` takes it: [NAME=][rm:|classifier:|callable:]SPEC "
            "(a reward model folder, a classifier folder, module:function); repeat to sum several")
+    a("--scores", metavar="FIELD", help="instead of --reward: the row's own scores, FIELD = a list with one number "
+                                        "(or null) per response, e.g. a judge's single-answer grades")
     a("--reward-weight", action="append", type=float, default=[], metavar="W",
       help="weight of each --reward, in order (default 1 each)")
     a("--reward-label", default="1", help="label whose logit margin a classifier reward uses (default 1)")
@@ -543,6 +686,10 @@ def configure(p) -> None:
       help="best-worst: one pair per prompt (default); best-vs-rest: K-1; all: every ordered pair")
     a("--min-margin", type=float, default=0.0, help="drop pairs whose score margin is below this (default 0; "
                                                     "tied scores are always dropped)")
+    a("--length-balance", action="store_true",
+      help="keep as many pairs whose chosen response is the longer as the shorter (longer-wins = 0.5 on them)")
+    a("--max-pairs", type=int, default=None, metavar="N", help="at most N pairs per prompt, drawn at random (--seed)")
+    a("--seed", type=int, default=0, help="seed of --length-balance / --max-pairs draws (default 0)")
     a("--batch-size", type=int, default=32, help="responses per reward call (default 32)")
     a("--device", default="auto", help="auto, cpu, cuda ... (reward models only)")
     a("--trust-remote-code", action="store_true", help="allow model code from the reward model folder")
@@ -556,11 +703,18 @@ def run(args) -> int:
 
     from jprefs.data.io import eprint
 
-    rewards = load_rewards(args.reward, args.reward_weight, reward_label=args.reward_label,
-                           reward_input=args.reward_input, batch_size=args.batch_size, device=args.device,
-                           trust_remote_code=args.trust_remote_code)
+    if args.scores and (args.reward or args.reward_weight):
+        raise ConfigError("--scores and --reward together\n  fix: --scores FIELD uses the scores the rows carry; "
+                          "--reward SPEC computes them; give one")
+    if args.scores:
+        rewards = [given_scores(args.scores)]
+    else:
+        rewards = load_rewards(args.reward, args.reward_weight, reward_label=args.reward_label,
+                               reward_input=args.reward_input, batch_size=args.batch_size, device=args.device,
+                               trust_remote_code=args.trust_remote_code)
     s = rm_pairs_to_files(args.input, args.output, rewards, pairing=args.pairs, min_margin=args.min_margin,
-                          batch_size=args.batch_size, reward_input=args.reward_input)
+                          batch_size=args.batch_size, reward_input=args.reward_input,
+                          length_balance=args.length_balance, max_pairs=args.max_pairs, seed=args.seed)
     if args.json:
         print(json.dumps(s, ensure_ascii=False, indent=2))
     for w in s["warnings"]:

@@ -157,7 +157,7 @@ def test_best_vs_rest_and_all(cands, tmp_path):
         ("r0", 0, 2), ("r0", 0, 3), ("r0", 0, 1), ("r1", 0, 2), ("r3", 0, 1), ("r10", 1, 0), ("r11", 0, 2),
         ("r12", 0, 1), ("r12", 0, 2)]
     # dropped: r11's (0, 1) and r2's only pair tie
-    assert json.loads((tmp_path / "bvr.summary.json").read_text())["pairs_dropped"] == {"tied": 2, "below_min_margin": 0}
+    assert json.loads((tmp_path / "bvr.summary.json").read_text())["pairs_dropped"] == {"tied": 2, "below_min_margin": 0, "length_balance": 0, "over_max_pairs": 0}
     assert _run(cands, tmp_path / "all.jsonl", "--pairs", "all") == 0
     allp = _pairs(tmp_path / "all.jsonl")
     assert [k for k in allp if k[0] == "r0"] == [("r0", 0, 2), ("r0", 0, 3), ("r0", 0, 1), ("r0", 2, 3), ("r0", 2, 1),
@@ -165,7 +165,7 @@ def test_best_vs_rest_and_all(cands, tmp_path):
     assert len(allp) == 6 + 1 + 1 + 1 + 2 + 2
     assert all(p["margin"] > 0 and p["chosen_score"] - p["rejected_score"] == p["margin"] for p in allp.values())
     s = json.loads((tmp_path / "all.summary.json").read_text())
-    assert s["pairs_dropped"] == {"tied": 3, "below_min_margin": 0} and s["rows_paired"] == 6   # r2, r11, r12
+    assert s["pairs_dropped"] == {"tied": 3, "below_min_margin": 0, "length_balance": 0, "over_max_pairs": 0} and s["rows_paired"] == 6   # r2, r11, r12
 
 
 def test_min_margin_rejects_and_drops(cands, tmp_path):
@@ -177,7 +177,7 @@ def test_min_margin_rejects_and_drops(cands, tmp_path):
     assert _run(cands, out, "--min-margin", "2", "--pairs", "best-vs-rest") == 0
     assert [k for k in _pairs(out) if k[0] == "r0"] == [("r0", 0, 3), ("r0", 0, 1)]      # (0, 2) has margin 1
     s = json.loads((tmp_path / "m.summary.json").read_text())
-    assert s["pairs_dropped"] == {"tied": 2, "below_min_margin": 2}      # r2, r11 (0, 1); r0 (0, 2), r3 (0, 1)
+    assert s["pairs_dropped"] == {"tied": 2, "below_min_margin": 2, "length_balance": 0, "over_max_pairs": 0}      # r2, r11 (0, 1); r0 (0, 2), r3 (0, 1)
     assert s["rows_in"] == s["rows_paired"] + s["rows_rejected"] and s["rejects_by_reason"]["below_min_margin"] == 1
 
 
