@@ -352,3 +352,116 @@ def test_a_length_reward_is_flagged(tmp_path, capsys):
     # -length: the shortest against the longest; where "あ" (index 0) and "う" (2) tie, the first is chosen
     chosen = [p["meta"]["rm_pairs"]["chosen_index"] for p in _jsonl(tmp_path / "short.jsonl")]
     assert chosen == [0 if i % 3 == 0 else 2 for i in range(20)]
+
+
+# ---------------------------------------------------------------- --scores: the grades the rows carry
+
+GRADED = [
+    # g0 grades [9, 8, 1, 7, null, 5], lengths [8, 29, 31, 7, -, 9]: margin >= 3 keeps (0,2) 8, (0,5) 4,
+    # (1,2) 7, (1,5) 3, (3,2) 6, (5,2) 4 (responses[4] is ungraded); only (1,5) has the longer answer chosen
+    {"id": "g0", "prompt": "富士山の高さは?",
+     "responses": ["3776mです。", "富士山は日本一高い山で、標高はおよそ3776メートルです。", "わかりません。" + "長い" * 12,
+                   "3,776 m", "採点なし", "およそ四千メートル"],
+     "scores": [9, 8, 1, 7, None, 5], "meta": {"models": ["a", "b", "c", "d", "e", "f"]}},
+    {"id": "g1", "prompt": "x", "responses": ["a", "bb"], "scores": [1, None]},       # fewer_than_2_responses
+    {"id": "g2", "prompt": "x", "responses": ["a", "bb"], "scores": [1, "high"]},     # bad_scores
+    {"id": "g3", "prompt": "x", "responses": ["a", "bb"], "scores": [1]},             # bad_scores (length)
+    {"id": "g4", "prompt": "x", "responses": ["a", "bb"], "scores": [1, True]},       # bad_scores (a bool)
+    {"id": "g5", "prompt": "x", "responses": ["a", "bb"]},                            # missing_field
+    # g6: the longer answer always wins -> no pair with the shorter chosen under --length-balance
+    {"id": "g6", "prompt": "y", "responses": ["ccc", "b", "dd"], "scores": [9, 1, 5]},
+    # g7: responses[1] holds a NUL: that response is left out, the row still pairs (0 > 2)
+    {"id": "g7", "prompt": "z", "responses": ["良い答え", "壊れた\u0000答え", "悪い"], "scores": [5, 5, 1]},
+]
+
+
+@pytest.fixture
+def graded(tmp_path):
+    p = tmp_path / "graded.jsonl"
+    p.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in GRADED), encoding="utf-8")
+    return p
+
+
+def _scores(inp, out, *extra):
+    return main(["data", "rm-pairs", str(inp), "--scores", "scores", "-o", str(out), *extra])
+
+
+def test_given_scores_by_hand(graded, tmp_path):
+    assert _scores(graded, tmp_path / "p.jsonl", "--pairs", "all", "--min-margin", "3") == 0
+    got = _pairs(tmp_path / "p.jsonl")
+    assert sorted(got) == [("g0", 0, 2), ("g0", 0, 5), ("g0", 1, 2), ("g0", 1, 5), ("g0", 3, 2), ("g0", 5, 2),
+                           ("g6", 0, 1), ("g6", 0, 2), ("g6", 2, 1), ("g7", 0, 2)]
+    p = got[("g0", 0, 5)]
+    assert (p["chosen_score"], p["rejected_score"], p["margin"]) == (9.0, 5.0, 4.0)
+    info = p["meta"]["rm_pairs"]
+    assert info["reward"] == [{"label": "scores", "kind": "given", "spec": "scores", "weight": 1.0}]
+    assert info["reward_input"] is None and info["scores"] == [9.0, 8.0, 1.0, 7.0, None, 5.0]
+    assert p["meta"]["models"] == ["a", "b", "c", "d", "e", "f"]
+    assert got[("g7", 0, 2)]["meta"]["rm_pairs"]["invalid"] == {"1": "nul_in_responses"}
+    s = json.loads((tmp_path / "p.summary.json").read_text())
+    rej = _jsonl(tmp_path / "p.rejects.jsonl")
+    assert [r["raw"]["id"] for r in rej] == ["g1", "g2", "g3", "g4", "g5"]
+    assert s["rejects_by_reason"] == {"bad_scores": 3, "fewer_than_2_responses": 1, "missing_field": 1}
+    assert "finite number" in rej[1]["error"] and "list of 2 scores" in rej[2]["error"]
+    assert s["rows_in"] == s["rows_paired"] + s["rows_rejected"] == 8
+    assert (s["responses_unscored"], s["responses_invalid"], s["scores_field"]) == (2, 1, "scores")
+
+
+def test_length_balance_and_max_pairs(graded, tmp_path):
+    assert _scores(graded, tmp_path / "b.jsonl", "--pairs", "all", "--min-margin", "3", "--length-balance") == 0
+    got = _pairs(tmp_path / "b.jsonl")
+    g0 = [p for k, p in got.items() if k[0] == "g0"]
+    # g0: chosen longer only in (1, 5), chosen shorter in the other five: one of each side is kept
+    assert len(g0) == 2 and sum(len(p["chosen"]) > len(p["rejected"]) for p in g0) == 1
+    assert ("g0", 1, 5) in got
+    s = json.loads((tmp_path / "b.summary.json").read_text())
+    assert s["length"]["chosen_longer_share"] == 0.5 == s["length"]["chosen_shorter_share"]
+    assert s["rejects_by_reason"]["no_length_balanced_pair"] == 2          # g6 (longer always wins), g7 (one pair)
+    assert s["pairs_dropped"]["length_balance"] == 4 + 3 + 1                # g0, g6, g7
+    assert s["rows_in"] == s["rows_paired"] + s["rows_rejected"]
+    # the same seed draws the same pairs; --max-pairs caps each row
+    assert _scores(graded, tmp_path / "b2.jsonl", "--pairs", "all", "--min-margin", "3", "--length-balance") == 0
+    assert (tmp_path / "b.jsonl").read_bytes() == (tmp_path / "b2.jsonl").read_bytes()
+    drawn = set()
+    for seed in range(8):
+        assert _scores(graded, tmp_path / f"m{seed}.jsonl", "--pairs", "all", "--min-margin", "3", "--max-pairs", "2",
+                       "--seed", str(seed)) == 0
+        rows = _jsonl(tmp_path / f"m{seed}.jsonl")
+        assert sum(p["source_id"] == "g0" for p in rows) == 2
+        drawn |= {p["id"] for p in rows if p["source_id"] == "g0"}
+        ms = json.loads((tmp_path / f"m{seed}.summary.json").read_text())
+        assert ms["pairs_dropped"]["over_max_pairs"] == 4 + 1                   # g0 6 -> 2, g6 3 -> 2
+    assert len(drawn) > 2                                                      # the seed changes the draw
+
+
+def test_given_scores_bad_options(graded, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["data", "rm-pairs", str(graded), "--scores", "scores", "--reward", TOY, "-o",
+                 str(tmp_path / "x.jsonl")]) == 2
+    assert "--scores and --reward together" in capsys.readouterr().err
+    assert _scores(graded, tmp_path / "x.jsonl", "--length-balance", "--max-pairs", "1") == 2
+    assert "--max-pairs 1" in capsys.readouterr().err
+    assert main(["data", "rm-pairs", str(graded), "-o", str(tmp_path / "x.jsonl")]) == 2
+    assert "fix: --scores FIELD" in capsys.readouterr().err
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_length_balanced_judge_pairs_stop_paying_length(tmp_path):
+    """A judge that grades by length alone: its natural pairs choose the longer answer every time; the
+    balanced pairs choose it exactly half the time, and train-rm's reader takes them."""
+    from jprefs.classifiers.data import load_rm_data
+
+    rows = []
+    for q in range(6):
+        resp = [f"答え{q}-{k}" + "。" * (3 * k + (k * 7 + q) % 5) for k in range(8)]
+        grade = [len(r) + (6 if k in (0, 1) else 0) for k, r in enumerate(resp)]      # mostly length
+        rows.append({"id": f"q{q}", "prompt": f"質問{q}", "responses": resp, "scores": grade})
+    inp = tmp_path / "len.jsonl"
+    inp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert _scores(inp, tmp_path / "nat.jsonl", "--pairs", "all", "--min-margin", "1") == 0
+    assert _scores(inp, tmp_path / "bal.jsonl", "--pairs", "all", "--min-margin", "1", "--length-balance") == 0
+    nat = json.loads((tmp_path / "nat.summary.json").read_text())["length"]["chosen_longer_share"]
+    bal = json.loads((tmp_path / "bal.summary.json").read_text())["length"]["chosen_longer_share"]
+    assert nat > 0.8 and bal == 0.5
+    data = load_rm_data(tmp_path / "bal.jsonl")
+    assert len(data.records) == len(_jsonl(tmp_path / "bal.jsonl")) > 0
