@@ -338,6 +338,9 @@ def _workspace(root: Path) -> Path:
                "answer_2": r["rejected"], "g1_winner": "model_1", "g2_winner": "model_1"} for i, r in enumerate(gptj)]
     (ws / "judgments.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in judged),
                                         encoding="utf-8")
+    graded = [{"id": f"q{i}", "prompt": r["prompt"], "responses": [r["chosen"], r["rejected"], r["chosen"] + "。" * 9, "短い"],
+               "scores": [9, 2, 5, 8]} for i, r in enumerate(gptj)]       # single-answer grades (rm-pairs --scores)
+    (ws / "graded.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in graded), encoding="utf-8")
     pairs = [PreferencePair.create([Message("user", f"Question number {i}?")], f"A helpful answer {i}.",
                                    f"No {i}.", source="test", source_id=str(i), license="mit") for i in range(8)]
     for name in ("pairs.jsonl", "a.jsonl"):
