@@ -21,6 +21,7 @@ Protocol (choices on dev, the test split read once at the end):
     python bench/rm_debias.py transfer         # leave one judged set out: train on two, score the third
     python bench/rm_debias.py plot transfer    # -> RESULTS/transfer.png
     python bench/rm_debias.py graded CHECKOUT  # train on shaberi's graded answers to OTHER questions, score all three
+    python bench/rm_debias.py heuristics CHECKOUT   # question-free answer features fit on those grades, score all three
 
 WORK defaults to bench/results/rm-debias/work (models are not committed; the JSON summaries are).
 """
@@ -1113,6 +1114,9 @@ def transfer() -> dict:
 GRADED_JUDGE = "data/judgements/judge_gpt-4.1-2025-04-14"
 GRADED_SETS = {"elyza_tasks_100": ("elyza__ELYZA-tasks-100", 2.0),     # 1-5 grades, margin >= 30 % of the range
                "tengu_bench": ("lightblue__tengu_bench", 3.0)}          # 0-10 grades
+# the questions' own licences (shaberi's code and files are Apache-2.0; the answers are many models' outputs):
+# ELYZA-tasks-100 is CC BY-SA 4.0, Tengu-Bench's card (lightblue/tengu_bench) states none
+GRADED_LICENSES = {"elyza_tasks_100": "cc-by-sa-4.0", "tengu_bench": "unknown"}
 GRADED_MAX_PAIRS = 8                # per question: 4 chosen-longer + 4 chosen-shorter with --length-balance
 
 
@@ -1143,7 +1147,7 @@ def _graded_rows(checkout: Path, folder: str, name: str) -> tuple[list[dict], di
                 a = ""
             row = by_q.setdefault(q, {"id": f"{name}-{len(by_q):03d}", "prompt": q, "responses": [], "scores": [],
                                       "source": f"github.com/shisa-ai/shaberi {GRADED_JUDGE}/{folder}",
-                                      "license": "apache-2.0", "meta": {"benchmark": name, "models": []}})
+                                      "license": GRADED_LICENSES[name], "meta": {"benchmark": name, "models": []}})
             row["responses"].append(a)
             row["scores"].append(s)
             row["meta"]["models"].append(f.stem)
@@ -1188,7 +1192,8 @@ def graded(checkout: Path, *, tag: str = "graded") -> dict:
         raise SystemExit("run `python bench/rm_debias.py third CHECKOUT` first (it converts the Vicuna-QA verdicts)")
     seen = {prompt_key(r.prompt) for p in evals.values() for r in load_rm_data(p).records}
     WORK.mkdir(parents=True, exist_ok=True)
-    res: dict = {"rule": graded.__doc__, "source": f"github.com/shisa-ai/shaberi {GRADED_JUDGE}", "sets": {}}
+    res: dict = {"rule": graded.__doc__, "source": f"github.com/shisa-ai/shaberi {GRADED_JUDGE}", "sets": {},
+                 "licenses": {"shaberi": "apache-2.0", **GRADED_LICENSES}}
     pair_files = []
     for name, (folder, margin) in GRADED_SETS.items():
         rows, counts = _graded_rows(checkout, folder, name)
@@ -1210,8 +1215,7 @@ def graded(checkout: Path, *, tag: str = "graded") -> dict:
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "jprefs.cli", "train-rm", str(RECIPE), f"data={pair_files[0]}",
                     f"extra_data=[{pair_files[1]}]", "dataset_name=shaberi GPT-4.1 grades: ELYZA-tasks-100 + "
-                    "Tengu-Bench (length-balanced pairs)",
-                    "data_license=apache-2.0", "-o", str(model)], check=True, cwd=ROOT)
+                    "Tengu-Bench (length-balanced pairs)", "-o", str(model)], check=True, cwd=ROOT)
     res["train_wall_seconds"] = time.time() - t0
     held = {r.id for r in load_rm_data(model / "reward" / "eval_split.jsonl").records}
     train_recs = [r for p in pair_files for r in load_rm_data(p).records if r.id not in held]
@@ -1243,6 +1247,139 @@ def graded(checkout: Path, *, tag: str = "graded") -> dict:
                           "floor": floor}
     res["confirms"] = all(v["floor"] for v in res["eval"].values())
     (RESULTS / f"{tag}.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    return res
+
+
+HEUR_MAX_PAIRS = 200                # per question: the features cost microseconds, so take many pairs
+HEUR_L2 = (0.1, 1.0, 10.0)
+
+
+def _feature_pairs(recs, memo: dict):
+    """``(X_chosen, X_rejected, groups, len_chosen, len_rejected)`` of canonical pairs; features memoised
+    by (prompt, response)."""
+    import numpy as np
+
+    from jprefs.classifiers.textfeatures import answer_features
+    from jprefs.data.schema import prompt_key
+
+    def feats(r, text):
+        k = (prompt_key(r.prompt), text)
+        if k not in memo:
+            memo[k] = answer_features([m.to_dict() for m in r.prompt], text)
+        return memo[k]
+
+    xc = np.array([feats(r, r.chosen) for r in recs], dtype=np.float64)
+    xr = np.array([feats(r, r.rejected) for r in recs], dtype=np.float64)
+    return (xc, xr, [prompt_key(r.prompt) for r in recs], np.array([len(r.chosen) for r in recs]),
+            np.array([len(r.rejected) for r in recs]))
+
+
+def heuristics(checkout: Path) -> dict:
+    """Question-free surface features of the answer (jprefs.classifiers.textfeatures: script mix, loops,
+    cut-off endings, politeness, refusals, prompt coverage ...), fit as a pairwise logistic model on
+    tens of thousands of graded answers, scored on the three Japanese judged sets (issue #13).
+
+    Rule, fixed in this docstring and committed before any fit of these features was scored on
+    ja_mt_bench, Rakuda or Vicuna-QA:
+      - training pairs: shaberi's GPT-4.1 grades of ELYZA-tasks-100 and Tengu-Bench as in ``graded``
+        (same files, same margins M), but `rm-pairs --scores scores --pairs all --min-margin M
+        --max-pairs 200 --seed 0` without length balance (``log_chars`` is a feature: the fit learns
+        the judge's own weight on length, and this judge's pairs choose the longer answer ~0.5 of the time);
+      - model: no-intercept symmetric logistic regression on chosen-minus-rejected feature differences
+        (jprefs.classifiers.stack.stack_weights, RMS-standardised columns, L2);
+      - selection, on shaberi alone: grouped 5-fold cross-validation by question over candidates
+        {log length alone, all FEATURES} x L2 in HEUR_L2; the most accurate out of fold among those
+        with out-of-fold chosen-shorter accuracy >= 0.35 (else the highest chosen-shorter); refit on
+        every shaberi pair;
+      - read once: every pair of ja_mt_bench, Rakuda and Vicuna-QA, beside longer-wins and the probe fit
+        on shaberi pairs (``graded``'s, from RESULTS/graded.json); verdict per set (``floor``): above both
+        and chosen-shorter >= 0.35; ``confirms`` on all three. For context (chooses nothing): the same
+        features fit on two of the judged sets and scored on the third (as ``transfer``), and fit on
+        shaberi + the two.
+    RESULTS/heuristics.json."""
+    import subprocess
+
+    import numpy as np
+
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.classifiers.probe import grouped_folds
+    from jprefs.classifiers.stack import stack_weights
+    from jprefs.classifiers.textfeatures import FEATURES
+    from jprefs.data.io import write_jsonl
+    from jprefs.eval.metrics import accuracy_metrics
+
+    evals = {**SETS, "ja_vicuna_qa": WORK / "third-ja-vicuna-qa.jsonl"}
+    if not evals["ja_vicuna_qa"].exists():
+        raise SystemExit("run `python bench/rm_debias.py third CHECKOUT` first (it converts the Vicuna-QA verdicts)")
+    WORK.mkdir(parents=True, exist_ok=True)
+    res: dict = {"rule": heuristics.__doc__, "features": list(FEATURES), "sets": {}}
+    recs = []
+    for name, (folder, margin) in GRADED_SETS.items():
+        rows, counts = _graded_rows(checkout, folder, name)
+        write_jsonl(WORK / f"heur-{name}-graded.jsonl", rows)
+        out = WORK / f"heur-{name}-pairs.jsonl"
+        subprocess.run([sys.executable, "-m", "jprefs.cli", "data", "rm-pairs", str(WORK / f"heur-{name}-graded.jsonl"),
+                        "--scores", "scores", "--pairs", "all", "--min-margin", str(margin), "--max-pairs",
+                        str(HEUR_MAX_PAIRS), "--seed", "0", "-o", str(out)], check=True, cwd=ROOT)
+        s = json.loads((WORK / f"heur-{name}-pairs.summary.json").read_text(encoding="utf-8"))
+        res["sets"][name] = {"read": counts, "pairs": s["pairs_out"], "questions": s["rows_paired"],
+                             "chosen_longer_share": s["length"]["chosen_longer_share"]}
+        recs += load_rm_data(out).records
+    memo: dict = {}
+    t0 = time.time()
+    xc, xr, groups, lc, lr = _feature_pairs(recs, memo)
+    res["feature_seconds"], res["train_pairs"], res["distinct_answers"] = time.time() - t0, len(recs), len(memo)
+    cols = {"length": [FEATURES.index("log_chars")], "all": list(range(len(FEATURES)))}
+    fold = grouped_folds(groups, 5, 0)
+    cv = {}
+    for cname, idx in cols.items():
+        for l2 in HEUR_L2:
+            sc, sr = np.zeros(len(recs)), np.zeros(len(recs))
+            for f in range(5):
+                te = fold == f
+                w = stack_weights(xc[~te][:, idx] - xr[~te][:, idx], l2=l2)
+                sc[te], sr[te] = xc[te][:, idx] @ w, xr[te][:, idx] @ w
+            m = accuracy_metrics(sc, sr, lc, lr, groups, n_boot=0)
+            cv[f"{cname}/l2={l2:g}"] = {"accuracy": m["pairwise_accuracy"], "longer_wins": m["length_baseline_accuracy"],
+                                        "chosen_shorter": m["length_controlled_accuracy"]}
+    ok = [k for k, v in cv.items() if v["chosen_shorter"] >= 0.35]
+    chosen = max(ok, key=lambda k: cv[k]["accuracy"]) if ok else max(cv, key=lambda k: cv[k]["chosen_shorter"])
+    cname, l2 = chosen.split("/l2=")
+    idx, l2 = cols[cname], float(l2)
+    w = stack_weights(xc[:, idx] - xr[:, idx], l2=l2)
+    res.update(cv=cv, chosen=chosen, weights=dict(zip([FEATURES[i] for i in idx], w.tolist())))
+    graded_res = RESULTS / "graded.json"
+    probe = json.loads(graded_res.read_text(encoding="utf-8"))["eval"] if graded_res.exists() else {}
+    tr = json.loads((RESULTS / "transfer.json").read_text(encoding="utf-8"))
+    ev_feats = {k: _feature_pairs(load_rm_data(p).records, memo) for k, p in evals.items()}
+
+    def read(fc, fr, g, a, b, weights, ix):
+        m = accuracy_metrics(fc[:, ix] @ weights, fr[:, ix] @ weights, a, b, g)
+        return {k: m[k] for k in ("n_pairs", "n_prompts", "pairwise_accuracy", "ci95", "length_baseline_accuracy",
+                                  "accuracy_minus_length_baseline", "accuracy_minus_length_baseline_ci95",
+                                  "length_controlled_accuracy", "length_controlled_ci95", "length_controlled_n")}
+
+    res["eval"], res["context"] = {}, {}
+    for k, (fc, fr, g, a, b) in ev_feats.items():
+        x = read(fc, fr, g, a, b, w, idx)
+        pb = probe.get(k, {}).get("probe", {}).get("accuracy")
+        x["probe_shaberi"] = pb
+        x["floor"] = bool(x["pairwise_accuracy"] > x["length_baseline_accuracy"] and pb is not None
+                          and x["pairwise_accuracy"] > pb and x["length_controlled_accuracy"] >= 0.35)
+        res["eval"][k] = x
+        others = [o for o in ev_feats if o != k]
+        oc = np.concatenate([ev_feats[o][0] for o in others])
+        orr = np.concatenate([ev_feats[o][1] for o in others])
+        ctx = {}
+        for lab, (dc, dr) in {"two_sets": (oc, orr),
+                              "shaberi_plus_two": (np.concatenate([xc, oc]), np.concatenate([xr, orr]))}.items():
+            wk = stack_weights(dc[:, idx] - dr[:, idx], l2=l2)
+            ctx[lab] = read(fc, fr, g, a, b, wk, idx)
+        ctx["probe_two_sets"] = tr.get(k, {}).get("probe", {}).get("accuracy")
+        ctx["recipe_two_sets"] = tr.get(k, {}).get("models", {}).get("recipe", {}).get("pairwise_accuracy")
+        res["context"][k] = ctx
+    res["confirms"] = all(v["floor"] for v in res["eval"].values())
+    (RESULTS / "heuristics.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     return res
 
 
@@ -1323,6 +1460,15 @@ if __name__ == "__main__":
             print(f"{k}: longer-wins {v['longer_wins']:.3f} probe {v['probe']['accuracy']:.3f} floor {v['floor']}")
             for lab, x in v["models"].items():
                 print(f"  {lab:22s} {x['pairwise_accuracy']:.3f} {x['ci95']}  cs {x['length_controlled_accuracy']:.2f}")
+        print("confirms:", r["confirms"])
+    elif cmd == "heuristics":     # question-free answer features fit on shaberi's grades (after graded)
+        r = heuristics(Path(sys.argv[2]))
+        print("chosen on shaberi CV:", r["chosen"], {k: round(v["accuracy"], 3) for k, v in r["cv"].items()})
+        for k, v in r["eval"].items():
+            c = r["context"][k]
+            print(f"{k}: {v['pairwise_accuracy']:.3f} {v['ci95']} lw {v['length_baseline_accuracy']:.3f} probe "
+                  f"{v['probe_shaberi']} cs {v['length_controlled_accuracy']:.2f} floor {v['floor']} | two sets "
+                  f"{c['two_sets']['pairwise_accuracy']:.3f} shaberi+two {c['shaberi_plus_two']['pairwise_accuracy']:.3f}")
         print("confirms:", r["confirms"])
     elif cmd == "cv":
         r = cv()
