@@ -340,6 +340,11 @@ def _workspace(root: Path) -> Path:
                                         encoding="utf-8")
     graded = [{"id": f"q{i}", "prompt": r["prompt"], "responses": [r["chosen"], r["rejected"], r["chosen"] + "。" * 9, "短い"],
                "scores": [9, 2, 5, 8]} for i, r in enumerate(gptj)]       # single-answer grades (rm-pairs --scores)
+    for name, (tail, grade) in {"model-a.json": ("", "9"), "model-b.json": ("。" * 9, "5"),
+                                "model-c.json": (None, "2")}.items():    # shaberi's layout: one file per model
+        (ws / name).write_text("".join(json.dumps({"Question": r["prompt"], "ModelAnswer": "短い" if tail is None else
+                                                   r["chosen"] + tail, "score": grade}, ensure_ascii=False) + "\n"
+                                       for r in gptj), encoding="utf-8")
     (ws / "graded.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in graded), encoding="utf-8")
     pairs = [PreferencePair.create([Message("user", f"Question number {i}?")], f"A helpful answer {i}.",
                                    f"No {i}.", source="test", source_id=str(i), license="mit") for i in range(8)]

@@ -45,7 +45,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from jprefs.data.io import Row, iter_table
 from jprefs.data.schema import (UNKNOWN_LICENSE, Message, PreferencePair, RankList, Record, SchemaError)
@@ -412,8 +412,9 @@ GENERIC_FIELDS = ("prompt", "system", "chosen", "rejected", "responses", "chosen
                   "margin", "license", "id")
 
 
-def parse_mapping(spec: str | dict | None) -> dict[str, str]:
-    """``"prompt=question,chosen=good"`` -> ``{"prompt": "question", "chosen": "good"}``."""
+def parse_mapping(spec: str | dict | None, targets: Sequence[str] = GENERIC_FIELDS) -> dict[str, str]:
+    """``"prompt=question,chosen=good"`` -> ``{"prompt": "question", "chosen": "good"}``; ``targets``: the
+    names a target may take."""
     if spec is None:
         return {}
     if isinstance(spec, dict):
@@ -431,12 +432,12 @@ def parse_mapping(spec: str | dict | None) -> dict[str, str]:
             items.append((k.strip(), v.strip()))
     out = {}
     for k, v in items:
-        if k not in GENERIC_FIELDS:
+        if k not in targets:
             import difflib
 
-            close = difflib.get_close_matches(k, GENERIC_FIELDS, n=1)
+            close = difflib.get_close_matches(k, targets, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise JprefsError(f"--map target '{k}' is not a jprefs field.{hint} Valid targets: {', '.join(GENERIC_FIELDS)}")
+            raise JprefsError(f"--map target '{k}' is not a jprefs field.{hint} Valid targets: {', '.join(targets)}")
         out[k] = v
     return out
 

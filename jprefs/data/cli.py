@@ -22,6 +22,8 @@ EXAMPLES = """examples:
   jprefs data merge a.jsonl b.jsonl -o merged.jsonl
   jprefs data stats pairs.jsonl --json
   jprefs data rm-pairs cands.jsonl --reward out/rm -o pairs.jsonl      (label candidates -> RM-labelled pairs for DPO)
+  jprefs data group model-a.json model-b.json model-c.json --map prompt=Question,response=ModelAnswer,score=score -o graded.jsonl
+  jprefs data rm-pairs graded.jsonl --scores scores --pairs all --min-margin 2 --length-balance -o pairs.jsonl
   jprefs data demo -o demo/            (the bundled offline sample, end to end)"""
 
 
@@ -82,6 +84,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     rm_pairs.configure(r)
 
+    from jprefs.data import group  # light
+
+    g = sub.add_parser("group", help="graded answers, one row each -> one row per prompt with responses and scores "
+                                     "(the input of rm-pairs --scores; + OUT.rejects.jsonl)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    group.configure(g)
+
     d = sub.add_parser("demo", help="convert, split, export and summarise the bundled offline samples")
     d.add_argument("-o", "--output", default="jprefs-demo", help="output directory (default jprefs-demo/)")
     d.add_argument("--json", action="store_true")
@@ -89,7 +98,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return {"convert": _convert, "export": _export, "split": _split, "merge": _merge,
-            "stats": _stats, "demo": _demo, "rm-pairs": _rm_pairs}[args.action](args)
+            "stats": _stats, "demo": _demo, "rm-pairs": _rm_pairs, "group": _group}[args.action](args)
 
 
 def _print_summary(summary: dict, as_json: bool, out: Path, rejects: Path) -> None:
@@ -224,6 +233,12 @@ def _stats(args) -> int:
     s = compute_stats(stream_records(args.input), morphemes=not args.no_morphemes)
     print(json.dumps(s, ensure_ascii=False, indent=2) if args.json else format_stats(s))
     return 0
+
+
+def _group(args) -> int:
+    from jprefs.data.group import run as run_group
+
+    return run_group(args)
 
 
 def _rm_pairs(args) -> int:

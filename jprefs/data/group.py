@@ -1,0 +1,200 @@
+"""``jprefs data group``: graded answers, one row each, -> one row per prompt with every answer and its grade.
+
+LLM-judge benchmarks in single-answer mode write one row per (model, question): shaberi's
+``data/judgements/judge_*/BENCH/MODEL.json`` (``Question``, ``ModelAnswer``, ``score``), ELYZA-tasks-100
+result sheets, a FastChat single judgment joined with its answers. ``jprefs data rm-pairs --scores``
+needs the other shape: one row per prompt with ``responses`` and ``scores``. This regroups them::
+
+    jprefs data group judge_gpt-4.1/elyza__ELYZA-tasks-100/*.json \\
+        --map prompt=Question,response=ModelAnswer,score=score --license cc-by-sa-4.0 -o graded.jsonl
+    jprefs data rm-pairs graded.jsonl --scores scores --pairs all --min-margin 2 --length-balance -o pairs.jsonl
+
+**Input**: any number of files (``.jsonl``, ``.json`` - a list, or JSON lines saved as ``.json`` -,
+``.parquet``, ``.csv``, ``.tsv``). ``--map`` names the fields (dotted paths allowed): ``prompt`` (a
+string or a message list), ``response`` (a string), ``score`` (a number, a numeric string such as
+``"4"`` or ``"7.5"``, or null for an answer the judge did not grade) and optionally ``model``; without
+a ``model`` field the model is the file's name without its suffix (shaberi's layout).
+
+**Grouping**: answers whose prompts are equal after NFKC and whitespace folding (the key ``jprefs data
+split`` uses) form one row, in the order first seen (files in the order given, rows in file order); a
+row's ``responses``, ``scores`` and ``meta.models`` are aligned. An answer row is rejected, with its
+file, line and reason, when a field is missing (``missing_field``), the prompt is not a string or a
+message list (``bad_prompt``), the response not a string (``bad_response``), or the score not a
+number, a numeric string or null, or not finite (``bad_score``). ``answers_in == answers_grouped +
+answers_rejected`` always. Texts are written as they are: ``rm-pairs`` leaves out empty, invalid and
+duplicate answers and counts them.
+
+**Output** ``OUT.jsonl``: ``{"id", "prompt": [messages], "responses", "scores", "source", "license",
+"meta": {"models", "files"}}``; ``OUT.rejects.jsonl``: ``{file, line | index, reason, error, raw}``.
+Both are written atomically; the same inputs give the same files.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from jprefs.errors import ConfigError, DataError
+
+COMMAND = "jprefs data group"
+FIELDS = ("prompt", "response", "score", "model")
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+def _score(v: Any) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        t = v.strip()
+        if t.lower() in ("", "none", "null", "nan"):
+            return None
+        try:
+            v = float(t)
+        except ValueError:
+            raise _Bad("bad_score", f"score {v!r} is not a number") from None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _Bad("bad_score", f"score {v!r} is a {type(v).__name__}, not a number")
+    if not math.isfinite(v):
+        raise _Bad("bad_score", f"score {v!r} is not finite")
+    return float(v)
+
+
+def _field(d: dict, path: str) -> Any:
+    cur: Any = d
+    for part in path.split("."):
+        if isinstance(cur, dict) and part in cur:
+            cur = cur[part]
+        elif isinstance(cur, list) and part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
+            cur = cur[int(part)]
+        else:
+            raise _Bad("missing_field", f"missing field '{path}'")
+    return cur
+
+
+def _stem(path) -> str:
+    """A file's name without its table suffix: ``Qwen__Qwen2.5-72B-Instruct.json`` -> ``Qwen__Qwen2.5-72B-Instruct``."""
+    name = Path(path).name
+    for suf in (".jsonl.gz", ".json.gz", ".csv.gz", ".tsv.gz", ".jsonl", ".ndjson", ".json", ".parquet", ".csv",
+                ".tsv", ".txt"):
+        if name.lower().endswith(suf):
+            return name[: -len(suf)]
+    return name
+
+
+def group_to_files(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, mapping: dict[str, str], *,
+                   license: str | None = None, source: str | None = None) -> dict:
+    """Group the answer rows of ``inputs`` by prompt into ``output`` (and its rejects file); returns the
+    summary (see the module docstring)."""
+    from jprefs.data.io import AtomicWriter, iter_table, reject_entry, rejects_path_for
+    from jprefs.data.schema import (UNKNOWN_LICENSE, SchemaError, as_messages, content_hash, prompt_key)
+
+    unknown = sorted(set(mapping) - set(FIELDS))
+    if unknown:
+        raise ConfigError(f"--map {unknown[0]}=...: group reads {', '.join(FIELDS)}\n  fix: e.g. --map "
+                          "prompt=Question,response=ModelAnswer,score=score")
+    missing = [k for k in ("prompt", "response", "score") if k not in mapping]
+    if missing:
+        raise ConfigError(f"--map lacks {', '.join(missing)}\n  fix: name the fields, e.g. --map "
+                          "prompt=Question,response=ModelAnswer,score=score")
+    out = Path(output)
+    if not out.name.endswith((".jsonl", ".jsonl.gz")):
+        raise ConfigError(f"-o {output}: give a name ending in .jsonl or .jsonl.gz")
+    if not inputs:
+        raise ConfigError("no input files")
+    groups: dict[str, dict] = {}
+    c = {"files": len(inputs), "answers_in": 0, "answers_grouped": 0, "answers_rejected": 0, "ungraded": 0}
+    reasons: dict[str, int] = {}
+    rej_path = rejects_path_for(out)
+    with AtomicWriter(rej_path) as fr:
+        for path in inputs:
+            model_default = _stem(path)
+            for row in iter_table(path):
+                c["answers_in"] += 1
+                try:
+                    if row.error:
+                        raise _Bad(row.reason or "bad_row", row.error)
+                    d = row.data
+                    if not isinstance(d, dict):
+                        raise _Bad("not_an_object", f"expected an object, got {type(d).__name__}")
+                    p = _field(d, mapping["prompt"])
+                    if not isinstance(p, (str, list)) or (isinstance(p, str) and not p.strip()):
+                        raise _Bad("bad_prompt", f"prompt must be a non-empty string or a message list, got {p!r:.60}")
+                    try:
+                        msgs = as_messages(p)
+                    except SchemaError as e:
+                        raise _Bad("bad_prompt", str(e)) from None
+                    resp = _field(d, mapping["response"])
+                    if not isinstance(resp, str):
+                        raise _Bad("bad_response", f"response must be a string, got {type(resp).__name__}")
+                    s = _score(_field(d, mapping["score"]))
+                    model = _field(d, mapping["model"]) if "model" in mapping else model_default
+                    if not isinstance(model, str):
+                        model = str(model)
+                except _Bad as e:
+                    c["answers_rejected"] += 1
+                    reasons[e.reason] = reasons.get(e.reason, 0) + 1
+                    fr.write_json({"file": str(path), **reject_entry(row, e.reason, str(e))})
+                    continue
+                key = prompt_key(msgs)
+                g = groups.get(key)
+                if g is None:
+                    g = groups[key] = {"id": content_hash([m.to_dict() for m in msgs])[:16],
+                                       "prompt": [m.to_dict() for m in msgs], "responses": [], "scores": [],
+                                       "source": source or "jprefs data group",
+                                       "license": license or UNKNOWN_LICENSE, "meta": {"models": [], "files": []}}
+                g["responses"].append(resp)
+                g["scores"].append(s)
+                g["meta"]["models"].append(model)
+                if str(path) not in g["meta"]["files"]:
+                    g["meta"]["files"].append(str(path))
+                c["answers_grouped"] += 1
+                c["ungraded"] += s is None
+        with AtomicWriter(out) as fo:
+            for g in groups.values():
+                fo.write_json(g)
+    assert c["answers_in"] == c["answers_grouped"] + c["answers_rejected"], "answer accounting broken"
+    sizes = [len(g["responses"]) for g in groups.values()]
+    return {"command": COMMAND, "inputs": [str(p) for p in inputs], "output": str(out), "rejects": str(rej_path),
+            **c, "prompts_out": len(groups), "answers_per_prompt": {"min": min(sizes, default=0),
+                                                                    "max": max(sizes, default=0)},
+            "rejects_by_reason": dict(sorted(reasons.items())), "license": license or UNKNOWN_LICENSE}
+
+
+def configure(p) -> None:
+    a = p.add_argument
+    a("inputs", nargs="+", metavar="FILE", help="answer rows (.jsonl, .json, .parquet, .csv, .tsv); one file per model "
+                                               "or all in one")
+    a("--map", dest="mapping", required=True,
+      help="fields: prompt=...,response=...,score=...[,model=...] (dotted paths allowed); without model, the file name")
+    a("--license", help="SPDX licence id of the answers (default unknown)")
+    a("--source", help="provenance to record in each row (default 'jprefs data group')")
+    a("-o", "--output", required=True, metavar="GRADED.jsonl", help="one row per prompt (+ GRADED.rejects.jsonl)")
+    a("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args) -> int:
+    import json
+
+    from jprefs.data.adapters import parse_mapping
+    from jprefs.data.io import eprint
+
+    s = group_to_files(args.inputs, args.output, parse_mapping(args.mapping, FIELDS), license=args.license,
+                       source=args.source)
+    if args.json:
+        print(json.dumps(s, ensure_ascii=False, indent=2))
+    why = ", ".join(f"{k} {v}" for k, v in s["rejects_by_reason"].items())
+    eprint(f"{COMMAND}: {s['answers_in']} answers from {s['files']} file(s) = {s['answers_grouped']} grouped "
+           f"({s['ungraded']} ungraded) + {s['answers_rejected']} rejected{f' ({why})' if why else ''} -> "
+           f"{s['prompts_out']} prompts, {s['answers_per_prompt']['min']}-{s['answers_per_prompt']['max']} answers each "
+           f"-> {s['output']} (+ {Path(s['rejects']).name})")
+    if s["prompts_out"] == 0:
+        raise DataError(f"no answer rows grouped from {s['answers_in']} rows ({why or 'the inputs have no rows'})",
+                        path=str(args.inputs[0]), fix=f"see {s['rejects']}; check the --map field names")
+    return 0
