@@ -1573,7 +1573,7 @@ def plot_graded() -> Path:
         ax.set_xlabel("accuracy where the chosen answer is the shorter one")
         ax.set_ylabel("pairwise accuracy (every pair)")
         ax.set_title(k, fontsize=9)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="best")
     save_figure(fig, RESULTS / "graded.png")
     return RESULTS / "graded.png"
 

@@ -65,6 +65,12 @@ Per row:
 
 With ``--scores``, ``reward`` is ``[{"label": FIELD, "kind": "given", ...}]`` and ``reward_input`` null.
 
+A **wide** row (more than ``WIDE_ROW`` = 16 responses, e.g. 169 models graded on one question) would
+copy its K-long lists into each of its pairs; there ``scores``, ``ranks``, ``duplicate_of``,
+``scores_by_reward`` and ``invalid`` are left out of ``meta.rm_pairs`` (which gains ``n_responses``,
+``chosen_rank`` and ``rejected_rank``), and every list in the row's ``meta`` with one entry per response
+(``models`` from ``jprefs data group``) becomes ``[chosen's, rejected's]``.
+
 ``OUT.rejects.jsonl``: ``{line | index, reason, error, raw}`` per rejected row (scored rows also
 ``scores``). ``OUT.summary.json``: counts, reasons, score and margin statistics, the share of pairs
 whose chosen response is the longer one (reward models often measure length; a DPO policy trained
@@ -102,6 +108,9 @@ PAIRINGS = ("best-worst", "best-vs-rest", "all")
 REWARD_INPUTS = ("pair", "response", "concat")
 # the length warning: this share of pairs (or more) with the longer response chosen, over at least this many pairs
 LONGER_WARN_SHARE, LONGER_WARN_MIN_PAIRS = 0.75, 20
+# a row with more responses than this is "wide" (a judge's grades of many models' answers): its pairs carry
+# the chosen and rejected entries of the row's per-response lists, not the whole lists
+WIDE_ROW = 16
 
 
 # ====================================================================== the pairing rule
@@ -461,11 +470,24 @@ def row_pairs(row: CandidateRow, rewards: list[Reward], pairing: str, min_margin
     info["input_source"] = row.source
     if "candidates" in row.meta:
         info["candidates"] = row.meta["candidates"]
+    K = len(row.responses)
+    wide = K > WIDE_ROW
+    if wide:         # a graded row of many answers: its K-long lists would be copied into every pair
+        for key in ("scores", "ranks", "duplicate_of", "scores_by_reward", "invalid"):
+            info.pop(key, None)
+        info["n_responses"] = K
+        aligned = [k for k, v in meta.items() if isinstance(v, list) and len(v) == K]
     out = []
     for c, r in picks:
         ci, ri = row.scored[c], row.scored[r]
         m = dict(meta)
-        m["rm_pairs"] = {**info, "chosen_index": ci, "rejected_index": ri}
+        if wide:
+            for k in aligned:            # per-response lists (models ...): the chosen's and the rejected's entries
+                m[k] = [meta[k][ci], meta[k][ri]]
+            extra = {"chosen_rank": ranks[ci], "rejected_rank": ranks[ri]}
+        else:
+            extra = {}
+        m["rm_pairs"] = {**info, "chosen_index": ci, "rejected_index": ri, **extra}
         out.append(PreferencePair.create(
             row.prompt, row.responses[ci], row.responses[ri], id=f"{row.id}-{ci}-{ri}", source=SOURCE,
             source_id=row.id, license=row.license, meta=m, chosen_score=total[c], rejected_score=total[r],

@@ -465,3 +465,22 @@ def test_length_balanced_judge_pairs_stop_paying_length(tmp_path):
     assert nat > 0.8 and bal == 0.5
     data = load_rm_data(tmp_path / "bal.jsonl")
     assert len(data.records) == len(_jsonl(tmp_path / "bal.jsonl")) > 0
+
+
+def test_a_wide_graded_row_does_not_copy_its_lists_into_every_pair(tmp_path):
+    """169 models graded on one question: each pair carries its two models and ranks, not 169-long lists."""
+    k = 40
+    row = {"id": "w", "prompt": "質問", "responses": [f"答え{i}" + "。" * i for i in range(k)],
+           "scores": [float(i % 10) for i in range(k)], "meta": {"models": [f"m{i}" for i in range(k)], "bench": "b"}}
+    inp = tmp_path / "wide.jsonl"
+    inp.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert _scores(inp, tmp_path / "w.jsonl", "--pairs", "all", "--min-margin", "5", "--max-pairs", "6") == 0
+    pairs = _jsonl(tmp_path / "w.jsonl")
+    assert len(pairs) == 6
+    for p in pairs:
+        info = p["meta"]["rm_pairs"]
+        ci, ri = info["chosen_index"], info["rejected_index"]
+        assert p["meta"]["models"] == [f"m{ci}", f"m{ri}"] and p["meta"]["bench"] == "b"
+        assert "scores" not in info and "ranks" not in info and info["n_responses"] == k
+        assert info["chosen_rank"] < info["rejected_rank"] and p["chosen_score"] == float(ci % 10)
+        assert len(json.dumps(p)) < 2000
