@@ -24,6 +24,7 @@ Protocol (choices on dev, the test split read once at the end):
     python bench/rm_debias.py heuristics CHECKOUT   # question-free answer features fit on those grades, score all three
     python bench/rm_debias.py plot graded      # -> RESULTS/graded.png
     python bench/rm_debias.py frozen-loso      # frozen parts only, each judged set held out in turn
+    python bench/rm_debias.py plot frozen-loso # -> RESULTS/frozen-loso.png
 
 WORK defaults to bench/results/rm-debias/work (models are not committed; the JSON summaries are).
 """
@@ -1578,6 +1579,36 @@ def plot_graded() -> Path:
     return RESULTS / "graded.png"
 
 
+def plot_frozen_loso() -> Path:
+    """``frozen-loso`` as a picture: per held-out set, accuracy against chosen-shorter accuracy of every
+    frozen candidate (fit on the two other sets), the fine-tuned recipe's stack trained the same way
+    (``transfer``) and longer-wins; the 0.35 floor. RESULTS/frozen-loso.png."""
+    from jprefs.eval.plots import pyplot, save_figure
+
+    plt = pyplot()
+    r = json.loads((RESULTS / "frozen-loso.json").read_text(encoding="utf-8"))
+    tr = json.loads((RESULTS / "transfer.json").read_text(encoding="utf-8"))
+    fig, axes = plt.subplots(1, len(r["held_out"]), figsize=(15, 5))
+    for ax, (k, v) in zip(axes, r["held_out"].items()):
+        pts = {**v["candidates"], "recipe (fine-tuned) stack": tr[k]["models"]["recipe"]}
+        for i, (name, x) in enumerate(pts.items()):
+            lo, hi = x["ci95"]
+            a = x["pairwise_accuracy"]
+            big = name == r["chosen"]
+            ax.errorbar(x["length_controlled_accuracy"], a, yerr=[[a - lo], [hi - a]] if big else None,
+                        fmt="o" if big else "s", ms=8 if big else 5, color=f"C{i}", capsize=3,
+                        label=f"{name} {a:.3f}" + (" (chosen)" if big else ""))
+        lw = v["candidates"]["probe"]["length_baseline_accuracy"]
+        ax.axhline(lw, color="k", ls="--", lw=1, label=f"longer wins {lw:.3f}")
+        ax.axvline(0.35, color="r", ls=":", lw=1, label="chosen-shorter floor 0.35")
+        ax.set_xlabel("accuracy where the chosen answer is the shorter one")
+        ax.set_ylabel("pairwise accuracy (every pair of the held-out set)")
+        ax.set_title(f"{k}, fit on {' + '.join(v['trained_on'])}", fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    save_figure(fig, RESULTS / "frozen-loso.png")
+    return RESULTS / "frozen-loso.png"
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "split":
@@ -1590,7 +1621,7 @@ if __name__ == "__main__":
         if cmd == "dev":
             print("recommended:", choose(r))
     elif cmd == "plot":
-        print({"transfer": plot_transfer, "graded": plot_graded}.get(sys.argv[2], lambda: plot(sys.argv[2]))())
+        print({"transfer": plot_transfer, "graded": plot_graded, "frozen-loso": plot_frozen_loso}.get(sys.argv[2], lambda: plot(sys.argv[2]))())
     elif cmd == "table":
         print(cv_table() if sys.argv[2] == "cv" else table(sys.argv[2]))
     elif cmd == "recipe":
