@@ -1125,7 +1125,9 @@ GRADED_MAX_PAIRS = 8                # per question: 4 chosen-longer + 4 chosen-s
 
 def _graded_rows(checkout: Path, folder: str, name: str) -> tuple[list[dict], dict]:
     """One rm-pairs row per question: every model's answer and its grade (null where the judge's grade
-    is missing or not a number), in model-file order; the counts of what was read."""
+    is missing or not a number), in model-file order; the counts of what was read. The same responses,
+    scores and models as `jprefs data group DIR/*.json --map prompt=Question,response=ModelAnswer,score=score`
+    writes (checked on ELYZA-tasks-100), with ids by position (the seeded pair draws depend on them)."""
     files = sorted((checkout / GRADED_JUDGE / folder).glob("*.json"))
     if not files:
         raise SystemExit(f"no judgment files under {checkout / GRADED_JUDGE / folder}: pass a checkout of "

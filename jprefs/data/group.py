@@ -17,7 +17,8 @@ a ``model`` field the model is the file's name without its suffix (shaberi's lay
 
 **Grouping**: answers whose prompts are equal after NFKC and whitespace folding (the key ``jprefs data
 split`` uses) form one row, in the order first seen (files in the order given, rows in file order); a
-row's ``responses``, ``scores`` and ``meta.models`` are aligned. An answer row is rejected, with its
+row's ``responses``, ``scores``, ``meta.models`` and ``meta.files`` (the file each answer came from) are
+aligned. An answer row is rejected, with its
 file, line and reason, when a field is missing (``missing_field``), the prompt is not a string or a
 message list (``bad_prompt``), the response not a string (``bad_response``), or the score not a
 number, a numeric string or null, or not finite (``bad_score``). ``answers_in == answers_grouped +
@@ -152,8 +153,7 @@ def group_to_files(inputs: Sequence[str | os.PathLike], output: str | os.PathLik
                 g["responses"].append(resp)
                 g["scores"].append(s)
                 g["meta"]["models"].append(model)
-                if str(path) not in g["meta"]["files"]:
-                    g["meta"]["files"].append(str(path))
+                g["meta"]["files"].append(str(path))
                 c["answers_grouped"] += 1
                 c["ungraded"] += s is None
         with AtomicWriter(out) as fo:

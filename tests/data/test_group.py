@@ -43,6 +43,7 @@ def test_shaberi_layout_grouped_then_paired(tmp_path, capsys):
                                            [{"role": "user", "content": "日本の首都は?"}]]
     assert rows[0]["responses"] == ["3,776メートルです。", "わかりません。"] and rows[0]["scores"] == [5.0, 1.0]
     assert rows[0]["meta"]["models"] == ["org__model-a.v1", "model-b"]      # the file names, suffix cut
+    assert rows[0]["meta"]["files"] == [str(a), str(b)]
     assert rows[1]["scores"] == [4.0, None] and rows[0]["license"] == "cc-by-sa-4.0"
     rej = _jsonl(tmp_path / "graded.rejects.jsonl")
     assert [(r["file"].rsplit("/", 1)[1], r["line"], r["reason"]) for r in rej] == [
