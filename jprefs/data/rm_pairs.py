@@ -69,7 +69,7 @@ A **wide** row (more than ``WIDE_ROW`` = 16 responses, e.g. 169 models graded on
 copy its K-long lists into each of its pairs; there ``scores``, ``ranks``, ``duplicate_of``,
 ``scores_by_reward`` and ``invalid`` are left out of ``meta.rm_pairs`` (which gains ``n_responses``,
 ``chosen_rank`` and ``rejected_rank``), and every list in the row's ``meta`` with one entry per response
-(``models`` from ``jprefs data group``) becomes ``[chosen's, rejected's]``.
+(``models``, ``files`` from ``jprefs data group``) becomes ``[chosen's, rejected's]``.
 
 ``OUT.rejects.jsonl``: ``{line | index, reason, error, raw}`` per rejected row (scored rows also
 ``scores``). ``OUT.summary.json``: counts, reasons, score and margin statistics, the share of pairs
