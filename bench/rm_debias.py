@@ -1575,6 +1575,17 @@ def frozen_nested() -> dict:
     (RESULTS / "frozen-nested.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     return res
 
+def _finish_axis(ax, longer_wins: float, title: str, ylabel: str, legend_loc: str = "best") -> None:
+    """The longer-wins line, the 0.35 chosen-shorter floor, labels and legend of one accuracy-against-
+    chosen-shorter panel (the transfer, graded and frozen-loso plots)."""
+    ax.axhline(longer_wins, color="k", ls="--", lw=1, label=f"longer wins {longer_wins:.3f}")
+    ax.axvline(0.35, color="r", ls=":", lw=1, label="chosen-shorter floor 0.35")
+    ax.set_xlabel("accuracy where the chosen answer is the shorter one")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc=legend_loc)
+
+
 def plot_transfer() -> Path:
     """``transfer`` as a picture: per held-out set (trained on the other two), the stack, its parts and the
     baselines, accuracy against chosen-shorter accuracy, with the stack's 95 % interval; the 0.35
@@ -1599,12 +1610,8 @@ def plot_transfer() -> Path:
         pb = v["probe"]
         ax.scatter(pb["length_controlled_accuracy"], pb["accuracy"], marker="D", color="gray",
                    label=f"probe {pb['accuracy']:.3f}")
-        ax.axhline(v["longer_wins"], color="k", ls="--", lw=1, label=f"longer wins {v['longer_wins']:.3f}")
-        ax.axvline(0.35, color="r", ls=":", lw=1, label="chosen-shorter floor 0.35")
-        ax.set_xlabel("accuracy where the chosen answer is the shorter one")
-        ax.set_ylabel("pairwise accuracy (every pair of the held-out set)")
-        ax.set_title(f"{held}, trained on {' + '.join(v['trained_on'])}", fontsize=9)
-        ax.legend(fontsize=7, loc="lower left")
+        _finish_axis(ax, v["longer_wins"], f"{held}, trained on {' + '.join(v['trained_on'])}",
+                     "pairwise accuracy (every pair of the held-out set)", "lower left")
     save_figure(fig, RESULTS / "transfer.png")
     return RESULTS / "transfer.png"
 
@@ -1634,12 +1641,7 @@ def plot_graded() -> Path:
         pb = v["probe"]
         ax.scatter(pb["length_controlled_accuracy"], pb["accuracy"], marker="D", color="gray",
                    label=f"probe, shaberi {pb['accuracy']:.3f}")
-        ax.axhline(v["longer_wins"], color="k", ls="--", lw=1, label=f"longer wins {v['longer_wins']:.3f}")
-        ax.axvline(0.35, color="r", ls=":", lw=1, label="chosen-shorter floor 0.35")
-        ax.set_xlabel("accuracy where the chosen answer is the shorter one")
-        ax.set_ylabel("pairwise accuracy (every pair)")
-        ax.set_title(k, fontsize=9)
-        ax.legend(fontsize=7, loc="best")
+        _finish_axis(ax, v["longer_wins"], k, "pairwise accuracy (every pair)")
     save_figure(fig, RESULTS / "graded.png")
     return RESULTS / "graded.png"
 
@@ -1663,13 +1665,8 @@ def plot_frozen_loso() -> Path:
             ax.errorbar(x["length_controlled_accuracy"], a, yerr=[[a - lo], [hi - a]] if big else None,
                         fmt="o" if big else "s", ms=8 if big else 5, color=f"C{i}", capsize=3,
                         label=f"{name} {a:.3f}" + (" (chosen)" if big else ""))
-        lw = v["candidates"]["probe"]["length_baseline_accuracy"]
-        ax.axhline(lw, color="k", ls="--", lw=1, label=f"longer wins {lw:.3f}")
-        ax.axvline(0.35, color="r", ls=":", lw=1, label="chosen-shorter floor 0.35")
-        ax.set_xlabel("accuracy where the chosen answer is the shorter one")
-        ax.set_ylabel("pairwise accuracy (every pair of the held-out set)")
-        ax.set_title(f"{k}, fit on {' + '.join(v['trained_on'])}", fontsize=9)
-        ax.legend(fontsize=7, loc="best")
+        _finish_axis(ax, v["candidates"]["probe"]["length_baseline_accuracy"],
+                     f"{k}, fit on {' + '.join(v['trained_on'])}", "pairwise accuracy (every pair of the held-out set)")
     save_figure(fig, RESULTS / "frozen-loso.png")
     return RESULTS / "frozen-loso.png"
 
