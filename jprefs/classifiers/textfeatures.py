@@ -69,9 +69,9 @@ def answer_features(prompt: Any, response: str) -> list[float]:
     q = last_user_turn(prompt).strip()
     r = (response or "").strip()
     letters = [c for c in r if unicodedata.category(c).startswith("L")]
-    n_let = len(letters) or 1
-    ja = sum(_is_ja(c) for c in letters) / n_let if letters else 0.0
-    latin = sum(c.isascii() for c in letters) / n_let if letters else 0.0
+    n_let = len(letters) or 1                  # no letters: both shares 0
+    ja = sum(_is_ja(c) for c in letters) / n_let
+    latin = sum(c.isascii() for c in letters) / n_let
     grams = [r[i:i + 4] for i in range(len(r) - 3)] if len(r) >= 8 else []
     rep4 = 1.0 - len(set(grams)) / len(grams) if grams else 0.0
     lines = [x.strip() for x in r.splitlines() if x.strip()]

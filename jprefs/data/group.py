@@ -37,16 +37,14 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from jprefs.data.adapters import RowReject, _get
+from jprefs.data.io import TABLE_SUFFIXES
 from jprefs.errors import ConfigError, DataError
 
 COMMAND = "jprefs data group"
 FIELDS = ("prompt", "response", "score", "model")
-
-
-class _Bad(Exception):
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
+# the suffixes iter_table reads, longest first (a file's name without one is its model)
+_SUFFIXES = tuple(sorted({*TABLE_SUFFIXES, ".ndjson", ".txt"}, key=len, reverse=True))
 
 
 def _score(v: Any) -> float | None:
@@ -59,31 +57,18 @@ def _score(v: Any) -> float | None:
         try:
             v = float(t)
         except ValueError:
-            raise _Bad("bad_score", f"score {v!r} is not a number") from None
+            raise RowReject("bad_score", f"score {v!r} is not a number") from None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise _Bad("bad_score", f"score {v!r} is a {type(v).__name__}, not a number")
+        raise RowReject("bad_score", f"score {v!r} is a {type(v).__name__}, not a number")
     if not math.isfinite(v):
-        raise _Bad("bad_score", f"score {v!r} is not finite")
+        raise RowReject("bad_score", f"score {v!r} is not finite")
     return float(v)
-
-
-def _field(d: dict, path: str) -> Any:
-    cur: Any = d
-    for part in path.split("."):
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        elif isinstance(cur, list) and part.lstrip("-").isdigit() and -len(cur) <= int(part) < len(cur):
-            cur = cur[int(part)]
-        else:
-            raise _Bad("missing_field", f"missing field '{path}'")
-    return cur
 
 
 def _stem(path) -> str:
     """A file's name without its table suffix: ``Qwen__Qwen2.5-72B-Instruct.json`` -> ``Qwen__Qwen2.5-72B-Instruct``."""
     name = Path(path).name
-    for suf in (".jsonl.gz", ".json.gz", ".csv.gz", ".tsv.gz", ".jsonl", ".ndjson", ".json", ".parquet", ".csv",
-                ".tsv", ".txt"):
+    for suf in _SUFFIXES:
         if name.lower().endswith(suf):
             return name[: -len(suf)]
     return name
@@ -120,25 +105,25 @@ def group_to_files(inputs: Sequence[str | os.PathLike], output: str | os.PathLik
                 c["answers_in"] += 1
                 try:
                     if row.error:
-                        raise _Bad(row.reason or "bad_row", row.error)
+                        raise RowReject(row.reason or "bad_row", row.error)
                     d = row.data
                     if not isinstance(d, dict):
-                        raise _Bad("not_an_object", f"expected an object, got {type(d).__name__}")
-                    p = _field(d, mapping["prompt"])
+                        raise RowReject("not_an_object", f"expected an object, got {type(d).__name__}")
+                    p = _get(d, mapping["prompt"])
                     if not isinstance(p, (str, list)) or (isinstance(p, str) and not p.strip()):
-                        raise _Bad("bad_prompt", f"prompt must be a non-empty string or a message list, got {p!r:.60}")
+                        raise RowReject("bad_prompt", f"prompt must be a non-empty string or a message list, got {p!r:.60}")
                     try:
                         msgs = as_messages(p)
                     except SchemaError as e:
-                        raise _Bad("bad_prompt", str(e)) from None
-                    resp = _field(d, mapping["response"])
+                        raise RowReject("bad_prompt", str(e)) from None
+                    resp = _get(d, mapping["response"])
                     if not isinstance(resp, str):
-                        raise _Bad("bad_response", f"response must be a string, got {type(resp).__name__}")
-                    s = _score(_field(d, mapping["score"]))
-                    model = _field(d, mapping["model"]) if "model" in mapping else model_default
+                        raise RowReject("bad_response", f"response must be a string, got {type(resp).__name__}")
+                    s = _score(_get(d, mapping["score"]))
+                    model = _get(d, mapping["model"]) if "model" in mapping else model_default
                     if not isinstance(model, str):
                         model = str(model)
-                except _Bad as e:
+                except RowReject as e:
                     c["answers_rejected"] += 1
                     reasons[e.reason] = reasons.get(e.reason, 0) + 1
                     fr.write_json({"file": str(path), **reject_entry(row, e.reason, str(e))})

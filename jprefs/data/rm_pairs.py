@@ -192,6 +192,7 @@ class CandidateRow:
     scores_by_reward: dict[str, list[float]] = field(default_factory=dict)
     given: list[float | None] | None = None    # --scores: the row's own score of each response
     invalid: dict[int, str] = field(default_factory=dict)   # index -> why its text is unusable (NUL ...)
+    n_unscored: int = 0                        # non-empty responses whose given score is null
 
 
 def _given_scores(d: dict, name: str, n: int) -> list[float | None]:
@@ -256,7 +257,7 @@ def read_row(row, scores_field: str | None = None) -> CandidateRow:
             invalid[i] = e.reason.split("[")[0]
     given = _given_scores(d, scores_field, len(responses)) if scores_field else None
     first: dict[str, int] = {}
-    scored, dup_of, n_empty = [], [None] * len(responses), 0
+    scored, dup_of, n_empty, n_unscored = [], [None] * len(responses), 0, 0
     for i, r in enumerate(responses):
         if i in invalid:
             continue
@@ -264,6 +265,7 @@ def read_row(row, scores_field: str | None = None) -> CandidateRow:
             n_empty += 1
             continue
         if given is not None and given[i] is None:
+            n_unscored += 1
             continue
         key = normalize_text(r)
         if key in first:
@@ -274,20 +276,12 @@ def read_row(row, scores_field: str | None = None) -> CandidateRow:
     if not rid:
         rid = content_hash([m.to_dict() for m in prompt], responses)[:16]
     return CandidateRow(row.locator, row.unit, d, rid, prompt, render_prompt(prompt), responses, scored, dup_of,
-                        n_empty, lic, src, meta, given=given, invalid=invalid)
-
-
-def n_unscored(cr: CandidateRow) -> int:
-    """Non-empty responses whose given score is null."""
-    if cr.given is None:
-        return 0
-    return sum(x is None and r.strip() != "" and i not in cr.invalid
-               for i, (x, r) in enumerate(zip(cr.given, cr.responses)))
+                        n_empty, lic, src, meta, given=given, invalid=invalid, n_unscored=n_unscored)
 
 
 def check_pairable(cr: CandidateRow) -> None:
     """:class:`RowReject` for a row with fewer than two distinct non-empty responses."""
-    n = len(cr.responses) - cr.n_empty - len(cr.invalid) - n_unscored(cr)
+    n = len(cr.responses) - cr.n_empty - len(cr.invalid) - cr.n_unscored
     if n < 2:
         what = "non-empty scored" if cr.given is not None else "non-empty"
         raise RowReject("fewer_than_2_responses", f"{n} {what} response(s) of {len(cr.responses)}: a pair "
@@ -449,32 +443,34 @@ def row_pairs(row: CandidateRow, rewards: list[Reward], pairing: str, min_margin
                    "longer (equal lengths do not count)")
         raise RowReject(reason, msg, dropped=dropped, scores=full)
     meta = {k: v for k, v in row.meta.items() if k != "candidates"}
+    K = len(row.responses)
+    # a wide row (a judge's grades of many models' answers) keeps its K-long lists out of every pair
+    wide = K > WIDE_ROW
     info: dict[str, Any] = {"reward": [rw.describe() for rw in rewards], "reward_input": reward_input,
-                            "pairs": pairing, "min_margin": min_margin, "scores": full, "ranks": ranks}
+                            "pairs": pairing, "min_margin": min_margin}
+    if not wide:
+        info.update(scores=full, ranks=ranks)
     if length_balance or max_pairs is not None:
         info.update(length_balance=length_balance, max_pairs=max_pairs, seed=seed)
     n_dup = sum(x is not None for x in row.duplicate_of)
     info.update(n_empty=row.n_empty, n_duplicates=n_dup)
-    if row.invalid:
-        info["invalid"] = {str(i): why for i, why in sorted(row.invalid.items())}
-    if n_dup:
-        info["duplicate_of"] = row.duplicate_of
-    if len(rewards) > 1:
-        by = {}
-        for rw in rewards:
-            v: list[float | None] = [None] * len(row.responses)
-            for k, i in enumerate(row.scored):
-                v[i] = row.scores_by_reward[rw.spec.label][k]
-            by[rw.spec.label] = v
-        info["scores_by_reward"] = by
+    if not wide:
+        if row.invalid:
+            info["invalid"] = {str(i): why for i, why in sorted(row.invalid.items())}
+        if n_dup:
+            info["duplicate_of"] = row.duplicate_of
+        if len(rewards) > 1:
+            by = {}
+            for rw in rewards:
+                v: list[float | None] = [None] * K
+                for k, i in enumerate(row.scored):
+                    v[i] = row.scores_by_reward[rw.spec.label][k]
+                by[rw.spec.label] = v
+            info["scores_by_reward"] = by
     info["input_source"] = row.source
     if "candidates" in row.meta:
         info["candidates"] = row.meta["candidates"]
-    K = len(row.responses)
-    wide = K > WIDE_ROW
-    if wide:         # a graded row of many answers: its K-long lists would be copied into every pair
-        for key in ("scores", "ranks", "duplicate_of", "scores_by_reward", "invalid"):
-            info.pop(key, None)
+    if wide:
         info["n_responses"] = K
         aligned = [k for k, v in meta.items() if isinstance(v, list) and len(v) == K]
     out = []
@@ -625,7 +621,7 @@ def rm_pairs_to_files(input_path: str | Path, output: str | Path, rewards: list[
                 cr = read_row(row, scores_field)
                 c["responses"] += len(cr.responses)
                 c["responses_empty"] += cr.n_empty
-                c["responses_unscored"] += n_unscored(cr)
+                c["responses_unscored"] += cr.n_unscored
                 c["responses_invalid"] += len(cr.invalid)
                 c["responses_duplicate"] += sum(x is not None for x in cr.duplicate_of)
                 check_pairable(cr)
