@@ -1125,40 +1125,55 @@ GRADED_MAX_PAIRS = 8                # per question: 4 chosen-longer + 4 chosen-s
 
 
 def _graded_rows(checkout: Path, folder: str, name: str) -> tuple[list[dict], dict]:
-    """One rm-pairs row per question: every model's answer and its grade (null where the judge's grade
-    is missing or not a number), in model-file order; the counts of what was read. The same responses,
-    scores and models as `jprefs data group DIR/*.json --map prompt=Question,response=ModelAnswer,score=score`
-    writes (checked on ELYZA-tasks-100), with ids by position (the seeded pair draws depend on them)."""
+    """One rm-pairs row per question: every model's answer and its grade (null where the judge gave
+    none), in model-file order, as `jprefs data group DIR/*.json --map prompt=Question,response=ModelAnswer,
+    score=score` writes it; ids by position (``{name}-000``: the seeded pair draws of the recorded runs
+    depend on them), the question set's licence and ``meta.benchmark``. The counts of what was read."""
+    import tempfile
+
+    from jprefs.data.group import group_to_files
+    from jprefs.data.io import iter_jsonl
+
     files = sorted((checkout / GRADED_JUDGE / folder).glob("*.json"))
     if not files:
         raise SystemExit(f"no judgment files under {checkout / GRADED_JUDGE / folder}: pass a checkout of "
                          "github.com/shisa-ai/shaberi")
-    by_q: dict[str, dict] = {}
-    n = {"files": len(files), "answers": 0, "ungraded": 0, "not_text": 0}
-    for f in files:
-        for line in f.read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            d = json.loads(line)
-            q, a, s = d.get("Question"), d.get("ModelAnswer"), d.get("score")
-            n["answers"] += 1
-            try:
-                s = float(s)
-                s = s if s == s else None
-            except (TypeError, ValueError):
-                s = None
-            n["ungraded"] += s is None
-            if not isinstance(a, str):
-                n["not_text"] += 1
-                a = ""
-            row = by_q.setdefault(q, {"id": f"{name}-{len(by_q):03d}", "prompt": q, "responses": [], "scores": [],
-                                      "source": f"github.com/shisa-ai/shaberi {GRADED_JUDGE}/{folder}",
-                                      "license": GRADED_LICENSES[name], "meta": {"benchmark": name, "models": []}})
-            row["responses"].append(a)
-            row["scores"].append(s)
-            row["meta"]["models"].append(f.stem)
-    n["questions"] = len(by_q)
-    return list(by_q.values()), n
+    with tempfile.TemporaryDirectory() as tmp:
+        g = group_to_files(files, Path(tmp) / "graded.jsonl", {"prompt": "Question", "response": "ModelAnswer",
+                                                                "score": "score"})
+        rows = [r.data for r in iter_jsonl(Path(tmp) / "graded.jsonl")]
+    if g["answers_rejected"]:      # the recorded runs used every answer row
+        raise SystemExit(f"{folder}: {g['answers_rejected']} answer rows rejected ({g['rejects_by_reason']})")
+    for i, r in enumerate(rows):
+        r.update(id=f"{name}-{i:03d}", prompt=r["prompt"][0]["content"], license=GRADED_LICENSES[name],
+                 source=f"github.com/shisa-ai/shaberi {GRADED_JUDGE}/{folder}",
+                 meta={"benchmark": name, "models": r["meta"]["models"]})
+    return rows, {"files": g["files"], "answers": g["answers_in"], "ungraded": g["ungraded"], "not_text": 0,
+                  "questions": g["prompts_out"]}
+
+
+def _graded_pairs(checkout: Path, tag: str, *rm_pairs_args: str, seen: set | None = None) -> list:
+    """Per graded set: its rows (WORK/{tag}-{set}-graded.jsonl) and their pairs by `jprefs data rm-pairs
+    --scores scores --pairs all --min-margin M --seed 0 ARGS` (WORK/{tag}-{set}-pairs.jsonl); ``seen``:
+    evaluation prompts none may equal (asserted). Returns ``[(set, pairs file, read counts, rm-pairs summary)]``."""
+    import subprocess
+
+    from jprefs.data.io import write_jsonl
+    from jprefs.data.schema import as_messages, prompt_key
+
+    out = []
+    for name, (folder, margin) in GRADED_SETS.items():
+        rows, counts = _graded_rows(checkout, folder, name)
+        if seen is not None:
+            shared = sum(prompt_key(as_messages(r["prompt"])) in seen for r in rows)
+            assert shared == 0, f"{shared} {name} questions are prompts of an evaluation set"
+        write_jsonl(WORK / f"{tag}-{name}-graded.jsonl", rows)
+        pairs = WORK / f"{tag}-{name}-pairs.jsonl"
+        subprocess.run([sys.executable, "-m", "jprefs.cli", "data", "rm-pairs", str(WORK / f"{tag}-{name}-graded.jsonl"),
+                        "--scores", "scores", "--pairs", "all", "--min-margin", str(margin), "--seed", "0",
+                        *rm_pairs_args, "-o", str(pairs)], check=True, cwd=ROOT)
+        out.append((name, pairs, counts, json.loads((WORK / f"{tag}-{name}-pairs.summary.json").read_text(encoding="utf-8"))))
+    return out
 
 
 def graded(checkout: Path, *, tag: str = "graded") -> dict:
@@ -1191,7 +1206,7 @@ def graded(checkout: Path, *, tag: str = "graded") -> dict:
 
     from jprefs.classifiers.data import load_rm_data
     from jprefs.data.io import write_jsonl
-    from jprefs.data.schema import as_messages, prompt_key
+    from jprefs.data.schema import prompt_key
 
     evals = {**SETS, "ja_vicuna_qa": WORK / "third-ja-vicuna-qa.jsonl"}
     if not evals["ja_vicuna_qa"].exists():
@@ -1201,17 +1216,8 @@ def graded(checkout: Path, *, tag: str = "graded") -> dict:
     res: dict = {"rule": graded.__doc__, "source": f"github.com/shisa-ai/shaberi {GRADED_JUDGE}", "sets": {},
                  "licenses": {"shaberi": "apache-2.0", **GRADED_LICENSES}}
     pair_files = []
-    for name, (folder, margin) in GRADED_SETS.items():
-        rows, counts = _graded_rows(checkout, folder, name)
-        shared = sum(prompt_key(as_messages(r["prompt"])) in seen for r in rows)
-        assert shared == 0, f"{shared} {name} questions are prompts of an evaluation set"
-        write_jsonl(WORK / f"{tag}-{name}-graded.jsonl", rows)
-        out = WORK / f"{tag}-{name}-pairs.jsonl"
-        cmd = [sys.executable, "-m", "jprefs.cli", "data", "rm-pairs", str(WORK / f"{tag}-{name}-graded.jsonl"),
-               "--scores", "scores", "--pairs", "all", "--min-margin", str(margin), "--max-pairs",
-               str(GRADED_MAX_PAIRS), "--seed", "0", "--length-balance", "-o", str(out)]
-        subprocess.run(cmd, check=True, cwd=ROOT)
-        s = json.loads((WORK / f"{tag}-{name}-pairs.summary.json").read_text(encoding="utf-8"))
+    for name, out, counts, s in _graded_pairs(checkout, tag, "--max-pairs", str(GRADED_MAX_PAIRS), "--length-balance",
+                                              seen=seen):
         res["sets"][name] = {"read": counts, "rm_pairs": {k: s[k] for k in (
             "rows_in", "rows_paired", "rows_rejected", "pairs_out", "rejects_by_reason", "pairs_dropped",
             "responses", "responses_scored", "responses_unscored", "responses_duplicate", "responses_invalid",
@@ -1303,15 +1309,12 @@ def heuristics(checkout: Path) -> dict:
         features fit on two of the judged sets and scored on the third (as ``transfer``), and fit on
         shaberi + the two.
     RESULTS/heuristics.json."""
-    import subprocess
-
     import numpy as np
 
     from jprefs.classifiers.data import load_rm_data
     from jprefs.classifiers.probe import grouped_folds
     from jprefs.classifiers.stack import stack_weights
     from jprefs.classifiers.textfeatures import FEATURES
-    from jprefs.data.io import write_jsonl
     from jprefs.eval.metrics import accuracy_metrics
 
     evals = {**SETS, "ja_vicuna_qa": WORK / "third-ja-vicuna-qa.jsonl"}
@@ -1320,14 +1323,7 @@ def heuristics(checkout: Path) -> dict:
     WORK.mkdir(parents=True, exist_ok=True)
     res: dict = {"rule": heuristics.__doc__, "features": list(FEATURES), "sets": {}}
     recs = []
-    for name, (folder, margin) in GRADED_SETS.items():
-        rows, counts = _graded_rows(checkout, folder, name)
-        write_jsonl(WORK / f"heur-{name}-graded.jsonl", rows)
-        out = WORK / f"heur-{name}-pairs.jsonl"
-        subprocess.run([sys.executable, "-m", "jprefs.cli", "data", "rm-pairs", str(WORK / f"heur-{name}-graded.jsonl"),
-                        "--scores", "scores", "--pairs", "all", "--min-margin", str(margin), "--max-pairs",
-                        str(HEUR_MAX_PAIRS), "--seed", "0", "-o", str(out)], check=True, cwd=ROOT)
-        s = json.loads((WORK / f"heur-{name}-pairs.summary.json").read_text(encoding="utf-8"))
+    for name, out, counts, s in _graded_pairs(checkout, "heur", "--max-pairs", str(HEUR_MAX_PAIRS)):
         res["sets"][name] = {"read": counts, "pairs": s["pairs_out"], "questions": s["rows_paired"],
                              "chosen_longer_share": s["length"]["chosen_longer_share"]}
         recs += load_rm_data(out).records
@@ -1459,7 +1455,7 @@ def _frozen_data(sets: dict) -> dict:
     from jprefs.classifiers.data import load_rm_data
     from jprefs.classifiers.probe import Embedder
     from jprefs.classifiers.relevance import Relevance
-    from jprefs.classifiers.textfeatures import answer_features
+    from jprefs.classifiers.textfeatures import feature_matrix
     from jprefs.data.schema import prompt_key
 
     emb = Embedder("e5-small-offline", pooling="mean", input_prefix="query: ", max_length=512, max_prompt_length=128)
@@ -1472,7 +1468,7 @@ def _frozen_data(sets: dict) -> dict:
         texts = [r.chosen for r in recs] + [r.rejected for r in recs]
         e = emb.embed(prompts, texts, desc=f"embed {k}")
         rv = rel.score(prompts, texts, desc=f"relevance {k}")
-        f = np.array([answer_features([m.to_dict() for m in pr], t) for pr, t in zip(prompts, texts)])
+        f = feature_matrix(prompts, texts)
         data[k] = {"ec": e[:n], "er": e[n:], "rc": rv[:n], "rr": rv[n:], "fc": f[:n], "fr": f[n:],
                    "lc": np.array([len(r.chosen) for r in recs]), "lr": np.array([len(r.rejected) for r in recs]),
                    "g": [prompt_key(r.prompt) for r in recs]}
