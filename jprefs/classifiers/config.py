@@ -131,10 +131,14 @@ class TrainRMConfig:
                                                                            "OUT/seed-N and save their mean as "
                                                                            "a RewardEnsemble (OUT), with the "
                                                                            "spread over seeds; [] : one model"})
-    stack: list[str] = field(default_factory=list, metadata={"help": "stack the reward model with [probe, "
-                             "relevance] (jprefs.classifiers.stack): the model into OUT/reward, the probe fit "
-                             "on the training pairs, the weights of [reward, probe, relevance] fit on the "
+    stack: list[str] = field(default_factory=list, metadata={"help": "stack the reward model with any of "
+                             "[probe, relevance, features] (jprefs.classifiers.stack): the model into OUT/reward, "
+                             "the probe fit on the training pairs, the weights of [reward, parts] fit on the "
                              "held-out split (its figures cross-fitted); OUT loads as a RewardStack. [] : no stack"})
+    stack_reward: bool = field(default=True, metadata={"help": "stack: false = a FROZEN stack of the parts alone, "
+                               "nothing fine-tuned (no OUT/reward): the weights are fit on the training pairs "
+                               "(the probe's column out of fold), so the held-out split is a clean reading; "
+                               "minutes on CPU; epochs, lr, debias and the other fine-tuning keys are unused"})
     stack_head: str = field(default="", metadata={"help": "stack: the reward model's head that enters the stack "
                                                           "(e.g. quality for debias=odin); '': its default reward"})
     stack_folds: int = field(default=5, metadata={"help": "stack: folds (by prompt) of the held-out split for its "
@@ -203,6 +207,17 @@ class TrainRMConfig:
                               "on preference pairs")
         if self.stack_head and not self.stack:
             raise ConfigError("config key 'stack_head' needs stack=[...]")
+        if not self.stack_reward:
+            if not self.stack:
+                raise ConfigError("config key 'stack_reward=false' (a frozen stack) needs its parts: "
+                                  "stack=[probe,relevance,features] (any of them)")
+            clash = [k for k, on in (("stack_head", self.stack_head), ("ensemble_seeds", self.ensemble_seeds),
+                                     ("lora", self.lora), ("debias", self.debias != "none"),
+                                     ("length_balance", self.length_balance),
+                                     ("counterfactual", self.counterfactual != "none")) if on]
+            if clash:
+                raise ConfigError(f"config key '{clash[0]}' sets up the fine-tuned reward model, and "
+                                  f"stack_reward=false trains none\n  fix: drop it, or stack_reward=true")
         if self.stack_folds < 2:
             raise ConfigError(f"config key 'stack_folds': must be >= 2, got {self.stack_folds}")
         if self.lr <= 0:

@@ -24,8 +24,20 @@ weights fit on the other folds (:func:`cross_fitted`), never with weights that s
 and a card. ``RewardModel.from_pretrained(OUT)`` returns a :class:`RewardStack`: ``score`` is the stack;
 ``score(head=...)`` also gives the reward model's own heads; ``components`` gives each signal apart.
 
+A third part, ``features``, adds the 13 question-free surface features of
+:mod:`jprefs.classifiers.textfeatures` (length, script, loops, truncation, politeness, refusals, prompt
+coverage), one weight each.
+
+**Frozen stacks** (``stack_reward=false``): the parts alone, nothing fine-tuned, no ``reward/`` folder.
+The weights are then fit on the *training* pairs, with the probe's column out of fold (``stack_folds``
+folds by prompt: each pair's probe score comes from a probe fit without its question), so the held-out
+split and the test file are plain readings. Fit on two GPT-4-judged Japanese sets and read on a third,
+probe + relevance + features beat the fine-tuned stack on every held-out set (BENCHMARKS.md, seventh
+round): a fine-tuned reward learns its few hundred training questions, frozen parts cannot.
+``jprefs train-rm classifiers/recipes/e5-small-ja-frozen-stack.yaml -o OUT`` trains one in minutes.
+
 Scoring cost: the reward model, the frozen backbone (probe) and two short retrieval passes
-(relevance) run per call; about 2-3x one reward model.
+(relevance) run per call; about 2-3x one reward model (a frozen stack: the frozen passes alone).
 
 Example::
 
@@ -44,7 +56,7 @@ from jprefs.errors import ConfigError, JprefsError
 
 STACK_NAME = "jprefs_stack.json"
 STACK_FORMAT = "jprefs-stack/1"
-PARTS = ("probe", "relevance")          # what `stack=[...]` takes; the reward model is always a component
+PARTS = ("probe", "relevance", "features")   # what `stack=[...]` takes; the reward model too unless stack_reward=false
 REWARD_DIR = "reward"
 PROBE_NAME = "probe.json"
 STACK_FOLDS = 5
@@ -97,6 +109,33 @@ def cross_fitted(chosen, rejected, groups: Sequence[Any], folds: int = STACK_FOL
     return sc, sr, np.stack(ws)
 
 
+def column_matrix(comps: dict, names: Sequence[str]):
+    """The ``(N, D)`` float64 matrix of the parts ``names`` of a components dict (each ``(N,)``, or
+    ``(N, k)`` for ``features``), side by side in ``names``' order."""
+    import numpy as np
+
+    cols = [np.asarray(comps[k], np.float64) for k in names]
+    return np.concatenate([c[:, None] if c.ndim == 1 else c for c in cols], axis=1)
+
+
+def weights_from_vector(names: Sequence[str], w) -> dict:
+    """The inverse of :meth:`RewardStack.weight_vector`: ``w`` ``(D,)`` -> ``{part: weight}`` with the
+    ``features`` weights as ``{feature: weight}``."""
+    from jprefs.classifiers.textfeatures import FEATURES
+
+    out, at = {}, 0
+    for k in names:
+        if k == "features":
+            out[k] = {f: float(x) for f, x in zip(FEATURES, w[at:at + len(FEATURES)])}
+            at += len(FEATURES)
+        else:
+            out[k] = float(w[at])
+            at += 1
+    if at != len(w):
+        raise ValueError(f"{len(w)} weights for the columns of {list(names)} ({at})")
+    return out
+
+
 class RewardStack:
     """A reward model stacked with the probe and/or relevance (see the module docstring).
 
@@ -113,39 +152,81 @@ class RewardStack:
     def __init__(self, base, weights: dict[str, float], *, offset: float = 0.0, probe=None, embedder=None,
                  reward_head: str | None = None, spec: dict | None = None):
         unknown = [k for k in weights if k not in ("reward", *PARTS)]
-        if unknown or "reward" not in weights:
-            raise ConfigError(f"stack weights {sorted(weights)}: need 'reward' and any of {list(PARTS)}")
+        if unknown or ("reward" in weights) != (base is not None) or not (set(weights) & {"reward", *PARTS}):
+            raise ConfigError(f"stack weights {sorted(weights)}: need 'reward' (when there is a reward model, "
+                              f"and only then) and any of {list(PARTS)}")
+        if "features" in weights:
+            from jprefs.classifiers.textfeatures import FEATURES
+
+            fw = weights["features"]
+            if not isinstance(fw, dict) or sorted(fw) != sorted(FEATURES):
+                raise ConfigError(f"stack weights: 'features' must map each of {list(FEATURES)} to a weight, got "
+                                  f"{sorted(fw) if isinstance(fw, dict) else type(fw).__name__}")
         if "probe" in weights and probe is None:
             raise ConfigError("a stack with a probe weight needs the fitted probe")
         if (set(weights) & set(PARTS)) and embedder is None:
             raise ConfigError("a stack with probe or relevance needs the frozen backbone (embedder)")
-        base._head(reward_head)                     # an unknown head fails here
+        if base is not None:
+            base._head(reward_head)                 # an unknown head fails here
+        elif reward_head:
+            raise ConfigError("a frozen stack (no reward model) has no reward head to choose")
         self.base, self.weights, self.offset = base, dict(weights), float(offset)
         self.probe, self.embedder, self.reward_head = probe, embedder, reward_head or None
         self.spec = dict(spec or {})
         self._relevance = None
 
-    # the reward model stands for the stack where a caller reads the model's settings
+    # the reward model stands for the stack where a caller reads the model's settings; a frozen stack
+    # (no reward model) describes its inputs with a RewardConfig of the frozen backbone
     @property
     def config(self):
-        return self.base.config
+        if self.base is not None:
+            return self.base.config
+        from jprefs.classifiers.reward_model import RewardConfig
+
+        e = self.embedder
+        return RewardConfig(objective="stack", input="pair", chosen_index=0, center=self.offset,
+                            max_length=e.max_length, max_prompt_length=e.max_prompt_length, pooling=e.pooling,
+                            input_prefix=e.input_prefix, base_model=e.backbone,
+                            length_stats={"stack": self.length_sensitivity} if self.length_sensitivity else {})
 
     @property
     def model(self):
-        return self.base.model
+        return self.base.model if self.base is not None else self.embedder.model
 
     @property
     def tokenizer(self):
-        return self.base.tokenizer
+        return self.base.tokenizer if self.base is not None else self.embedder.tokenizer
+
+    @property
+    def frozen(self) -> bool:
+        """True for a stack of frozen parts only (``stack_reward=false``): no fine-tuned reward model."""
+        return self.base is None
 
     @property
     def names(self) -> list[str]:
         return [k for k in ("reward", *PARTS) if k in self.weights]
 
     @property
+    def columns(self) -> list[str]:
+        """The stack's columns in :meth:`combine`'s order: each part, ``features`` as ``features.NAME`` each."""
+        from jprefs.classifiers.textfeatures import FEATURES
+
+        return [c for k in self.names for c in ([f"features.{f}" for f in FEATURES] if k == "features" else [k])]
+
+    def weight_vector(self):
+        """The weights ``(D,)`` float64 of :attr:`columns`."""
+        import numpy as np
+
+        from jprefs.classifiers.textfeatures import FEATURES
+
+        return np.array([x for k in self.names for x in ([self.weights[k][f] for f in FEATURES]
+                                                         if k == "features" else [self.weights[k]])], np.float64)
+
+    @property
     def heads(self) -> list[str]:
-        """``stack`` (the default) and the reward model's own heads (``reward`` for a one-reward model)."""
-        return ["stack", *(self.base.heads or ["reward"])]
+        """``stack`` (the default) and the reward model's own heads (``reward`` for a one-reward model);
+        a frozen stack has ``stack`` alone."""
+        return ["stack", *(self.base.heads or ["reward"])] if self.base is not None else ["stack"]
 
     @property
     def length_sensitivity(self) -> dict | None:
@@ -173,8 +254,9 @@ class RewardStack:
     def components(self, prompts: Sequence[Any] | str | None, responses: Sequence[str], batch_size: int = 32,
                    show_progress: bool = False, base_heads: Sequence[str] = ()) -> dict:
         """Each component's per-response score ``(N,)`` float64: ``reward`` (the reward model's
-        ``reward_head``, centred), ``probe``, ``relevance``. ``base_heads``: also the reward model's own
-        heads, from the same forward pass (``{"heads": {head: rewards}}`` in the result)."""
+        ``reward_head``, centred), ``probe``, ``relevance``; ``features`` is ``(N, 13)``
+        (:data:`jprefs.classifiers.textfeatures.FEATURES` in order). ``base_heads``: also the reward
+        model's own heads, from the same forward pass (``{"heads": {head: rewards}}`` in the result)."""
         import numpy as np
 
         responses = list(responses)
@@ -187,17 +269,21 @@ class RewardStack:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
         k = self.frozen_layer_cache
-        saved = self.base.frozen_layer_cache
-        self.base.frozen_layer_cache = k
-        own = self.reward_head or "reward"
-        try:     # the reward model (one model or a seed ensemble) gives every head from one pass
-            by = self.base.score_heads(prompts, responses, list(dict.fromkeys([own, *base_heads])),
-                                       batch_size=batch_size, show_progress=show_progress)
-            out = {"reward": np.asarray(by[own], dtype=np.float64)}
-            if base_heads:
-                out["heads"] = {h: by[h] for h in base_heads}
-        finally:
-            self.base.frozen_layer_cache = saved
+        out: dict = {}
+        if self.base is not None:
+            saved = self.base.frozen_layer_cache
+            self.base.frozen_layer_cache = k
+            own = self.reward_head or "reward"
+            try:     # the reward model (one model or a seed ensemble) gives every head from one pass
+                by = self.base.score_heads(prompts, responses, list(dict.fromkeys([own, *base_heads])),
+                                           batch_size=batch_size, show_progress=show_progress)
+                out["reward"] = np.asarray(by[own], dtype=np.float64)
+                if base_heads:
+                    out["heads"] = {h: by[h] for h in base_heads}
+            finally:
+                self.base.frozen_layer_cache = saved
+        elif base_heads:
+            raise ConfigError(f"heads {list(base_heads)}: a frozen stack has no reward model's heads")
         if "probe" in self.weights:
             e = self.embedder
             saved = e.frozen_layer_cache
@@ -209,14 +295,32 @@ class RewardStack:
             out["probe"] = self.probe.score(emb, [len(r) for r in responses])
         if "relevance" in self.weights:
             out["relevance"] = self.relevance.score(prompts, responses, desc="stack relevance")
+        if "features" in self.weights:
+            from jprefs.classifiers.textfeatures import feature_matrix
+
+            out["features"] = feature_matrix(prompts, responses)
         return out
+
+    def matrix(self, comps: dict):
+        """:meth:`components`' output as the ``(N, D)`` float64 matrix of :attr:`columns`."""
+        return column_matrix(comps, self.names)
 
     def combine(self, comps: dict):
         """The stack score ``(N,)`` float32 of :meth:`components`' output."""
         import numpy as np
 
-        s = sum(self.weights[k] * np.asarray(comps[k], np.float64) for k in self.names) - self.offset
-        return np.asarray(s, dtype=np.float32)
+        return np.asarray(self.matrix(comps) @ self.weight_vector() - self.offset, dtype=np.float32)
+
+    def part_score(self, name: str, comps: dict):
+        """One part alone as a reward ``(N,)`` float64 (higher is better): the component itself, and for
+        ``features`` their weighted sum (the features' share of the stack)."""
+        import numpy as np
+
+        if name == "features":
+            from jprefs.classifiers.textfeatures import FEATURES
+
+            return np.asarray(comps["features"], np.float64) @ np.array([self.weights["features"][f] for f in FEATURES])
+        return np.asarray(comps[name], np.float64)
 
     def score(self, prompts: Sequence[Any] | str | None, responses: Sequence[str], batch_size: int = 32,
               max_tokens: int | None = None, show_progress: bool = False, head: str | None = None):
@@ -235,7 +339,7 @@ class RewardStack:
                     show_progress: bool = False) -> dict:
         """``{name: rewards}`` for several names at the cost of one stack score: ``stack`` (the stack),
         the reward model's own heads (one forward pass of the reward model for all of them) and the
-        stack's components ``probe`` / ``relevance`` alone (each a reward: higher is better)."""
+        stack's parts ``probe`` / ``relevance`` / ``features`` alone (:meth:`part_score`)."""
         import numpy as np
 
         parts = [h for h in heads if h in self.names and h != "reward"]
@@ -250,13 +354,14 @@ class RewardStack:
             if h in (None, "", "stack"):
                 out[h] = self.combine(comps)
             elif h in parts:
-                out[h] = np.asarray(comps[h], dtype=np.float32)
+                out[h] = np.asarray(self.part_score(h, comps), dtype=np.float32)
             else:
                 out[h] = np.asarray(comps["heads"][h], dtype=np.float32)
         return out
 
     def logits(self, *a, **k):
-        raise JprefsError("a reward stack has no logits of its own: use score(), or .base for the reward model's")
+        raise JprefsError("a reward stack has no logits of its own: use score()"
+                          + (", or .base for the reward model's" if self.base is not None else ""))
 
     def as_reward_func(self, batch_size: int = 32, use_prompt: bool | None = None,
                        head: str | None = None) -> Callable[..., list[float]]:
@@ -284,7 +389,8 @@ class RewardStack:
     # ------------------------------------------------------------ files
 
     def stack_file(self) -> dict:
-        return {**self.spec, "format": STACK_FORMAT, "reward": REWARD_DIR, "reward_head": self.reward_head,
+        return {**self.spec, "format": STACK_FORMAT, "reward": REWARD_DIR if self.base is not None else None,
+                "reward_head": self.reward_head,
                 "weights": dict(self.weights), "offset": self.offset,
                 "probe": PROBE_NAME if self.probe is not None else None,
                 "backbone": self.embedder.backbone if self.embedder is not None else None,
@@ -297,7 +403,7 @@ class RewardStack:
         from jprefs.data.io import atomic_write_json
 
         out = Path(path)
-        if (out / REWARD_DIR).resolve() != Path(self.base_dir or "").resolve():
+        if self.base is not None and (out / REWARD_DIR).resolve() != Path(self.base_dir or "").resolve():
             self.base.save_pretrained(out / REWARD_DIR)
         if self.probe is not None:
             atomic_write_json(out / PROBE_NAME, self.probe.to_dict())
@@ -318,17 +424,29 @@ class RewardStack:
             spec = json.loads(f.read_text(encoding="utf-8"))
             if spec.get("format") != STACK_FORMAT:
                 raise ValueError(f"format {spec.get('format')!r}, expected {STACK_FORMAT!r}")
-            weights = {str(k): float(v) for k, v in dict(spec["weights"]).items()}
-            if not all(v == v and abs(v) != float("inf") for v in weights.values()):
+            weights = {str(k): ({str(a): float(b) for a, b in dict(v).items()} if k == "features" else float(v))
+                       for k, v in dict(spec["weights"]).items()}
+            flat = [x for v in weights.values() for x in (v.values() if isinstance(v, dict) else [v])]
+            if not all(v == v and abs(v) != float("inf") for v in flat):
                 raise ValueError(f"non-finite weights {weights}")
             offset = float(spec.get("offset", 0.0))
+            if offset != offset or abs(offset) == float("inf"):
+                raise ValueError(f"non-finite offset {offset}")
             sub = str(spec.get("reward") or REWARD_DIR)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise JprefsError(f"{f}: not a jprefs reward-stack file ({e}).\n  fix: {fix}") from e
-        base_dir = (p / sub).resolve()
-        if p.resolve() not in base_dir.parents:
-            raise JprefsError(f"{f}: the reward model {sub!r} is outside the stack folder; it is a sub-folder")
-        base = RewardModel.from_pretrained(base_dir, device=device, **kw)
+        if "features" in weights:
+            from jprefs.classifiers.textfeatures import FEATURES
+
+            if sorted(weights["features"]) != sorted(FEATURES):
+                raise JprefsError(f"{f}: the stack was fit on the features {sorted(weights['features'])}; this jprefs "
+                                  f"computes {sorted(FEATURES)}.\n  fix: {fix} with this jprefs version")
+        base = base_dir = None
+        if "reward" in weights:
+            base_dir = (p / sub).resolve()
+            if p.resolve() not in base_dir.parents:
+                raise JprefsError(f"{f}: the reward model {sub!r} is outside the stack folder; it is a sub-folder")
+            base = RewardModel.from_pretrained(base_dir, device=device, **kw)
         probe = emb = None
         if set(weights) & set(PARTS):
             e = spec.get("embedder") or {}
@@ -346,12 +464,14 @@ class RewardStack:
                                   f"{emb.backbone!r} gives {emb.hidden_size} dimensions.\n  fix: {fix}")
         st = cls(base, weights, offset=offset, probe=probe, embedder=emb, reward_head=spec.get("reward_head"),
                  spec={k: v for k, v in spec.items() if k in ("length_stats", "relevance_max_length", "fit")})
-        st.base_dir = str(base_dir)
+        st.base_dir = str(base_dir) if base_dir is not None else None
         return st
 
     def __repr__(self) -> str:
-        w = ", ".join(f"{k} {v:.3g}" for k, v in self.weights.items())
-        return f"RewardStack({w}; {self.base!r})"
+        w = ", ".join(f"{k} {v:.3g}" if not isinstance(v, dict) else f"{k} ({len(v)} weights)"
+                      for k, v in self.weights.items())
+        return f"RewardStack({w}; {self.base!r})" if self.base is not None else \
+            f"RewardStack({w}; frozen {self.embedder.backbone})"
 
 
 # ------------------------------------------------------------------ training
@@ -390,10 +510,91 @@ def _figures(sc, sr, pairs, comps=None) -> dict:
     return m
 
 
+def _done_before(out: Path, cfg, log) -> dict | None:
+    """The saved metrics when ``out`` holds this stack already (same config); None when it holds no
+    finished stack; a stack trained with another config raises."""
+    from jprefs.classifiers.train import RESUME_IGNORE
+    from jprefs.config import config_diff
+
+    if not (is_stack(out) and (out / "metrics.json").is_file()):
+        return None
+    prev = json.loads((out / STACK_NAME).read_text(encoding="utf-8")).get("config")
+    # the keys a train-rm resume ignores (the -o spelling, plots, batch size of scoring) change nothing
+    diff = config_diff(prev, cfg, ignore=RESUME_IGNORE) if isinstance(prev, dict) else "(no saved config)"
+    if not diff:
+        log(f"{out} holds this stack already (same config): nothing to do")
+        return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    raise ConfigError(f"{out} holds a reward stack trained with another config: {diff}\n"
+                      f"  fix: pass a new -o folder, or delete this one to retrain")
+
+
+def _score_files(st: RewardStack, data, batch_size: int) -> list:
+    """Per file of ``data``: ``(label, pairs, {part: (chosen, rejected)})`` of every component of ``st``."""
+    res = []
+    for label, pairs in _file_pairs(data):
+        n = len(pairs)
+        comps = st.components([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+                              batch_size=batch_size, show_progress=True)
+        res.append((label, pairs, {c: (v[:n], v[n:]) for c, v in comps.items()}))
+    return res
+
+
+def _joined(scored: list) -> tuple[list, dict]:
+    """All files of :func:`_score_files`' output as one: ``(pairs, {part: (chosen, rejected)})``."""
+    import numpy as np
+
+    pairs = [p for _, ps, _ in scored for p in ps]
+    names = scored[0][2].keys()
+    return pairs, {c: tuple(np.concatenate([f[c][i] for _, _, f in scored]) for i in (0, 1)) for c in names}
+
+
+def _alone(st: RewardStack, comps: dict) -> dict:
+    """Each part of ``comps`` (``{part: (chosen, rejected)}``) alone as a reward (:meth:`RewardStack.part_score`)."""
+    return {c: (st.part_score(c, {c: comps[c][0]}), st.part_score(c, {c: comps[c][1]})) for c in st.names}
+
+
+def _read(st: RewardStack, scored: list, key: str, metrics: dict) -> None:
+    """The stack's figures with its fitted weights on scored files: ``metrics[key]`` (all files) and
+    ``metrics[key + "_by_file"]`` (each file) when there are several."""
+    def figs(pairs, comps):
+        return _figures(st.combine({c: comps[c][0] for c in st.names}), st.combine({c: comps[c][1] for c in st.names}),
+                        pairs, _alone(st, comps))
+
+    metrics[key] = figs(*_joined(scored))
+    if len(scored) > 1:
+        metrics[f"{key}_by_file"] = {label: figs(ps, f) for label, ps, f in scored}
+
+
+def _finish(st: RewardStack, cfg, out: Path, metrics: dict, sc, sr, pairs, measured_on: str, title: str) -> None:
+    """Length figures, plots, the stack folder, metrics, card and (last: the run's marker) the stack file."""
+    from jprefs.classifiers.evaluate import length_stats, pair_figures
+    from jprefs.config import config_dict
+    from jprefs.data.io import atomic_write_json, atomic_write_text
+
+    m = pair_figures(sc, sr, pairs, intervals=False)[0]
+    st.spec["length_stats"] = {**length_stats(m), "measured_on": measured_on}
+    metrics["length_sensitivity"] = st.spec["length_stats"]
+    if cfg.plots:
+        metrics["plots"] = _plot(sc, sr, pairs, out, title)
+    st.save_pretrained(out)
+    spec = json.loads((out / STACK_NAME).read_text(encoding="utf-8"))
+    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_text(out / "README.md", _card(cfg, metrics))
+    atomic_write_json(out / STACK_NAME, {**spec, "config": config_dict(cfg)})     # written last: the run's marker
+
+
+def _probe_meta(emb) -> dict:
+    return dict(backbone=emb.backbone, pooling=emb.pooling, input_prefix=emb.input_prefix, max_length=emb.max_length,
+                max_prompt_length=emb.max_prompt_length)
+
+
 def train_stack(cfg, *, log=print) -> dict[str, Any]:
     """``train-rm ... stack=[...]``: the reward model into ``OUT/reward``, the probe on the training pairs,
     the stack's weights on the held-out split; figures cross-fitted on the held-out split, and on the
-    test file (weights from the whole held-out split) when one is given."""
+    test file (weights from the whole held-out split) when one is given. ``stack_reward=false``:
+    :func:`train_frozen_stack`."""
+    if not cfg.stack_reward:
+        return train_frozen_stack(cfg, log=log)
     import dataclasses
 
     import numpy as np
@@ -401,25 +602,16 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
     from jprefs.classifiers.layercache import clear_memo
     from jprefs.classifiers.probe import Embedder, fit_probe
     from jprefs.classifiers.reward_model import RewardModel
-    from jprefs.classifiers.train import RESUME_IGNORE, _load_split, train_reward_model
-    from jprefs.config import config_dict, config_diff
-    from jprefs.data.io import atomic_write_json, atomic_write_text
+    from jprefs.classifiers.train import _load_split, train_reward_model
     from jprefs.data.schema import prompt_key
     from jprefs.runlock import run_lock
 
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    conf = config_dict(cfg)
     with run_lock(out, "jprefs train-rm (stack)", log=log):
-        if is_stack(out) and (out / "metrics.json").is_file():
-            prev = json.loads((out / STACK_NAME).read_text(encoding="utf-8")).get("config")
-            # the keys a train-rm resume ignores (the -o spelling, plots, batch size of scoring) change nothing
-            diff = config_diff(prev, cfg, ignore=RESUME_IGNORE) if isinstance(prev, dict) else "(no saved config)"
-            if not diff:
-                log(f"{out} holds this stack already (same config): nothing to do")
-                return json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-            raise ConfigError(f"{out} holds a reward stack trained with another config: {diff}\n"
-                              f"  fix: pass a new -o folder, or delete this one to retrain")
+        done = _done_before(out, cfg, log)
+        if done is not None:
+            return done
         rcfg = dataclasses.replace(cfg, stack=[], stack_head="", output_dir=str(out / REWARD_DIR))
         try:
             if rcfg.ensemble_seeds:         # a seed ensemble as the stack's reward (its mean reward)
@@ -431,7 +623,8 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
             train, ev, test = _load_split(rcfg, lambda m: None)     # the split the reward model trained on
             if not ev.records:
                 raise ConfigError("stack=[...] fits its weights on the held-out split, and this run has none\n"
-                                  "  fix: set eval_fraction > 0 or eval_data")
+                                  "  fix: set eval_fraction > 0 or eval_data, or stack_reward=false (a frozen "
+                                  "stack fits its weights on the training pairs)")
             k = _shared_layers(cfg)
             base = RewardModel.from_pretrained(out / REWARD_DIR)
             if rcfg.ensemble_seeds:         # each member's own metrics (its epoch choice, its data counts)
@@ -448,98 +641,185 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
             if "probe" in cfg.stack:
                 log("stack: fitting the probe on the training pairs")
                 probe = fit_probe(train.pairs(), emb, seed=0)     # fold seed 0, as the probe baseline
-            weights = {"reward": 1.0, **{p: 1.0 for p in PARTS if p in cfg.stack}}
-            st = RewardStack(base, weights, probe=probe, embedder=emb, reward_head=cfg.stack_head or None)
+            names = ["reward", *(p for p in PARTS if p in cfg.stack)]
+            st = RewardStack(base, _unit_weights(names), probe=probe, embedder=emb, reward_head=cfg.stack_head or None)
             st.frozen_layer_cache = k
             st.base_dir = str((out / REWARD_DIR).resolve())
 
-            def features(data):
-                """Per file: (label, pairs, {component: (chosen (n,), rejected (n,))})."""
-                res = []
-                for label, pairs in _file_pairs(data):
-                    n = len(pairs)
-                    comps = st.components([p.prompt for p in pairs] * 2,
-                                          [p.chosen for p in pairs] + [p.rejected for p in pairs],
-                                          batch_size=cfg.eval_batch_size, show_progress=True)
-                    res.append((label, pairs, {c: (v[:n], v[n:]) for c, v in comps.items()}))
-                return res
-
             log("stack: scoring the held-out split with every component")
-            held = features(ev)
-            names = st.names
-            pairs = [p for _, ps, _ in held for p in ps]
-            xc = np.concatenate([np.stack([f[c][0] for c in names], 1) for _, _, f in held])
-            xr = np.concatenate([np.stack([f[c][1] for c in names], 1) for _, _, f in held])
+            held = _score_files(st, ev, cfg.eval_batch_size)
+            pairs, comps = _joined(held)
+            xc = column_matrix({c: comps[c][0] for c in names}, names)
+            xr = column_matrix({c: comps[c][1] for c in names}, names)
             w = stack_weights(xc - xr)
-            st.weights = {c: float(v) for c, v in zip(names, w)}
+            st.weights = weights_from_vector(names, w)
             st.offset = float(np.concatenate([xc, xr]).mean(0) @ w)
             groups = [prompt_key(p.prompt) for p in pairs]
             folds = cfg.stack_folds
             oc, orr, fold_w = cross_fitted(xc, xr, groups, folds=folds)
-            metrics: dict[str, Any] = {"stack": names, "weights": st.weights, "offset": st.offset,
+            metrics: dict[str, Any] = {"stack": names, "frozen": False, "weights": st.weights, "offset": st.offset,
                                        "reward_head": cfg.stack_head or None,
-                                       "fold_weights": {c: fold_w[:, i].tolist() for i, c in enumerate(names)},
-                                       "probe": None if probe is None else {"l2": probe.l2,
-                                                                           "cv_accuracy": probe.cv_accuracy,
-                                                                           "length_weight": probe.length_weight},
+                                       "fold_weights": {c: fold_w[:, i].tolist() for i, c in enumerate(st.columns)},
+                                       "probe": _probe_info(probe),
                                        "reward_model": {s: rm_metrics.get(s) for s in ("eval", "test")},
                                        # the reward model's epoch, when chosen, was chosen on this same split
                                        "reward_epoch_selected_on_eval": chosen,
                                        "data": data}
-            allc = {c: (xc[:, i], xr[:, i]) for i, c in enumerate(names)}
-            metrics["eval"] = {**_figures(oc, orr, pairs, allc), "cross_fitted_folds": int(fold_w.shape[0])}
+            metrics["eval"] = {**_figures(oc, orr, pairs, _alone(st, comps)), "cross_fitted_folds": int(fold_w.shape[0])}
             if len(held) > 1:
                 by, at = {}, 0
                 for label, ps, f in held:
                     sl = slice(at, at + len(ps))
-                    by[label] = _figures(oc[sl], orr[sl], ps, f)
+                    by[label] = _figures(oc[sl], orr[sl], ps, _alone(st, f))
                     at += len(ps)
                 metrics["eval_by_file"] = by
             if test is not None and test.records:
                 log("stack: scoring the test file")
-                tf = features(test)
-                by = {}
-                for label, ps, f in tf:
-                    by[label] = _figures(st.combine({c: f[c][0] for c in names}),
-                                         st.combine({c: f[c][1] for c in names}), ps, f)
-                if len(tf) == 1:
-                    metrics["test"] = next(iter(by.values()))
-                else:
-                    ps = [p for _, x, _ in tf for p in x]
-                    metrics["test"] = _figures(np.concatenate([st.combine({c: f[c][0] for c in names})
-                                                               for _, _, f in tf]),
-                                               np.concatenate([st.combine({c: f[c][1] for c in names})
-                                                               for _, _, f in tf]), ps)
-                    metrics["test_by_file"] = by
-            from jprefs.classifiers.evaluate import length_stats
-
-            st.spec["length_stats"] = {**length_stats(metrics["eval"]),
-                                       "measured_on": f"held-out split, cross-fitted ({len(pairs)} pairs)"}
+                _read(st, _score_files(st, test, cfg.eval_batch_size), "test", metrics)
             st.spec["fit"] = {"l2": 1.0, "on": f"held-out split ({len(pairs)} pairs)", "folds": folds}
-            metrics["length_sensitivity"] = st.spec["length_stats"]
-            if cfg.plots:
-                metrics["plots"] = _plot(oc, orr, pairs, out)
-            st.save_pretrained(out)
-            spec = json.loads((out / STACK_NAME).read_text(encoding="utf-8"))
-            atomic_write_json(out / "metrics.json", metrics)
-            atomic_write_text(out / "README.md", _card(cfg, metrics))
-            atomic_write_json(out / STACK_NAME, {**spec, "config": conf})     # written last: the run's marker
+            _finish(st, cfg, out, metrics, oc, orr, pairs, f"held-out split, cross-fitted ({len(pairs)} pairs)",
+                    "stack, held-out (cross-fitted)")
         finally:
             clear_memo()
-        log(f"saved a reward stack ({', '.join(f'{c} {v:.3g}' for c, v in st.weights.items())}) to {out}")
+        log(f"saved a reward stack ({_weights_text(st.weights)}) to {out}")
         return metrics
 
 
-def _plot(sc, sr, pairs, out: Path) -> list[str]:
-    """Reliability and reward-distribution plots of the cross-fitted held-out stack scores."""
+def _unit_weights(names) -> dict:
+    from jprefs.classifiers.textfeatures import FEATURES
+
+    return {k: (dict.fromkeys(FEATURES, 1.0) if k == "features" else 1.0) for k in names}
+
+
+def _weights_text(weights: dict) -> str:
+    return ", ".join(f"{k} {v:.3g}" if not isinstance(v, dict) else f"{k} ({len(v)} weights)"
+                     for k, v in weights.items())
+
+
+def _probe_info(probe) -> dict | None:
+    return None if probe is None else {"l2": probe.l2, "cv_accuracy": probe.cv_accuracy,
+                                       "length_weight": probe.length_weight}
+
+
+def train_frozen_stack(cfg, *, log=print) -> dict[str, Any]:
+    """``train-rm ... stack=[...] stack_reward=false``: a stack of frozen parts, nothing fine-tuned.
+
+    The probe is fit on the training pairs; the stack's weights on the same training pairs, with the
+    probe's column *out of fold* (``stack_folds`` folds by prompt: each pair's probe score comes from
+    a probe fit without its prompt, so the weights see the probe as it scores new questions).
+    Relevance and the surface features are fit on nothing. The held-out split and the test file are
+    then read with those weights: a clean figure (nothing was chosen or fit on them), and with
+    ``eval_fraction=0`` every pair trains. The fine-tuning keys (epochs, lr, debias, ...) are unused.
+    Minutes on CPU: one pass of the frozen backbone over the answers, two short retrieval passes."""
+    import time
+
+    import numpy as np
+
+    from jprefs.classifiers.data import group_key
+    from jprefs.classifiers.probe import Embedder, fit_probe_arrays, grouped_folds
+    from jprefs.classifiers.textfeatures import feature_matrix
+    from jprefs.classifiers.train import _load_split, _source_licenses
+    from jprefs.data.io import write_jsonl
+    from jprefs.errors import DataError
+    from jprefs.runlock import run_lock
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    with run_lock(out, "jprefs train-rm (frozen stack)", log=log):
+        done = _done_before(out, cfg, log)
+        if done is not None:
+            return done
+        train, ev, test = _load_split(cfg, log)
+        rejects = train.rejects + ev.rejects + (test.rejects if test else [])
+        if rejects:
+            write_jsonl(out / "rejects.jsonl", rejects)
+        if ev.records:
+            write_jsonl(out / "eval_split.jsonl", ev.records)
+        if train.kind == "binary":
+            raise DataError(f"{cfg.data}: a stack is fit on preference pairs or rank lists, but the file holds "
+                            f"labelled examples", fix="give preference pairs (jprefs data) or drop stack=[...]")
+        pairs = train.pairs()
+        n = len(pairs)
+        groups = [group_key(p) for p in pairs]
+        k = min(int(cfg.stack_folds), len(set(groups)))
+        if k < 2:
+            raise ConfigError(f"a frozen stack fits its weights on training pairs of at least 2 prompts, got "
+                              f"{len(set(groups))}\n  fix: give more training prompts")
+        emb = Embedder(cfg.backbone, pooling=cfg.pooling, input_prefix=cfg.input_prefix, max_length=cfg.max_length,
+                       max_prompt_length=cfg.max_prompt_length)
+        prompts = [p.prompt for p in pairs] * 2
+        texts = [p.chosen for p in pairs] + [p.rejected for p in pairs]
+        lc, lr = np.array([len(p.chosen) for p in pairs]), np.array([len(p.rejected) for p in pairs])
+        names = [p for p in PARTS if p in cfg.stack]
+        fit_cols, score_cols, probe = {}, {}, None
+        if "probe" in names:
+            log(f"frozen stack: fitting the probe on {n} training pairs, its stack column out of fold ({k} folds "
+                "by prompt)")
+            e = emb.embed(prompts, texts, desc="probe embed (train)")
+            ec, er = e[:n], e[n:]
+            probe = fit_probe_arrays(ec, er, lc, lr, groups, seed=0, meta=_probe_meta(emb))
+            fold = grouped_folds(groups, k, 0)
+            oc, orr = np.zeros(n), np.zeros(n)
+            for f in range(k):
+                te = fold == f
+                pf = fit_probe_arrays(ec[~te], er[~te], lc[~te], lr[~te], [g for g, t in zip(groups, te) if not t],
+                                      seed=0)
+                oc[te], orr[te] = pf.score(ec[te], lc[te]), pf.score(er[te], lr[te])
+            fit_cols["probe"] = (oc, orr)
+            score_cols["probe"] = (probe.score(ec, lc), probe.score(er, lr))
+        st = RewardStack(None, _unit_weights(names), probe=probe, embedder=emb)
+        if "relevance" in names:
+            v = st.relevance.score(prompts, texts, desc="stack relevance (train)")
+            fit_cols["relevance"] = score_cols["relevance"] = (v[:n], v[n:])
+        if "features" in names:
+            fm = feature_matrix(prompts, texts)
+            fit_cols["features"] = score_cols["features"] = (fm[:n], fm[n:])
+        xc = column_matrix({c: fit_cols[c][0] for c in names}, names)
+        xr = column_matrix({c: fit_cols[c][1] for c in names}, names)
+        w = stack_weights(xc - xr, l2=1.0)
+        st.weights = weights_from_vector(names, w)
+        # centred on the training answers as scoring gives them (the probe fit on every training pair)
+        st.offset = 0.0
+        st.offset = float(np.mean(np.concatenate([st.combine({c: score_cols[c][i] for c in names}) for i in (0, 1)])))
+        fit_on = f"training pairs ({n}; the probe's column out of fold, {k} folds by prompt)"
+        st.spec["fit"] = {"l2": 1.0, "on": fit_on, "folds": k}
+        metrics: dict[str, Any] = {
+            "stack": names, "frozen": True, "weights": st.weights, "offset": st.offset, "fit": st.spec["fit"],
+            "probe": _probe_info(probe),
+            "data": {"train": len(train.records), "train_pairs": n, "train_prompts": len(set(groups)),
+                     "eval": len(ev.records), "test": len(test.records) if test else 0, "rows_in": train.rows_in,
+                     "rejected": len(rejects), "sources": _source_licenses(train.records, cfg.data_license)},
+            # in-sample for the weights (the probe's column out of fold): a fit check, not a figure to quote
+            "train": _figures(xc @ w, xr @ w, pairs, _alone(st, fit_cols))}
+        sc, sr, on, measured = xc @ w, xr @ w, pairs, f"training pairs, in-sample weights ({n} pairs)"
+        if ev.records:
+            log("frozen stack: reading the held-out split")
+            held = _score_files(st, ev, cfg.eval_batch_size)
+            _read(st, held, "eval", metrics)
+            on, comps = _joined(held)
+            sc, sr = (st.combine({c: comps[c][i] for c in names}) for i in (0, 1))
+            measured = f"held-out split ({len(on)} pairs; nothing fit on it)"
+        if test is not None and test.records:
+            log("frozen stack: reading the test file")
+            _read(st, _score_files(st, test, cfg.eval_batch_size), "test", metrics)
+        metrics["seconds"] = round(time.time() - t0, 1)
+        _finish(st, cfg, out, metrics, sc, sr, on, measured,
+                "frozen stack, held-out" if ev.records else "frozen stack, training pairs (in-sample)")
+        log(f"saved a frozen reward stack ({_weights_text(st.weights)}) to {out} in {metrics['seconds']:.0f} s")
+        return metrics
+
+
+def _plot(sc, sr, pairs, out: Path, title: str) -> list[str]:
+    """Reliability and reward-distribution plots of the stack's scores on ``pairs`` (``title``: which)."""
     from jprefs.classifiers.evaluate import pair_figures
     from jprefs.eval.plots import plot_reliability, plot_rewards
 
     m, arr = pair_figures(sc, sr, pairs, intervals=False)
     rel, dist = out / "eval_reliability.png", out / "eval_rewards.png"
     plot_reliability(arr["calibration_bins"], rel, xlabel=arr["calibration_title"], ylabel=arr["calibration_ylabel"],
-                     title=f"stack, held-out (cross-fitted): reliability (pair_ece {m['pair_ece']:.3f}, n={len(pairs)})")
-    plot_rewards(sc, sr, dist, labels=("chosen", "rejected"), title="stack, held-out (cross-fitted): rewards")
+                     title=f"{title}: reliability (pair_ece {m['pair_ece']:.3f}, n={len(pairs)})")
+    plot_rewards(sc, sr, dist, labels=("chosen", "rejected"), title=f"{title}: rewards")
     return [rel.name, dist.name]
 
 
@@ -571,35 +851,61 @@ def _card(cfg, metrics: dict) -> str:
             return "n/a"
         return f"{v:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci and ci[0] is not None else "")
 
+    frozen = bool(metrics.get("frozen"))
+    parts = [c for c in metrics["stack"] if c != "reward"]
+    cols = ([] if frozen else ["reward"]) + parts
     rows = []
     for split in ("eval", "test"):
         per = metrics.get(f"{split}_by_file") or ({"all": metrics[split]} if split in metrics else {})
         for label, m in per.items():
             comp = m.get("components", {})
-            rows.append(f"| {split}{' (cross-fitted)' if split == 'eval' else ''} | {label} | {m['pairs']} "
-                        f"| {cell(m['pairwise_accuracy'], m.get('pairwise_accuracy_ci95'))} "
-                        f"| {cell(m['length_baseline_accuracy'])} "
-                        f"| {cell(comp.get('probe', {}).get('pairwise_accuracy'))} "
-                        f"| {cell(comp.get('reward', {}).get('pairwise_accuracy'))} "
-                        f"| {cell(comp.get('relevance', {}).get('pairwise_accuracy'))} "
-                        f"| {cell(m['length_controlled_accuracy'])} "
-                        f"| {cell(m['reward_length_corr']['spearman'])} |")
+            rows.append(f"| {split}{' (cross-fitted)' if split == 'eval' and not frozen else ''} | {label} "
+                        f"| {m['pairs']} | {cell(m['pairwise_accuracy'], m.get('pairwise_accuracy_ci95'))} "
+                        f"| {cell(m['length_baseline_accuracy'])} | "
+                        + " | ".join(cell(comp.get(c, {}).get("pairwise_accuracy")) for c in cols)
+                        + f" | {cell(m['length_controlled_accuracy'])} | {cell(m['reward_length_corr']['spearman'])} |")
+    if not rows:
+        rows.append("| (no held-out split or test file: eval_fraction=0 without test_data) |" + " |" * (6 + len(cols)))
     ls = metrics["length_sensitivity"]
-    w = ", ".join(f"{k} {v:.4g}" for k, v in metrics["weights"].items())
-    head = metrics.get("reward_head") or "its default reward"
-    seeds = list(cfg.ensemble_seeds)
-    ens = f" (a seed ensemble, seeds {seeds}: its members' mean reward)" if seeds else ""
+    w = _weights_text({k: v for k, v in metrics["weights"].items() if k != "features"})
+    if "features" in metrics["weights"]:
+        w += "; features " + ", ".join(f"{f} {v:.3g}" for f, v in metrics["weights"]["features"].items())
+    described = {"probe": "the frozen-embedding probe (`probe.json`, fit on the training pairs)",
+                 "relevance": "the zero-shot e5 relevance of the answer to its question",
+                 "features": "13 question-free surface features of the answer (`jprefs.classifiers.textfeatures`: "
+                             "length, script, loops, truncation, politeness, refusals, prompt coverage)"}
     from jprefs.classifiers.ensemble import folder_card_front
 
+    table_head = ("| split | file | pairs | stack accuracy [95% CI] | longer wins | " + " | ".join(cols)
+                  + " | chosen shorter | Spearman(reward, length) |\n|" + "---|" * (7 + len(cols)))
+    if frozen:
+        title = f"# Frozen reward stack: {' + '.join(parts)}"
+        what = (f"A jprefs `train-rm` reward stack of frozen parts (`stack={list(cfg.stack)}`, `stack_reward: false`, "
+                f"backbone `{cfg.backbone}`): nothing is fine-tuned. Parts: "
+                + "; ".join(described[c] for c in parts) + ".")
+        fit = (f"The stack is `sum_k w_k x_k - offset` with weights fit by a logistic model on the {metrics['fit']['on']}: "
+               f"{w}. Held-out and test figures are read with these weights: nothing was fit or chosen on them.")
+        cost = "Scoring runs the frozen backbone once per answer, plus two short retrieval passes for relevance."
+    else:
+        head = metrics.get("reward_head") or "its default reward"
+        seeds = list(cfg.ensemble_seeds)
+        ens = f" (a seed ensemble, seeds {seeds}: its members' mean reward)" if seeds else ""
+        title = f"# Reward stack: fine-tuned reward + {' + '.join(parts) or 'nothing else'}"
+        what = (f"A jprefs `train-rm` reward stack (`stack={list(cfg.stack)}`): the reward model in `reward/`{ens} "
+                f"(`{cfg.backbone}`, objective {cfg.objective}{', debias ' + cfg.debias if cfg.debias != 'none' else ''}; "
+                f"its {head} enters the stack; its own card is `reward/README.md`)"
+                + "".join(f"; {described[c]}" for c in parts) + ".")
+        fit = (f"The stack is `sum_k w_k x_k - offset` with weights fit by a logistic model on the held-out split's "
+               f"pair differences: {w}. Held-out figures are **cross-fitted** ({metrics['eval']['cross_fitted_folds']} "
+               f"folds by prompt: no pair is scored with weights fit on its own labels){_epoch_caveat(metrics)}; test "
+               "figures use the weights fit on the whole held-out split.")
+        cost = ("Scoring runs the reward model, the frozen backbone and two retrieval passes: about 2-3x the cost of "
+                "the reward model alone. For a reward that ignores length entirely use `score(head=\"quality\")` (ODIN).")
     return folder_card_front("length-debiased") + f"""
 
-# Reward stack: fine-tuned reward + {' + '.join(metrics['stack'][1:]) or 'nothing else'}
+{title}
 
-A jprefs `train-rm` reward stack (`stack={list(cfg.stack)}`): the reward model in `reward/`{ens} (`{cfg.backbone}`,
-objective {cfg.objective}{', debias ' + cfg.debias if cfg.debias != 'none' else ''}; its {head} enters the stack;
-its own card is `reward/README.md`){', the frozen-embedding probe (`probe.json`, fit on the training pairs)' if 'probe' in metrics['stack'] else ''}{' and the zero-shot e5 relevance of the answer to its question' if 'relevance' in metrics['stack'] else ''}.
-The stack is `sum_k w_k x_k - offset` with weights fit by a logistic model on the held-out split's
-pair differences: {w}.
+{what}
 
 ```python
 from jprefs import RewardModel
@@ -607,17 +913,13 @@ stack = RewardModel.from_pretrained("{cfg.output_dir}")       # RewardStack
 stack.score(prompts, responses)            # the stack; stack.components(...) gives each signal
 ```
 
-Held-out figures are **cross-fitted** ({metrics['eval']['cross_fitted_folds']} folds by prompt: no pair is scored with weights fit
-on its own labels){_epoch_caveat(metrics)}; test figures use the weights fit on the whole held-out split. Probe, reward and
-relevance columns are each component alone on the same pairs; "longer wins" picks the longer answer.
+{fit} The part columns are each part alone on the same pairs (features: their weighted sum); "longer wins"
+picks the longer answer.
 
-| split | file | pairs | stack accuracy [95% CI] | longer wins | probe | reward | relevance | chosen shorter | Spearman(reward, length) |
-|---|---|---|---|---|---|---|---|---|---|
+{table_head}
 {chr(10).join(rows)}
 
-Length sensitivity (held-out, cross-fitted): {ls['per_100_chars']:.4f} reward per 100 characters,
-accuracy where the chosen answer is the shorter one {cell(ls['length_controlled_accuracy'])}
-({ls['length_controlled_pairs']} pairs), Spearman with length {ls['spearman_length']:.3f}.
-Scoring runs the reward model, the frozen backbone and two retrieval passes: about 2-3x the cost of
-the reward model alone. For a reward that ignores length entirely use `score(head="quality")` (ODIN).
+Length sensitivity ({ls['measured_on']}): {ls['per_100_chars']:.4f} reward per 100 characters, accuracy where the
+chosen answer is the shorter one {cell(ls['length_controlled_accuracy'])} ({ls['length_controlled_pairs']} pairs),
+Spearman with length {ls['spearman_length']:.3f}. {cost}
 """

@@ -156,10 +156,13 @@ def build_report(metrics: dict, plots: dict | None = None) -> Report:
 
     for model, info in models.items():
         rep.heading(f"Model: {model}")
-        rep.para(f"{info['path']}: {info['class']}, objective {info['objective']}, {info['num_labels']} logit(s), "
-                 f"reward = logit {info['chosen_index']}" + (f" ({info['labels'][info['chosen_index']]})"
-                                                             if info["num_labels"] > 1 and info["labels"] else "")
-                 + f", centring constant {info['center']:.4f}, pooling {info['pooling']}, input {info['input']}.")
+        if "parts" in info:         # a frozen reward stack: no logits, its parts on a frozen backbone
+            what = f"a frozen stack of {', '.join(info['parts'])} on {info['base_model']}, offset {info['center']:.4f}"
+        else:
+            what = (f"objective {info['objective']}, {info['num_labels']} logit(s), reward = logit {info['chosen_index']}"
+                    + (f" ({info['labels'][info['chosen_index']]})" if info["num_labels"] > 1 and info["labels"] else "")
+                    + f", centring constant {info['center']:.4f}")
+        rep.para(f"{info['path']}: {info['class']}, {what}, pooling {info['pooling']}, input {info['input']}.")
         for name in data:
             m = res[model][name]
             rep.heading(f"{model} on {name}", 3)

@@ -142,7 +142,8 @@ def length_warning(rm, path: str, head: str | None = None) -> str | None:
     lc, slope = ls.get("length_controlled_accuracy"), ls.get("per_100_chars")
     if lc is None or slope is None or not (lc < 0.35 and slope > 0):
         return None
-    fix = ("use its quality head (reward_head=quality)" if rm.heads and (head or rm.config.reward_head) != "quality"
+    fix = ("use its quality head (reward_head=quality)" if "quality" in (rm.heads or [])
+           and (head or rm.config.reward_head) != "quality"
            else "train a length-debiased one (jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml)")
     return (f"reward model {path}{f' (head {head})' if head else ''} follows length: +{slope:.3f} reward per 100 "
             f"characters, right on {lc:.0%} of held-out pairs whose better answer is the shorter one "
