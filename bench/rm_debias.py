@@ -26,6 +26,7 @@ Protocol (choices on dev, the test split read once at the end):
     python bench/rm_debias.py frozen-loso      # frozen parts only, each judged set held out in turn
     python bench/rm_debias.py plot frozen-loso # -> RESULTS/frozen-loso.png
     python bench/rm_debias.py frozen-nested    # the same choice made from the two training sets alone
+    python bench/rm_debias.py frozen-recipe CHECKOUT   # the frozen stack as a recipe; a fourth judged set, read once
 
 WORK defaults to bench/results/rm-debias/work (models are not committed; the JSON summaries are).
 """
@@ -1571,6 +1572,166 @@ def frozen_nested() -> dict:
     (RESULTS / "frozen-nested.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     return res
 
+FROZEN_RECIPE = ROOT / "classifiers" / "recipes" / "e5-small-ja-frozen-stack.yaml"
+FOURTH = "review_gpt-4.jsonl"       # github.com/oshizo/japanese-llm-roleplay-benchmark (MIT)
+
+
+def frozen_recipe(checkout: Path) -> dict:
+    """The frozen stack as a train-rm recipe, read three ways (after ``frozen-nested``; issue #13).
+
+    Rule, fixed in this docstring and committed before any figure of it existed:
+      - recipe: classifiers/recipes/e5-small-ja-frozen-stack.yaml, parts fixed in advance (probe +
+        relevance + features, the frozen-loso pick; not re-chosen on anything below);
+      - (a) as users run it: `jprefs train-rm RECIPE -o WORK/frozen-recipe`, timed; its held-out 20% of
+        each file (the split of the fine-tuned recipe, seed 42: asserted the same pairs as
+        WORK/recipe/reward/eval_split.jsonl) read once, beside the fine-tuned recipe's cross-fitted
+        figures on those pairs (RESULTS/recipe.json) and the stack's probe part (the probe baseline: the
+        same probe fit on the same training pairs). The parts were chosen on readings that included
+        these pairs, so (a) is not a clean test of the choice;
+      - (b) the bench's split: the recipe trained on the train + dev parts of both sets
+        (`data`/`extra_data`, eval_fraction 0), then `jprefs eval rm --all-heads` on each test part with
+        the probe fit on the same train + dev pairs; beside the fine-tuned recipe's stack on the same
+        test parts (RESULTS/stack.json). Same caveat as (a);
+      - (c) the confirmation, a GPT-4-judged Japanese set nothing in this project has read:
+        oshizo/japanese-llm-roleplay-benchmark ``review_gpt-4.jsonl`` (MIT; GPT-4 through ChatGPT, one
+        pairwise verdict per row on a character's next line in 10 role-play situations, 11 models);
+        prompt = the character sheet + the situation the judge was shown; chosen = the winner's line;
+        a row whose winner is neither model, or whose two lines are equal, is rejected and counted; no
+        prompt shared with the three judged sets (asserted). Read once with `jprefs eval rm`: the
+        frozen recipe of (a), the fine-tuned recipe (WORK/recipe) and, as baselines, longer-wins and the
+        probe fit on the recipe's own training pairs (WORK/recipe-train.jsonl);
+      - verdict per reading (``floor``): the frozen stack above longer-wins AND above the probe AND >= 0.35
+        on the chosen-shorter pairs; ``goal``: also above longer-wins by more than the interval's
+        half-width and >= 0.5 chosen-shorter;
+      - recommendation (``recommend_frozen``), fixed now: the frozen recipe replaces the fine-tuned one as
+        the recommended recipe if it meets the floor on (c), or if its accuracy on (c) and on both test
+        parts of (b) is at least the fine-tuned recipe's. Nothing read here changes the recipe.
+    RESULTS/frozen-recipe.json."""
+    import subprocess
+
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.data.adapters import Conversion, convert_to_files
+    from jprefs.data.io import iter_jsonl, write_jsonl
+    from jprefs.data.schema import prompt_key
+
+    res: dict = {"rule": frozen_recipe.__doc__}
+
+    def run(*args):
+        subprocess.run([sys.executable, "-m", "jprefs.cli", *map(str, args)], check=True, cwd=ROOT)
+
+    def floor(x: dict, lw: float, pb: float) -> dict:
+        acc, cs = x["pairwise_accuracy"], x["length_controlled_accuracy"]
+        ci = x.get("ci95") or x.get("pairwise_accuracy_ci95")
+        half = (ci[1] - ci[0]) / 2 if ci and ci[0] is not None else float("nan")
+        ok = bool(acc > lw and acc > pb and cs is not None and cs >= 0.35)
+        return {"floor": ok, "goal": bool(ok and acc - lw > half and cs >= 0.5)}
+
+    # ---- (a) the recipe as users run it
+    out = WORK / "frozen-recipe"
+    t0 = time.time()
+    run("train-rm", FROZEN_RECIPE, "-o", out)
+    wall = time.time() - t0
+    m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    held = sorted(r.id for r in load_rm_data(out / "eval_split.jsonl").records)
+    assert held == sorted(r.id for r in load_rm_data(WORK / "recipe" / "reward" / "eval_split.jsonl").records), \
+        "the frozen recipe's held-out split differs from the fine-tuned recipe's"
+    ft = json.loads((RESULTS / "recipe.json").read_text(encoding="utf-8"))["stack"]["eval_by_file"]
+    a = {}
+    for f, x in m["eval_by_file"].items():
+        pb = x["components"]["probe"]["pairwise_accuracy"]
+        a[f] = {"frozen": _stack_cells(x), "fine_tuned_cross_fitted": _stack_cells(ft[f]), "probe": pb,
+                "longer_wins": x["length_baseline_accuracy"], **floor(x, x["length_baseline_accuracy"], pb)}
+    res["a_recipe"] = {"wall_seconds": wall, "weights": m["weights"], "offset": m["offset"], "data": m["data"],
+                       "train_fit_check": _stack_cells(m["train"]), "held_out": a}
+    # ---- (b) the bench's split
+    parts = {k: [WORK / f"{k}-train.jsonl", WORK / f"{k}-dev.jsonl"] for k in SETS}
+    if not all(p.exists() for v in parts.values() for p in v):
+        split()
+    trdev = {}
+    for k, (tr, dv) in parts.items():
+        trdev[k] = WORK / f"frozen-{k}-train-dev.jsonl"
+        write_jsonl(trdev[k], [*_read(tr), *_read(dv)])
+    write_jsonl(WORK / "frozen-train-dev.jsonl", [r for k in SETS for r in _read(trdev[k])])
+    bench_out = WORK / "frozen-bench"
+    run("train-rm", FROZEN_RECIPE, f"data={trdev['ja_mt_bench']}", f"extra_data=[{trdev['rakuda']}]",
+        "eval_fraction=0", "-o", bench_out)
+    ev = WORK / "frozen-bench-eval"
+    run("eval", "rm", "--model", f"frozen={bench_out}", "--all-heads",
+        *[x for k in SETS for x in ("--data", f"{k}={WORK / f'{k}-test.jsonl'}")],
+        "--probe-train", WORK / "frozen-train-dev.jsonl", "--no-plots", "-o", ev)
+    em = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
+    ft_test = json.loads((RESULTS / "stack.json").read_text(encoding="utf-8"))["test"]
+    b = {}
+    for k in SETS:
+        x, d = em["results"]["frozen"][k], em["data"][k]
+        lw, pb = d["length_baseline_accuracy"], d["probe_baseline"]["accuracy"]
+        b[k] = {"frozen": _eval_cells(x), "fine_tuned": ft_test[k]["stack"], "longer_wins": lw, "probe": pb,
+                "parts": {h: em["results"][f"frozen:{h}"][k]["pairwise_accuracy"] for h in ("probe", "relevance",
+                                                                                         "features")},
+                **floor(x, lw, pb)}
+    res["b_bench_split"] = b
+    # ---- (c) the unread judged set
+    src = checkout / FOURTH
+    if not src.exists():
+        raise SystemExit(f"no {FOURTH} in {checkout}: pass a checkout of github.com/oshizo/japanese-llm-roleplay-benchmark")
+    rows, dropped = [], {"winner_not_a_or_b": 0, "same_lines": 0}
+    for r in iter_jsonl(src):
+        a_, b_ = r["model_id_A"], r["model_id_B"]
+        if r["winner"] not in (a_, b_):
+            dropped["winner_not_a_or_b"] += 1
+            continue
+        win = r["winner"] == a_
+        ch, rj = (r["response_A"], r["response_B"]) if win else (r["response_B"], r["response_A"])
+        if ch.strip() == rj.strip():
+            dropped["same_lines"] += 1
+            continue
+        prompt = (r["character"] + "\n\n" + r["context"]).replace("\r\n", "\n")
+        rows.append({"prompt": prompt, "chosen": ch, "rejected": rj, "situation": r["situation_id"],
+                     "models": [r["winner"], b_ if win else a_], "reviewer": r["reviewer_id"]})
+    raw = WORK / "fourth-roleplay-rows.jsonl"
+    write_jsonl(raw, rows)
+    pairs_path = WORK / "fourth-roleplay.jsonl"
+    conv = Conversion(raw, "jsonl", mapping="prompt=prompt,chosen=chosen,rejected=rejected", license="mit")
+    summary = convert_to_files(conv, pairs_path, WORK / "fourth-roleplay.rejects.jsonl")
+    recs = load_rm_data(pairs_path).records
+    seen = {prompt_key(r.prompt) for path in [*SETS.values(), WORK / "third-ja-vicuna-qa.jsonl"]
+            for r in load_rm_data(path).records}
+    assert not any(prompt_key(r.prompt) in seen for r in recs), "the fourth set shares a prompt with the others"
+    ev4 = WORK / "fourth-eval"
+    run("eval", "rm", "--model", f"frozen={out}", "--model", f"recipe={WORK / 'recipe'}", "--all-heads",
+        "--data", f"roleplay={pairs_path}", "--probe-train", WORK / "recipe-train.jsonl", "-o", ev4)
+    m4 = json.loads((ev4 / "metrics.json").read_text(encoding="utf-8"))
+    d4 = m4["data"]["roleplay"]
+    lw, pb = d4["length_baseline_accuracy"], d4["probe_baseline"]["accuracy"]
+    x = m4["results"]["frozen"]["roleplay"]
+    c = {"pairs": len(recs), "prompts": len({prompt_key(r.prompt) for r in recs}), "dropped": dropped,
+         "convert": summary, "longer_wins": lw, "probe": {k: d4["probe_baseline"].get(k) for k in
+                                                         ("accuracy", "ci95", "length_controlled_accuracy")},
+         "models": {lab: _eval_cells(v["roleplay"]) for lab, v in m4["results"].items()}, **floor(x, lw, pb)}
+    res["c_fourth"] = c
+    fine4 = m4["results"]["recipe"]["roleplay"]["pairwise_accuracy"]
+    res["recommend_frozen"] = bool(c["floor"] or (x["pairwise_accuracy"] >= fine4 and all(
+        b[k]["frozen"]["accuracy"] >= b[k]["fine_tuned"]["accuracy"] for k in SETS)))
+    (RESULTS / "frozen-recipe.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    return res
+
+
+def _stack_cells(x: dict) -> dict:
+    """A train-rm stack's figures (jprefs.classifiers.stack._figures) as the bench's cells."""
+    return {"accuracy": x["pairwise_accuracy"], "ci95": x.get("pairwise_accuracy_ci95"),
+            "longer_wins": x["length_baseline_accuracy"], "chosen_shorter": x["length_controlled_accuracy"],
+            "chosen_shorter_n": x.get("length_controlled_pairs"),
+            "spearman_length": x["reward_length_corr"]["spearman"], "pairs": x["pairs"]}
+
+
+def _eval_cells(x: dict) -> dict:
+    """`jprefs eval rm` figures of one model on one set as the bench's cells."""
+    return {"accuracy": x["pairwise_accuracy"], "ci95": x["ci95"], "minus_longer": x["accuracy_minus_length_baseline"],
+            "minus_longer_ci95": x["accuracy_minus_length_baseline_ci95"],
+            "chosen_shorter": x["length_controlled_accuracy"], "chosen_shorter_n": x["length_controlled_n"],
+            "spearman_length": x["reward_length_corr"]["spearman"], "pairs": x["n_pairs"]}
+
+
 def _finish_axis(ax, longer_wins: float, title: str, ylabel: str, legend_loc: str = "best") -> None:
     """The longer-wins line, the 0.35 chosen-shorter floor, labels and legend of one accuracy-against-
     chosen-shorter panel (the transfer, graded and frozen-loso plots)."""
@@ -1726,6 +1887,9 @@ if __name__ == "__main__":
             print(k, "  ".join(f"{n}: {x['pairwise_accuracy']:.3f}/{x['length_controlled_accuracy']:.2f}"
                                for n, x in v["candidates"].items()), "lw", round(v["candidates"]["probe"]["length_baseline_accuracy"], 3))
         print("chosen:", r["chosen"], "floor:", r["floor"])
+    elif cmd == "frozen-recipe":  # the frozen stack as a train-rm recipe, and a fourth judged set (after frozen-nested)
+        r = frozen_recipe(Path(sys.argv[2]))
+        print(json.dumps({k: v for k, v in r.items() if k != "rule"}, indent=1, ensure_ascii=False)[:6000])
     elif cmd == "frozen-nested":  # the LOSO choice made from the two training sets alone (after frozen-loso)
         r = frozen_nested()
         for k, v in r["held_out"].items():
