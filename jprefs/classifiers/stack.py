@@ -519,8 +519,11 @@ def _done_before(out: Path, cfg, log) -> dict | None:
     if not (is_stack(out) and (out / "metrics.json").is_file()):
         return None
     prev = json.loads((out / STACK_NAME).read_text(encoding="utf-8")).get("config")
+    if prev is None:        # the stack file is written twice, its config last: a run stopped in between
+        log(f"{out} holds an unfinished stack (no config in {STACK_NAME}): fitting it again")
+        return None
     # the keys a train-rm resume ignores (the -o spelling, plots, batch size of scoring) change nothing
-    diff = config_diff(prev, cfg, ignore=RESUME_IGNORE) if isinstance(prev, dict) else "(no saved config)"
+    diff = config_diff(prev, cfg, ignore=RESUME_IGNORE) if isinstance(prev, dict) else "(a config that is not a mapping)"
     if not diff:
         log(f"{out} holds this stack already (same config): nothing to do")
         return json.loads((out / "metrics.json").read_text(encoding="utf-8"))

@@ -317,7 +317,8 @@ def _load_split(cfg: TrainRMConfig, log):
     test = load_rm_data(cfg.test_data, data_format=cfg.data_format, source=cfg.data_source,
                         limit=cfg.eval_limit, license=cfg.data_license) if cfg.test_data else None
     log(f"data: {len(train.records)} train / " + (f"{len(ev.records)} eval" if ev.records else "no eval")
-        + (f" / {len(test.records)} test" if test else "") + f" {train.kind} rows; "
+        + (f" / {len(test.records)} test" if test else "")
+        + f" {'preference' if train.kind == 'records' else 'labelled'} rows; "
         f"{len(train.rejects) + len(ev.rejects) + (len(test.rejects) if test else 0)} rejected")
     return train, ev, test
 

@@ -168,6 +168,13 @@ def test_rerun_and_damaged_files(trained, tmp_path):
     shutil.copytree(out, tmp_path / "copy")
     f = tmp_path / "copy" / "jprefs_stack.json"
     spec = json.loads(f.read_text())
+    # a run stopped between the stack file's two writes (no config yet) is fit again, not refused
+    f.write_text(json.dumps({k: v for k, v in spec.items() if k != "config"}))
+    again = S.train_stack(dataclasses.replace(cfg, output_dir=str(tmp_path / "copy")), **QUIET)
+    saved = json.loads(f.read_text())["config"]
+    assert again["weights"] == trained["metrics"]["weights"] and saved["output_dir"] == str(tmp_path / "copy")
+    assert {k: v for k, v in saved.items() if k != "output_dir"} == \
+        {k: v for k, v in spec["config"].items() if k != "output_dir"}
     w = spec["weights"]
     for bad, msg in (({**spec, "weights": {**w, "features": {"log_chars": 1.0}}}, "fit on the features"),
                      ({**spec, "weights": {**w, "relevance": "inf"}}, "non-finite"),
