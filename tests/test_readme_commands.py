@@ -346,6 +346,20 @@ def _workspace(root: Path) -> Path:
                                                    r["chosen"] + tail, "score": grade}, ensure_ascii=False) + "\n"
                                        for r in gptj), encoding="utf-8")
     (ws / "graded.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in graded), encoding="utf-8")
+    fc = ws / "FastChat" / "fastchat" / "llm_judge" / "data" / "japanese_mt_bench"   # a FastChat llm_judge folder
+    (fc / "model_answer").mkdir(parents=True)
+    (fc / "model_judgment").mkdir()
+    prompts = [r["prompt"] if isinstance(r["prompt"], str) else r["prompt"][-1]["content"] for r in gptj]
+    (fc / "question.jsonl").write_text("".join(json.dumps({"question_id": i, "turns": [q]}, ensure_ascii=False) + "\n"
+                                               for i, q in enumerate(prompts)), encoding="utf-8")
+    judgments = []
+    for m, side in (("a", "chosen"), ("b", "rejected")):
+        (fc / "model_answer" / f"{m}.jsonl").write_text("".join(json.dumps(
+            {"question_id": i, "model_id": m, "choices": [{"index": 0, "turns": [r[side]]}]}, ensure_ascii=False) + "\n"
+            for i, r in enumerate(gptj)), encoding="utf-8")
+        judgments += [{"question_id": i, "model": m, "score": 8 if m == "a" else 3, "turn": 1} for i in range(len(gptj))]
+    (fc / "model_judgment" / "gpt-4_single.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in judgments), encoding="utf-8")
     pairs = [PreferencePair.create([Message("user", f"Question number {i}?")], f"A helpful answer {i}.",
                                    f"No {i}.", source="test", source_id=str(i), license="mit") for i in range(8)]
     for name in ("pairs.jsonl", "a.jsonl"):

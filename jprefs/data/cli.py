@@ -24,6 +24,7 @@ EXAMPLES = """examples:
   jprefs data rm-pairs cands.jsonl --reward out/rm -o pairs.jsonl      (label candidates -> RM-labelled pairs for DPO)
   jprefs data group model-a.json model-b.json model-c.json --map prompt=Question,response=ModelAnswer,score=score -o graded.jsonl
   jprefs data rm-pairs graded.jsonl --scores scores --pairs all --min-margin 2 --length-balance -o pairs.jsonl
+  jprefs data group --fastchat FastChat/fastchat/llm_judge/data/japanese_mt_bench --license apache-2.0 -o graded.jsonl
   jprefs data demo -o demo/            (the bundled offline sample, end to end)"""
 
 

@@ -2,12 +2,15 @@
 
 LLM-judge benchmarks in single-answer mode write one row per (model, question): shaberi's
 ``data/judgements/judge_*/BENCH/MODEL.json`` (``Question``, ``ModelAnswer``, ``score``), ELYZA-tasks-100
-result sheets, a FastChat single judgment joined with its answers. ``jprefs data rm-pairs --scores``
-needs the other shape: one row per prompt with ``responses`` and ``scores``. This regroups them::
+result sheets, FastChat ``llm_judge`` single-answer judgments (``--fastchat DATA_DIR``: joined with
+their questions and answers, :class:`FastChatJoin`). ``jprefs data rm-pairs --scores`` needs the other
+shape: one row per prompt with ``responses`` and ``scores``. This regroups them::
 
     jprefs data group judge_gpt-4.1/elyza__ELYZA-tasks-100/*.json \\
         --map prompt=Question,response=ModelAnswer,score=score --license cc-by-sa-4.0 -o graded.jsonl
     jprefs data rm-pairs graded.jsonl --scores scores --pairs all --min-margin 2 --length-balance -o pairs.jsonl
+    jprefs data group --fastchat FastChat/fastchat/llm_judge/data/japanese_mt_bench --judge gpt-4_single \
+        --license apache-2.0 -o graded.jsonl
 
 **Input**: any number of files (``.jsonl``, ``.json`` - a list, or JSON lines saved as ``.json`` -,
 ``.parquet``, ``.csv``, ``.tsv``). ``--map`` names the fields (dotted paths allowed): ``prompt`` (a
@@ -74,10 +77,104 @@ def _stem(path) -> str:
     return name
 
 
+class FastChatJoin:
+    """FastChat ``llm_judge`` single-answer judgments joined with their questions and answers.
+
+    ``data_dir`` is one benchmark's folder (``fastchat/llm_judge/data/BENCH``): ``question.jsonl``
+    (``question_id``, ``turns``), ``model_answer/MODEL.jsonl`` (``question_id``, ``model_id``,
+    ``choices[0].turns``) and the judgments, ``model_judgment/JUDGE.jsonl`` or the files of the folder
+    ``model_judgment/JUDGE/`` (``question_id``, ``model``, ``score``, ``turn``). A judgment row becomes the
+    answer row ``{prompt, response, score, model}``: the question's first turn, the model's first answer,
+    the score (FastChat's ``-1``, a verdict it could not parse, becomes null: ungraded). Rejected, with
+    their line: a turn-2 judgment (``turn_not_1``: its prompt holds each model's own first answer, so no
+    two models share it), an unknown question (``unknown_question``), no answer by that model
+    (``no_answer``), a second judgment of the same model and question (``duplicate_judgment``: the
+    first is kept). Malformed rows of the question and answer files are reported in the summary
+    (``reference_rows_rejected``) and the judgments that needed them rejected as above."""
+
+    def __init__(self, data_dir: str | os.PathLike, judge: str = "gpt-4_single"):
+        from jprefs.data.io import iter_table
+
+        d = Path(data_dir)
+        qf, ad = d / "question.jsonl", d / "model_answer"
+        name = judge.rstrip("/")
+        name = name[: -len(".jsonl")] if name.endswith(".jsonl") else name
+        jf, jd = d / "model_judgment" / f"{name}.jsonl", d / "model_judgment" / name
+        if not qf.is_file() or not ad.is_dir():
+            raise DataError(f"{d} is not a FastChat llm_judge data folder (no question.jsonl or model_answer/)",
+                            path=str(d), fix="give fastchat/llm_judge/data/BENCH, e.g. .../data/japanese_mt_bench")
+        use_dir = jd.is_dir() and not judge.endswith(".jsonl")       # NAME.jsonl: the file; NAME/: the folder
+        use_file = jf.is_file() and not judge.endswith("/")
+        if use_dir and use_file and judge == name:
+            raise ConfigError(f"{d / 'model_judgment'} holds both {jf.name} and {jd.name}/ (often different models)\n"
+                              f"  fix: --judge {name}.jsonl for the file or --judge {name}/ for the folder")
+        if use_dir:
+            self.inputs = sorted(str(x) for x in jd.iterdir() if x.is_file() and x.name.endswith(".jsonl"))
+        elif use_file:
+            self.inputs = [str(jf)]
+        else:
+            have = sorted(x.name for x in (d / "model_judgment").iterdir()) if (d / "model_judgment").is_dir() else []
+            raise DataError(f"no judgments {jf.name} or {jd.name}/ in {d / 'model_judgment'} (there: {have})",
+                            path=str(d), fix="pass --judge NAME, one of the names there without .jsonl")
+        if not self.inputs:
+            raise DataError(f"{jd} holds no .jsonl judgment files", path=str(jd))
+        self.bad_refs: dict[str, int] = {}
+        self.questions: dict[str, str] = {}
+        for row in iter_table(qf):
+            q = row.data if not row.error and isinstance(row.data, dict) else None
+            turns = q.get("turns") if q else None
+            if q is None or q.get("question_id") is None or not isinstance(turns, list) or not turns \
+                    or not isinstance(turns[0], str):
+                self.bad_refs[f"{qf}:{row.locator}"] = 1
+                continue
+            self.questions[str(q["question_id"])] = turns[0]
+        self.answers: dict[tuple[str, str], str] = {}
+        for f in sorted(ad.iterdir()):
+            if not (f.is_file() and f.name.endswith(".jsonl")):
+                continue
+            for row in iter_table(f):
+                a = row.data if not row.error and isinstance(row.data, dict) else None
+                try:
+                    text = a["choices"][0]["turns"][0]
+                    key = (str(a.get("model_id") or _stem(f)), str(a["question_id"]))
+                except (TypeError, KeyError, IndexError):
+                    text = None
+                if not isinstance(text, str):
+                    self.bad_refs[f"{f}:{row.locator}"] = 1
+                    continue
+                self.answers.setdefault(key, text)
+        self.seen: set[tuple[str, str]] = set()
+
+    def __call__(self, d: dict, model_default: str) -> dict:
+        turn = d.get("turn", 1)
+        if turn != 1:
+            raise RowReject("turn_not_1", f"turn {turn!r}: a later turn's prompt holds each model's own first "
+                                          "answer, so it is not one prompt shared by the models")
+        qid, model = _get(d, "question_id"), _get(d, "model")
+        q = self.questions.get(str(qid))
+        if q is None:
+            raise RowReject("unknown_question", f"question_id {qid!r} is not in question.jsonl")
+        a = self.answers.get((str(model), str(qid)))
+        if a is None:
+            raise RowReject("no_answer", f"model_answer/ has no answer of {model!r} to question {qid!r}")
+        if (str(model), str(qid)) in self.seen:
+            raise RowReject("duplicate_judgment", f"{model!r} on question {qid!r} was judged before in these files "
+                                                  "(the first judgment is kept)")
+        score = _score(_get(d, "score"))     # a bad score is rejected before the judgment counts as seen
+        if score == -1:
+            score = None                    # FastChat: the judge's verdict could not be parsed
+        self.seen.add((str(model), str(qid)))
+        return {"prompt": q, "response": a, "score": score, "model": str(model)}
+
+
+FASTCHAT_MAPPING = {"prompt": "prompt", "response": "response", "score": "score", "model": "model"}
+
+
 def group_to_files(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, mapping: dict[str, str], *,
-                   license: str | None = None, source: str | None = None) -> dict:
+                   license: str | None = None, source: str | None = None, join: FastChatJoin | None = None) -> dict:
     """Group the answer rows of ``inputs`` by prompt into ``output`` (and its rejects file); returns the
-    summary (see the module docstring)."""
+    summary (see the module docstring). ``join``: each input row is first turned into an answer row by it
+    (:class:`FastChatJoin`; ``mapping`` then names its fields)."""
     from jprefs.data.io import AtomicWriter, iter_table, reject_entry, rejects_path_for
     from jprefs.data.schema import (UNKNOWN_LICENSE, SchemaError, as_messages, content_hash, prompt_key)
 
@@ -109,6 +206,8 @@ def group_to_files(inputs: Sequence[str | os.PathLike], output: str | os.PathLik
                     d = row.data
                     if not isinstance(d, dict):
                         raise RowReject("not_an_object", f"expected an object, got {type(d).__name__}")
+                    if join is not None:
+                        d = join(d, model_default)
                     p = _get(d, mapping["prompt"])
                     if not isinstance(p, (str, list)) or (isinstance(p, str) and not p.strip()):
                         raise RowReject("bad_prompt", f"prompt must be a non-empty string or a message list, got {p!r:.60}")
@@ -146,18 +245,25 @@ def group_to_files(inputs: Sequence[str | os.PathLike], output: str | os.PathLik
                 fo.write_json(g)
     assert c["answers_in"] == c["answers_grouped"] + c["answers_rejected"], "answer accounting broken"
     sizes = [len(g["responses"]) for g in groups.values()]
+    extra = {} if join is None else {"reference_rows_rejected": list(join.bad_refs)}   # reading order
     return {"command": COMMAND, "inputs": [str(p) for p in inputs], "output": str(out), "rejects": str(rej_path),
-            **c, "prompts_out": len(groups), "answers_per_prompt": {"min": min(sizes, default=0),
+            **c, **extra, "prompts_out": len(groups), "answers_per_prompt": {"min": min(sizes, default=0),
                                                                     "max": max(sizes, default=0)},
             "rejects_by_reason": dict(sorted(reasons.items())), "license": license or UNKNOWN_LICENSE}
 
 
 def configure(p) -> None:
     a = p.add_argument
-    a("inputs", nargs="+", metavar="FILE", help="answer rows (.jsonl, .json, .parquet, .csv, .tsv); one file per model "
-                                               "or all in one")
-    a("--map", dest="mapping", required=True,
+    a("inputs", nargs="*", metavar="FILE", help="answer rows (.jsonl, .json, .parquet, .csv, .tsv); one file per model "
+                                               "or all in one (none with --fastchat)")
+    a("--map", dest="mapping",
       help="fields: prompt=...,response=...,score=...[,model=...] (dotted paths allowed); without model, the file name")
+    a("--fastchat", metavar="DATA_DIR", help="instead of FILEs: a FastChat llm_judge benchmark folder "
+      "(question.jsonl, model_answer/, model_judgment/); its single-answer judgments joined with their "
+      "questions and answers (turn 1)")
+    a("--judge", default="gpt-4_single", help="--fastchat: model_judgment/JUDGE.jsonl or the files of "
+                                              "model_judgment/JUDGE/ (default gpt-4_single; when both exist, "
+                                              "say which: JUDGE.jsonl or JUDGE/)")
     a("--license", help="SPDX licence id of the answers (default unknown)")
     a("--source", help="provenance to record in each row (default 'jprefs data group')")
     a("-o", "--output", required=True, metavar="GRADED.jsonl", help="one row per prompt (+ GRADED.rejects.jsonl)")
@@ -170,8 +276,20 @@ def run(args) -> int:
     from jprefs.data.adapters import parse_mapping
     from jprefs.data.io import eprint
 
-    s = group_to_files(args.inputs, args.output, parse_mapping(args.mapping, FIELDS), license=args.license,
-                       source=args.source)
+    if args.fastchat:
+        if args.inputs or args.mapping:
+            raise ConfigError("--fastchat reads its own files and fields\n  fix: drop the FILEs and --map, or "
+                              "drop --fastchat")
+        join = FastChatJoin(args.fastchat, args.judge)
+        s = group_to_files(join.inputs, args.output, FASTCHAT_MAPPING, license=args.license,
+                           source=args.source or f"FastChat llm_judge {Path(args.fastchat).name} ({args.judge})",
+                           join=join)
+    else:
+        if not args.inputs or not args.mapping:
+            raise ConfigError("give the answer FILEs and --map prompt=...,response=...,score=... (or --fastchat "
+                              "DATA_DIR)")
+        s = group_to_files(args.inputs, args.output, parse_mapping(args.mapping, FIELDS), license=args.license,
+                           source=args.source)
     if args.json:
         print(json.dumps(s, ensure_ascii=False, indent=2))
     why = ", ".join(f"{k} {v}" for k, v in s["rejects_by_reason"].items())
@@ -179,6 +297,9 @@ def run(args) -> int:
            f"({s['ungraded']} ungraded) + {s['answers_rejected']} rejected{f' ({why})' if why else ''} -> "
            f"{s['prompts_out']} prompts, {s['answers_per_prompt']['min']}-{s['answers_per_prompt']['max']} answers each "
            f"-> {s['output']} (+ {Path(s['rejects']).name})")
+    if s.get("reference_rows_rejected"):
+        eprint(f"{COMMAND}: {len(s['reference_rows_rejected'])} malformed question/answer rows skipped, first "
+               f"{s['reference_rows_rejected'][0]}")
     if s["prompts_out"] == 0:
         raise DataError(f"no answer rows grouped from {s['answers_in']} rows ({why or 'the inputs have no rows'})",
                         path=str(args.inputs[0]), fix=f"see {s['rejects']}; check the --map field names")
