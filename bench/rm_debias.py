@@ -28,6 +28,7 @@ Protocol (choices on dev, the test split read once at the end):
     python bench/rm_debias.py frozen-nested    # the same choice made from the two training sets alone
     python bench/rm_debias.py frozen-recipe CHECKOUT   # the frozen stack as a recipe; a fourth judged set, read once
     python bench/rm_debias.py plot frozen-recipe       # -> RESULTS/frozen-recipe.png
+    python bench/rm_debias.py fifth CHECKOUT   # new models' answers to Japanese MT-Bench (shisa's FastChat fork), read once
 
 WORK defaults to bench/results/rm-debias/work (models are not committed; the JSON summaries are).
 """
@@ -1723,6 +1724,84 @@ def frozen_recipe(checkout: Path) -> dict:
     return res
 
 
+FIFTH = "fastchat/llm_judge/data/japanese_mt_bench"     # github.com/AUGMXNT/FastChat (shisa's fork, Apache-2.0)
+
+
+def fifth(checkout: Path) -> dict:
+    """New models' answers to Japanese MT-Bench, judged by GPT-4 (after ``frozen-recipe``; issue #13).
+
+    Rule, fixed in this docstring and committed before any figure of it existed:
+      - data: shisa's FastChat fork (``FIFTH`` in the checkout), the per-model single-answer judgments
+        ``model_judgment/gpt-4_single/`` (models none of which is among the 7 of the shared ja_mt_bench
+        set), read with `jprefs data group --fastchat DIR --judge gpt-4_single/` and paired as the shared
+        set was built: `jprefs data rm-pairs --scores scores --pairs all` (every two answers to one
+        question with different scores, chosen = the higher);
+      - split: ``unseen``, the pairs of the questions (by question_id) held out from both recipes'
+        training (their shared 20% split of ja_mt_bench), the reading that counts; ``seen``, the pairs of
+        the other questions (new answers to questions the recipes trained on), context only;
+      - read once with `jprefs eval rm`: the frozen recipe (WORK/frozen-recipe) and the fine-tuned recipe
+        (WORK/recipe) with their parts and heads (--all-heads), longer-wins and the probe fit on the
+        recipes' own training pairs (WORK/recipe-train.jsonl);
+      - verdict (``floor``) per recipe on ``unseen``: above longer-wins AND above the probe AND >= 0.35
+        chosen-shorter; ``goal`` as before. Nothing read here changes a recipe.
+    RESULTS/fifth.json."""
+    import subprocess
+
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.data.group import FASTCHAT_MAPPING, FastChatJoin, group_to_files
+    from jprefs.data.io import iter_jsonl, write_jsonl
+    from jprefs.data.schema import prompt_key
+
+    d = checkout / FIFTH
+    join = FastChatJoin(d, "gpt-4_single/")
+    graded = WORK / "fifth-graded.jsonl"
+    gs = group_to_files(join.inputs, graded, FASTCHAT_MAPPING, license="apache-2.0",
+                        source="AUGMXNT/FastChat japanese_mt_bench (gpt-4_single/)", join=join)
+    pairs_path = WORK / "fifth-pairs.jsonl"
+    subprocess.run([sys.executable, "-m", "jprefs.cli", "data", "rm-pairs", str(graded), "--scores", "scores",
+                    "--pairs", "all", "-o", str(pairs_path)], check=True, cwd=ROOT)
+    # the question ids both recipes held out: their held-out prompts, looked up in the shared file's rows
+    held_keys = {prompt_key(r.prompt) for r in load_rm_data(WORK / "recipe" / "reward" / "eval_split.jsonl").records}
+    shared = [row.data for row in iter_jsonl(SETS["ja_mt_bench"]) if not row.error]
+    held_ids = {str(x["question_id"]) for x in shared if prompt_key(x["prompt"]) in held_keys}
+    trained_ids = {str(x["question_id"]) for x in shared} - held_ids
+    qkey = {str(q.data["question_id"]): prompt_key(q.data["turns"][0]) for q in iter_jsonl(d / "question.jsonl")
+            if not q.error}
+    unseen_keys = {qkey[i] for i in held_ids if i in qkey}
+    recs = load_rm_data(pairs_path).records
+    unseen = [r for r in recs if prompt_key(r.prompt) in unseen_keys]
+    seen = [r for r in recs if prompt_key(r.prompt) not in unseen_keys]
+    write_jsonl(WORK / "fifth-unseen.jsonl", unseen)
+    write_jsonl(WORK / "fifth-seen.jsonl", seen)
+    ev = WORK / "fifth-eval"
+    if not (ev / "metrics.json").exists():      # read once; a rerun of the bench reuses that reading
+        subprocess.run([sys.executable, "-m", "jprefs.cli", "eval", "rm", "--model", f"frozen={WORK / 'frozen-recipe'}",
+                        "--model", f"recipe={WORK / 'recipe'}", "--all-heads",
+                        "--data", f"unseen={WORK / 'fifth-unseen.jsonl'}", "--data", f"seen={WORK / 'fifth-seen.jsonl'}",
+                        "--probe-train", str(WORK / "recipe-train.jsonl"), "--no-plots", "-o", str(ev)],
+                       check=True, cwd=ROOT)
+    m = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
+    res: dict = {"rule": fifth.__doc__, "group": {k: v for k, v in gs.items() if k not in ("inputs",)},
+                 "pairs": len(recs), "held_out_question_ids": sorted(held_ids, key=int),
+                 "unseen_questions_found": len(unseen_keys), "trained_question_ids": len(trained_ids), "readings": {}}
+    for part in ("unseen", "seen"):
+        dd = m["data"][part]
+        lw, pb = dd["length_baseline_accuracy"], dd["probe_baseline"]["accuracy"]
+        r = {"pairs": dd.get("n_pairs", len(unseen if part == "unseen" else seen)), "longer_wins": lw,
+             "probe": {k: dd["probe_baseline"].get(k) for k in ("accuracy", "ci95", "length_controlled_accuracy")},
+             "models": {lab: _eval_cells(v[part]) for lab, v in m["results"].items()}}
+        for lab in ("frozen", "recipe"):
+            x = m["results"][lab][part]
+            ci = x["ci95"]
+            ok = bool(x["pairwise_accuracy"] > lw and x["pairwise_accuracy"] > pb and x["length_controlled_accuracy"] >= 0.35)
+            r[f"{lab}_floor"] = ok
+            r[f"{lab}_goal"] = bool(ok and x["pairwise_accuracy"] - lw > (ci[1] - ci[0]) / 2
+                                    and x["length_controlled_accuracy"] >= 0.5)
+        res["readings"][part] = r
+    (RESULTS / "fifth.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    return res
+
+
 def _stack_cells(x: dict) -> dict:
     """A train-rm stack's figures (jprefs.classifiers.stack._figures) as the bench's cells."""
     return {"accuracy": x["pairwise_accuracy"], "ci95": x.get("pairwise_accuracy_ci95"),
@@ -1928,6 +2007,13 @@ if __name__ == "__main__":
     elif cmd == "frozen-recipe":  # the frozen stack as a train-rm recipe, and a fourth judged set (after frozen-nested)
         r = frozen_recipe(Path(sys.argv[2]))
         print(json.dumps({k: v for k, v in r.items() if k != "rule"}, indent=1, ensure_ascii=False)[:6000])
+    elif cmd == "fifth":          # new models' answers to Japanese MT-Bench, GPT-4 single grades (after frozen-recipe)
+        r = fifth(Path(sys.argv[2]))
+        for part, v in r["readings"].items():
+            print(f"{part}: {v['pairs']} pairs, longer-wins {v['longer_wins']:.3f} probe {v['probe']['accuracy']:.3f}")
+            for lab, x in v["models"].items():
+                print(f"  {lab:18s} {x['accuracy']:.3f} cs {x['chosen_shorter']:.2f}")
+            print("  floor: frozen", v["frozen_floor"], "recipe", v["recipe_floor"])
     elif cmd == "frozen-nested":  # the LOSO choice made from the two training sets alone (after frozen-loso)
         r = frozen_nested()
         for k, v in r["held_out"].items():
