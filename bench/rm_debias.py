@@ -1750,7 +1750,7 @@ def fifth(checkout: Path) -> dict:
     from jprefs.classifiers.data import load_rm_data
     from jprefs.data.group import FASTCHAT_MAPPING, FastChatJoin, group_to_files
     from jprefs.data.io import iter_jsonl, write_jsonl
-    from jprefs.data.schema import prompt_key
+    from jprefs.data.schema import as_messages, prompt_key
 
     d = checkout / FIFTH
     join = FastChatJoin(d, "gpt-4_single/")
@@ -1763,9 +1763,9 @@ def fifth(checkout: Path) -> dict:
     # the question ids both recipes held out: their held-out prompts, looked up in the shared file's rows
     held_keys = {prompt_key(r.prompt) for r in load_rm_data(WORK / "recipe" / "reward" / "eval_split.jsonl").records}
     shared = [row.data for row in iter_jsonl(SETS["ja_mt_bench"]) if not row.error]
-    held_ids = {str(x["question_id"]) for x in shared if prompt_key(x["prompt"]) in held_keys}
+    held_ids = {str(x["question_id"]) for x in shared if prompt_key(as_messages(x["prompt"])) in held_keys}
     trained_ids = {str(x["question_id"]) for x in shared} - held_ids
-    qkey = {str(q.data["question_id"]): prompt_key(q.data["turns"][0]) for q in iter_jsonl(d / "question.jsonl")
+    qkey = {str(q.data["question_id"]): prompt_key(as_messages(q.data["turns"][0])) for q in iter_jsonl(d / "question.jsonl")
             if not q.error}
     unseen_keys = {qkey[i] for i in held_ids if i in qkey}
     recs = load_rm_data(pairs_path).records
