@@ -109,3 +109,44 @@ def train_tiny_rm(d, backbone_license: str = "mit"):
                                                 eval_fraction=0.25, plots=False, output_dir=str(Path(d) / "out")))
     train_reward_model(cfg, log=lambda *a, **k: None)
     return Path(d) / "out"
+
+
+def score_and_eval_stack(out, data, label, tmp_path, capsys):
+    """`jprefs score` and `jprefs eval rm --all-heads` on a stack folder ``out`` over the pairs file ``data``:
+    checks that `score` gives the stack's own rewards and returns ``(stack, pairs, want, metrics, rows)``
+    (``want``: the stack's scores of the chosen then the rejected answers; ``rows``: eval's scores.jsonl)."""
+    import json
+
+    import numpy as np
+
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.cli import main
+
+    st = RewardModel.from_pretrained(out, device="cpu")
+    pairs = load_rm_data(data).pairs()
+    n = len(pairs)
+    want = st.score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+    assert main(["score", str(out), data, "-o", str(tmp_path / "s.jsonl")]) == 0, capsys.readouterr().err
+    rows = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose([r["chosen_reward"] for r in rows], want[:n], rtol=1e-5, atol=1e-6)
+    ev = tmp_path / "ev"
+    rc = main(["eval", "rm", "--model", f"{label}={out}", "--data", data, "--all-heads", "--no-plots", "-o", str(ev)])
+    assert rc == 0, capsys.readouterr().err
+    m = json.loads((ev / "metrics.json").read_text())
+    got = [json.loads(x) for x in (ev / "scores.jsonl").read_text().splitlines()]
+    return st, pairs, want, m, got
+
+
+def trained_stack(d, make_cfg):
+    """A stack trained by ``train_stack`` on the toy pairs of ``d`` (two training files, a test file);
+    ``make_cfg(backbone, data, out, **kw)`` builds its config. Returns the fixture dict the stack tests read."""
+    from jprefs.classifiers.stack import train_stack
+
+    bb = make_backbone_dir(d / "bb")
+    data, extra = write_pairs(d / "pairs.jsonl"), write_pairs(d / "second.jsonl", n=40, seed=5)
+    test = write_pairs(d / "test.jsonl", n=16, seed=9)
+    cfg = make_cfg(bb, data, d / "out", extra_data=[extra], test_data=test)
+    metrics = train_stack(cfg, log=lambda *a, **k: None)
+    return {"dir": d, "bb": bb, "data": data, "extra": extra, "test": test, "cfg": cfg, "metrics": metrics,
+            "out": d / "out"}

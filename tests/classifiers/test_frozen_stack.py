@@ -18,7 +18,7 @@ from jprefs.classifiers.config import TrainRMConfig
 from jprefs.config import load_config
 from jprefs.errors import ConfigError, JprefsError
 
-from .conftest import QUESTIONS, make_backbone_dir, write_pairs
+from .conftest import QUESTIONS, make_backbone_dir, score_and_eval_stack, trained_stack, write_pairs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -53,13 +53,7 @@ def write_finished_or_cut(path, n: int = 64, seed: int = 0):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    d = tmp_path_factory.mktemp("frozen")
-    bb = make_backbone_dir(d / "bb")
-    data, extra = write_pairs(d / "pairs.jsonl"), write_pairs(d / "second.jsonl", n=40, seed=5)
-    test = write_pairs(d / "test.jsonl", n=16, seed=9)
-    cfg = _cfg(bb, data, d / "out", extra_data=[extra], test_data=test)
-    metrics = S.train_stack(cfg, **QUIET)
-    return {"dir": d, "bb": bb, "test": test, "cfg": cfg, "metrics": metrics, "out": d / "out"}
+    return trained_stack(tmp_path_factory.mktemp("frozen"), _cfg)
 
 
 def _columns(bb, pairs, probe, k, fit: bool):
@@ -233,8 +227,6 @@ def test_a_frozen_stack_needs_two_training_prompts(tmp_path):
 def test_the_cli_trains_and_every_tool_reads_a_frozen_stack(trained, tmp_path, capsys):
     """`jprefs train-rm ... stack_reward=false`, `jprefs score`, `jprefs eval rm --all-heads` (the stack and
     each part) and the rl reward loader on a frozen stack folder."""
-    from jprefs.classifiers.data import load_rm_data
-    from jprefs.classifiers.reward_model import RewardModel
     from jprefs.cli import main
     from jprefs.rl.rewards import length_warning, make_reward
 
@@ -245,19 +237,10 @@ def test_the_cli_trains_and_every_tool_reads_a_frozen_stack(trained, tmp_path, c
     assert rc == 0, capsys.readouterr().err
     assert "eval: " in capsys.readouterr().out and (d / "jprefs_stack.json").is_file()
     out, data = trained["out"], trained["test"]
-    st = RewardModel.from_pretrained(out, device="cpu")
-    pairs = load_rm_data(data).pairs()
+    st, pairs, want, m, got = score_and_eval_stack(out, data, "frozen", tmp_path, capsys)
     n = len(pairs)
-    want = st.score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
-    assert main(["score", str(out), data, "-o", str(tmp_path / "s.jsonl")]) == 0, capsys.readouterr().err
-    rows = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
-    np.testing.assert_allclose([r["chosen_reward"] for r in rows], want[:n], rtol=1e-5, atol=1e-6)
-    ev = tmp_path / "ev"
-    rc = main(["eval", "rm", "--model", f"frozen={out}", "--data", data, "--all-heads", "--no-plots", "-o", str(ev)])
-    assert rc == 0, capsys.readouterr().err
-    m = json.loads((ev / "metrics.json").read_text())
     assert set(m["results"]) == {"frozen", "frozen:probe", "frozen:relevance", "frozen:features"}
-    got = [json.loads(x) for x in (ev / "scores.jsonl").read_text().splitlines()]
+    assert "a frozen stack of probe, relevance, features" in (tmp_path / "ev" / "report.md").read_text()
     np.testing.assert_allclose([r["r_rejected"] for r in got if r["model"] == "frozen"], want[n:], rtol=1e-5,
                                atol=1e-6)
     fn = make_reward("rm", str(out))

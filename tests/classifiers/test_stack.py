@@ -15,7 +15,7 @@ from jprefs.classifiers.config import TrainRMConfig
 from jprefs.config import load_config
 from jprefs.errors import ConfigError, JprefsError
 
-from .conftest import make_backbone_dir, write_pairs
+from .conftest import make_backbone_dir, score_and_eval_stack, trained_stack, write_pairs
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -70,14 +70,7 @@ def test_cross_fitting_never_reads_the_labels_of_the_fold_it_scores():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    d = tmp_path_factory.mktemp("stack")
-    bb = make_backbone_dir(d / "bb")
-    data, extra = write_pairs(d / "pairs.jsonl"), write_pairs(d / "second.jsonl", n=40, seed=5)
-    test = write_pairs(d / "test.jsonl", n=16, seed=9)
-    cfg = _cfg(bb, data, d / "out", extra_data=[extra], test_data=test)
-    metrics = S.train_stack(cfg, **QUIET)
-    return {"dir": d, "bb": bb, "data": data, "extra": extra, "test": test, "cfg": cfg, "metrics": metrics,
-            "out": d / "out"}
+    return trained_stack(tmp_path_factory.mktemp("stack"), _cfg)
 
 
 def _cfg(bb, data, out, **kw):
@@ -255,26 +248,13 @@ def test_a_stack_needs_a_held_out_split(tmp_path):
 def test_the_cli_tools_take_a_stack_folder(trained, tmp_path, capsys):
     """`jprefs score`, `jprefs eval rm` (with --all-heads) and the rl reward loader read a stack folder and
     give the stack's own scores."""
-    from jprefs.classifiers.data import load_rm_data
-    from jprefs.classifiers.reward_model import RewardModel
-    from jprefs.cli import main
     from jprefs.rl.rewards import make_reward
 
     out, data = trained["out"], trained["test"]
-    st = RewardModel.from_pretrained(out, device="cpu")
-    pairs = load_rm_data(data).pairs()
+    st, pairs, want, m, got = score_and_eval_stack(out, data, "stack", tmp_path, capsys)
     n = len(pairs)
-    want = st.score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
-    assert main(["score", str(out), data, "-o", str(tmp_path / "s.jsonl")]) == 0, capsys.readouterr().err
-    rows = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
-    np.testing.assert_allclose([r["chosen_reward"] for r in rows], want[:n], rtol=1e-5, atol=1e-6)
-    ev = tmp_path / "ev"
-    rc = main(["eval", "rm", "--model", f"stack={out}", "--data", data, "--all-heads", "--no-plots", "-o", str(ev)])
-    assert rc == 0, capsys.readouterr().err
-    m = json.loads((ev / "metrics.json").read_text())
     assert set(m["results"]) == {"stack", "stack:quality", "stack:length", "stack:full", "stack:probe",
                                  "stack:relevance"}
-    got = [json.loads(x) for x in (ev / "scores.jsonl").read_text().splitlines()]
     np.testing.assert_allclose([r["r_chosen"] for r in got if r["model"] == "stack"], want[:n], rtol=1e-5, atol=1e-6)
     q = st.score([p.prompt for p in pairs], [p.rejected for p in pairs], head="quality")
     np.testing.assert_allclose([r["r_rejected"] for r in got if r["model"] == "stack:quality"], q, rtol=1e-5,
