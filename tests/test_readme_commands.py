@@ -360,6 +360,9 @@ def _workspace(root: Path) -> Path:
         judgments += [{"question_id": i, "model": m, "score": 8 if m == "a" else 3, "turn": 1} for i in range(len(gptj))]
     (fc / "model_judgment" / "gpt-4_single.jsonl").write_text(
         "".join(json.dumps(r) + "\n" for r in judgments), encoding="utf-8")
+    (fc / "model_judgment" / "gpt-4_pair.jsonl").write_text("".join(json.dumps(
+        {"question_id": i, "model_1": "a", "model_2": "b", "g1_winner": "model_1", "g2_winner": "model_1", "turn": 1})
+        + "\n" for i in range(len(gptj))), encoding="utf-8")
     pairs = [PreferencePair.create([Message("user", f"Question number {i}?")], f"A helpful answer {i}.",
                                    f"No {i}.", source="test", source_id=str(i), license="mit") for i in range(8)]
     for name in ("pairs.jsonl", "a.jsonl"):

@@ -101,6 +101,7 @@ class Context:
         self.license = license
         self.mapping = mapping or {}
         self.notes: dict[str, int] = {}
+        self.answers: Any = None        # fastchat-pairwise --answers: a jprefs.data.fastchat.FastChatAnswers
 
     def note(self, key: str, n: int = 1) -> None:
         self.notes[key] = self.notes.get(key, 0) + n
@@ -373,10 +374,15 @@ def _judgment(d: dict, sid: str, ctx: Context) -> Record:
         judge = d.get("judge")
     else:                                                        # FastChat llm_judge pairwise files
         if "answer_1" not in d and "answer_2" not in d:
-            raise RowReject("no_inline_answers",
-                            "a judgment row without answer_1/answer_2: FastChat keeps the answers in "
-                            "model_answer/; use a file with the answers inline, or join them and convert with "
-                            "--source jsonl --map prompt=...,chosen=...,rejected=...")
+            if ctx.answers is None:
+                raise RowReject("no_inline_answers",
+                                "a judgment row without answer_1/answer_2: FastChat keeps the answers in "
+                                "model_answer/; pass the benchmark folder with --answers DATA_DIR (question.jsonl, "
+                                "model_answer/), or a file with the answers inline")
+            if turn != 1:
+                raise RowReject("multi_turn_inline", f"turn {turn}: its prompt holds each model's own earlier "
+                                                     "answers, so the two answers share no prompt")
+            d = _joined_answers(d, ctx.answers)
         if turn != 1:
             raise RowReject("multi_turn_inline", f"turn {turn} judged on plain-string answers: the earlier "
                                                  "turns of the conversation are not in the row")
@@ -404,6 +410,23 @@ def _judgment(d: dict, sid: str, ctx: Context) -> Record:
     if isinstance(d.get("category"), str):
         meta["category"] = d["category"]
     return _pair(ctx, sid, prompt, chosen, rejected, meta=meta)
+
+
+def _joined_answers(d: dict, ref: Any) -> dict:
+    """A FastChat pairwise judgment row with its question and both answers filled in from ``ref``
+    (:class:`jprefs.data.fastchat.FastChatAnswers`)."""
+    qid = _get(d, "question_id")
+    q = ref.questions.get(str(qid))
+    if q is None:
+        raise RowReject("unknown_question", f"question_id {qid!r} is not in {ref.dir / 'question.jsonl'}")
+    out = {**d, "question": q}
+    for i in ("1", "2"):
+        model = _get(d, f"model_{i}")
+        a = ref.answers.get((str(model), str(qid)))
+        if a is None:
+            raise RowReject("no_answer", f"{ref.dir / 'model_answer'} has no answer of {model!r} to question {qid!r}")
+        out[f"answer_{i}"] = a
+    return out
 
 
 # ---------------------------------------------------------------- generic / canonical / ranklist
@@ -639,7 +662,8 @@ class Conversion:
     def __init__(self, input: str | os.PathLike, source: str, *, mapping: str | dict | None = None,
                  split: str | None = None, config: str | None = None, revision: str | None = None,
                  license: str | None = None, strict: bool = False, limit: int | None = None,
-                 max_chars: int = MAX_CHARS, field: str | None = None, show_progress: bool = False):
+                 max_chars: int = MAX_CHARS, field: str | None = None, show_progress: bool = False,
+                 answers: str | os.PathLike | None = None):
         self.adapter = get_adapter(source)
         self.input = str(input)
         self.license = license or self.adapter.license
@@ -647,6 +671,17 @@ class Conversion:
         # Provenance: known sources are recorded by Hub id, generic ones by their file name or Hub id.
         source_name = self.adapter.hub_id or (self.input if self.from_hub else os.path.basename(self.input))
         self.ctx = Context(source_name, self.license, parse_mapping(mapping))
+        if answers is not None:
+            if self.adapter.name != "fastchat-pairwise":
+                from jprefs.errors import ConfigError
+
+                raise ConfigError(f"--answers joins FastChat judgments with their answers; --source {source} "
+                                  "reads its answers from the rows\n  fix: drop --answers, or --source fastchat-pairwise")
+            from jprefs.data.fastchat import FastChatAnswers
+
+            self.ctx.answers = FastChatAnswers(answers)
+            if self.ctx.answers.bad_refs:       # unreadable question/answer rows: their judgments get no_answer
+                self.ctx.note("answers_rows_unreadable", len(self.ctx.answers.bad_refs))
         self.opts = dict(split=split, config=config, revision=revision, field=field)
         self.strict, self.limit, self.max_chars, self.show_progress = strict, limit, max_chars, show_progress
         self.rows_in = self.rows_out = self.pairs_out = 0

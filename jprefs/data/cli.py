@@ -49,6 +49,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     c.add_argument("--limit", type=int, help="convert only the first N rows")
     c.add_argument("--max-chars", type=int, default=200_000, help="reject rows with a longer text (default 200000)")
     c.add_argument("--field", help="for a .json file whose top level is an object: the field holding the list of rows")
+    c.add_argument("--answers", metavar="DATA_DIR", help="fastchat-pairwise: the FastChat llm_judge benchmark folder "
+                   "(question.jsonl, model_answer/) holding the questions and answers the judgment rows name by id "
+                   "(FastChat's own model_judgment/*_pair.jsonl; turn 1)")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     from jprefs.data.export import FORMATS  # light: schema and errors only
@@ -124,7 +127,7 @@ def _convert(args) -> int:
 
     conv = Conversion(args.input, args.source, mapping=args.mapping, split=args.split, config=args.config,
                       revision=args.revision, license=args.license, strict=args.strict, limit=args.limit,
-                      max_chars=args.max_chars, field=args.field, show_progress=True)
+                      max_chars=args.max_chars, field=args.field, show_progress=True, answers=args.answers)
     out = Path(args.output)
     rej = rejects_path_for(out)
     summary = convert_to_files(conv, out, rej, require_license=args.require_license)

@@ -93,16 +93,13 @@ class FastChatJoin:
     (``reference_rows_rejected``) and the judgments that needed them rejected as above."""
 
     def __init__(self, data_dir: str | os.PathLike, judge: str = "gpt-4_single"):
-        from jprefs.data.io import iter_table
+        from jprefs.data.fastchat import FastChatAnswers
 
-        d = Path(data_dir)
-        qf, ad = d / "question.jsonl", d / "model_answer"
+        ref = FastChatAnswers(data_dir)
+        d = ref.dir
         name = judge.rstrip("/")
         name = name[: -len(".jsonl")] if name.endswith(".jsonl") else name
         jf, jd = d / "model_judgment" / f"{name}.jsonl", d / "model_judgment" / name
-        if not qf.is_file() or not ad.is_dir():
-            raise DataError(f"{d} is not a FastChat llm_judge data folder (no question.jsonl or model_answer/)",
-                            path=str(d), fix="give fastchat/llm_judge/data/BENCH, e.g. .../data/japanese_mt_bench")
         use_dir = jd.is_dir() and not judge.endswith(".jsonl")       # NAME.jsonl: the file; NAME/: the folder
         use_file = jf.is_file() and not judge.endswith("/")
         if use_dir and use_file and judge == name:
@@ -118,31 +115,7 @@ class FastChatJoin:
                             path=str(d), fix="pass --judge NAME, one of the names there without .jsonl")
         if not self.inputs:
             raise DataError(f"{jd} holds no .jsonl judgment files", path=str(jd))
-        self.bad_refs: dict[str, int] = {}
-        self.questions: dict[str, str] = {}
-        for row in iter_table(qf):
-            q = row.data if not row.error and isinstance(row.data, dict) else None
-            turns = q.get("turns") if q else None
-            if q is None or q.get("question_id") is None or not isinstance(turns, list) or not turns \
-                    or not isinstance(turns[0], str):
-                self.bad_refs[f"{qf}:{row.locator}"] = 1
-                continue
-            self.questions[str(q["question_id"])] = turns[0]
-        self.answers: dict[tuple[str, str], str] = {}
-        for f in sorted(ad.iterdir()):
-            if not (f.is_file() and f.name.endswith(".jsonl")):
-                continue
-            for row in iter_table(f):
-                a = row.data if not row.error and isinstance(row.data, dict) else None
-                try:
-                    text = a["choices"][0]["turns"][0]
-                    key = (str(a.get("model_id") or _stem(f)), str(a["question_id"]))
-                except (TypeError, KeyError, IndexError):
-                    text = None
-                if not isinstance(text, str):
-                    self.bad_refs[f"{f}:{row.locator}"] = 1
-                    continue
-                self.answers.setdefault(key, text)
+        self.questions, self.answers, self.bad_refs = ref.questions, ref.answers, ref.bad_refs
         self.seen: set[tuple[str, str]] = set()
 
     def __call__(self, d: dict, model_default: str) -> dict:

@@ -51,7 +51,7 @@ def test_fastchat_pairwise_each_case(tmp_path):
     assert res.records[0].source == "j.jsonl"
     # the message names the fix for FastChat's own files
     (no_ans,) = [r for r in res.rejects if r["reason"] == "no_inline_answers"]
-    assert "model_answer/" in no_ans["error"] and "--source jsonl" in no_ans["error"]
+    assert "model_answer/" in no_ans["error"] and "--answers DATA_DIR" in no_ans["error"]
 
 
 def _conv(q1, a1, q2=None, a2=None):
@@ -142,3 +142,38 @@ def test_mt_bench_human_from_the_hub_reads_its_human_split(tmp_path, monkeypatch
     res2 = convert("lmsys/mt_bench_human_judgments", "mt-bench-human", split="gpt4_pair")
     assert calls == [("lmsys/mt_bench_human_judgments", "human"), ("lmsys/mt_bench_human_judgments", "gpt4_pair")]
     assert res.rows_out == res2.rows_out == 1 and res.records[0].license == "cc-by-4.0"
+
+
+def test_fastchat_own_pair_files_joined_with_answers(tmp_path, capsys):
+    """FastChat's own ``model_judgment/gpt-4_pair.jsonl`` names the answers by id: ``--answers DATA_DIR``
+    fills in the question and both answers (turn 1); an unknown question or a model without an answer is
+    rejected with its reason, a turn-2 verdict too; the counts add up; without --answers the rows say how."""
+    from jprefs.cli import main
+
+    d = tmp_path / "japanese_mt_bench"
+    (d / "model_answer").mkdir(parents=True)
+    write_jsonl(d / "question.jsonl", [{"question_id": 7, "turns": ["時間管理のコツは？", "続けて"]}])
+    for m, a in (("m-a", "予定を書き出す。"), ("m-b", "がんばる。")):
+        write_jsonl(d / "model_answer" / f"{m}.jsonl",
+                    [{"question_id": 7, "model_id": m, "choices": [{"index": 0, "turns": [a, "二"]}]}])
+    own = [{k: v for k, v in _fc(*w).items() if k not in ("answer_1", "answer_2", "question")}
+           for w in (("model_1", "model_1"), ("model_2", "model_2"), ("model_1", "model_2"))]
+    own += [{**own[0], "question_id": 8}, {**own[0], "model_2": "m-z"}, {**own[0], "turn": 2}]
+    src = write_jsonl(tmp_path / "gpt-4_pair.jsonl", own)
+    out = tmp_path / "pairs.jsonl"
+    assert main(["data", "convert", str(src), "--source", "fastchat-pairwise", "--answers", str(d), "--license",
+                 "apache-2.0", "-o", str(out), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["rows_in"] == 6 == s["rows_out"] + s["rows_rejected"] and s["rows_out"] == 2
+    assert s["rejects_by_reason"] == {"inconsistent_verdict": 1, "unknown_question": 1, "no_answer": 1,
+                                      "multi_turn_inline": 1}
+    rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert [(r["chosen"], r["rejected"]) for r in rows] == [("予定を書き出す。", "がんばる。"), ("がんばる。", "予定を書き出す。")]
+    assert rows[0]["prompt"] == [{"role": "user", "content": "時間管理のコツは？"}]
+    assert main(["data", "convert", str(src), "--source", "fastchat-pairwise", "-o", str(out)]) == 2
+    assert "--answers DATA_DIR" in (tmp_path / "pairs.rejects.jsonl").read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(["data", "convert", str(src), "--source", "jsonl", "--answers", str(d), "-o", str(out)]) == 2
+    assert "--answers joins FastChat judgments" in capsys.readouterr().err
+    assert main(["data", "convert", str(src), "--source", "fastchat", "--answers", str(tmp_path), "-o", str(out)]) == 2
+    assert "not a FastChat llm_judge data folder" in capsys.readouterr().err
