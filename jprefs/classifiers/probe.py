@@ -314,10 +314,32 @@ def fit_probe(pairs, embedder: Embedder, *, seed: int = 0, l2_grid: Sequence[flo
     """
     emb_c, emb_r = embed_pairs(pairs, embedder, desc="probe embed (train)")
     return fit_probe_arrays(emb_c, emb_r, [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs],
-                            _groups(pairs), seed=seed, l2_grid=l2_grid, folds=folds,
-                            meta=dict(backbone=embedder.backbone, pooling=embedder.pooling,
-                                      input_prefix=embedder.input_prefix, max_length=embedder.max_length,
-                                      max_prompt_length=embedder.max_prompt_length))
+                            _groups(pairs), seed=seed, l2_grid=l2_grid, folds=folds, meta=embedder_meta(embedder))
+
+
+def embedder_meta(embedder: Embedder) -> dict:
+    """The embedder settings a :class:`LengthProbe` records (``fit_probe_arrays``' ``meta``)."""
+    return dict(backbone=embedder.backbone, pooling=embedder.pooling, input_prefix=embedder.input_prefix,
+                max_length=embedder.max_length, max_prompt_length=embedder.max_prompt_length)
+
+
+def out_of_fold_scores(emb_chosen, emb_rejected, len_chosen, len_rejected, groups: Sequence[Any], folds: int,
+                       seed: int = 0):
+    """Each pair's probe scores from a probe fit without its fold (``folds`` folds by group,
+    :func:`grouped_folds`; each fold's probe chooses its own L2 by grouped CV on the other folds, as
+    :func:`fit_probe_arrays` does): ``(s_chosen, s_rejected)`` ``(n,)`` each, what a stack fit on training
+    pairs sees of the probe as it scores new questions."""
+    import numpy as np
+
+    ec, er = np.asarray(emb_chosen), np.asarray(emb_rejected)
+    lc, lr = np.asarray(len_chosen), np.asarray(len_rejected)
+    fold = grouped_folds(groups, folds, seed)
+    sc, sr = np.zeros(len(ec)), np.zeros(len(ec))
+    for f in range(folds):
+        te = fold == f
+        pr = fit_probe_arrays(ec[~te], er[~te], lc[~te], lr[~te], [g for g, t in zip(groups, te) if not t], seed=seed)
+        sc[te], sr[te] = pr.score(ec[te], lc[te]), pr.score(er[te], lr[te])
+    return sc, sr
 
 
 def _groups(pairs) -> list[str]:

@@ -213,14 +213,18 @@ class RewardStack:
 
         return [c for k in self.names for c in ([f"features.{f}" for f in FEATURES] if k == "features" else [k])]
 
+    def _part_weights(self, name: str) -> list[float]:
+        """The weights of one part's columns (13 for ``features``, in FEATURES order)."""
+        from jprefs.classifiers.textfeatures import FEATURES
+
+        w = self.weights[name]
+        return [w[f] for f in FEATURES] if name == "features" else [w]
+
     def weight_vector(self):
         """The weights ``(D,)`` float64 of :attr:`columns`."""
         import numpy as np
 
-        from jprefs.classifiers.textfeatures import FEATURES
-
-        return np.array([x for k in self.names for x in ([self.weights[k][f] for f in FEATURES]
-                                                         if k == "features" else [self.weights[k]])], np.float64)
+        return np.array([x for k in self.names for x in self._part_weights(k)], np.float64)
 
     @property
     def heads(self) -> list[str]:
@@ -317,9 +321,7 @@ class RewardStack:
         import numpy as np
 
         if name == "features":
-            from jprefs.classifiers.textfeatures import FEATURES
-
-            return np.asarray(comps["features"], np.float64) @ np.array([self.weights["features"][f] for f in FEATURES])
+            return np.asarray(comps["features"], np.float64) @ np.array(self._part_weights("features"))
         return np.asarray(comps[name], np.float64)
 
     def score(self, prompts: Sequence[Any] | str | None, responses: Sequence[str], batch_size: int = 32,
@@ -468,8 +470,7 @@ class RewardStack:
         return st
 
     def __repr__(self) -> str:
-        w = ", ".join(f"{k} {v:.3g}" if not isinstance(v, dict) else f"{k} ({len(v)} weights)"
-                      for k, v in self.weights.items())
+        w = _weights_text(self.weights)
         return f"RewardStack({w}; {self.base!r})" if self.base is not None else \
             f"RewardStack({w}; frozen {self.embedder.backbone})"
 
@@ -556,26 +557,30 @@ def _alone(st: RewardStack, comps: dict) -> dict:
     return {c: (st.part_score(c, {c: comps[c][0]}), st.part_score(c, {c: comps[c][1]})) for c in st.names}
 
 
-def _read(st: RewardStack, scored: list, key: str, metrics: dict) -> None:
+def _read(st: RewardStack, scored: list, key: str, metrics: dict) -> tuple:
     """The stack's figures with its fitted weights on scored files: ``metrics[key]`` (all files) and
-    ``metrics[key + "_by_file"]`` (each file) when there are several."""
-    def figs(pairs, comps):
-        return _figures(st.combine({c: comps[c][0] for c in st.names}), st.combine({c: comps[c][1] for c in st.names}),
-                        pairs, _alone(st, comps))
+    ``metrics[key + "_by_file"]`` (each file) when there are several. Returns the joined files'
+    ``(pairs, s_chosen, s_rejected)``."""
+    def stack_scores(comps):
+        return tuple(st.combine({c: comps[c][i] for c in st.names}) for i in (0, 1))
 
-    metrics[key] = figs(*_joined(scored))
+    pairs, comps = _joined(scored)
+    sc, sr = stack_scores(comps)
+    metrics[key] = _figures(sc, sr, pairs, _alone(st, comps))
     if len(scored) > 1:
-        metrics[f"{key}_by_file"] = {label: figs(ps, f) for label, ps, f in scored}
+        metrics[f"{key}_by_file"] = {label: _figures(*stack_scores(f), ps, _alone(st, f)) for label, ps, f in scored}
+    return pairs, sc, sr
 
 
-def _finish(st: RewardStack, cfg, out: Path, metrics: dict, sc, sr, pairs, measured_on: str, title: str) -> None:
-    """Length figures, plots, the stack folder, metrics, card and (last: the run's marker) the stack file."""
-    from jprefs.classifiers.evaluate import length_stats, pair_figures
+def _finish(st: RewardStack, cfg, out: Path, metrics: dict, figures: dict, sc, sr, pairs, measured_on: str,
+            title: str) -> None:
+    """Length figures (from ``figures``, the stack's figures on ``pairs``), plots of ``sc`` / ``sr``, the
+    stack folder, metrics, card and (last: the run's marker) the stack file."""
+    from jprefs.classifiers.evaluate import length_stats
     from jprefs.config import config_dict
     from jprefs.data.io import atomic_write_json, atomic_write_text
 
-    m = pair_figures(sc, sr, pairs, intervals=False)[0]
-    st.spec["length_stats"] = {**length_stats(m), "measured_on": measured_on}
+    st.spec["length_stats"] = {**length_stats(figures), "measured_on": measured_on}
     metrics["length_sensitivity"] = st.spec["length_stats"]
     if cfg.plots:
         metrics["plots"] = _plot(sc, sr, pairs, out, title)
@@ -584,11 +589,6 @@ def _finish(st: RewardStack, cfg, out: Path, metrics: dict, sc, sr, pairs, measu
     atomic_write_json(out / "metrics.json", metrics)
     atomic_write_text(out / "README.md", _card(cfg, metrics))
     atomic_write_json(out / STACK_NAME, {**spec, "config": config_dict(cfg)})     # written last: the run's marker
-
-
-def _probe_meta(emb) -> dict:
-    return dict(backbone=emb.backbone, pooling=emb.pooling, input_prefix=emb.input_prefix, max_length=emb.max_length,
-                max_prompt_length=emb.max_prompt_length)
 
 
 def train_stack(cfg, *, log=print) -> dict[str, Any]:
@@ -680,8 +680,8 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
                 log("stack: scoring the test file")
                 _read(st, _score_files(st, test, cfg.eval_batch_size), "test", metrics)
             st.spec["fit"] = {"l2": 1.0, "on": f"held-out split ({len(pairs)} pairs)", "folds": folds}
-            _finish(st, cfg, out, metrics, oc, orr, pairs, f"held-out split, cross-fitted ({len(pairs)} pairs)",
-                    "stack, held-out (cross-fitted)")
+            _finish(st, cfg, out, metrics, metrics["eval"], oc, orr, pairs,
+                    f"held-out split, cross-fitted ({len(pairs)} pairs)", "stack, held-out (cross-fitted)")
         finally:
             clear_memo()
         log(f"saved a reward stack ({_weights_text(st.weights)}) to {out}")
@@ -719,11 +719,9 @@ def train_frozen_stack(cfg, *, log=print) -> dict[str, Any]:
     import numpy as np
 
     from jprefs.classifiers.data import group_key
-    from jprefs.classifiers.probe import Embedder, fit_probe_arrays, grouped_folds
+    from jprefs.classifiers.probe import Embedder, embedder_meta, fit_probe_arrays, out_of_fold_scores
     from jprefs.classifiers.textfeatures import feature_matrix
-    from jprefs.classifiers.train import _load_split, _source_licenses
-    from jprefs.data.io import write_jsonl
-    from jprefs.errors import DataError
+    from jprefs.classifiers.train import _load_split, _source_licenses, _write_split_files
     from jprefs.runlock import run_lock
 
     out = Path(cfg.output_dir)
@@ -734,14 +732,7 @@ def train_frozen_stack(cfg, *, log=print) -> dict[str, Any]:
         if done is not None:
             return done
         train, ev, test = _load_split(cfg, log)
-        rejects = train.rejects + ev.rejects + (test.rejects if test else [])
-        if rejects:
-            write_jsonl(out / "rejects.jsonl", rejects)
-        if ev.records:
-            write_jsonl(out / "eval_split.jsonl", ev.records)
-        if train.kind == "binary":
-            raise DataError(f"{cfg.data}: a stack is fit on preference pairs or rank lists, but the file holds "
-                            f"labelled examples", fix="give preference pairs (jprefs data) or drop stack=[...]")
+        rejects = _write_split_files(cfg, out, train, ev, test)
         pairs = train.pairs()
         n = len(pairs)
         groups = [group_key(p) for p in pairs]
@@ -761,15 +752,8 @@ def train_frozen_stack(cfg, *, log=print) -> dict[str, Any]:
                 "by prompt)")
             e = emb.embed(prompts, texts, desc="probe embed (train)")
             ec, er = e[:n], e[n:]
-            probe = fit_probe_arrays(ec, er, lc, lr, groups, seed=0, meta=_probe_meta(emb))
-            fold = grouped_folds(groups, k, 0)
-            oc, orr = np.zeros(n), np.zeros(n)
-            for f in range(k):
-                te = fold == f
-                pf = fit_probe_arrays(ec[~te], er[~te], lc[~te], lr[~te], [g for g, t in zip(groups, te) if not t],
-                                      seed=0)
-                oc[te], orr[te] = pf.score(ec[te], lc[te]), pf.score(er[te], lr[te])
-            fit_cols["probe"] = (oc, orr)
+            probe = fit_probe_arrays(ec, er, lc, lr, groups, seed=0, meta=embedder_meta(emb))
+            fit_cols["probe"] = out_of_fold_scores(ec, er, lc, lr, groups, k, seed=0)
             score_cols["probe"] = (probe.score(ec, lc), probe.score(er, lr))
         st = RewardStack(None, _unit_weights(names), probe=probe, embedder=emb)
         if "relevance" in names:
@@ -783,8 +767,9 @@ def train_frozen_stack(cfg, *, log=print) -> dict[str, Any]:
         w = stack_weights(xc - xr, l2=1.0)
         st.weights = weights_from_vector(names, w)
         # centred on the training answers as scoring gives them (the probe fit on every training pair)
-        st.offset = 0.0
-        st.offset = float(np.mean(np.concatenate([st.combine({c: score_cols[c][i] for c in names}) for i in (0, 1)])))
+        st.offset = float(np.concatenate([column_matrix({c: score_cols[c][i] for c in names}, names)
+                                          for i in (0, 1)]).mean(0) @ w)
+        sc, sr, on = xc @ w, xr @ w, pairs          # the training pairs, in-sample for the weights
         fit_on = f"training pairs ({n}; the probe's column out of fold, {k} folds by prompt)"
         st.spec["fit"] = {"l2": 1.0, "on": fit_on, "folds": k}
         metrics: dict[str, Any] = {
@@ -794,20 +779,17 @@ def train_frozen_stack(cfg, *, log=print) -> dict[str, Any]:
                      "eval": len(ev.records), "test": len(test.records) if test else 0, "rows_in": train.rows_in,
                      "rejected": len(rejects), "sources": _source_licenses(train.records, cfg.data_license)},
             # in-sample for the weights (the probe's column out of fold): a fit check, not a figure to quote
-            "train": _figures(xc @ w, xr @ w, pairs, _alone(st, fit_cols))}
-        sc, sr, on, measured = xc @ w, xr @ w, pairs, f"training pairs, in-sample weights ({n} pairs)"
+            "train": _figures(sc, sr, pairs, _alone(st, fit_cols))}
+        measured, split = f"training pairs, in-sample weights ({n} pairs)", "train"
         if ev.records:
             log("frozen stack: reading the held-out split")
-            held = _score_files(st, ev, cfg.eval_batch_size)
-            _read(st, held, "eval", metrics)
-            on, comps = _joined(held)
-            sc, sr = (st.combine({c: comps[c][i] for c in names}) for i in (0, 1))
-            measured = f"held-out split ({len(on)} pairs; nothing fit on it)"
+            on, sc, sr = _read(st, _score_files(st, ev, cfg.eval_batch_size), "eval", metrics)
+            measured, split = f"held-out split ({len(on)} pairs; nothing fit on it)", "eval"
         if test is not None and test.records:
             log("frozen stack: reading the test file")
             _read(st, _score_files(st, test, cfg.eval_batch_size), "test", metrics)
         metrics["seconds"] = round(time.time() - t0, 1)
-        _finish(st, cfg, out, metrics, sc, sr, on, measured,
+        _finish(st, cfg, out, metrics, metrics[split], sc, sr, on, measured,
                 "frozen stack, held-out" if ev.records else "frozen stack, training pairs (in-sample)")
         log(f"saved a frozen reward stack ({_weights_text(st.weights)}) to {out} in {metrics['seconds']:.0f} s")
         return metrics

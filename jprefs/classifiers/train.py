@@ -323,6 +323,23 @@ def _load_split(cfg: TrainRMConfig, log):
     return train, ev, test
 
 
+def _write_split_files(cfg: TrainRMConfig, out: Path, train, ev, test, *, write: bool = True) -> list:
+    """``OUT/rejects.jsonl`` (every file's rejected rows) and ``OUT/eval_split.jsonl`` (the held-out rows
+    themselves, so that `jprefs eval rm --data OUT/eval_split.jsonl` scores exactly what the model never
+    trained on); then the check that a preference objective has preference data. Returns the rejects."""
+    from jprefs.data.io import write_jsonl
+
+    rejects = train.rejects + ev.rejects + (test.rejects if test else [])
+    if rejects and write:
+        write_jsonl(out / "rejects.jsonl", rejects)
+    if ev.records and write:
+        write_jsonl(out / "eval_split.jsonl", ev.records)
+    if cfg.objective != "binary" and train.kind == "binary":
+        raise DataError(f"{cfg.data}: objective={cfg.objective} needs preference pairs or rank lists, "
+                        f"but the file holds labelled examples", fix="use objective=binary")
+    return rejects
+
+
 def _concat(parts, files):
     """One RMData of several files' records (rejects and row counts summed; licences joined); ``parts``
     keeps each file's own, named by the file ``files[i]`` it came from."""
@@ -411,7 +428,7 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
     from jprefs.classifiers.inputs import model_max_length
     from jprefs.classifiers.reward_model import RewardConfig, RewardModel
     from jprefs.config import save_config
-    from jprefs.data.io import atomic_write_json, write_jsonl
+    from jprefs.data.io import atomic_write_json
     from jprefs.progress import progress
 
     is_main = accelerator.is_main_process
@@ -433,16 +450,7 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
 
     # ---- data
     train_data, eval_data, test_data = _load_split(cfg, log)
-    rejects = train_data.rejects + eval_data.rejects + (test_data.rejects if test_data else [])
-    if rejects and is_main:
-        write_jsonl(out / "rejects.jsonl", rejects)
-    if eval_data.records and is_main:
-        # the held-out rows themselves, so that `jprefs eval rm --data OUT/eval_split.jsonl` scores
-        # exactly what this model never trained on
-        write_jsonl(out / "eval_split.jsonl", eval_data.records)
-    if cfg.objective != "binary" and train_data.kind == "binary":
-        raise DataError(f"{cfg.data}: objective={cfg.objective} needs preference pairs or rank lists, "
-                        f"but the file holds labelled examples", fix="use objective=binary")
+    rejects = _write_split_files(cfg, out, train_data, eval_data, test_data, write=is_main)
 
     # ---- model
     from jprefs.classifiers.backbones import load_classifier, resolve_backbone

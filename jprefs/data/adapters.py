@@ -373,19 +373,19 @@ def _judgment(d: dict, sid: str, ctx: Context) -> Record:
         models = (d.get("model_a"), d.get("model_b"))
         judge = d.get("judge")
     else:                                                        # FastChat llm_judge pairwise files
-        if "answer_1" not in d and "answer_2" not in d:
-            if ctx.answers is None:
-                raise RowReject("no_inline_answers",
-                                "a judgment row without answer_1/answer_2: FastChat keeps the answers in "
-                                "model_answer/; pass the benchmark folder with --answers DATA_DIR (question.jsonl, "
-                                "model_answer/), or a file with the answers inline")
-            if turn != 1:
-                raise RowReject("multi_turn_inline", f"turn {turn}: its prompt holds each model's own earlier "
-                                                     "answers, so the two answers share no prompt")
-            d = _joined_answers(d, ctx.answers)
+        by_id = "answer_1" not in d and "answer_2" not in d       # FastChat's own files: answers by id
+        if by_id and ctx.answers is None:
+            raise RowReject("no_inline_answers",
+                            "a judgment row without answer_1/answer_2: FastChat keeps the answers in "
+                            "model_answer/; pass the benchmark folder with --answers DATA_DIR (question.jsonl, "
+                            "model_answer/), or a file with the answers inline")
         if turn != 1:
-            raise RowReject("multi_turn_inline", f"turn {turn} judged on plain-string answers: the earlier "
-                                                 "turns of the conversation are not in the row")
+            raise RowReject("multi_turn_inline", f"turn {turn}: its prompt holds each model's own earlier "
+                                                 "answers, so the two answers share no prompt" if by_id else
+                            f"turn {turn} judged on plain-string answers: the earlier turns of the "
+                            "conversation are not in the row")
+        if by_id:
+            d = _joined_answers(d, ctx.answers)
         games = [k for k in ("g1_winner", "g2_winner") if k in d] or ["winner"]
         sides = {_verdict(_get(d, k), k) for k in games}
         if len(sides) > 1:
@@ -416,16 +416,9 @@ def _joined_answers(d: dict, ref: Any) -> dict:
     """A FastChat pairwise judgment row with its question and both answers filled in from ``ref``
     (:class:`jprefs.data.fastchat.FastChatAnswers`)."""
     qid = _get(d, "question_id")
-    q = ref.questions.get(str(qid))
-    if q is None:
-        raise RowReject("unknown_question", f"question_id {qid!r} is not in {ref.dir / 'question.jsonl'}")
-    out = {**d, "question": q}
+    out = {**d, "question": ref.question(qid)}
     for i in ("1", "2"):
-        model = _get(d, f"model_{i}")
-        a = ref.answers.get((str(model), str(qid)))
-        if a is None:
-            raise RowReject("no_answer", f"{ref.dir / 'model_answer'} has no answer of {model!r} to question {qid!r}")
-        out[f"answer_{i}"] = a
+        out[f"answer_{i}"] = ref.answer(_get(d, f"model_{i}"), qid)
     return out
 
 

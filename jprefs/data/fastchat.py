@@ -57,3 +57,21 @@ class FastChatAnswers:
                     self.bad_refs[f"{f}:{row.locator}"] = 1
                     continue
                 self.answers.setdefault(key, text)
+
+    def question(self, qid) -> str:
+        """The first turn of question ``qid``; an unknown id rejects the row (``unknown_question``)."""
+        from jprefs.data.adapters import RowReject
+
+        q = self.questions.get(str(qid))
+        if q is None:
+            raise RowReject("unknown_question", f"question_id {qid!r} is not in {self.dir / 'question.jsonl'}")
+        return q
+
+    def answer(self, model, qid) -> str:
+        """``model``'s first answer to question ``qid``; none rejects the row (``no_answer``)."""
+        from jprefs.data.adapters import RowReject
+
+        a = self.answers.get((str(model), str(qid)))
+        if a is None:
+            raise RowReject("no_answer", f"{self.dir / 'model_answer'} has no answer of {model!r} to question {qid!r}")
+        return a

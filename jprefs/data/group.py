@@ -40,7 +40,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from jprefs.data.adapters import RowReject, _get
+from jprefs.data.adapters import RowReject, _get, _turn
 from jprefs.data.io import TABLE_SUFFIXES
 from jprefs.errors import ConfigError, DataError
 
@@ -115,21 +115,20 @@ class FastChatJoin:
                             path=str(d), fix="pass --judge NAME, one of the names there without .jsonl")
         if not self.inputs:
             raise DataError(f"{jd} holds no .jsonl judgment files", path=str(jd))
-        self.questions, self.answers, self.bad_refs = ref.questions, ref.answers, ref.bad_refs
+        self.ref = ref
         self.seen: set[tuple[str, str]] = set()
 
+    @property
+    def bad_refs(self) -> dict[str, int]:
+        return self.ref.bad_refs
+
     def __call__(self, d: dict, model_default: str) -> dict:
-        turn = d.get("turn", 1)
+        turn = _turn(d)
         if turn != 1:
             raise RowReject("turn_not_1", f"turn {turn!r}: a later turn's prompt holds each model's own first "
                                           "answer, so it is not one prompt shared by the models")
         qid, model = _get(d, "question_id"), _get(d, "model")
-        q = self.questions.get(str(qid))
-        if q is None:
-            raise RowReject("unknown_question", f"question_id {qid!r} is not in question.jsonl")
-        a = self.answers.get((str(model), str(qid)))
-        if a is None:
-            raise RowReject("no_answer", f"model_answer/ has no answer of {model!r} to question {qid!r}")
+        q, a = self.ref.question(qid), self.ref.answer(model, qid)
         if (str(model), str(qid)) in self.seen:
             raise RowReject("duplicate_judgment", f"{model!r} on question {qid!r} was judged before in these files "
                                                   "(the first judgment is kept)")

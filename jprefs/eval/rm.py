@@ -265,14 +265,12 @@ def _slug(s: str) -> str:
 
 def _model_info(rm, path: str) -> dict:
     c = rm.config
+    info = {"path": path, "objective": c.objective, "input": c.input, "pooling": c.pooling, "center": c.center,
+            "base_model": c.base_model, "max_length": c.max_length}
     if getattr(rm, "frozen", False):       # a frozen reward stack: no classifier, its parts on a frozen backbone
-        return {"path": path, "class": type(rm).__name__, "objective": c.objective, "input": c.input,
-                "parts": list(rm.names), "pooling": c.pooling, "center": c.center, "base_model": c.base_model,
-                "max_length": c.max_length}
-    return {"path": path, "class": type(rm.model).__name__, "objective": c.objective, "input": c.input,
-            "num_labels": int(rm.model.config.num_labels), "chosen_index": c.chosen_index,
-            "labels": list(c.labels), "pooling": c.pooling, "center": c.center, "base_model": c.base_model,
-            "max_length": c.max_length}
+        return {**info, "class": type(rm).__name__, "parts": list(rm.names)}
+    return {**info, "class": type(rm.model).__name__, "num_labels": int(rm.model.config.num_labels),
+            "chosen_index": c.chosen_index, "labels": list(c.labels)}
 
 
 def _score(rm, data: EvalData, batch_size: int, model_label: str, heads: list[str] | None = None):
