@@ -1484,7 +1484,7 @@ def _frozen_fit_score(data: dict, tr: list, held: str) -> tuple[dict, int, float
     with the probe refit on all of ``tr``. Returns (figures by candidate, training pairs, probe L2)."""
     import numpy as np
 
-    from jprefs.classifiers.probe import fit_probe_arrays, grouped_folds
+    from jprefs.classifiers.probe import fit_probe_arrays, out_of_fold_scores
     from jprefs.classifiers.stack import stack_weights
     from jprefs.eval.metrics import accuracy_metrics
 
@@ -1493,21 +1493,9 @@ def _frozen_fit_score(data: dict, tr: list, held: str) -> tuple[dict, int, float
 
     g_tr = sum((data[k]["g"] for k in tr), [])
     ec, er, lc, lr = cat("ec"), cat("er"), cat("lc"), cat("lr")
-
-    def probe_fit(idx=None):
-        if idx is None:
-            return fit_probe_arrays(ec, er, lc, lr, g_tr, seed=0)
-        return fit_probe_arrays(ec[idx], er[idx], lc[idx], lr[idx], [g_tr[i] for i in np.flatnonzero(idx)], seed=0)
-
-    fold = grouped_folds(g_tr, 5, 0)
     n_tr = len(g_tr)
-    oof_c, oof_r = np.zeros(n_tr), np.zeros(n_tr)
-    for f in range(5):
-        pr = probe_fit(fold != f)
-        te = fold == f
-        oof_c[te] = pr.score(ec[te], lc[te])
-        oof_r[te] = pr.score(er[te], lr[te])
-    pr = probe_fit()
+    oof_c, oof_r = out_of_fold_scores(ec, er, lc, lr, g_tr, 5, seed=0)     # as train-rm's frozen stack
+    pr = fit_probe_arrays(ec, er, lc, lr, g_tr, seed=0)
     h = data[held]
     cols_tr = {"probe": (oof_c[:, None], oof_r[:, None]), "relevance": (cat("rc")[:, None], cat("rr")[:, None]),
                "features": (cat("fc"), cat("fr"))}
@@ -1621,13 +1609,6 @@ def frozen_recipe(checkout: Path) -> dict:
     def run(*args):
         subprocess.run([sys.executable, "-m", "jprefs.cli", *map(str, args)], check=True, cwd=ROOT)
 
-    def floor(x: dict, lw: float, pb: float) -> dict:
-        acc, cs = x["pairwise_accuracy"], x["length_controlled_accuracy"]
-        ci = x.get("ci95") or x.get("pairwise_accuracy_ci95")
-        half = (ci[1] - ci[0]) / 2 if ci and ci[0] is not None else float("nan")
-        ok = bool(acc > lw and acc > pb and cs is not None and cs >= 0.35)
-        return {"floor": ok, "goal": bool(ok and acc - lw > half and cs >= 0.5)}
-
     # ---- (a) the recipe as users run it
     out = WORK / "frozen-recipe"
     t0 = time.time()
@@ -1642,7 +1623,7 @@ def frozen_recipe(checkout: Path) -> dict:
     for f, x in m["eval_by_file"].items():
         pb = x["components"]["probe"]["pairwise_accuracy"]
         a[f] = {"frozen": _stack_cells(x), "fine_tuned_cross_fitted": _stack_cells(ft[f]), "probe": pb,
-                "longer_wins": x["length_baseline_accuracy"], **floor(x, x["length_baseline_accuracy"], pb)}
+                "longer_wins": x["length_baseline_accuracy"], **_floor_goal(x, x["length_baseline_accuracy"], pb)}
     # train-rm's own timing of the fit (a rerun into the same folder does nothing and takes ~0 s)
     res["a_recipe"] = {"wall_seconds": wall, "train_seconds": m["seconds"], "weights": m["weights"], "offset": m["offset"], "data": m["data"],
                        "train_fit_check": _stack_cells(m["train"]), "held_out": a}
@@ -1672,7 +1653,7 @@ def frozen_recipe(checkout: Path) -> dict:
         b[k] = {"frozen": _eval_cells(x), "fine_tuned": ft_test[k]["stack"], "longer_wins": lw, "probe": pb,
                 "parts": {h: em["results"][f"frozen:{h}"][k]["pairwise_accuracy"] for h in ("probe", "relevance",
                                                                                          "features")},
-                **floor(x, lw, pb)}
+                **_floor_goal(x, lw, pb)}
     res["b_bench_split"] = b
     # ---- (c) the unread judged set
     src = checkout / FOURTH
@@ -1715,7 +1696,7 @@ def frozen_recipe(checkout: Path) -> dict:
     c = {"pairs": len(recs), "prompts": len({prompt_key(r.prompt) for r in recs}), "dropped": dropped,
          "convert": summary, "longer_wins": lw, "probe": {k: d4["probe_baseline"].get(k) for k in
                                                          ("accuracy", "ci95", "length_controlled_accuracy")},
-         "models": {lab: _eval_cells(v["roleplay"]) for lab, v in m4["results"].items()}, **floor(x, lw, pb)}
+         "models": {lab: _eval_cells(v["roleplay"]) for lab, v in m4["results"].items()}, **_floor_goal(x, lw, pb)}
     res["c_fourth"] = c
     fine4 = m4["results"]["recipe"]["roleplay"]["pairwise_accuracy"]
     res["recommend_frozen"] = bool(c["floor"] or (x["pairwise_accuracy"] >= fine4 and all(
@@ -1791,15 +1772,22 @@ def fifth(checkout: Path) -> dict:
              "probe": {k: dd["probe_baseline"].get(k) for k in ("accuracy", "ci95", "length_controlled_accuracy")},
              "models": {lab: _eval_cells(v[part]) for lab, v in m["results"].items()}}
         for lab in ("frozen", "recipe"):
-            x = m["results"][lab][part]
-            ci = x["ci95"]
-            ok = bool(x["pairwise_accuracy"] > lw and x["pairwise_accuracy"] > pb and x["length_controlled_accuracy"] >= 0.35)
-            r[f"{lab}_floor"] = ok
-            r[f"{lab}_goal"] = bool(ok and x["pairwise_accuracy"] - lw > (ci[1] - ci[0]) / 2
-                                    and x["length_controlled_accuracy"] >= 0.5)
+            fg = _floor_goal(m["results"][lab][part], lw, pb)
+            r[f"{lab}_floor"], r[f"{lab}_goal"] = fg["floor"], fg["goal"]
         res["readings"][part] = r
     (RESULTS / "fifth.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     return res
+
+
+def _floor_goal(x: dict, lw: float, pb: float) -> dict:
+    """Issue #13's floor on one reading (``x``: a train-rm stack's or `eval rm`'s figures): above
+    longer-wins ``lw`` and the probe ``pb``, chosen-shorter >= 0.35; ``goal``: also above longer-wins by
+    more than the interval's half-width and >= 0.5 chosen-shorter."""
+    acc, cs = x["pairwise_accuracy"], x["length_controlled_accuracy"]
+    ci = x.get("ci95") or x.get("pairwise_accuracy_ci95")
+    half = (ci[1] - ci[0]) / 2 if ci and ci[0] is not None else float("nan")
+    ok = bool(acc > lw and acc > pb and cs is not None and cs >= 0.35)
+    return {"floor": ok, "goal": bool(ok and acc - lw > half and cs >= 0.5)}
 
 
 def _stack_cells(x: dict) -> dict:
