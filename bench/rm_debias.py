@@ -29,6 +29,7 @@ Protocol (choices on dev, the test split read once at the end):
     python bench/rm_debias.py frozen-recipe CHECKOUT   # the frozen stack as a recipe; a fourth judged set, read once
     python bench/rm_debias.py plot frozen-recipe       # -> RESULTS/frozen-recipe.png
     python bench/rm_debias.py fifth CHECKOUT   # new models' answers to Japanese MT-Bench (shisa's FastChat fork), read once
+    python bench/rm_debias.py ninth CHECKOUT   # those grades as training pairs of the frozen stack, chosen by grouped CV
 
 WORK defaults to bench/results/rm-debias/work (models are not committed; the JSON summaries are).
 """
@@ -1779,6 +1780,248 @@ def fifth(checkout: Path) -> dict:
     return res
 
 
+NINTH_CANDIDATES = ("base", "fifth-equal", "fifth-all")
+
+
+def ninth(checkout: Path) -> dict:
+    """Same judge, more answers: the fifth set's GPT-4 grades of 24 other models as TRAINING pairs for the
+    frozen stack (after ``fifth``; issue #13).
+
+    ``fifth`` read the frozen recipe on 12,391 pairs of the same judge's grades of other models' answers to
+    Japanese MT-Bench; nothing trained on them. The seventh round found that more judged data helps only
+    from the same kind of judge: this is ten times the shared ja_mt_bench set, from that judge.
+
+    Rule, fixed in this docstring and committed before any figure of it existed:
+      - data: the bench split (``split``) of ja_mt_bench and Rakuda; the fifth set's pairs
+        (WORK/fifth-pairs.jsonl, ``fifth``'s conversion, CHECKOUT's question.jsonl for the ids) split by
+        question id: the pairs of the questions of the ja_mt_bench TEST part are ``fifth-test`` (read
+        only), all others ``fifth-train``. Questions are matched by question_id (the fork rewords some),
+        and a fifth pair is grouped with the shared set's pairs of its question (their prompt) in every
+        fold below, inner and outer; a question the shared set lacks is its own group;
+      - parts fixed: the frozen recipe's (probe + relevance + features; stack_weights with L2 1.0 over
+        the probe's column out of fold, 5 inner folds by group, seed 0, as train-rm's frozen stack);
+        candidates NINTH_CANDIDATES differ only in their training pairs: ``base``, the bench pairs alone;
+        ``fifth-equal``, + a random sample (seed 0) of the fifth-train pairs as many as the bench's train
+        + dev pairs; ``fifth-all``, + every fifth-train pair;
+      - choice: grouped 3-fold CV over the bench's train + dev parts (``_cv_parts``' folds): each fold's
+        candidate is fit on the other two folds of both sets plus its fifth-train pairs whose question
+        is not in the held fold, and scores the held fold's bench pairs; figures pooled per set. The
+        pick: the highest mean out-of-fold accuracy over the two sets among the candidates whose
+        out-of-fold chosen-shorter accuracy is >= 0.35 on both, else the highest mean accuracy. Written
+        to the result before any reading below is computed;
+      - read once, every candidate fit on all its training pairs: both test parts, ``fifth-test``, the
+        Japanese Vicuna-QA set (``third``) and role-play (``frozen-recipe``'s fourth set), with
+        longer-wins and each candidate's own probe part (the probe on the same training pairs, the
+        issue's baseline); ``base`` must reproduce train-rm's frozen stack on the bench split
+        (its weights fit on train + dev to 1e-5 before the CV, its test figures to one pair; ``checks``);
+      - floor / goal per reading as ``_floor_goal``; recommendation, fixed now: if the pick is not
+        ``base`` and meets the floor on both test parts, the frozen recipe documents the fifth set as its
+        extra data; it replaces the fine-tuned recipe as the recommended one only if it also reads at
+        least the fine-tuned recipe's accuracy on Vicuna-QA (third.json) and role-play
+        (frozen-recipe.json). Nothing read here after the pick changes it.
+    RESULTS/ninth.json."""
+    import numpy as np
+
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.data.io import iter_jsonl
+    from jprefs.data.schema import as_messages, prompt_key
+
+    res: dict = {"rule": ninth.__doc__}
+    # ---- the question ids: the shared set's prompts and the fork's
+    shared_q = {}
+    for row in iter_jsonl(SETS["ja_mt_bench"]):
+        if not row.error:
+            shared_q[str(row.data["question_id"])] = prompt_key(as_messages(row.data["prompt"]))
+    fork_q = {}
+    for row in iter_jsonl(checkout / FIFTH / "question.jsonl"):
+        if not row.error:
+            fork_q[prompt_key(as_messages(row.data["turns"][0]))] = str(row.data["question_id"])
+    parts = {s: {p: load_rm_data(WORK / f"{s}-{p}.jsonl").records for p in ("train", "dev", "test")} for s in SETS}
+    test_keys = {prompt_key(r.prompt) for r in parts["ja_mt_bench"]["test"]}
+    fifth_recs = load_rm_data(WORK / "fifth-pairs.jsonl").records
+    fifth_group = []
+    for r in fifth_recs:
+        qid = fork_q[prompt_key(r.prompt)]                # every pair's prompt is one of the fork's questions
+        fifth_group.append(shared_q.get(qid, prompt_key(r.prompt)))
+    is_test = np.array([g in test_keys for g in fifth_group])
+    # ---- every pair's frozen columns, computed once per distinct (prompt, answer)
+    cv_parts = _cv_parts()
+    sets = {"bench": [r for s in SETS for r in cv_parts[s][0]], "fifth": fifth_recs,
+            **{f"{s}-test": parts[s]["test"] for s in SETS},
+            "ja_vicuna_qa": load_rm_data(WORK / "third-ja-vicuna-qa.jsonl").records,
+            "roleplay": load_rm_data(WORK / "fourth-roleplay.jsonl").records}
+    t0 = time.time()
+    cols = _frozen_columns(sets, WORK / "ninth-columns.npz")
+    res["columns_seconds"] = time.time() - t0
+    bench_set = np.array([s for s in SETS for _ in cv_parts[s][0]])
+    bench_fold = np.concatenate([cv_parts[s][1] for s in SETS])
+    cols["bench"]["g"] = [prompt_key(r.prompt) for r in sets["bench"]]
+    cols["fifth"]["g"] = fifth_group
+    for k in sets:
+        if "g" not in cols[k]:
+            cols[k]["g"] = [prompt_key(r.prompt) for r in sets[k]]
+    key_fold = {g: int(f) for g, f in zip(cols["bench"]["g"], bench_fold)}
+    fifth_fold = np.array([key_fold.get(g, -1) for g in fifth_group])     # -1: not in the bench's train + dev
+    pool = np.flatnonzero(~is_test)
+    rng = np.random.default_rng(0)
+    equal = np.sort(rng.choice(pool, size=min(len(pool), len(sets["bench"])), replace=False))
+    extra = {"base": np.array([], int), "fifth-equal": equal, "fifth-all": pool}
+    res["data"] = {"fifth_pairs": len(fifth_recs), "fifth_train": int(len(pool)), "fifth_test": int(is_test.sum()),
+                   "fifth_questions": len(set(fifth_group)), "fifth_questions_in_shared": len(set(fifth_group) & set(shared_q.values())),
+                   "bench_train_dev": len(sets["bench"]), "fifth_equal": int(len(equal))}
+    # a check on training pairs only: base fit on all train + dev = train-rm's frozen stack on them
+    base_fit = _frozen_stack_fit(cols, np.arange(len(bench_set)), extra["base"])
+    lib = json.loads((WORK / "frozen-bench" / "metrics.json").read_text(encoding="utf-8"))["weights"]
+    lib_w = [lib["probe"], lib["relevance"], *lib["features"].values()]
+    diff = float(np.max(np.abs(np.array(base_fit.weights["weights"]) - lib_w)))
+    checks = {"base weights = train-rm's frozen stack (WORK/frozen-bench)": {"max_abs_difference": diff, "ok": diff < 1e-5}}
+    # ---- the choice: grouped 3-fold CV over the bench's train + dev parts
+    cv = {c: {} for c in NINTH_CANDIDATES}
+    for c in NINTH_CANDIDATES:
+        sc, sr = np.zeros(len(bench_set)), np.zeros(len(bench_set))
+        for f in range(FOLDS):
+            tr_b = np.flatnonzero(bench_fold != f)
+            tr_f = extra[c][fifth_fold[extra[c]] != f]
+            fit = _frozen_stack_fit(cols, tr_b, tr_f)
+            te = np.flatnonzero(bench_fold == f)
+            sc[te], sr[te], _ = fit(_take(cols["bench"], te))
+        for s in SETS:
+            m = bench_set == s
+            x = _take(cols["bench"], np.flatnonzero(m))
+            cv[c][s] = _keep(sc[m], sr[m], x)
+    mean = {c: float(np.mean([cv[c][s]["pairwise_accuracy"] for s in SETS])) for c in NINTH_CANDIDATES}
+    ok = [c for c in NINTH_CANDIDATES if all(cv[c][s]["length_controlled_accuracy"] >= 0.35 for s in SETS)]
+    pick = max(ok or NINTH_CANDIDATES, key=lambda c: mean[c])
+    res["cv"] = {"figures": cv, "mean_accuracy": mean, "eligible": ok, "pick": pick}
+    (RESULTS / "ninth.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")   # the pick, before any reading
+    # ---- the readings, once
+    frozen_b = json.loads((RESULTS / "frozen-recipe.json").read_text(encoding="utf-8"))["b_bench_split"]
+    third_r = json.loads((RESULTS / "third.json").read_text(encoding="utf-8"))
+    fourth_r = json.loads((RESULTS / "frozen-recipe.json").read_text(encoding="utf-8"))["c_fourth"]
+    fine = {"ja_mt_bench-test": frozen_b["ja_mt_bench"]["fine_tuned"]["accuracy"],
+            "rakuda-test": frozen_b["rakuda"]["fine_tuned"]["accuracy"],
+            "ja_vicuna_qa": third_r["models"]["recipe"]["pairwise_accuracy"],
+            "roleplay": fourth_r["models"]["recipe"]["accuracy"]}
+    readings = {k: {} for k in ("ja_mt_bench-test", "rakuda-test", "fifth-test", "ja_vicuna_qa", "roleplay")}
+    weights = {}
+    for c in NINTH_CANDIDATES:
+        fit = base_fit if c == "base" else _frozen_stack_fit(cols, np.arange(len(bench_set)), extra[c])
+        for k in readings:
+            x = cols[k] if k != "fifth-test" else _take(cols["fifth"], np.flatnonzero(is_test))
+            sc, sr, (pc, pr_) = fit(x)
+            st, pb = _keep(sc, sr, x), _keep(pc, pr_, x)
+            readings[k][c] = {"stack": st, "probe": pb, **_floor_goal(st, st["length_baseline_accuracy"], pb["pairwise_accuracy"])}
+        weights[c] = fit.weights
+    res["weights"] = weights
+    # base = train-rm's frozen stack trained on the bench's train + dev parts (frozen-recipe (b))
+    for s in SETS:      # one pair's worth of slack: the library embeds pair by pair, this each answer once
+        diff = abs(readings[f"{s}-test"]["base"]["stack"]["pairwise_accuracy"] - frozen_b[s]["frozen"]["accuracy"])
+        checks[f"base = train-rm's frozen stack on the {s} test part"] = {"difference": diff, "ok": diff <= 1 / 228}
+    res["checks"] = checks
+    res["readings"] = readings
+    res["fine_tuned_recipe"] = fine
+    p = readings
+    res["floor_both_tests"] = bool(all(p[f"{s}-test"][pick]["floor"] for s in SETS))
+    res["fifth_as_recipe_data"] = bool(pick != "base" and res["floor_both_tests"])
+    res["recommend"] = bool(res["fifth_as_recipe_data"] and all(
+        p[k][pick]["stack"]["pairwise_accuracy"] >= fine[k] for k in ("ja_vicuna_qa", "roleplay")))
+    (RESULTS / "ninth.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
+    bad = [k for k, v in checks.items() if not v["ok"]]
+    if bad:
+        raise SystemExit(f"ninth: checks failed (RESULTS/ninth.json): {bad}")
+    return res
+
+
+_KEEP = ("n_pairs", "pairwise_accuracy", "ci95", "length_baseline_accuracy", "accuracy_minus_length_baseline",
+         "accuracy_minus_length_baseline_ci95", "length_controlled_accuracy", "length_controlled_n")
+
+
+def _keep(sc, sr, x: dict) -> dict:
+    """The bench's figures of scores ``sc``/``sr`` on the pairs ``x`` (a _frozen_columns entry)."""
+    from jprefs.eval.metrics import accuracy_metrics
+
+    m = accuracy_metrics(sc, sr, x["lc"], x["lr"], x["g"])
+    return {k: m[k] for k in _KEEP}
+
+
+def _take(x: dict, idx) -> dict:
+    """Rows ``idx`` of a _frozen_columns entry."""
+    return {k: ([v[i] for i in idx] if isinstance(v, list) else v[idx]) for k, v in x.items()}
+
+
+def _frozen_stack_fit(cols: dict, bench_idx, fifth_idx):
+    """The frozen recipe's stack (probe + relevance + features) fit on the bench rows ``bench_idx`` and the
+    fifth-set rows ``fifth_idx`` of ``cols``: the probe's column out of fold (5 folds by group, seed 0),
+    stack_weights L2 1.0, as train-rm's frozen stack. Returns ``score(x) -> (s_chosen, s_rejected,
+    (probe_chosen, probe_rejected))`` with ``.weights``."""
+    import numpy as np
+
+    from jprefs.classifiers.probe import fit_probe_arrays, out_of_fold_scores
+    from jprefs.classifiers.stack import stack_weights
+
+    tr = [_take(cols["bench"], bench_idx), _take(cols["fifth"], fifth_idx)]
+    cat = {k: (sum((t[k] for t in tr), []) if k == "g" else np.concatenate([t[k] for t in tr])) for k in tr[0]}
+    oc, orr = out_of_fold_scores(cat["ec"], cat["er"], cat["lc"], cat["lr"], cat["g"], 5, seed=0)
+    pr = fit_probe_arrays(cat["ec"], cat["er"], cat["lc"], cat["lr"], cat["g"], seed=0)
+    xc = np.concatenate([oc[:, None], cat["rc"][:, None], cat["fc"]], axis=1)
+    xr = np.concatenate([orr[:, None], cat["rr"][:, None], cat["fr"]], axis=1)
+    w = stack_weights(xc - xr, l2=1.0)
+
+    def score(x):
+        pc, pq = pr.score(x["ec"], x["lc"]), pr.score(x["er"], x["lr"])
+        c = np.concatenate([pc[:, None], x["rc"][:, None], x["fc"]], axis=1) @ w
+        r = np.concatenate([pq[:, None], x["rr"][:, None], x["fr"]], axis=1) @ w
+        return c, r, (pc, pq)
+
+    score.weights = {"weights": w.tolist(), "probe_l2": pr.l2, "train_pairs": len(cat["g"])}
+    return score
+
+
+def _frozen_columns(sets: dict, cache: Path) -> dict:
+    """:func:`_frozen_data`'s columns of every pair of ``sets`` (name -> records), each distinct (prompt,
+    answer) embedded once; cached in ``cache`` (npz, keyed by the sets' pair ids)."""
+    import hashlib
+
+    import numpy as np
+
+    from jprefs.classifiers.probe import Embedder
+    from jprefs.classifiers.relevance import Relevance
+    from jprefs.classifiers.textfeatures import feature_matrix
+    from jprefs.data.schema import prompt_key
+
+    sig = hashlib.sha256(json.dumps({k: [r.id for r in v] for k, v in sets.items()}).encode()).hexdigest()
+    names = ("ec", "er", "rc", "rr", "fc", "fr", "lc", "lr")
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        if str(z["sig"]) == sig:
+            return {k: {n: z[f"{k}/{n}"] for n in names} for k in sets}
+    index, prompts, texts = {}, [], []
+    for recs in sets.values():
+        for r in recs:
+            for t in (r.chosen, r.rejected):
+                key = (prompt_key(r.prompt), t)
+                if key not in index:
+                    index[key] = len(texts)
+                    prompts.append(r.prompt)
+                    texts.append(t)
+    emb = Embedder("e5-small-offline", pooling="mean", input_prefix="query: ", max_length=512, max_prompt_length=128)
+    rel = Relevance("e5-small-offline", max_length=512)
+    e = emb.embed(prompts, texts, desc=f"embed {len(texts)} answers")
+    rv = rel.score(prompts, texts, desc=f"relevance {len(texts)} answers")
+    f = feature_matrix(prompts, texts)
+    out, flat = {}, {"sig": np.array(sig)}
+    for k, recs in sets.items():
+        ic = np.array([index[(prompt_key(r.prompt), r.chosen)] for r in recs], int)
+        ir = np.array([index[(prompt_key(r.prompt), r.rejected)] for r in recs], int)
+        out[k] = {"ec": e[ic], "er": e[ir], "rc": rv[ic], "rr": rv[ir], "fc": f[ic], "fr": f[ir],
+                  "lc": np.array([len(r.chosen) for r in recs]), "lr": np.array([len(r.rejected) for r in recs])}
+        flat.update({f"{k}/{n}": v for n, v in out[k].items()})
+    tmp = cache.with_suffix(".tmp.npz")
+    np.savez(tmp, **flat)
+    tmp.replace(cache)
+    return out
+
+
 def _floor_goal(x: dict, lw: float, pb: float) -> dict:
     """Issue #13's floor on one reading (``x``: a train-rm stack's or `eval rm`'s figures): above
     longer-wins ``lw`` and the probe ``pb``, chosen-shorter >= 0.35; ``goal``: also above longer-wins by
@@ -2002,6 +2245,13 @@ if __name__ == "__main__":
             for lab, x in v["models"].items():
                 print(f"  {lab:18s} {x['accuracy']:.3f} cs {x['chosen_shorter']:.2f}")
             print("  floor: frozen", v["frozen_floor"], "recipe", v["recipe_floor"])
+    elif cmd == "ninth":          # the fifth set's grades as training pairs of the frozen stack (after fifth)
+        r = ninth(Path(sys.argv[2]))
+        print("pick (grouped CV):", r["cv"]["pick"], {c: round(v, 3) for c, v in r["cv"]["mean_accuracy"].items()})
+        for k, v in r["readings"].items():
+            print(k, "  ".join(f"{c}: {x['stack']['pairwise_accuracy']:.3f}/{x['stack']['length_controlled_accuracy']:.2f}"
+                               f" (probe {x['probe']['pairwise_accuracy']:.3f}, floor {x['floor']})" for c, x in v.items()))
+        print("floor on both tests:", r["floor_both_tests"], "recommend:", r["recommend"])
     elif cmd == "frozen-nested":  # the LOSO choice made from the two training sets alone (after frozen-loso)
         r = frozen_nested()
         for k, v in r["held_out"].items():
