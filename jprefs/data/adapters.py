@@ -44,7 +44,6 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from jprefs.data.io import Row, iter_table

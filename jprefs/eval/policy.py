@@ -443,7 +443,7 @@ def generate(spec: PolicySpec, model, tok, score_fn, prompts, args, ref=None) ->
 
     from jprefs.progress import progress
     from jprefs.rl.policies import position_ids_from_mask
-    from jprefs.rl.sampling import forbid_eos, logprobs_from_logits, sample
+    from jprefs.rl.sampling import forbid_eos, logprobs_from_logits
 
     texts = [render_prompt_for(tok, p, not args.no_chat_template) for p in prompts]
     rows: list[dict] = []

@@ -24,13 +24,12 @@ Every record keeps the licence of its item and names the annotators in ``meta.la
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 from jprefs.data.io import atomic_write_json, rejects_path_for, write_jsonl
-from jprefs.data.schema import Message, PreferencePair, RankList
+from jprefs.data.schema import PreferencePair, RankList
 from jprefs.errors import DataError
 from jprefs.label.agreement import kendall_tau
 

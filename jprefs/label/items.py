@@ -20,7 +20,6 @@ Every input row becomes an item or a reject (``{line, reason, error, raw}``), an
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from pathlib import Path
 from typing import Any

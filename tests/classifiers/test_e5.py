@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import struct
 
-import numpy as np
 import pytest
 
 from jprefs.classifiers.e5 import dequantize_q4_0

@@ -4,7 +4,6 @@ import doctest
 import json
 import random
 import re
-from itertools import combinations
 
 import pytest
 

@@ -7,7 +7,6 @@ import io
 import json
 import sqlite3
 import threading
-from pathlib import Path
 
 import pytest
 

@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 from jprefs.config import load_config  # noqa: E402
 from jprefs.rl.texts import TextRow  # noqa: E402
 from jprefs.rl.config import RLConfig  # noqa: E402
-from jprefs.rl.ilql import evaluate_beta_gen, make_heads, train_ilql  # noqa: E402
+from jprefs.rl.ilql import evaluate_beta_gen, train_ilql  # noqa: E402
 from jprefs.rl.ppo import train_ppo  # noqa: E402
 
 from .conftest import CHARS, count_a, neg_count_a, tiny_gpt2  # noqa: E402
