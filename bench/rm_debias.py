@@ -31,6 +31,7 @@ Protocol (choices on dev, the test split read once at the end):
     python bench/rm_debias.py fifth CHECKOUT   # new models' answers to Japanese MT-Bench (shisa's FastChat fork), read once
     python bench/rm_debias.py ninth CHECKOUT   # those grades as training pairs of the frozen stack, chosen by grouped CV
     python bench/rm_debias.py ninth-fine-tuned CHECKOUT   # and a sample of them in the fine-tuned recipe's training
+    python bench/rm_debias.py plot ninth       # -> RESULTS/ninth.png
 
 WORK defaults to bench/results/rm-debias/work (models are not committed; the JSON summaries are).
 """
@@ -2231,6 +2232,42 @@ def plot_frozen_recipe() -> Path:
     return RESULTS / "frozen-recipe.png"
 
 
+def plot_ninth() -> Path:
+    """``ninth`` (and ``ninth-fine-tuned`` where it ran) as a picture: one panel per reading (the grouped-CV
+    figures that chose, then the five readings), accuracy against chosen-shorter accuracy of each
+    candidate (with its 95 % interval) and, hollow, its own probe; longer-wins and the 0.35 floor as
+    lines. RESULTS/ninth.png."""
+    from jprefs.eval.plots import pyplot, save_figure
+
+    plt = pyplot()
+    r = json.loads((RESULTS / "ninth.json").read_text(encoding="utf-8"))
+    ft_path = RESULTS / "ninth-fine-tuned.json"
+    ft = json.loads(ft_path.read_text(encoding="utf-8"))["readings"] if ft_path.exists() else {}
+    panels = [(f"choice: grouped CV, {s} train + dev", {c: {"stack": v[s]} for c, v in r["cv"]["figures"].items()}, None)
+              for s in SETS]
+    panels += [(f"read once: {k}", v, ft.get(k.removesuffix("-test"))) for k, v in r["readings"].items()]
+    fig, axes = plt.subplots(2, 4, figsize=(17, 9))
+    for ax, (title, cands, fine) in zip(axes.flat, panels):
+        for i, (c, x) in enumerate(cands.items()):
+            st = x["stack"]
+            a, (lo, hi) = st["pairwise_accuracy"], st["ci95"]
+            ax.errorbar(st["length_controlled_accuracy"], a, yerr=[[a - lo], [hi - a]], fmt="o", ms=7, color=f"C{i}",
+                        capsize=3, label=f"{c}{' (pick)' if c == r['cv']['pick'] else ''} {a:.3f}")
+            if "probe" in x:
+                pb = x["probe"]
+                ax.scatter(pb["length_controlled_accuracy"], pb["pairwise_accuracy"], facecolors="none",
+                           edgecolors=f"C{i}", s=50, label=f"its probe {pb['pairwise_accuracy']:.3f}")
+        if fine:
+            s = fine["stack"]
+            ax.scatter(s["chosen_shorter"], s["accuracy"], marker="s", color="C3",
+                       label=f"fine-tuned + fifth sample {s['accuracy']:.3f}")
+        lw = next(iter(cands.values()))["stack"]["length_baseline_accuracy"]
+        _finish_axis(ax, lw, title, "pairwise accuracy")
+    axes.flat[-1].axis("off")
+    save_figure(fig, RESULTS / "ninth.png")
+    return RESULTS / "ninth.png"
+
+
 def plot_frozen_loso() -> Path:
     """``frozen-loso`` as a picture: per held-out set, accuracy against chosen-shorter accuracy of every
     frozen candidate (fit on the two other sets), the fine-tuned recipe's stack trained the same way
@@ -2269,7 +2306,7 @@ if __name__ == "__main__":
             print("recommended:", choose(r))
     elif cmd == "plot":
         print({"transfer": plot_transfer, "graded": plot_graded, "frozen-loso": plot_frozen_loso,
-               "frozen-recipe": plot_frozen_recipe}.get(sys.argv[2], lambda: plot(sys.argv[2]))())
+               "frozen-recipe": plot_frozen_recipe, "ninth": plot_ninth}.get(sys.argv[2], lambda: plot(sys.argv[2]))())
     elif cmd == "table":
         print(cv_table() if sys.argv[2] == "cv" else table(sys.argv[2]))
     elif cmd == "recipe":
