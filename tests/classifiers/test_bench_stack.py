@@ -37,3 +37,55 @@ def test_cross_fit_never_reads_the_scored_folds_labels(B):
         np.testing.assert_allclose(again[s][0], np.r_[out[s][0][m:], out[s][0][:m]])   # same weights
         assert not np.allclose(again[s][1], out[s][1])        # folds 1, 2 were fit on fold 0's labels
         assert out[s][0].shape == (2 * m,)
+
+
+def test_frozen_columns_embed_each_distinct_answer_once_and_map_back(B, tmp_path, monkeypatch):
+    """The ninth round's columns: one embedding per distinct (prompt, answer), each pair's chosen and
+    rejected rows mapped back to their own answer's, and a second call served from the cache."""
+    from types import SimpleNamespace
+
+    import jprefs.classifiers.probe as probe
+    import jprefs.classifiers.relevance as relevance
+    from jprefs.data.schema import as_messages
+
+    calls = []
+
+    def vec(text):
+        return np.array([len(text), sum(map(ord, text)) % 97, text.count("a")], np.float64)
+
+    class FakeEmbedder:
+        def __init__(self, *a, **k):
+            pass
+
+        def embed(self, prompts, texts, desc=""):
+            calls.append(list(texts))
+            return np.stack([vec(t) for t in texts])
+
+    class FakeRelevance:
+        def __init__(self, *a, **k):
+            pass
+
+        def score(self, prompts, texts, desc=""):
+            return np.array([vec(t)[1] / 97 for t in texts])
+
+    monkeypatch.setattr(probe, "Embedder", FakeEmbedder)
+    monkeypatch.setattr(relevance, "Relevance", FakeRelevance)
+
+    def rec(i, q, c, r):
+        return SimpleNamespace(id=f"p{i}", prompt=as_messages(q), chosen=c, rejected=r)
+
+    sets = {"x": [rec(0, "q1", "aa", "b"), rec(1, "q1", "aa", "ccc"), rec(2, "q2", "aa", "b")],
+            "y": [rec(3, "q1", "ccc", "b")]}
+    out = B._frozen_columns(sets, tmp_path / "cols.npz")
+    assert len(calls) == 1 and sorted(calls[0]) == sorted(["aa", "b", "ccc", "aa", "b"])   # (q2, aa) is new
+    for k, recs in sets.items():
+        for i, r in enumerate(recs):
+            np.testing.assert_array_equal(out[k]["ec"][i], vec(r.chosen))
+            np.testing.assert_array_equal(out[k]["er"][i], vec(r.rejected))
+            assert out[k]["lc"][i] == len(r.chosen) and out[k]["lr"][i] == len(r.rejected)
+    again = B._frozen_columns(sets, tmp_path / "cols.npz")
+    assert len(calls) == 1                                   # the cache, keyed by the sets' pair ids
+    np.testing.assert_array_equal(again["y"]["fr"], out["y"]["fr"])
+    sets["y"].append(rec(4, "q3", "dd", "e"))
+    B._frozen_columns(sets, tmp_path / "cols.npz")
+    assert len(calls) == 2                                   # other pairs: computed again
