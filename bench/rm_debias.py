@@ -1453,19 +1453,26 @@ def _frozen_floor(cands: dict, name: str) -> bool:
                 and x["length_controlled_accuracy"] >= 0.35)
 
 
+def _frozen_models():
+    """The frozen parts' e5 models, set as the recipe's inputs (``query: `` prefix, 512 tokens, the prompt
+    cut to 128): ``(Embedder, Relevance)``."""
+    from jprefs.classifiers.probe import Embedder
+    from jprefs.classifiers.relevance import Relevance
+
+    return (Embedder("e5-small-offline", pooling="mean", input_prefix="query: ", max_length=512, max_prompt_length=128),
+            Relevance("e5-small-offline", max_length=512))
+
+
 def _frozen_data(sets: dict) -> dict:
     """Per judged set: the probe's embeddings, relevance and surface features of every chosen and rejected
     answer, lengths and prompt groups (``frozen_loso``'s parts, computed once)."""
     import numpy as np
 
     from jprefs.classifiers.data import load_rm_data
-    from jprefs.classifiers.probe import Embedder
-    from jprefs.classifiers.relevance import Relevance
     from jprefs.classifiers.textfeatures import feature_matrix
     from jprefs.data.schema import prompt_key
 
-    emb = Embedder("e5-small-offline", pooling="mean", input_prefix="query: ", max_length=512, max_prompt_length=128)
-    rel = Relevance("e5-small-offline", max_length=512)
+    emb, rel = _frozen_models()
     data = {}
     for k, p in sets.items():
         recs = load_rm_data(p).records
@@ -1489,7 +1496,6 @@ def _frozen_fit_score(data: dict, tr: list, held: str) -> tuple[dict, int, float
 
     from jprefs.classifiers.probe import fit_probe_arrays, out_of_fold_scores
     from jprefs.classifiers.stack import stack_weights
-    from jprefs.eval.metrics import accuracy_metrics
 
     def cat(field):
         return np.concatenate([data[k][field] for k in tr])
@@ -1504,8 +1510,6 @@ def _frozen_fit_score(data: dict, tr: list, held: str) -> tuple[dict, int, float
                "features": (cat("fc"), cat("fr"))}
     cols_te = {"probe": (pr.score(h["ec"], h["lc"])[:, None], pr.score(h["er"], h["lr"])[:, None]),
                "relevance": (h["rc"][:, None], h["rr"][:, None]), "features": (h["fc"], h["fr"])}
-    keep = ("n_pairs", "pairwise_accuracy", "ci95", "length_baseline_accuracy", "accuracy_minus_length_baseline",
-            "accuracy_minus_length_baseline_ci95", "length_controlled_accuracy", "length_controlled_n")
     out = {}
     for name, parts in FROZEN_CANDIDATES.items():
         if parts == ("probe",):
@@ -1516,8 +1520,7 @@ def _frozen_fit_score(data: dict, tr: list, held: str) -> tuple[dict, int, float
             w = stack_weights(xc - xr, l2=1.0)
             sc = np.concatenate([cols_te[p][0] for p in parts], axis=1) @ w
             sr = np.concatenate([cols_te[p][1] for p in parts], axis=1) @ w
-        m = accuracy_metrics(sc, sr, h["lc"], h["lr"], h["g"])
-        out[name] = {k: m[k] for k in keep}
+        out[name] = _keep(sc, sr, h)
         if w is not None and len(w) <= 16:
             out[name]["weights"] = w.tolist()
     return out, n_tr, pr.l2
@@ -1711,6 +1714,32 @@ def frozen_recipe(checkout: Path) -> dict:
 FIFTH = "fastchat/llm_judge/data/japanese_mt_bench"     # github.com/AUGMXNT/FastChat (shisa's fork, Apache-2.0)
 
 
+def _fifth_questions(checkout: Path) -> tuple[dict, dict]:
+    """``(shared, fork)``: question_id -> the shared ja_mt_bench set's prompt key, and the fork's prompt key
+    (its question.jsonl, turn 1) -> question_id. The fork rewords some questions, so ids join the two."""
+    from jprefs.data.io import iter_jsonl
+    from jprefs.data.schema import as_messages, prompt_key
+
+    shared = {str(r.data["question_id"]): prompt_key(as_messages(r.data["prompt"])) for r in iter_jsonl(SETS["ja_mt_bench"])
+              if not r.error}
+    fork = {prompt_key(as_messages(r.data["turns"][0])): str(r.data["question_id"])
+            for r in iter_jsonl(checkout / FIFTH / "question.jsonl") if not r.error}
+    return shared, fork
+
+
+def _fifth_shared_keys(checkout: Path, recs) -> list[str]:
+    """Per fifth-set pair: the shared set's prompt key of its question (its own prompt key where the shared
+    set lacks the question), so a pair joins the shared pairs of its question in every split."""
+    from jprefs.data.schema import prompt_key
+
+    shared, fork = _fifth_questions(checkout)
+    out = []
+    for r in recs:
+        k = prompt_key(r.prompt)
+        out.append(shared.get(fork[k], k))       # every pair's prompt is one of the fork's questions
+    return out
+
+
 def fifth(checkout: Path) -> dict:
     """New models' answers to Japanese MT-Bench, judged by GPT-4 (after ``frozen-recipe``; issue #13).
 
@@ -1733,8 +1762,8 @@ def fifth(checkout: Path) -> dict:
 
     from jprefs.classifiers.data import load_rm_data
     from jprefs.data.group import FASTCHAT_MAPPING, FastChatJoin, group_to_files
-    from jprefs.data.io import iter_jsonl, write_jsonl
-    from jprefs.data.schema import as_messages, prompt_key
+    from jprefs.data.io import write_jsonl
+    from jprefs.data.schema import prompt_key
 
     d = checkout / FIFTH
     join = FastChatJoin(d, "gpt-4_single/")
@@ -1746,12 +1775,10 @@ def fifth(checkout: Path) -> dict:
                     "--pairs", "all", "-o", str(pairs_path)], check=True, cwd=ROOT)
     # the question ids both recipes held out: their held-out prompts, looked up in the shared file's rows
     held_keys = {prompt_key(r.prompt) for r in load_rm_data(WORK / "recipe" / "reward" / "eval_split.jsonl").records}
-    shared = [row.data for row in iter_jsonl(SETS["ja_mt_bench"]) if not row.error]
-    held_ids = {str(x["question_id"]) for x in shared if prompt_key(as_messages(x["prompt"])) in held_keys}
-    trained_ids = {str(x["question_id"]) for x in shared} - held_ids
-    qkey = {str(q.data["question_id"]): prompt_key(as_messages(q.data["turns"][0])) for q in iter_jsonl(d / "question.jsonl")
-            if not q.error}
-    unseen_keys = {qkey[i] for i in held_ids if i in qkey}
+    shared, fork = _fifth_questions(checkout)
+    held_ids = {i for i, k in shared.items() if k in held_keys}
+    trained_ids = set(shared) - held_ids
+    unseen_keys = {k for k, i in fork.items() if i in held_ids}
     recs = load_rm_data(pairs_path).records
     unseen = [r for r in recs if prompt_key(r.prompt) in unseen_keys]
     seen = [r for r in recs if prompt_key(r.prompt) not in unseen_keys]
@@ -1825,31 +1852,19 @@ def ninth(checkout: Path) -> dict:
     import numpy as np
 
     from jprefs.classifiers.data import load_rm_data
-    from jprefs.data.io import iter_jsonl
-    from jprefs.data.schema import as_messages, prompt_key
+    from jprefs.data.schema import prompt_key
 
     res: dict = {"rule": ninth.__doc__}
-    # ---- the question ids: the shared set's prompts and the fork's
-    shared_q = {}
-    for row in iter_jsonl(SETS["ja_mt_bench"]):
-        if not row.error:
-            shared_q[str(row.data["question_id"])] = prompt_key(as_messages(row.data["prompt"]))
-    fork_q = {}
-    for row in iter_jsonl(checkout / FIFTH / "question.jsonl"):
-        if not row.error:
-            fork_q[prompt_key(as_messages(row.data["turns"][0]))] = str(row.data["question_id"])
-    parts = {s: {p: load_rm_data(WORK / f"{s}-{p}.jsonl").records for p in ("train", "dev", "test")} for s in SETS}
-    test_keys = {prompt_key(r.prompt) for r in parts["ja_mt_bench"]["test"]}
+    tests = {s: load_rm_data(WORK / f"{s}-test.jsonl").records for s in SETS}
+    test_keys = {prompt_key(r.prompt) for r in tests["ja_mt_bench"]}
     fifth_recs = load_rm_data(WORK / "fifth-pairs.jsonl").records
-    fifth_group = []
-    for r in fifth_recs:
-        qid = fork_q[prompt_key(r.prompt)]                # every pair's prompt is one of the fork's questions
-        fifth_group.append(shared_q.get(qid, prompt_key(r.prompt)))
+    fifth_group = _fifth_shared_keys(checkout, fifth_recs)
+    shared_keys = set(_fifth_questions(checkout)[0].values())
     is_test = np.array([g in test_keys for g in fifth_group])
     # ---- every pair's frozen columns, computed once per distinct (prompt, answer)
     cv_parts = _cv_parts()
     sets = {"bench": [r for s in SETS for r in cv_parts[s][0]], "fifth": fifth_recs,
-            **{f"{s}-test": parts[s]["test"] for s in SETS},
+            **{f"{s}-test": tests[s] for s in SETS},
             "ja_vicuna_qa": load_rm_data(WORK / "third-ja-vicuna-qa.jsonl").records,
             "roleplay": load_rm_data(WORK / "fourth-roleplay.jsonl").records}
     t0 = time.time()
@@ -1857,11 +1872,8 @@ def ninth(checkout: Path) -> dict:
     res["columns_seconds"] = time.time() - t0
     bench_set = np.array([s for s in SETS for _ in cv_parts[s][0]])
     bench_fold = np.concatenate([cv_parts[s][1] for s in SETS])
-    cols["bench"]["g"] = [prompt_key(r.prompt) for r in sets["bench"]]
-    cols["fifth"]["g"] = fifth_group
-    for k in sets:
-        if "g" not in cols[k]:
-            cols[k]["g"] = [prompt_key(r.prompt) for r in sets[k]]
+    for k, recs in sets.items():
+        cols[k]["g"] = fifth_group if k == "fifth" else [prompt_key(r.prompt) for r in recs]
     key_fold = {g: int(f) for g, f in zip(cols["bench"]["g"], bench_fold)}
     fifth_fold = np.array([key_fold.get(g, -1) for g in fifth_group])     # -1: not in the bench's train + dev
     pool = np.flatnonzero(~is_test)
@@ -1869,7 +1881,7 @@ def ninth(checkout: Path) -> dict:
     equal = np.sort(rng.choice(pool, size=min(len(pool), len(sets["bench"])), replace=False))
     extra = {"base": np.array([], int), "fifth-equal": equal, "fifth-all": pool}
     res["data"] = {"fifth_pairs": len(fifth_recs), "fifth_train": int(len(pool)), "fifth_test": int(is_test.sum()),
-                   "fifth_questions": len(set(fifth_group)), "fifth_questions_in_shared": len(set(fifth_group) & set(shared_q.values())),
+                   "fifth_questions": len(set(fifth_group)), "fifth_questions_in_shared": len(set(fifth_group) & shared_keys),
                    "bench_train_dev": len(sets["bench"]), "fifth_equal": int(len(equal))}
     # a check on training pairs only: base fit on all train + dev = train-rm's frozen stack on them
     base_fit = _frozen_stack_fit(cols, np.arange(len(bench_set)), extra["base"])
@@ -1898,12 +1910,8 @@ def ninth(checkout: Path) -> dict:
     (RESULTS / "ninth.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")   # the pick, before any reading
     # ---- the readings, once
     frozen_b = json.loads((RESULTS / "frozen-recipe.json").read_text(encoding="utf-8"))["b_bench_split"]
-    third_r = json.loads((RESULTS / "third.json").read_text(encoding="utf-8"))
-    fourth_r = json.loads((RESULTS / "frozen-recipe.json").read_text(encoding="utf-8"))["c_fourth"]
     fine = {"ja_mt_bench-test": frozen_b["ja_mt_bench"]["fine_tuned"]["accuracy"],
-            "rakuda-test": frozen_b["rakuda"]["fine_tuned"]["accuracy"],
-            "ja_vicuna_qa": third_r["models"]["recipe"]["pairwise_accuracy"],
-            "roleplay": fourth_r["models"]["recipe"]["accuracy"]}
+            "rakuda-test": frozen_b["rakuda"]["fine_tuned"]["accuracy"], **_fine_tuned_elsewhere()}
     readings = {k: {} for k in ("ja_mt_bench-test", "rakuda-test", "fifth-test", "ja_vicuna_qa", "roleplay")}
     weights = {}
     for c in NINTH_CANDIDATES:
@@ -1922,11 +1930,10 @@ def ninth(checkout: Path) -> dict:
     res["checks"] = checks
     res["readings"] = readings
     res["fine_tuned_recipe"] = fine
-    p = readings
-    res["floor_both_tests"] = bool(all(p[f"{s}-test"][pick]["floor"] for s in SETS))
+    res["floor_both_tests"] = bool(all(readings[f"{s}-test"][pick]["floor"] for s in SETS))
     res["fifth_as_recipe_data"] = bool(pick != "base" and res["floor_both_tests"])
     res["recommend"] = bool(res["fifth_as_recipe_data"] and all(
-        p[k][pick]["stack"]["pairwise_accuracy"] >= fine[k] for k in ("ja_vicuna_qa", "roleplay")))
+        readings[k][pick]["stack"]["pairwise_accuracy"] >= fine[k] for k in ("ja_vicuna_qa", "roleplay")))
     (RESULTS / "ninth.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     bad = [k for k, v in checks.items() if not v["ok"]]
     if bad:
@@ -1961,16 +1968,12 @@ def ninth_fine_tuned(checkout: Path) -> dict:
     from jprefs.classifiers.data import load_rm_data
     from jprefs.classifiers.stack import train_stack
     from jprefs.config import load_config
-    from jprefs.data.io import iter_jsonl, write_jsonl
-    from jprefs.data.schema import as_messages, prompt_key
+    from jprefs.data.io import write_jsonl
+    from jprefs.data.schema import prompt_key
 
-    shared_q = {str(r.data["question_id"]): prompt_key(as_messages(r.data["prompt"])) for r in iter_jsonl(SETS["ja_mt_bench"])
-                if not r.error}
-    fork_q = {prompt_key(as_messages(r.data["turns"][0])): str(r.data["question_id"])
-              for r in iter_jsonl(checkout / FIFTH / "question.jsonl") if not r.error}
     train_keys = {prompt_key(r.prompt) for r in load_rm_data(WORK / "ja_mt_bench-train.jsonl").records}
     fifth_recs = load_rm_data(WORK / "fifth-pairs.jsonl").records
-    pool = [i for i, r in enumerate(fifth_recs) if shared_q.get(fork_q[prompt_key(r.prompt)]) in train_keys]
+    pool = [i for i, g in enumerate(_fifth_shared_keys(checkout, fifth_recs)) if g in train_keys]
     n_train = sum(len(load_rm_data(WORK / f"{s}-train.jsonl").records) for s in SETS)
     pick = np.sort(np.random.default_rng(0).choice(pool, size=min(len(pool), n_train), replace=False))
     sample = [fifth_recs[i] for i in pick]
@@ -1995,8 +1998,7 @@ def ninth_fine_tuned(checkout: Path) -> dict:
                         "--probe-train", str(probe_train), "--no-plots", "-o", str(ev)], check=True, cwd=ROOT)
     em = json.loads((ev / "metrics.json").read_text(encoding="utf-8"))
     before = json.loads((RESULTS / "stack.json").read_text(encoding="utf-8"))["test"]
-    fine = {"ja_vicuna_qa": json.loads((RESULTS / "third.json").read_text(encoding="utf-8"))["models"]["recipe"]["pairwise_accuracy"],
-            "roleplay": json.loads((RESULTS / "frozen-recipe.json").read_text(encoding="utf-8"))["c_fourth"]["models"]["recipe"]["accuracy"]}
+    fine = _fine_tuned_elsewhere()
     res: dict = {"rule": ninth_fine_tuned.__doc__, "fifth_pool": len(pool), "fifth_sample": len(sample),
                  "train_pairs": m.get("data"), "weights": m["weights"], "wall_seconds": wall, "readings": {}}
     for k in data:
@@ -2012,6 +2014,14 @@ def ninth_fine_tuned(checkout: Path) -> dict:
     res["recommend"] = bool(res["floor_both_tests"] and all(r[k]["stack"]["accuracy"] >= fine[k] for k in fine))
     (RESULTS / "ninth-fine-tuned.json").write_text(json.dumps(res, indent=2, ensure_ascii=False) + "\n")
     return res
+
+
+def _fine_tuned_elsewhere() -> dict:
+    """The recommended (fine-tuned) recipe's accuracy on the two sets it never trained on: Vicuna-QA
+    (third.json) and role-play (frozen-recipe.json)."""
+    third = json.loads((RESULTS / "third.json").read_text(encoding="utf-8"))
+    fourth = json.loads((RESULTS / "frozen-recipe.json").read_text(encoding="utf-8"))["c_fourth"]
+    return {"ja_vicuna_qa": third["models"]["recipe"]["pairwise_accuracy"], "roleplay": fourth["models"]["recipe"]["accuracy"]}
 
 
 _KEEP = ("n_pairs", "pairwise_accuracy", "ci95", "length_baseline_accuracy", "accuracy_minus_length_baseline",
@@ -2066,8 +2076,6 @@ def _frozen_columns(sets: dict, cache: Path) -> dict:
 
     import numpy as np
 
-    from jprefs.classifiers.probe import Embedder
-    from jprefs.classifiers.relevance import Relevance
     from jprefs.classifiers.textfeatures import feature_matrix
     from jprefs.data.schema import prompt_key
 
@@ -2086,8 +2094,7 @@ def _frozen_columns(sets: dict, cache: Path) -> dict:
                     index[key] = len(texts)
                     prompts.append(r.prompt)
                     texts.append(t)
-    emb = Embedder("e5-small-offline", pooling="mean", input_prefix="query: ", max_length=512, max_prompt_length=128)
-    rel = Relevance("e5-small-offline", max_length=512)
+    emb, rel = _frozen_models()
     e = emb.embed(prompts, texts, desc=f"embed {len(texts)} answers")
     rv = rel.score(prompts, texts, desc=f"relevance {len(texts)} answers")
     f = feature_matrix(prompts, texts)
