@@ -1716,14 +1716,15 @@ FIFTH = "fastchat/llm_judge/data/japanese_mt_bench"     # github.com/AUGMXNT/Fas
 
 def _fifth_questions(checkout: Path) -> tuple[dict, dict]:
     """``(shared, fork)``: question_id -> the shared ja_mt_bench set's prompt key, and the fork's prompt key
-    (its question.jsonl, turn 1) -> question_id. The fork rewords some questions, so ids join the two."""
+    (its question.jsonl, turn 1, as jprefs.data.fastchat reads it) -> question_id. The fork rewords some
+    questions, so ids join the two."""
+    from jprefs.data.fastchat import FastChatAnswers
     from jprefs.data.io import iter_jsonl
     from jprefs.data.schema import as_messages, prompt_key
 
     shared = {str(r.data["question_id"]): prompt_key(as_messages(r.data["prompt"])) for r in iter_jsonl(SETS["ja_mt_bench"])
               if not r.error}
-    fork = {prompt_key(as_messages(r.data["turns"][0])): str(r.data["question_id"])
-            for r in iter_jsonl(checkout / FIFTH / "question.jsonl") if not r.error}
+    fork = {prompt_key(as_messages(q)): i for i, q in FastChatAnswers(checkout / FIFTH).questions.items()}
     return shared, fork
 
 
