@@ -89,3 +89,49 @@ def hub_model(name: str | os.PathLike, revision: str | None = None) -> Iterator[
             raise
         # from None: the message is complete, and transformers' chain is the 100-line traceback it replaces
         raise ModelNotCachedError(str(name), revision) from None
+
+
+# what a snapshot of a jprefs model folder downloads: weights as safetensors, configs, tokenizers, cards;
+# never pickles (*.bin, *.pt, *.pkl, ...), which nothing jprefs loads may read
+SNAPSHOT_PATTERNS = ("*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.yaml", "*.md")
+
+
+def folder_snapshot(repo_id: str, revision: str | None = None, subfolder: str | None = None,
+                    markers: tuple[str, ...] = ()) -> str | None:
+    """A local copy (huggingface_hub's cache) of the jprefs model folder a Hub repo holds, or None.
+
+    With ``subfolder``: that folder of the repo (``reward``, ``seed-42``), always. Without: the whole
+    repo, only when its root has one of ``markers`` (``jprefs_stack.json``, ``jprefs_ensemble.json``:
+    a folder of models that is loaded from files, not through one ``from_pretrained``); a repo without
+    them (a single reward model, a plain classifier) is None, and its loader reads it file by file.
+    Only :data:`SNAPSHOT_PATTERNS` are downloaded. Offline, a cached copy is used; an uncached one is a
+    :class:`ModelNotCachedError` naming the repo (a repo whose markers are not cached is None: the
+    single-model loader then says what is missing).
+    """
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    if not subfolder:
+        for name in markers:
+            try:
+                hf_hub_download(repo_id, name, revision=revision)
+                break
+            except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
+                continue        # not this kind of folder (or no such repo: the single-model loader says so)
+            except Exception as e:  # noqa: BLE001 - an offline miss means "not a cached folder"; the rest re-raised
+                if not is_offline_miss(e):
+                    raise
+                continue
+        else:
+            return None
+    sub = subfolder.strip("/") if subfolder else ""
+    if ".." in sub.split("/"):
+        raise JprefsError(f"subfolder {subfolder!r}: a folder inside the repo, without '..'")
+    patterns = [f"{sub}/{p}" if sub else p for p in SNAPSHOT_PATTERNS]
+    with hub_model(repo_id, revision):
+        local = snapshot_download(repo_id, revision=revision, allow_patterns=patterns)
+    out = os.path.join(local, sub) if sub else local
+    if not os.path.isdir(out):
+        raise JprefsError(f"{repo_id}{f' (revision {revision})' if revision else ''} has no folder {sub!r}\n"
+                          f"  fix: check the subfolder name (the repo's card lists its folders)")
+    return out

@@ -305,13 +305,20 @@ class RewardModel:
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str | os.PathLike, device: str | None = None, dtype: Any = None,
                         label: int | str | None = None, max_length: int | None = None, revision: str | None = None,
-                        input: str | None = None, catalogue_id: str | None = None) -> "RewardModel":
+                        input: str | None = None, catalogue_id: str | None = None,
+                        subfolder: str | None = None) -> "RewardModel":
         """Load a jprefs reward model or a plain HF sequence classifier (safetensors only).
 
         ``label`` picks the chosen class of a plain classifier by name (``"positive"``) or index;
         with 2 labels the default is index 1. ``input`` sets its layout: ``pair`` (prompt, response
         sentence pair), ``response`` (the response alone) or ``chat`` (the tokenizer's chat template).
         ``revision`` (branch, tag or commit) is used for every file of a Hub model.
+
+        A Hub repo that ``jprefs push model`` filled with a reward stack or a seed ensemble (its root
+        holds ``jprefs_stack.json`` / ``jprefs_ensemble.json``) is downloaded whole (safetensors and
+        configs only, through the Hub cache) and loaded as the folder it was. ``subfolder`` loads one
+        folder of a repo or local folder, e.g. a stack's fine-tuned reward model (``"reward"``) or an
+        ensemble member (``"seed-42"``).
 
         A model in the jprefs catalogue (``jprefs rm list``) without ``jprefs_reward.json`` is scored
         the way its entry says (chosen label, input layout, maximum length, revision); explicit
@@ -326,7 +333,15 @@ class RewardModel:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         src = str(path_or_hub_id)
-        from jprefs.classifiers.ensemble import is_ensemble
+        from jprefs.classifiers.ensemble import ENSEMBLE_NAME, is_ensemble
+        from jprefs.classifiers.stack import STACK_NAME
+        from jprefs.hub import folder_snapshot
+
+        hub_id = not Path(src).exists() and src.count("/") == 1 and not src.startswith((".", "/", "~"))
+        if subfolder:
+            src = folder_snapshot(src, revision, subfolder) if hub_id else str(Path(src) / subfolder)
+        elif hub_id:                  # a pushed stack or ensemble: the repo is the folder it was
+            src = folder_snapshot(src, revision, markers=(STACK_NAME, ENSEMBLE_NAME)) or src
 
         if is_ensemble(src):          # a seed ensemble (train-rm ensemble_seeds=[...]): the mean of its members
             from jprefs.classifiers.ensemble import RewardEnsemble

@@ -452,7 +452,13 @@ class RewardStack:
         probe = emb = None
         if set(weights) & set(PARTS):
             e = spec.get("embedder") or {}
-            emb = Embedder(str(spec.get("backbone") or ""), pooling=e.get("pooling", "mean"),
+            backbone = str(spec.get("backbone") or "")
+            if spec.get("backbone_dir"):      # a local backbone that `jprefs push` put in the repo, beside the stack
+                bdir = (p / str(spec["backbone_dir"])).resolve()
+                if p.resolve() not in bdir.parents:
+                    raise JprefsError(f"{f}: the backbone folder {spec['backbone_dir']!r} is outside the stack folder")
+                backbone = str(bdir)
+            emb = Embedder(backbone, pooling=e.get("pooling", "mean"),
                            input_prefix=e.get("input_prefix", ""), max_length=int(e.get("max_length", 512)),
                            max_prompt_length=int(e.get("max_prompt_length", 128)), device=device)
         if "probe" in weights:

@@ -16,6 +16,8 @@ EXAMPLES = """examples:
   jprefs push dataset out/split --repo-id my-team/ja-pairs --revision v2
   # a reward model, with a `jprefs eval rm` report in its card
   jprefs push model out/ja-rm --repo-id my-team/ja-rm-e5-small --eval out/eval-rm
+  # a reward stack or seed ensemble (train-rm stack=[...] / ensemble_seeds=[...]): the whole folder
+  jprefs push model out/ja-debiased-rm --repo-id my-team/ja-rm-debiased-stack
   # an RL policy (jprefs rl output folder)
   jprefs push model runs/ppo --repo-id my-team/ja-ppo-tiny
 
@@ -29,7 +31,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXAMPLES
     sub = parser.add_subparsers(dest="push_kind", metavar="dataset|model")
     for kind, what in (("dataset", "a translate / data split output folder or a canonical JSONL file"),
-                       ("model", "a train-rm reward model folder or a jprefs rl run folder")):
+                       ("model", "a train-rm output folder (reward model, stack or ensemble) or a jprefs rl run folder")):
         p = sub.add_parser(kind, help=f"push {what}", description=f"push {what}", epilog=EXAMPLES,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("path", help=what)

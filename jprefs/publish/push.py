@@ -23,6 +23,11 @@ from pathlib import Path
 from jprefs.errors import ConfigError, JprefsError
 
 
+# the files that say what a repo is (a jprefs dataset, reward model, stack, ensemble): one left from an
+# earlier push of another kind would make the repo load as that kind, so a push removes the ones it lacks
+JPREFS_MARKERS = ("jprefs_dataset.json", "jprefs_reward.json", "jprefs_stack.json", "jprefs_ensemble.json",
+                  "probe.json", "done.json")
+
 
 @dataclass
 class PushResult:
@@ -124,12 +129,13 @@ def push(kind: str, path: str, repo_id: str, *, private: bool = False, revision:
             managed = ("pairs/", "binary/", "trl/", "trl-conversational/", "trl-unpaired/",
                        "trl-unpaired-conversational/", "rejects/")
         else:
-            from jprefs.publish.model import stage_model
+            from jprefs.publish.model import BACKBONE_DIR, stage_model
 
             staged = stage_model(path, root, repo_id=repo_id, allow_unknown=allow_unknown_license,
                                  eval_dirs=eval_dirs)
             skipped = staged.skipped
-            managed = ("run/",)
+            # a stack's / ensemble's member folders and bundled backbone: stale files there go
+            managed = ("run/", f"{BACKBONE_DIR}/") + tuple(f"{m}/" for m in staged.meta.get("members", []))
         files = staged.files
         findings = preflight(root, files, max_file_bytes=max_file_bytes or MAX_FILE_BYTES, token=token)
         refuse(findings, f"{kind} {path}", allow_secrets=allow_secrets)
@@ -153,8 +159,12 @@ def push(kind: str, path: str, repo_id: str, *, private: bool = False, revision:
                 res.uploaded.append(f)
             else:
                 res.unchanged.append(f)
+        # a folder of the remote that a jprefs push made (it holds a marker: a member of an earlier stack or
+        # ensemble) is jprefs' too: what the new version lacks there goes
+        made = tuple(p.rsplit("/", 1)[0] + "/" for p in (remote or {}) if "/" in p and
+                     p.rsplit("/", 1)[1] in JPREFS_MARKERS and kind == "model")
         stale = sorted(p for p in (remote or {}) if p not in files and
-                       (p.startswith(managed) or p.endswith(".safetensors") or p in ("jprefs_dataset.json",)))
+                       (p.startswith(managed + made) or p.endswith(".safetensors") or p in JPREFS_MARKERS))
         ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
         res.deleted = stale
         if ops:

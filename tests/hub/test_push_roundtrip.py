@@ -150,7 +150,11 @@ def test_a_reward_model_round_trips_scores_identically_and_loads_offline_from_th
     from huggingface_hub import HfApi
 
     files = set(HfApi().list_repo_files(repo, revision="exp"))
-    assert {"model.safetensors", "jprefs_reward.json", "README.md", "config.json"} <= files
+    assert {"model.safetensors", "jprefs_reward.json", "README.md", "config.json", "done.json"} <= files
+    from huggingface_hub import snapshot_download       # a downloaded copy loads as the finished local folder
+
+    dl = snapshot_download(repo, revision="exp", local_dir=tmp_path / "dl")
+    np.testing.assert_array_equal(RewardModel.from_pretrained(dl, device="cpu").score(prompts, responses), want)
     assert not any(f.endswith(".jsonl") for f in files)           # no data rows travel with a model
     before = fake_hub.bytes_uploaded
     assert main(["push", "model", str(tiny_rm), "--repo-id", repo, "--revision", "exp"]) == 0
@@ -187,3 +191,143 @@ def test_a_wrong_token_is_one_clear_error(fake_hub, tmp_path, monkeypatch, capsy
     assert main(["push", "dataset", str(f), "--repo-id", "fakehub-user/x"]) == 2
     err = capsys.readouterr().err
     assert "the Hub refused the push" in err and "write token" in err and "wrongwrong" not in err
+
+
+# ------------------------------------------------------------------ folders of models: stacks, ensembles
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory):
+    """Three trained folders of models: a fine-tuned stack over a 2-seed ensemble (stack -> reward/ ->
+    seed-N/), a frozen stack, and a plain seed ensemble; each on the tiny local backbone (a licenced card)."""
+    pytest.importorskip("torch")
+    from jprefs.classifiers.config import TrainRMConfig
+    from jprefs.classifiers.ensemble import train_ensemble
+    from jprefs.classifiers.stack import train_stack
+    from jprefs.config import load_config
+    from tests.classifiers.conftest import make_backbone_dir, write_pairs
+
+    d = tmp_path_factory.mktemp("stacks")
+    bb = make_backbone_dir(d / "bb")
+    (Path(bb) / "README.md").write_text("---\nlicense: mit\n---\n# tiny backbone\n")
+    data = write_pairs(d / "pairs.jsonl", n=40)
+    common = dict(data=data, backbone=bb, objective="pairwise", max_length=48, max_prompt_length=16, plots=False,
+                  epochs=1, lr=3e-3, batch_size=8, warmup_ratio=0.0)
+    runs = {"stack": dict(eval_fraction=0.4, train_layers=1, debias="odin", stack=["probe", "relevance"],
+                          stack_head="quality", stack_folds=3, ensemble_seeds=[1, 2]),
+            "frozen": dict(eval_fraction=0.3, stack=["probe", "relevance", "features"], stack_reward=False,
+                           stack_folds=3),
+            "ensemble": dict(eval_fraction=0.3, ensemble_seeds=[1, 2])}
+    out = {}
+    for name, kw in runs.items():
+        cfg = load_config(TrainRMConfig, None, {**common, **kw, "output_dir": str(d / name)})
+        cfg.validate()
+        (train_ensemble if name == "ensemble" else train_stack)(cfg, log=lambda *a, **k: None)
+        out[name] = d / name
+    out["root"] = d
+    return out
+
+
+@pytest.mark.parametrize("name,kind", [("stack", "RewardStack"), ("frozen", "RewardStack"),
+                                       ("ensemble", "RewardEnsemble")])
+def test_a_stack_or_ensemble_round_trips_whole_with_no_local_path_and_loads_offline(
+        fake_hub, hub_offline, stacks, name, kind, tmp_path, capsys):
+    """Pushed, the repo is the folder it was: `RewardModel.from_pretrained(repo_id)` returns the same kind
+    and scores exactly as the local folder; each member folder loads with `subfolder=`; a local backbone
+    travels in `backbone/`; no file names the machine's paths; a second push uploads nothing; offline it
+    loads from the cache."""
+    import numpy as np
+    from huggingface_hub import HfApi, snapshot_download
+
+    from jprefs.classifiers.reward_model import RewardModel
+
+    local = stacks[name]
+    repo = f"fakehub-user/ja-{name}-tiny"
+    assert main(["push", "model", str(local), "--repo-id", repo]) == 0, capsys.readouterr().err
+    prompts, responses = ["猫は好き?", "今日の天気は?", "山は?"], ["好きです。", "悪い天気。。", "良い山です。"]
+    want = RewardModel.from_pretrained(local, device="cpu").score(prompts, responses)
+    got = RewardModel.from_pretrained(repo, device="cpu")
+    assert type(got).__name__ == kind
+    np.testing.assert_array_equal(got.score(prompts, responses), want)
+
+    files = set(HfApi().list_repo_files(repo))
+    members = {"stack": ["reward", "reward/seed-1", "reward/seed-2"], "frozen": [],
+               "ensemble": ["seed-1", "seed-2"]}[name]
+    for m in members:                                  # every member with its weights and its own card
+        assert {f"{m}/README.md", f"{m}/metrics.json"} <= files
+        card = (Path(snapshot_download(repo)) / m / "README.md").read_text(encoding="utf-8")
+        assert f'subfolder="{m}"' in card and f"The `{m}/` folder of [{repo}]" in card
+        if not m.endswith("reward") or name != "stack":
+            assert f"{m}/model.safetensors" in files
+            np.testing.assert_array_equal(RewardModel.from_pretrained(repo, subfolder=m, device="cpu")
+                                          .score(prompts, responses),
+                                          RewardModel.from_pretrained(local / m, device="cpu").score(prompts, responses))
+    assert ("backbone/model.safetensors" in files) == (name != "ensemble")      # the local frozen backbone
+    assert not any(f.endswith((".jsonl", ".bin", ".pt", ".pkl")) for f in files)
+    snap = Path(snapshot_download(repo))
+    for f in files:                                    # no path of this machine in any pushed file
+        if f.endswith((".json", ".yaml", ".md")):
+            text = (snap / f).read_text(encoding="utf-8")
+            assert str(stacks["root"]) not in text and str(tmp_path) not in text, f
+    card = (snap / "README.md").read_text(encoding="utf-8")
+    assert f'RewardModel.from_pretrained("{repo}")' in card and "license: other" in card and "cc0-1.0" in card
+
+    before = fake_hub.bytes_uploaded
+    assert main(["push", "model", str(local), "--repo-id", repo]) == 0
+    assert fake_hub.bytes_uploaded == before           # unchanged: nothing uploaded
+
+    # `hf download REPO --local-dir D`: D is the finished folder it was (its members' done.json travel)
+    dl = Path(snapshot_download(repo, local_dir=tmp_path / "dl"))
+    np.testing.assert_array_equal(RewardModel.from_pretrained(dl, device="cpu").score(prompts, responses), want)
+
+    hub_offline()
+    np.testing.assert_array_equal(RewardModel.from_pretrained(repo, device="cpu").score(prompts, responses), want)
+
+
+def test_a_pulled_stack_scores_through_the_cli_and_rl_reward(fake_hub, stacks, tmp_path, capsys):
+    import numpy as np
+
+    from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.rl.rewards import make_reward
+
+    repo = "fakehub-user/ja-frozen-cli"
+    assert main(["push", "model", str(stacks["frozen"]), "--repo-id", repo, "--revision", "v1"]) == 0
+    prompts, responses = ["猫は好き?", "今日の天気は?"], ["好きです。", "悪い天気。。"]
+    want = RewardModel.from_pretrained(stacks["frozen"], device="cpu").score(prompts, responses)
+    inp, out = tmp_path / "in.jsonl", tmp_path / "scores.jsonl"
+    write_jsonl(inp, [{"prompt": p, "response": r} for p, r in zip(prompts, responses)])
+    capsys.readouterr()
+    assert main(["score", repo, str(inp), "--revision", "v1", "-o", str(out)]) == 0, capsys.readouterr().err
+    np.testing.assert_allclose([r["reward"] for r in _rows(out)], want, rtol=0, atol=1e-6)
+    assert main(["push", "model", str(stacks["frozen"]), "--repo-id", repo]) == 0
+    np.testing.assert_allclose(make_reward("rm", repo, device="cpu")(prompts, responses), want, rtol=0, atol=1e-6)
+
+
+def test_a_missing_subfolder_and_a_dangling_backbone_are_clear_errors(fake_hub, stacks, tmp_path, capsys):
+    import shutil
+
+    from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.errors import JprefsError
+
+    repo = "fakehub-user/ja-ens-sub"
+    assert main(["push", "model", str(stacks["ensemble"]), "--repo-id", repo]) == 0
+    with pytest.raises(JprefsError, match="has no folder 'seed-9'"):
+        RewardModel.from_pretrained(repo, subfolder="seed-9", device="cpu")
+    with pytest.raises(JprefsError, match="without '..'"):
+        RewardModel.from_pretrained(repo, subfolder="../x", device="cpu")
+    # one member pushed over the repo: the ensemble's marker goes with it, and the repo loads as that model
+    assert main(["push", "model", str(stacks["ensemble"] / "seed-1"), "--repo-id", repo]) == 0
+    from huggingface_hub import HfApi
+
+    left = HfApi().list_repo_files(repo)
+    assert "jprefs_ensemble.json" not in left and not any(f.startswith("seed-") for f in left), left
+    assert type(RewardModel.from_pretrained(repo, device="cpu")).__name__ == "RewardModel"
+    moved = tmp_path / "frozen"
+    shutil.copytree(stacks["frozen"], moved)
+    spec = json.loads((moved / "jprefs_stack.json").read_text())
+    spec["backbone"] = str(tmp_path / "gone")
+    (moved / "jprefs_stack.json").write_text(json.dumps(spec))
+    capsys.readouterr()
+    assert main(["push", "model", str(moved), "--repo-id", "fakehub-user/x", "--dry-run"]) != 0
+    err = capsys.readouterr().err
+    assert "frozen backbone" in err and "no longer there" in err and "Traceback" not in err
