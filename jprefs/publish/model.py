@@ -311,7 +311,6 @@ def _stage_rm(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool, ev
     from jprefs.classifiers.card import model_card
     from jprefs.classifiers.config import TrainRMConfig
     from jprefs.data.io import atomic_write_text
-
     from jprefs.modeldir import check_model_dir
 
     check_model_dir(folder, want="reward model")      # an unfinished or running train-rm: said, never pushed
@@ -374,9 +373,8 @@ def _members(folder: Path, kind: str, prefix: str = "") -> list[tuple[str, str]]
 
 
 def _group_cfg(folder: Path, kind: str, members: list[tuple[str, str]]):
-    """The train-rm config of a stack (in its stack file) or an ensemble (its first member's, less the seed)."""
-    import dataclasses
-
+    """The train-rm config of a stack (in its stack file) or an ensemble (its first member's: the recipe the
+    members share, seed aside)."""
     from jprefs.classifiers.config import TrainRMConfig
     from jprefs.config import load_config
 
@@ -387,9 +385,7 @@ def _group_cfg(folder: Path, kind: str, members: list[tuple[str, str]]):
                             fix="re-run the train-rm command that wrote it with this jprefs")
         return load_config(TrainRMConfig, {k: v for k, v in raw.items() if k in TrainRMConfig.__dataclass_fields__})
     first = next(rel for rel, k in members if k == "reward-model")
-    spec = _group_spec(folder, kind)
-    return dataclasses.replace(_load_cfg(folder / first, TrainRMConfig), output_dir=str(folder),
-                               ensemble_seeds=list(spec.get("seeds") or []))
+    return _load_cfg(folder / first, TrainRMConfig)
 
 
 def _subfolder_card(card: str, repo_id: str, sub: str, kind: str) -> str:
@@ -411,25 +407,22 @@ def _stage_group(folder: Path, root: Path, kind: str, *, repo_id: str, allow_unk
     from jprefs.classifiers.card import model_card
     from jprefs.classifiers.config import TrainRMConfig
     from jprefs.data.io import atomic_write_text
-
     from jprefs.modeldir import check_model_dir
 
     members = _members(folder, kind)
-    for rel, k in members:
-        if k == "reward-model":
-            check_model_dir(folder / rel, want="reward model")
+    check_model_dir(folder, want="reward model")      # every member folder, as the loader checks them
     cfg = _group_cfg(folder, kind, members)
     metrics = _metrics(folder)
     first_rm = next((rel for rel, k in members if k == "reward-model"), None)
     data_metrics = metrics if metrics.get("data") or first_rm is None else _metrics(folder / first_rm)
     lic, bwhere, base = _rm_licence(cfg, data_metrics, allow_unknown=allow_unknown, what=f"{kind} {folder}")
 
-    def card_of(d: Path, k: str, named) -> str:
+    def card_of(d: Path, k: str, named, m: dict) -> str:
         if k == "stack":
-            return S._card(named, _metrics(d))
+            return S._card(named, m)
         if k == "ensemble":
-            return E._card(named, list(_group_spec(d, k)["members"]), _metrics(d))
-        return model_card(named, _metrics(d), license=lic.license)
+            return E._card(named, list(_group_spec(d, k)["members"]), m)
+        return model_card(named, m, license=lic.license)
 
     inner = {rel for rel, _ in members}
     files, skipped = [], {}
@@ -443,21 +436,20 @@ def _stage_group(folder: Path, root: Path, kind: str, *, repo_id: str, allow_unk
         files += _copy(d, root, [f for f in keep if f != "README.md"], {f: pre + f for f in keep})
         mcfg = cfg if not rel else (_load_cfg(d, TrainRMConfig) if k == "reward-model" else _group_cfg(
             d, k, [(m[len(pre):], mk) for m, mk in members if m.startswith(pre)]))
-        card = _finish_card(card_of(d, k, _named(mcfg, repo_id)), mcfg, lic, bwhere, base,
-                            eval_dirs if not rel else [])
+        card = _finish_card(card_of(d, k, _named(mcfg, repo_id), metrics if not rel else _metrics(d)), mcfg, lic,
+                            bwhere, base, eval_dirs if not rel else [])
         if rel:
             card = _subfolder_card(card, repo_id, rel, kind)
-        else:
+        else:                 # after the root's files: a bundled backbone rewrites the staged stack file
+            bundled = _stage_backbone(folder, root, _group_spec(folder, kind)) if kind == "stack" else []
+            if bundled:
+                card = card.replace("\n## Licence\n", "\nThe frozen backbone the probe and relevance run (a local "
+                                    f"model when the stack was trained) is in `{BACKBONE_DIR}/`; the stack file "
+                                    "points there.\n\n## Licence\n", 1)
+                files += bundled
             top_card = card
         atomic_write_text(root / pre / "README.md", card)
         files.append(pre + "README.md")
-    bundled = _stage_backbone(folder, root, _group_spec(folder, kind)) if kind == "stack" else []
-    if bundled:
-        top_card = top_card.replace("\n## Licence\n", "\nThe frozen backbone the probe and relevance run (a local "
-                                    f"model when the stack was trained) is in `{BACKBONE_DIR}/`; the stack file points "
-                                    "there.\n\n## Licence\n", 1)
-        atomic_write_text(root / "README.md", top_card)
-        files += bundled
     return StagedModel(root, sorted(files), skipped, lic, top_card, kind,
                        {"base_model": base, "objective": cfg.objective, "members": [m for m, _ in members]})
 

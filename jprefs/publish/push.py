@@ -161,8 +161,8 @@ def push(kind: str, path: str, repo_id: str, *, private: bool = False, revision:
                 res.unchanged.append(f)
         # a folder of the remote that a jprefs push made (it holds a marker: a member of an earlier stack or
         # ensemble) is jprefs' too: what the new version lacks there goes
-        made = tuple(p.rsplit("/", 1)[0] + "/" for p in (remote or {}) if "/" in p and
-                     p.rsplit("/", 1)[1] in JPREFS_MARKERS and kind == "model")
+        made = tuple(p.rsplit("/", 1)[0] + "/" for p in (remote or {})
+                     if "/" in p and p.rsplit("/", 1)[1] in JPREFS_MARKERS) if kind == "model" else ()
         stale = sorted(p for p in (remote or {}) if p not in files and
                        (p.startswith(managed + made) or p.endswith(".safetensors") or p in JPREFS_MARKERS))
         ops += [CommitOperationDelete(path_in_repo=p) for p in stale]

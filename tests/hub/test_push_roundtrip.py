@@ -251,11 +251,12 @@ def test_a_stack_or_ensemble_round_trips_whole_with_no_local_path_and_loads_offl
     np.testing.assert_array_equal(got.score(prompts, responses), want)
 
     files = set(HfApi().list_repo_files(repo))
+    snap = Path(snapshot_download(repo))
     members = {"stack": ["reward", "reward/seed-1", "reward/seed-2"], "frozen": [],
                "ensemble": ["seed-1", "seed-2"]}[name]
     for m in members:                                  # every member with its weights and its own card
         assert {f"{m}/README.md", f"{m}/metrics.json"} <= files
-        card = (Path(snapshot_download(repo)) / m / "README.md").read_text(encoding="utf-8")
+        card = (snap / m / "README.md").read_text(encoding="utf-8")
         assert f'subfolder="{m}"' in card and f"The `{m}/` folder of [{repo}]" in card
         if not m.endswith("reward") or name != "stack":
             assert f"{m}/model.safetensors" in files
@@ -264,7 +265,6 @@ def test_a_stack_or_ensemble_round_trips_whole_with_no_local_path_and_loads_offl
                                           RewardModel.from_pretrained(local / m, device="cpu").score(prompts, responses))
     assert ("backbone/model.safetensors" in files) == (name != "ensemble")      # the local frozen backbone
     assert not any(f.endswith((".jsonl", ".bin", ".pt", ".pkl")) for f in files)
-    snap = Path(snapshot_download(repo))
     for f in files:                                    # no path of this machine in any pushed file
         if f.endswith((".json", ".yaml", ".md")):
             text = (snap / f).read_text(encoding="utf-8")
