@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks as one prepared run, for a session that is lent a GPU (the `device` tool):
 # the three GPU test files, then the scoring benchmark (RewardModel.score vs the transformers
-# pipeline, issue 4) in bf16 and in fp32 on the GPU.
+# pipeline, issue 4) in bf16 and in fp32 on the GPU, then where score's time goes (bench/rm_gpu_split.py).
 #
 #   bash bench/gpu_checks.sh prepare [MODEL_DIR]   # here, once: fills .gpu/ (git-ignored, ~19 MB)
 #   device run, carry [".gpu"], timeout_s 540:
@@ -51,7 +51,7 @@ PY
 run)
     out=${OUT:-/tmp/jprefs-gpu-out}
     mkdir -p "$out"
-    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+    export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/gpu-env.log"
     python3 -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
 'transformers', transformers.__version__)" 2>&1 | tee -a "$out/gpu-env.log"
@@ -63,6 +63,8 @@ run)
             --reps "${JPREFS_GPU_REPS:-5}" --batch-size 64 \
             --json "$out/score-$dt.json" 2>&1 | tee "$out/gpu-score-$dt.log"
     done
+    # where the time goes: encoding against the whole call, batch 32-512 (BENCHMARKS.md, "On a GPU")
+    timeout 120 python3 bench/rm_gpu_split.py "${JPREFS_GPU_DEVICE:-cuda}" 2>&1 | tee "$out/gpu-split.log"
     ;;
 *)
     echo "usage: bash bench/gpu_checks.sh prepare [MODEL_DIR] | run" >&2

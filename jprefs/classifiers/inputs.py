@@ -135,23 +135,38 @@ def encode_pairs(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[s
     if prefix:
         texts_p = [None if t is None else prefix + t for t in texts_p]
         responses = [prefix + r if texts_p[i] is None else r for i, r in enumerate(responses)]
-    enc_r = bt.encode_batch(responses, add_special_tokens=False)
-    idx_p = [i for i, t in enumerate(texts_p) if t is not None]
-    enc_p = dict(zip(idx_p, bt.encode_batch([texts_p[i] for i in idx_p], add_special_tokens=False))) if idx_p else {}
+    # Judged sets repeat each answer in several pairs and RL groups repeat each prompt: every distinct
+    # (prompt, response) row is encoded once, and every distinct prompt once (its truncation is the
+    # same in every row, and post_process does not change the encodings it is given).
+    rows: dict = {}
+    first = [rows.setdefault((texts_p[i], responses[i]), i) for i in range(len(responses))]
+    todo = [i for i in range(len(responses)) if first[i] == i]
+    enc_r = dict(zip(todo, bt.encode_batch([responses[i] for i in todo], add_special_tokens=False)))
+    p_texts = list(dict.fromkeys(texts_p[i] for i in todo if texts_p[i] is not None))
+    p_room = min(max_prompt_length, max_length - n_pair - 1)
+    enc_p: dict = {}
+    for t, ep in zip(p_texts, bt.encode_batch(p_texts, add_special_tokens=False) if p_texts else []):
+        # keep the END of the prompt; a short prompt leaves its room to the response
+        enc_p[t] = (ep, len(ep.ids) > p_room)
+        ep.truncate(p_room, direction="left")
     want_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ["token_type_ids"])
     ids, types, trunc = [], [] if want_types else None, []
-    for i, er in enumerate(enc_r):
-        ep = enc_p.get(i)
-        if ep is None:
+    for i in range(len(responses)):
+        j = first[i]
+        if j != i:                                   # a repeat of row j: the same ids
+            ids.append(list(ids[j]))
+            if types is not None:
+                types.append(list(types[j]))
+            trunc.append(trunc[j])
+            continue
+        er = enc_r[i]
+        if texts_p[i] is None:
             room = max_length - n_single
             was = len(er.ids) > room
             er.truncate(room, direction="right")
             out = bt.post_process(er, None, add_special_tokens=True)
         else:
-            # keep the END of the prompt; a short prompt leaves its room to the response
-            p_room = min(max_prompt_length, max_length - n_pair - 1)
-            was = len(ep.ids) > p_room
-            ep.truncate(p_room, direction="left")
+            ep, was = enc_p[texts_p[i]]
             r_room = max_length - n_pair - len(ep.ids)
             was = was or len(er.ids) > r_room
             er.truncate(r_room, direction="right")
@@ -201,9 +216,11 @@ def encode_chat(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[st
         msgs.append({"role": "assistant", "content": r})
         texts.append(tokenizer.apply_chat_template(msgs, tokenize=False))
     bt = _backend(tokenizer)
+    distinct = list(dict.fromkeys(texts))           # repeated conversations are tokenized once
+    by_text = {t: list(e.ids) for t, e in zip(distinct, bt.encode_batch(distinct, add_special_tokens=False))}
     ids, trunc = [], []
-    for e in bt.encode_batch(texts, add_special_tokens=False):
-        x = list(e.ids)
+    for t in texts:
+        x = by_text[t]
         trunc.append(len(x) > max_length)
         ids.append(x[-max_length:])
     return Encoded(ids, None, trunc)

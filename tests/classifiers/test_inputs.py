@@ -70,3 +70,21 @@ def test_max_length_is_capped_at_the_position_limit():
     assert model_max_length(BertConfig(max_position_embeddings=512), 4096) == 512
     assert model_max_length(XLMRobertaConfig(max_position_embeddings=514, pad_token_id=1), 8192) == 512
     assert model_max_length(BertConfig(max_position_embeddings=512), 128) == 128
+
+
+def test_repeated_prompts_and_rows_encode_as_each_row_alone():
+    # encode_pairs tokenizes each distinct row and each distinct prompt once: the result must be what
+    # each row gives on its own, with its own (unshared) id lists, truncation flags included
+    tok = make_tokenizer()
+    long_p = "あ" * 30 + "いうえお"
+    prompts = [long_p, "質問", long_p, None, "質問", long_p, None, "質問"]
+    responses = ["か" * 40, "回答", "き", "回答", "回答", "か" * 40, "回答", "く" * 3]
+    enc = encode_pairs(tok, prompts, responses, max_length=20, max_prompt_length=6)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        one = encode_pairs(tok, [p], [r], max_length=20, max_prompt_length=6)
+        assert enc.input_ids[i] == one.input_ids[0], i
+        assert enc.token_type_ids[i] == one.token_type_ids[0], i
+        assert enc.truncated[i] == one.truncated[0], i
+    assert enc.truncated[:3] == [True, False, True]
+    enc.input_ids[5].append(-1)                  # row 5 repeats row 0: editing one leaves the other
+    assert enc.input_ids[0][-1] != -1
