@@ -329,7 +329,6 @@ class RewardModel:
         >>> rm = RewardModel.from_pretrained("out/rm", device="cpu")     # doctest: +SKIP
         >>> rm = RewardModel.from_pretrained("OpenAssistant/reward-model-deberta-v3-large-v2")   # doctest: +SKIP
         """
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         src = str(path_or_hub_id)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from jprefs.data.schema import (LONE_SURROGATE, BinaryExample, PreferencePair, RankList, Record, SchemaError,
+from jprefs.data.schema import (LONE_SURROGATE, BinaryExample, PreferencePair, Record, SchemaError,
                                 expand_pairs, record_from_dict)
 from jprefs.errors import DataError
 

@@ -664,8 +664,6 @@ def evaluate_policies(prompts, baseline: PolicySpec, policies: list[PolicySpec],
 
 
 def _evaluate(prompts, baseline, policies, reference, reward, judges, args) -> dict:
-    import torch
-
     from jprefs.data.io import atomic_write_json, write_jsonl
     from jprefs.rl.device import resolve_device, set_seed
 

@@ -89,11 +89,11 @@ def render_card(cfg, template, summary: dict[str, Any], command: str = "", sourc
         f"rejected by the checks: {summary.get('quality_rejects', 0)}"
         + (f"; not translated (no text from the engine): {summary['rows_untranslated']}"
            if summary.get("rows_untranslated") else ""),
-        f"- rejects by reason: " + (", ".join(f"{k} {v}" for k, v in rej.items()) or "none"),
-        f"- flags raised (a row can have several): " + (", ".join(f"{k} {v}" for k, v in summary.get("flags", {}).items()) or "none"),
+        "- rejects by reason: " + (", ".join(f"{k} {v}" for k, v in rej.items()) or "none"),
+        "- flags raised (a row can have several): " + (", ".join(f"{k} {v}" for k, v in summary.get("flags", {}).items()) or "none"),
         f"- translation units: {summary.get('unit_occurrences', 0)} occurrences, {summary.get('distinct_units', 0)} distinct; "
         f"source characters sent / naive total (prompt sent again with each response): {summary.get('dedup_ratio', 0)}",
-        f"- licences: " + ", ".join(f"{k} ({v} pairs)" for k, v in sorted(licenses.items())), "",
+        "- licences: " + ", ".join(f"{k} ({v} pairs)" for k, v in sorted(licenses.items())), "",
         "## Translation", "",
         f"- engine: `{cfg.engine}`, model: `{cfg.model}`" + (f" @ `{cfg.revision}`" if cfg.revision else " (revision not pinned)"),
         f"- prompt template: `{template.name}` (hash `{template.hash}`), rendered with the model's chat template",

@@ -149,7 +149,7 @@ def _print_summary(s: dict, out: str) -> None:
         eprint(f"shard {s['shard']}: translated {s['units_translated_now']} units "
                f"({s['cache_hits']} of {s['distinct_units']} were cached"
                + (f"; {failed} got no translation" if failed else "") + "); merge the shards with "
-               f"`jprefs translate merge DIR... -o OUT`")
+               "`jprefs translate merge DIR... -o OUT`")
         return
     eprint(f"rows in {s['rows_in']} = {s['records']} records + {s['input_rejects']} rejected while reading; "
            f"pairs {s['pairs_in']} -> kept {s['pairs_out']} + rejected {s['quality_rejects']}"
