@@ -4,7 +4,9 @@ Every stage (translate, train-rm, rl, eval) has one dataclass whose fields are
 typed, defaulted and documented with ``field(metadata={"help": ...})``. A recipe
 is a flat YAML mapping whose keys are those field names. Unknown keys are errors
 that suggest the closest valid key; values are coerced to the field's type and
-bad values are reported with the key, the value and the expected type. The
+bad values are reported with the key, the value and the expected type; a number must be
+finite (YAML's ``.nan`` / ``.inf`` and ``lr=nan`` are refused), and each stage's ``validate()``
+checks its numeric ranges with :func:`check_ranges` (CLI number options use :func:`arg_float`). The
 resolved config is saved next to every output with :func:`save_config`.
 
 Example::
@@ -21,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import os
 import types
 import typing
@@ -124,19 +127,86 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        if not math.isfinite(number):     # YAML's .nan / .inf, or "nan" on the command line
+            raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
         return "" if value is None else str(value)
     return value
+
+
+# numeric ranges a config checks in validate(): "> 0", ">= 0", "[0, 1]", "[0, 1)", "(0, 1]", "(0, 1)"
+_RANGE_TESTS = {
+    "> 0": lambda v: v > 0,
+    ">= 0": lambda v: v >= 0,
+    "[0, 1]": lambda v: 0 <= v <= 1,
+    "[0, 1)": lambda v: 0 <= v < 1,
+    "(0, 1]": lambda v: 0 < v <= 1,
+    "(0, 1)": lambda v: 0 < v < 1,
+}
+
+
+def check_ranges(cfg: Any, ranges: dict[str, str]) -> None:
+    """Raise a ConfigError naming the first key of ``ranges`` whose value is outside its range.
+
+    >>> from dataclasses import dataclass
+    >>> @dataclass
+    ... class C:
+    ...     top_p: float = 1.5
+    >>> check_ranges(C(), {"top_p": "(0, 1]"})
+    Traceback (most recent call last):
+    ...
+    jprefs.errors.ConfigError: config key 'top_p': must be in (0, 1], got 1.5
+    """
+    for name, rule in ranges.items():
+        value = getattr(cfg, name)
+        if not _RANGE_TESTS[rule](value):
+            raise ConfigError(f"config key '{name}': {_must(rule)}, got {value!r}")
+
+
+def _must(rule: str) -> str:
+    return f"must be {rule}" if rule[0] in "<>" else f"must be in {rule}"
+
+
+def arg_float(rule: str | None = None):
+    """An argparse ``type=`` for a finite number, optionally in a range of ``check_ranges``'s rules
+    (``"> 0"``, ``"[0, 1)"`` ...): ``--top-p nan`` or ``--top-p 2`` is then argparse's one-line usage error.
+
+    >>> import argparse
+    >>> arg_float("(0, 1]")("0.5")
+    0.5
+    >>> arg_float()("nan")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: expected a finite number, got 'nan'
+    """
+    import argparse
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if rule is not None and not _RANGE_TESTS[rule](value):
+            raise argparse.ArgumentTypeError(f"{_must(rule)}, got {text!r}")
+        return value
+
+    parse.__name__ = "number"          # argparse names the type in its messages
+    return parse
 
 
 def _unknown_key(cls, key: str, source: str) -> ConfigError:

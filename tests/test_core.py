@@ -78,3 +78,70 @@ def test_config_errors(tmp_path):
         load_config(Cfg, None, ["epochs"])
     with pytest.raises(ConfigError, match="not found"):
         load_config(Cfg, tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("text", ["lr: .nan\n", "lr: .inf\n", "lr: -.inf\n", "lr: 1e999\n"])
+def test_config_refuses_non_finite_numbers_in_a_recipe(tmp_path, text):
+    (tmp_path / "r.yaml").write_text(text)
+    with pytest.raises(ConfigError, match="'lr': expected a finite number"):
+        load_config(Cfg, tmp_path / "r.yaml")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
+def test_config_refuses_non_finite_numbers_on_the_command_line(value):
+    with pytest.raises(ConfigError, match="'lr': expected a finite number"):
+        load_config(Cfg, None, [f"lr={value}"])
+
+
+@pytest.mark.parametrize("cls_path, key, bad, good", [
+    ("jprefs.classifiers.config:TrainRMConfig", "warmup_ratio", 1.5, 0.5),
+    ("jprefs.classifiers.config:TrainRMConfig", "weight_decay", -0.1, 0.0),
+    ("jprefs.classifiers.config:TrainRMConfig", "max_grad_norm", -1, 0.0),
+    ("jprefs.classifiers.config:TrainRMConfig", "lora_dropout", 1.0, 0.0),
+    ("jprefs.rl.config:RLConfig", "top_p", 0.0, 0.9),
+    ("jprefs.rl.config:RLConfig", "temperature", -1, 0.0),
+    ("jprefs.rl.config:RLConfig", "gamma", 1.01, 1.0),
+    ("jprefs.rl.config:RLConfig", "alpha", 0.0, 1.0),
+    ("jprefs.rl.config:RLConfig", "adam_beta2", 1.0, 0.999),
+    ("jprefs.rl.config:RLConfig", "cliprange", 0.0, 0.1),
+    ("jprefs.rl.config:RLConfig", "init_kl_coef", -0.01, 0.0),
+    ("jprefs.rl.config:RLConfig", "reward_sign", 0.0, -1.0),
+    ("jprefs.translate.config:TranslateConfig", "top_p", 1.5, 1.0),
+    ("jprefs.translate.config:TranslateConfig", "gpu_memory_utilization", 0.0, 0.5),
+    ("jprefs.translate.config:TranslateConfig", "timeout", 0.0, 5.0),
+    ("jprefs.translate.config:TranslateConfig", "max_length_ratio", 0.1, 3.0),   # below min_length_ratio 0.15
+])
+def test_stage_configs_refuse_numbers_out_of_range(cls_path, key, bad, good):
+    """Each stage's numeric keys are checked against their range in validate() (one clear error naming the
+    key, not a failure deep in torch or a silently meaningless run), and a value inside passes."""
+    import importlib
+
+    mod, name = cls_path.split(":")
+    cls = getattr(importlib.import_module(mod), name)
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        load_config(cls, None, {key: bad})
+    assert getattr(load_config(cls, None, {key: good}), key) == good
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["data", "split", "x.jsonl", "-o", "out", "--test-size", "nan"], "--test-size: expected a finite number"),
+    (["data", "split", "x.jsonl", "-o", "out", "--test-size", "0"], "--test-size: must be > 0"),
+    (["eval", "policy", "--policy", "p", "--prompts", "x.jsonl", "-o", "out", "--temperature", "inf"],
+     "--temperature: expected a finite number"),
+    (["eval", "policy", "--policy", "p", "--prompts", "x.jsonl", "-o", "out", "--tie-margin", "-1"],
+     "--tie-margin: must be >= 0"),
+    (["eval", "rm", "--model", "m", "--data", "x.jsonl", "-o", "out", "--length-tolerance", "nan"],
+     "--length-tolerance: expected a finite number"),
+    (["label", "candidates", "--model", "m", "--prompts", "x.jsonl", "-o", "out", "--top-p=-inf"],
+     "--top-p: expected a finite number"),
+])
+def test_cli_number_options_refuse_non_finite_and_out_of_range(argv, message, capsys):
+    """A number option is checked when it is parsed: argparse's usage error (exit 2) naming the option,
+    before any file is read or model loaded, not a NaN carried into a run (NaN passes every range test
+    that is written as ``if x < 0``)."""
+    from jprefs.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from jprefs.config import check_ranges
 from jprefs.errors import ConfigError
 
 OBJECTIVES = ("binary", "pairwise", "listwise")
@@ -222,3 +223,5 @@ class TrainRMConfig:
             raise ConfigError(f"config key 'stack_folds': must be >= 2, got {self.stack_folds}")
         if self.lr <= 0:
             raise ConfigError(f"config key 'lr': must be > 0, got {self.lr}")
+        check_ranges(self, {"weight_decay": ">= 0", "warmup_ratio": "[0, 1]", "max_grad_norm": ">= 0",
+                            "lora_dropout": "[0, 1)", "margin": ">= 0"})

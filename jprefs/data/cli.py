@@ -9,6 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
+from jprefs.config import arg_float
+
 EXAMPLES = """examples:
   jprefs data convert harmless-base-test.jsonl.gz --source hh-rlhf -o pairs.jsonl
   jprefs data convert Anthropic/hh-rlhf --split test --source hh-rlhf -o pairs.jsonl      (Hub, online)
@@ -65,7 +67,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
     s = sub.add_parser("split", help="train/test split by prompt (no prompt in both)")
     s.add_argument("input")
-    s.add_argument("--test-size", type=float, default=0.1, help="fraction (<1) or number of rows (>=1) for test")
+    s.add_argument("--test-size", type=arg_float("> 0"), default=0.1, help="fraction (<1) or number of rows (>=1) for test")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-o", "--output", required=True, help="directory for train.jsonl and test.jsonl")
 

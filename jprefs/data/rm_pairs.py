@@ -100,6 +100,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from jprefs.config import arg_float
 from jprefs.errors import ConfigError, DataError
 
 COMMAND = "jprefs data rm-pairs"
@@ -695,14 +696,14 @@ def configure(p) -> None:
            "(a reward model folder, a classifier folder, module:function); repeat to sum several")
     a("--scores", metavar="FIELD", help="instead of --reward: the row's own scores, FIELD = a list with one number "
                                         "(or null) per response, e.g. a judge's single-answer grades")
-    a("--reward-weight", action="append", type=float, default=[], metavar="W",
+    a("--reward-weight", action="append", type=arg_float(), default=[], metavar="W",
       help="weight of each --reward, in order (default 1 each)")
     a("--reward-label", default="1", help="label whose logit margin a classifier reward uses (default 1)")
     a("--reward-input", default="pair", choices=REWARD_INPUTS,
       help="what the reward scores: (prompt, response) (default), the response alone, or prompt+response as one text")
     a("--pairs", default="best-worst", choices=PAIRINGS,
       help="best-worst: one pair per prompt (default); best-vs-rest: K-1; all: every ordered pair")
-    a("--min-margin", type=float, default=0.0, help="drop pairs whose score margin is below this (default 0; "
+    a("--min-margin", type=arg_float(">= 0"), default=0.0, help="drop pairs whose score margin is below this (default 0; "
                                                     "tied scores are always dropped)")
     a("--length-balance", action="store_true",
       help="keep as many pairs whose chosen response is the longer as the shorter (longer-wins = 0.5 on them)")

@@ -58,6 +58,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
+from jprefs.config import arg_float
 from jprefs.errors import ConfigError, DataError
 
 BUILTIN = {"pairwise": "pairwise-ja", "grade": "grade-ja"}
@@ -601,7 +602,7 @@ def configure_judge(p: argparse.ArgumentParser) -> None:
     j.add_argument("--template", metavar="FILE", help="a judge template YAML (default: the built-in one of the mode)")
     j.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     j.add_argument("--max-tokens", type=int, default=1024, help="tokens the judge may write (default 1024)")
-    j.add_argument("--temperature", type=float, default=0.0, help="judge sampling temperature (default 0)")
+    j.add_argument("--temperature", type=arg_float(">= 0"), default=0.0, help="judge sampling temperature (default 0)")
     j.add_argument("--max-retries", type=int, default=6, help="retries of a failed request (default 6)")
     p.add_argument("--limit", type=int, default=0, help="judge only the first N pairs / prompts (0: all)")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")

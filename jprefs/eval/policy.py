@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jprefs.config import arg_float
 from jprefs.errors import ConfigError, DataError
 from jprefs.modeldir import config_num_labels
 
@@ -214,7 +215,7 @@ def configure_policy(parser: argparse.ArgumentParser) -> None:
                    help="environment variable holding the judge's API key (never written anywhere)")
     g.add_argument("--judge-concurrency", type=int, default=8)
     g.add_argument("--judge-max-tokens", type=int, default=1024)
-    a("--tie-margin", type=float, default=0.0, help="reward differences up to this count as ties (default 0)")
+    a("--tie-margin", type=arg_float(">= 0"), default=0.0, help="reward differences up to this count as ties (default 0)")
     a("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     a("--dtype", default="auto", help="auto (float32 on CPU, bfloat16 on GPU), float32, bfloat16, float16")
     a("--trust-remote-code", action="store_true", help="allow model code from the model folder")
@@ -224,16 +225,17 @@ def configure_policy(parser: argparse.ArgumentParser) -> None:
 def add_sampling_args(parser: argparse.ArgumentParser, *, per: str) -> None:
     """The decoding options ``jprefs eval policy`` and ``jprefs label candidates`` share (``-k``,
     temperature, top-k/p, token limits, ILQL's ``--beta-gen``, chat template, seed, batch size);
-    ``per`` says what ``-k`` counts. :func:`check_sampling_args` checks their values."""
+    ``per`` says what ``-k`` counts. Numbers must be finite when parsed; :func:`check_sampling_args` checks
+    their ranges."""
     a = parser.add_argument
     a("--samples-per-prompt", "-k", type=int, default=4, help=f"{per} (default 4)")
-    a("--temperature", type=float, default=1.0, help="sampling temperature (0 = greedy; default 1)")
+    a("--temperature", type=arg_float(), default=1.0, help="sampling temperature (0 = greedy; default 1)")
     a("--top-k", type=int, default=0, help="top-k filter (0 = off)")
-    a("--top-p", type=float, default=1.0, help="nucleus filter (1 = off)")
+    a("--top-p", type=arg_float(), default=1.0, help="nucleus filter (1 = off)")
     a("--max-new-tokens", type=int, default=64, help="response length limit in tokens (default 64)")
     a("--min-new-tokens", type=int, default=0, help="EOS forbidden for the first N tokens (default 0)")
     a("--prompt-max-tokens", type=int, default=256, help="prompts are cut from the left to this many tokens")
-    a("--beta-gen", type=float, default=None, help="ILQL decoding strength for every ILQL policy (default: each "
+    a("--beta-gen", type=arg_float(), default=None, help="ILQL decoding strength for every ILQL policy (default: each "
                                                    "run's own beta_gen)")
     a("--no-chat-template", action="store_true", help="give instruction models the raw prompt text")
     a("--seed", type=int, default=0, help="sampling seed: batch b draws with seed + b (default 0)")
@@ -259,6 +261,8 @@ def check_sampling_args(args) -> None:
         bad("--top-k", args.top_k, "give 0 (off) or more")
     if args.batch_size < 1:
         bad("--batch-size", args.batch_size, "give at least 1")
+    if args.beta_gen is not None and args.beta_gen < 0:
+        bad("--beta-gen", args.beta_gen, "give 0 (plain sampling) or more")
 
 
 def run_policy(args) -> int:

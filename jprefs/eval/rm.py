@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jprefs.config import arg_float
+
 EXAMPLES = """examples:
   jprefs eval rm --model out/rm --data out/rm/eval_split.jsonl -o out/eval-rm
   jprefs eval rm --model a=out/rm-a --model b=out/rm-b --data ja=pairs.jsonl --data mrb=m-rewardbench-ja.parquet \\
@@ -85,7 +87,7 @@ def configure_rm(parser: argparse.ArgumentParser) -> None:
                              "NAME:relevance), all from one scoring pass")
     parser.add_argument("--limit", type=int, default=0, help="read at most N records of each data file (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--length-tolerance", type=float, default=0.10,
+    parser.add_argument("--length-tolerance", type=arg_float(), default=0.10,
                         help="length-matched: |len_c - len_r| / max(len_c, len_r) at most this (default 0.10)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     g = parser.add_argument_group("probe baseline (frozen embeddings + log length; jprefs.classifiers.probe)")

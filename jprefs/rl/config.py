@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from jprefs.config import check_ranges
 from jprefs.errors import ConfigError
 
 ALGOS = ("sft", "ilql", "ppo", "dpo", "kto", "grpo", "rloo")
@@ -251,5 +252,15 @@ class RLConfig:
             raise ConfigError(f"config key 'sampler': {self.sampler!r} is not one of native, generate")
         if not 0 < self.tau < 1:
             raise ConfigError(f"config key 'tau' must be in (0, 1), got {self.tau}")
+        check_ranges(self, {"lr": "> 0", "sft_lr": "> 0", "temperature": ">= 0", "top_p": "(0, 1]",
+                            "adam_beta1": "[0, 1)", "adam_beta2": "[0, 1)", "weight_decay": ">= 0",
+                            "max_grad_norm": ">= 0", "lora_alpha": "> 0", "gamma": "[0, 1]", "cql_scale": ">= 0",
+                            "awac_scale": ">= 0", "alpha": "(0, 1]", "beta": ">= 0", "beta_gen": ">= 0",
+                            "cliprange": "> 0", "cliprange_value": "> 0", "vf_coef": ">= 0", "lam": "[0, 1]",
+                            "ppo_gamma": "[0, 1]", "init_kl_coef": ">= 0", "target_kl": ">= 0",
+                            "cliprange_reward": "> 0"})
+        if self.reward_sign == 0:
+            raise ConfigError("config key 'reward_sign': 0 would make every reward 0; use 1 (maximise) or -1 "
+                              "(minimise)")
         if self.algo == "sft" and self.sft_steps <= 0:
             raise ConfigError("algo=sft needs sft_steps > 0 (e.g. sft_steps=500)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from jprefs.config import load_config  # noqa: F401  (re-exported for the doctest and callers)
+from jprefs.config import check_ranges, load_config  # noqa: F401  (load_config re-exported for the doctest and callers)
 from jprefs.errors import ConfigError
 
 
@@ -97,6 +97,12 @@ class TranslateConfig:
         for k in ("max_unit_tokens", "pack_units", "pack_max_tokens", "chunk_size", "max_tokens"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"config key '{k}': must be >= 1, got {getattr(self, k)}")
+        check_ranges(self, {"timeout": "> 0", "backoff": ">= 0", "gpu_memory_utilization": "(0, 1]",
+                            "temperature": ">= 0", "top_p": "(0, 1]", "min_japanese_ratio": "[0, 1]",
+                            "min_length_ratio": ">= 0", "max_length_ratio": "> 0"})
+        if self.min_length_ratio >= self.max_length_ratio:
+            raise ConfigError(f"config keys 'min_length_ratio' ({self.min_length_ratio}) and 'max_length_ratio' "
+                              f"({self.max_length_ratio}): the minimum must be below the maximum")
         self.shard_index()
 
     def shard_index(self) -> tuple[int, int]:
