@@ -141,6 +141,13 @@ def _convert(args) -> int:
     return 0
 
 
+def _no_records(path: str, action: str, why: str = "the file is empty"):
+    from jprefs.errors import DataError
+
+    return DataError(f"no records to {action} ({why})", path=str(path),
+                     fix="check the path; create canonical records with `jprefs data convert`")
+
+
 def _records_checked(path: str, action: str, require: bool):
     """Canonical records of ``path`` one at a time; after the last one the licences are checked, so that
     a streaming writer fed from here fails (and writes nothing) when ``require`` finds unknown ones."""
@@ -156,6 +163,8 @@ def _records_checked(path: str, action: str, require: bool):
         if lic == UNKNOWN_LICENSE:
             unknown.add(rec.source)
         yield rec
+    if not counts:
+        raise _no_records(path, action)
     check_license_counts(counts, unknown, action=action, require=require)
 
 
@@ -183,6 +192,8 @@ def _split(args) -> int:
     sizes: dict[str, int] = {}
     for r in stream_records(args.input):
         sizes[r.prompt_key] = sizes.get(r.prompt_key, 0) + 1
+    if not sizes:
+        raise _no_records(args.input, "split")
     test_keys = choose_test_groups(sizes, args.test_size, args.seed)
     out = Path(args.output)
     n = {"train": 0, "test": 0}
@@ -218,6 +229,8 @@ def _merge(args) -> int:
                 fo.write_json(rec.to_dict())
             else:
                 fr.write_json(reject)
+        if not m.rows_in:
+            raise _no_records(" + ".join(args.inputs), "merge", "every input is empty")
         check_license_counts(dict(m.licenses), m.unknown_sources, action="merge", require=args.require_license)
     s = m.summary()
     if args.json:

@@ -166,6 +166,26 @@ def test_cli_errors_are_clear(tmp_path, capsys):
     assert "Did you mean `jprefs data`" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [
+    ["split", "{empty}", "-o", "{out}"],
+    ["export", "{empty}", "--format", "trl", "-o", "{out}/e.parquet"],
+    ["export", "{empty}", "--format", "binary", "-o", "{out}/e.jsonl"],
+    ["merge", "{empty}", "{blank}", "-o", "{out}/m.jsonl"],
+])
+def test_empty_input_is_refused_and_writes_nothing(tmp_path, capsys, argv):
+    """An empty (or blank-line-only) canonical file is a mistake upstream, not a data set of 0 rows: split,
+    export and merge refuse it with one clear error, as convert does, and leave no empty train.jsonl or
+    Parquet file behind for the next step to read."""
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "blank.jsonl").write_text("\n  \n", encoding="utf-8")
+    out = tmp_path / "out"
+    fill = {"empty": tmp_path / "empty.jsonl", "blank": tmp_path / "blank.jsonl", "out": out}
+    assert run("data", *[a.format(**fill) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert f"no records to {argv[0]}" in err and "fix:" in err and "Traceback" not in err
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_demo_runs_offline(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "jprefs.cli", "data", "demo", "-o", str(tmp_path / "d"), "--json"],
                           capture_output=True, text=True, timeout=120)
