@@ -178,13 +178,8 @@ class TrainRMConfig:
         if pair_only and self.objective != "pairwise":
             raise ConfigError(f"config key '{pair_only[0]}' works with objective=pairwise, not "
                               f"{self.objective!r}: the length terms compare the two answers of a pair")
-        if self.debias_weight < 0 or self.odin_orth_weight < 0 or self.odin_length_blend < 0:
-            raise ConfigError("config keys 'debias_weight', 'odin_orth_weight' and 'odin_length_blend' must be >= 0")
         if self.odin_length_blend and self.debias != "odin":
             raise ConfigError("config key 'odin_length_blend' needs debias=odin (it mixes ODIN's two heads)")
-        if not 0 <= self.counterfactual_fraction <= 1:
-            raise ConfigError(f"config key 'counterfactual_fraction': must be in [0, 1], "
-                              f"got {self.counterfactual_fraction}")
 
         if self.pooling not in POOLINGS:
             raise ConfigError(f"config key 'pooling': {self.pooling!r}; use one of {', '.join(POOLINGS)}")
@@ -196,8 +191,6 @@ class TrainRMConfig:
         if not 0 <= self.eval_fraction < 1:
             raise ConfigError(f"config key 'eval_fraction': must be in [0, 1) (0: no held-out split), "
                               f"got {self.eval_fraction}")
-        if not 0 <= self.eval_near_duplicates < 1:
-            raise ConfigError(f"config key 'eval_near_duplicates': must be in [0, 1), got {self.eval_near_duplicates}")
         from jprefs.classifiers.stack import PARTS
 
         bad = [p for p in self.stack if p not in PARTS]
@@ -221,7 +214,7 @@ class TrainRMConfig:
                                   f"stack_reward=false trains none\n  fix: drop it, or stack_reward=true")
         if self.stack_folds < 2:
             raise ConfigError(f"config key 'stack_folds': must be >= 2, got {self.stack_folds}")
-        if self.lr <= 0:
-            raise ConfigError(f"config key 'lr': must be > 0, got {self.lr}")
-        check_ranges(self, {"weight_decay": ">= 0", "warmup_ratio": "[0, 1]", "max_grad_norm": ">= 0",
-                            "lora_dropout": "[0, 1)", "margin": ">= 0"})
+        check_ranges(self, {"lr": "> 0", "weight_decay": ">= 0", "warmup_ratio": "[0, 1]", "max_grad_norm": ">= 0",
+                            "lora_dropout": "[0, 1)", "margin": ">= 0", "counterfactual_fraction": "[0, 1]",
+                            "eval_near_duplicates": "[0, 1)", "debias_weight": ">= 0",
+                            "odin_orth_weight": ">= 0", "odin_length_blend": ">= 0"})

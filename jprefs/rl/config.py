@@ -250,9 +250,7 @@ class RLConfig:
                               f"got {self.min_new_tokens}")
         if self.sampler not in ("native", "generate"):
             raise ConfigError(f"config key 'sampler': {self.sampler!r} is not one of native, generate")
-        if not 0 < self.tau < 1:
-            raise ConfigError(f"config key 'tau' must be in (0, 1), got {self.tau}")
-        check_ranges(self, {"lr": "> 0", "sft_lr": "> 0", "temperature": ">= 0", "top_p": "(0, 1]",
+        check_ranges(self, {"tau": "(0, 1)", "lr": "> 0", "sft_lr": "> 0", "temperature": ">= 0", "top_p": "(0, 1]",
                             "adam_beta1": "[0, 1)", "adam_beta2": "[0, 1)", "weight_decay": ">= 0",
                             "max_grad_norm": ">= 0", "lora_alpha": "> 0", "gamma": "[0, 1]", "cql_scale": ">= 0",
                             "awac_scale": ">= 0", "alpha": "(0, 1]", "beta": ">= 0", "beta_gen": ">= 0",
