@@ -24,6 +24,10 @@ instead of interleaving ``metrics.jsonl`` or paying for every translation twice.
   (``jprefs label candidates -o CANDS.jsonl``) passes ``lock_name=".CANDS.jsonl.lock"``, so
   that two runs into one file refuse each other while runs into files beside it do not; such
   a lock cleans no temporary files (the folder is not its own).
+- **Every command that writes more than one file** holds its ``-o``'s lock
+  (:func:`holds_output` on its ``run``): ``data convert / merge / split / rm-pairs / group /
+  demo``, ``score``, ``eval rm / export-human / import-human``, ``label export``, besides the
+  long jobs above; a one-file output (``data export``) is one atomic write and needs none.
 
 While holding the lock a run calls :func:`clean_stale_temp`: temporary files that a
 killed writer left (``.NAME.tmp-PID`` of atomic writes, ``.checkpoint-N.tmp`` folders,
@@ -347,6 +351,47 @@ def run_lock(folder: str | os.PathLike, command: str, *, is_main: bool = True,
     finally:
         if lock is not None:
             lock.release()
+
+
+def output_lock(output: str | os.PathLike, command: str, *, folder: bool) -> RunLock:
+    """The lock of a command's ``-o``: the folder's own (``folder=True``: ``-o DIR``) or one file's
+    (``-o OUT.jsonl``, beside which it writes ``OUT.rejects.jsonl`` and the like), so that two runs
+    into one output refuse each other instead of leaving one run's rows beside the other's rejects.
+
+    >>> with output_lock("pairs.jsonl", "jprefs data convert", folder=False):   # doctest: +SKIP
+    ...     convert()
+    """
+    out = Path(output)
+    if folder:
+        return RunLock(out, command)
+    return RunLock(out.parent, command, lock_name=f".{out.name}.lock")
+
+
+def holds_output(command: str, *, folder: bool, attr: str = "output"):
+    """Decorate a CLI ``run(args)``: it runs holding :func:`output_lock` on ``args.<attr>``. A folder
+    the lock had to create is removed again when the run leaves it empty (a refused run writes nothing)."""
+    import functools
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def run(args, *rest, **kw):
+            out = Path(getattr(args, attr))
+            d = out if folder else out.parent
+            new = []                                         # the folders the lock creates, deepest first
+            while not d.exists() and d != d.parent:
+                new.append(d)
+                d = d.parent
+            try:
+                with output_lock(out, command, folder=folder):
+                    return fn(args, *rest, **kw)
+            finally:
+                for d in new:
+                    try:
+                        d.rmdir()
+                    except OSError:                          # not empty: the run wrote there
+                        break
+        return run
+    return wrap
 
 
 def clean_stale_temp(folder: str | os.PathLike, *, only_dead_pids: bool = False) -> int:

@@ -166,3 +166,69 @@ def test_acquire_cleans_and_reports(tmp_path):
         assert lock.cleaned == 2
     assert logs == [f"jprefs rl: removed 2 temporary file(s) left by an interrupted run in {tmp_path}"]
     assert sorted(os.listdir(tmp_path)) == []
+
+
+@pytest.mark.parametrize("argv, folder", [
+    (["data", "convert", "IN", "--source", "hh-rlhf", "-o", "OUT"], False),
+    (["data", "split", "IN", "-o", "OUT"], True),
+    (["data", "merge", "IN", "IN", "-o", "OUT"], False),
+    (["data", "demo", "-o", "OUT"], True),
+    (["data", "rm-pairs", "IN", "--scores", "s", "-o", "OUT"], False),
+    (["data", "group", "IN", "-o", "OUT"], False),
+    (["score", "MODEL", "IN", "-o", "OUT"], False),
+    (["eval", "rm", "--model", "MODEL", "--data", "IN", "-o", "OUT"], True),
+    (["eval", "export-human", "--samples", "IN", "-o", "OUT"], True),
+    (["eval", "import-human", "--labels", "IN", "--key", "IN", "-o", "OUT"], True),
+    (["label", "export", "--db", "IN", "-o", "OUT"], False),
+])
+def test_every_command_that_writes_several_files_is_one_writer_per_output(tmp_path, capsys, argv, folder):
+    """A command whose -o gets more than one file (rows + rejects + summary, a report folder) refuses a
+    second run into the same output while one holds it, before it reads any input, and leaves the
+    holder's files alone; a file output is locked alone (a run into the file beside it is not refused)."""
+    from jprefs.cli import main
+    from jprefs.runlock import output_lock
+
+    out = tmp_path / ("out" if folder else "out.jsonl")
+    (tmp_path / "in.jsonl").write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n', encoding="utf-8")
+    fill = {"IN": str(tmp_path / "in.jsonl"), "OUT": str(out), "MODEL": str(tmp_path / "no-model")}
+    cmd = "jprefs " + " ".join(argv[:2] if argv[0] in ("data", "eval", "label") else argv[:1])
+    # the holder is a thread that stays alive while the command runs here (a lock is re-entrant in its own
+    # thread, and a finished thread's id may be handed to the next one)
+    locked, done = threading.Event(), threading.Event()
+
+    def hold():
+        with output_lock(out, "jprefs test holder", folder=folder):
+            locked.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(30)
+        assert main([fill.get(a, a) for a in argv]) == 2
+        err = capsys.readouterr().err
+        assert "jprefs test holder" in err and f"pid {os.getpid()}" in err, err
+        assert not (out / "train.jsonl").exists() and not (tmp_path / "out.rejects.jsonl").exists()
+    finally:
+        done.set()
+        holder.join(30)
+    assert not (out / ".jprefs.lock").exists() and not (tmp_path / ".out.jsonl.lock").exists()
+    if not folder:                      # the lock is the file's own: a neighbour's run is not refused
+        with output_lock(tmp_path / "other.jsonl", cmd, folder=False):
+            with output_lock(out, cmd, folder=False):
+                pass
+
+
+def test_a_refused_run_leaves_no_folder_it_created(tmp_path, capsys):
+    """The output lock creates the folders of -o; a run that is refused (here: no such input) removes them
+    again, every level it made, and one that wrote keeps its folder."""
+    from jprefs.cli import main
+
+    out = tmp_path / "a" / "b" / "pairs.jsonl"
+    assert main(["data", "convert", str(tmp_path / "nope.jsonl"), "--source", "hh-rlhf", "-o", str(out)]) == 2
+    assert "input file not found" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    assert main(["data", "split", str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "s" / "t")]) == 2
+    assert not (tmp_path / "s").exists()
+    assert main(["data", "demo", "-o", str(tmp_path / "d" / "demo")]) == 0
+    assert (tmp_path / "d" / "demo" / "pairs.jsonl").exists() and not (tmp_path / "d" / "demo" / ".jprefs.lock").exists()

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from jprefs.runlock import holds_output
+
 EXAMPLES = """examples:
   jprefs score out/chabsa-rm ../shared/data/chabsa_binary/test.tsv -o scores.jsonl
   jprefs score out/rm pairs.jsonl -o scored.jsonl --batch-size 64
@@ -43,6 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                        "default), full (quality + length) or length")
 
 
+@holds_output("jprefs score", folder=False)
 def run(args: argparse.Namespace) -> int:
     from jprefs.classifiers.data import RMData, detect_format, load_rm_data
     from jprefs.classifiers.reward_model import RewardModel

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from jprefs.config import arg_float
+from jprefs.runlock import holds_output
 
 EXAMPLES = """examples:
   jprefs data convert harmless-base-test.jsonl.gz --source hh-rlhf -o pairs.jsonl
@@ -121,6 +122,7 @@ def _print_summary(summary: dict, as_json: bool, out: Path, rejects: Path) -> No
     print(f"  wrote {out} and {rejects}")
 
 
+@holds_output("jprefs data convert", folder=False)
 def _convert(args) -> int:
     from jprefs.data.adapters import Conversion, convert_to_files
     from jprefs.data.io import rejects_path_for
@@ -184,6 +186,7 @@ def _export(args) -> int:
     return 0
 
 
+@holds_output("jprefs data split", folder=True)
 def _split(args) -> int:
     from jprefs.data.io import AtomicWriter, stream_records
     from jprefs.data.split import choose_test_groups
@@ -209,6 +212,7 @@ def _split(args) -> int:
     return 0
 
 
+@holds_output("jprefs data merge", folder=False)
 def _merge(args) -> int:
     from jprefs.data.io import AtomicWriter, row_error, iter_records, rejects_path_for
     from jprefs.data.merge import Merge
@@ -265,6 +269,7 @@ def _rm_pairs(args) -> int:
     return run_rm_pairs(args)
 
 
+@holds_output("jprefs data demo", folder=True)
 def _demo(args) -> int:
     from jprefs.data.demo import run_demo
 

@@ -43,6 +43,7 @@ from typing import Any, Sequence
 from jprefs.data.adapters import RowReject, _get, _turn
 from jprefs.data.io import TABLE_SUFFIXES
 from jprefs.errors import ConfigError, DataError
+from jprefs.runlock import holds_output
 
 COMMAND = "jprefs data group"
 FIELDS = ("prompt", "response", "score", "model")
@@ -242,6 +243,7 @@ def configure(p) -> None:
     a("--json", action="store_true", help="print the summary as JSON")
 
 
+@holds_output("jprefs data group", folder=False)
 def run(args) -> int:
     import json
 

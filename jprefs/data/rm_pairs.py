@@ -102,6 +102,7 @@ from typing import Any, Callable, Sequence
 
 from jprefs.config import arg_float
 from jprefs.errors import ConfigError, DataError
+from jprefs.runlock import holds_output
 
 COMMAND = "jprefs data rm-pairs"
 SOURCE = "rm-pairs"
@@ -717,6 +718,7 @@ def configure(p) -> None:
     a("--json", action="store_true", help="print the summary as JSON")
 
 
+@holds_output("jprefs data rm-pairs", folder=False)
 def run(args) -> int:
     import json
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from jprefs.errors import DataError
 from jprefs.label.agreement import cohen_kappa, fleiss_kappa
+from jprefs.runlock import holds_output
 
 ITEM_COLUMNS = ("item_id", "prompt", "left", "right", "label", "comment")
 
@@ -346,6 +347,7 @@ as text (`items.jsonl` has the exact text).
 """
 
 
+@holds_output("jprefs eval export-human", folder=True)
 def run_export_human(args: argparse.Namespace) -> int:
     from jprefs.data.io import atomic_write_json, atomic_write_text, eprint, write_jsonl
 
@@ -778,6 +780,7 @@ def _report(res: dict, files: list[dict], invalid: list[LabelRow], key_path: str
     return rep
 
 
+@holds_output("jprefs eval import-human", folder=True)
 def run_import_human(args: argparse.Namespace) -> int:
     from jprefs.data.io import atomic_write_json, check_input, eprint, write_jsonl
 

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from jprefs.config import arg_float
+from jprefs.runlock import holds_output
 
 EXAMPLES = """examples:
   jprefs eval rm --model out/rm --data out/rm/eval_split.jsonl -o out/eval-rm
@@ -423,6 +424,7 @@ def _run_probe(args, train: EvalData, sets, models, scores, results, data_info, 
 # ------------------------------------------------------------------ run
 
 
+@holds_output("jprefs eval rm", folder=True)
 def run_rm(args: argparse.Namespace) -> int:
     import datetime
     import gc

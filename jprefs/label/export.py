@@ -32,6 +32,7 @@ from jprefs.data.io import atomic_write_json, rejects_path_for, write_jsonl
 from jprefs.data.schema import PreferencePair, RankList
 from jprefs.errors import DataError
 from jprefs.label.agreement import kendall_tau
+from jprefs.runlock import holds_output
 
 EPILOG = """examples:
   jprefs label export --db labels.sqlite -o ranked.jsonl
@@ -217,6 +218,7 @@ def export(db: str | Path, output: str | Path, *, per_annotator: bool = False) -
     return summary
 
 
+@holds_output("jprefs label export", folder=False)
 def run(args: argparse.Namespace) -> int:
     s = export(args.db, args.output, per_annotator=args.per_annotator)
     print(f"label export: {s['items']} items -> {s['rows']} rows in {s['output']} ({s['exported_items']} items), "
