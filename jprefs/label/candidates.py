@@ -105,7 +105,7 @@ def run(args) -> int:
     from jprefs.data.io import eprint
     from jprefs.eval.policy import check_sampling_args
     from jprefs.eval.prompts import load_eval_prompts
-    from jprefs.runlock import run_lock
+    from jprefs.runlock import output_lock
 
     if args.samples_per_prompt < 2:
         raise ConfigError(f"--samples-per-prompt={args.samples_per_prompt}: candidates are ranked or compared, "
@@ -119,7 +119,7 @@ def run(args) -> int:
         raise ConfigError(f"-o {args.output} is a folder\n  fix: give a file name such as {out / 'cands.jsonl'}")
     prompts = load_eval_prompts(args.prompts, limit=args.limit)
     spec = resolve_model(args.model, beta_gen=args.beta_gen)
-    with run_lock(out.parent, COMMAND, lock_name=f".{out.name}.lock"):
+    with output_lock(out, COMMAND, folder=False):
         summary = write_candidates(spec, prompts, args)
     c = summary["counts"]
     if summary.get("nothing_to_do"):
