@@ -253,8 +253,15 @@ def load_config(cls: type[T], recipe: str | os.PathLike | dict | None = None,
             p = Path(recipe)
             if not p.exists():
                 raise ConfigError(f"recipe file not found: {p}\n  fix: check the path, or list recipes with `ls */recipes/`")
+            if not p.is_file():
+                raise ConfigError(f"{p}: the recipe is a folder, not a YAML file\n  fix: give the recipe's .yaml file")
             try:
                 loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            except UnicodeDecodeError as e:
+                raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}: {e.reason})\n  fix: save the recipe "
+                                  f"as UTF-8") from None
+            except OSError as e:
+                raise ConfigError(f"{p}: cannot read the recipe: {e.strerror}") from None
             except yaml.YAMLError as e:
                 raise ConfigError(f"{p}: not valid YAML: {e}") from e
             if not isinstance(loaded, dict):

@@ -145,3 +145,27 @@ def test_cli_number_options_refuse_non_finite_and_out_of_range(argv, message, ca
         main(argv)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b"lr: 0.1\nname: \xff\xfe\n"), r"not UTF-8 text \(byte 14: invalid start byte\)"),
+    (lambda p: p.mkdir(), "the recipe is a folder"),
+])
+def test_a_recipe_that_is_not_utf8_text_or_is_a_folder_is_one_clear_error(tmp_path, make, message):
+    recipe = tmp_path / "r.yaml"
+    make(recipe)
+    with pytest.raises(ConfigError, match=message):
+        load_config(Cfg, recipe)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b"name: x\nuser: \xff {text}\n"), "not UTF-8 text"),
+    (lambda p: p.mkdir(), "the template is a folder"),
+])
+def test_a_translation_template_that_is_not_utf8_or_is_a_folder_is_one_clear_error(tmp_path, make, message):
+    from jprefs.translate.prompts import load_template
+
+    t = tmp_path / "t.yaml"
+    make(t)
+    with pytest.raises(ConfigError, match=message):
+        load_template(str(t))

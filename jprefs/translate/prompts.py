@@ -125,8 +125,12 @@ def load_template(path: str) -> Template:
     import yaml
 
     p = resolve_path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: the template is a folder, not a YAML file\n  fix: pass template=FILE.yaml")
     try:
         d = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {e.start}: {e.reason})\n  fix: save the template as UTF-8") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}: not valid YAML: {e}") from e
     known = {"name", "system", "user", "user_batch", "item", "few_shot", "description"}
