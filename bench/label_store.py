@@ -6,8 +6,9 @@ round trip is one ``/api/submit`` that commits the label and returns the next it
 - labels/s and p50/p95 latency with ``synchronous=FULL`` (what jprefs uses: a commit is on disk
   before the page is told "saved") against the same loop with ``synchronous=OFF`` (a crash may lose
   recent labels): the cost of durability, as a ratio;
-- latency of the first 100 round trips against the last 100 (after ``--items`` x 2 labels): each
-  request replays the event log, so this ratio shows the growth.
+- latency of the first 100 round trips against the last 100 (after ``--items`` x 2 labels): how a
+  request's cost grows with the labels already made (``bench/label_assign_bench.py`` times the
+  pick alone against job size).
 
 Usage::
 

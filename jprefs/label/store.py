@@ -19,7 +19,11 @@ Tables:
   replay of ``events`` (undo included), kept in the same transaction as each event, so that a
   request costs the same with 10 labels as with 10,000; rebuilt from ``events`` if missing;
 - ``claims``: which annotator was last shown which item and when, so that with ``overlap`` N no
-  more than N annotators are shown an item at the same time.
+  more than N annotators are shown an item at the same time;
+- ``orders``: each annotator's sort key of each item (below), filled the first time the annotator
+  asks for an item and for items added since, so that picking the next item is one indexed query
+  that stops at the first free item instead of hashing and sorting every item on every request;
+  ``ordered``: how many items each annotator's order covers (items are only appended).
 
 Order: each annotator sees the items in a stable shuffled order, sorted by
 ``sha256(seed:annotator:item_id)``; ``reward`` items (live PPO rollouts) come in arrival order.
@@ -77,6 +81,11 @@ CREATE TABLE IF NOT EXISTS state (
 CREATE INDEX IF NOT EXISTS state_by_item ON state (item_id);
 CREATE TABLE IF NOT EXISTS claims (
     item_id TEXT NOT NULL, annotator TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (item_id, annotator));
+CREATE TABLE IF NOT EXISTS orders (
+    annotator TEXT NOT NULL, item_id TEXT NOT NULL, okey TEXT NOT NULL, PRIMARY KEY (annotator, item_id));
+CREATE INDEX IF NOT EXISTS orders_by_key ON orders (annotator, okey, item_id);
+CREATE TABLE IF NOT EXISTS ordered (annotator TEXT PRIMARY KEY, items INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS items_by_pos ON items (pos, item_id);
 """
 
 
@@ -409,42 +418,64 @@ class Store:
 
     # ------------------------------------------------------------ assignment
     def next_item(self, annotator: str, *, now: float | None = None) -> dict | None:
-        """The next item for ``annotator`` (and a claim on it), or None when nothing is left."""
+        """The next item for ``annotator`` (and a claim on it), or None when nothing is left.
+
+        In this order: an item shown to the annotator before and not answered (the first in input
+        order); else the first item in their order (``orders``; ``reward`` jobs: arrival order) that
+        they have neither labelled nor skipped and that fewer than ``overlap`` others have labelled or
+        hold a fresh claim on; else, by the same rule, the first of the items they skipped."""
         now = time.time() if now is None else now
         overlap = int(self.get_meta("overlap", 1))
         seed = int(self.get_meta("seed", 0))
         arrival = self.get_meta("mode") == "reward"
+        q = {"a": annotator, "overlap": overlap}
         with self.write() as c:
-            mine_done, my_skips = set(), set()
-            for r in c.execute("SELECT item_id, label_event FROM state WHERE annotator = ?", (annotator,)):
-                (mine_done if r["label_event"] is not None else my_skips).add(r["item_id"])
             c.execute("DELETE FROM claims WHERE at < ?", (now - CLAIM_TTL_S,))
-            busy: dict[str, set[str]] = {}         # item -> the others who labelled it or hold a claim
-            for r in c.execute("SELECT item_id, annotator FROM state WHERE label_event IS NOT NULL "
-                               "AND annotator != ? UNION SELECT item_id, annotator FROM claims WHERE annotator != ?",
-                               (annotator, annotator)):
-                busy.setdefault(r["item_id"], set()).add(r["annotator"])
-            mine = {r["item_id"] for r in c.execute("SELECT item_id FROM claims WHERE annotator = ?", (annotator,))}
-            open_, later = [], []
-            for r in c.execute("SELECT item_id, pos FROM items"):
-                i = r["item_id"]
-                if i in mine_done:
-                    continue
-                if i in mine:                      # shown before and not answered: the same item again
-                    open_.append((-1, "", r["pos"], i))
-                    continue
-                if len(busy.get(i, ())) >= overlap:
-                    continue
-                key = (0, "", r["pos"], i) if arrival else (0, order_key(seed, annotator, i), 0, i)
-                (later if i in my_skips else open_).append(key)
-            pick = min(open_) if open_ else (min(later) if later else None)
-            if pick is None:
+            row = c.execute(
+                "SELECT i.item_id FROM claims k JOIN items i ON i.item_id = k.item_id WHERE k.annotator = :a "
+                "AND NOT EXISTS (SELECT 1 FROM state s WHERE s.annotator = :a AND s.item_id = k.item_id "
+                "AND s.label_event IS NOT NULL) ORDER BY i.pos, i.item_id LIMIT 1", q).fetchone()
+            if row is None:
+                if arrival:
+                    source, by = "items o WHERE 1", "o.pos, o.item_id"
+                else:
+                    self._fill_order(c, annotator, seed)
+                    source, by = "orders o WHERE o.annotator = :a", "o.okey, o.item_id"
+                # the others who labelled the item or hold a claim on it (one who did both counts once)
+                free = ("(SELECT COUNT(*) FROM state s WHERE s.item_id = o.item_id AND s.label_event IS NOT NULL "
+                        "AND s.annotator != :a) + (SELECT COUNT(*) FROM claims k WHERE k.item_id = o.item_id AND "
+                        "k.annotator != :a AND NOT EXISTS (SELECT 1 FROM state s WHERE s.item_id = k.item_id AND "
+                        "s.annotator = k.annotator AND s.label_event IS NOT NULL)) < :overlap")
+                row = c.execute(
+                    f"SELECT o.item_id FROM {source} AND NOT EXISTS (SELECT 1 FROM state s WHERE "
+                    f"s.annotator = :a AND s.item_id = o.item_id) AND {free} ORDER BY {by} LIMIT 1", q).fetchone()
+                if row is None:                    # skipped items come back last
+                    row = c.execute(
+                        f"SELECT o.item_id FROM {source} AND EXISTS (SELECT 1 FROM state s WHERE s.annotator = :a "
+                        f"AND s.item_id = o.item_id AND s.label_event IS NULL) AND {free} "
+                        f"ORDER BY {by} LIMIT 1", q).fetchone()
+            if row is None:
                 return None
-            item_id = pick[3]
+            item_id = row["item_id"]
             c.execute("INSERT OR REPLACE INTO claims (item_id, annotator, at) VALUES (?, ?, ?)",
                       (item_id, annotator, now))
             row = c.execute("SELECT * FROM items WHERE item_id = ?", (item_id,)).fetchone()
         return self._item(row)
+
+    def _fill_order(self, c: sqlite3.Connection, annotator: str, seed: int) -> None:
+        """Add the sort keys of ``annotator`` for every item that has none yet (all of them the first
+        time; after that only items added since). Items are only ever appended (``pos`` 0, 1, ...), so
+        ``ordered`` (how many items the annotator's order covers) against ``MAX(pos) + 1`` is the check,
+        two index lookups."""
+        n = c.execute("SELECT COALESCE(MAX(pos), -1) + 1 FROM items").fetchone()[0]
+        row = c.execute("SELECT items FROM ordered WHERE annotator = ?", (annotator,)).fetchone()
+        if row is not None and row[0] == n:
+            return
+        missing = c.execute("SELECT item_id FROM items WHERE item_id NOT IN "
+                            "(SELECT item_id FROM orders WHERE annotator = ?)", (annotator,)).fetchall()
+        c.executemany("INSERT INTO orders (annotator, item_id, okey) VALUES (?, ?, ?)",
+                      ((annotator, r[0], order_key(seed, annotator, r[0])) for r in missing))
+        c.execute("INSERT OR REPLACE INTO ordered (annotator, items) VALUES (?, ?)", (annotator, n))
 
     def release(self, annotator: str) -> None:
         """Drop the annotator's claims (log out)."""

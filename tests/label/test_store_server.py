@@ -351,3 +351,74 @@ def test_state_table_equals_a_replay_of_the_event_log(tmp_path):
     assert (sorted(((r["annotator"], r["item_id"]), r["event_id"]) for r in st2.current_labels()),
             st2.skipped()) == want
     assert st2.progress("a") == before
+
+
+def _next_item_by_scan(st: Store, annotator: str, now: float) -> str | None:
+    """The assignment rule written the plain way (the implementation before the ``orders`` table): every
+    item hashed and sorted on each request. Read-only: it takes no claim."""
+    from jprefs.label.store import order_key
+
+    c = st.conn()
+    overlap, seed, arrival = int(st.get_meta("overlap", 1)), int(st.get_meta("seed", 0)), st.get_meta("mode") == "reward"
+    done = {r[0] for r in c.execute("SELECT item_id FROM state WHERE annotator = ? AND label_event IS NOT NULL",
+                                    (annotator,))}
+    skipped = {r[0] for r in c.execute("SELECT item_id FROM state WHERE annotator = ? AND label_event IS NULL",
+                                       (annotator,))}
+    fresh = [r for r in c.execute("SELECT item_id, annotator FROM claims WHERE at >= ?", (now - CLAIM_TTL_S,))]
+    busy: dict[str, set] = {}
+    for r in list(c.execute("SELECT item_id, annotator FROM state WHERE label_event IS NOT NULL")) + fresh:
+        if r["annotator"] != annotator:
+            busy.setdefault(r["item_id"], set()).add(r["annotator"])
+    mine = {r["item_id"] for r in fresh if r["annotator"] == annotator}
+    open_, later = [], []
+    for r in c.execute("SELECT item_id, pos FROM items"):
+        i = r["item_id"]
+        if i in done:
+            continue
+        if i in mine:
+            open_.append((-1, "", r["pos"], i))
+            continue
+        if len(busy.get(i, ())) >= overlap:
+            continue
+        key = (0, "", r["pos"], i) if arrival else (0, order_key(seed, annotator, i), 0, i)
+        (later if i in skipped else open_).append(key)
+    pick = min(open_) if open_ else (min(later) if later else None)
+    return None if pick is None else pick[3]
+
+
+@pytest.mark.parametrize("mode, overlap, seed", [("rank", 1, 0), ("rank", 2, 3), ("reward", 2, 0), ("ab", 3, 1)])
+def test_next_item_is_the_plain_scan_rule_under_random_sessions(tmp_path, mode, overlap, seed):
+    """Random sessions of four annotators (labels, skips, undos, relabels, claims left to expire, items
+    added midway): every next_item is the item the plain rule (hash and sort every item) picks."""
+    import random
+    import time
+
+    rng = random.Random(seed * 10 + overlap)
+    st = Store(tmp_path / "l.sqlite")
+    st.init_job(mode=mode, overlap=overlap, seed=seed)
+
+    def add(lo, hi):
+        st.add_items([(f"it{k:03d}", {"k": k}, f"x.jsonl:{k}") for k in range(lo, hi)])
+
+    add(0, 25)
+    names, t, picked = ["sato", "suzuki", "tanaka", "ito"], time.time(), 0
+    for step in range(400):
+        if step == 150:
+            add(25, 40)
+        who = rng.choice(names)
+        t += rng.choice([1, 5, 60, CLAIM_TTL_S / 3])          # claims expire now and then
+        op = rng.random()
+        if op < 0.1 and st.undo(who) is not None:
+            continue
+        expect = _next_item_by_scan(st, who, t)
+        got = st.next_item(who, now=t)
+        assert (got["item_id"] if got else None) == expect, (step, who)
+        if got is None:
+            continue
+        picked += 1
+        if op < 0.6:
+            st.submit(who, got["item_id"], {"x": 1})
+        elif op < 0.75:
+            st.submit(who, got["item_id"], {}, kind="skip")
+        # else: shown and left unanswered (a claim that holds until it expires)
+    assert picked > 100
