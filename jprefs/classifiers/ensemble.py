@@ -37,7 +37,7 @@ def is_ensemble(path: str | os.PathLike) -> bool:
 class RewardEnsemble:
     """The mean of several :class:`RewardModel` s (one recipe, several seeds)."""
 
-    def __init__(self, members: list, names: list[str] | None = None):
+    def __init__(self, members: list, names: list[str] | None = None, length_stats: dict | None = None):
         if not members:
             raise JprefsError("a reward ensemble needs at least one member")
         heads = {tuple(m.heads) for m in members}
@@ -45,6 +45,9 @@ class RewardEnsemble:
             raise JprefsError(f"ensemble members have different heads {sorted(heads)}: train them with one recipe")
         self.members = members
         self.names = names or [f"member-{i}" for i in range(len(members))]
+        # the ensemble's OWN length figures (its mean reward on the held-out split, per head), written by
+        # train_ensemble; a member's figures are not the ensemble's
+        self.length_stats = dict(length_stats or {})
 
     # the first member stands for the ensemble where a caller reads the model's settings
     @property
@@ -65,7 +68,15 @@ class RewardEnsemble:
 
     @property
     def length_sensitivity(self) -> dict | None:
-        return self.members[0].length_sensitivity
+        """The ensemble's length figures for its default reward, measured on the members' shared held-out
+        split when it was trained (see :attr:`RewardModel.length_sensitivity`); None if not measured."""
+        return self.length_stats.get(self._head(None) or "reward")
+
+    def length_stats_for(self, head: str | None = None) -> dict | None:
+        """The length figures of ``head`` (None: the default reward) with where they were measured."""
+        from jprefs.classifiers.reward_model import head_stats
+
+        return head_stats(self.length_stats, self._head(head))
 
     def _head(self, head: str | None) -> str | None:
         return self.members[0]._head(head)
@@ -100,7 +111,7 @@ class RewardEnsemble:
             if p.resolve() not in member.parents:
                 raise JprefsError(f"{f}: member {n!r} is outside the ensemble folder; members are sub-folders")
             members.append(RewardModel.from_pretrained(member, **kw))
-        return cls(members, names)
+        return cls(members, names, _saved_length_stats(p, spec, members))
 
     def _all(self, prompts, responses, batch_size: int, head: str | None, show_progress: bool):
         import numpy as np
@@ -129,11 +140,12 @@ class RewardEnsemble:
 
         return self._all(prompts, responses, batch_size, head, False).std(0).astype(np.float32)
 
-    def score_with_std(self, prompts, responses, batch_size: int = 32, head: str | None = None):
+    def score_with_std(self, prompts, responses, batch_size: int = 32, head: str | None = None,
+                       show_progress: bool = False):
         """``(mean, std)`` of the members' rewards in one pass."""
         import numpy as np
 
-        r = self._all(prompts, responses, batch_size, head, False)
+        r = self._all(prompts, responses, batch_size, head, show_progress)
         return r.mean(0).astype(np.float32), r.std(0).astype(np.float32)
 
     def logits(self, *a, **k):
@@ -156,11 +168,29 @@ class RewardEnsemble:
         out = Path(path)
         for name, m in zip(self.names, self.members):
             m.save_pretrained(out / name)
-        write_ensemble_file(out, self.names)
+        write_ensemble_file(out, self.names, {"length_stats": self.length_stats} if self.length_stats else None)
         return out
 
     def __repr__(self) -> str:
         return f"RewardEnsemble({len(self.members)} x {self.members[0]!r})"
+
+
+def _saved_length_stats(folder: Path, spec: dict, members: list) -> dict:
+    """The ensemble's length figures: from its ensemble file, or (a folder written before they were kept
+    there) from its metrics.json's held-out figures of the default reward; {} when neither has them (a
+    member's figures are never taken for the ensemble's)."""
+    ls = spec.get("length_stats")
+    if isinstance(ls, dict):
+        return ls
+    try:
+        ev = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))["eval"]
+        stats = {"per_100_chars": ev["reward_per_100_chars"], "length_controlled_accuracy":
+                 ev["length_controlled_accuracy"], "length_controlled_pairs": ev["length_controlled_n"],
+                 "spearman_length": ev["reward_length_corr"]["spearman"], "pairwise_accuracy": ev["pairwise_accuracy"],
+                 "length_baseline_accuracy": ev["length_baseline_accuracy"], "pairs": ev["n_pairs"]}
+        return {members[0]._head(None) or "reward": stats, "measured_on": f"eval split ({ev['n_pairs']} pairs)"}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def write_ensemble_file(out: Path, names: list[str], extra: dict | None = None) -> None:
@@ -177,6 +207,7 @@ def train_ensemble(cfg, *, log=print, keep_layer_cache: bool = False) -> dict[st
 
     import numpy as np
 
+    from jprefs.classifiers.evaluate import length_stats
     from jprefs.classifiers.train import train_reward_model
     from jprefs.data.io import atomic_write_json, atomic_write_text
     from jprefs.runlock import run_lock
@@ -197,13 +228,19 @@ def train_ensemble(cfg, *, log=print, keep_layer_cache: bool = False) -> dict[st
         write_ensemble_file(out, names, {"seeds": seeds})
         ens = RewardEnsemble.from_pretrained(out, device=None)
         metrics: dict[str, Any] = {"ensemble": names, "members": {}}
+        ens_stats: dict[str, Any] = {}
         # the members' shared held-out split (each member wrote it), and the test file if one was given
         splits = {"eval": out / names[0] / "eval_split.jsonl", "test": Path(cfg.test_data) if cfg.test_data else None}
         for split, path in splits.items():
             if path is None or not path.is_file():
                 continue
-            m = _ensemble_figures(ens, path, cfg)
+            m, heads = _ensemble_figures(ens, path, cfg)
             metrics[split] = m
+            if ens.heads:
+                metrics[f"{split}_heads"] = heads
+            if split == "eval" or not ens_stats:         # measured on the held-out split, as one model's are
+                ens_stats = {**{h: length_stats(x) for h, x in heads.items()},
+                             "measured_on": f"{split} split ({heads[next(iter(heads))]['pairs']} pairs)"}
             accs = [member_metrics[n].get(split, {}).get("pairwise_accuracy") for n in names]
             accs = [a for a in accs if a is not None]
             metrics["members"][split] = {
@@ -211,17 +248,24 @@ def train_ensemble(cfg, *, log=print, keep_layer_cache: bool = False) -> dict[st
                 "mean": float(np.mean(accs)) if accs else None,
                 "std": float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0,
                 "min": float(min(accs)) if accs else None, "max": float(max(accs)) if accs else None}
+        if ens_stats:
+            ens.length_stats = ens_stats
+            metrics["length_sensitivity"] = ens_stats
+            write_ensemble_file(out, names, {"seeds": seeds, "length_stats": ens_stats})
         atomic_write_json(out / "metrics.json", metrics)
         atomic_write_text(out / "README.md", _card(cfg, names, metrics))
         log(f"saved a {len(names)}-member ensemble to {out}")
         return metrics
 
 
-def _ensemble_figures(ens: RewardEnsemble, path: Path, cfg) -> dict:
-    """Pairwise figures of the ensemble's mean reward, and its mean per-response spread."""
+def _ensemble_figures(ens: RewardEnsemble, path: Path, cfg) -> tuple[dict, dict]:
+    """Pairwise figures of the ensemble's mean reward (its default head) with its mean per-response spread,
+    and ``{head or "reward": figures}`` of every head's mean reward as one model's are reported
+    (:func:`jprefs.classifiers.evaluate.pair_figures`); one forward pass per member."""
     import numpy as np
 
     from jprefs.classifiers.data import load_rm_data
+    from jprefs.classifiers.evaluate import pair_figures
     from jprefs.data.schema import prompt_key
     from jprefs.eval.metrics import pairwise_metrics
 
@@ -229,17 +273,23 @@ def _ensemble_figures(ens: RewardEnsemble, path: Path, cfg) -> dict:
                         else "")
     pairs = data.pairs()
     n = len(pairs)
-    each = ens._all([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
-                    cfg.eval_batch_size, None, False)                  # (members, 2N)
-    mean, std = each.mean(0), each.std(0)
+    keys = ens.heads or ["reward"]
+    per = [m.score_heads([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
+                         keys, batch_size=cfg.eval_batch_size) for m in ens.members]
+    heads = {}
+    for h in keys:
+        mean = np.mean([x[h] for x in per], axis=0)
+        heads[h] = pair_figures(mean[:n], mean[n:], pairs, intervals=False)[0]
+    each = np.stack([x[keys[0]] for x in per])                          # (members, 2N), the default reward
+    mean = each.mean(0)
     m = pairwise_metrics(mean[:n], mean[n:], [len(p.chosen) for p in pairs], [len(p.rejected) for p in pairs],
                          [prompt_key(p.prompt) for p in pairs])
     m.pop("reliability_bins", None)
-    m["mean_member_std"] = float(np.mean(std))
+    m["mean_member_std"] = float(np.mean(each.std(0)))
     # pairs the members disagree on: some members prefer chosen, some rejected
     votes = (each[:, :n] > each[:, n:]).mean(0)
     m["pairs_members_disagree"] = float(((votes > 0) & (votes < 1)).mean())
-    return m
+    return m, heads
 
 
 def folder_card_front(tag: str) -> str:
@@ -257,6 +307,7 @@ def _card(cfg, names: list[str], metrics: dict) -> str:
             rows.append(f"| {split} | {m['pairwise_accuracy']:.4f} [{lo:.4f}, {hi:.4f}] "
                         f"| {mem['mean']:.4f} ± {mem['std']:.4f} (min {mem['min']:.4f}, max {mem['max']:.4f}) "
                         f"| {m['length_baseline_accuracy']:.4f} | {'n/a' if lc is None else f'{lc:.4f}'} "
+                        f"| {m['reward_per_100_chars']:+.4f} | {m['reward_length_corr']['spearman']:.3f} "
                         f"| {m['pairs_members_disagree']:.3f} |")
     table = "\n".join(rows)
     return folder_card_front("ensemble") + f"""
@@ -274,9 +325,12 @@ ens = RewardModel.from_pretrained("{cfg.output_dir}")     # RewardEnsemble
 mean, std = ens.score_with_std(prompts, responses)
 ```
 
-| split | ensemble accuracy [95% CI] | members: mean ± sd | longer wins | chosen shorter (ensemble) | pairs the members disagree on |
-|---|---|---|---|---|---|
+| split | ensemble accuracy [95% CI] | members: mean ± sd | longer wins | chosen shorter (ensemble) | reward per 100 characters | Spearman with length | pairs the members disagree on |
+|---|---|---|---|---|---|---|---|
 {table}
+
+*chosen shorter*: accuracy on the pairs whose better answer is the shorter one (longer-wins scores 0
+there); the length figures are the ensemble's mean reward's (`RewardModel.from_pretrained(...).length_sensitivity`).
 
 The members share one held-out split (by prompt), so their figures compare; the spread over seeds is
 the part of any single model's figure that is luck of the seed.

@@ -257,6 +257,15 @@ def _warn_unmarked(src: str) -> None:
                   UserWarning, stacklevel=3)
 
 
+
+def head_stats(length_stats: dict, head: str | None) -> dict | None:
+    """One head's entry of a ``length_stats`` mapping (``{head or "reward": figures, "measured_on": ...}``)
+    with ``measured_on`` filled in from the mapping; None when that head was not measured."""
+    ls = length_stats.get(head or "reward")
+    if not isinstance(ls, dict):
+        return None
+    return {"measured_on": length_stats.get("measured_on", "held-out pairs"), **ls}
+
 class RewardModel:
     """A sequence classifier plus the rule that turns its logits into a scalar reward.
 
@@ -642,6 +651,11 @@ class RewardModel:
         c = self.config
         key = (c.reward_head or c.heads[0]) if c.heads else "reward"
         return c.length_stats.get(key)
+
+    def length_stats_for(self, head: str | None = None) -> dict | None:
+        """The length figures of ``head`` (None: the default reward) with ``measured_on``; None if not
+        measured (an unknown head raises, as in :meth:`score`)."""
+        return head_stats(self.config.length_stats, self._head(head))
 
     def __repr__(self) -> str:
         c = self.config

@@ -4,7 +4,9 @@
 
 INPUT is a canonical pairs JSONL (both responses are scored and ``chosen_reward``,
 ``rejected_reward`` added), a binary JSONL / TSV (``reward`` added), or a JSONL of
-``{prompt?, response}`` rows. MODEL is a jprefs reward model directory, a Hub id,
+``{prompt?, response}`` rows. A seed ensemble (``train-rm ensemble_seeds=[...]``) also writes each
+reward's spread over its members (``reward_std``; ``chosen_reward_std``, ``rejected_reward_std``): how
+much the seeds disagree, large where the reward is a guess. MODEL is a jprefs reward model directory, a Hub id,
 or a plain sequence classifier (``--label`` picks its chosen class). Rows that cannot be
 scored (malformed JSON, no text, an empty response) go to ``OUTPUT.rejects.jsonl`` with
 their line and reason; input rows = output rows + rejected rows.
@@ -76,22 +78,31 @@ def run(args: argparse.Namespace) -> int:
     rm = RewardModel.from_pretrained(args.model, device=args.device, dtype=args.dtype, label=args.label,
                                      revision=args.revision, input=args.input_layout)
     eprint(f"scoring with {rm}")
+    def score(ps, rs):
+        """Rewards and, for a seed ensemble, their spread over the members (else None)."""
+        if hasattr(rm, "score_with_std"):
+            return rm.score_with_std(ps, rs, batch_size=args.batch_size, head=args.head, show_progress=True)
+        return rm.score(ps, rs, batch_size=args.batch_size, show_progress=True, head=args.head), None
+
+    def with_std(d: dict, **cols) -> dict:
+        return dict(d, **{k: float(v) for k, v in cols.items() if v is not None})
+
     if fmt == "plain":
-        r = rm.score(prompts, responses, batch_size=args.batch_size, show_progress=True, head=args.head)
-        out = [dict(row, reward=float(x)) for row, x in zip(rows, r)]
+        r, sd = score(prompts, responses)
+        out = [with_std(row, reward=x, reward_std=None if sd is None else sd[i]) for i, (row, x) in enumerate(zip(rows, r))]
     elif data.kind == "records":
         pairs = data.pairs()
         n = len(pairs)
-        r = rm.score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs],
-                     batch_size=args.batch_size, show_progress=True, head=args.head)
-        out = [dict(p.to_dict(), chosen_reward=float(r[i]), rejected_reward=float(r[n + i])) for i, p in enumerate(pairs)]
+        r, sd = score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+        out = [with_std(p.to_dict(), chosen_reward=r[i], rejected_reward=r[n + i],
+                        chosen_reward_std=None if sd is None else sd[i],
+                        rejected_reward_std=None if sd is None else sd[n + i]) for i, p in enumerate(pairs)]
         acc = float((r[:n] > r[n:]).mean()) if n else float("nan")
         eprint(f"pairwise accuracy {acc:.4f} on {n} pairs")
     else:
         ex = data.binary()
-        r = rm.score([e.prompt for e in ex], [e.response for e in ex], batch_size=args.batch_size, show_progress=True,
-                     head=args.head)
-        out = [dict(e.to_dict(), reward=float(x)) for e, x in zip(ex, r)]
+        r, sd = score([e.prompt for e in ex], [e.response for e in ex])
+        out = [with_std(e.to_dict(), reward=x, reward_std=None if sd is None else sd[i]) for i, (e, x) in enumerate(zip(ex, r))]
     write_jsonl(args.output, out)
     if rejects:
         write_jsonl(rejects_path_for(args.output), rejects)

@@ -237,6 +237,15 @@ class RewardStack:
         """The stack's length figures on the held-out split (cross-fitted; see :meth:`RewardModel.length_sensitivity`)."""
         return self.spec.get("length_stats")
 
+    def length_stats_for(self, head: str | None = None) -> dict | None:
+        """The length figures of ``head``: the stack's own for None / ``stack``, else the reward model's
+        for its head (measured on the reward model's held-out split); None if not measured."""
+        h = self._check_head(head)
+        if h is None:
+            ls = self.length_sensitivity
+            return {"measured_on": "held-out pairs", **ls} if ls else None
+        return self.base.length_stats_for(None if h == "reward" else h)
+
     def _check_head(self, head: str | None) -> str | None:
         """None for the stack itself, else one of the reward model's heads; unknown heads raise."""
         if head in (None, "", "stack"):

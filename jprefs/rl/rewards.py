@@ -135,19 +135,18 @@ def length_warning(rm, path: str, head: str | None = None) -> str | None:
     """A warning when the reward model's own length figures (saved by train-rm) say it mostly measures
     length: it rises with length and is right on fewer than 35% of the pairs whose better answer is
     the shorter one. A policy trained against it learns to write longer, not better."""
-    ls = rm.length_sensitivity if not head or head == (rm.config.reward_head or None) else \
-        rm.config.length_stats.get(head)
+    ls = rm.length_stats_for(head)      # the figures of the scorer that gives the reward: model, ensemble or stack
     if not ls:
         return None
     lc, slope = ls.get("length_controlled_accuracy"), ls.get("per_100_chars")
     if lc is None or slope is None or not (lc < 0.35 and slope > 0):
         return None
     fix = ("use its quality head (reward_head=quality)" if "quality" in (rm.heads or [])
-           and (head or rm.config.reward_head) != "quality"
+           and (head or (rm.heads or [""])[0]) != "quality"
            else "train a length-debiased one (jprefs train-rm classifiers/recipes/e5-small-ja-debiased.yaml)")
     return (f"reward model {path}{f' (head {head})' if head else ''} follows length: +{slope:.3f} reward per 100 "
             f"characters, right on {lc:.0%} of held-out pairs whose better answer is the shorter one "
-            f"({ls.get('measured_on', rm.config.length_stats.get('measured_on', 'held-out pairs'))}); a policy "
+            f"({ls['measured_on']}); a policy "
             f"trained against it learns to write longer. fix: {fix}, and compare the policy with "
             f"`jprefs eval policy --judge`")
 

@@ -245,17 +245,89 @@ def test_a_seed_ensemble_trains_members_on_one_split_and_scores_their_mean(toy, 
     mem = m["members"]["eval"]
     assert set(mem["pairwise_accuracy"]) == {"seed-1", "seed-2"} and mem["std"] >= 0
     assert 0 <= m["eval"]["pairwise_accuracy"] <= 1 and "pairs_members_disagree" in m["eval"]
-    assert "2 seeds" in (out / "README.md").read_text()
-    # saved elsewhere and loaded back: the same mean
+    assert "2 seeds" in (out / "README.md").read_text() and "reward per 100 characters" in (out / "README.md").read_text()
+    # the ensemble's length figures are its mean reward's on the shared held-out split, not a member's
+    _check_ensemble_length_stats(ens, out, [None])
+    # `jprefs score` writes the ensemble's mean and its spread over the members; one model writes no spread
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.cli import main
+
+    assert main(["score", str(out), str(toy["pairs"]), "-o", str(tmp_path / "s.jsonl")]) == 0
+    rows = [json.loads(x) for x in (tmp_path / "s.jsonl").read_text().splitlines()]
+    pairs = load_rm_data(toy["pairs"]).pairs()
+    assert len(rows) == len(pairs)
+    ps, rej = [p.prompt for p in pairs], [p.rejected for p in pairs]
+    np.testing.assert_allclose([r["rejected_reward"] for r in rows], ens.score(ps, rej), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([r["rejected_reward_std"] for r in rows], ens.score_std(ps, rej), rtol=1e-4, atol=1e-6)
+    assert all(r["chosen_reward_std"] >= 0 for r in rows)
+    assert main(["score", str(out / "seed-1"), str(toy["pairs"]), "-o", str(tmp_path / "s1.jsonl")]) == 0
+    one = json.loads((tmp_path / "s1.jsonl").read_text().splitlines()[0])
+    assert "chosen_reward" in one and "chosen_reward_std" not in one
+    # saved elsewhere and loaded back: the same mean and the same length figures
     ens.save_pretrained(tmp_path / "copy")
-    np.testing.assert_allclose(RewardModel.from_pretrained(tmp_path / "copy").score(prompts, responses),
-                               each.mean(0), rtol=1e-5)
+    copy = RewardModel.from_pretrained(tmp_path / "copy")
+    np.testing.assert_allclose(copy.score(prompts, responses), each.mean(0), rtol=1e-5)
+    assert copy.length_sensitivity == ens.length_sensitivity
     # a damaged ensemble file is one clear error
     (out / "jprefs_ensemble.json").write_text('{"format": "x"}')
     from jprefs.errors import JprefsError
 
     with pytest.raises(JprefsError, match="not a jprefs ensemble file"):
         RewardModel.from_pretrained(out)
+
+
+def _check_ensemble_length_stats(ens, out, heads):
+    """Each head's saved length figures equal the slope and chosen-shorter accuracy recomputed by hand from
+    the members' mean reward on the eval split, and differ from the first member's own."""
+    from jprefs.classifiers.data import load_rm_data
+
+    pairs = load_rm_data(out / ens.names[0] / "eval_split.jsonl").pairs()
+    n = len(pairs)
+    ps, rs = [p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    lens = np.array([len(r) for r in rs], float)
+    for h in heads:
+        mean = np.mean([m.score(ps, rs, head=h) for m in ens.members], axis=0)
+        slope = np.polyfit(lens / 100.0, mean, 1)[0]
+        shorter = lens[:n] < lens[n:]
+        ls = ens.length_stats_for(h)
+        assert ls["per_100_chars"] == pytest.approx(slope, rel=1e-3, abs=1e-6), h
+        if shorter.any():
+            assert ls["length_controlled_accuracy"] == pytest.approx(float((mean[:n] > mean[n:])[shorter].mean())), h
+        assert ls["pairs"] == n and "eval split" in ls["measured_on"]
+        own = ens.members[0].length_stats_for(h)
+        assert own["per_100_chars"] != pytest.approx(ls["per_100_chars"], rel=1e-6), h   # a member's are not these
+    assert ens.length_sensitivity == {k: v for k, v in ens.length_stats_for(None).items() if k != "measured_on"}
+
+
+def test_an_odin_ensemble_keeps_each_heads_length_figures_and_rl_warns_with_them(toy, tmp_path):
+    """An ensemble of ODIN models: every head's figures are the ensemble's; the RL length warning reads them;
+    a folder written before the ensemble kept them falls back to its metrics.json, never to a member."""
+    from jprefs.classifiers.ensemble import ENSEMBLE_NAME, train_ensemble
+    from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.rl.rewards import length_warning
+
+    out = tmp_path / "ens-odin"
+    m = train_ensemble(_cfg(toy, out, epochs=1, ensemble_seeds=[3, 4], debias="odin"), log=lambda *a, **k: None)
+    ens = RewardModel.from_pretrained(out, device="cpu")
+    assert set(m["eval_heads"]) == {"quality", "length", "full"}
+    assert m["eval"]["pairwise_accuracy"] == m["eval_heads"]["quality"]["pairwise_accuracy"]
+    _check_ensemble_length_stats(ens, out, [None, "quality", "length", "full"])
+    ls = dict(ens.length_stats["length"], length_controlled_accuracy=0.1, per_100_chars=0.5)
+    ens.length_stats["length"] = ls
+    note = length_warning(ens, str(out), "length")
+    assert note and "+0.500 reward per 100" in note and "10%" in note and "quality head" in note
+    ens.length_stats["length"] = dict(ls, per_100_chars=-0.5)
+    assert length_warning(ens, str(out), "length") is None
+    # an ensemble file without the figures (written by an older jprefs): the default head's from metrics.json
+    f = out / ENSEMBLE_NAME
+    spec = json.loads(f.read_text())
+    spec.pop("length_stats")
+    f.write_text(json.dumps(spec))
+    old = RewardModel.from_pretrained(out, device="cpu")
+    assert old.length_sensitivity["per_100_chars"] == pytest.approx(ens.length_stats["quality"]["per_100_chars"])
+    assert old.length_stats_for("length") is None                    # not measured there: not a member's either
+    (out / "metrics.json").unlink()
+    assert RewardModel.from_pretrained(out, device="cpu").length_sensitivity is None
 
 
 def test_a_reward_model_and_the_probe_embedder_of_its_backbone_share_the_frozen_layer_memo(toy, tmp_path):

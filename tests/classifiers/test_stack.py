@@ -232,6 +232,11 @@ def test_a_stack_over_a_seed_ensemble_takes_the_members_mean_reward(tmp_path):
     assert S._epochs_chosen({"seed-1": {"selected_by": "pairwise_accuracy", "best_epoch": 2},
                              "seed-2": {"selected_by": "pairwise_accuracy", "best_epoch": 1}}, 2) == \
         "seed-1: epoch 2 of 2 by pairwise_accuracy; seed-2: epoch 1 of 2 by pairwise_accuracy"
+    # length figures per head: the stack's own for the stack, the ensemble's (not a member's) for its heads
+    own, q = st.length_stats_for(None), st.length_stats_for("quality")
+    assert own["per_100_chars"] == st.length_sensitivity["per_100_chars"] and own["measured_on"]
+    assert q == st.base.length_stats_for("quality") and q["per_100_chars"] != pytest.approx(own["per_100_chars"])
+    assert q["per_100_chars"] != pytest.approx(members[0].length_stats_for("quality")["per_100_chars"], rel=1e-6)
     # the members' frozen-layer setting follows the ensemble's
     st.base.frozen_layer_cache = 1
     assert [x.frozen_layer_cache for x in st.base.members] == [1, 1]
