@@ -95,7 +95,8 @@ class RLConfig:
         "classifier: the label (name or index) whose logit margin is the reward"))
     reward_input: Literal["pair", "concat", "response"] = field(default="pair", metadata=_h(
         "what the reward scores: pair = (prompt, response); concat = prompt + response as one text "
-        "(prompts that begin a sentence); response = the response alone"))
+        "(prompts that begin a sentence); response = the response alone. reward_type=classifier reads one "
+        "text: pair and response give it the response alone, concat gives it prompt + response"))
     reward_head: str = field(default="", metadata=_h(
         "reward_type=rm: the head of a multi-head reward model (train-rm debias=odin: quality, the default "
         "and the length-debiased one; full = quality + length; length)"))
@@ -141,7 +142,8 @@ class RLConfig:
     eval_every: int = field(default=20, metadata=_h("write samples and eval metrics every N steps"))
     eval_samples: int = field(default=2, metadata=_h("samples per evaluation prompt"))
     lora_r: int = field(default=0, metadata=_h(
-        "LoRA rank (peft); 0 = full fine-tuning. With LoRA the PPO reference is the adapter-disabled base"))
+        "LoRA rank (peft); 0 = full fine-tuning. ppo, dpo, kto, grpo, rloo (ilql and sft refuse it). With "
+        "LoRA the PPO reference is the adapter-disabled base"))
     lora_alpha: float = field(default=16.0, metadata=_h("LoRA alpha"))
 
     # ------------------------------------------------------------ ILQL (defaults: trlx)
@@ -205,6 +207,10 @@ class RLConfig:
         from jprefs.trackers import parse_report_to
 
         parse_report_to(self.report_to)
+        if self.lora_r > 0 and self.algo in ("ilql", "sft"):
+            raise ConfigError(f"lora_r={self.lora_r}: algo={self.algo} trains the full model (LoRA is wired for "
+                              f"ppo and the trl algorithms dpo, kto, grpo, rloo); fix: set lora_r=0, or use one "
+                              f"of those algorithms")
         if self.algo == "ilql" and self.reward_type == "none":
             raise ConfigError("algo=ilql needs rewards: set reward_type=labels (dataset column "
                               "`reward_field`) or rm/classifier/callable to score the texts")

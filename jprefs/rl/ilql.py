@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from jprefs.rl.texts import TextRow
+from jprefs.rl.rewards import checked_reward, finite_rewards
 
 
 # ====================================================================== loss
@@ -250,7 +251,7 @@ def ilql_forward(model, heads, batch: ILQLBatch):
 
 def evaluate_beta_gen(model, heads, tok, prompts: Sequence[str], reward_fn, beta_gens: Sequence[float], *,
                       max_new_tokens: int, top_k: int, temperature: float, prompt_max_tokens: int, seed: int,
-                      n_per_prompt: int = 1, sampler: str = "native") -> dict:
+                      n_per_prompt: int = 1, sampler: str = "native", min_new_tokens: int = 0) -> dict:
     """Per ``beta_gen``: mean reward (when ``reward_fn``), mean length, distinct-2, and the samples."""
     import numpy as np
 
@@ -262,7 +263,8 @@ def evaluate_beta_gen(model, heads, tok, prompts: Sequence[str], reward_fn, beta
     out = {}
     for b in beta_gens:
         s = sample(model, tok, ps, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                   prompt_max_tokens=prompt_max_tokens, seed=seed, score_fn=ilql_score_fn(heads, b))
+                   prompt_max_tokens=prompt_max_tokens, seed=seed, score_fn=ilql_score_fn(heads, b),
+                   min_new_tokens=min_new_tokens)
         row = {"length": float(np.mean([len(t) for t in s.texts])), "distinct2": distinct_n(s.texts, 2),
                "samples": s.texts}
         if reward_fn is not None:
@@ -312,11 +314,12 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
             raise ValueError(f"{len(missing)} rows have no reward and no reward function was given")
         scores = reward_fn([rows[i].prompt for i in missing], [rows[i].text for i in missing])
         for i, s in zip(missing, scores):
-            rows[i].reward = float(s)
-    returns, r_mean, r_std = zscore([r.reward for r in rows])
+            rows[i].reward = s
+    returns, r_mean, r_std = zscore(finite_rewards([r.reward for r in rows], [r.text for r in rows], "of the ILQL rows"))
     encoded = encode_rows(tok, rows, cfg.max_length)
     if eval_reward_fn is None and dist.is_main:
         eval_reward_fn = eval_reward_for(cfg, device)
+    eval_reward_fn = checked_reward(eval_reward_fn)
     eval_prompts = load_prompts(cfg.eval_prompts)
 
     hidden = model.get_output_embeddings().weight.shape[1]
@@ -325,7 +328,7 @@ def train_ilql(cfg, out, *, model=None, tok=None, rows: Sequence[TextRow] | None
     rng = np.random.default_rng(cfg.seed)
     order: list[int] = []
     gen_kw = dict(max_new_tokens=cfg.max_new_tokens, top_k=cfg.ilql_top_k, temperature=cfg.temperature,
-                  prompt_max_tokens=cfg.prompt_max_tokens)
+                  prompt_max_tokens=cfg.prompt_max_tokens, min_new_tokens=cfg.min_new_tokens)
 
     def evaluate(step: int) -> dict:
         s = get_sampler(cfg.sampler)(model, tok, eval_prompts * cfg.eval_samples, seed=cfg.seed + step,

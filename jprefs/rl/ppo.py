@@ -29,6 +29,8 @@ import copy
 import contextlib
 import time
 
+from jprefs.rl.rewards import checked_reward
+
 
 # ====================================================================== GAE
 
@@ -186,7 +188,7 @@ def rollout(cfg, policy, ref, value_head, tok, prompts, reward_fn, kl_ctl, score
             _, ref_logprobs, _ = forward_response(ref if ref is not None else policy, None, s.sequences,
                                                   s.attention_mask, s.prompt_len, need_values=False,
                                                   min_new=min_new)
-    raw = torch.tensor(reward_fn(prompts, s.texts), dtype=torch.float32, device=mask.device)   # (B,)
+    raw = torch.tensor(reward_fn(prompts, s.texts), dtype=torch.float32, device=mask.device)   # (B,) finite
     scores = raw.clamp(-cfg.cliprange_reward, cfg.cliprange_reward)
     gather = dist.gather if dist is not None else (lambda t: t)
     if cfg.scale_reward == "running":
@@ -325,9 +327,9 @@ def train_ppo(cfg, out, *, model=None, tok=None, reward_fn=None, prompts=None, d
     hidden = policy.get_output_embeddings().weight.shape[1]
     value_head = make_value_head(hidden).to(device)
     opt = optimizer(list(policy.parameters()) + list(value_head.parameters()), cfg)
-    reward_fn = reward_fn or reward_for(cfg, device, run=run_name(out))
+    reward_fn = checked_reward(reward_fn or reward_for(cfg, device, run=run_name(out)))
     # people score training rollouts only: evaluation samples are scored by a model, when there is one
-    eval_fn = eval_reward_for(cfg, device) if cfg.reward_type == "human" else reward_fn
+    eval_fn = checked_reward(eval_reward_for(cfg, device)) if cfg.reward_type == "human" else reward_fn
     train_prompts = prompts or load_prompts(cfg.prompts)
     eval_prompts = load_prompts(cfg.eval_prompts) * max(1, cfg.eval_samples)
     kl_ctl = KLController(cfg.init_kl_coef, cfg.target_kl or None, cfg.kl_horizon)

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from jprefs.data.io import RejectsWriter, eprint, write_jsonl
+from jprefs.rl.rewards import finite_rewards
 
 
 def _sft_rows(cfg, out: Path, write: bool = True):
@@ -136,7 +137,8 @@ def load_ilql_rows(cfg, out: Path, reward_fn=None, dist=None):
             bs = max(1, cfg.reward_batch_size)
             for i in range(0, len(mine), bs):
                 chunk = mine[i:i + bs]
-                scores += [float(x) for x in reward_fn([r.prompt for r in chunk], [r.text for r in chunk])]
+                texts = [r.text for r in chunk]
+                scores += finite_rewards(reward_fn([r.prompt for r in chunk], texts), texts, "function")
                 bar.update(len(chunk))
         all_scores = [x for part in dist.gather_object(scores) for x in part]   # rank order = row order
         for r, x in zip(rows, all_scores):
@@ -184,8 +186,10 @@ def eval_reward_for(cfg, device=None):
             return None
     if cfg.reward_model:
         kind = "callable" if ":" in cfg.reward_model and not Path(cfg.reward_model).exists() else "rm"
+        # the training rewards' direction (reward_sign), so eval/reward rises when training works
         return make_reward(kind, cfg.reward_model, label=cfg.reward_label, device=device,
-                           batch_size=cfg.reward_batch_size, trust_remote_code=cfg.trust_remote_code,
+                           batch_size=cfg.reward_batch_size, sign=cfg.reward_sign,
+                           trust_remote_code=cfg.trust_remote_code,
                            reward_input=cfg.reward_input, head=cfg.reward_head if kind == "rm" else "")
     return None
 

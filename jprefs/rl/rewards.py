@@ -27,6 +27,52 @@ from jprefs.errors import ConfigError
 
 RewardFn = Callable[[Sequence[str], Sequence[str]], list]
 
+
+def finite_rewards(values, responses: Sequence[str], source: str) -> list[float]:
+    """``values`` as floats, or a :class:`DataError` when any is not a finite number: a NaN reward turns
+    every loss NaN (the weights too, before anything fails), an inf one is clipped to the reward clip
+    without a word, and trl's multi-reward sum (nansum) reads NaN as 0. Names how many, which and
+    what they were, with the responses they scored.
+
+    >>> finite_rewards([1, 2.5], ["a", "b"], "r")
+    [1.0, 2.5]
+    """
+    import math
+
+    from jprefs.errors import DataError
+
+    out, bad = [], []
+    for i, v in enumerate(values):
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            x = None
+        if x is None or not math.isfinite(x):
+            bad.append(i)
+        out.append(x)
+    if bad:
+        shown = "; ".join(f"#{i}: {values[i]!r} for {str(responses[i])[:60]!r}" for i in bad[:3])
+        raise DataError(f"reward {source} returned {len(bad)} non-finite or non-numeric value(s) among "
+                        f"{len(out)} ({shown}{'; ...' if len(bad) > 3 else ''})",
+                        fix="make the reward return a finite float for every response (an empty or degenerate "
+                            "response included); a reward model in fp16 can overflow: score it in fp32 or bf16")
+    return out
+
+
+def checked_reward(fn: RewardFn | None, source: str = "function") -> RewardFn | None:
+    """``fn`` with every value it returns checked by :func:`finite_rewards` (None stays None): what the
+    training loops wrap a reward in, for training and evaluation scores alike."""
+    if fn is None or getattr(fn, "_jprefs_checked", False):
+        return fn
+
+    def reward(prompts, responses):
+        return finite_rewards(fn(prompts, responses), responses, source)
+
+    reward._jprefs_checked = True
+    reward.__name__ = getattr(fn, "__name__", "reward")
+    return reward
+
+
 # Words of the bundled tiny corpus (jprefs/resources/rl/ja_tiny.jsonl), matched as substrings.
 POSITIVE = ("楽し", "素晴らし", "温か", "最高", "笑顔", "嬉し", "明る", "良か", "幸せ", "気持ちがいい", "また行きたい")
 NEGATIVE = ("残念", "ひど", "悲し", "最悪", "退屈", "つまらな", "嫌", "期待外れ", "寂し", "つら", "腹が立", "たくない")
@@ -213,6 +259,6 @@ def make_reward(reward_type: str, reward_model: str, *, label: str = "1", device
         vals = list(base(ps, rs))
         if len(vals) != len(responses):
             raise ValueError(f"reward {reward_model!r} returned {len(vals)} values for {len(responses)} responses")
-        return [sign * float(v) for v in vals]
+        return [sign * v for v in finite_rewards(vals, responses, repr(reward_model))]
 
     return reward

@@ -45,7 +45,7 @@ def run_sft(cfg, out, *, dist=None) -> dict:
     prompts = load_prompts(cfg.eval_prompts) * max(1, cfg.eval_samples)
     s = get_sampler(cfg.sampler)(model, tok, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                                  top_k=cfg.top_k, top_p=cfg.top_p, prompt_max_tokens=cfg.prompt_max_tokens,
-                                 seed=cfg.seed)
+                                 seed=cfg.seed, min_new_tokens=cfg.min_new_tokens)
     rfn = eval_reward_for(cfg, dist.device(cfg.device) if dist.enabled else None) if cfg.reward_type != "none" else None
     rw = rfn(prompts, s.texts) if rfn else None
     writer.samples(cfg.sft_steps, prompts, s.texts, rw)

@@ -71,3 +71,8 @@ def rank_reward(prompts, responses):
     if os.environ.get("RANK") == "1" and _CALLS[0] == int(os.environ.get("JPREFS_TEST_CRASH_CALL", "0")):
         os._exit(3)
     return [float(os.environ.get("RANK", "0"))] * len(responses)
+
+
+def nan_reward(prompts, responses):
+    """A broken reward: NaN for the second response."""
+    return [float("nan") if i == 1 else 1.0 for i in range(len(responses))]

@@ -68,3 +68,34 @@ def test_ppo_with_min_new_tokens_has_fixed_length_rollouts(tmp_path, tok):
 def test_min_new_tokens_is_validated():
     with pytest.raises(ConfigError, match="min_new_tokens"):
         load_config(RLConfig, dict(algo="ppo", reward_type="callable", max_new_tokens=8, min_new_tokens=9))
+
+
+def test_ilql_eval_samples_and_beta_gen_sweep_keep_min_new_tokens(tmp_path, tok, monkeypatch):
+    """The help says every algo's eval samples follow min_new_tokens: ILQL's sampled without it (EOS first)."""
+    import jprefs.rl.processors as P
+    from jprefs.rl.ilql import train_ilql
+    from jprefs.rl.texts import TextRow
+
+    seen, real = [], P.get_sampler
+
+    def spy(name="native"):
+        fn = real(name)
+
+        def wrapped(*a, **k):
+            seen.append(k.get("min_new_tokens", 0))
+            return fn(*a, **k)
+        return wrapped
+
+    monkeypatch.setattr(P, "get_sampler", spy)
+    cfg = load_config(RLConfig, dict(algo="ilql", reward_type="labels", total_steps=2, batch_size=2,
+                                     max_new_tokens=6, min_new_tokens=5, eval_every=1, eval_samples=1,
+                                     beta_gen_sweep=[0.0, 1.0], eval_prompts="builtin:ja-tiny-eval", seed=0))
+    rows = [TextRow("", "abab", 1.0), TextRow("", "cdcd", 0.0), TextRow("", "efef", 0.5)]
+    train_ilql(cfg, tmp_path / "run", model=eos_loving_model(tok), tok=tok, rows=rows, eval_reward_fn=count_a)
+    assert len(seen) >= 4 and set(seen) == {5}           # every eval and every sweep sample
+
+
+def test_lora_is_refused_where_it_would_be_ignored():
+    for algo, extra in (("ilql", dict(reward_type="labels")), ("sft", dict(reward_type="none"))):
+        with pytest.raises(ConfigError, match="trains the full model"):
+            load_config(RLConfig, dict(algo=algo, lora_r=4, **extra))

@@ -181,3 +181,57 @@ def test_rl_config_reward_head_reaches_the_reward(tiny_classifier, tmp_path):
     rm = RewardModel.from_pretrained(path, device="cpu")
     assert reward_for(cfg, "cpu")(["p"], ["良い天気だ。"]) == pytest.approx(
         rm.score(None, ["良い天気だ。"], head="length").tolist(), abs=1e-5)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None, "x"])
+def test_a_non_finite_reward_is_one_clear_error_before_anything_trains_on_it(tmp_path, tok, bad):
+    """NaN made every PPO loss NaN and stepped the optimiser on it; inf was clipped to the reward clip without
+    a word; ILQL z-scored every return to NaN. Now each is one DataError naming the value and the response."""
+    from jprefs.config import load_config
+    from jprefs.rl.config import RLConfig
+    from jprefs.rl.ilql import train_ilql
+    from jprefs.rl.ppo import train_ppo
+    from jprefs.rl.texts import TextRow
+
+    from .conftest import tiny_gpt2
+
+    def broken(prompts, responses):
+        return [bad if i == 1 else 1.0 for i in range(len(responses))]
+
+    fn = make_reward("callable", "tests.rl.conftest:nan_reward")
+    with pytest.raises(DataError, match=r"1 non-finite or non-numeric value\(s\) among 3 \(#1: nan for 'b'"):
+        fn(["", "", ""], ["a", "b", "c"])
+    cfg = load_config(RLConfig, dict(algo="ppo", reward_type="callable", total_steps=2, batch_size=4,
+                                     minibatch_size=2, ppo_epochs=1, max_new_tokens=4, eval_every=100,
+                                     eval_samples=1, eval_prompts="builtin:ja-tiny-eval", seed=0))
+    model = tiny_gpt2(tok)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(DataError, match="non-finite or non-numeric"):
+        train_ppo(cfg, tmp_path / "ppo", model=model, tok=tok, reward_fn=broken, prompts=["", "b"])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())     # nothing stepped
+    metrics = tmp_path / "ppo" / "metrics.jsonl"
+    assert not metrics.exists() or "objective/score" not in metrics.read_text()
+    icfg = load_config(RLConfig, dict(algo="ilql", reward_type="labels", total_steps=2, batch_size=2,
+                                      max_new_tokens=4, eval_every=100, eval_samples=1,
+                                      eval_prompts="builtin:ja-tiny-eval", seed=0))
+    rows = [TextRow("", "ab", 1.0), TextRow("", "cd", 0.0), TextRow("", "ef", 0.5)]
+    if bad is not None:                                                  # a row's None reward means "score it"
+        with pytest.raises(DataError, match="non-finite or non-numeric"):
+            train_ilql(icfg, tmp_path / "ilql-rows", model=tiny_gpt2(tok), tok=tok,
+                       rows=[TextRow(r.prompt, r.text, bad if i == 1 else r.reward) for i, r in enumerate(rows)])
+    with pytest.raises(DataError, match="non-finite or non-numeric"):     # rows scored by the reward function
+        train_ilql(icfg, tmp_path / "ilql-fn", model=tiny_gpt2(tok), tok=tok, reward_fn=broken,
+                   rows=[TextRow(r.prompt, r.text, None) for r in rows])
+
+
+def test_the_eval_reward_of_a_labels_run_carries_the_training_sign():
+    """reward_type=labels with reward_sign=-1 minimises the labels; its eval reward (eval/reward, the beta_gen
+    sweep) was the un-negated score, so a working run looked as if it got worse."""
+    from jprefs.config import load_config
+    from jprefs.rl.config import RLConfig
+    from jprefs.rl.prepare import eval_reward_for
+
+    for sign in (1.0, -1.0):
+        cfg = load_config(RLConfig, dict(algo="ilql", reward_type="labels", reward_sign=sign,
+                                         reward_model="jprefs.rl.rewards:lexicon_sentiment"))
+        assert eval_reward_for(cfg)([""], ["最高だった。"]) == [sign]
