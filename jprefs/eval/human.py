@@ -17,7 +17,11 @@ tie / loss of A against B with 95% cluster-bootstrap intervals by prompt, a sign
 least as good" share ("A at least as good as B on 84 of 100 prompts (30 wins, 54 ties)"), per
 category, and with several raters the agreement (raw, Cohen's kappa per pair, Fleiss' kappa) and
 the majority label per item. Every input row is accounted for: rows = used + unlabelled + invalid,
-each invalid row reported with its file, line and reason.
+each invalid row reported with its file, line and reason. The key keeps hashes of each item's
+prompt and of the two answers shown: a labelled row whose prompt or answers differ from its item's
+is reported (``prompt_mismatch``, with what differs: ``prompt``, ``answers`` or ``answers swapped``),
+and when that is more than half of the used rows the import stops (labels of another export, or of
+the same prompts re-exported with A and B exchanged, would otherwise be counted for the wrong policy).
 
 Example::
 
@@ -101,8 +105,8 @@ def _norm_text(s: str) -> str:
     """Text as compared between the key and a labelled file: NFKC, whitespace collapsed, the CSV's
     formula guard (a leading ') removed, so a spreadsheet's re-save does not count as a change."""
     s = unicodedata.normalize("NFKC", s or "")
-    s = " ".join(s.split())
-    return s[1:] if s.startswith("'") else s
+    s = s[1:] if s.startswith("'") else s          # the guard first: "'" + a tab-led cell is still the same text
+    return " ".join(s.split())
 
 
 def _text_sha(s: str) -> str:
@@ -126,8 +130,9 @@ def configure_export_human(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", required=True, metavar="FILE",
                    help="samples.jsonl of `jprefs eval policy`, or a JSONL of {prompt_id, prompt, response_a, "
                         "response_b}")
-    p.add_argument("--a", metavar="NAME", help="policy A (default: the first policy in the file)")
-    p.add_argument("--b", metavar="NAME", help="policy B (default: the other policy, when the file has two)")
+    p.add_argument("--a", metavar="NAME", help="policy A (default: the first policy in the file that is not B)")
+    p.add_argument("--b", metavar="NAME", help="policy B (default: the baseline `jprefs eval policy` marked, else "
+                                               "the other policy, when the file has two)")
     p.add_argument("--per-prompt", type=int, default=1, metavar="N",
                    help="items per prompt: samples 0..N-1 of A paired with the same samples of B "
                         "(default 1; 0 = every sample both have)")
@@ -173,6 +178,7 @@ def read_pairs(path: str | Path, a: str | None = None, b: str | None = None
 
     by_prompt: dict[str, dict[str, Any]] = {}   # prompt_id -> {prompt, category, answers: {policy: {k: text}}}
     policies: list[str] = []
+    baselines: list[str] = []                   # rows `jprefs eval policy` marks "baseline": true
     for line, d in rows:
         pid = _str_field(d, "prompt_id", p, line)
         pol = _str_field(d, "policy", p, line)
@@ -187,6 +193,8 @@ def read_pairs(path: str | Path, a: str | None = None, b: str | None = None
             raise DataError(f"'sample' must be an integer, got {k!r}", path=str(p), line=line)
         if pol not in policies:
             policies.append(pol)
+        if d.get("baseline") is True and pol not in baselines:
+            baselines.append(pol)
         ent = by_prompt.setdefault(pid, {"prompt": _str_field(d, "prompt", p, line),
                                          "category": _str_field(d, "category", p, line, required=False),
                                          "answers": {}})
@@ -195,6 +203,8 @@ def read_pairs(path: str | Path, a: str | None = None, b: str | None = None
             raise DataError(f"prompt {pid!r}, policy {pol!r}, sample {k} appears twice", path=str(p), line=line,
                             fix="each (prompt_id, policy, sample) once: was the file appended to twice?")
         ans[k] = resp
+    if len(baselines) == 1 and b is None and a != baselines[0]:
+        b = baselines[0]                        # A is the policy under test, B the baseline
     a, b = _choose_policies(policies, a, b, p)
     out: list[_Pair] = []
     skipped: list[dict] = []
@@ -302,7 +312,10 @@ def make_items(pairs: list[_Pair], a: str, b: str, seed: int) -> tuple[list[dict
         items.append({"item_id": iid, "prompt": pr.prompt, "left": left, "right": right, "label": "", "comment": ""})
         key.append({"item_id": iid, "prompt_id": pr.prompt_id, "category": pr.category, "sample": pr.sample,
                     "left": a if al else b, "right": b if al else a, "a": a, "b": b,
-                    "a_side": "left" if al else "right", "prompt_sha": _text_sha(pr.prompt)})
+                    "a_side": "left" if al else "right", "prompt_sha": _text_sha(pr.prompt),
+                    # the answers shown, so labels of another export (other answers, or A and B swapped)
+                    # cannot land on this key's policies
+                    "left_sha": _text_sha(left), "right_sha": _text_sha(right)})
     return items, key
 
 
@@ -424,6 +437,8 @@ class LabelRow:
     status: str = "used"
     reason: str = ""
     prompt: str | None = None
+    left: str | None = None
+    right: str | None = None
 
 
 def read_key(path: str | Path) -> dict[str, dict]:
@@ -562,8 +577,8 @@ def read_labels(path: str | Path, key: dict[str, dict], *, rater: str,
         iid = "" if d.get("item_id") is None else str(d.get("item_id")).strip()
         raw = "" if d.get("label") is None else str(d.get("label"))
         who = str(d.get("rater") or "").strip() or rater
-        r = LabelRow(str(p), line, who, iid, raw.strip(), prompt=d.get("prompt") if isinstance(d.get("prompt"), str)
-                     else None)
+        text = {c: d.get(c) if isinstance(d.get(c), str) else None for c in ("prompt", "left", "right")}
+        r = LabelRow(str(p), line, who, iid, raw.strip(), **text)
         label, problem = parse_label(raw, ab_means_left_right=ab_means_left_right)
         if not iid:
             r.status, r.reason = ("invalid", "no item_id") if raw.strip() else ("unlabelled", "no item_id, no label")
@@ -633,10 +648,11 @@ def _wtl(outcomes: list[int], groups: list[str], seed: int) -> dict:
 def summarise(rows: list[LabelRow], key: dict[str, dict], *, seed: int = 0) -> dict[str, Any]:
     """Figures of the used rows (see the module docstring); marks duplicate rows invalid in place."""
     a, b = next(iter(key.values()))["a"], next(iter(key.values()))["b"]
-    # duplicates per (rater, item): the first row counts, later ones are invalid and reported
+    # duplicates per (rater, item): the first LABELLED row counts, later ones are invalid and reported
+    # (an empty row of the item before it, as a re-saved sheet leaves, is only unlabelled)
     first: dict[tuple[str, str], LabelRow] = {}
     for r in rows:
-        if r.status == "invalid" or not r.item_id:
+        if r.status != "used" or not r.item_id:
             continue
         k = (r.rater, r.item_id)
         if k in first:
@@ -656,7 +672,7 @@ def summarise(rows: list[LabelRow], key: dict[str, dict], *, seed: int = 0) -> d
         k = key[r.item_id]
         votes.setdefault(r.item_id, {})[r.rater] = _vote(k, r.label)
         sides[r.label] += 1
-        if r.prompt is not None and k.get("prompt_sha") and _text_sha(r.prompt) != k["prompt_sha"]:
+        if _shown_differs(r, k):
             mismatched.append(r)
     items = [i for i in key if i in votes]    # key order = the shuffled order of the export
     maj = {i: majority(list(votes[i].values())) for i in items}
@@ -685,11 +701,27 @@ def summarise(rows: list[LabelRow], key: dict[str, dict], *, seed: int = 0) -> d
             res["per_category"][c or "(none)"] = _wtl([_OUTCOME[maj[i]] for i in its],
                                                       [key[i]["prompt_id"] for i in its], seed)
     res["unlabelled_items"] = [i for i in key if i not in votes]
-    res["prompt_mismatch"] = [{"file": r.file, "line": r.line, "item_id": r.item_id} for r in mismatched]
+    res["prompt_mismatch"] = [{"file": r.file, "line": r.line, "item_id": r.item_id,
+                               "differs": _shown_differs(r, key[r.item_id])} for r in mismatched]
     res["per_item"] = [{"item_id": i, "prompt_id": key[i]["prompt_id"], "category": key[i]["category"],
                         "sample": key[i].get("sample"), "votes": votes[i], "majority": maj[i],
                         "outcome_for_a": _OUTCOME[maj[i]]} for i in items]
     return res
+
+
+def _shown_differs(r: LabelRow, k: dict) -> str:
+    """What a labelled row shows that its key row does not ('' when it matches): its prompt, or its
+    answers (checked when the labels file kept the left / right columns and the key has their hashes;
+    a row whose left and right are the key's swapped would give every vote to the other policy)."""
+    if r.prompt is not None and k.get("prompt_sha") and _text_sha(r.prompt) != k["prompt_sha"]:
+        return "prompt"
+    if k.get("left_sha") and r.left is not None and r.right is not None:
+        left, right = _text_sha(r.left), _text_sha(r.right)
+        if (left, right) == (k["right_sha"], k["left_sha"]):
+            return "answers swapped"
+        if (left, right) != (k["left_sha"], k["right_sha"]):
+            return "answers"
+    return ""
 
 
 def _agreement(votes: dict[str, dict[str, str]], items: list[str], raters: list[str]) -> dict[str, Any]:
@@ -728,8 +760,8 @@ def _report(res: dict, files: list[dict], invalid: list[LabelRow], key_path: str
         rep.warning(f"{len(res['unlabelled_items'])} items of the key have no usable label from anyone and are "
                     f"left out (first: {', '.join(res['unlabelled_items'][:10])}).")
     if res["prompt_mismatch"]:
-        rep.warning(f"{len(res['prompt_mismatch'])} labelled rows show a prompt that differs from the key's for "
-                    f"their item (edited in the spreadsheet, or labels of another export): check them.")
+        rep.warning(f"{len(res['prompt_mismatch'])} labelled rows show a prompt or answers that differ from the "
+                    f"key's for their item (edited in the spreadsheet, or labels of another export): check them.")
     if invalid:
         rep.warning(f"{len(invalid)} row{'s' if len(invalid) > 1 else ''} could not be used (listed below).")
     hdr = ["set", "n", "win", "tie", "loss", "at least as good", "sign test p"]
@@ -816,8 +848,9 @@ def run_import_human(args: argparse.Namespace) -> int:
     if len(res["prompt_mismatch"]) * 2 > sum(x["used"] for x in files):
         m = res["prompt_mismatch"][0]
         raise DataError(f"{len(res['prompt_mismatch'])} of {sum(x['used'] for x in files)} labelled rows show a "
-                        f"different prompt than the key has for their item (first: {Path(m['file']).name} line "
-                        f"{m['line']}, {m['item_id']}): these labels do not belong to this key",
+                        f"different prompt or other answers than the key has for their item (first: "
+                        f"{Path(m['file']).name} line {m['line']}, {m['item_id']}: {m['differs']}): these labels do "
+                        f"not belong to this key",
                         path=str(args.key), fix="pass the key.jsonl of the export the raters labelled")
     out = Path(args.output)
     per_item = res.pop("per_item")

@@ -521,8 +521,8 @@ def _ratio_ci(num, den, groups, n_boot: int = 2000, seed: int = 0):
     k = int(inv.max()) + 1
     sn, sd = np.bincount(inv, num, k), np.bincount(inv, den, k)
     est = float(sn.sum() / max(sd.sum(), 1e-12))
-    if k < 2:
-        return est, (est, est)
+    if k < 2:                                   # one prompt: no interval (not a zero-width one)
+        return est, (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, k, size=(n_boot, k))
     boots = sn[draws].sum(1) / np.maximum(sd[draws].sum(1), 1e-12)
@@ -689,6 +689,8 @@ def _evaluate(prompts, baseline, policies, reference, reward, judges, args) -> d
             notes.append(f"{spec.label}: its tokenizer or chat template differs from the reference's, so KL and "
                          "perplexity are not computed for it")
         rows_by[spec.label], secs = generate(spec, model, tok, score_fn, prompts, args, ref=use_ref)
+        for r in rows_by[spec.label]:       # `jprefs eval judge --samples` and export-human read it (B = baseline)
+            r["baseline"] = spec is baseline
         gen_s += secs
         decoding[spec.label] = {"path": spec.path, "ilql_heads": str(spec.heads) if spec.heads else None,
                                 "beta_gen": spec.beta_gen,

@@ -22,14 +22,22 @@ def _acc_n(est, ci, n) -> str:
     return f"{fmt_ci(est, ci)} (n={n})" if n else "- (n=0)"
 
 
+def _no_ci(x) -> bool:
+    """No interval: missing (null) or NaN (fewer than two prompts to resample)."""
+    return x is None or x != x
+
+
 def _warnings(rep: Report, model: str, data: str, m: dict) -> None:
     acc, base = m["pairwise_accuracy"], m["length_baseline_accuracy"]
     d, (lo, hi) = m["accuracy_minus_length_baseline"], m["accuracy_minus_length_baseline_ci95"]
     diff = fmt_ci(d, [lo, hi])
-    if hi is not None and hi < 0:
+    if _no_ci(lo) and d is not None:
+        rep.warning(f"{model} on {data}: accuracy {acc:.3f} against longer wins {base:.3f}: the paired difference "
+                    f"{diff} has no interval (fewer than two prompts to resample), so nothing is shown either way.")
+    elif hi < 0:
         rep.warning(f"{model} on {data}: accuracy {acc:.3f} is below the longer-wins baseline {base:.3f} "
                     f"(paired difference {diff}): picking the longer answer does better.")
-    elif lo is not None and lo <= 0:
+    elif lo <= 0:
         rep.warning(f"{model} on {data}: accuracy {acc:.3f} against longer wins {base:.3f}: the paired difference "
                     f"{diff} includes 0, so it is not shown to beat 'the longer answer wins'.")
     lc, lci = m["length_controlled_accuracy"], m["length_controlled_ci95"]
@@ -42,10 +50,11 @@ def _warnings(rep: Report, model: str, data: str, m: dict) -> None:
                     f"({fmt_ci(longer['accuracy'], longer['ci95'])}): it prefers shorter answers.")
     if "accuracy_minus_probe" in m:
         d, (lo, hi) = m["accuracy_minus_probe"], m["accuracy_minus_probe_ci95"]
-        if lo is None or lo <= 0:
+        if _no_ci(lo) or lo <= 0:
             rep.warning(f"{model} on {data}: not shown to beat the probe baseline (frozen embeddings + log length): "
                         f"paired difference {fmt_ci(d, [lo, hi])}"
-                        + (" is below 0." if hi is not None and hi < 0 else " includes 0."))
+                        + (" has no interval (fewer than two prompts)." if _no_ci(lo) else
+                           " is below 0." if hi < 0 else " includes 0."))
     sp = m["reward_length_corr"]["spearman"]
     if sp is not None and sp == sp and abs(sp) >= 0.5:
         rep.warning(f"{model} on {data}: the reward correlates with length (Spearman {sp:.2f}).")

@@ -76,7 +76,10 @@ def bootstrap_ci(values: Sequence[float], groups: Sequence[Any] | None = None, *
     """The statistic of ``values`` and its percentile bootstrap interval, resampling ``groups``.
 
     ``stat`` (default: the mean) takes the values of the drawn rows; the mean has a fast exact
-    path. NaN values are not allowed. Empty input gives ``(nan, (nan, nan))``.
+    path. NaN values are not allowed. Empty input gives ``(nan, (nan, nan))``; fewer than two
+    groups (one prompt: nothing to resample) or ``n_boot=0`` give the estimate with a
+    ``(nan, nan)`` interval (written as null, shown as the estimate alone), never a zero-width one
+    that would read as certainty.
 
     >>> est, (lo, hi) = bootstrap_ci([1, 0, 1, 1, 0, 1, 1, 1], groups=[0, 0, 1, 1, 2, 2, 3, 3])
     >>> est, lo <= est <= hi
@@ -93,16 +96,13 @@ def bootstrap_ci(values: Sequence[float], groups: Sequence[Any] | None = None, *
         raise ValueError("values contain NaN or infinity")
     inv, k = _group_index(groups, len(v))
     alpha = (1 - level) / 2
+    est = float(v.mean()) if stat is None else float(stat(v))
+    if k < 2 or n_boot < 1:
+        return est, (float("nan"), float("nan"))
     if stat is None:
-        est = float(v.mean())
-        if k < 2:
-            return est, (est, est)
         sums, counts = _cluster_sums(v[:, None], inv, k)
         boots = _boot_means(sums[:, 0], counts, k, n_boot, seed)
     else:
-        est = float(stat(v))
-        if k < 2:
-            return est, (est, est)
         rng = np.random.default_rng(seed)
         members = [np.flatnonzero(inv == g) for g in range(k)]
         boots = np.empty(n_boot)
@@ -151,10 +151,11 @@ def win_tie_loss(outcomes: Sequence[int], groups: Sequence[Any] | None = None, *
     """
     import numpy as np
 
-    o = np.asarray(outcomes, dtype=np.int64)
-    bad = set(np.unique(o).tolist()) - {-1, 0, 1}
-    if bad:
-        raise ValueError(f"outcomes must be -1, 0 or 1, got {sorted(bad)}")
+    raw = np.asarray(outcomes)
+    bad = {x for x in np.unique(raw).tolist() if x not in (-1, 0, 1)} if raw.size else set()
+    if bad or raw.dtype == bool:                # 0.5 or 0.9 cast to int were a tie, silently
+        raise ValueError(f"outcomes must be -1, 0 or 1, got {sorted(bad, key=str) if bad else 'booleans'}")
+    o = raw.astype(np.int64)
     out: dict[str, Any] = {"n": int(len(o))}
     for name, vals in (("win", o == 1), ("tie", o == 0), ("loss", o == -1), ("at_least_as_good", o >= 0)):
         est, ci = bootstrap_ci(vals.astype(float), groups, n_boot=n_boot, level=level, seed=seed)

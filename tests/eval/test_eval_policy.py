@@ -101,6 +101,10 @@ def test_cli_writes_every_file_with_the_metrics(runs, tmp_path):
     for r in rows:
         assert {"prompt_id", "prompt", "category", "policy", "sample", "seed", "response", "reward"} <= set(r)
     assert {r["policy"] for r in rows} == {"sft", "ilql", "same"}
+    assert all(r["baseline"] is (r["policy"] == "sft") for r in rows)    # what judge / export-human default B to
+    from jprefs.eval.judge import _pick_policies
+
+    assert _pick_policies(rows, None, None, "x") == ("ilql", "sft")
     m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     pol = m["policies"]
     by = {p: [r for r in rows if r["policy"] == p] for p in pol}

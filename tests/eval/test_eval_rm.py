@@ -459,3 +459,17 @@ def test_help_has_examples_and_module_is_light():
             "if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "[]"
+
+
+def test_pairs_of_one_prompt_get_no_interval_and_no_confident_warning(saved, tmp_path, capsys):
+    """All pairs on one prompt: every interval was zero-width, and the report said the model 'is below the
+    longer-wins baseline' as a finding. Now the intervals are null and the report says nothing is shown."""
+    rows = [dict(r, prompt="ひとつの質問") for r in _design_rows()]
+    one = _write_jsonl(tmp_path / "one.jsonl", rows)
+    rc, _, err = _run(["--model", saved["quality"], "--data", one, "-o", str(tmp_path / "o"), "--no-plots"], capsys)
+    assert rc == 0, err
+    r = json.loads((tmp_path / "o" / "metrics.json").read_text(encoding="utf-8"))["results"]["quality-rm"]["one"]
+    assert r["pairwise_accuracy"] == pytest.approx(0.75) and r["ci95"] == [None, None]
+    assert r["accuracy_minus_length_baseline_ci95"] == [None, None]
+    md = (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
+    assert "is below the longer-wins baseline" not in md and "has no interval" in md

@@ -406,3 +406,67 @@ def test_the_bundled_demo_of_the_readme(tmp_path):
     assert pair["agreement"] == 0.75 and pair["cohen_kappa"] == pytest.approx(13 / 21)
     readme = (Path(__file__).resolve().parents[2] / "eval" / "README.md").read_text(encoding="utf-8")
     assert "ppo at least as good as sft on 5 of 8 prompts (2 wins, 3 ties); win 0.250" in " ".join(readme.split())
+
+
+def test_labels_of_the_same_prompts_re_exported_with_a_and_b_exchanged_are_refused(tmp_path, capsys):
+    """The key kept only the prompt's hash: re-exported with --a and --b exchanged (same seed, same prompt
+    order), a rater's ppo votes were counted for sft with no warning. The answers shown are checked too."""
+    s = _samples(tmp_path / "s.jsonl", 10)
+    out = _export(tmp_path, s, "--a", A, "--b", B)
+    lab = _label_file(tmp_path / "sato.csv", out, lambda pos, k: "a")          # always policy A (= A)
+    assert _import(tmp_path, out, lab)["overall"]["wins"] == 10
+    swapped = _export(tmp_path, s, "--a", B, "--b", A, out="swapped")
+    assert [r["prompt_sha"] for r in _key(swapped).values()] == [r["prompt_sha"] for r in _key(out).values()]
+    _fails(capsys, ["eval", "import-human", "--labels", str(lab), "--key", str(swapped / "key.jsonl"), "-o",
+                    str(tmp_path / "bad")], "do not belong to this key", "answers swapped")
+    # the same prompts with regenerated answers: the votes were about other texts
+    regen = tmp_path / "regen.jsonl"
+    regen.write_text(s.read_text(encoding="utf-8").replace("回答", "別の回答"), encoding="utf-8")
+    other = _export(tmp_path, regen, "--a", A, "--b", B, out="regen")
+    _fails(capsys, ["eval", "import-human", "--labels", str(lab), "--key", str(other / "key.jsonl"), "-o",
+                    str(tmp_path / "bad2")], "do not belong to this key", ": answers)")
+    # one edited answer is a warning, not a refusal, and is named
+    rows = _items_csv(out)
+    with open(lab, encoding="utf-8-sig", newline="") as f:
+        labelled = list(csv.DictReader(f))
+    labelled[0]["left"] += " (edited)"
+    with open(tmp_path / "edited.csv", "w", encoding="utf-8-sig", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(labelled)
+    res = _import(tmp_path, out, tmp_path / "edited.csv", out="edited")
+    assert [m["differs"] for m in res["prompt_mismatch"]] == ["answers"] and res["overall"]["wins"] == 10
+
+
+def test_an_empty_row_before_a_labelled_one_of_the_same_item_does_not_discard_the_label(tmp_path):
+    out = _export(tmp_path, _samples(tmp_path / "s.jsonl", 4))
+    ids = list(_key(out))
+    key = _key(out)
+    rows = [{"item_id": ids[0], "label": ""}] + [{"item_id": i, "label": key[i]["a_side"]} for i in ids]
+    f = tmp_path / "r.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    res = _import(tmp_path, out, f)
+    assert res["overall"]["n"] == 4 and res["overall"]["wins"] == 4 and res["invalid_rows"] == []
+    assert (res["files"][0]["used"], res["files"][0]["unlabelled"]) == (4, 1)
+
+
+def test_a_prompt_that_begins_with_a_tab_round_trips_through_the_csv_guard(tmp_path):
+    s = _samples(tmp_path / "s.jsonl", 4)
+    s.write_text(s.read_text(encoding="utf-8").replace('"prompt": "', '"prompt": "\\t'), encoding="utf-8")
+    out = _export(tmp_path, s)
+    assert all(r["prompt"].startswith("'\t") for r in _items_csv(out))
+    res = _import(tmp_path, out, _label_file(tmp_path / "r.csv", out, lambda pos, k: "b"))
+    assert res["prompt_mismatch"] == [] and res["overall"]["losses"] == 4
+
+
+def test_the_baseline_eval_policy_marks_is_b_by_default(tmp_path):
+    """eval policy writes the baseline's rows first; A defaulted to the first policy, so the headline was the
+    baseline's result against the policy under test."""
+    s = _samples(tmp_path / "s.jsonl", 4, names=("sft", "ppo"))
+    rows = [json.loads(x) for x in s.read_text(encoding="utf-8").splitlines()]
+    s.write_text("".join(json.dumps(dict(r, baseline=r["policy"] == "sft"), ensure_ascii=False) + "\n"
+                         for r in rows), encoding="utf-8")
+    out = _export(tmp_path, s)
+    assert {(k["a"], k["b"]) for k in _key(out).values()} == {("ppo", "sft")}
+    out2 = _export(tmp_path, s, "--a", "sft", out="explicit")           # a flag still wins
+    assert {(k["a"], k["b"]) for k in _key(out2).values()} == {("sft", "ppo")}

@@ -333,7 +333,7 @@ def test_samples_default_b_is_the_baseline(tmp_path):
     f = samples_file(tmp_path / "samples.jsonl")
     rows = [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines()]
     for r in rows:
-        r["baseline"] = r["policy"] == "dpo"        # the row flag `jprefs eval policy` may write
+        r["baseline"] = r["policy"] == "dpo"        # the row flag `jprefs eval policy` writes
     write_jsonl(f, rows)
     out = tmp_path / "out"
     with JudgeServer("longer") as s:

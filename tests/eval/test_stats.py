@@ -83,3 +83,23 @@ def test_chunked_resampling_gives_the_same_interval(monkeypatch):
     whole = st.bootstrap_ci(x, g, seed=5)
     monkeypatch.setattr(st, "CHUNK_CELLS", 700 * 37)          # 37 resamples per chunk
     assert st.bootstrap_ci(x, g, seed=5) == whole
+
+
+def test_one_prompt_or_no_resampling_gives_no_interval_not_a_zero_width_one():
+    """One group has nothing to resample: the interval was (est, est), which reports read as certainty."""
+    est, (lo, hi) = bootstrap_ci([1, 0, 1, 1, 1, 0, 1, 1], groups=["q"] * 8)
+    assert est == 0.75 and math.isnan(lo) and math.isnan(hi)
+    est, (lo, hi) = bootstrap_ci([1, 0, 1, 1], groups=[0, 1, 2, 3], n_boot=0)
+    assert est == 0.75 and math.isnan(lo)
+    d, (lo, hi) = paired_bootstrap_ci([1, 0, 1], [0, 0, 1], groups=["q"] * 3)
+    assert d == pytest.approx(1 / 3) and math.isnan(lo)
+    from jprefs.eval.metrics import agreement
+
+    assert agreement([1, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 1], n_boot=0)["agreement"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("bad", [[0.5, 1], [0.9, -1], [2, 0], [True, False]])
+def test_win_tie_loss_refuses_outcomes_that_are_not_minus_one_zero_or_one(bad):
+    with pytest.raises(ValueError, match="must be -1, 0 or 1"):          # 0.5 and 0.9 were cast to a tie
+        win_tie_loss(bad)
+    assert win_tie_loss([1.0, 0.0, -1.0])["wins"] == 1
