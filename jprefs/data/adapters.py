@@ -39,7 +39,6 @@ Example::
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections import Counter
@@ -47,7 +46,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from jprefs.data.io import Row, iter_table
-from jprefs.data.schema import (UNKNOWN_LICENSE, Message, PreferencePair, RankList, Record, SchemaError)
+from jprefs.data.schema import (UNKNOWN_LICENSE, Message, PreferencePair, RankList, Record, SchemaError,
+                                 finite_float)
 from jprefs.errors import DataError, JprefsError
 
 
@@ -147,14 +147,17 @@ def _text(value: Any, name: str) -> str:
     return value
 
 
+def _brief(v: Any) -> str:
+    """A value for a message: a huge number is shown by its size, not its 400 digits."""
+    t = repr(v)
+    return t if len(t) <= 40 else f"{t[:20]}... ({len(t)} characters)"
+
+
 def _finite(v: int | float, name: str) -> float:
     """A score as a finite float: a NaN would decide the preference by a failed comparison."""
-    try:
-        f = float(v)
-    except OverflowError:
-        f = math.inf
-    if not math.isfinite(f):
-        raise RowReject("non_finite_score", f"field '{name}' is {v!r}, not a finite number")
+    f = finite_float(v)
+    if f is None:
+        raise RowReject("non_finite_score", f"field '{name}' is {_brief(v)}, not a finite number")
     return f
 
 
@@ -489,7 +492,12 @@ def _generic(d: dict, sid: str, ctx: Context) -> Record:
     kw: dict[str, Any] = {}
     if isinstance(lic, str) and lic.strip():
         kw["license"] = lic.strip()
-    if "responses" in m or ("responses" in d and "chosen" not in d):
+    if "id" in m:
+        v = _get(d, m["id"], required=False)
+        if v is not None:
+            sid = str(v)
+    # a rank list when `responses` is mapped, or present with no chosen field (mapped or not) beside it
+    if "responses" in m or ("responses" in d and f("chosen") not in d and f("rejected") not in d):
         responses = _get(d, f("responses"))
         if isinstance(responses, str):
             responses = [r for r in responses.split("\t")]
@@ -505,6 +513,8 @@ def _generic(d: dict, sid: str, ctx: Context) -> Record:
     for key in ("chosen_score", "rejected_score", "margin"):
         if key in m or key in d:
             v = _get(d, f(key), required=False)
+            if isinstance(v, str) and not v.strip():
+                v = None                        # an empty CSV cell: no score, as `data group` reads it
             if v is not None:
                 if isinstance(v, str):
                     try:
@@ -514,10 +524,6 @@ def _generic(d: dict, sid: str, ctx: Context) -> Record:
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
                     raise RowReject(f"non_numeric_{key}", f"field '{f(key)}' must be a number, got {v!r}")
                 kw[key] = _finite(v, f(key))
-    if "id" in m:
-        v = _get(d, m["id"], required=False)
-        if v is not None:
-            sid = str(v)
     return _pair(ctx, sid, prompt, _response_text(_get(d, f("chosen")), "chosen"),
                  _response_text(_get(d, f("rejected")), "rejected"), **kw)
 
@@ -529,6 +535,8 @@ def _canonical(d: dict, sid: str, ctx: Context) -> Record:
         rec = record_from_dict(d)
     except SchemaError as e:
         raise RowReject(e.reason, str(e)) from e
+    if rec.license == UNKNOWN_LICENSE and ctx.license != UNKNOWN_LICENSE:
+        rec.license = ctx.license           # --license fills rows that name none (a row's own licence is kept)
     return rec
 
 
@@ -573,7 +581,7 @@ SOURCES: dict[str, Adapter] = {
                               description="lmsys/mt_bench_human_judgments (splits human, gpt4_pair), as fastchat-pairwise"),
     "jsonl": Adapter("jsonl", _generic, description="any file or Hub dataset with a field mapping (--map)"),
     "ranklist": Adapter("ranklist", _ranklist, description="TSV prompt<TAB>best<TAB>...<TAB>worst, or --map responses=FIELD",
-                        table_options={"header": False}),
+                        table_options={"header": False, "quoting": False}),
     "jprefs": Adapter("jprefs", _canonical, description="canonical jprefs JSONL (pairs and rank lists)"),
 }
 ALIASES = {"generic": "jsonl", "hh": "hh-rlhf", "anthropic/hh-rlhf": "hh-rlhf", "openai/webgpt_comparisons": "webgpt",
@@ -596,7 +604,12 @@ def get_adapter(name: str) -> Adapter:
 
 
 def _looks_like_hub_id(s: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", s)) and not os.path.exists(s)
+    """``owner/name`` that is not a local path; a name ending in a table suffix (``sub/rows.jsonl``) is a
+    file, so a missing one is "input file not found", not a Hub download attempt."""
+    from jprefs.data.io import TABLE_SUFFIXES
+
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", s)) and not os.path.exists(s) \
+        and not s.lower().endswith((*TABLE_SUFFIXES, ".txt", ".ndjson"))
 
 
 def iter_hub_rows(hub_id: str, *, config: str | None, split: str, revision: str | None = None) -> Iterator[Row]:
@@ -663,6 +676,11 @@ class Conversion:
         # Provenance: known sources are recorded by Hub id, generic ones by their file name or Hub id.
         source_name = self.adapter.hub_id or (self.input if self.from_hub else os.path.basename(self.input))
         self.ctx = Context(source_name, self.license, parse_mapping(mapping))
+        if self.ctx.mapping and self.adapter.parse not in (_generic, _ranklist):
+            from jprefs.errors import ConfigError
+
+            raise ConfigError(f"--map: --source {self.adapter.name} reads its own fields and would ignore the "
+                              f"mapping\n  fix: drop --map, or use --source jsonl (or ranklist) with --map")
         if answers is not None:
             if self.adapter.name != "fastchat-pairwise":
                 from jprefs.errors import ConfigError

@@ -273,7 +273,7 @@ def _rm_pairs(args) -> int:
 def _demo(args) -> int:
     from jprefs.data.demo import run_demo
 
-    summary = run_demo(Path(args.output))
+    summary = run_demo(Path(args.output), verbose=not args.json)      # --json: stdout is the JSON alone
     if args.json:
         print(json.dumps(summary, ensure_ascii=False, indent=2))
     return 0

@@ -27,8 +27,14 @@ tokenizer's chat template. jprefs writes:
 - ``binary``: two rows per pair, ``{prompt, prompt_text, response, label}`` with
   label 1 = chosen, 0 = rejected (the open_preference layout; not a trl format).
 
+The paired formats expand a rank list to its K(K-1)/2 pairs. The unpaired and binary formats write
+each of its responses once (``RankList.to_binary``): the better half desirable (1), the worse half
+undesirable (0), the middle response of an odd K left out; expanded to pairs first, a middle
+response would be written as both desirable and undesirable.
+
 Every row keeps ``id``, ``source``, ``source_id`` and ``license`` so provenance survives
-export; the unpaired formats also keep ``pair_id`` (row ids are ``<pair id>-c`` / ``-r``).
+export; the unpaired formats also keep ``pair_id`` (row ids are ``<pair id>-c`` / ``-r``, and
+``<rank list id>-<rank>`` for a rank list's responses).
 
 Example::
 
@@ -68,6 +74,9 @@ def iter_export_rows(records: Iterable[Record], fmt: str, *, cue: bool = True) -
     sampled from that text (``jprefs rl`` DPO/KTO on a tokenizer without a chat template)."""
     if fmt not in FORMATS:
         raise JprefsError(f"unknown export format '{fmt}'; use one of {', '.join(FORMATS)}")
+    if fmt in ("trl-unpaired", "trl-unpaired-conversational", "binary"):
+        yield from _unpaired_rows(records, fmt, cue)
+        return
     for p in expand_pairs(records):
         if fmt == "trl":
             yield {"prompt": render_prompt(p.prompt, cue=cue), "chosen": p.chosen, "rejected": p.rejected, **_provenance(p)}
@@ -75,17 +84,23 @@ def iter_export_rows(records: Iterable[Record], fmt: str, *, cue: bool = True) -
             yield {"prompt": [m.to_dict() for m in p.prompt],
                    "chosen": [{"role": "assistant", "content": p.chosen}],
                    "rejected": [{"role": "assistant", "content": p.rejected}], **_provenance(p)}
-        elif fmt in ("trl-unpaired", "trl-unpaired-conversational"):
-            conv = fmt == "trl-unpaired-conversational"
-            prompt = [m.to_dict() for m in p.prompt] if conv else render_prompt(p.prompt, cue=cue)
-            for suffix, answer, label in (("c", p.chosen, True), ("r", p.rejected, False)):
-                completion = [{"role": "assistant", "content": answer}] if conv else answer
-                yield {"prompt": prompt, "completion": completion, "label": label,
-                       **_provenance(p), "id": f"{p.id}-{suffix}", "pair_id": p.id}
-        elif fmt == "binary":
-            yield from (b.to_dict() for b in p.to_binary())
         else:
             yield p.to_dict()
+
+
+def _unpaired_rows(records: Iterable[Record], fmt: str, cue: bool) -> Iterator[dict[str, Any]]:
+    """One row per response: a pair's two, a rank list's better and worse halves (``to_binary``)."""
+    conv = fmt == "trl-unpaired-conversational"
+    for r in records:
+        examples = r.to_binary()
+        if fmt == "binary":
+            yield from (b.to_dict() for b in examples)
+            continue
+        prompt = [m.to_dict() for m in r.prompt] if conv else render_prompt(r.prompt, cue=cue)
+        for b in examples:
+            completion = [{"role": "assistant", "content": b.response}] if conv else b.response
+            yield {"prompt": prompt, "completion": completion, "label": bool(b.label), "id": b.id,
+                   "source": b.source, "source_id": b.source_id, "license": b.license, "pair_id": b.pair_id}
 
 
 def write_trl_files(out_dir, records: Iterable[Record]) -> dict[str, int]:

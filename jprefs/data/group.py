@@ -35,13 +35,13 @@ Both are written atomically; the same inputs give the same files.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from jprefs.data.adapters import RowReject, _get, _turn
+from jprefs.data.adapters import RowReject, _brief, _get, _turn
 from jprefs.data.io import TABLE_SUFFIXES
+from jprefs.data.schema import finite_float
 from jprefs.errors import ConfigError, DataError
 from jprefs.runlock import holds_output
 
@@ -64,9 +64,10 @@ def _score(v: Any) -> float | None:
             raise RowReject("bad_score", f"score {v!r} is not a number") from None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise RowReject("bad_score", f"score {v!r} is a {type(v).__name__}, not a number")
-    if not math.isfinite(v):
-        raise RowReject("bad_score", f"score {v!r} is not finite")
-    return float(v)
+    f = finite_float(v)
+    if f is None:
+        raise RowReject("bad_score", f"score {_brief(v)} is not finite (or too large for a float)")
+    return f
 
 
 def _stem(path) -> str:

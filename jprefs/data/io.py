@@ -498,7 +498,8 @@ def _csv_lines(p: Path, first: list[int]) -> Iterator[str]:
         yield text + "\n"
 
 
-def _iter_delimited(p: Path, delim: str, header: bool, columns: list[str] | None) -> Iterator[Row]:
+def _iter_delimited(p: Path, delim: str, header: bool, columns: list[str] | None, *,
+                    quoting: bool = True) -> Iterator[Row]:
     """CSV/TSV through the csv module: quoted fields (with delimiters, quotes, newlines) are real
     fields, a record spanning lines is one row located at its first line, a duplicate header is
     refused, and malformed quoting rejects that record."""
@@ -506,7 +507,8 @@ def _iter_delimited(p: Path, delim: str, header: bool, columns: list[str] | None
     csv.field_size_limit(max(csv.field_size_limit(), MAX_LINE_BYTES))
     last = [0]                     # the physical line most recently handed to the reader
     lines = _csv_lines(p, last)
-    reader = csv.reader(lines, delimiter=delim, strict=True)
+    reader = csv.reader(lines, delimiter=delim, strict=True) if quoting else \
+        csv.reader(lines, delimiter=delim, quoting=csv.QUOTE_NONE)
     cols = columns
     start = 1
     while True:
@@ -555,10 +557,12 @@ def _iter_delimited(p: Path, delim: str, header: bool, columns: list[str] | None
 
 
 def iter_table(path: str | os.PathLike, *, delimiter: str | None = None, header: bool = True,
-               columns: list[str] | None = None, field: str | None = None) -> Iterator[Row]:
+               columns: list[str] | None = None, field: str | None = None, quoting: bool = True) -> Iterator[Row]:
     """Rows of a JSONL/JSON/Parquet/CSV/TSV file as dicts. Lines are 1-based (``unit="line"``);
     JSON and Parquet rows are 0-based indices (``unit="index"``). ``field``: for a ``.json`` file whose
-    top level is an object, the name of the list that holds the rows."""
+    top level is an object, the name of the list that holds the rows. ``quoting=False``: a delimited
+    file is plain (one record per line, a ``"`` is text), as a rank-list TSV is documented; with
+    CSV quoting a stray ``"`` at a field's start joined the next lines into one record."""
     p = check_input(path)
     name = p.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
@@ -569,7 +573,7 @@ def iter_table(path: str | os.PathLike, *, delimiter: str | None = None, header:
         yield from _iter_parquet(p)
     elif name.endswith((".csv", ".tsv", ".csv.gz", ".tsv.gz", ".txt")):
         delim = delimiter or ("\t" if ".tsv" in name or name.endswith(".txt") else ",")
-        yield from _iter_delimited(p, delim, header, columns)
+        yield from _iter_delimited(p, delim, header, columns, quoting=quoting)
     else:
         raise DataError(f"unsupported file type: {p.name}",
                         fix=f"use one of {', '.join(TABLE_SUFFIXES)} (or a Hub dataset id)")

@@ -101,6 +101,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from jprefs.config import arg_float
+from jprefs.data.adapters import _brief
+from jprefs.data.schema import finite_float
 from jprefs.errors import ConfigError, DataError
 from jprefs.runlock import holds_output
 
@@ -209,9 +211,9 @@ def _given_scores(d: dict, name: str, n: int) -> list[float | None]:
     for i, x in enumerate(v):
         if x is None:
             out.append(None)
-        elif isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-            raise RowReject("bad_scores", f"{name}[{i}] is {x!r}: a score must be a finite number (or null for an "
-                                          "unscored response)")
+        elif isinstance(x, bool) or not isinstance(x, (int, float)) or finite_float(x) is None:
+            raise RowReject("bad_scores", f"{name}[{i}] is {_brief(x)}: a score must be a finite number (or null "
+                                          "for an unscored response)")
         else:
             out.append(float(x))
     return out

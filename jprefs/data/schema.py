@@ -70,6 +70,9 @@ def _check_strs(obj: Any, names: tuple[str, ...]) -> None:
         if not value.isascii() and LONE_SURROGATE.search(value):
             raise SchemaError(f"field '{name}' holds a lone surrogate, which UTF-8 cannot encode",
                               reason="unencodable_text")
+    if "license" in names:
+        # a blank licence is an unknown one (it passed --require-license and counted as a licence of its own)
+        obj.license = obj.license.strip() or UNKNOWN_LICENSE
 
 
 _PROVENANCE = ("id", "source", "source_id", "license")
@@ -243,16 +246,23 @@ def parse_cue_prompt(text: str) -> list[Message] | None:
     return msgs
 
 
+def finite_float(v: int | float) -> float | None:
+    """``v`` as a float, or None when it is NaN, infinite or an int too large for a float (where
+    ``math.isfinite`` itself raises OverflowError)."""
+    try:
+        f = float(v)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) else None
+
+
 def _opt_float(name: str, v: Any) -> float | None:
     if v is None:
         return None
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise SchemaError(f"field '{name}' must be a number, got {_short(v)}", reason=f"non_numeric_{name}")
-    try:
-        f = float(v)
-    except OverflowError:  # an int too large for a float
-        f = math.inf
-    if not math.isfinite(f):
+    f = finite_float(v)
+    if f is None:
         raise SchemaError(f"field '{name}' is {v!r}, not a finite number", reason="non_finite_score")
     return f
 
@@ -420,6 +430,19 @@ class RankList(_HasPrompt):
                     source=self.source, source_id=self.source_id, license=self.license, meta=meta, **kw))
         return out
 
+    def to_binary(self) -> list["BinaryExample"]:
+        """Each response once: the better half label 1, the worse half label 0, the middle response of an
+        odd K left out (it is neither). Expanding to pairs first gave one response both labels (the
+        second of three was chosen over the third and rejected against the first). Ids
+        ``<id>-<rank>``, ``pair_id`` the rank list's id, ``meta`` the rank and the group size."""
+        K = len(self.responses)
+        half = K // 2
+        common = dict(prompt=self.prompt, source=self.source, source_id=self.source_id, license=self.license,
+                      pair_id=self.id)
+        return [BinaryExample(response=self.responses[i], label=int(i < half), id=f"{self.id}-{i}",
+                              meta={"rank": i, "group_size": K}, **common)
+                for i in [*range(half), *range(K - half, K)]]
+
     def to_dict(self) -> dict[str, Any]:
         d = {"id": self.id, "prompt": [m.to_dict() for m in self.prompt], "responses": self.responses,
              "source": self.source, "source_id": self.source_id, "license": self.license, "meta": self.meta}
@@ -510,8 +533,15 @@ Record = PreferencePair | RankList
 
 
 def record_from_dict(d: Any) -> Record:
-    """A canonical record: a rank list if it has ``responses``, otherwise a pair."""
+    """A canonical record: a rank list if it has ``responses``, otherwise a pair; a row with both
+    (``responses`` beside ``chosen`` / ``rejected``) is ambiguous and refused: read as a rank list, it
+    could state the opposite preference of its own ``chosen`` / ``rejected``."""
     if isinstance(d, dict) and "responses" in d:
+        both = [k for k in ("chosen", "rejected") if k in d]
+        if both:
+            raise SchemaError(f"the row has both 'responses' (a rank list) and {' and '.join(repr(k) for k in both)} "
+                              f"(a pair): which preference it states is ambiguous; keep one of the two forms",
+                              reason="ambiguous_record")
         return RankList.from_dict(d)
     return PreferencePair.from_dict(d)
 

@@ -73,8 +73,11 @@ def test_export_formats_load_with_datasets(pairs_file, tmp_path, fmt, suffix):
     ds = datasets.load_dataset(builder, data_files=str(out), split="train")
     n_pairs = 41 + 3
     if fmt == "binary":
-        assert len(ds) == 2 * n_pairs and set(ds["label"]) == {0, 1}
+        # each response once: 41 pairs x 2, and the rank list's best (1) and worst (0), not its middle one
+        assert len(ds) == 2 * 41 + 2 and set(ds["label"]) == {0, 1}
         assert {"prompt", "response", "label", "license"} <= set(ds.column_names)
+        rank = {r["response"]: r["label"] for r in ds if r["response"] in ("一", "二", "三")}
+        assert rank == {"一": 1, "三": 0}
     else:
         assert len(ds) == n_pairs and {"prompt", "chosen", "rejected"} <= set(ds.column_names)
         if fmt == "trl-conversational":
@@ -97,7 +100,7 @@ def test_unpaired_exports_load_with_datasets(pairs_file, tmp_path, fmt, suffix):
     out = tmp_path / f"export{suffix}"
     assert run("data", "export", pairs_file, "--format", fmt, "-o", out) == 0
     ds = datasets.load_dataset("parquet" if suffix == ".parquet" else "json", data_files=str(out), split="train")
-    assert len(ds) == 2 * 44 and ds.features["label"].dtype == "bool"
+    assert len(ds) == 2 * 41 + 2 and ds.features["label"].dtype == "bool"      # a rank list's middle one left out
     assert {"prompt", "completion", "label", "id", "pair_id", "source", "source_id", "license"} <= set(ds.column_names)
     first, second = ds[0], ds[1]
     assert (first["label"], second["label"]) == (True, False) and first["pair_id"] == second["pair_id"]
@@ -190,7 +193,7 @@ def test_demo_runs_offline(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "jprefs.cli", "data", "demo", "-o", str(tmp_path / "d"), "--json"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads(proc.stdout[proc.stdout.index("\n{") + 1:])
+    summary = json.loads(proc.stdout)                  # --json: stdout is the JSON alone (progress went before it)
     for c in summary["convert"]:
         assert c["rows_in"] == c["rows_out"] + c["rows_rejected"]
     assert (tmp_path / "d" / "export" / "binary.jsonl").exists()
@@ -203,6 +206,10 @@ def test_to_dataset_python_api(pairs_file):
     recs = read_records(pairs_file)
     ds = to_dataset(recs, "trl-conversational")
     assert len(ds) == 44 and ds[0]["chosen"][0]["role"] == "assistant"
-    assert len(to_dataset(recs, "binary")) == 88
+    assert len(to_dataset(recs, "binary")) == 84
     unpaired = to_dataset(recs, "trl-unpaired")
-    assert len(unpaired) == 88 and unpaired.features["label"].dtype == "bool"
+    assert len(unpaired) == 84 and unpaired.features["label"].dtype == "bool"
+    # every completion of a prompt has one label
+    seen: dict = {}
+    for r in unpaired:
+        assert seen.setdefault((r["prompt"], r["completion"]), r["label"]) == r["label"]

@@ -241,7 +241,7 @@ def test_bad_input_is_one_clear_error(cands, tmp_path, capsys):
     assert _run(cands, tmp_path / "o.jsonl", reward="no/such/rm") == 2
     assert "reward not found" in capsys.readouterr().err
     assert _run(cands, tmp_path / "o.jsonl", reward="tests.data.test_rm_pairs:nan_reward") == 2
-    assert "returned nan" in capsys.readouterr().err
+    assert "non-finite or non-numeric value(s)" in capsys.readouterr().err
     assert _run(cands, tmp_path / "o.jsonl", "--reward-weight", "1", "--reward-weight", "2") == 2
     assert "2 --reward-weight for 1 --reward" in capsys.readouterr().err
     assert _run(cands, tmp_path / "o.parquet") == 2
