@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from jprefs.data.io import atomic_write_json, rejects_path_for, write_jsonl
-from jprefs.data.schema import PreferencePair, RankList
+from jprefs.data.schema import PreferencePair, RankList, SchemaError
 from jprefs.errors import DataError
 from jprefs.label.agreement import kendall_tau
 from jprefs.runlock import holds_output
@@ -88,7 +88,7 @@ def _labelled(items, by_item, rejects, why: str):
             _unlabelled(rejects, it, "unlabelled", why)
 
 
-def export_rank(items, by_item, rejects, per_annotator: bool) -> list[dict]:
+def export_rank(items, by_item, rejects, per_annotator: bool, exported: set) -> list[dict]:
     out = []
     for it, labels in _labelled(items, by_item, rejects, "no annotator ranked this item"):
         bad = [r for r in labels if r["value"].get("all_bad")]
@@ -100,7 +100,9 @@ def export_rank(items, by_item, rejects, per_annotator: bool) -> list[dict]:
         orders = {r["annotator"]: r["value"]["order"] for r in good}
         taus = [kendall_tau(orders[a], orders[b]) for i, a in enumerate(orders) for b in list(orders)[i + 1:]]
         meta = dict(it.get("meta") or {})
-        base = {"orders": orders, "aggregation": "borda", "all_bad_votes": len(bad), **_label_meta(good)}
+        base = {"orders": orders, "aggregation": "borda", "all_bad_votes": len(bad), **_label_meta(good),
+                # what the orders' indices name: the item's distinct non-empty responses, not the file's
+                "indexed_responses": list(it["responses"])}
         if taus:
             base["kendall_tau_mean"] = round(sum(taus) / len(taus), 4)
             base["disagreement"] = round((1 - sum(taus) / len(taus)) / 2, 4)
@@ -113,10 +115,11 @@ def export_rank(items, by_item, rejects, per_annotator: bool) -> list[dict]:
                           responses=[it["responses"][i] for i in order], source="jprefs-label",
                           source_id=it["item_id"], license=it.get("license") or "unknown", meta=m)
             out.append(rl.to_dict())
+        exported.add(it["item_id"])
     return out
 
 
-def export_ab(items, by_item, rejects) -> list[dict]:
+def export_ab(items, by_item, rejects, exported: set) -> list[dict]:
     out = []
     for it, labels in _labelled(items, by_item, rejects, "no annotator judged this pair"):
         prompt = it.get("prompt_text")
@@ -128,10 +131,11 @@ def export_ab(items, by_item, rejects) -> list[dict]:
                         "label": "" if lab == "cant_tell" else lab,
                         "comment": r["value"].get("comment") or ("can't tell" if lab == "cant_tell" else ""),
                         "rater": r["annotator"], "labelled_at": r["created"]})
+        exported.add(it["item_id"])
     return out
 
 
-def export_review(items, by_item, rejects) -> list[dict]:
+def export_review(items, by_item, rejects, exported: set) -> list[dict]:
     out = []
     for it, labels in _labelled(items, by_item, rejects, "no reviewer looked at this pair"):
         votes = Counter("accept" if r["value"]["verdict"] in ("accept", "correct") else "reject" for r in labels)
@@ -161,16 +165,23 @@ def export_review(items, by_item, rejects) -> list[dict]:
             pair["prompt"] = prompt
             review.update(corrected_by=corrections[-1]["annotator"], original=original)
         meta = dict(pair.get("meta") or {})
-        meta["review"] = review
+        meta["review"] = {**review, "item_id": it["item_id"]}
         pair["meta"] = meta
-        p = PreferencePair.from_dict(pair)          # a correction must still make a valid pair
+        try:
+            p = PreferencePair.from_dict(pair)      # a correction must still make a valid pair
+        except SchemaError as e:
+            _unlabelled(rejects, it, "invalid_correction", f"the corrected pair is not a valid pair: {e}",
+                        verdicts=verdicts)
+            continue
         out.append(p.to_dict())
+        exported.add(it["item_id"])
     return out
 
 
-def export_reward(items, by_item, rejects) -> list[dict]:
+def export_reward(items, by_item, rejects, exported: set) -> list[dict]:
     out = []
     for it, labels in _labelled(items, by_item, rejects, "nobody scored this response"):
+        exported.add(it["item_id"])
         vals = {r["annotator"]: score_value(r["value"]) for r in labels}
         out.append({"id": it["item_id"], "prompt": it["prompt"], "response": it["response"],
                     "score": sum(vals.values()) / len(vals), "scores": vals, "license": it.get("license", "unknown"),
@@ -197,23 +208,25 @@ def export(db: str | Path, output: str | Path, *, per_annotator: bool = False) -
     for r in st.current_labels():
         by_item[r["item_id"]].append(r)
     rejects: list[dict] = []
-    fn = {"rank": lambda: export_rank(items, by_item, rejects, per_annotator),
-          "ab": lambda: export_ab(items, by_item, rejects),
-          "review": lambda: export_review(items, by_item, rejects),
-          "reward": lambda: export_reward(items, by_item, rejects)}[mode]
+    done: set[str] = set()          # the items with a row in the output (by item id: source_id is not unique)
+    fn = {"rank": lambda: export_rank(items, by_item, rejects, per_annotator, done),
+          "ab": lambda: export_ab(items, by_item, rejects, done),
+          "review": lambda: export_review(items, by_item, rejects, done),
+          "reward": lambda: export_reward(items, by_item, rejects, done)}[mode]
     rows = fn()
     out = Path(output)
-    write_jsonl(out, rows)
     rpath = rejects_path_for(out)
+    exported_items = len(done)
+    rejected = {r["item_id"] for r in rejects}
+    if exported_items + len(rejects) != len(items) or done & rejected:   # the counts must add up, before writing
+        raise AssertionError(f"export lost items: {exported_items} + {len(rejects)} != {len(items)}")
+    write_jsonl(out, rows)
     write_jsonl(rpath, rejects)
-    exported_items = len({r.get("source_id") or r.get("item_id") or r.get("id") for r in rows})
     summary = {"db": str(db), "mode": mode, "items": len(items), "exported_items": exported_items,
                "rows": len(rows), "rejected_items": len(rejects),
                "rejects_by_reason": dict(Counter(r["reason"] for r in rejects)),
                "labels": sum(len(v) for v in by_item.values()), "annotators": st.annotators(),
                "output": str(out), "rejects": str(rpath)}
-    if exported_items + len(rejects) != len(items):   # the counts must add up
-        raise AssertionError(f"export lost items: {exported_items} + {len(rejects)} != {len(items)}")
     atomic_write_json(out.with_name(out.name + ".summary.json"), summary)
     return summary
 

@@ -3,7 +3,9 @@
 - ``rank``: rows with a ``prompt`` (a string or a conversation) and ``responses`` (2 or more
   strings): ``jprefs label candidates`` output, or canonical rank lists to re-rank. Repeated
   responses are shown once (``meta.duplicates`` counts them); the page shows the responses in a
-  per-item shuffled order (``shown``), and labels name the responses by their index in the file.
+  per-item shuffled order (``shown``), and labels name the responses by their index in the item's
+  list of distinct non-empty responses (the file's order with empty and repeated ones left out;
+  ``jprefs label export`` writes that list beside the orders, in ``meta.label.indexed_responses``).
 - ``ab``: ``items.jsonl`` of ``jprefs eval export-human`` (``item_id, prompt, left, right``): the
   key, which names the policies, is not read.
 - ``review``: translated pairs (``pairs.jsonl`` of ``jprefs translate``, or its folder, where

@@ -96,8 +96,9 @@ def check_value(mode: str, item: dict, value: Any, *, reward_scale: str = "5") -
         if not isinstance(all_bad, bool):
             raise BadRequest(400, "'all_bad' must be true or false")
         order = value.get("order")
-        if not isinstance(order, list) or sorted(o for o in order if isinstance(o, int) and not isinstance(o, bool)) \
-                != list(range(k)):
+        # exactly k plain ints (extras such as "x", true, null or 1.0 were filtered out of the check and stored)
+        if not isinstance(order, list) or len(order) != k or \
+                not all(type(o) is int for o in order) or sorted(order) != list(range(k)):
             raise BadRequest(400, f"'order' must list each of the {k} responses once (indices 0..{k - 1})")
         return {"order": order, "all_bad": all_bad, "comment": comment}
     if mode == "ab":
@@ -120,6 +121,8 @@ def check_value(mode: str, item: dict, value: Any, *, reward_scale: str = "5") -
             for k, v in fields.items():
                 if not isinstance(v, str) or not v.strip() or len(v) > 200_000:
                     raise BadRequest(400, f"the corrected '{k}' must be a non-empty string")
+            if fields.get("chosen", pair["chosen"]) == fields.get("rejected", pair["rejected"]):
+                raise BadRequest(400, "the correction makes chosen and rejected the same text: not a preference")
             out["corrected"] = dict(sorted(fields.items()))
         return out
     if reward_scale == "thumbs":
@@ -159,6 +162,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     server: LabelServer
     server_version = "jprefs-label"
     sys_version = ""
+    timeout = 60                        # a client that stops sending mid-request does not hold a thread forever
 
     # the log: method, path (never a query string or a body) and status
     def log_message(self, fmt, *args):  # noqa: D401 - http.server's hook
@@ -212,12 +216,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             n = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             raise BadRequest(400, "bad Content-Length") from None
+        if n < 0:                       # read(-1) would read to the end of the stream, past MAX_BODY
+            raise BadRequest(400, "bad Content-Length")
         if n > MAX_BODY:
             raise BadRequest(413, f"request over {MAX_BODY} bytes")
         try:
             obj = json.loads(self.rfile.read(n).decode("utf-8") or "{}")
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise BadRequest(400, "the body is not JSON") from None
+            json.dumps(obj, ensure_ascii=False).encode("utf-8")     # "\ud800" is JSON but not text SQLite can store
+        except (UnicodeDecodeError, UnicodeEncodeError, ValueError, RecursionError):
+            raise BadRequest(400, "the body is not JSON (or holds text that is not valid Unicode)") from None
         if not isinstance(obj, dict):
             raise BadRequest(400, "the body must be a JSON object")
         return obj
@@ -321,8 +328,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _static(self, name: str) -> None:
         types = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
-        p = (STATIC / name).resolve()
-        if STATIC.resolve() not in p.parents or not p.is_file() or p.suffix not in types:
+        try:
+            p = (STATIC / name).resolve()
+            found = STATIC.resolve() in p.parents and p.is_file() and p.suffix in types
+        except (OSError, ValueError):   # a name too long for the file system, a NUL byte
+            found = False
+        if not found:
             raise BadRequest(404, "not found")
         self._send(200, p.read_bytes(), types[p.suffix])
 

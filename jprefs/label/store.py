@@ -182,7 +182,9 @@ class Store:
 
     def init_job(self, *, mode: str, overlap: int = 1, seed: int = 0, **settings: Any) -> None:
         """Record the job's settings in a new database, or check them against an existing one: the
-        mode and the input file cannot change (an error says so); overlap and guidelines can."""
+        mode, the seed and a reward job's scale cannot change (an error says so: a 1-5 score and a
+        thumb would be averaged into one reward); overlap and guidelines can. Serving another input
+        file adds its items to the job; every input file served is kept in the ``inputs`` setting."""
         if mode not in MODES:
             raise ConfigError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
         if overlap < 1:
@@ -196,6 +198,20 @@ class Store:
             if old_seed is not None and old_seed != seed:
                 raise ConfigError(f"{self.path} was made with --seed {old_seed}; a new seed would reshuffle every "
                                   f"annotator's order mid-way\n  fix: --seed {old_seed}, or a new --db")
+            old_scale = self.get_meta("reward_scale")
+            if mode == "reward" and old is not None and old_scale is not None and \
+                    settings.get("reward_scale", old_scale) != old_scale:
+                raise ConfigError(f"{self.path} is a reward job scored with --reward-scale {old_scale}; "
+                                  f"{settings['reward_scale']} would mix two scales in one reward\n"
+                                  f"  fix: --reward-scale {old_scale}, or a new --db")
+            if "input" in settings:
+                inputs = list(self.get_meta("inputs") or [])
+                if not inputs and self.get_meta("input") is not None:       # a database from before `inputs`
+                    inputs.append({"input": self.get_meta("input"), "input_sha256": self.get_meta("input_sha256")})
+                this = {"input": settings["input"], "input_sha256": settings.get("input_sha256")}
+                if this not in inputs:
+                    inputs.append(this)
+                self.set_meta("inputs", inputs, c)
             self.set_meta("mode", mode, c)
             self.set_meta("seed", seed, c)
             self.set_meta("overlap", overlap, c)
@@ -377,13 +393,23 @@ class Store:
 
     def submit(self, annotator: str, item_id: str, value: dict, *, elapsed_ms: int | None = None,
                kind: str = "label") -> int:
-        """Commit a label (or a skip) and return its event id. The item must exist."""
+        """Commit a label (or a skip) and return its event id. The item must exist. The same label
+        again (a retried request: the browser resends when a reply is lost) is no new event: it returns
+        the current label's id, so one undo takes the label back (two events left the first one behind
+        an undo that said it had removed it)."""
         if kind not in ("label", "skip"):
             raise ValueError(kind)
         text = json.dumps(value, ensure_ascii=False, sort_keys=True)
         with self.write() as c:
             if c.execute("SELECT 1 FROM items WHERE item_id = ?", (item_id,)).fetchone() is None:
                 raise KeyError(item_id)
+            if kind == "label":
+                cur_lab = c.execute("SELECT e.id, e.value FROM state s JOIN events e ON e.id = s.label_event "
+                                    "WHERE s.annotator = ? AND s.item_id = ? AND s.skip_event IS NULL",
+                                    (annotator, item_id)).fetchone()
+                if cur_lab is not None and cur_lab["value"] == text:
+                    c.execute("DELETE FROM claims WHERE item_id = ? AND annotator = ?", (item_id, annotator))
+                    return int(cur_lab["id"])
             cur = c.execute("INSERT INTO events (item_id, annotator, kind, value, elapsed_ms, created) "
                             "VALUES (?, ?, ?, ?, ?, ?)", (item_id, annotator, kind, text, elapsed_ms, now_iso()))
             eid = int(cur.lastrowid)

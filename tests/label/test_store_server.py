@@ -422,3 +422,72 @@ def test_next_item_is_the_plain_scan_rule_under_random_sessions(tmp_path, mode, 
             st.submit(who, got["item_id"], {}, kind="skip")
         # else: shown and left unanswered (a claim that holds until it expires)
     assert picked > 100
+
+
+# ---------------------------------------------------------------- defects a new reader found
+
+def test_review_export_counts_items_not_source_ids_and_rejects_a_correction_that_is_no_pair(tmp_path):
+    """Two accepted pairs of one source_id (pairs cut from one rank list) aborted the export ("export lost
+    items: 1 + 0 != 2") after writing its files; a correction making chosen == rejected crashed it."""
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"id": f"x{i}", "prompt": [{"role": "user", "content": f"質問{i}"}], "chosen": f"良い答え{i}",
+             "rejected": f"悪い答え{i}", "source": "s", "source_id": "conv-7", "license": "mit"} for i in range(3)]
+    pairs.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    st = Store(tmp_path / "r.sqlite")
+    st.init_job(mode="review", overlap=1)
+    st.add_items(load_items("review", str(pairs)).items)
+    st.submit("a", "x0", {"verdict": "accept"})
+    st.submit("a", "x1", {"verdict": "accept"})
+    # the server refuses a correction that is no preference; one stored anyway (an old database) is a reject
+    item = st.item("x2")
+    with pytest.raises(BadRequest, match="same text"):
+        check_value("review", item, {"verdict": "correct", "corrected": {"chosen": "悪い答え2"}})
+    st.submit("a", "x2", {"verdict": "correct", "corrected": {"chosen": "悪い答え2"}})
+    s = lexport.export(st.path, tmp_path / "out.jsonl")
+    assert (s["exported_items"], s["rows"], s["rejects_by_reason"]) == (2, 2, {"invalid_correction": 1})
+    assert sorted(r.meta["review"]["item_id"] for r in read_records(tmp_path / "out.jsonl")) == ["x0", "x1"]
+
+
+def test_a_reward_job_keeps_its_scale_and_every_input_file_it_served(tmp_path):
+    st = Store(tmp_path / "w.sqlite")
+    st.init_job(mode="reward", reward_scale="5", input="a.jsonl", input_sha256="aa")
+    with pytest.raises(ConfigError, match="--reward-scale 5"):
+        st.init_job(mode="reward", reward_scale="thumbs")
+    st.init_job(mode="reward", reward_scale="5", input="b.jsonl", input_sha256="bb")
+    st.init_job(mode="reward", reward_scale="5", input="b.jsonl", input_sha256="bb")
+    assert st.get_meta("inputs") == [{"input": "a.jsonl", "input_sha256": "aa"},
+                                      {"input": "b.jsonl", "input_sha256": "bb"}]
+
+
+def test_a_rank_order_must_be_exactly_the_k_indices():
+    item = {"responses": ["a", "b", "c"]}
+    for bad in ([2, 0, 1, "x"], [2, 0, 1, True], [2, 0, 1, None], [0, 1, 2, 1.0], [0, 1, 2.0], [0, 1, 2, 0]):
+        with pytest.raises(BadRequest):
+            check_value("rank", item, {"order": bad})
+
+
+def test_a_retried_submit_is_one_label_and_one_undo_takes_it_back(tmp_path):
+    st = rank_store(tmp_path)
+    e1 = st.submit("sato", "p1", {"order": [0, 1, 2]})
+    assert st.submit("sato", "p1", {"order": [0, 1, 2]}) == e1          # the same request again: no new event
+    assert st.undo("sato")[0] == "p1"
+    assert [r for r in st.current_labels() if r["annotator"] == "sato"] == []
+    e2 = st.submit("sato", "p1", {"order": [0, 1, 2]})
+    e3 = st.submit("sato", "p1", {"order": [2, 1, 0]})                  # a changed label is a new event
+    assert e3 != e2 and st.undo("sato")[1] == {"order": [2, 1, 0]}
+    assert [r["value"]["order"] for r in st.current_labels() if r["annotator"] == "sato"] == [[0, 1, 2]]
+
+
+def test_the_api_refuses_negative_lengths_lone_surrogates_and_odd_static_paths(api):
+    call, token, _, _, st = api
+    sid = _login(call, "sato", token)
+    r, _ = call("GET", "/static/" + "a" * 300 + ".js")
+    assert r.status == 404
+    r, _ = call("GET", "/static/a%00b.js")
+    assert r.status == 404
+    item = json.loads(call("GET", "/api/next", cookie=sid)[1])["item"]
+    r, body = call("POST", "/api/submit", '{"item_id": "%s", "value": {"order": [0, 1, 2, 3], "comment": "\\ud800"}}'
+                   % item["item_id"], cookie=sid)
+    assert r.status == 400 and "Unicode" in json.loads(body)["error"]
+    r, body = call("POST", "/api/submit", "{}", cookie=sid, headers={"Content-Length": "-1"})
+    assert r.status == 400 and "Content-Length" in json.loads(body)["error"]     # read(-1) read to the end
