@@ -13,7 +13,8 @@ asking again. The step waits up to ``human_timeout_s`` for ``human_labels`` scor
 on a timeout the run stops with a message (the rollouts stay in the database, and scores given
 later count): rerun the same command and it resumes from its newest checkpoint (set
 ``save_every: 1`` so that is the step that waited). A 1-5 score maps to ``(s - 3) / 2`` in
-[-1, 1] and thumbs to +1 / -1; several annotators' rewards are averaged.
+[-1, 1] and thumbs to +1 / -1; the first ``human_labels`` annotators' rewards are averaged
+(``human_labels`` may not exceed the app's ``--overlap``: more scores would never come).
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ def human_reward(db: str | Path, *, run: str, timeout_s: float = 600.0, need: in
                           f"jprefs label serve --db NEW.sqlite --mode reward")
     if need < 1:
         raise ConfigError(f"human_labels={need}: each rollout needs at least one score")
+    overlap = int(st.get_meta("overlap", 1) or 1)
+    if need > overlap:                  # the app stops offering an item after `overlap` scores: a wait to the timeout
+        raise ConfigError(f"human_labels={need} but {db} offers each rollout to {overlap} annotator(s) "
+                          f"(--overlap {overlap}), so no rollout would get {need} scores\n  fix: human_labels="
+                          f"{overlap}, or serve the database with --overlap {need}")
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
 
     def fn(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:

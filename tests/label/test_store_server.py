@@ -491,3 +491,13 @@ def test_the_api_refuses_negative_lengths_lone_surrogates_and_odd_static_paths(a
     assert r.status == 400 and "Unicode" in json.loads(body)["error"]
     r, body = call("POST", "/api/submit", "{}", cookie=sid, headers={"Content-Length": "-1"})
     assert r.status == 400 and "Content-Length" in json.loads(body)["error"]     # read(-1) read to the end
+
+
+def test_human_reward_refuses_more_scores_than_the_app_offers(tmp_path):
+    from jprefs.label.human_reward import human_reward
+
+    st = Store(tmp_path / "h.sqlite")
+    st.init_job(mode="reward", overlap=1)
+    with pytest.raises(ConfigError, match="--overlap 1"):
+        human_reward(st.path, run="r", need=2)
+    assert callable(human_reward(st.path, run="r", need=1))
