@@ -122,8 +122,14 @@ def _plain_use(cfg, center: float) -> str:
                 "NaN). `RewardModel.from_pretrained` loads it with `trust_remote_code=False`; in trl pass "
                 "`reward_funcs=[rm.as_reward_func()]`.")
     prefix = f'"{cfg.input_prefix}" + ' if cfg.input_prefix else ""
+    two = cfg.objective == "binary" or cfg.debias == "odin"           # two labels
     if cfg.objective == "binary":
         raw, pipe = "logits[:, 1] - logits[:, 0]", "softmax: the `chosen` label's probability is sigmoid(reward + C)"
+    elif cfg.debias == "odin":
+        # logit 0 is the quality head, logit 1 the length head; the default reward is the blend when one is set
+        raw = (f"logits[:, 0] + {cfg.odin_length_blend:g} * logits[:, 1]" if cfg.odin_length_blend > 0
+               else "logits[:, 0]")
+        pipe = "softmax over the quality and length heads, which is no probability of anything"
     else:
         raw, pipe = "logits[:, 0]", "sigmoid: sigmoid(reward + C)"
     return f"""Plain transformers loads it too (`[CLS]` pooling is the model's own head) and gives the same
@@ -140,7 +146,7 @@ reward = {raw} - {center:.4f}                        # = rm.score(...)
 
 `pipeline("text-classification")` applies a {pipe}; pass `function_to_apply="none"` for the raw logits.
 trl's `reward_funcs="PATH"` scores `prompt + completion` as one text, not the sentence pair this model
-was trained on{", and it loads one label, so this two-label model is refused" if cfg.objective == "binary" else ""}:
+was trained on{", and it loads one label, so this two-label model is refused" if two else ""}:
 use `reward_funcs=[rm.as_reward_func()]`."""
 
 
@@ -201,10 +207,18 @@ def model_card(cfg, metrics: dict, *, license: str = "") -> str:
     import yaml
 
     base = _BASE_IDS.get(cfg.backbone, cfg.backbone)
+    from jprefs.publish.licenses import derive
+    from jprefs.publish.model import model_license
+
     data_lic = license or "unknown"
-    # The model inherits the most restrictive terms of base model and data; say so rather than guess.
-    hub_lic = _HUB_LICENSES.get(data_lic.lower(), "other")
+    # The model inherits the terms of base model and data together (the rule `jprefs push` applies): the
+    # data's licence alone put cc0-1.0 on a model of a cc-by-nc-4.0 backbone
+    base_lic, _ = model_license(cfg.backbone)
+    derived = derive({f"backbone: {base}": base_lic, "data": data_lic}, kind="model")
+    hub_lic = _HUB_LICENSES.get(derived.license.lower(), "other")
     front: dict[str, Any] = {"license": hub_lic, "language": ["ja"]}
+    if hub_lic == "other":
+        front["license_name"] = derived.license_name or derived.license
     if cfg.pooling == "mean":
         # transformers has no mean-pooling head for this backbone and refuses the folder (jprefs/classifiers/
         # pooling.py): no pipeline_tag, so the Hub offers no widget or inference that would fail
@@ -269,7 +283,7 @@ Baselines are on the same examples: `length_baseline_accuracy` = the longer resp
 - training data: `{cfg.data}`{''.join(f', `{x}`' for x in cfg.extra_data)}{f' ({cfg.dataset_name})' if cfg.dataset_name else ''}; licence: **{data_lic}**{_debias_line(cfg)}
 - {d.get('train', '?')} training / {d.get('eval', '?')} eval / {d.get('test', 0)} test rows;
   {d.get('rejected', 0)} rows rejected (see `rejects.jsonl`); {_eval_source(cfg)}.
-- base model licence: see `{base}`{' (multilingual-e5-small: MIT)' if base == 'intfloat/multilingual-e5-small' else ''}.
+- base model licence: {base_lic} (`{base}`); the model's licence, of both together: **{derived.license_name or derived.license}**.
 
 ## Limitations
 

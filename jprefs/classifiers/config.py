@@ -185,9 +185,13 @@ class TrainRMConfig:
             raise ConfigError(f"config key 'pooling': {self.pooling!r}; use one of {', '.join(POOLINGS)}")
         if len(self.label_names) != 2:
             raise ConfigError(f"config key 'label_names': need 2 names (label 0, label 1), got {self.label_names}")
-        for k in ("epochs", "batch_size", "grad_accum", "max_length", "eval_batch_size"):
+        for k in ("epochs", "batch_size", "grad_accum", "max_length", "eval_batch_size", "max_prompt_length") + \
+                (("lora_r",) if self.lora else ()):
             if getattr(self, k) < 1:
                 raise ConfigError(f"config key '{k}': must be >= 1, got {getattr(self, k)}")
+        for k in ("limit", "eval_limit", "center_samples"):     # 0 is "all"; eval_limit -1 dropped a row ([:-1])
+            if getattr(self, k) < 0:
+                raise ConfigError(f"config key '{k}': must be >= 0 (0: every row), got {getattr(self, k)}")
         if not 0 <= self.eval_fraction < 1:
             raise ConfigError(f"config key 'eval_fraction': must be in [0, 1) (0: no held-out split), "
                               f"got {self.eval_fraction}")

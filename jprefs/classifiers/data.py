@@ -173,8 +173,29 @@ def load_rm_data(path: str | os.PathLike, *, data_format: str = "auto", source: 
         hint = f" (first reject, line {first['line']}: {first['error']})" if first else ""
         raise DataError(f"{p}: no usable rows out of {n_in}{hint}",
                         fix="check data_format and the file's columns (text<TAB>label, or prompt/chosen/rejected)")
-    lic = license or _common_license(records)
-    return RMData(kind, records, rejects, n_in, spath, lic)
+    if license:
+        _fill_license(records, license, spath)
+    return RMData(kind, records, rejects, n_in, spath, _common_license(records))
+
+
+def _fill_license(records: list[Any], stated: str, path: str) -> None:
+    """The recipe's ``data_license`` for the rows that name none; a row that names ANOTHER licence is an
+    error (stating cc0-1.0 over rows that say cc-by-nc-4.0 published a model card without the
+    non-commercial terms)."""
+    from jprefs.data.schema import UNKNOWN_LICENSE
+
+    other: dict[str, int] = {}
+    for r in records:
+        lic = getattr(r, "license", "") or UNKNOWN_LICENSE
+        if lic == UNKNOWN_LICENSE:
+            r.license = stated
+        elif lic != stated:
+            other[lic] = other.get(lic, 0) + 1
+    if other:
+        raise DataError(f"data_license={stated}, but rows of this file name another licence: "
+                        + ", ".join(f"{k} ({v} rows)" for k, v in sorted(other.items())), path=path,
+                        fix="drop data_license (the rows' own licences are recorded), or correct the rows' "
+                            "license field if they are wrong")
 
 
 def _common_license(records: list[Any]) -> str:
@@ -229,13 +250,23 @@ def near_duplicate_clusters(texts: list[str], threshold: float, n: int = 5) -> l
     return [find(i) for i in range(len(texts))]
 
 
-def split_by_group(data: RMData, fraction: float, seed: int, *, near_duplicates: float = 0.0) -> tuple[RMData, RMData]:
+def _members(groups: dict[str, list[int]], records: list) -> dict[str, set[str]]:
+    """``{group: its rows' own prompt keys}`` (a near-duplicate cluster holds several)."""
+    return {k: {group_key(records[i]) for i in idx} for k, idx in groups.items()}
+
+
+def split_by_group(data: RMData, fraction: float, seed: int, *, near_duplicates: float = 0.0,
+                   sides: dict[str, bool] | None = None) -> tuple[RMData, RMData]:
     """Hold out ``fraction`` of the rows by prompt (by text for prompt-less examples), deterministically.
 
     With ``near_duplicates > 0`` the groups are widened first: prompts (texts) whose character
     5-gram Jaccard is at least that value fall into one group, so near-copies - the same sentence
     from another year's report, a re-asked question - are not split between train and eval,
     where they would make eval accuracy a memory test.
+
+    ``sides`` (several files split one after another): ``{prompt key: held out?}`` of the files
+    split before; a prompt already placed keeps its side here (a prompt in two files was held out of
+    one and trained on in the other), and this file's placements are added to it.
     """
     import math
     import random
@@ -254,15 +285,26 @@ def split_by_group(data: RMData, fraction: float, seed: int, *, near_duplicates:
     groups: dict[str, list[int]] = {}
     for i, k in enumerate(keys_of):
         groups.setdefault(k, []).append(i)
+    sides = {} if sides is None else sides
+    # a group is placed where any of its prompts was placed before (held out wins a conflict)
+    members = _members(groups, data.records)
+    placed = {k: any(sides[x] for x in m if x in sides) for k, m in members.items() if any(x in sides for x in m)}
     keys = sorted(groups)
     random.Random(seed).shuffle(keys)
     target = math.ceil(fraction * len(data.records))
     held: set[int] = set()
     for k in keys:
+        if placed.get(k):
+            held.update(groups[k])
+    for k in keys:
         if len(held) >= target:
             break
-        held.update(groups[k])
-    if len(held) >= len(data.records) or not held:
+        if k not in placed:
+            held.update(groups[k])
+    for k, idx in groups.items():
+        for x in members[k]:
+            sides[x] = idx[0] in held
+    if (len(held) >= len(data.records) or not held) and len(placed) < len(groups):
         raise DataError(f"{data.path}: cannot hold out {fraction:.0%} by prompt: {len(data.records)} rows in "
                         f"{len(groups)} prompt group(s)", fix="give eval_data=FILE or use more data")
     train = [r for i, r in enumerate(data.records) if i not in held]

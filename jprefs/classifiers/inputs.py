@@ -116,7 +116,8 @@ def encode_pairs(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[s
 
     ``prompts`` may be ``None`` (or contain ``None``) for prompt-less text, which
     is then encoded as a single sequence. ``max_prompt_length`` defaults to half
-    of ``max_length``; a short prompt leaves its unused budget to the response.
+    of ``max_length``, and a cap of ``max_length`` or more counts as half too (it would leave the
+    response one token); a short prompt leaves its unused budget to the response.
     ``prefix`` (e.g. ``"query: "`` for e5) goes before the first segment: the
     prompt, or the response of a prompt-less input.
 
@@ -144,6 +145,10 @@ def encode_pairs(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[s
     enc_r = dict(zip(todo, bt.encode_batch([responses[i] for i in todo], add_special_tokens=False)))
     p_texts = list(dict.fromkeys(texts_p[i] for i in todo if texts_p[i] is not None))
     p_room = min(max_prompt_length, max_length - n_pair - 1)
+    if max_prompt_length >= max_length:
+        # a prompt cap as long as the whole input (the default 256 under a model capped at 64 positions)
+        # let a long prompt take all but one token: the response, what is scored, was cut to one token
+        p_room = min(p_room, (max_length - n_pair) // 2)
     enc_p: dict = {}
     for t, ep in zip(p_texts, bt.encode_batch(p_texts, add_special_tokens=False) if p_texts else []):
         # keep the END of the prompt; a short prompt leaves its room to the response

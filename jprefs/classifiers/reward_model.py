@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -212,6 +213,22 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: Any) -> Any:
+    """``device`` unchanged, or a ConfigError for a CUDA device this machine lacks (torch's own error is
+    an AssertionError: "Torch not compiled with CUDA enabled")."""
+    import torch
+
+    name = str(device)
+    if name.startswith("cuda"):
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        idx = int(name.split(":", 1)[1]) if ":" in name and name.split(":", 1)[1].isdigit() else 0
+        if idx >= n:
+            raise ConfigError(f"device {name!r}: this machine has {n} CUDA device(s)"
+                              + ("" if n else " (or this torch is the CPU build)")
+                              + "\n  fix: --device cpu, or leave --device out to use a GPU when there is one")
+    return device
+
+
 def resolve_dtype(dtype: Any, device: str):
     """``None`` -> fp32 on CPU, bf16 on a GPU that supports it; strings like ``"bf16"`` accepted."""
     import torch
@@ -244,6 +261,17 @@ def _mean_pooled_loader(config):
     base = MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING[type(config)]
     ignore = list(base._keys_to_ignore_on_load_missing or []) + [r"(^|\.)pooler\.dense\.(weight|bias)$"]
     return type(base.__name__, (base,), {"_keys_to_ignore_on_load_missing": ignore, "__module__": base.__module__})
+
+
+def _refuse_untrained_head(src: str, info: dict) -> None:
+    """A checkpoint without the classification head's weights (a bare backbone, an encoder saved for
+    embeddings) loads with a random head: its scores change on every load and mean nothing."""
+    missing = [k for k in info.get("missing_keys", []) if re.match(r"^(classifier|score)\.", k)]
+    if missing:
+        raise JprefsError(f"{src} has no trained reward head (transformers would initialise {', '.join(missing[:4])}"
+                          f"{' ...' if len(missing) > 4 else ''} at random, so every load would score differently)\n"
+                          f"  fix: pass a reward model (a jprefs train-rm folder or a sequence-classification "
+                          f"checkpoint with its head); to train one on this backbone: jprefs train-rm --backbone {src}")
 
 
 def _warn_unmarked(src: str) -> None:
@@ -379,7 +407,7 @@ class RewardModel:
             raise ConfigError(f"catalogue_id={catalogue_id!r} is not in the jprefs reward-model catalogue\n"
                               f"  fix: `jprefs rm list` shows the catalogued Hub ids (exact case)")
         rev = revision if revision is not None else (entry.revision if entry and not local else None)
-        device = device or default_device()
+        device = check_device(device or default_device())
         torch_dtype = resolve_dtype(dtype, device)
         raw = _read_reward_config(src, rev)
         if raw:
@@ -403,8 +431,10 @@ class RewardModel:
                     loader = _mean_pooled_loader(kw["config"])
                 # the cards' own snippets pass num_labels (ca-reward-3b-ja: num_labels=1)
                 mkw = {"num_labels": entry.num_labels} if entry is not None else {}
-                model = loader.from_pretrained(
-                    src, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype, **kw, **mkw)
+                model, info = loader.from_pretrained(
+                    src, trust_remote_code=False, use_safetensors=True, dtype=torch_dtype, output_loading_info=True,
+                    **kw, **mkw)
+                _refuse_untrained_head(src, info)
                 tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=False, **kw)
         except OSError as e:
             raise JprefsError(f"cannot load a sequence-classification model from {src}"
@@ -507,7 +537,10 @@ class RewardModel:
         out = np.zeros((n, C), dtype=np.float32)
         if n == 0:
             return out
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        # the id the model's head treats as padding (a decoder classifier scores the last non-pad token): a
+        # tokenizer without a pad token padded with 0, which the head read as text, so scores moved with the batch
+        pad_id = next((x for x in (getattr(self.model.config, "pad_token_id", None), self.tokenizer.pad_token_id)
+                       if isinstance(x, int)), 0)
         batches = length_batches(enc.lengths, batch_size=batch_size, max_tokens=max_tokens)
         dev = self.device
         bar = None

@@ -307,9 +307,11 @@ def _load_split(cfg: TrainRMConfig, log):
         train = _concat(parts, files)
         ev = RMData(train.kind, [], [], 0, "(none: eval_fraction=0)", train.license)
     else:
-        # each file is split by prompt on its own: every set is held out in the same proportion
+        # each file is split by prompt on its own (every set is held out in the same proportion), and a
+        # prompt that several files share is on one side in all of them (it leaked into training otherwise)
         seed = cfg.split_seed if cfg.split_seed >= 0 else cfg.seed
-        splits = [split_by_group(d, cfg.eval_fraction, seed, near_duplicates=cfg.eval_near_duplicates)
+        sides: dict[str, bool] = {}
+        splits = [split_by_group(d, cfg.eval_fraction, seed, near_duplicates=cfg.eval_near_duplicates, sides=sides)
                   for d in parts]
         train, ev = _concat([t for t, _ in splits], files), _concat([e for _, e in splits], files)
         if cfg.eval_limit:
@@ -534,6 +536,9 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
                                  holds=f"{ckpt} is the checkpoint (after epoch {prog['epochs_done']}) of a run",
                                  fix="write to a new folder (-o NEW_DIR), restore the old values to resume, "
                                      "or add resume=false to start over")
+        _refuse_data_change(prog.get("data_files"), cfg, f"the checkpoint {ckpt}",
+                            "restore the old file to resume, write to a new folder (-o NEW_DIR), or add "
+                            "resume=false to start over")
         _load_checkpoint(accelerator, ckpt)
         start, step, history = prog["epochs_done"], prog["step"], prog["history"]
         best = {"score": prog["best_score"] if prog["best_score"] is not None else -math.inf,
@@ -649,20 +654,55 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
     write_model_card(out, cfg, metrics, license=train_data.license)
     # the completion marker, written last: a rerun of the same config finds it and does nothing
     atomic_write_json(out / DONE, {"finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="seconds"), "config": config_dict(cfg)})
+        timespec="seconds"), "config": config_dict(cfg), "data_files": data_fingerprint(cfg)})
     log(f"saved reward model to {out}")
     return metrics
 
 
 def _source_licenses(records, stated: str = "") -> dict[str, dict[str, int]]:
-    """``{source: {licence: rows}}`` of the training records (``stated``: the recipe's data_license, which
-    wins over what the records say)."""
+    """``{source: {licence: rows}}`` of the training records (``stated``: the recipe's data_license, for
+    rows that name none; load_rm_data refuses rows that name another)."""
     out: dict[str, dict[str, int]] = {}
     for r in records:
         d = out.setdefault(getattr(r, "source", "") or "(none)", {})
-        lic = stated or getattr(r, "license", "") or ""
+        own = getattr(r, "license", "") or ""
+        lic = own if own and own != "unknown" else (stated or own)
         d[lic] = d.get(lic, 0) + 1
     return out
+
+
+def data_fingerprint(cfg: TrainRMConfig) -> dict[str, dict]:
+    """``{role: {file, bytes, sha256}}`` of the run's data files (``data``, ``extra_data[i]``, ``eval_data``,
+    ``test_data``; local files only; the file by name, no local path): a finished run or a checkpoint of the
+    same config but other data is not this run."""
+    import hashlib
+
+    out = {}
+    roles = [("data", cfg.data), *((f"extra_data[{i}]", f) for i, f in enumerate(cfg.extra_data)),
+             ("eval_data", cfg.eval_data), ("test_data", cfg.test_data)]
+    for role, f in roles:
+        p = Path(f) if f else None
+        if p is None or not p.is_file():
+            continue
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        out[role] = {"file": p.name, "bytes": p.stat().st_size, "sha256": h.hexdigest()}
+    return out
+
+
+def _refuse_data_change(saved: dict | None, cfg: TrainRMConfig, what: str, fix: str) -> None:
+    """A run recorded with other data files than the config's are now: an error naming the first."""
+    if not isinstance(saved, dict):         # written before fingerprints were kept
+        return
+    now = data_fingerprint(cfg)
+    for role, fp in now.items():
+        old = saved.get(role)
+        if isinstance(old, dict) and old.get("sha256") != fp["sha256"]:
+            raise ConfigError(f"{what} was trained on another version of its {role} {fp['file']} "
+                              f"({old.get('bytes', 0):,} bytes then, {fp['bytes']:,} now): the same config with "
+                              f"changed data is not the same run\n  fix: {fix}")
 
 
 def _finished_run(out: Path, cfg: TrainRMConfig) -> dict | None:
@@ -680,6 +720,8 @@ def _finished_run(out: Path, cfg: TrainRMConfig) -> dict | None:
                          consequence="",
                          fix=f"write to a new folder (-o NEW_DIR), or add resume=false to train again in "
                              f"{out} (its model is replaced); to score another test file use `jprefs score`")
+    _refuse_data_change(done.get("data_files"), cfg, f"the finished reward model in {out}",
+                        f"write to a new folder (-o NEW_DIR), or add resume=false to train again in {out}")
     if not (out / "metrics.json").is_file():
         raise ConfigError(f"{path} says the run finished, but {out / 'metrics.json'} is missing.\n"
                           f"  fix: add resume=false to train again")
@@ -699,7 +741,8 @@ def _save_checkpoint(accelerator, ckpt: Path, epochs_done: int, step: int, histo
             save_file({k: v.contiguous() for k, v in best["state"].items()}, str(ckpt / "best.safetensors"))
         atomic_write_json(ckpt / "progress.json", {
             "epochs_done": epochs_done, "step": step, "history": history, "best_epoch": best["epoch"],
-            "best_score": best["score"] if math.isfinite(best["score"]) else None, "config": config_dict(cfg)})
+            "best_score": best["score"] if math.isfinite(best["score"]) else None, "config": config_dict(cfg),
+            "data_files": data_fingerprint(cfg)})
 
 
 def _load_checkpoint(accelerator, ckpt: Path) -> None:

@@ -47,7 +47,7 @@ from __future__ import annotations
 import json
 from typing import Any, Iterable, Iterator
 
-from jprefs.data.schema import PreferencePair, Record, expand_pairs, render_prompt
+from jprefs.data.schema import BinaryExample, PreferencePair, Record, expand_pairs, render_prompt
 from jprefs.errors import JprefsError
 
 FORMATS = ("trl", "trl-conversational", "trl-unpaired", "trl-unpaired-conversational", "binary", "jsonl")
@@ -88,19 +88,47 @@ def iter_export_rows(records: Iterable[Record], fmt: str, *, cue: bool = True) -
             yield p.to_dict()
 
 
-def _unpaired_rows(records: Iterable[Record], fmt: str, cue: bool) -> Iterator[dict[str, Any]]:
-    """One row per response: a pair's two, a rank list's better and worse halves (``to_binary``)."""
-    conv = fmt == "trl-unpaired-conversational"
+def binary_examples(records: Iterable[Record]) -> Iterator[BinaryExample]:
+    """Each response once with its label: a pair's chosen (1) and rejected (0); a rank list's better half
+    (1) and worse half (0) (``RankList.to_binary``), also when it arrives as its expanded pairs (``meta``
+    ``group`` / ``chosen_rank`` / ``rejected_rank`` / ``group_size``, as ``jprefs translate`` keeps them):
+    per pair, the middle answer of three was written as chosen once and rejected once."""
+    seen: set[tuple[str, int]] = set()
     for r in records:
-        examples = r.to_binary()
-        if fmt == "binary":
-            yield from (b.to_dict() for b in examples)
+        g = _rank_meta(r) if isinstance(r, PreferencePair) else None
+        if g is None:
+            yield from r.to_binary()
             continue
-        prompt = [m.to_dict() for m in r.prompt] if conv else render_prompt(r.prompt, cue=cue)
-        for b in examples:
-            completion = [{"role": "assistant", "content": b.response}] if conv else b.response
-            yield {"prompt": prompt, "completion": completion, "label": bool(b.label), "id": b.id,
-                   "source": b.source, "source_id": b.source_id, "license": b.license, "pair_id": b.pair_id}
+        group, i, j, k = g
+        half = k // 2
+        for rank, text in ((i, r.chosen), (j, r.rejected)):
+            if (group, rank) in seen or half <= rank < k - half:
+                continue
+            seen.add((group, rank))
+            yield BinaryExample(prompt=r.prompt, response=text, label=int(rank < half), id=f"{group}-{rank}",
+                                source=r.source, source_id=r.source_id, license=r.license, pair_id=group,
+                                meta={"rank": rank, "group_size": k})
+
+
+def _rank_meta(p: PreferencePair) -> tuple[str, int, int, int] | None:
+    m = p.meta or {}
+    g, i, j, k = (m.get(x) for x in ("group", "chosen_rank", "rejected_rank", "group_size"))
+    if isinstance(g, str) and all(type(x) is int for x in (i, j, k)) and 0 <= i < j < k:
+        return g, i, j, k
+    return None
+
+
+def _unpaired_rows(records: Iterable[Record], fmt: str, cue: bool) -> Iterator[dict[str, Any]]:
+    """One row per response (:func:`binary_examples`)."""
+    conv = fmt == "trl-unpaired-conversational"
+    for b in binary_examples(records):
+        if fmt == "binary":
+            yield b.to_dict()
+            continue
+        prompt = [m.to_dict() for m in b.prompt] if conv else render_prompt(b.prompt, cue=cue)
+        completion = [{"role": "assistant", "content": b.response}] if conv else b.response
+        yield {"prompt": prompt, "completion": completion, "label": bool(b.label), "id": b.id,
+               "source": b.source, "source_id": b.source_id, "license": b.license, "pair_id": b.pair_id}
 
 
 def write_trl_files(out_dir, records: Iterable[Record]) -> dict[str, int]:

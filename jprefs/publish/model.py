@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,8 +273,9 @@ def _rm_licence(cfg, metrics: dict, *, allow_unknown: bool, what: str):
     base = _BASE_IDS.get(cfg.backbone, cfg.backbone)
     blic, bwhere = model_license(cfg.backbone)
     comps = {f"backbone: {base}": blic, **_training_sources(cfg, metrics)}
-    if cfg.data_license:                       # stated in the recipe: it overrides what the records say
-        comps = {k: (cfg.data_license if k.startswith("data") else v) for k, v in comps.items()}
+    if cfg.data_license:                       # stated in the recipe: it fills what the records leave unknown
+        comps = {k: (cfg.data_license if k.startswith("data") and v in ("", "unknown") else v)
+                 for k, v in comps.items()}
     lic = derive(comps, kind="model")
     check(lic, allow_unknown=allow_unknown, what=what)
     return lic, bwhere, base
@@ -487,6 +489,7 @@ def _relicense(card: str, lic, where: str, base: str) -> str:
     end = card.find("\n---\n", 3)
     meta = yaml.safe_load(card[4:end]) or {}
     meta.pop("license", None)
+    meta.pop("license_name", None)              # the local card's guess; the derived licence replaces both
     meta = {**lic.metadata("model"), **meta}
     body = card[end + 5:]
     section = (f"\n## Licence\n\nDerived from every component (the backbone and each training source; the "
@@ -495,7 +498,8 @@ def _relicense(card: str, lic, where: str, base: str) -> str:
                "not legal advice.\n")
     marker = "\n## Limitations"
     body = body.replace(marker, section + marker, 1) if marker in body else body + section
-    body = body.replace("- base model licence: see", f"- base model licence ({base}): see", 1)
+    body = re.sub(r"^- base model licence: .*$", f"- base model licence ({base}): see the Licence section",
+                  body, count=1, flags=re.M)
     return "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + "---\n" + body
 
 

@@ -16,7 +16,9 @@ def resolve_device(name: str = "auto"):
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    from jprefs.classifiers.reward_model import check_device
+
+    return torch.device(check_device(name))
 
 
 

@@ -62,7 +62,8 @@ def load_input(cfg: TranslateConfig) -> Loaded:
     """
     if not cfg.input:
         raise ConfigError("no input given\n  fix: jprefs translate INPUT ... (or input=PATH in the recipe)")
-    if cfg.source in ("jprefs", "canonical"):
+    jsonl = str(cfg.input).lower().endswith((".jsonl", ".jsonl.gz", ".ndjson"))
+    if cfg.source in ("jprefs", "canonical") and jsonl:
         records, rejects, rows = [], [], 0
         for row, rec in iter_records(cfg.input):
             if cfg.limit and rows >= cfg.limit:
@@ -78,9 +79,18 @@ def load_input(cfg: TranslateConfig) -> Loaded:
         except ImportError as e:
             raise ConfigError(f"source adapters are not available in this install ({e})\n"
                               f"  fix: convert first with `jprefs data convert`, then use --source jprefs") from e
+        # canonical Parquet / JSON / CSV (jprefs data export writes Parquet) go through the table readers:
+        # read as JSONL they were every row a reject, and the run "succeeded" with an empty dataset
         res = convert(cfg.input, source=cfg.source, mapping=cfg.mapping or None, split=cfg.split,
                       license=cfg.license or None, strict=False, limit=cfg.limit or None, show_progress=True)
         records, rejects, rows = list(res.records), list(res.rejects), res.rows_in
+    if rows and not records:
+        first = rejects[0] if rejects else {}
+        raise DataError(f"no usable record among {rows} rows (first reject: line/index "
+                        f"{first.get('line', first.get('index', '?'))}, {first.get('reason', '?')}: "
+                        f"{str(first.get('error', ''))[:160]})", path=str(cfg.input),
+                        fix="check --source (and --map) against the file's layout; `jprefs data convert` shows "
+                            "the rejects")
     for rec in records:
         if cfg.license and rec.license in ("", UNKNOWN_LICENSE):
             rec.license = cfg.license
@@ -496,13 +506,15 @@ def _run_translate_locked(cfg: TranslateConfig, engine_factory=None, command: st
     kept, rejects, flag_counts = assemble(loaded, plan, keys, cache, cfg, template, failed)
     untranslated = rejects.by_reason.get("no_translation", 0)
     write_jsonl(out / "pairs.jsonl", (p.to_dict() for p in kept))
-    write_jsonl(out / "binary.jsonl", (b.to_dict() for p in kept for b in p.to_binary()))
-    from jprefs.data.export import write_trl_files
+    from jprefs.data.export import binary_examples, write_trl_files
+
+    # each response once (a rank list's pairs share responses: its middle answer was labelled both ways)
+    n_binary = write_jsonl(out / "binary.jsonl", (b.to_dict() for b in binary_examples(kept)))
 
     trl_rows = write_trl_files(out, kept)  # the same pairs in trl's four layouts, one config each
     rejects.save()
     licenses = Counter(p.license or UNKNOWN_LICENSE for p in loaded.pairs)
-    summary.update({"pairs_out": len(kept), "binary_out": 2 * len(kept), "trl_rows": trl_rows,
+    summary.update({"pairs_out": len(kept), "binary_out": n_binary, "trl_rows": trl_rows,
                     "quality_rejects": len(rejects) - len(loaded.rejects) - untranslated,
                     "rows_untranslated": untranslated,
                     "rejects_by_reason": dict(sorted(rejects.by_reason.items())),

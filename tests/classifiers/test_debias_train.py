@@ -364,6 +364,9 @@ def test_odin_length_blend_makes_a_blend_head_the_default_reward(toy, tmp_path):
     np.testing.assert_allclose(rm.score(prompts, responses), lg[:, 0] + 0.5 * lg[:, 1] - c["blend"], rtol=1e-5,
                                atol=1e-6)
     assert set(m["eval_heads"]) == {"blend", "quality", "length", "full"}
-    assert "quality + 0.5 x length" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "quality + 0.5 x length" in card
+    # the card's plain-transformers formula gives rm.score (it said logits[:, 0] - C, the quality head alone)
+    assert f"reward = logits[:, 0] + 0.5 * logits[:, 1] - {c['blend']:.4f}" in card and "loads one label" in card
     with pytest.raises(ConfigError, match="needs debias=odin"):
         _cfg(toy, tmp_path / "x", odin_length_blend=0.5).validate()

@@ -125,7 +125,8 @@ def test_model_card_has_hub_front_matter():
                         "reward_length_corr": {"pearson": 0.1, "spearman": 0.05}}}
     text = model_card(cfg, metrics, license="cc-by-4.0")
     front = yaml.safe_load(text.split("---")[1])
-    assert front["license"] == "cc-by-4.0" and front["language"] == ["ja"]
+    # the model's licence is the backbone's (e5: MIT) and the data's together, the rule `jprefs push` applies
+    assert front["license"] == "other" and front["license_name"] == "cc-by-4.0 AND mit" and front["language"] == ["ja"]
     assert front["base_model"] == "intfloat/multilingual-e5-small" and front["datasets"] == ["chABSA"]
     names = [m["type"] for m in front["model-index"][0]["results"][0]["metrics"]]
     assert "accuracy" in names and "majority_baseline_accuracy" not in names
@@ -145,3 +146,15 @@ def test_model_card_warns_when_eval_was_split_off_the_training_file():
     assert "split off the training file" not in given
     no_test = model_card(TrainRMConfig(data="x.tsv", output_dir="o"), {**metrics, "test": None})
     assert "Give an independent `test_data`" in no_test
+
+
+def test_the_cards_licence_takes_a_non_commercial_backbone_into_account(tmp_path):
+    """A cc-by-nc-4.0 backbone and cc0-1.0 data: the card said cc0-1.0 (the data's alone)."""
+    from jprefs.classifiers.card import model_card
+    from jprefs.classifiers.config import TrainRMConfig
+
+    bb = tmp_path / "bb"
+    bb.mkdir()
+    (bb / "README.md").write_text("---\nlicense: cc-by-nc-4.0\n---\n# a backbone\n", encoding="utf-8")
+    text = model_card(TrainRMConfig(data="x.jsonl", output_dir="o", backbone=str(bb)), {"data": {}}, license="cc0-1.0")
+    assert yaml.safe_load(text.split("---")[1])["license"] == "cc-by-nc-4.0"

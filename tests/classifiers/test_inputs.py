@@ -88,3 +88,17 @@ def test_repeated_prompts_and_rows_encode_as_each_row_alone():
     assert enc.truncated[:3] == [True, False, True]
     enc.input_ids[5].append(-1)                  # row 5 repeats row 0: editing one leaves the other
     assert enc.input_ids[0][-1] != -1
+
+
+def test_a_prompt_cap_as_long_as_the_input_leaves_the_response_half():
+    """max_prompt_length 256 (the default) under max_length 32: a long prompt took 28 of 29 text tokens,
+    so every answer was scored by its first token."""
+    tok = make_tokenizer()
+    enc = encode_pairs(tok, ["あ" * 70] * 2, ["良い答えです", "悪い答えです"], max_length=32, max_prompt_length=256)
+    for ids in enc.input_ids:
+        toks = _tokens(tok, ids)
+        assert len(toks) <= 32 and toks.count("あ") == (32 - 3) // 2
+    assert _tokens(tok, enc.input_ids[0])[-7:-1] == list("良い答えです")
+    # a cap below max_length is kept as given
+    assert _tokens(tok, encode_pairs(tok, ["あ" * 70], ["x"], max_length=32, max_prompt_length=20).input_ids[0]
+                   ).count("あ") == 20

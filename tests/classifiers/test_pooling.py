@@ -181,12 +181,18 @@ def test_loading_a_mean_pooled_model_reports_no_missing_pooler_but_other_missing
     assert sorted(pooler) == ["bert.pooler.dense.bias", "bert.pooler.dense.weight"]
     assert all(torch.isnan(v).all() for v in pooler.values())
     assert "LOAD REPORT" not in _load_warnings(tmp_path / "rm")
-    # a genuinely missing weight is still reported
+    # a genuinely missing weight is still reported, and a missing head is refused (it would score at random)
     weights = load_file(tmp_path / "rm" / "model.safetensors")
-    del weights["classifier.weight"]
+    del weights["bert.encoder.layer.0.output.dense.bias"]
     save_file(weights, tmp_path / "rm" / "model.safetensors", metadata={"format": "pt"})
     text = _load_warnings(tmp_path / "rm")
-    assert "LOAD REPORT" in text and "classifier.weight" in text and "pooler" not in text
+    assert "LOAD REPORT" in text and "output.dense.bias" in text and "pooler" not in text
+    del weights["classifier.weight"]
+    save_file(weights, tmp_path / "rm" / "model.safetensors", metadata={"format": "pt"})
+    from jprefs.errors import JprefsError
+
+    with pytest.raises(JprefsError, match="no trained reward head.*classifier.weight"):
+        RewardModel.from_pretrained(tmp_path / "rm", device="cpu")
 
 
 def test_cls_pooling_on_a_backbone_without_a_pooler_warns_and_mean_does_not(tmp_path):

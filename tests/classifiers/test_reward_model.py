@@ -156,3 +156,74 @@ def test_identical_inputs_are_scored_once_and_copied_back(monkeypatch):
     assert got[7] != got[3]                     # same response, another prompt: another input
     rm.dedupe_inputs = True
     assert rm.logits(prompts[:4], responses[:4]).shape == (4, 2)   # all distinct: unchanged path
+
+
+def test_a_decoder_classifier_whose_tokenizer_has_no_pad_scores_the_same_in_any_batch(tmp_path):
+    """GPT-2 / Llama reward models: the tokenizer has no pad token, the config names one. Padding with 0
+    (read by the head as text) made a row's score depend on what it was batched with."""
+    import torch
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from jprefs.classifiers.reward_model import RewardModel
+
+    from .conftest import make_tokenizer
+
+    tok = make_tokenizer()
+    tok.pad_token = None
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok) + 5, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=64, num_labels=1,
+                      pad_token_id=len(tok) + 2)
+    d = tmp_path / "llama"
+    LlamaForSequenceClassification(cfg).save_pretrained(d)
+    tok.save_pretrained(d)
+    rm = RewardModel.from_pretrained(d, device="cpu")
+    prompts, responses = ["猫は好き?", "日本の首都は?何何何何何何"], ["良い", "東京です。東京です。東京"]
+    alone = [rm.score([p], [r])[0] for p, r in zip(prompts, responses)]
+    np.testing.assert_allclose(rm.score(prompts, responses, batch_size=2), alone, rtol=1e-4, atol=1e-5)
+
+
+def test_a_bare_backbone_is_refused_not_scored_with_a_random_head(tmp_path, capsys):
+    from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.cli import main
+    from jprefs.errors import JprefsError
+
+    from .conftest import make_backbone_dir, write_pairs
+
+    bb = make_backbone_dir(tmp_path / "bb")
+    with pytest.raises(JprefsError, match="no trained reward head"):
+        RewardModel.from_pretrained(bb, device="cpu")
+    assert main(["score", bb, write_pairs(tmp_path / "p.jsonl", n=4), "-o", str(tmp_path / "s.jsonl")]) == 2
+    assert "train-rm --backbone" in capsys.readouterr().err
+
+
+def test_a_stated_data_license_fills_unknown_rows_and_refuses_rows_that_say_another(tmp_path):
+    import json
+
+    from jprefs.classifiers.data import load_rm_data
+    from jprefs.errors import DataError
+
+    rows = [{"prompt": "q", "chosen": "a", "rejected": "b"}, {"prompt": "r", "chosen": "c", "rejected": "d",
+                                                             "license": "cc-by-nc-4.0"}]
+    f = tmp_path / "p.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    with pytest.raises(DataError, match="cc-by-nc-4.0 \\(1 rows\\)"):
+        load_rm_data(f, license="cc0-1.0")
+    d = load_rm_data(f, license="cc-by-nc-4.0")
+    assert [r.license for r in d.records] == ["cc-by-nc-4.0"] * 2 and d.license == "cc-by-nc-4.0"
+    assert load_rm_data(f).license == "cc-by-nc-4.0, unknown"
+
+
+def test_a_cuda_device_on_a_machine_without_one_is_a_config_error():
+    import torch
+
+    from jprefs.classifiers.reward_model import check_device
+    from jprefs.errors import ConfigError
+    from jprefs.rl.device import resolve_device
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(ConfigError, match="CUDA device"):
+        check_device(f"cuda:{n}")
+    with pytest.raises(ConfigError, match="CUDA device"):
+        resolve_device(f"cuda:{n}")
+    assert check_device("cpu") == "cpu"

@@ -58,3 +58,32 @@ def test_near_duplicate_split_never_puts_variants_on_both_sides(tmp_path):
 def test_eval_near_duplicates_is_validated():
     with pytest.raises(ConfigError, match="eval_near_duplicates"):
         TrainRMConfig(data="x.tsv", output_dir="o", eval_near_duplicates=1.5).validate()
+
+
+def test_a_prompt_two_files_share_is_on_one_side_in_both(tmp_path):
+    """train-rm splits each file by prompt on its own; a prompt in two files was held out of one and trained
+    on in the other (the held-out figures then read a prompt the model had trained on)."""
+    from jprefs.data.schema import prompt_key
+
+    def pairs(name, prompts, tag):
+        f = tmp_path / name
+        f.write_text("".join(json.dumps({"prompt": p, "chosen": f"良い{tag}{i}", "rejected": f"悪い{tag}{i}"},
+                                        ensure_ascii=False) + "\n" for i, p in enumerate(prompts)), encoding="utf-8")
+        return load_rm_data(f)
+
+    shared = [f"共通の質問{i}" for i in range(12)]
+    a = pairs("a.jsonl", shared + [f"Aだけの質問{i}" for i in range(12)], "a")
+    b = pairs("b.jsonl", shared[::-1] + [f"Bだけの質問{i}" for i in range(12)], "b")
+    leaked_before = 0
+    for seed in range(5):
+        leaks = []
+        for sides in (None, {}):                       # without, then with, the shared placements
+            (ta, ea), (tb, eb) = (split_by_group(d, 0.25, seed, sides=sides) for d in (a, b))
+            train = {prompt_key(r.prompt) for r in ta.records + tb.records}
+            held = {prompt_key(r.prompt) for r in ea.records + eb.records}
+            leaks.append(train & held)
+            assert len(ta.records) + len(ea.records) == 24 and len(tb.records) + len(eb.records) == 24
+        assert not leaks[1], seed
+        assert eb.records and ea.records
+        leaked_before += bool(leaks[0])
+    assert leaked_before                                # split apart, the files disagree about shared prompts

@@ -157,6 +157,13 @@ def test_config_validation():
     with pytest.raises(ConfigError, match="eval_fraction"):
         load_config(TrainRMConfig, None, ["eval_fraction=-0.1"])
     assert load_config(TrainRMConfig, None, ["eval_fraction=0"]).eval_fraction == 0
+    # internal errors before (OverflowError, ValueError after training) or a silently dropped row
+    for bad in ("max_prompt_length=-5", "center_samples=-1", "eval_limit=-1", "limit=-2"):
+        with pytest.raises(ConfigError, match=bad.split("=")[0]):
+            load_config(TrainRMConfig, None, [bad])
+    with pytest.raises(ConfigError, match="lora_r"):
+        load_config(TrainRMConfig, None, ["lora=true", "lora_r=0"])
+    assert load_config(TrainRMConfig, None, ["lora_r=0"]).lora_r == 0          # unused without lora
 
 
 def test_train_layers_freezes_the_lower_layers(toy):
@@ -273,3 +280,27 @@ def test_resume_never_unpickles_code_from_the_checkpoint(toy, tmp_path, monkeypa
     assert f"cannot resume from {out / 'checkpoint'}" in msg and "weights_only" in msg and "resume=false" in msg
     assert f"{name} does not load" in msg and "Unsupported global" in msg
     assert not marker.exists()
+
+
+def test_changed_data_under_the_same_config_is_not_the_finished_run_nor_its_checkpoint(toy, tmp_path, monkeypatch):
+    """Replacing the data file and rerunning the same command said "nothing to do" and returned the old model."""
+    import shutil
+
+    data = tmp_path / "pairs.jsonl"
+    shutil.copy(toy["pairs"], data)
+    out = tmp_path / "done"
+    _train(toy, out, data=str(data), objective="pairwise", epochs=1)
+    fp = json.loads((out / "done.json").read_text())["data_files"]["data"]
+    assert fp["bytes"] == data.stat().st_size and fp["file"] == "pairs.jsonl"          # no local path kept
+    assert _train(toy, out, data=str(data), objective="pairwise", epochs=1)       # unchanged: reused
+    write_pairs(data, n=64, seed=3)
+    with pytest.raises(ConfigError, match="another version of .*pairs.jsonl"):
+        _train(toy, out, data=str(data), objective="pairwise", epochs=1)
+    # a checkpoint of other data is not resumed either
+    ck = tmp_path / "ck"
+    _crash_after_the_first_checkpoint(toy, ck, monkeypatch)
+    prog = json.loads((ck / "checkpoint" / "progress.json").read_text())
+    prog["data_files"] = {"data": {"file": "pairs.jsonl", "bytes": 1, "sha256": "0"}}
+    (ck / "checkpoint" / "progress.json").write_text(json.dumps(prog))
+    with pytest.raises(ConfigError, match="the checkpoint .* another version"):
+        _train(toy, ck, objective="pairwise", epochs=2)

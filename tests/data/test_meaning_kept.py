@@ -113,3 +113,16 @@ def test_demo_json_is_json_and_a_missing_file_with_a_slash_is_not_a_hub_id(tmp_p
     assert "convert" in json.loads(capsys.readouterr().out)
     assert run("data", "convert", "sub/missing.jsonl", "--source", "hh-rlhf", "-o", tmp_path / "m.jsonl") == 2
     assert "input file not found: sub/missing.jsonl" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+def test_a_rank_lists_expanded_pairs_label_each_answer_once_as_the_rank_list_does(k):
+    """jprefs translate translates a rank list as its pairs and wrote binary / trl-unpaired rows per pair:
+    with three answers the middle one was both chosen and rejected."""
+    from jprefs.data.export import binary_examples
+    from jprefs.data.schema import RankList
+
+    rl = RankList.create("質問", [f"答え{i}" for i in range(k)], license="mit")
+    from_pairs = [(b.response, b.label, b.id) for b in binary_examples(rl.to_pairs())]
+    assert from_pairs == [(b.response, b.label, b.id) for b in rl.to_binary()]
+    assert len({r for r, _, _ in from_pairs}) == len(from_pairs) == 2 * (k // 2)

@@ -331,3 +331,17 @@ def test_openai_engine_needs_no_openai_sdk(server, template, monkeypatch):
     eng = get_engine("openai", model="m", base_url=server.base_url)
     [g] = eng.generate([conv(template, "no sdk here")], Sampling())
     assert decode(g.text) == "no sdk here"
+
+
+def test_openai_masks_basic_credentials_the_server_echoes(server, template):
+    """user:password in --base-url goes out as "Basic base64(user:password)"; a server that echoed the header
+    put that base64 (which decodes to the password) into the error."""
+    import base64
+
+    eng = get_engine("openai", model="m", base_url=server.base_url.replace("http://", "http://alice:PWSECRET99@"),
+                     max_retries=0)
+    server.echo_auth = True
+    server.fail_next(401, 1)
+    with pytest.raises(EngineError) as e:
+        eng.generate([conv(template, "x")], Sampling())
+    assert base64.b64encode(b"alice:PWSECRET99").decode() not in str(e.value) and "Basic ***" in str(e.value)

@@ -380,3 +380,25 @@ def test_an_answer_cut_by_a_content_filter_is_rejected_as_truncated(server, tmp_
     assert s["pairs_out"] == 2 and s["rejects_by_reason"] == {"truncated": 1}
     [r] = read(tmp_path / "out" / "rejects.jsonl")
     assert r["id"] == p.id and "prompt.0: truncated" in r["error"]
+
+
+def test_canonical_parquet_input_is_read_and_an_input_with_no_usable_row_is_an_error(tmp_path):
+    """Canonical Parquet (what `jprefs data export --format jsonl -o X.parquet` writes) was read as JSONL:
+    every row a reject, and the run "succeeded" with an empty dataset."""
+    import json
+
+    from jprefs.cli import main
+    from jprefs.errors import DataError
+    from jprefs.translate.config import TranslateConfig
+    from jprefs.translate.pipeline import load_input
+
+    src = tmp_path / "p.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"Question {i}?", "chosen": f"Good {i}.", "rejected": f"Bad {i}.",
+                                       "license": "mit"}) + "\n" for i in range(5)), encoding="utf-8")
+    assert main(["data", "export", str(src), "--format", "jsonl", "-o", str(tmp_path / "p.parquet")]) == 0
+    got = load_input(TranslateConfig(input=str(tmp_path / "p.parquet"), source="jprefs"))
+    assert len(got.pairs) == 5 and not got.rejects and got.pairs[0].license == "mit"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "no pair here"}\n{"text": "nor here"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match="no usable record among 2 rows"):
+        load_input(TranslateConfig(input=str(bad), source="jprefs"))

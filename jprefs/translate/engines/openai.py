@@ -144,6 +144,10 @@ class OpenAIEngine:
             return url, None
         user, colon, password = (unquote(x) for x in userinfo.partition(":"))
         self._secrets.append(password if colon and password else user)
+        # the header's own form too: a server that echoes "Authorization: Basic ..." gives user:password in base64
+        import base64
+
+        self._secrets.append(base64.b64encode(f"{user}:{password}".encode("utf-8")).decode("ascii"))
         return url, httpx.BasicAuth(user, password)
 
     def _scrub(self, text: str) -> str:

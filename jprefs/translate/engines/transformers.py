@@ -59,7 +59,11 @@ class TransformersEngine:
         ids = [self.tok(t, add_special_tokens=False)["input_ids"] for t in texts]
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # similar lengths share a batch
         out: list[Generation | None] = [None] * len(ids)
-        eos = {self.tok.eos_token_id, self.tok.pad_token_id} - {None}
+        # every id that ends a turn: the tokenizer's, and the generation config's (Gemma-2's <end_of_turn>,
+        # Llama-3's <|eot_id|>): generate stops on those too, and an answer that ended there is not cut off
+        gen_eos = getattr(getattr(self.lm, "generation_config", None), "eos_token_id", None)
+        gen_eos = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
+        eos = {self.tok.eos_token_id, self.tok.pad_token_id, *gen_eos} - {None}
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         for b in range(0, len(order), self.batch_size):
@@ -77,7 +81,8 @@ class TransformersEngine:
                 n = len(row)
                 while n and row[n - 1] == self.tok.pad_token_id:  # finished rows are right-padded
                     n -= 1
-                ended = n < len(row) or (n > 0 and row[n - 1] in eos)
+                # generate stops before max_new_tokens only when every row of the batch has ended
+                ended = n < len(row) or (n > 0 and row[n - 1] in eos) or len(row) < sampling.max_tokens
                 toks = row[:n - 1] if (n and row[n - 1] in eos) else row[:n]
                 text, cut = apply_stop(self.tok.decode(toks, skip_special_tokens=True), sampling.stop)
                 out[i] = Generation(text=text, finish_reason="stop" if (ended or cut) else "length",
