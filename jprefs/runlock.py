@@ -11,7 +11,7 @@ instead of interleaving ``metrics.jsonl`` or paying for every translation twice.
   pid left it. The holder writes ``{pid, host, command, started}`` into the file (that
   is what a refused run reports) and deletes the file when it is done.
 - **Shards** of one translation job (``--shard i/n``) may share a folder: each takes the
-  folder lock shared plus ``FOLDER/.jprefs.shard-i-of-n.lock`` exclusively, so two runs
+  folder lock shared plus ``FOLDER/.jprefs.shard-i.lock`` exclusively, so two runs
   of the same shard, or a shard and a whole run, still refuse each other.
 - **Data-parallel runs** (``accelerate launch`` / ``torchrun``): only the main process
   takes the lock; :func:`run_lock` hands its outcome to every process (``broadcast``), so
@@ -157,8 +157,9 @@ class RunLock:
         return self.folder / self.lock_name
 
     def _shard_path(self) -> Path:
-        i, n = self.shard.split("/")
-        return self.folder / f".jprefs.shard-{i}-of-{n}.lock"
+        # by index alone: 0/2 and 0/3 into one folder both write config.shard0.yaml and summary.shard0.json
+        i, _ = self.shard.split("/")
+        return self.folder / f".jprefs.shard-{i}.lock"
 
     def _info(self) -> dict:
         return {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command + (

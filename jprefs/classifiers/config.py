@@ -28,7 +28,8 @@ class TrainRMConfig:
     extra_data: list[str] = field(default_factory=list, metadata={"help": "more training files in the same "
                                   "format (e.g. a second judged set, English pairs); when eval is split off, "
                                   "each file is split by prompt on its own, so every file is held out in the "
-                                  "same proportion and reported apart (breakdown by source)"})
+                                  "same proportion and reported apart (breakdown by source); a prompt that "
+                                  "several files share is on the same side in all of them"})
     data_format: str = field(default="auto", metadata={"help": "auto | pairs | binary | tsv (auto: from the suffix "
                                                                "and the first row)"})
     data_source: str = field(default="", metadata={"help": "read `data` through a jprefs.data.adapters source "

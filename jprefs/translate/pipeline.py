@@ -206,6 +206,7 @@ class RunStats:
     checkpoints_written: int = 0
     engine_seconds: float = 0.0
     retries: int = 0
+    units_translated: int = 0                        # units that got text this run (a pack retried alone counts once)
     failed: list[int] = field(default_factory=list)  # units the engine gave no text (never cached)
 
 
@@ -254,6 +255,7 @@ def translate_units(plan: Plan, keys: list[str], cache: Cache, cfg: TranslateCon
             for c in range(0, len(todo), cfg.chunk_size):
                 chunk = todo[c:c + cfg.chunk_size]
                 records = _run_chunk(chunk, plan, keys, template, engine, sampling, st)
+                st.units_translated += len(records)
                 if cache.add(records, tag=tag) is not None:
                     st.checkpoints_written += 1
                 bar.update(sum(len(p) for p in chunk))
@@ -490,7 +492,7 @@ def _run_translate_locked(cfg: TranslateConfig, engine_factory=None, command: st
     summary: dict[str, Any] = {
         "rows_in": loaded.rows_in, "input_rejects": len(loaded.rejects), "records": loaded.records,
         "pairs_in": len(loaded.pairs), **plan_stats(plan, template),
-        "dedup_savings_chars": plan.naive_chars - sum(len(u) for u in plan.units), "cache_hits": cached_before, "units_translated_now": st.units_sent - len(st.failed), "requests_sent": st.requests,
+        "dedup_savings_chars": plan.naive_chars - sum(len(u) for u in plan.units), "cache_hits": cached_before, "units_translated_now": st.units_translated, "requests_sent": st.requests,
         "source_chars_sent": st.source_chars_sent, "template_overhead_chars_sent": st.template_overhead_chars,
         "engine_tokens_in": st.prompt_tokens, "engine_tokens_out": st.completion_tokens,
         "pack_fallbacks": st.pack_fallbacks, "checkpoints_written": st.checkpoints_written,
@@ -505,6 +507,10 @@ def _run_translate_locked(cfg: TranslateConfig, engine_factory=None, command: st
         return summary
     kept, rejects, flag_counts = assemble(loaded, plan, keys, cache, cfg, template, failed)
     untranslated = rejects.by_reason.get("no_translation", 0)
+    # summary.json (written last) marks a complete set: a run killed while writing the files below leaves
+    # none, rather than the previous run's summary and card beside this run's pairs
+    for stale in ("summary.json", "README.md"):
+        (out / stale).unlink(missing_ok=True)
     write_jsonl(out / "pairs.jsonl", (p.to_dict() for p in kept))
     from jprefs.data.export import binary_examples, write_trl_files
 

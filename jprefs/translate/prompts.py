@@ -136,11 +136,19 @@ def load_template(path: str) -> Template:
     known = {"name", "system", "user", "user_batch", "item", "few_shot", "description"}
     if not isinstance(d, dict) or set(d) - known:
         raise ConfigError(f"{p}: a template is a mapping with keys {sorted(known)}; got {sorted(d) if isinstance(d, dict) else d!r}")
+    for k in ("name", "system", "user", "user_batch", "item", "description"):
+        if d.get(k) is not None and not isinstance(d[k], str):
+            raise ConfigError(f"{p}: '{k}' must be a string, got {type(d[k]).__name__}")
     if "{text}" not in str(d.get("user", "")):
         raise ConfigError(f"{p}: 'user' must contain {{text}} where the source text goes")
     if d.get("user_batch") and "{items}" not in d["user_batch"]:
         raise ConfigError(f"{p}: 'user_batch' must contain {{items}}")
-    shots = tuple((str(s["source"]), str(s["target"])) for s in d.get("few_shot") or [])
+    few = d.get("few_shot") or []
+    if not isinstance(few, list) or not all(isinstance(x, dict) and isinstance(x.get("source"), str)
+                                            and isinstance(x.get("target"), str) for x in few):
+        raise ConfigError(f"{p}: 'few_shot' must be a list of {{source: TEXT, target: TEXT}} examples, got "
+                          f"{few!r:.120}")
+    shots = tuple((s["source"], s["target"]) for s in few)
     return Template(name=str(d.get("name") or p.stem), system=str(d.get("system") or ""), user=d["user"],
                     user_batch=str(d.get("user_batch") or ""), item=str(d.get("item") or ITEM_DEFAULT),
                     few_shot=shots)
@@ -153,6 +161,9 @@ PREAMBLE = re.compile(
     r"|(?:日本語)?(?:翻訳|訳文|和訳|日本語訳)(?:結果)?\s*[:：]\s*"                   # 翻訳：
     r"|(?:here is|here's) (?:the |my )?(?:japanese )?translation[^\n]{0,20}[:：]\s*)", re.I)
 QUOTES = [("「", "」"), ("『", "』"), ('"', '"'), ("“", "”"), ("'", "'")]
+# a source that itself begins with such a label ("Translation: the process of ...", "Here is the plan:"):
+# its translation begins with one too, and that is content, not the model's preamble
+SOURCE_LABEL = re.compile(r"^\s*(?:(?:the |a |my )?(?:japanese )?translat|here(?: is|'s)|below is|the following)", re.I)
 
 
 def clean_output(text: str, source: str) -> str:
@@ -163,10 +174,14 @@ def clean_output(text: str, source: str) -> str:
 
     >>> clean_output("「彼は『はい』と言った」", 'He said "yes"')
     '彼は『はい』と言った'
+    >>> clean_output("翻訳：ある言語を別の言語に移すこと。", "Translation: moving text from one language to another.")
+    '翻訳：ある言語を別の言語に移すこと。'
     """
     t = text.strip()
+    keep_label = bool(SOURCE_LABEL.match(source))
     for _ in range(2):  # 翻訳：「...」 needs two passes
-        t = PREAMBLE.sub("", t, count=1).strip()
+        if not keep_label:
+            t = PREAMBLE.sub("", t, count=1).strip()
         for a, b in QUOTES:
             if len(t) >= 2 and t.startswith(a) and t.endswith(b) and a not in t[1:-1] and b not in t[1:-1]:
                 s = source.strip()

@@ -38,9 +38,12 @@ FLAGS = ("empty", "truncated", "low_japanese_ratio", "leftover_english", "length
 
 EN_WORD_RUN = re.compile(r"[A-Za-z][A-Za-z'’\-]*(?:[ ,;:]+[A-Za-z][A-Za-z'’\-]*)*")
 LOOP = re.compile(r"(.{2,40}?)\1{4,}", re.S)
-JA_REFUSAL = re.compile(r"申し訳(?:ありません|ございません)|翻訳(?:でき|いたしかね)|お手伝いでき(?:ません|かね)|"
-                        r"お答えでき(?:ません|かね)|(?:AI|言語モデル)として")
-EN_REFUSAL = re.compile(r"\b(?:sorry|apologi[sz]e|can(?:no|')t|won't|unable|not able|as an ai)\b", re.I)
+# a refusal is a NEGATIVE form: 「翻訳できますか」 (for "Can you translate ...?") is a good translation
+JA_REFUSAL = re.compile(r"申し訳(?:ありません|ございません)|翻訳(?:できません|できかね|いたしかね|することはできません)|"
+                        r"お手伝いでき(?:ません|かね)|お答えでき(?:ません|かね)|(?:AI|言語モデル)として")
+# source words that a faithful translation renders with 申し訳ありません etc. ("Excuse me, ..." included)
+EN_REFUSAL = re.compile(r"\b(?:sorry|apologi[sz]e|can(?:no|')t|won't|unable|not able|as an ai|excuse|pardon|"
+                        r"regret|afraid|forgive)\b", re.I)
 PLACEHOLDER = re.compile(r"⟦\d+⟧")
 # finish reasons of an answer that stopped before its end: ``length`` (max_tokens reached) and
 # ``content_filter`` (a hosted API cut the answer off); either way the text is not a whole translation

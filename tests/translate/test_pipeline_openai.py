@@ -125,6 +125,8 @@ def test_packing_cuts_requests_and_falls_back_when_the_format_breaks(server, pai
     server.translator.break_packs = True
     sb = run_translate(cfg_for(server, pairs_file, tmp_path / "broken", pack_units=8, cache_dir=str(tmp_path / "cb")))
     assert sb["pack_fallbacks"] > 0 and sb["pairs_out"] == s1["pairs_out"]
+    # a unit of a failed pack retried alone is translated once (it was counted for the pack and the retry)
+    assert sb["units_translated_now"] == sb["distinct_units"] == s1["units_translated_now"]
     c = [p.to_dict() for p in load_pairs(tmp_path / "broken/pairs.jsonl")]
     assert [x["chosen"] for x in c] == [x["chosen"] for x in a]
 
@@ -402,3 +404,23 @@ def test_canonical_parquet_input_is_read_and_an_input_with_no_usable_row_is_an_e
     bad.write_text('{"text": "no pair here"}\n{"text": "nor here"}\n', encoding="utf-8")
     with pytest.raises(DataError, match="no usable record among 2 rows"):
         load_input(TranslateConfig(input=str(bad), source="jprefs"))
+
+
+def test_a_run_killed_while_writing_its_files_leaves_no_summary_of_the_run_before(server, pairs_file, tmp_path,
+                                                                                 monkeypatch):
+    import jprefs.data.export as export
+
+    out = tmp_path / "out"
+    run_translate(cfg_for(server, pairs_file, out))
+    assert (out / "summary.json").is_file()
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "write_trl_files", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_translate(cfg_for(server, pairs_file, out, limit=2))
+    assert (out / "pairs.jsonl").is_file() and not (out / "summary.json").exists() and not (out / "README.md").exists()
+    monkeypatch.undo()
+    s = run_translate(cfg_for(server, pairs_file, out, limit=2))       # the rerun completes the set
+    assert (out / "summary.json").is_file() and s["pairs_in"] == 2

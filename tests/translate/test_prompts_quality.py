@@ -33,6 +33,13 @@ def test_template_file_errors_are_clear(tmp_path):
         load_template(str(p))
     with pytest.raises(ConfigError, match="not found"):
         load_template(str(tmp_path / "missing.yaml"))
+    # wrong shapes were internal errors (KeyError, TypeError, AttributeError)
+    for text, msg in (("user: '{text}'\nfew_shot:\n- source: a\n", "few_shot"),
+                      ("user: '{text}'\nfew_shot: x\n", "few_shot"),
+                      ("user: ['{text}']\n", "'user' must be a string")):
+        p.write_text(text, encoding="utf-8")
+        with pytest.raises(ConfigError, match=msg):
+            load_template(str(p))
 
 
 @pytest.mark.parametrize("raw,src,want", [
@@ -109,3 +116,23 @@ def test_builtin_templates_are_found_without_the_repository(tmp_path, monkeypatc
         load_template("builtin:nope")
     with pytest.raises(ConfigError, match="template file not found"):
         load_template("prompts/missing.yaml")
+
+
+@pytest.mark.parametrize("raw,src", [
+    ("翻訳：ある言語で書かれた文章を別の言語に移すこと。", "Translation: the process of converting text from one language to another."),
+    ("日本語訳：この単語の意味です。", "Japanese translation: the meaning of this word."),
+    ("以下は詩の翻訳です：\n春の雨", "Below is the translation of the poem:\nSpring rain"),
+])
+def test_a_label_the_source_itself_begins_with_is_content_and_kept(raw, src):
+    assert clean_output(raw, src) == raw
+
+
+@pytest.mark.parametrize("src,tgt", [
+    ("Can you translate this sentence into French for me, please?", "この文をフランス語に翻訳できますか？お願いします。"),
+    ("Excuse me, could you tell me where the nearest station is?", "申し訳ありません、最寄りの駅はどこか教えていただけますか？"),
+    ("I'm afraid I have to cancel our meeting tomorrow afternoon.", "申し訳ありませんが、明日の午後の会議をキャンセルしなければなりません。"),
+])
+def test_a_faithful_translation_is_no_refusal(src, tgt):
+    assert "refusal" not in check_unit(src, tgt, "stop", TH)
+    assert "refusal" in check_unit("Translate the weather report for tomorrow morning into Japanese.",
+                                   "申し訳ありませんが、この文章は翻訳できません。", "stop", TH)

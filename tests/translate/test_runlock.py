@@ -60,6 +60,9 @@ def test_shards_share_a_folder_a_shard_twice_or_the_whole_job_is_refused(server,
         capsys.readouterr()
         assert main(_args(pairs_file, server, out, "--shard", "0/2")) == 2
         assert f"`jprefs translate --shard 0/2` (pid {holder.pid}," in capsys.readouterr().err
+        # another shard count with the same index writes the same config.shard0.yaml / summary.shard0.json
+        assert main(_args(pairs_file, server, out, "--shard", "0/3")) == 2
+        assert f"(pid {holder.pid}," in capsys.readouterr().err
         assert main(_args(pairs_file, server, out)) == 2
         assert f"(pid {holder.pid}," in capsys.readouterr().err
         from jprefs.config import load_config
