@@ -60,7 +60,8 @@ class TrainRMConfig:
                                                                "listwise (rank lists)"})
     listwise_loss: str = field(default="plackett-luce", metadata={"help": "listwise: plackett-luce | all-pairs"})
     margin: float = field(default=0.0, metadata={"help": "pairwise: constant margin in -log sigmoid(r_c - r_r - m)"})
-    use_pair_margin: bool = field(default=False, metadata={"help": "pairwise: add each pair's `margin` field"})
+    use_pair_margin: bool = field(default=False, metadata={"help": "pairwise: add each pair's `margin` field (else chosen_score - rejected_score when "
+                                                          "both are set; else 0) to the Bradley-Terry margin"})
     debias: str = field(default="none", metadata={"help": "length debiasing (pairwise): none | correlation "
                                                           "(Bradley-Terry + debias_weight * |pearson(reward, log "
                                                           "length)| per batch) | odin (a quality and a length "

@@ -7,7 +7,8 @@
 - :func:`counterfactual_pairs` (``train-rm counterfactual=repeat|filler``): new pairs built from
   the training pairs' chosen answers, where the *longer* answer is the worse one by construction:
   ``repeat``: the chosen answer followed by itself again (a rambling, repetitive answer);
-  ``filler``: the chosen answer followed by another prompt's answer (irrelevant text).
+  ``filler``: the chosen answer followed by the chosen answer of a pair on another prompt (irrelevant
+  text; ``repeat`` when a few seeded draws find none, e.g. one prompt only).
   They are training pairs only (never evaluated), marked ``meta["counterfactual"]`` with source
   ``counterfactual``; pairs whose padded version would be cut back to the original by the token
   limit are left out by the caller (:func:`jprefs.classifiers.train.build_items`).
@@ -51,14 +52,25 @@ def counterfactual_pairs(pairs: list, kind: str, fraction: float, seed: int) -> 
     out = []
     for i in chosen_idx:
         p = pairs[i]
-        if kind == "repeat":
-            padded = p.chosen + "\n\n" + p.chosen
-        else:
-            j = rng.randrange(len(pairs) - 1) if len(pairs) > 1 else 0
-            j = j + 1 if j >= i and len(pairs) > 1 else j      # another pair's answer
-            other = pairs[j].chosen if len(pairs) > 1 else p.rejected
-            padded = p.chosen + "\n\n" + other
+        other = _other_prompts_answer(pairs, i, rng) if kind == "filler" else None
+        # no answer to another prompt (one prompt only): the repeat is the padded answer
+        padded = p.chosen + "\n\n" + (other if other is not None else p.chosen)
         out.append(PreferencePair(id=f"{p.id}~cf-{kind}", prompt=p.prompt, chosen=p.chosen, rejected=padded,
                                   source="counterfactual", license=p.license,
                                   meta={"counterfactual": kind, "of": p.id}))
     return out
+
+
+def _other_prompts_answer(pairs: list, i: int, rng: random.Random, tries: int = 32) -> str | None:
+    """The chosen answer of a pair on ANOTHER prompt, drawn at random (a few seeded draws; None if they
+    all hit pair ``i``'s prompt or its own chosen text). Another *pair* was not enough: judged sets and
+    expanded rank lists hold many pairs per prompt, so the "irrelevant" text was often an answer to the
+    same question, or the chosen answer itself."""
+    from jprefs.data.schema import prompt_key
+
+    key, own = prompt_key(pairs[i].prompt), pairs[i].chosen
+    for _ in range(tries if len(pairs) > 1 else 0):
+        q = pairs[rng.randrange(len(pairs))]
+        if q.chosen != own and prompt_key(q.prompt) != key:
+            return q.chosen
+    return None

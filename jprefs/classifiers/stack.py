@@ -85,11 +85,15 @@ def stack_weights(d, l2: float = 1.0, penalties=None):
     return _fit_logistic(d / sd, l2, penalties=pen) / sd
 
 
-def cross_fitted(chosen, rejected, groups: Sequence[Any], folds: int = STACK_FOLDS, seed: int = 0):
+def cross_fitted(chosen, rejected, groups: Sequence[Any], folds: int = STACK_FOLDS, seed: int = 0, *,
+                 return_folds: bool = False):
     """Out-of-fold stack scores of per-response features ``chosen`` / ``rejected`` ``(n, D)``: the pairs
     are dealt to ``folds`` folds by group (prompt, :func:`grouped_folds`), and each fold is scored with
-    :func:`stack_weights` fit on the other folds' pairs only. Returns ``(s_chosen, s_rejected)``
-    ``(n,)`` each and the per-fold weights ``(folds, D)``."""
+    :func:`stack_weights` fit on the other folds' pairs only, less that fit's offset (the mean score of
+    the responses it was fit on, as ``RewardStack.offset`` is for the full fit: without it each fold's
+    rewards sat at another level, which left the pairs' order alone but bent the pooled per-100-characters
+    slope and Spearman with length). Returns ``(s_chosen, s_rejected)`` ``(n,)`` each and the per-fold
+    weights ``(folds, D)``; ``return_folds``: also each pair's fold ``(n,)``."""
     import numpy as np
 
     from jprefs.classifiers.probe import grouped_folds
@@ -104,9 +108,10 @@ def cross_fitted(chosen, rejected, groups: Sequence[Any], folds: int = STACK_FOL
     for f in range(k):
         te = fold == f
         w = stack_weights(xc[~te] - xr[~te])
-        sc[te], sr[te] = xc[te] @ w, xr[te] @ w
+        off = np.concatenate([xc[~te], xr[~te]]).mean(0) @ w
+        sc[te], sr[te] = xc[te] @ w - off, xr[te] @ w - off
         ws.append(w)
-    return sc, sr, np.stack(ws)
+    return (sc, sr, np.stack(ws), fold) if return_folds else (sc, sr, np.stack(ws))
 
 
 def column_matrix(comps: dict, names: Sequence[str]):
@@ -620,6 +625,7 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
     from jprefs.classifiers.layercache import clear_memo
     from jprefs.classifiers.probe import Embedder, fit_probe
     from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.classifiers.textfeatures import FEATURES
     from jprefs.classifiers.train import _load_split, train_reward_model
     from jprefs.data.schema import prompt_key
     from jprefs.runlock import run_lock
@@ -674,7 +680,14 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
             st.offset = float(np.concatenate([xc, xr]).mean(0) @ w)
             groups = [prompt_key(p.prompt) for p in pairs]
             folds = cfg.stack_folds
-            oc, orr, fold_w = cross_fitted(xc, xr, groups, folds=folds)
+            oc, orr, fold_w, fold = cross_fitted(xc, xr, groups, folds=folds, return_folds=True)
+            # each part alone on the held-out split; `features` are a weighted sum, and their weights were fit
+            # on this split: out of fold too (with the full fit's weights, noise features read 0.62, not 0.5)
+            alone = _alone(st, comps)
+            if "features" in names:
+                at = st.columns.index(f"features.{FEATURES[0]}")
+                fw = fold_w[fold][:, at:at + len(FEATURES)]                  # (n, 13) each pair's fold weights
+                alone["features"] = tuple((np.asarray(comps["features"][i], np.float64) * fw).sum(1) for i in (0, 1))
             metrics: dict[str, Any] = {"stack": names, "frozen": False, "weights": st.weights, "offset": st.offset,
                                        "reward_head": cfg.stack_head or None,
                                        "fold_weights": {c: fold_w[:, i].tolist() for i, c in enumerate(st.columns)},
@@ -683,12 +696,12 @@ def train_stack(cfg, *, log=print) -> dict[str, Any]:
                                        # the reward model's epoch, when chosen, was chosen on this same split
                                        "reward_epoch_selected_on_eval": chosen,
                                        "data": data}
-            metrics["eval"] = {**_figures(oc, orr, pairs, _alone(st, comps)), "cross_fitted_folds": int(fold_w.shape[0])}
+            metrics["eval"] = {**_figures(oc, orr, pairs, alone), "cross_fitted_folds": int(fold_w.shape[0])}
             if len(held) > 1:
                 by, at = {}, 0
                 for label, ps, f in held:
                     sl = slice(at, at + len(ps))
-                    by[label] = _figures(oc[sl], orr[sl], ps, _alone(st, f))
+                    by[label] = _figures(oc[sl], orr[sl], ps, {c: (a[sl], b[sl]) for c, (a, b) in alone.items()})
                     at += len(ps)
                 metrics["eval_by_file"] = by
             if test is not None and test.records:

@@ -96,7 +96,7 @@ def build_items(data, cfg: TrainRMConfig, tokenizer, max_length: int) -> Items:
         pairs = pairs + extra
         n = len(pairs)
         e = enc([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
-        margins = [(p.margin or 0.0) if cfg.use_pair_margin else 0.0 for p in pairs]
+        margins = [_pair_margin(p) if cfg.use_pair_margin else 0.0 for p in pairs]
         lengths = [len(p.chosen) for p in pairs] + [len(p.rejected) for p in pairs]
         weights = length_balance_weights(lengths[:n], lengths[n:]) if cfg.length_balance else None
         return Items(e, [[i, n + i] for i in range(n)], margins=margins, lengths=lengths, weights=weights,
@@ -286,6 +286,17 @@ def _mixed_precision(cfg: TrainRMConfig) -> str:
 
 
 # ------------------------------------------------------------------ the loop
+
+def _pair_margin(p) -> float:
+    """A pair's margin for ``use_pair_margin``: its ``margin``, else ``chosen_score - rejected_score`` when
+    both are set (graded pairs, a rank list's scores), else 0 (with only the field read, a run over graded
+    rank lists was plain Bradley-Terry, silently)."""
+    if p.margin is not None:
+        return float(p.margin)
+    if p.chosen_score is not None and p.rejected_score is not None:
+        return float(p.chosen_score - p.rejected_score)
+    return 0.0
+
 
 def _load_split(cfg: TrainRMConfig, log):
     from jprefs.classifiers.data import RMData, load_rm_data, split_by_group
@@ -803,6 +814,9 @@ def _head_weight(model):
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     for name in ("classifier", "score"):
         mod = getattr(base, name, None)
+        # LoRA: peft wraps the trained head in a ModulesToSaveWrapper; its trained copy is the one to read
+        saved = getattr(mod, "modules_to_save", None)
+        mod = saved["default"] if saved is not None and "default" in saved else mod
         mod = getattr(mod, "out_proj", mod)           # XLM-R: classifier.dense -> classifier.out_proj
         if isinstance(mod, torch.nn.Linear) and mod.out_features == 2:
             return mod.weight

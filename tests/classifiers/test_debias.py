@@ -115,6 +115,16 @@ def test_counterfactual_pairs_are_longer_worse_seeded_and_marked():
                 assert tail in {p.chosen for p in pairs} and tail != orig.chosen
         assert len({c.id for c in cf}) == 4
     assert counterfactual_pairs(pairs, "none", 0.5, seed=3) == []
+    # many pairs per prompt (a judged set, an expanded rank list): the filler is always another prompt's answer
+    many = [PreferencePair(id=f"q{i}-{j}", prompt=f"質問{i}", chosen=f"答え{i}-{j}。", rejected=f"悪い{i}-{j}")
+            for i in range(3) for j in range(10)]
+    by_id = {p.id: p for p in many}
+    for c in counterfactual_pairs(many, "filler", 1.0, seed=0):
+        orig = by_id[c.meta["of"]]
+        tail = c.rejected[len(orig.chosen) + 2:]
+        assert not tail.startswith(f"答え{orig.id[1]}-"), (orig.id, tail)
+    one = [PreferencePair(id=f"o{j}", prompt="一つの質問", chosen=f"答え{j}", rejected=f"悪い{j}") for j in range(4)]
+    assert all(c.rejected == c.chosen + "\n\n" + c.chosen for c in counterfactual_pairs(one, "filler", 1.0, seed=0))
 
 
 # ------------------------------------------------------------------ constructed: BT learns length
@@ -191,3 +201,13 @@ def test_on_constructed_data_bradley_terry_learns_length_and_the_debiased_object
     assert odin_q["pairwise_accuracy"] > bt["pairwise_accuracy"] + 0.05
     lc = bt["length_controlled_accuracy"]
     assert corr["length_controlled_accuracy"] > lc + 0.15 and odin_q["length_controlled_accuracy"] > lc + 0.15
+
+
+def test_use_pair_margin_falls_back_to_the_score_difference():
+    from jprefs.classifiers.train import _pair_margin
+    from jprefs.data.schema import PreferencePair, RankList
+
+    assert _pair_margin(PreferencePair.create("q", "a", "b", margin=1.5, chosen_score=9.0, rejected_score=1.0)) == 1.5
+    assert _pair_margin(PreferencePair.create("q", "a", "b", chosen_score=8.0, rejected_score=3.0)) == 5.0
+    assert _pair_margin(PreferencePair.create("q", "a", "b")) == 0.0
+    assert [_pair_margin(p) for p in RankList.create("q", ["a", "b", "c"], scores=[9, 5, 1]).to_pairs()] == [4, 8, 4]

@@ -370,3 +370,13 @@ def test_odin_length_blend_makes_a_blend_head_the_default_reward(toy, tmp_path):
     assert f"reward = logits[:, 0] + 0.5 * logits[:, 1] - {c['blend']:.4f}" in card and "loads one label" in card
     with pytest.raises(ConfigError, match="needs debias=odin"):
         _cfg(toy, tmp_path / "x", odin_length_blend=0.5).validate()
+
+
+def test_odin_trains_with_lora_on_a_bert_backbone(toy, tmp_path):
+    """peft wraps BERT's classifier in a ModulesToSaveWrapper, and ODIN's head lookup failed on it."""
+    pytest.importorskip("peft")
+    from jprefs.classifiers.reward_model import RewardModel
+
+    m = _train(toy, tmp_path / "lora-odin", debias="odin", lora=True, lora_r=4, epochs=1)
+    assert set(m["eval_heads"]) == {"quality", "length", "full"}
+    assert RewardModel.from_pretrained(tmp_path / "lora-odin", device="cpu").heads[0] == "quality"

@@ -166,7 +166,11 @@ def test_rerun_and_damaged_files(trained, tmp_path):
     f.write_text(json.dumps({k: v for k, v in spec.items() if k != "config"}))
     again = S.train_stack(dataclasses.replace(cfg, output_dir=str(tmp_path / "copy")), **QUIET)
     saved = json.loads(f.read_text())["config"]
-    assert again["weights"] == trained["metrics"]["weights"] and saved["output_dir"] == str(tmp_path / "copy")
+    # refit in this process, where the frozen-layer memo is warm from the first fit: the same weights to float
+    # noise (1e-8; exact when the test file runs after others that filled the memo the same way)
+    flat = lambda w: [x for v in w.values() for x in (v.values() if isinstance(v, dict) else [v])]  # noqa: E731
+    assert flat(again["weights"]) == pytest.approx(flat(trained["metrics"]["weights"]), rel=1e-6, abs=1e-9)
+    assert saved["output_dir"] == str(tmp_path / "copy")
     assert {k: v for k, v in saved.items() if k != "output_dir"} == \
         {k: v for k, v in spec["config"].items() if k != "output_dir"}
     w = spec["weights"]
@@ -268,3 +272,13 @@ def test_features_in_a_fine_tuned_stack_are_fit_on_the_held_out_split(tmp_path):
     x = st.matrix(st.components([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs]))
     np.testing.assert_allclose(st.weight_vector(), S.stack_weights(x[:n] - x[n:]), rtol=1e-3, atol=1e-6)
     assert set(m["eval"]["components"]) == {"reward", "features"}
+    # the features' own figure in the cross-fitted table is out of fold too: each pair scored with the 13
+    # feature weights of the fold fit without it (the full fit's weights saw its label)
+    from jprefs.classifiers.probe import grouped_folds
+    from jprefs.data.schema import prompt_key
+
+    fold = grouped_folds([prompt_key(p.prompt) for p in pairs], m["eval"]["cross_fitted_folds"], 0)
+    fw = np.array([m["fold_weights"][c] for c in st.columns[1:]]).T[fold]          # (n, 13)
+    fc, fr = (x[:n, 1:] * fw).sum(1), (x[n:, 1:] * fw).sum(1)
+    want = float(np.mean(np.where(fc > fr, 1.0, np.where(fc == fr, 0.5, 0.0))))
+    assert m["eval"]["components"]["features"]["pairwise_accuracy"] == pytest.approx(want, abs=1e-9)

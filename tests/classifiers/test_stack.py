@@ -60,10 +60,15 @@ def test_cross_fitting_never_reads_the_labels_of_the_fold_it_scores():
     np.testing.assert_allclose(sr2[fold == 0], sc[fold == 0])
     np.testing.assert_allclose(ws2[0], ws[0])
     assert not np.allclose(ws2[1], ws[1])                      # the other folds were fit on fold 0's labels
-    # each fold's scores are its features times the weights fit without it
+    # each fold's scores are its features times the weights fit without it, less that fit's offset (the mean
+    # score of the responses it was fit on), so every fold's rewards are centred alike
     for f in range(3):
         te = fold == f
-        np.testing.assert_allclose(sc[te], xc[te] @ S.stack_weights(xc[~te] - xr[~te]))
+        w = S.stack_weights(xc[~te] - xr[~te])
+        off = np.concatenate([xc[~te], xr[~te]]).mean(0) @ w
+        np.testing.assert_allclose(sc[te], xc[te] @ w - off)
+    shifted = S.cross_fitted(xc + 5.0, xr + 5.0, groups, folds=3)      # a column far from 0 moves no score
+    np.testing.assert_allclose(shifted[0], sc, atol=1e-9)
     with pytest.raises(ConfigError, match="at least 2 prompts"):
         S.cross_fitted(xc, xr, ["one"] * n)
 
