@@ -27,6 +27,15 @@ def _h(text: str) -> dict:
     return {"help": text}
 
 
+# trl 1.16's loss_type values per trainer (DPOConfig, KTOConfig, GRPOConfig; RLOOConfig has none): a value
+# outside them was a TypeError or an UnboundLocalError at the first step, after the warm start
+TRL_LOSS_TYPES = {
+    "dpo": ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+            "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"),
+    "kto": ("kto", "apo_zero_unpaired"),
+    "grpo": ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo", "luspo", "vespo"),
+}
+
 @dataclass
 class RLConfig:
     # ------------------------------------------------------------ what to run
@@ -245,6 +254,28 @@ class RLConfig:
             if self.reward_weights and len(self.reward_weights) != n_src:
                 raise ConfigError(f"reward_weights has {len(self.reward_weights)} values for {n_src} reward "
                                   "source(s) (reward_model + extra_rewards); fix: one weight per source")
+            for spec in self.extra_rewards:
+                kind, _, what = str(spec).partition(":")
+                if kind not in ("rm", "classifier", "callable") or not what:
+                    raise ConfigError(f"extra_rewards entry {spec!r} is not 'TYPE:SPEC' with TYPE rm, classifier "
+                                      "or callable (e.g. 'callable:jprefs.rl.rewards:lexicon_sentiment')")
+            if self.temperature == 0:
+                # trl samples its rollouts: a greedy group of identical completions has no advantage to learn from
+                raise ConfigError(f"algo={self.algo} samples its groups: temperature=0 (greedy) would make every "
+                                  f"completion of a group the same\n  fix: temperature > 0 (1.0 is trl's default)")
+        elif self.extra_rewards or self.reward_weights:
+            raise ConfigError(f"extra_rewards / reward_weights are for grpo and rloo (they sum reward sources over "
+                              f"fresh samples); algo={self.algo} would ignore them\n  fix: drop them")
+        losses = TRL_LOSS_TYPES.get(self.algo)
+        if self.trl_loss_type and (losses is None or self.trl_loss_type not in losses):
+            raise ConfigError(f"trl_loss_type={self.trl_loss_type!r}: " + (
+                f"algo={self.algo} has no loss_type in trl" if not losses else
+                f"trl's {self.algo} takes one of {', '.join(losses)}") + "\n  fix: leave trl_loss_type empty (trl's "
+                "default) or pick one of those")
+        if self.algo in ("dpo", "kto") and self.prompt_max_tokens >= self.max_length:
+            raise ConfigError(f"algo={self.algo}: prompt_max_tokens={self.prompt_max_tokens} leaves no room in "
+                              f"max_length={self.max_length} for the answer (trl drops such rows, silently)\n"
+                              f"  fix: prompt_max_tokens < max_length")
         if self.algo == "kto" and self.batch_size < 2:
             raise ConfigError("algo=kto needs batch_size >= 2 (its KL estimate pairs each row with another "
                               "of the batch)")

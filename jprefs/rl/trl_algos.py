@@ -36,19 +36,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# trl's logged key -> jprefs' name for the same quantity (PPO's metrics.jsonl); both are written.
+# trl's logged key -> jprefs' name for the same quantity (PPO's metrics.jsonl); both are written. trl's GRPO /
+# RLOO `kl` is a mean per completion token, PPO's `objective/kl` a sum over the response: the per-token one
+# keeps its own name (under PPO's it read about 10x low at 11 tokens a completion)
 SAME_AS = {
-    "grpo": {"reward": "objective/score", "reward_std": "objective/score_std", "kl": "objective/kl",
+    "grpo": {"reward": "objective/score", "reward_std": "objective/score_std", "kl": "objective/kl_per_token",
              "completions/mean_length": "objective/response_tokens", "entropy": "policy/entropy"},
     "dpo": {"entropy": "policy/entropy"},
-    "kto": {},
+    "kto": {"entropy": "policy/entropy"},
 }
 SAME_AS["rloo"] = SAME_AS["grpo"]
 # Panels of curves.png per algorithm.
 PLOTS = {
     "dpo": ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected", "eval/reward"],
     "kto": ["loss", "rewards/margins", "rewards/chosen", "rewards/rejected", "kl", "eval/reward"],
-    "grpo": ["objective/score", "objective/kl", "loss", "policy/entropy", "objective/response_tokens",
+    "grpo": ["objective/score", "objective/kl_per_token", "loss", "policy/entropy", "objective/response_tokens",
              "eval/reward"],
 }
 PLOTS["rloo"] = PLOTS["grpo"]
@@ -104,6 +106,9 @@ def preference_rows(cfg, tok) -> list[dict]:
         from jprefs.errors import DataError
 
         raise DataError(f"algo={cfg.algo} needs at least 2 rows; {cfg.data!r} gave {len(rows)}")
+    bos = "" if conv else bos_text(tok)
+    for r in rows:
+        r["prompt"] = bos + _last_tokens(tok, r["prompt"], cfg.prompt_max_tokens) if not conv else r["prompt"]
     if cfg.algo == "kto":
         # KTOTrainer reads its data in order (its KL term pairs neighbours): shuffle once, seeded.
         import random
@@ -112,22 +117,45 @@ def preference_rows(cfg, tok) -> list[dict]:
     return rows
 
 
+def bos_text(tok) -> str:
+    """The tokenizer's BOS as text, when it has one and does not add it itself ("" otherwise). jprefs'
+    sampler starts every prompt with BOS (:func:`jprefs.rl.policies.encode_prompts`: PPO, the eval samples,
+    the SFT warm start); trl tokenizes a standard prompt with the tokenizer's defaults, which for such a
+    tokenizer add none, so DPO/KTO/GRPO/RLOO trained on contexts the policy is never sampled from."""
+    bos, bid = getattr(tok, "bos_token", None), getattr(tok, "bos_token_id", None)
+    if not bos or bid is None:
+        return ""
+    return "" if tok("a")["input_ids"][:1] == [bid] else bos
+
+
 def prompt_rows(cfg, tok) -> list[dict]:
-    """GRPO/RLOO rows: ``{"prompt": str}`` or, for a chat tokenizer, a one-message conversation."""
+    """GRPO/RLOO rows: ``{"prompt": str}`` (with the BOS text :func:`bos_text` gives) or, for a chat
+    tokenizer, a one-message conversation."""
     from jprefs.rl.texts import load_prompts
 
     conv = bool(getattr(tok, "chat_template", None))
-    return [{"prompt": [{"role": "user", "content": p}] if conv else p} for p in load_prompts(cfg.prompts)]
+    bos = "" if conv else bos_text(tok)
+    return [{"prompt": [{"role": "user", "content": p}] if conv else bos + _last_tokens(tok, p, cfg.prompt_max_tokens)}
+            for p in load_prompts(cfg.prompts)]
 
 
-def _text(x) -> str:
-    """A trl prompt/completion (a string or a message list) as text for a jprefs reward."""
+def _last_tokens(tok, text: str, n: int) -> str:
+    """``text`` cut to its last ``n`` tokens, as jprefs' sampler cuts every prompt (``prompt_max_tokens``):
+    trl's GRPO/RLOO take prompts whole (a long one ran past the model's positions: IndexError) and its DPO
+    drops rows whose prompt fills max_length, without a word."""
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    return text if len(ids) <= n else tok.decode(ids[-n:], skip_special_tokens=False)
+
+
+def _text(x, bos: str = "") -> str:
+    """A trl prompt/completion (a string or a message list) as text for a jprefs reward (a leading BOS text,
+    added for trl's tokenizer, taken off)."""
     if isinstance(x, str):
-        return x
+        return x[len(bos):] if bos and x.startswith(bos) else x
     return "".join(m.get("content", "") for m in x if m.get("role") != "system") if x else ""
 
 
-def trl_reward_funcs(cfg, device=None, main=None) -> list:
+def trl_reward_funcs(cfg, device=None, main=None, bos: str = "") -> list:
     """trl reward functions (``(prompts, completions, **kw) -> list[float]``) for the run's
     reward sources: the main one (``reward_type``/``reward_model``; ``main`` if already built)
     and ``extra_rewards``, each with ``reward_sign``. trl sums them with ``reward_weights``."""
@@ -149,7 +177,7 @@ def trl_reward_funcs(cfg, device=None, main=None) -> list:
     funcs = []
     for i, (name, fn) in enumerate(sources):
         def trl_fn(prompts, completions, _fn=fn, **kwargs):
-            return _fn([_text(p) for p in prompts], [_text(c) for c in completions])
+            return _fn([_text(p, bos) for p in prompts], [_text(c) for c in completions])
 
         # trl logs rewards/<__name__>/mean; keep the names distinct.
         trl_fn.__name__ = name if all(n != name for n, _ in sources[:i]) else f"{name}_{i}"
@@ -389,7 +417,8 @@ def train_trl(cfg, out, *, dist=None) -> dict:
         cls = jprefs_trainer(trl.DPOTrainer if cfg.algo == "dpo" else trl.KTOTrainer)
         trainer = cls(model=model, ref_model=ref, train_dataset=ds, **kw)
     else:
-        funcs = trl_reward_funcs(cfg, device, main=rfn)
+        funcs = trl_reward_funcs(cfg, device, main=rfn,
+                                 bos="" if getattr(tok, "chat_template", None) else bos_text(tok))
         ds = Dataset.from_list(prompt_rows(cfg, tok))
         cls = jprefs_trainer(trl.GRPOTrainer if cfg.algo == "grpo" else trl.RLOOTrainer)
         trainer = cls(model=model, reward_funcs=funcs, train_dataset=ds, **kw)

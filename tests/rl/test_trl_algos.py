@@ -153,7 +153,7 @@ def test_online_algos_follow_the_reward_sign(files, tmp_path, algo, sign):
         assert after <= before / 3, (before, after)
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
     if algo == "rloo":
-        assert any(r.get("objective/kl", 0) > 0 for r in rows)    # the KL term is live
+        assert any(r.get("objective/kl_per_token", 0) > 0 for r in rows)    # the KL term is live
 
 
 # ---------------------------------------------------------------- offline: DPO, KTO
@@ -320,6 +320,17 @@ def test_bad_configs_are_one_clear_error(files, tmp_path):
         load_config(RLConfig, dict(algo="grpo", batch_size=6, num_generations=4))
     with pytest.raises(ConfigError, match="cannot use reward_type='labels'"):
         load_config(RLConfig, dict(algo="rloo", reward_type="labels"))
+    # errors trl raised only at the first step, after the warm start (TypeError, UnboundLocalError), or ignored
+    for over, msg in ((dict(algo="rloo", trl_loss_type="grpo"), "has no loss_type"),
+                      (dict(algo="kto", trl_loss_type="sigmoid", data=str(files / "pairs.jsonl")), "kto, apo_zero"),
+                      (dict(algo="dpo", trl_loss_type="bogus", data=str(files / "pairs.jsonl")), "sigmoid, hinge"),
+                      (dict(algo="grpo", temperature=0.0), "temperature=0"),
+                      (dict(algo="grpo", extra_rewards=["callable"]), "is not 'TYPE:SPEC'"),
+                      (dict(algo="dpo", extra_rewards=["callable:a:b"], data=str(files / "pairs.jsonl")),
+                       "are for grpo and rloo")):
+        with pytest.raises(ConfigError, match=msg):
+            load_config(RLConfig, over)
+    assert load_config(RLConfig, dict(algo="grpo", trl_loss_type="dr_grpo")).trl_loss_type == "dr_grpo"
 
 
 def test_every_trl_recipe_loads():
@@ -426,10 +437,43 @@ def test_preference_prompts_are_the_contexts_the_policy_is_sampled_from(files):
     from jprefs.rl.texts import load_prompts
     from jprefs.rl.trl_algos import preference_rows
 
+    import torch
+
+    from jprefs.rl.policies import encode_prompts
+    from jprefs.rl.trl_algos import bos_text, prompt_rows
+
     tok = AutoTokenizer.from_pretrained(files / "policy")
     sampled = load_prompts(str(files / "prompts.txt"))
+    bos = bos_text(tok)
+    assert bos and tok.bos_token_id is not None          # this tokenizer adds no BOS of its own
     for algo in ("dpo", "kto"):
         rows = preference_rows(_cfg(files, algo=algo, **OFFLINE), tok)
-        assert sorted({r["prompt"] for r in rows}) == sorted(sampled), (algo, rows[:2])
+        assert sorted({r["prompt"] for r in rows}) == sorted(bos + p for p in sampled), (algo, rows[:2])
+    # trl tokenizes a standard prompt with the tokenizer's defaults: the ids are the sampler's, BOS first
+    for r in prompt_rows(_cfg(files, algo="grpo", **ONLINE), tok):
+        ids, mask = encode_prompts(tok, [r["prompt"][len(bos):]], 64, torch.device("cpu"))
+        assert tok(text=r["prompt"])["input_ids"] == ids[0][mask[0].bool()].tolist()
     conv = preference_rows(_cfg(files, algo="dpo", **OFFLINE), AutoTokenizer.from_pretrained(files / "chat_policy"))
     assert conv[0]["prompt"] == [{"role": "user", "content": PROMPTS[0]}]
+
+
+def test_trl_rows_cut_prompts_to_prompt_max_tokens_as_the_sampler_does(files, tmp_path):
+    """prompt_max_tokens reached no trl trainer: a long prompt ran GRPO past the model's positions
+    (IndexError) and made DPO drop rows silently."""
+    from transformers import AutoTokenizer
+
+    from jprefs.rl.trl_algos import bos_text, preference_rows, prompt_rows
+
+    tok = AutoTokenizer.from_pretrained(files / "policy")
+    bos = bos_text(tok)
+    long = tmp_path / "long.txt"
+    text, short = PROMPTS[0] * 6, PROMPTS[1][:2]
+    long.write_text(text + "\n" + short + "\n", encoding="utf-8")
+    rows = prompt_rows(_cfg(files, algo="grpo", **dict(ONLINE, prompts=str(long), prompt_max_tokens=8)), tok)
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok(rows[0]["prompt"][len(bos):], add_special_tokens=False)["input_ids"] == ids[-8:] and len(ids) > 8
+    assert rows[1]["prompt"] == bos + short
+    for r in preference_rows(_cfg(files, algo="dpo", **dict(OFFLINE, prompt_max_tokens=4)), tok):
+        assert len(tok(r["prompt"][len(bos):], add_special_tokens=False)["input_ids"]) <= 4
+    with pytest.raises(ConfigError, match="leaves no room"):
+        load_config(RLConfig, dict(algo="dpo", data=str(files / "pairs.jsonl"), max_length=16, prompt_max_tokens=16))
