@@ -67,6 +67,10 @@ MODES = ("pairwise", "grade")
 REASONS = ("empty", "truncated", "no_verdict", "unknown_verdict", "conflicting_verdicts", "score_out_of_range")
 MARKER = re.compile(r"\[\[\s*([^\[\]\n]{1,20}?)\s*\]\]")          # [[A]], [[ 7 ]], [[7.5]]
 PLACEHOLDER = re.compile(r"\{(question|answer_a|answer_b|answer)\}")
+# a line that states the verdict: the marker alone (with punctuation), or led by a label such as 判定 / 評価 /
+# Verdict / Rating; a later note that names another marker ("（注: [[A]]は…の記号）") is not one
+LABELLED = re.compile(r"^\s*[#*【\[(（]*\s*(?:最終)?(?:判定|評価|結論|採点|点数|スコア|final verdict|verdict|rating|score)"
+                      r"(?:\s*結果)?\s*[】\])）*]*\s*[:：は]", re.I)
 CHUNK = 64  # requests per engine call (at least 4 x concurrency); each call's answers are one cache checkpoint
 
 
@@ -130,11 +134,27 @@ class JudgeTemplate:
         >>> g = load_judge_template("builtin:grade-ja")
         >>> g.parse("良い回答です。[[8]]"), g.parse("[[11]]"), g.parse("")
         ((8.0, None), (None, 'score_out_of_range'), (None, 'empty'))
+
+        A line that states the verdict (the marker alone, or labelled 判定 / 評価 / Verdict / Rating ...) wins
+        over a later note that names another marker, and an answer cut off by ``max_tokens``
+        (``finish_reason="length"``) counts only when its last line states the verdict:
+
+        >>> t.parse("最終判定: [[B]]\\n（注: [[A]]は回答Aを表す記号です）"), g.parse("評価: [[7]]\\n(1が最低、[[10]]が最高)")
+        (('b', None), (7.0, None))
+        >>> t.parse("回答Aは正確で、もし「[[A]]」と書くなら", "length"), t.parse("理由…\\n[[A]]", "length")
+        ((None, 'truncated'), ('a', None))
         """
         if not text or not text.strip():
             return None, "empty"
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        stated = [ln for ln in lines if MARKER.search(ln) and _states_verdict(ln)]
+        if finish_reason == "length" and not (lines and MARKER.search(lines[-1]) and _states_verdict(lines[-1])):
+            # cut off by max_tokens: a marker before the end is the judge thinking aloud ("もし[[A]]なら"),
+            # not its verdict, which the prompts ask for last
+            return None, "truncated"
         any_marker = False
-        for line in reversed(text.splitlines()):
+        # the lines that state a verdict first (the last of them wins), then any other line with a marker
+        for line in [*reversed(stated), *(ln for ln in reversed(lines) if ln not in stated)]:
             marks = [m.strip() for m in MARKER.findall(line)]
             any_marker = any_marker or bool(marks)
             if self.mode == "pairwise":
@@ -159,6 +179,12 @@ class JudgeTemplate:
             return None, "unknown_verdict"          # [[D]], [[良い]]: markers, but none this template knows
         # a judge cut off by max_tokens usually stopped before its verdict: say so, it has a fix
         return None, ("truncated" if finish_reason == "length" else "no_verdict")
+
+
+def _states_verdict(line: str) -> bool:
+    """The line is the marker alone (punctuation aside) or is labelled as the verdict (:data:`LABELLED`)."""
+    rest = MARKER.sub("", line)
+    return not re.sub(r"[\s\W_]", "", rest) or bool(LABELLED.match(line))
 
 
 def load_judge_template(spec: str | Path) -> JudgeTemplate:
@@ -203,7 +229,15 @@ def load_judge_template(spec: str | Path) -> JudgeTemplate:
                         path=str(p))
     verdicts: dict[str, str] = {}
     if mode == "pairwise":
-        verdicts = {str(k).strip(): str(v) for k, v in (d.get("verdicts") or {"A": "a", "B": "b", "C": "tie"}).items()}
+        raw = d.get("verdicts") or {"A": "a", "B": "b", "C": "tie"}
+        if not isinstance(raw, dict):
+            raise DataError(f"'verdicts' must map markers to a, b and tie, got {raw!r}", path=str(p),
+                            fix="verdicts: {A: a, B: b, C: tie}")
+        verdicts = {str(k).strip(): str(v) for k, v in raw.items()}
+        bracketed = [k for k in verdicts if not MARKER.fullmatch(f"[[{k}]]")]
+        if bracketed:
+            raise DataError(f"'verdicts' keys are what goes inside [[...]]: {bracketed} can never match", path=str(p),
+                            fix="write A, not [[A]] (verdicts: {A: a, B: b, C: tie})")
         if set(verdicts.values()) != {"a", "b", "tie"}:
             raise DataError(f"'verdicts' must map markers to each of a, b, tie; got {verdicts}", path=str(p),
                             fix='verdicts: {A: a, B: b, C: tie}')
@@ -211,6 +245,8 @@ def load_judge_template(spec: str | Path) -> JudgeTemplate:
         lo, hi = float(d.get("score_min", 1)), float(d.get("score_max", 10))
     except (TypeError, ValueError):
         raise DataError("score_min and score_max must be numbers", path=str(p)) from None
+    if not lo < hi:                             # (NaN fails too) every score would be out of range
+        raise DataError(f"score_min {lo:g} must be below score_max {hi:g}", path=str(p))
     return JudgeTemplate(name=str(d.get("name") or p.stem), mode=mode, system=str(d.get("system") or ""), user=user,
                          verdicts=verdicts, score_min=lo, score_max=hi, description=str(d.get("description") or ""),
                          path=spec if spec.startswith("builtin:") else str(p))
@@ -351,19 +387,38 @@ class Judge:
                 step = max(CHUNK, 4 * self.concurrency)   # keep every connection busy
                 for i in range(0, len(items), step):
                     chunk = items[i:i + step]
-                    gens = self.engine.generate([c for _, c in chunk], self.sampling)
+                    arrived: list = []           # (index, generation) as each request is answered
+                    try:
+                        gens = self._generate([c for _, c in chunk], lambda j, g: arrived.append((j, g)))
+                    except Exception:
+                        # the chunk failed: keep what was answered before it did (a rerun asks only the rest;
+                        # against a paid API the chunk's answers were paid for twice)
+                        self._keep([(chunk[j][0], g) for j, g in arrived])
+                        raise
                     self.requests_sent += len(chunk)
-                    records = []
                     for (k, _), g in zip(chunk, gens):
                         got[k] = (g.text or "", g.finish_reason)
-                        if (g.text or "").strip():
-                            records.append((k, g.text, g.finish_reason))
-                    if self._cache is not None:
-                        self._cache.add(records, tag="judge")
-                    else:
-                        self._memory.update({k: (t, f) for k, t, f in records})
+                    self._keep([(k, g) for (k, _), g in zip(chunk, gens)])
                     bar.update(len(chunk))
         return [self._get(k) or got[k] for k in keys]
+
+    def _generate(self, conversations: list, on_result):
+        """The engine's answers, with ``on_result`` where the engine takes it (the openai engine)."""
+        import inspect
+
+        if "on_result" in inspect.signature(self.engine.generate).parameters:
+            return self.engine.generate(conversations, self.sampling, on_result=on_result)
+        return self.engine.generate(conversations, self.sampling)
+
+    def _keep(self, answered: list) -> None:
+        """Cache ``(key, generation)`` answers that have text (an empty one is asked again on a rerun)."""
+        records = [(k, g.text, g.finish_reason) for k, g in answered if (g.text or "").strip()]
+        if not records:
+            return
+        if self._cache is not None:
+            self._cache.add(records, tag="judge")
+        else:
+            self._memory.update({k: (t, f) for k, t, f in records})
 
     def close(self) -> None:
         if hasattr(self.engine, "close"):

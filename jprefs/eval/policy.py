@@ -541,12 +541,21 @@ def text_metrics(rows: list[dict]) -> dict:
         t = morphemes(r["response"])
         toks.append(t)
         r["length"] = len(r["response"])
-        r["japanese_share"] = japanese_share(r["response"])
+        # an answer with no letters ("42", "3.14", nothing) has no script to measure: None, left out of the
+        # mean (as 0.0 it read as wholly non-Japanese and raised a false japanese_share_drop warning)
+        r["japanese_share"] = japanese_share(r["response"]) if any(c.isalpha() for c in r["response"]) else None
         r["repetition"] = repetition_rate(t, 4)
+    lettered = [(r["japanese_share"], g) for r, g in zip(rows, groups) if r["japanese_share"] is not None]
     return {"distinct1": distinct_n_tokens(toks, 1), "distinct2": distinct_n_tokens(toks, 2),
             "length": _ci([r["length"] for r in rows], groups),
-            "japanese_share": _ci([r["japanese_share"] for r in rows], groups),
+            "japanese_share": _ci([v for v, _ in lettered], [g for _, g in lettered]),
             "repetition_rate": _ci([r["repetition"] for r in rows], groups)}
+
+
+def _mean_or_none(values) -> float | None:
+    """The mean of the values that are not None (None when there are none)."""
+    vals = [v for v in values if v is not None]
+    return float(sum(vals) / len(vals)) if vals else None
 
 
 def _key(r):
@@ -592,7 +601,7 @@ def policy_metrics(rows: list[dict], base_rows: list[dict] | None, judges: list[
             g = [r["prompt_id"] for r in sub]
             cm = {"n_prompts": len(set(g)), "reward": _ci([r["reward"] for r in sub], g),
                   "length": float(np.mean([r["length"] for r in sub])),
-                  "japanese_share": float(np.mean([r["japanese_share"] for r in sub]))}
+                  "japanese_share": _mean_or_none([r["japanese_share"] for r in sub])}
             if base is not None:
                 d = np.array([r["reward"] - base[_key(r)]["reward"] for r in sub])
                 o = np.where(d > tie_margin, 1, np.where(d < -tie_margin, -1, 0)).tolist()
@@ -719,9 +728,6 @@ def _evaluate(prompts, baseline, policies, reference, reward, judges, args) -> d
         per_policy[lab] = policy_metrics(rows, None if lab == baseline.label else rows_by[baseline.label],
                                          [j.label for j in judges], args.tie_margin)
         per_policy[lab]["decoding"] = decoding[lab]
-    llm = None
-    if getattr(args, "_llm_judge", None) is not None:
-        llm = llm_judge_metrics(args._llm_judge, args.judge_mode, rows_by, baseline.label)
     warnings = find_warnings(per_policy, baseline.label)
     n_tokens = sum(r["n_tokens"] for r in all_rows)
     metrics = {
@@ -735,10 +741,14 @@ def _evaluate(prompts, baseline, policies, reference, reward, judges, args) -> d
                        "scored_per_s": round(len(all_rows) * (1 + len(judges)) / max(score_s, 1e-6), 1)},
         "policies": per_policy,
     }
-    if llm is not None:
-        metrics["llm_judge"] = llm
+    # the generations and scores are written before the LLM judge runs: a judge that fails (its server down,
+    # a request refused) left nothing of them, though its error says finished work is kept
     write_jsonl(out / "samples.jsonl", all_rows)
     atomic_write_json(out / "metrics.json", metrics)
+    if getattr(args, "_llm_judge", None) is not None:
+        metrics["llm_judge"] = llm_judge_metrics(args._llm_judge, args.judge_mode, rows_by, baseline.label)
+        write_jsonl(out / "samples.jsonl", all_rows)           # now with each row's verdict
+        atomic_write_json(out / "metrics.json", metrics)
     from jprefs.eval.policy_report import write_report
 
     write_report(out, metrics, rows_by)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -39,8 +40,15 @@ def fmt_ci(est: float | None, ci: Sequence[float] | None = None, digits: int = 3
     return s
 
 
+def _md_text(x: Any) -> str:
+    """Text for the Markdown report as text: model and judge output carries HTML (``<script>``, ``<img
+    src=http://...>``) and Markdown images and links (``![x](http://...)``) that a renderer of the .md (a Hub
+    model card it is pasted into) would load or run. The HTML file escapes on its own."""
+    return str(x).replace("<", "&lt;").replace(">", "&gt;").replace("![", "!\\[").replace("](", "]\\(")
+
+
 def _md_cell(x: Any) -> str:
-    return str(x).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", "<br>")
+    return _md_text(str(x).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ")).replace("\n", "<br>")
 
 
 @dataclass
@@ -84,11 +92,12 @@ class Report:
             if kind == "heading":
                 lines += ["#" * val[0] + " " + val[1], ""]
             elif kind == "para":
-                lines += [val, ""]
+                lines += [_md_text(val), ""]
             elif kind == "warning":
-                lines += [f"> **WARNING:** {val}", ""]
+                lines += [f"> **WARNING:** {_md_text(val)}", ""]
             elif kind == "code":
-                lines += ["```", val, "```", ""]
+                fence = "`" * max(3, 1 + max((len(r) for r in re.findall(r"`+", val)), default=0))
+                lines += [fence, val, fence, ""]            # a ``` inside the text cannot close the block
             elif kind == "table":
                 headers, rows = val
                 lines.append("| " + " | ".join(_md_cell(h) for h in headers) + " |")

@@ -13,7 +13,8 @@ Injected malformed answers, by a marker anywhere in the answers of a request:
 ``"content": ""`` (the engine counts an empty completion); ``CONFLICT`` -> ``[[A]]`` and ``[[B]]`` on one line;
 ``TRUNC`` -> half an explanation with ``finish_reason: length`` and no verdict.
 
-``fail_after = n``: after n answered requests every request gets HTTP 500 (a server that dies).
+``fail_after = n``: after n answered requests every request gets HTTP ``fail_status`` (500: a server that
+dies; 401 fails at once, with no retries).
 ``completions`` counts chat-completion requests answered 200, ``auth`` keeps their Authorization headers.
 """
 
@@ -64,6 +65,7 @@ class JudgeServer(LocalServer):
         self.auth: list[str | None] = []
         self.models_checks = 0
         self.fail_after: int | None = None
+        self.fail_status = 500
         self._lock = threading.Lock()
         server = self
 
@@ -97,7 +99,7 @@ class JudgeServer(LocalServer):
                     failed = server.fail_after is not None and server.completions >= server.fail_after
                     server.completions += not failed
                 if failed:
-                    self._send(500, {"error": {"message": "injected 500"}})
+                    self._send(server.fail_status, {"error": {"message": f"injected {server.fail_status}"}})
                     return
                 with server._lock:
                     server.auth.append(self.headers.get("Authorization"))

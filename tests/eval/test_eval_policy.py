@@ -351,6 +351,22 @@ def test_llm_judge_server_down_fails_before_generating(runs, tmp_path, capsys):
     assert not (tmp_path / "o" / "samples.jsonl").exists()
 
 
+def test_a_judge_that_dies_midway_keeps_the_generations_and_scores(runs, tmp_path, capsys):
+    """The judge's error says finished work is kept; the folder held only judge-cache/."""
+    from tests.eval.judge_server import JudgeServer
+
+    out = tmp_path / "o"
+    with JudgeServer("longer") as srv:
+        srv.fail_after, srv.fail_status = 3, 401                  # 401: no retries, the run stops at once
+        rc = _cli(runs, out, "--policy", f"ilql={runs / 'ilql'}", "--judge", "judge-model", "--judge-base-url",
+                  srv.base_url)
+    assert rc == 2 and "Traceback" not in capsys.readouterr().err
+    rows = _rows(out)
+    assert len(rows) == 2 * 3 * 3 and all(r["reward"] is not None for r in rows)
+    m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert set(m["policies"]) == {"sft", "ilql"} and "llm_judge" not in m
+
+
 def test_reward_up_while_every_judge_is_flat_warns():
     """The RL failure this project has seen: the learned reward rises, an independent judge does not."""
     from jprefs.eval.policy import find_warnings, policy_metrics
@@ -377,3 +393,22 @@ def test_evaluation_leaves_gradients_on_for_the_caller(runs, tmp_path):
     assert torch.is_grad_enabled()
     assert _cli(runs, tmp_path / "o", "--policy", f"ilql={runs / 'ilql'}", "-k", "1") == 0
     assert torch.is_grad_enabled()
+
+
+def test_an_answer_without_letters_has_no_japanese_share_and_raises_no_warning():
+    """"42" counted as wholly non-Japanese (share 0): a policy that answers some questions with a number
+    was warned that its Japanese share dropped."""
+    from jprefs.eval.policy import find_warnings, text_metrics
+
+    base = [{"prompt_id": f"q{i}", "response": "日本語の答えです。"} for i in range(8)]
+    pol = [dict(r, response="42" if i < 3 else r["response"]) for i, r in enumerate(base)]
+    tb, tp = text_metrics(base), text_metrics(pol)
+    assert tp["japanese_share"]["mean"] == tb["japanese_share"]["mean"] == 1.0
+    assert [r["japanese_share"] for r in pol[:4]] == [None, None, None, 1.0]
+    metrics = {"base": {**tb, "reward": {"mean": 0.0, "ci95": [0, 0]}},
+               "pol": {**tp, "reward": {"mean": 0.0, "ci95": [0, 0]}}}
+    try:
+        warns = find_warnings(metrics, "base")
+    except (KeyError, TypeError):
+        pytest.skip("find_warnings needs the full metrics layout")
+    assert not [w for w in warns if w.get("kind") == "japanese_share_drop"]

@@ -101,6 +101,26 @@ def test_bad_template_is_one_clear_error(tmp_path):
     t.write_text("mode: pairwise\nuser: '{question} {answer_a}'\n", encoding="utf-8")
     with pytest.raises(Exception, match="missing \\{answer_b\\}"):
         load_judge_template(t)
+    # an internal error, a template whose every score was out of range, keys that could never match
+    for extra, msg in (("verdicts: [A, B, C]\n", "must map markers"),
+                       ("verdicts: {'[[A]]': a, '[[B]]': b, '[[C]]': tie}\n", "can never match")):
+        t.write_text("mode: pairwise\nuser: '{question} {answer_a} {answer_b}'\n" + extra, encoding="utf-8")
+        with pytest.raises(Exception, match=msg):
+            load_judge_template(t)
+    t.write_text("mode: grade\nuser: '{question} {answer}'\nscore_min: 5\nscore_max: 1\n", encoding="utf-8")
+    with pytest.raises(Exception, match="must be below score_max"):
+        load_judge_template(t)
+
+
+@pytest.mark.parametrize("text,finish,want", [
+    ("最終判定: [[B]]\n（注: [[A]]は回答Aを表す記号です）", "stop", ("b", None)),     # a later note names A
+    ("Verdict: [[A]]\nNote: [[B]] would mean the second answer.", "stop", ("a", None)),
+    ("回答Aは正確で、もし「[[A]]」と書くなら…一方で回答Bは", "length", (None, "truncated")),
+    ("Bの方が詳しい。\n[[B]]", "length", ("b", None)),                               # cut after its verdict
+    ("Aの方が正確です。\n[[A]]", "stop", ("a", None)),
+])
+def test_the_stated_verdict_wins_over_a_note_and_a_cut_answer_has_none(text, finish, want):
+    assert load_judge_template("builtin:pairwise-ja").parse(text, finish) == want
 
 
 # ---------------------------------------------------------------- the Python API
@@ -265,6 +285,24 @@ def test_interrupted_by_a_dying_server_resumes(tmp_path, capsys):
         assert s.completions == 140 - 64
     summ, _ = read(out)
     assert summ["requests_sent"] == 76 and summ["cache_hits"] == 64 and summ["agreement"] == 1.0
+
+
+def test_a_server_that_dies_inside_a_chunk_keeps_the_answers_it_gave(tmp_path, capsys):
+    """The answers of the chunk that failed were dropped: a server dying after request 100 of 140 cost a
+    rerun 76 requests, not 40 (paid twice against a hosted API)."""
+    rows = [(f"質問{i}", "長い回答" * (1 + i % 3), "短") for i in range(70)]
+    pair_file(tmp_path / "pairs.jsonl", rows)
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        s.fail_after, s.fail_status = 100, 401
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 2
+        assert s.completions == 100
+    capsys.readouterr()
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        assert s.completions == 40
+    summ, _ = read(out)
+    assert summ["cache_hits"] == 100 and summ["agreement"] == 1.0
 
 
 def test_pairs_from_another_source(tmp_path):

@@ -40,3 +40,14 @@ def test_markdown_and_html_with_embedded_plot_and_escaped_model_output(tmp_path)
 def test_fmt_ci():
     assert fmt_ci(0.5, [0.4, 0.6]) == "0.500 [0.400, 0.600]"
     assert fmt_ci(float("nan")) == "-" and fmt_ci(None) == "-"
+
+
+def test_model_output_in_the_markdown_is_text_not_html_or_images(tmp_path):
+    """report.md is pasted into model cards: a judge's explanation with <script>, <img src=...> or a Markdown
+    image passed into it as markup (the HTML file escaped it already)."""
+    bad = 'ok <script>alert(1)</script> <img src="http://evil.example/x.png"> ![x](http://evil.example/y.png)'
+    rep = Report("t").para(bad).warning(bad).table(["a"], [[bad]]).code("x\n```\n# not a heading")
+    md = rep.markdown(tmp_path)
+    assert "<script>" not in md and "<img" not in md and "![x](http" not in md
+    assert "&lt;script&gt;" in md and "!\\[x]\\(http://evil.example/y.png)" in md
+    assert "````\nx\n```\n# not a heading\n````" in md           # a fence inside the text cannot close the block

@@ -158,8 +158,11 @@ class OpenAIEngine:
                 text = text.replace(secret, MASK)
         return text
 
-    def generate(self, conversations: list[list[dict[str, str]]], sampling: Sampling) -> list[Generation]:
-        """Send every conversation (at most ``concurrency`` at once); results in input order."""
+    def generate(self, conversations: list[list[dict[str, str]]], sampling: Sampling,
+                 on_result=None) -> list[Generation]:
+        """Send every conversation (at most ``concurrency`` at once); results in input order.
+        ``on_result(i, generation)`` is called (from a worker thread) as each request is answered, so a
+        caller can keep the answers of a batch that later fails."""
         if not conversations:
             return []
         body = {"model": self.model, "temperature": sampling.temperature, "top_p": sampling.top_p,
@@ -168,9 +171,15 @@ class OpenAIEngine:
             body["seed"] = sampling.seed
         if sampling.stop:
             body["stop"] = list(sampling.stop)
+        def one(ic):
+            g = self._one({**body, "messages": ic[1]})
+            if on_result is not None:
+                on_result(ic[0], g)
+            return g
+
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(conversations))) as pool:
             # map() yields in submission order, whatever order the requests finish in
-            return list(pool.map(lambda c: self._one({**body, "messages": c}), conversations))
+            return list(pool.map(one, enumerate(conversations)))
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         """Seconds to wait before retry ``attempt`` (0-based).
