@@ -64,7 +64,58 @@ def checkpoint_dirs(out: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def find_resumable(out: Path, cfg) -> dict | None:
+INPUT_KEYS = ("sft_data", "data", "prompts", "eval_prompts")
+
+
+def run_inputs(cfg, world: int = 1) -> dict:
+    """What a run read besides its config: each input file's content hash (by role, file names only) and
+    the number of processes (the batch is per process). The same config over a changed file, or resumed
+    under another world size, is not the same run: a resume would mix the two, and a tiny policy's
+    tokenizer, rebuilt from changed sft_data, would give the restored weights other characters."""
+    import hashlib
+
+    from jprefs.rl.texts import expand_paths
+
+    files = {}
+    for key in INPUT_KEYS:
+        spec = str(getattr(cfg, key, "") or "")
+        if not spec or spec.startswith("builtin:"):
+            continue                            # shipped with jprefs: fixed by its version
+        try:
+            paths = [p for p in expand_paths(spec) if p.is_file()]
+        except Exception:                       # noqa: BLE001 - missing now: the run's own check says so
+            continue
+        digests = []
+        for p in paths:
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            digests.append({"file": p.name, "sha256": h.hexdigest()})
+        files[key] = digests
+    return {"world": int(world), "files": files}
+
+
+def _refuse_inputs_change(saved: dict | None, cfg, world: int, holds: str, fix: str) -> None:
+    """An error when the run in ``saved`` read other input files or ran on another number of processes."""
+    from jprefs.errors import JprefsError
+
+    if not isinstance(saved, dict):          # written before inputs were recorded
+        return
+    now = run_inputs(cfg, world)
+    if saved.get("world", now["world"]) != now["world"]:
+        raise JprefsError(f"{holds} on {saved['world']} process(es); this one has {now['world']}, and the batch "
+                          f"(and the data order) is per process\n  fix: run it on {saved['world']} process(es), "
+                          f"or {fix}")
+    for key, digests in now["files"].items():
+        old = (saved.get("files") or {}).get(key)
+        if old is not None and old != digests:
+            raise JprefsError(f"{holds} read another version of {key} ({', '.join(d['file'] for d in digests)}): "
+                              f"the same config over changed data is not the same run\n  fix: restore the file, "
+                              f"or {fix}")
+
+
+def find_resumable(out: Path, cfg, world: int = 1) -> dict | None:
     """The newest checkpoint's ``state.json`` (plus ``dir``), or None; raises when the config differs."""
     from jprefs.errors import JprefsError
 
@@ -87,11 +138,13 @@ def find_resumable(out: Path, cfg) -> dict | None:
                          holds=f"{out} holds a checkpoint (step {step}) of a run",
                          fix=f"write to a new folder (-o NEW_DIR), restore the old values to resume, or add "
                              f"resume=false to start over in {out} (its checkpoints are deleted)")
+    _refuse_inputs_change(state.get("inputs"), cfg, world, holds=f"{out} holds a checkpoint (step {step}) of a run",
+                          fix=f"write to a new folder (-o NEW_DIR), or add resume=false to start over in {out}")
     state["dir"] = str(d)
     return state
 
 
-def find_finished(out: Path, cfg) -> dict | None:
+def find_finished(out: Path, cfg, world: int = 1) -> dict | None:
     """``done.json`` of a finished run in ``out`` (plus ``summary``, read from ``summary.json``),
     or None when the run has not finished; raises when it was run with another config."""
     from jprefs.errors import JprefsError
@@ -110,6 +163,8 @@ def find_finished(out: Path, cfg) -> dict | None:
                          consequence="; it cannot be continued with these settings",
                          fix=f"write to a new folder (-o NEW_DIR), or add resume=false to start over in {out} "
                              f"(its outputs are replaced)")
+    _refuse_inputs_change(done.get("inputs"), cfg, world, holds=f"{out} holds a finished run (step {step})",
+                          fix=f"write to a new folder (-o NEW_DIR), or add resume=false to start over in {out}")
     summary_path = Path(out) / "summary.json"
     done["summary"] = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
     return done
@@ -123,7 +178,8 @@ def write_done(writer, step: int) -> Path:
 
     return atomic_write_json(writer.out / DONE, {
         "step": step, "finished_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "metrics_lines": writer.n_metrics, "samples_lines": writer.n_samples, "config": config_dict(writer.cfg)})
+        "metrics_lines": writer.n_metrics, "samples_lines": writer.n_samples, "config": config_dict(writer.cfg),
+        "inputs": run_inputs(writer.cfg, writer.world)})
 
 
 def _rng_state() -> dict:
@@ -246,7 +302,7 @@ def save_checkpoint(writer, step: int, *, model, tok, opt, sched=None, heads=Non
     save_file(tensors, str(r / "train_state.safetensors"))
     atomic_write_json(r / "train_state.json", tree)
     state = {"format": FORMAT, "step": step, "metrics_lines": writer.n_metrics, "samples_lines": writer.n_samples,
-             "config": config_dict(writer.cfg), "extra": extra or {}}
+             "config": config_dict(writer.cfg), "extra": extra or {}, "inputs": run_inputs(writer.cfg, writer.world)}
     # state.json last (written and fsynced): a resume/ folder without it is never used.
     atomic_write_json(r / "state.json", state)
     if final.exists():

@@ -46,7 +46,9 @@ class RLConfig:
     seed: int = field(default=0, metadata=_h("random seed (torch, sampling, data order)"))
     device: str = field(default="auto", metadata=_h("auto | cpu | cuda | cuda:N"))
     torch_threads: int = field(default=0, metadata=_h(
-        "CPU threads for torch (0 = torch's default). Small models on a busy machine run much faster with 1"))
+        "CPU threads for torch (0 = torch's default). Small models on a busy machine run much faster with 1. "
+        "The thread count changes the order of float sums: runs with another count (or 0 on a machine with "
+        "other cores) agree to about 1e-6, not bit for bit; set it to resume or repeat a run exactly"))
 
     # ------------------------------------------------------------ policy
     policy: str = field(default="tiny", metadata=_h(

@@ -34,6 +34,25 @@ def _truncate_lines(path: Path, n: int) -> int:
 
 
 
+def _names_a_path_in(cfg, folder: Path) -> bool:
+    """Some string setting of ``cfg`` points at ``folder`` or inside it."""
+    import dataclasses
+
+    if cfg is None or not dataclasses.is_dataclass(cfg):
+        return False
+    root = folder.resolve()
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, str) and v and not v.startswith("builtin:"):
+            try:
+                p = Path(v).expanduser().resolve()
+            except (OSError, ValueError):
+                continue
+            if p == root or root in p.parents:
+                return True
+    return False
+
+
 class RunWriter:
     """The files every run writes under ``out``: config, metrics, samples, curves, policy, heads.
 
@@ -65,13 +84,14 @@ class RunWriter:
         # A checkpoint of the same config in ``out``: resume from it (see jprefs/rl/checkpoint.py).
         self.checkpoint: dict | None = None
         self.finished: dict | None = None
+        self.world = int(getattr(dist, "world", 1) or 1)
         if cfg is not None and getattr(cfg, "resume", False):
             from jprefs.rl.checkpoint import find_finished, find_resumable
 
             # Reads only, on every process (a changed config raises everywhere alike).
-            self.finished = find_finished(self.out, cfg)
+            self.finished = find_finished(self.out, cfg, self.world)
             if self.finished is None:
-                self.checkpoint = find_resumable(self.out, cfg)
+                self.checkpoint = find_resumable(self.out, cfg, self.world)
         if dist is not None:
             dist.barrier()                  # every process has read before the main one writes
         if self.finished is not None:
@@ -91,9 +111,9 @@ class RunWriter:
             eprint(f"jprefs rl: resuming from step {self.checkpoint['step']} "
                    f"({self.checkpoint['dir']}; resume=false starts over)")
         else:
-            # Fresh run: truncate logs, drop old checkpoints and the completion marker (a rerun replaces them).
-            self.metrics_path.write_text("", encoding="utf-8")
-            self.samples_path.write_text("", encoding="utf-8")
+            # Fresh run: the completion marker first (a kill after it cannot leave a "finished" run with empty
+            # logs), then the old checkpoints and the last run's results (its summary, policy, heads and
+            # curves would otherwise stand beside this run's logs), then the logs.
             import shutil
 
             from jprefs.rl.checkpoint import DONE
@@ -101,6 +121,15 @@ class RunWriter:
             (self.out / DONE).unlink(missing_ok=True)
             for d in list(self.out.glob("checkpoint-*")) + list(self.out.glob(".checkpoint-*.tmp")):
                 shutil.rmtree(d, ignore_errors=True)
+            for f in ("summary.json", "curves.png", "beta_gen_sweep.json"):
+                (self.out / f).unlink(missing_ok=True)
+            for pat in ("value_head.*", "ilql_heads.*"):
+                for f in self.out.glob(pat):
+                    f.unlink(missing_ok=True)
+            if not _names_a_path_in(cfg, self.out / "policy"):   # not when the run starts from that very policy
+                shutil.rmtree(self.out / "policy", ignore_errors=True)
+            self.metrics_path.write_text("", encoding="utf-8")
+            self.samples_path.write_text("", encoding="utf-8")
         if cfg is not None:
             save_config(cfg, self.out / "config.yaml")
             self._open_trackers(cfg)

@@ -268,3 +268,44 @@ def test_an_old_pickled_checkpoint_is_refused_not_unpickled(tmp_path, monkeypatc
     assert f"{out / 'checkpoint-4'} was written by an older jprefs" in msg and "resume/state.pt" in msg
     assert "resume=false" in msg and f"policy={out / 'checkpoint-4' / 'policy'} -o NEW_DIR" in msg
     assert not marker.exists()                           # the pickle was never loaded
+
+
+def test_changed_data_or_world_size_is_not_the_same_run(tmp_path, monkeypatch):
+    """A data file changed under the same config resumed silently (steps trained on two labellings), and a
+    finished run of the old file counted as done; a resume on another number of processes changes the batch."""
+    data = tmp_path / "texts.txt"
+    data.write_text("".join(f"{i}番目のあいうえお文です。\n" for i in range(40)), encoding="utf-8")
+    cfg = load_config(RLConfig, dict(SFT, sft_data=str(data)))
+    with monkeypatch.context() as m:
+        _crash_after_logging(m, 4)
+        with pytest.raises(KeyboardInterrupt):
+            run(cfg, tmp_path / "run")
+    state = json.loads((tmp_path / "run/checkpoint-4/resume/state.json").read_text(encoding="utf-8"))
+    assert state["inputs"]["world"] == 1 and state["inputs"]["files"]["sft_data"][0]["file"] == "texts.txt"
+    good = data.read_text(encoding="utf-8")
+    data.write_text(good.replace("あいうえお", "かきくけこ"), encoding="utf-8")
+    with pytest.raises(JprefsError, match="read another version of sft_data"):
+        run(cfg, tmp_path / "run")
+    data.write_text(good, encoding="utf-8")
+    from jprefs.rl.checkpoint import find_resumable
+
+    with pytest.raises(JprefsError, match="on 1 process\\(es\\); this one has 2"):
+        find_resumable(tmp_path / "run", cfg, world=2)
+    run(cfg, tmp_path / "run")                                        # the same file again: resumes and finishes
+    data.write_text(good + "もう一行。\n", encoding="utf-8")
+    with pytest.raises(JprefsError, match="finished run .* read another version"):
+        run(cfg, tmp_path / "run")
+
+
+def test_a_fresh_run_removes_the_last_runs_results_before_writing(tmp_path, monkeypatch, tok):
+    """resume=false after a finished run, killed at step 3: the old summary.json, policy/ and heads stood beside
+    the new run's logs."""
+    out = tmp_path / "run"
+    _ppo(tok, out)
+    assert (out / "summary.json").is_file() and (out / "policy").is_dir()
+    with monkeypatch.context() as m:
+        _crash_after_logging(m, 1)
+        with pytest.raises(KeyboardInterrupt):
+            _ppo(tok, out, lr=1e-3, resume=False)
+    assert not (out / "summary.json").exists() and not (out / "policy").exists() and not (out / "done.json").exists()
+    assert not list(out.glob("value_head.*"))
