@@ -177,3 +177,14 @@ def lookup(hub_id: str, path: str | Path | None = None) -> CatalogueEntry | None
         if e.id == str(hub_id):
             return e
     return None
+
+
+def lookup_other_case(hub_id: str, path=None):
+    """The entry whose id equals ``hub_id`` but for case (the Hub resolves ids case-insensitively, so
+    ``CyberAgent/...`` loads the model the catalogue lists as ``cyberagent/...``), or None.
+
+    >>> lookup_other_case("openassistant/reward-model-deberta-v3-large-v2").id
+    'OpenAssistant/reward-model-deberta-v3-large-v2'
+    """
+    want = str(hub_id).casefold()
+    return next((e for e in load_catalogue(path) if e.id.casefold() == want and e.id != str(hub_id)), None)

@@ -406,6 +406,14 @@ class RewardModel:
         if catalogue_id and entry is None:
             raise ConfigError(f"catalogue_id={catalogue_id!r} is not in the jprefs reward-model catalogue\n"
                               f"  fix: `jprefs rm list` shows the catalogued Hub ids (exact case)")
+        if entry is None and not local and not catalogue_id:
+            from jprefs.classifiers.catalogue import lookup_other_case
+
+            other = lookup_other_case(src)
+            if other is not None:   # the Hub would load it, without the catalogue's label and input layout
+                raise ConfigError(f"{src!r} is the catalogued {other.id!r} in another case: the Hub loads the same "
+                                  f"model, but without its catalogue entry it would be scored with the default "
+                                  f"label and input layout (not {other.input!r})\n  fix: pass {other.id!r}")
         rev = revision if revision is not None else (entry.revision if entry and not local else None)
         device = check_device(device or default_device())
         torch_dtype = resolve_dtype(dtype, device)

@@ -122,6 +122,19 @@ def _rejects_rows(paths: list[Path]):
                    "raw": json.dumps(d.get("raw"), ensure_ascii=False, default=str)}
 
 
+def _rejects_licences(paths: list[Path]) -> set[tuple[str, str]]:
+    """``(source, licence)`` of the rejected rows that name a licence (their raw row, as written)."""
+    from jprefs.data.io import iter_jsonl
+
+    out = set()
+    for path in paths:
+        for row in iter_jsonl(path):
+            raw = row.data.get("raw") if isinstance(row.data, dict) and not row.error else None
+            if isinstance(raw, dict) and isinstance(raw.get("license"), str) and raw["license"].strip():
+                out.add((str(raw.get("source") or "(none)"), raw["license"].strip()))
+    return out
+
+
 def _rejects_schema():
     import pyarrow as pa
 
@@ -164,7 +177,15 @@ def stage_dataset(src: DatasetSource, root: Path, *, repo_id: str, allow_unknown
         per_source.setdefault(s, {})[lc] = n
     comps = {(f"data: {s}" if len(per_source[s]) == 1 else f"data: {s} ({lc or 'none'})"): lc
              for (s, lc) in sorted(by_source)}
-    lic = derive(comps, kind="translation" if src.kind == "translate" else "dataset")
+    # the rejects config publishes rejected rows whole: a licence they name is a component too (rows of a
+    # cc-by-nc-nd source went out under the kept rows' mit)
+    for (s, lc) in sorted(_rejects_licences(src.rejects)):
+        comps.setdefault(f"rejects: {s} ({lc})", lc)
+    # a translation by its rows, not by the folder layout (a translate folder's pairs.jsonl pushed as a file,
+    # or split, escaped the no-derivatives check)
+    translated = src.kind == "translate" or any(isinstance((getattr(r, "meta", None) or {}).get("translation"), dict)
+                                                for rs in records.values() for r in rs)
+    lic = derive(comps, kind="translation" if translated else "dataset")
     check(lic, allow_unknown=allow_unknown, what=f"dataset {src.path}")
 
     files: list[str] = []

@@ -151,6 +151,43 @@ def _training_sources(cfg, metrics: dict) -> dict[str, str]:
     return _components(per)
 
 
+def _policy_data_licences(cfg) -> dict[str, str]:
+    """The licences of the data a policy was trained on (it was counted as its base policy's alone: a
+    policy SFT-ed on cc-by-nc rows was pushed as apache-2.0): ``sft_data`` when it trained (algo=sft or a
+    warm start), ``data`` for dpo / kto / ilql, ``prompts`` for ppo / grpo / rloo. Canonical records give
+    their rows' licences; plain text files record none (unknown); jprefs' own ``builtin:`` files are
+    the project's and count as nothing here."""
+    from jprefs.data.io import stream_records
+    from jprefs.rl.texts import expand_paths
+
+    used = []
+    if cfg.algo == "sft" or getattr(cfg, "sft_steps", 0) > 0:
+        used.append(("sft_data", cfg.sft_data))
+    if cfg.algo in ("dpo", "kto", "ilql"):
+        used.append(("data", cfg.data))
+    if cfg.algo in ("ppo", "grpo", "rloo"):
+        used.append(("prompts", cfg.prompts))
+    out: dict[str, str] = {}
+    for role, spec in used:
+        if not spec or str(spec).startswith("builtin:"):
+            continue
+        try:
+            paths = expand_paths(str(spec))
+        except Exception:  # noqa: BLE001 - gone since the run: its licence cannot be read
+            out[f"{role}: {Path(str(spec)).name}"] = ""
+            continue
+        for p in paths:
+            per: dict[str, int] = {}
+            try:
+                for r in stream_records(p):
+                    per[r.license or ""] = per.get(r.license or "", 0) + 1
+            except Exception:  # noqa: BLE001 - not canonical records (plain text): no licence recorded
+                per = {"": 1}
+            for lic in sorted(per):
+                out[f"{role}: {p.name}" + (f" ({lic or 'none'})" if len(per) > 1 else "")] = lic
+    return out
+
+
 def _components(per_source: dict[str, dict[str, int]]) -> dict[str, str]:
     out = {}
     for s, lics in sorted(per_source.items()):
@@ -554,6 +591,9 @@ def _stage_policy(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool
         if not rlic and rm_readme.is_file():
             rlic = str(_front_matter(rm_readme).get("license") or "")
         comps[f"reward model: {cfg.reward_model}"] = rlic
+    elif cfg.reward_type == "classifier" and cfg.reward_model:
+        comps[f"reward classifier: {cfg.reward_model}"] = model_license(cfg.reward_model)[0]
+    comps.update(_policy_data_licences(cfg))
     lic = derive(comps, kind="model")
     check(lic, allow_unknown=allow_unknown, what=f"policy {folder}")
     pol_files, pol_skipped = _select(folder / "policy")

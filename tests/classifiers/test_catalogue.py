@@ -292,3 +292,15 @@ def test_score_cli_input_layout_and_revision_flags(tmp_path):
     rm = RewardModel.from_pretrained(tmp_path / "m", device="cpu")
     assert got == pytest.approx(float(rm.score(None, [A])[0]), abs=1e-5)
     assert got != pytest.approx(float(rm.score([Q], [A])[0]), abs=1e-5)
+
+
+def test_a_catalogued_id_in_another_case_is_refused_not_scored_without_its_entry():
+    """The Hub resolves ids case-insensitively: CyberAgent/... loads the model catalogued as cyberagent/...,
+    which then lost its chosen label and input layout (chat) and was scored as a sentence pair."""
+    from jprefs.classifiers.catalogue import load_catalogue
+    from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.errors import ConfigError
+
+    e = next(x for x in load_catalogue() if x.supported)
+    with pytest.raises(ConfigError, match="in another case"):
+        RewardModel.from_pretrained(e.id.swapcase(), device="cpu")

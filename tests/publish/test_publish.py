@@ -414,3 +414,55 @@ def test_a_stack_dry_run_lists_its_members_and_leaves_their_data_rows_out(tmp_pa
         assert f"  {f}" in out, f
     assert "reward/eval_split.jsonl: data rows" in out and "  reward/eval_split.jsonl" not in out.split("left out")[0]
     assert 'RewardModel.from_pretrained("me/ja-stack")' in out and "is in `backbone/`" in out
+
+
+def test_a_policys_licence_counts_the_data_it_was_trained_on(tmp_path, capsys):
+    """A policy SFT-ed on cc-by-nc-4.0 rows was pushed as apache-2.0 (its base policy's licence alone)."""
+    pytest.importorskip("torch")
+    import json
+
+    from jprefs.publish.model import _policy_data_licences, stage_model
+    from jprefs.config import load_config
+    from jprefs.rl.config import RLConfig
+
+    nc = tmp_path / "nc.jsonl"
+    nc.write_text("".join(json.dumps({"prompt": f"質問{i}", "chosen": f"良い答え{i}です。", "rejected": f"悪い{i}",
+                                      "license": "cc-by-nc-4.0"}, ensure_ascii=False) + "\n" for i in range(20)),
+                  encoding="utf-8")
+    recipe = Path(__file__).resolve().parents[2] / "rl" / "recipes" / "sft-tiny-cpu.yaml"
+    run = tmp_path / "sft"
+    assert main(["rl", str(recipe), "sft_steps=2", "eval_every=2", f"sft_data={nc}", "-o", str(run)]) == 0
+    capsys.readouterr()
+    root = tmp_path / "repo"
+    root.mkdir()
+    st = stage_model(run, root, repo_id="me/ja-sft-nc")
+    assert _front(st.card)["license"] == "cc-by-nc-4.0" and "sft_data: nc.jsonl" in st.card
+    # plain prompt files record no licence: unknown (push refuses it without --allow-unknown-license)
+    txt = tmp_path / "p.txt"
+    txt.write_text("今日は\n", encoding="utf-8")
+    cfg = load_config(RLConfig, dict(algo="ppo", reward_type="callable", prompts=str(txt)))
+    assert _policy_data_licences(cfg) == {"prompts: p.txt": ""}
+
+
+def test_rejected_rows_and_translated_rows_count_in_the_licence(tmp_path):
+    """The rejects config publishes rejected rows whole: an ND/NC source among them went out under the kept
+    rows' mit. And a translation pushed as a plain file escaped the no-derivatives check."""
+    from jprefs.publish.dataset import find_source, stage_dataset
+    from jprefs.publish.licenses import LicenseRefused
+
+    f = tmp_path / "pairs.jsonl"
+    write_jsonl(f, _pairs(4))
+    nd = _pairs(1, source="nd-src", license="cc-by-nc-nd-4.0")[0].to_dict()
+    write_jsonl(tmp_path / "pairs.rejects.jsonl", [{"line": 1, "reason": "contradicts", "error": "x", "raw": nd}])
+    (tmp_path / "a").mkdir()
+    st = stage_dataset(find_source(f), tmp_path / "a", repo_id="me/x")
+    assert _front(st.card)["license"] != "mit" and "cc-by-nc-nd-4.0" in st.card
+    # a translated pair (meta.translation) of a no-derivatives source, pushed as a file: refused
+    tr = _pairs(2, source="nd-src", license="cc-by-nd-4.0")
+    for p in tr:
+        p.meta["translation"] = {"model": "m"}
+    g = tmp_path / "ja.jsonl"
+    write_jsonl(g, tr)
+    (tmp_path / "b").mkdir()
+    with pytest.raises(LicenseRefused, match="no derivatives"):
+        stage_dataset(find_source(g), tmp_path / "b", repo_id="me/y")
