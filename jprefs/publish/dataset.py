@@ -69,7 +69,9 @@ def find_source(path: str | Path) -> DatasetSource:
         src = DatasetSource(p, "translate", {"train": p / "pairs.jsonl"},
                             [p / "rejects.jsonl"] if (p / "rejects.jsonl").is_file() else [])
         if (p / "summary.json").is_file():
-            src.summary = json.loads((p / "summary.json").read_text(encoding="utf-8"))
+            from jprefs.publish.model import read_json_file
+
+            src.summary = read_json_file(p / "summary.json")
         if (p / "config.yaml").is_file():
             import yaml
 

@@ -151,6 +151,25 @@ def _training_sources(cfg, metrics: dict) -> dict[str, str]:
     return _components(per)
 
 
+def read_json_file(path: Path) -> Any:
+    """A run's JSON file, or one DataError naming it (was "internal error: JSONDecodeError")."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise DataError(f"unreadable JSON ({e})", path=str(path),
+                        fix="restore the file the jprefs command wrote (or rerun that command)") from None
+
+
+def _public(name: Any) -> str:
+    """A model named in a public card: a Hub id as is, a local folder as ``(local) NAME`` (no local path)."""
+    n = str(name or "")
+    try:
+        local = bool(n) and not n.startswith("builtin:") and Path(n).expanduser().exists()
+    except (OSError, ValueError):
+        local = False
+    return f"(local) {Path(n).name}" if local else n
+
+
 def _policy_data_licences(cfg) -> dict[str, str]:
     """The licences of the data a policy was trained on (it was counted as its base policy's alone: a
     policy SFT-ed on cc-by-nc rows was pushed as apache-2.0): ``sft_data`` when it trained (algo=sft or a
@@ -370,7 +389,7 @@ def _stage_rm(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool, ev
 
 def _metrics(folder: Path) -> dict:
     f = folder / "metrics.json"
-    return json.loads(f.read_text(encoding="utf-8")) if f.is_file() else {}
+    return read_json_file(f) if f.is_file() else {}
 
 
 def _group_spec(folder: Path, kind: str) -> dict:
@@ -556,7 +575,7 @@ def _eval_section(d: Path) -> str:
             text = (d / name).read_text(encoding="utf-8")
             return f"From `{d.name}`:\n\n" + _demote(text) + "\n"
     if (d / "metrics.json").is_file():
-        m = json.loads((d / "metrics.json").read_text(encoding="utf-8"))
+        m = read_json_file(d / "metrics.json")
         return f"From `{d.name}` (metrics.json):\n\n```json\n" + json.dumps(m, indent=1, ensure_ascii=False)[:4000] \
             + "\n```\n"
     raise DataError(f"{d} is not a `jprefs eval rm` output (no report.md or metrics.json)", path=str(d),
@@ -582,17 +601,17 @@ def _stage_policy(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool
     from jprefs.rl.config import RLConfig
 
     cfg = _load_cfg(folder, RLConfig)
-    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    summary = read_json_file(folder / "summary.json")
     plic, pwhere = model_license(cfg.policy)
-    comps = {f"base policy: {cfg.policy}": plic}
+    comps = {f"base policy: {_public(cfg.policy)}": plic}
     if cfg.reward_type == "rm" and cfg.reward_model:
         rlic, _ = model_license(cfg.reward_model)
         rm_readme = Path(cfg.reward_model) / "README.md"
         if not rlic and rm_readme.is_file():
             rlic = str(_front_matter(rm_readme).get("license") or "")
-        comps[f"reward model: {cfg.reward_model}"] = rlic
+        comps[f"reward model: {_public(cfg.reward_model)}"] = rlic
     elif cfg.reward_type == "classifier" and cfg.reward_model:
-        comps[f"reward classifier: {cfg.reward_model}"] = model_license(cfg.reward_model)[0]
+        comps[f"reward classifier: {_public(cfg.reward_model)}"] = model_license(cfg.reward_model)[0]
     comps.update(_policy_data_licences(cfg))
     lic = derive(comps, kind="model")
     check(lic, allow_unknown=allow_unknown, what=f"policy {folder}")
@@ -615,12 +634,12 @@ def _stage_policy(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool
     import yaml
 
     reward_line = ("no reward (supervised fine-tuning)" if cfg.reward_type == "none" else
-                   f"reward: `{cfg.reward_type}` `{cfg.reward_model}`"
+                   f"reward: `{cfg.reward_type}` `{_public(cfg.reward_model)}`"
                    + (f" (head {cfg.reward_head})" if cfg.reward_head else ""))
     card = ("---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + "---\n\n" + unknown_banner(lic)
             + f"""# {repo_id.split('/')[-1]}: a {cfg.algo.upper()} policy trained with jprefs
 
-Trained with [jprefs](https://github.com/jprefs/jprefs) `rl` (algorithm **{cfg.algo}**) from `{cfg.policy}`,
+Trained with [jprefs](https://github.com/jprefs/jprefs) `rl` (algorithm **{cfg.algo}**) from `{_public(cfg.policy)}`,
 {reward_line}.
 The run's recipe, metrics, samples and curves are in `run/`.
 
@@ -651,6 +670,9 @@ Result: **{lic.license}**{f' ({lic.license_name})' if lic.license_name else ''} 
   style: read the samples in `run/samples.jsonl` and the reward model's length sensitivity before use.
 - Evaluated only as recorded in `run/`; no safety evaluation was run.
 """)
+    for x in (cfg.policy, cfg.reward_model, *(Path(str(cfg.policy)).expanduser().resolve().parents[:1])):
+        if _public(x) != str(x):            # a local path left in a sentence (where a licence was read)
+            card = card.replace(str(x), _public(x))
     atomic_write_text(root / "README.md", card)
     files.append("README.md")
     return StagedModel(root, sorted(files), skipped, lic, card, "policy", {"base_model": cfg.policy})

@@ -164,7 +164,8 @@ def push(kind: str, path: str, repo_id: str, *, private: bool = False, revision:
         made = tuple(p.rsplit("/", 1)[0] + "/" for p in (remote or {})
                      if "/" in p and p.rsplit("/", 1)[1] in JPREFS_MARKERS) if kind == "model" else ()
         stale = sorted(p for p in (remote or {}) if p not in files and
-                       (p.startswith(managed + made) or p.endswith(".safetensors") or p in JPREFS_MARKERS))
+                       (p.startswith(managed + made) or p.endswith(".safetensors") or p in JPREFS_MARKERS
+                        or (kind == "model" and _staged_kind_of_file(p))))
         ops += [CommitOperationDelete(path_in_repo=p) for p in stale]
         res.deleted = stale
         if ops:
@@ -173,6 +174,15 @@ def push(kind: str, path: str, repo_id: str, *, private: bool = False, revision:
                                                                       f"file(s) changed, {len(stale)} removed")
             res.commit_url = getattr(info, "commit_url", "") or str(info)
         return res
+
+
+def _staged_kind_of_file(p: str) -> bool:
+    """A model-repo file jprefs stages (tokenizer and config files, plots, the run/ record): one the new
+    version lacks is deleted, or a pull would load the old version's (an old chat_template.jinja or
+    added_tokens.json beside the new weights)."""
+    from jprefs.publish.model import MODEL_FILES, MODEL_SUFFIXES
+
+    return p.startswith("run/") or ("/" not in p and (p in MODEL_FILES or p.endswith(MODEL_SUFFIXES)))
 
 
 def report(res: PushResult, *, show_card: bool = True) -> str:

@@ -159,6 +159,19 @@ def test_a_reward_model_round_trips_scores_identically_and_loads_offline_from_th
     before = fake_hub.bytes_uploaded
     assert main(["push", "model", str(tiny_rm), "--repo-id", repo, "--revision", "exp"]) == 0
     assert fake_hub.bytes_uploaded == before
+    # a tokenizer file the new version lacks is deleted (a pull loaded the old chat_template beside the new
+    # weights); a file jprefs never stages (the owner's LICENSE) stays
+    import shutil
+
+    again = tmp_path / "again"
+    shutil.copytree(tiny_rm, again)
+    (again / "chat_template.jinja").write_text("{{ messages }}", encoding="utf-8")
+    assert main(["push", "model", str(again), "--repo-id", repo, "--revision", "exp"]) == 0
+    HfApi().upload_file(path_or_fileobj=b"owner's terms", path_in_repo="LICENSE", repo_id=repo, revision="exp")
+    assert "chat_template.jinja" in set(HfApi().list_repo_files(repo, revision="exp"))
+    assert main(["push", "model", str(tiny_rm), "--repo-id", repo, "--revision", "exp"]) == 0
+    left = set(HfApi().list_repo_files(repo, revision="exp"))
+    assert "chat_template.jinja" not in left and "LICENSE" in left
 
     # jprefs score through the Hub id
     inp = tmp_path / "in.jsonl"

@@ -437,6 +437,14 @@ def test_a_policys_licence_counts_the_data_it_was_trained_on(tmp_path, capsys):
     root.mkdir()
     st = stage_model(run, root, repo_id="me/ja-sft-nc")
     assert _front(st.card)["license"] == "cc-by-nc-4.0" and "sft_data: nc.jsonl" in st.card
+    # a policy trained from that local policy: no local path in its card
+    run2 = tmp_path / "sft2"
+    assert main(["rl", str(recipe), "sft_steps=1", "eval_every=1", f"sft_data={nc}", f"policy={run / 'policy'}",
+                 "-o", str(run2)]) == 0
+    capsys.readouterr()
+    (tmp_path / "repo2").mkdir()
+    st2 = stage_model(run2, tmp_path / "repo2", repo_id="me/ja-sft-nc2")
+    assert str(tmp_path) not in st2.card and "(local) policy" in st2.card
     # plain prompt files record no licence: unknown (push refuses it without --allow-unknown-license)
     txt = tmp_path / "p.txt"
     txt.write_text("今日は\n", encoding="utf-8")
