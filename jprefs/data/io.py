@@ -580,7 +580,12 @@ def iter_table(path: str | os.PathLike, *, delimiter: str | None = None, header:
 
 
 def iter_records(path: str | os.PathLike) -> Iterator[tuple[Row, Record | None]]:
-    """Canonical records with their rows; a bad row gives ``(row_with_error, None)``."""
+    """Canonical records with their rows; a bad row gives ``(row_with_error, None)``. A table file
+    (Parquet, CSV, TSV) is one clear error naming the conversion, not "line 1: invalid UTF-8"."""
+    name = str(path).lower()
+    if name.endswith((".parquet", ".csv", ".tsv", ".csv.gz", ".tsv.gz")):
+        raise DataError("this command reads canonical JSONL, not a table file", path=str(path),
+                        fix=f"convert it first: jprefs data convert {path} --source jprefs -o PAIRS.jsonl")
     for row in iter_jsonl(path):
         if row.error:
             yield row, None

@@ -126,3 +126,15 @@ def test_a_rank_lists_expanded_pairs_label_each_answer_once_as_the_rank_list_doe
     from_pairs = [(b.response, b.label, b.id) for b in binary_examples(rl.to_pairs())]
     assert from_pairs == [(b.response, b.label, b.id) for b in rl.to_binary()]
     assert len({r for r, _, _ in from_pairs}) == len(from_pairs) == 2 * (k // 2)
+
+
+def test_a_table_file_given_to_a_jsonl_command_is_one_clear_error(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "q", "chosen": "a", "rejected": "b", "license": "mit"}])
+    assert run("data", "export", src, "--format", "jsonl", "-o", tmp_path / "p.parquet") == 0
+    capsys.readouterr()
+    for cmd in (["split", tmp_path / "p.parquet", "-o", tmp_path / "s"],
+                ["merge", tmp_path / "p.parquet", "-o", tmp_path / "m.jsonl"],
+                ["stats", tmp_path / "p.parquet"]):
+        assert run("data", *cmd) == 2
+        err = capsys.readouterr().err
+        assert "reads canonical JSONL, not a table file" in err and "--source jprefs" in err, cmd
