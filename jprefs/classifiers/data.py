@@ -250,11 +250,6 @@ def near_duplicate_clusters(texts: list[str], threshold: float, n: int = 5) -> l
     return [find(i) for i in range(len(texts))]
 
 
-def _members(groups: dict[str, list[int]], records: list) -> dict[str, set[str]]:
-    """``{group: its rows' own prompt keys}`` (a near-duplicate cluster holds several)."""
-    return {k: {group_key(records[i]) for i in idx} for k, idx in groups.items()}
-
-
 def split_by_group(data: RMData, fraction: float, seed: int, *, near_duplicates: float = 0.0,
                    sides: dict[str, bool] | None = None) -> tuple[RMData, RMData]:
     """Hold out ``fraction`` of the rows by prompt (by text for prompt-less examples), deterministically.
@@ -271,7 +266,7 @@ def split_by_group(data: RMData, fraction: float, seed: int, *, near_duplicates:
     import math
     import random
 
-    keys_of = [group_key(r) for r in data.records]
+    own = keys_of = [group_key(r) for r in data.records]       # own: each row's prompt key, kept for `sides`
     if near_duplicates > 0:
         text_of: dict[str, str] = {}                       # group key (a hash) -> the text it stands for
         for k, r in zip(keys_of, data.records):
@@ -287,7 +282,7 @@ def split_by_group(data: RMData, fraction: float, seed: int, *, near_duplicates:
         groups.setdefault(k, []).append(i)
     sides = {} if sides is None else sides
     # a group is placed where any of its prompts was placed before (held out wins a conflict)
-    members = _members(groups, data.records)
+    members = {k: {own[i] for i in idx} for k, idx in groups.items()}   # a near-duplicate cluster: several
     placed = {k: any(sides[x] for x in m if x in sides) for k, m in members.items() if any(x in sides for x in m)}
     keys = sorted(groups)
     random.Random(seed).shuffle(keys)

@@ -179,15 +179,15 @@ def _saved_length_stats(folder: Path, spec: dict, members: list) -> dict:
     """The ensemble's length figures: from its ensemble file, or (a folder written before they were kept
     there) from its metrics.json's held-out figures of the default reward; {} when neither has them (a
     member's figures are never taken for the ensemble's)."""
+    from jprefs.classifiers.evaluate import length_stats
+
     ls = spec.get("length_stats")
     if isinstance(ls, dict):
         return ls
     try:
         ev = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))["eval"]
-        stats = {"per_100_chars": ev["reward_per_100_chars"], "length_controlled_accuracy":
-                 ev["length_controlled_accuracy"], "length_controlled_pairs": ev["length_controlled_n"],
-                 "spearman_length": ev["reward_length_corr"]["spearman"], "pairwise_accuracy": ev["pairwise_accuracy"],
-                 "length_baseline_accuracy": ev["length_baseline_accuracy"], "pairs": ev["n_pairs"]}
+        # eval_metrics' names for what length_stats reads as pair_figures gives it
+        stats = length_stats({**ev, "pairs": ev["n_pairs"], "length_controlled_pairs": ev["length_controlled_n"]})
         return {members[0]._head(None) or "reward": stats, "measured_on": f"eval split ({ev['n_pairs']} pairs)"}
     except (OSError, ValueError, KeyError, TypeError):
         return {}

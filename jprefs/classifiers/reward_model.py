@@ -285,7 +285,6 @@ def _warn_unmarked(src: str) -> None:
                   UserWarning, stacklevel=3)
 
 
-
 def head_stats(length_stats: dict, head: str | None) -> dict | None:
     """One head's entry of a ``length_stats`` mapping (``{head or "reward": figures, "measured_on": ...}``)
     with ``measured_on`` filled in from the mapping; None when that head was not measured."""
@@ -293,6 +292,7 @@ def head_stats(length_stats: dict, head: str | None) -> dict | None:
     if not isinstance(ls, dict):
         return None
     return {"measured_on": length_stats.get("measured_on", "held-out pairs"), **ls}
+
 
 class RewardModel:
     """A sequence classifier plus the rule that turns its logits into a scalar reward.

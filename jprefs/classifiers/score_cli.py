@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     rm = RewardModel.from_pretrained(args.model, device=args.device, dtype=args.dtype, label=args.label,
                                      revision=args.revision, input=args.input_layout)
     eprint(f"scoring with {rm}")
+
     def score(ps, rs):
         """Rewards and, for a seed ensemble, their spread over the members (else None)."""
         if hasattr(rm, "score_with_std"):

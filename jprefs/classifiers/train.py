@@ -686,7 +686,7 @@ def data_fingerprint(cfg: TrainRMConfig) -> dict[str, dict]:
     """``{role: {file, bytes, sha256}}`` of the run's data files (``data``, ``extra_data[i]``, ``eval_data``,
     ``test_data``; local files only; the file by name, no local path): a finished run or a checkpoint of the
     same config but other data is not this run."""
-    import hashlib
+    from jprefs.data.io import file_sha256
 
     out = {}
     roles = [("data", cfg.data), *((f"extra_data[{i}]", f) for i, f in enumerate(cfg.extra_data)),
@@ -695,11 +695,7 @@ def data_fingerprint(cfg: TrainRMConfig) -> dict[str, dict]:
         p = Path(f) if f else None
         if p is None or not p.is_file():
             continue
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        out[role] = {"file": p.name, "bytes": p.stat().st_size, "sha256": h.hexdigest()}
+        out[role] = {"file": p.name, "bytes": p.stat().st_size, "sha256": file_sha256(p)}
     return out
 
 

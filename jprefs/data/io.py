@@ -76,6 +76,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def file_sha256(path: str | os.PathLike, block: int = 1 << 24) -> str:
+    """The SHA-256 hex digest of a file, read in blocks (weights and data files can be gigabytes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Pretty strict JSON (a NaN/Infinity becomes ``null``: summaries report a missing figure as null)."""
     try:

@@ -354,7 +354,7 @@ def _finish_card(card: str, cfg, lic, bwhere: str, base: str, eval_dirs: list[st
 
     card = _relicense(card, lic, bwhere, base)
     if Path(str(cfg.backbone)).expanduser().exists():   # a local backbone: no path in a public card, no base_model
-        card = _drop_meta(card, "base_model").replace(str(cfg.backbone), f"(local) {Path(cfg.backbone).name}")
+        card = _drop_meta(card, "base_model").replace(str(cfg.backbone), _public(cfg.backbone))
     evals = [_eval_section(Path(d)) for d in eval_dirs]
     if evals:
         card += "\n## Evaluations (`jprefs eval rm`)\n\n" + "\n".join(evals)

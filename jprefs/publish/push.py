@@ -89,11 +89,9 @@ def _changed(root: Path, rel: str, remote: dict | None) -> bool:
     blob, sha = remote[rel]
     path = root / rel
     if sha:                                     # an LFS file: sha256, streamed (weights can be gigabytes)
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 24), b""):
-                h.update(chunk)
-        return h.hexdigest() != sha
+        from jprefs.data.io import file_sha256
+
+        return file_sha256(path) != sha
     return git_blob_sha1(path.read_bytes()) != blob
 
 

@@ -72,8 +72,7 @@ def run_inputs(cfg, world: int = 1) -> dict:
     the number of processes (the batch is per process). The same config over a changed file, or resumed
     under another world size, is not the same run: a resume would mix the two, and a tiny policy's
     tokenizer, rebuilt from changed sft_data, would give the restored weights other characters."""
-    import hashlib
-
+    from jprefs.data.io import file_sha256
     from jprefs.rl.texts import expand_paths
 
     files = {}
@@ -85,14 +84,7 @@ def run_inputs(cfg, world: int = 1) -> dict:
             paths = [p for p in expand_paths(spec) if p.is_file()]
         except Exception:                       # noqa: BLE001 - missing now: the run's own check says so
             continue
-        digests = []
-        for p in paths:
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            digests.append({"file": p.name, "sha256": h.hexdigest()})
-        files[key] = digests
+        files[key] = [{"file": p.name, "sha256": file_sha256(p)} for p in paths]
     return {"world": int(world), "files": files}
 
 

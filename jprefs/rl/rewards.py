@@ -261,4 +261,5 @@ def make_reward(reward_type: str, reward_model: str, *, label: str = "1", device
             raise ValueError(f"reward {reward_model!r} returned {len(vals)} values for {len(responses)} responses")
         return [sign * v for v in finite_rewards(vals, responses, repr(reward_model))]
 
+    reward._jprefs_checked = True           # checked_reward leaves it as it is
     return reward
