@@ -200,7 +200,8 @@ class RLConfig:
         "GRPO/RLOO: weights of several reward sources (with `extra_rewards`); empty = 1 each"))
     extra_rewards: list[str] = field(default_factory=list, metadata=_h(
         "GRPO/RLOO: further reward sources summed with the main one, each 'TYPE:SPEC' with TYPE rm, "
-        "classifier or callable (e.g. 'callable:jprefs.rl.rewards:lexicon_sentiment', 'rm:runs/rm')"))
+        "classifier or callable (e.g. 'callable:jprefs.rl.rewards:lexicon_sentiment', 'rm:runs/rm'); an rm "
+        "source scores with its model's default head (ODIN: quality), reward_head being the main model's"))
 
     # ------------------------------------------------------------ output
     save_every: int = field(default=0, metadata=_h(

@@ -205,7 +205,12 @@ class RunWriter:
         return path
 
     def save_policy(self, model, tok, subdir: str = "policy") -> Path:
-        """Policy weights (safetensors) and tokenizer; a LoRA model is merged first."""
+        """Policy weights (safetensors) and tokenizer; a LoRA model is merged first. Written into a
+        temporary folder beside ``subdir`` and renamed, so a kill mid-save leaves no half policy. A saved
+        policy is for generation: its config keeps ``use_cache`` on (trainers that turn it off while
+        training left it off in the saved config, and ``generate`` then recomputed every step)."""
+        import shutil
+
         d = self.out / subdir
         if not self.write:
             return d
@@ -213,8 +218,21 @@ class RunWriter:
             import copy
 
             model = copy.deepcopy(model).merge_and_unload()
-        model.save_pretrained(d, safe_serialization=True)
-        tok.save_pretrained(d)
+        tmp = d.with_name(f".{d.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        cfg = getattr(model, "config", None)
+        was = getattr(cfg, "use_cache", None)
+        if was is False:
+            cfg.use_cache = True
+        try:
+            model.save_pretrained(tmp, safe_serialization=True)
+        finally:
+            if was is False:
+                cfg.use_cache = was
+        tok.save_pretrained(tmp)
+        if d.exists():
+            shutil.rmtree(d)
+        os.replace(tmp, d)
         return d
 
     def save_heads(self, heads, name: str, meta: dict | None = None) -> Path:

@@ -139,6 +139,19 @@ def prompt_rows(cfg, tok) -> list[dict]:
             for p in load_prompts(cfg.prompts)]
 
 
+def eval_contexts(tok, prompts: list[str]) -> list[str]:
+    """The texts the eval samples of a trl run are drawn from: for a chat tokenizer each prompt as the
+    one-turn conversation trl trained on (:func:`prompt_rows`, :func:`preference_rows`), rendered through
+    its chat template with the generation prompt, as ``jprefs eval policy`` renders it; else the prompt
+    text. (The eval samples were drawn from the bare text, a context a chat policy never trained on.)"""
+    if not getattr(tok, "chat_template", None):
+        return list(prompts)
+    from jprefs.eval.policy import render_prompt_for
+    from jprefs.eval.prompts import EvalPrompt
+
+    return [render_prompt_for(tok, EvalPrompt(id="", text=p), True) for p in prompts]
+
+
 def _last_tokens(tok, text: str, n: int) -> str:
     """``text`` cut to its last ``n`` tokens, as jprefs' sampler cuts every prompt (``prompt_max_tokens``):
     trl's GRPO/RLOO take prompts whole (a long one ran past the model's positions: IndexError) and its DPO
@@ -390,12 +403,13 @@ def train_trl(cfg, out, *, dist=None) -> dict:
     # One reward model in memory: GRPO/RLOO's main training reward also scores the eval samples.
     rfn = eval_reward_for(cfg, device) if cfg.reward_type != "none" else None
     eval_prompts = load_prompts(cfg.eval_prompts) * max(1, cfg.eval_samples)
+    eval_texts = eval_contexts(tok, eval_prompts)
 
     def evaluate(m, step: int) -> dict:
         m = m if m is not None else trainer.model
         was = m.training
         m.eval()
-        s = get_sampler(cfg.sampler)(m, tok, eval_prompts, max_new_tokens=cfg.max_new_tokens,
+        s = get_sampler(cfg.sampler)(m, tok, eval_texts, max_new_tokens=cfg.max_new_tokens,
                                      temperature=cfg.temperature, top_k=cfg.top_k, top_p=cfg.top_p,
                                      prompt_max_tokens=cfg.prompt_max_tokens, seed=cfg.seed + 7,
                                      min_new_tokens=cfg.min_new_tokens)

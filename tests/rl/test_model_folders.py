@@ -91,3 +91,35 @@ def test_a_reward_model_as_the_policy_and_a_policy_as_the_reward(runs, tmp_path)
     pol = runs / "done" / "policy"
     for kind in ("rm", "classifier"):
         assert "holds a causal LM (GPT2LMHeadModel), not a sequence classifier" in _err(make_reward, kind, str(pol))
+
+
+def test_a_saved_policy_generates_with_its_cache_and_is_written_whole(tmp_path, monkeypatch):
+    """save_policy: a trainer's use_cache=False (set while training) does not reach the saved config (a
+    pulled policy's generate then recomputed every position at every step), the live model keeps its
+    setting, and a save that fails half way leaves the previous policy, not a half-written one."""
+    import json
+
+    import torch
+
+    from tests.rl.conftest import char_tokenizer, tiny_gpt2
+
+    tok = char_tokenizer()
+    model = tiny_gpt2(tok)
+    model.config.use_cache = False
+    w = RunWriter(tmp_path / "run")
+    d = w.save_policy(model, tok)
+    assert json.loads((d / "config.json").read_text(encoding="utf-8"))["use_cache"] is True
+    assert model.config.use_cache is False
+    assert sorted(p.name for p in d.parent.iterdir() if p.name.startswith(".")) == []
+    before = (d / "model.safetensors").read_bytes()
+
+    def broken(self, path, **kw):
+        (path / "model.safetensors").parent.mkdir(parents=True, exist_ok=True)
+        (path / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(type(model), "save_pretrained", broken)
+    with pytest.raises(KeyboardInterrupt):
+        w.save_policy(model, tok)
+    assert (d / "model.safetensors").read_bytes() == before
+    load_policy(str(d), device=torch.device("cpu"))

@@ -215,6 +215,42 @@ def test_chat_template_policies_get_the_conversational_layouts(files, tmp_path):
     assert last4 > first + 1.0, (first, last4)
 
 
+def test_chat_policies_eval_samples_come_from_the_chat_context(files, tmp_path, monkeypatch):
+    """A chat policy trains (trl's conversational rows) on its template's rendering of each prompt; its
+    eval samples must be drawn from that context too, as `jprefs eval policy` draws them, not from the
+    bare prompt text it never trained on."""
+    import jprefs.rl.processors as processors
+    from transformers import AutoTokenizer
+
+    from jprefs.eval.policy import render_prompt_for
+    from jprefs.eval.prompts import EvalPrompt
+    from jprefs.rl.trl_algos import eval_contexts
+
+    seen: list[list[str]] = []
+    real = processors.get_sampler
+
+    def recording(name="native"):
+        fn = real(name)
+
+        def sampler(model, tok, texts, **kw):
+            seen.append(list(texts))
+            return fn(model, tok, texts, **kw)
+        return sampler
+
+    monkeypatch.setattr(processors, "get_sampler", recording)
+    chat = AutoTokenizer.from_pretrained(files / "chat_policy")
+    want = ["q" + p for p in PROMPTS]                        # the test template: 'q' + the user turn
+    assert eval_contexts(chat, PROMPTS) == want
+    assert want == [render_prompt_for(chat, EvalPrompt(id="", text=p), True) for p in PROMPTS]
+    assert eval_contexts(AutoTokenizer.from_pretrained(files / "policy"), PROMPTS) == PROMPTS
+    out = tmp_path / "dpo"
+    run(_cfg(files, algo="dpo", **dict(OFFLINE, total_steps=2, eval_every=2, eval_samples=1,
+                                       policy=str(files / "chat_policy"))), out)
+    assert seen and all(t == want for t in seen), seen[:1]
+    samples = [json.loads(x) for x in (out / "samples.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert {r["prompt"] for r in samples} <= set(PROMPTS)    # the record keeps the prompt as given
+
+
 def test_several_reward_sources_are_summed_with_weights(files, tmp_path):
     """count_a (weight 1) + neg_count_a (weight 2) = -count_a: GRPO lowers the letter a."""
     out = tmp_path / "run"
