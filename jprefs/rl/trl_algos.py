@@ -217,7 +217,10 @@ def trl_args(cfg, out: Path, use_cpu: bool, shared_state: bool = False):
         adam_beta1=cfg.adam_beta1, adam_beta2=cfg.adam_beta2, weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm if cfg.max_grad_norm > 0 else 1e9, lr_scheduler_type="constant",
         logging_steps=1, save_strategy="steps" if cfg.save_every else "no", save_steps=cfg.save_every or 500,
-        save_total_limit=1, dataloader_num_workers=0,
+        # No rotation by transformers: it deletes the previous checkpoint inside _save_checkpoint, before
+        # on_save marks the new one complete, so a kill between the two left no resumable checkpoint.
+        # JprefsRunCallback.on_save removes the older ones once the new one is marked.
+        save_total_limit=None, dataloader_num_workers=0,
         accelerator_config={"use_configured_state": True} if shared_state else None, disable_tqdm=False, trust_remote_code=cfg.trust_remote_code,
     )
     extra = {}
@@ -298,7 +301,9 @@ def _callback(cfg, writer, tok, evaluate, dist):
     checkpoints resumable for jprefs."""
     from transformers import TrainerCallback
 
-    from jprefs.rl.checkpoint import FORMAT
+    import shutil
+
+    from jprefs.rl.checkpoint import FORMAT, checkpoint_dirs
     from jprefs.config import config_dict
     from jprefs.data.io import atomic_write_json
 
@@ -329,6 +334,9 @@ def _callback(cfg, writer, tok, evaluate, dist):
                 "format": FORMAT, "trainer": TRL_STATE, "step": state.global_step,
                 "metrics_lines": writer.n_metrics, "samples_lines": writer.n_samples,
                 "config": config_dict(writer.cfg), "extra": {}})
+            for step, old in checkpoint_dirs(writer.out):      # complete now: the older ones can go
+                if step < state.global_step:
+                    shutil.rmtree(old, ignore_errors=True)
 
     return JprefsRunCallback()
 

@@ -347,6 +347,34 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(files, tmp_path, algo, 
 
 # ---------------------------------------------------------------- bad configs
 
+def test_a_kill_while_trl_saves_a_checkpoint_keeps_the_previous_one(files, tmp_path, monkeypatch):
+    """transformers deletes older checkpoints (save_total_limit) inside _save_checkpoint, before jprefs'
+    on_save marks the new one complete: a kill between the two left no resumable checkpoint and the rerun
+    started again from step 0. The older one stays until the new one is marked."""
+    from transformers import Trainer
+
+    over = dict(ONLINE, total_steps=8, save_every=4, eval_every=4)
+    out = tmp_path / "run"
+    real, calls = Trainer._save_checkpoint, {"n": 0}
+
+    def save_then_die(self, model, trial):
+        real(self, model, trial)
+        calls["n"] += 1
+        if calls["n"] == 2:                                  # checkpoint-8 written, not yet marked
+            raise KeyboardInterrupt("killed after transformers' save")
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(_cfg(files, algo="grpo", **over), out)
+    assert (out / "checkpoint-4" / "resume" / "state.json").is_file()
+    assert not (out / "checkpoint-8" / "resume" / "state.json").exists()
+    monkeypatch.setattr(Trainer, "_save_checkpoint", real)
+    run(_cfg(files, algo="grpo", **over), out)              # continues from step 4
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["step"] for r in rows] == list(range(9))
+    assert sorted(d.name for d in out.glob("checkpoint-*")) == ["checkpoint-8"]      # one kept, as before
+
+
 def test_bad_configs_are_one_clear_error(files, tmp_path):
     with pytest.raises(ConfigError, match="algo=dpo needs preference data"):
         load_config(RLConfig, dict(algo="dpo"))
