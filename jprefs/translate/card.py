@@ -105,7 +105,7 @@ def render_card(cfg, template, summary: dict[str, Any], command: str = "", sourc
         f"Rows are rejected when a field is flagged with one of: {', '.join(cfg.reject_on)}.",
         f"Thresholds: Japanese share of letters >= {cfg.min_japanese_ratio} (sources with >= {cfg.min_letters} letters); "
         f"English runs < {cfg.max_english_run} words; length ratio in [{cfg.min_length_ratio}, {cfg.max_length_ratio}] "
-        f"(sources >= {cfg.min_chars} chars); no repetition loops, truncation, empty outputs or refusals"
+        f"(sources >= {cfg.min_chars} chars); no repetition loops, chat-template markup, truncation, empty outputs or refusals"
         + (f"; similarity >= {cfg.min_similarity} with `{cfg.similarity_model}`" if cfg.similarity_model else "") + ".",
         "",
         "## Command", "", "```", redact_url(command) or "jprefs translate config.yaml", "```", "",

@@ -76,7 +76,7 @@ class TranslateConfig:
     min_chars: int = field(default=40, metadata=_h("apply the length-ratio check to sources this long"))
     reject_on: list[str] = field(default_factory=lambda: ["empty", "truncated", "low_japanese_ratio", "leftover_english",
                                                           "length_ratio", "repetition", "refusal", "placeholder_lost",
-                                                          "low_similarity", "identical_after_translation"],
+                                                          "low_similarity", "identical_after_translation", "template_leak"],
                                  metadata=_h("flags that send a row to rejects.jsonl (others are only recorded)"))
     similarity_model: str = field(default="", metadata=_h(
         "sentence-transformers model for source/translation similarity (empty = off), e.g. intfloat/multilingual-e5-small"))

@@ -9,11 +9,19 @@ count as English):
 - ``low_japanese_ratio``: kana+kanji share of letters under ``min_japanese_ratio``
   (only for sources with at least ``min_letters`` letters: "OK" may stay "OK").
 - ``leftover_english``: a run of ``max_english_run`` or more English words, at
-  least one lower-case (a run of capitalised words is a name or a title).
+  least one lower-case (a run of capitalised words is a name or a title); a run goes on
+  across sentence ends and line breaks ("Yes. I think so. It is fine." is one run of 7:
+  short English sentences left in a row each stayed under the limit before 2026-12-07).
 - ``length_ratio``: translated/source characters outside
   ``[min_length_ratio, max_length_ratio]`` (sources of ``min_chars`` or more).
 - ``repetition``: a 2-40 character string repeated 5+ times in a row, or a line
-  repeated 4+ times, when the source has no such repetition (decoding loops).
+  repeated 4+ times (decoding loops), beyond what the source repeats: more looped
+  characters than ``max_length_ratio`` times the source's plus 20, or a line repeated
+  more than ``max_length_ratio`` times as often (a source with a loop of its own no
+  longer lets any loop through).
+- ``template_leak``: chat-template markup or special tokens (``<|im_end|>``, ``</s>``,
+  ``[INST]``, ``<end_of_turn>``, ...) in the translation that the source lacks: the
+  engine decoded past the answer or echoed its prompt format.
 - ``refusal``: an apology/refusal in the translation that the source lacks.
 - ``placeholder_lost``: a code span or URL did not survive (set at reassembly).
 - ``low_similarity``: optional cross-lingual embedding similarity under a threshold.
@@ -34,10 +42,15 @@ from dataclasses import dataclass
 from jprefs.text import japanese_ratio, script_counts
 
 FLAGS = ("empty", "truncated", "low_japanese_ratio", "leftover_english", "length_ratio", "repetition",
-         "refusal", "placeholder_lost", "low_similarity", "identical_after_translation")
+         "refusal", "placeholder_lost", "low_similarity", "identical_after_translation", "template_leak")
 
-EN_WORD_RUN = re.compile(r"[A-Za-z][A-Za-z'’\-]*(?:[ ,;:]+[A-Za-z][A-Za-z'’\-]*)*")
+EN_WORD_RUN = re.compile(r"[A-Za-z][A-Za-z'’\-]*(?:[.!?]*[\s,;:]+[A-Za-z][A-Za-z'’\-]*)*")
 LOOP = re.compile(r"(.{2,40}?)\1{4,}", re.S)
+# chat-template markup and special tokens of the common open models (ChatML, Llama 2/3, Gemma, Mistral,
+# Phi, the sentencepiece <s>/</s>) and the "### Response:" instruction format
+TEMPLATE_MARKUP = re.compile(r"<\|[A-Za-z_][A-Za-z0-9_]*\|>|</?s>|\[/?INST\]|<</?SYS>>|<(?:start|end)_of_turn>|"
+                             r"<(?:bos|eos|pad|unk)>|^\s*###\s*(?:Instruction|Response|Input|Assistant|User)\s*:",
+                             re.M)
 # a refusal is a NEGATIVE form: 「翻訳できますか」 (for "Can you translate ...?") is a good translation
 JA_REFUSAL = re.compile(r"申し訳(?:ありません|ございません)|翻訳(?:できません|できかね|いたしかね|することはできません)|"
                         r"お手伝いでき(?:ません|かね)|お答えでき(?:ません|かね)|(?:AI|言語モデル)として")
@@ -72,11 +85,18 @@ def english_run(text: str) -> int:
     return best
 
 
-def _loops(text: str) -> bool:
-    if LOOP.search(text):
-        return True
+def loop_extent(text: str) -> tuple[int, int]:
+    """(characters inside decoding-loop repeats, the most times one line repeats when 4+ else 0)."""
+    chars = sum(len(m.group(0)) for m in LOOP.finditer(text))
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return any(lines.count(ln) >= 4 for ln in set(lines))
+    most = max((lines.count(ln) for ln in set(lines)), default=0)
+    return chars, most if most >= 4 else 0
+
+
+def _more_loops(src: str, tgt: str, ratio: float) -> bool:
+    """The translation loops beyond what its source repeats (a translated loop may be as long)."""
+    (sc, sl), (tc, tl) = loop_extent(src), loop_extent(tgt)
+    return (tc > 0 and tc > ratio * sc + 20 * bool(sc)) or (tl > 0 and tl > ratio * sl)
 
 
 def unit_scores(src: str, tgt: str) -> dict[str, float]:
@@ -106,10 +126,12 @@ def check_unit(src: str, tgt: str, finish_reason: str, th: Thresholds) -> list[s
         flags.append("leftover_english")
     if len(src.strip()) >= th.min_chars and not (th.min_length_ratio <= s["len_ratio"] <= th.max_length_ratio):
         flags.append("length_ratio")
-    if _loops(tgt) and not _loops(src):
+    if _more_loops(src, tgt, th.max_length_ratio):
         flags.append("repetition")
     if JA_REFUSAL.search(tgt) and not EN_REFUSAL.search(src):
         flags.append("refusal")
+    if TEMPLATE_MARKUP.search(tgt) and not TEMPLATE_MARKUP.search(src):
+        flags.append("template_leak")
     return flags
 
 

@@ -68,9 +68,31 @@ def test_good_translation_has_no_flags():
     ("東京。", "stop", "length_ratio"),
     (GOOD + "ですです" * 10, "stop", "repetition"),
     ("申し訳ありませんが、その翻訳はできません。", "stop", "refusal"),
+    (GOOD + "<|im_end|>\n<|im_start|>user", "stop", "template_leak"),
+    (GOOD + "</s>", "stop", "template_leak"),
+    ("[INST] " + GOOD, "stop", "template_leak"),
+    (GOOD + "\n### Response: " + GOOD, "stop", "template_leak"),
+    ("明日の朝 Yes. I think so. It is fine.", "stop", "leftover_english"),     # short sentences in a row
+    ("明日の朝\nwhat is it\nit will be sunny", "stop", "leftover_english"),      # across lines
 ])
 def test_each_flag_fires(tgt, finish, flag):
     assert flag in check_unit(SRC, tgt, finish, TH)
+
+
+def test_a_source_that_loops_lets_only_its_own_loop_through():
+    """A source with a loop of its own ("hahaha...") may be translated with one as long, but a
+    decoding loop beyond it is still a loop (any loop passed when the source had one)."""
+    src = "That is so funny " + "ha" * 10 + " I cannot stop laughing at the joke you told me yesterday."
+    faithful = "それはとても面白い" + "ハ" * 20 + "、昨日のあなたの冗談に笑いが止まりません。"
+    assert "repetition" not in check_unit(src, faithful, "stop", TH)
+    looped = faithful + "笑いが止まりません。" * 30
+    assert "repetition" in check_unit(src, looped, "stop", TH)
+    lines = "Line one.\n" * 4 + "And the rest of the message, which is long enough to be checked."
+    assert "repetition" not in check_unit(lines, "一行目。\n" * 4 + "そして残りのメッセージ。", "stop", TH)
+    assert "repetition" in check_unit(lines, "一行目。\n" * 40 + "そして残りのメッセージ。", "stop", TH)
+    # markup the source itself holds is a faithful copy, not a leak
+    assert "template_leak" not in check_unit("Use the <|im_end|> token to stop a ChatML model.",
+                                             "ChatML モデルを止めるには <|im_end|> トークンを使います。", "stop", TH)
 
 
 def test_checks_respect_the_source():
