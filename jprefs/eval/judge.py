@@ -13,8 +13,17 @@ the repository; ``--template FILE`` for your own):
 
 A judge answer that cannot be read (empty, cut off without a verdict, no ``[[...]]``, an unknown
 verdict, two different verdicts on the verdict line, a score outside 1-10) is counted by reason and
-excluded from the rates, with the counts beside them; it never stops the run. The verdict is read
-from the last line that holds one, so a judge that restates the format before deciding is read right.
+excluded from the rates, with the counts beside them; it never stops the run. The verdict line is
+the last line that states a verdict (the marker alone, or labelled 判定 / 評価 / Verdict ...), else
+the last line with a marker, so a judge that restates the format before deciding is read right; every
+marker on that line must be one valid verdict (``[[A]]``, or a score written as digits: ``[[1_0]]``,
+``[[1e1]]``, ``[[1.0]]`` on an integer scale, ``[[A B]]`` are ``unknown_verdict``, never a guess).
+
+A request the server refuses (HTTP 400 / 413 / 422, e.g. a prompt too long for the judge's context)
+is that item's failure: counted (``requests_failed``, ``n_failed_*``), listed with the server's
+message in ``rejects.jsonl`` and left out of the figures, and the run goes on. A server that is down,
+answers 5xx after the retries, or refuses the credentials stops the run (finished answers are kept);
+a run whose every request failed exits with an error after writing its outputs.
 
 Inputs: ``--pairs FILE`` (canonical pairs, or any ``--source`` the data layer reads) judges chosen
 against rejected and reports the judge's agreement with the labels (95% interval by prompt) beside
@@ -28,8 +37,10 @@ choices can be joined), ``report.md`` and ``report.html``.
 Requests go through :class:`jprefs.translate.engines.openai.OpenAIEngine` (bounded concurrency,
 retries with backoff and ``Retry-After``, the API key from an environment variable, never logged,
 URLs redacted). Answers are cached on disk (``DIR/cache``, the translation cache's checkpoint
-files) under a key of (judge model, template hash, the rendered request, sampling): a rerun or
-an interrupted run asks nothing twice. The server is checked once, before the first request.
+files) under a key of (the server's URL without credentials, judge model, template hash, the
+rendered request, sampling: temperature, top_p, max_tokens, seed, stop): a rerun or an interrupted
+run asks nothing twice, and another server (or model, or sampling) asks again. The server is checked
+once, before the first request.
 
 Python API (what ``jprefs eval policy --judge`` calls)::
 
@@ -38,7 +49,7 @@ Python API (what ``jprefs eval policy --judge`` calls)::
     judge = Judge("Qwen/Qwen2.5-7B-Instruct", "http://127.0.0.1:8000/v1", concurrency=8,
                   api_key_env="OPENAI_API_KEY", cache_dir="out/judge-cache")
     verdicts = pairwise(judge, prompts, answers_a, answers_b)   # list[Verdict], input order
-    verdicts[0].winner            # "a", "b", "tie", or None (unparseable: verdicts[0].reasons)
+    verdicts[0].winner            # "a", "b", "tie", or None (unparseable: .reasons; refused: .failed)
     grades = grade(judge, prompts, answers)                      # list[Grade]
     grades[0].score               # 1.0 .. 10.0, or None (grades[0].reason)
     judge.close()
@@ -56,7 +67,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from jprefs.config import arg_float
 from jprefs.errors import ConfigError, DataError
@@ -72,6 +83,15 @@ PLACEHOLDER = re.compile(r"\{(question|answer_a|answer_b|answer)\}")
 LABELLED = re.compile(r"^\s*[#*【\[(（]*\s*(?:最終)?(?:判定|評価|結論|採点|点数|スコア|final verdict|verdict|rating|score)"
                       r"(?:\s*結果)?\s*[】\])）*]*\s*[:：は]", re.I)
 CHUNK = 64  # requests per engine call (at least 4 x concurrency); each call's answers are one cache checkpoint
+# a score is written in digits, nothing else: float() would read [[1_0]] and [[1e1]] as 10, [[٨]] as 8, [[nan]]
+# (decimals as FastChat's MT-Bench reader takes them: a judge that writes [[7.5]] gave 7.5)
+SCORE = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+# full-width ASCII (Ａ, ８, ．) as a Japanese judge may type it -> ASCII; nothing else is folded
+WIDE = {0xFF01 + i: 0x21 + i for i in range(94)}
+# HTTP statuses that refuse one request, not the run: 400 (e.g. the prompt is longer than the judge's context),
+# 413 (body too large), 422 (a body the server cannot process). 401/403/404 are the run's setup and stop it.
+REFUSED = (400, 413, 422)
+CACHE_VERSION = "judge-v2"   # part of every cache key: v1 keys (no server URL) miss instead of being reused
 
 
 def builtin_judge_dir() -> Path:
@@ -85,7 +105,8 @@ class JudgeTemplate:
     """A judge prompt: ``system`` and ``user`` text with placeholders, and how to read the answer.
 
     ``verdicts`` (pairwise) maps the marker inside ``[[...]]`` to ``a``, ``b`` or ``tie``;
-    ``score_min`` / ``score_max`` (grade) bound a valid score. ``hash`` covers everything that
+    ``score_min`` / ``score_max`` (grade) bound a valid score, written in digits (``[[7]]``, ``[[7.5]]``).
+    ``hash`` covers everything that
     changes a request or its reading (not the comments), so it keys the cache.
     """
 
@@ -121,23 +142,25 @@ class JudgeTemplate:
     def parse(self, text: str, finish_reason: str = "stop") -> tuple[Any, str | None]:
         """``(value, None)`` or ``(None, reason)``; value: ``a``/``b``/``tie`` or a float score.
 
-        The verdict is read from the **last line that holds a valid marker** (the prompts ask for it on
-        the last line): a judge that first restates the format (``[[A]]、[[B]]、[[C]]のいずれか``) and
-        then decides is read right, and two different verdicts on that one line are
-        ``conflicting_verdicts``, never a guess.
+        The verdict line is the **last line that states a verdict** (the marker alone, or labelled
+        判定 / 評価 / Verdict / Rating ...; the prompts ask for it on the last line), else the last line
+        that holds a marker: a judge that first restates the format (``[[A]]、[[B]]、[[C]]のいずれか``)
+        and then decides is read right. Every marker on that line must be one valid verdict: two
+        different ones are ``conflicting_verdicts``, one this template does not know
+        (``[[D]]``, ``[[A B]]``, ``[[1_0]]``) is ``unknown_verdict``, and neither falls back to an
+        earlier line, so a malformed verdict is never replaced by a guess.
 
         >>> t = load_judge_template("builtin:pairwise-ja")
         >>> t.parse("Aの方が正確です。\\n[[A]]"), t.parse("[[A]]か[[B]]です"), t.parse("どちらも良い")
         (('a', None), (None, 'conflicting_verdicts'), (None, 'no_verdict'))
-        >>> t.parse("形式は[[A]]、[[B]]、[[C]]です。\\nBの方が詳しい。\\n[[B]]")
-        ('b', None)
+        >>> t.parse("形式は[[A]]、[[B]]、[[C]]です。\\nBの方が詳しい。\\n[[B]]"), t.parse("形式は[[A]]です\\n判定: [[A B]]")
+        (('b', None), (None, 'unknown_verdict'))
         >>> g = load_judge_template("builtin:grade-ja")
-        >>> g.parse("良い回答です。[[8]]"), g.parse("[[11]]"), g.parse("")
-        ((8.0, None), (None, 'score_out_of_range'), (None, 'empty'))
+        >>> g.parse("良い回答です。[[8]]"), g.parse("[[11]]"), g.parse(""), g.parse("[[1_0]]"), g.parse("[[８]]")
+        ((8.0, None), (None, 'score_out_of_range'), (None, 'empty'), (None, 'unknown_verdict'), (8.0, None))
 
-        A line that states the verdict (the marker alone, or labelled 判定 / 評価 / Verdict / Rating ...) wins
-        over a later note that names another marker, and an answer cut off by ``max_tokens``
-        (``finish_reason="length"``) counts only when its last line states the verdict:
+        A line that states the verdict wins over a later note that names another marker, and an answer
+        cut off by ``max_tokens`` (``finish_reason="length"``) counts only when its last line states the verdict:
 
         >>> t.parse("最終判定: [[B]]\\n（注: [[A]]は回答Aを表す記号です）"), g.parse("評価: [[7]]\\n(1が最低、[[10]]が最高)")
         (('b', None), (7.0, None))
@@ -147,38 +170,39 @@ class JudgeTemplate:
         if not text or not text.strip():
             return None, "empty"
         lines = [ln for ln in text.splitlines() if ln.strip()]
-        stated = [ln for ln in lines if MARKER.search(ln) and _states_verdict(ln)]
+        marked = [ln for ln in lines if MARKER.search(ln)]
+        stated = [ln for ln in marked if _states_verdict(ln)]
         if finish_reason == "length" and not (lines and MARKER.search(lines[-1]) and _states_verdict(lines[-1])):
             # cut off by max_tokens: a marker before the end is the judge thinking aloud ("もし[[A]]なら"),
             # not its verdict, which the prompts ask for last
             return None, "truncated"
-        any_marker = False
-        # the lines that state a verdict first (the last of them wins), then any other line with a marker
-        for line in [*reversed(stated), *(ln for ln in reversed(lines) if ln not in stated)]:
-            marks = [m.strip() for m in MARKER.findall(line)]
-            any_marker = any_marker or bool(marks)
-            if self.mode == "pairwise":
-                found = {self.verdicts[m] for m in marks if m in self.verdicts}
-            else:
-                found = set()
-                for m in marks:
-                    try:
-                        found.add(float(m))
-                    except ValueError:
-                        continue
-                found = {x for x in found if x == x}   # no NaN
-            if not found:
-                continue
-            if len(found) > 1:
-                return None, "conflicting_verdicts"
-            value = found.pop()
-            if self.mode == "grade" and not (self.score_min <= value <= self.score_max):
-                return None, "score_out_of_range"
-            return value, None
-        if any_marker:
-            return None, "unknown_verdict"          # [[D]], [[良い]]: markers, but none this template knows
-        # a judge cut off by max_tokens usually stopped before its verdict: say so, it has a fix
-        return None, ("truncated" if finish_reason == "length" else "no_verdict")
+        if not marked:
+            return None, "no_verdict"
+        line = stated[-1] if stated else marked[-1]
+        values = [self.marker_value(m) for m in MARKER.findall(line)]
+        if any(v is None for v in values):
+            return None, "unknown_verdict"          # [[D]], [[良い]], [[1_0]]: not one this template knows
+        found = set(values)
+        if len(found) > 1:
+            return None, "conflicting_verdicts"
+        value = found.pop()
+        if self.mode == "grade" and not (self.score_min <= value <= self.score_max):
+            return None, "score_out_of_range"
+        return value, None
+
+    def marker_value(self, marker: str) -> Any:
+        """What one ``[[...]]`` means: ``a``/``b``/``tie`` (pairwise) or a float score (grade), None when it
+        is not exactly one valid verdict. Full-width letters and digits (``Ａ``, ``８``) read as ASCII.
+
+        >>> g = load_judge_template("builtin:grade-ja")
+        >>> [g.marker_value(m) for m in ("7", " 10 ", "1_0", "1e1", "1.0", "+8", "nan", "٨")]
+        [7.0, 10.0, None, None, 1.0, None, None, None]
+        """
+        m = marker.strip()
+        folded = m.translate(WIDE)
+        if self.mode == "pairwise":
+            return self.verdicts.get(m, self.verdicts.get(folded))
+        return float(folded) if SCORE.fullmatch(folded) else None
 
 
 def _states_verdict(line: str) -> bool:
@@ -260,7 +284,8 @@ class Verdict:
 
     ``first``: the verdict with answer a shown as A; ``second``: with b shown as A, translated back
     (``"a"`` always means answer a). ``winner``: ``a`` / ``b`` when both orders agree, ``tie`` when
-    both say tie or they disagree, ``None`` when either answer was unparseable (``reasons``).
+    both say tie or they disagree, ``None`` when either answer was unparseable (``reasons``) or its
+    request failed (``failed``: the server's message by order, ``{"first": "HTTP 400: ..."}``).
     """
 
     winner: str | None
@@ -270,15 +295,27 @@ class Verdict:
     reasons: list[str]
     explanation_first: str
     explanation_second: str
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class Grade:
-    """One graded answer: ``score`` in the template's range, or ``None`` and the ``reason``."""
+    """One graded answer: ``score`` in the template's range, or ``None`` and the ``reason`` (unreadable)
+    or ``failed`` (the server's message: the request was refused, e.g. HTTP 400)."""
 
     score: float | None
     reason: str | None
     explanation: str
+    failed: str | None = None
+
+
+class Answer(NamedTuple):
+    """The judge's answer to one request: its text and finish reason, or ``error`` (the server's
+    message, credentials masked) when the server refused the request."""
+
+    text: str
+    finish_reason: str
+    error: str | None = None
 
 
 def combine(first: str | None, second: str | None) -> tuple[str | None, bool | None]:
@@ -297,12 +334,71 @@ SWAP = {"a": "b", "b": "a", "tie": "tie", None: None}
 
 # ---------------------------------------------------------------- the judge
 
+def endpoint_identity(base_url: str) -> str:
+    """The judge server as the cache keys it: scheme, host, port, path and query, without credentials
+    (no ``user:password@``, ``?api_key=`` masked), so two servers serving the same model name never
+    share answers and no secret goes into a key.
+
+    >>> endpoint_identity("http://u:SECRET@Judge.example:8000/v1/"), endpoint_identity("https://h/v1?api_key=K&v=2")
+    ('http://judge.example:8000/v1', 'https://h:443/v1?api_key=***&v=2')
+    """
+    from urllib.parse import urlsplit
+
+    from jprefs.redact import redact_url
+
+    text = (base_url or "").strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:                  # not a URL the engine accepts; the text itself, credentials masked
+        return redact_url(text)
+    host = parts.hostname or ""
+    if ":" in host:                     # IPv6
+        host = f"[{host}]"
+    port = port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    netloc = f"{host}:{port}" if port else host
+    query = redact_url(f"?{parts.query}") if parts.query else ""
+    return f"{parts.scheme.lower()}://{netloc}{parts.path.rstrip('/')}{query}"
+
+
+def refused_message(error: BaseException) -> str | None:
+    """The server's message when ``error`` is one request refused (HTTP 400, 413, 422: a prompt longer
+    than the judge's context, a body it cannot process), else None (the run's failure: the server down,
+    5xx after the retries, 401/403/404). The engine's messages have credentials masked already; they are
+    masked again here.
+
+    >>> from jprefs.translate.engines import EngineError
+    >>> refused_message(EngineError("http://h/v1/chat/completions answered HTTP 400: too long\\n  fix: check"))
+    'HTTP 400: too long'
+    >>> refused_message(EngineError("http://h/v1/chat/completions answered HTTP 401: no")) is None
+    True
+    """
+    from jprefs.redact import redact_url
+    from jprefs.translate.engines import EngineError
+
+    if not isinstance(error, EngineError):
+        return None
+    text = str(error)
+    status = getattr(error, "status_code", None)
+    m = re.search(r"answered HTTP (\d{3})\b", text)
+    if status is None and m:
+        status = int(m[1])
+    if status not in REFUSED:
+        return None
+    text = text.split("\n  fix:")[0]                  # the engine's fix ("check --model") is for the run
+    if m:
+        text = text[m.start() + len("answered "):]      # "HTTP 400: ..."; the URL is in judge.json
+    return redact_url(text)[:500]
+
+
 class Judge:
     """A judge model behind an OpenAI-compatible server, with an on-disk answer cache.
 
     ``template``: for :meth:`template_for` (a mode's built-in one when None). ``cache_dir``: where
     answers are kept (None: in memory for this object only). ``engine``: an object with
-    ``generate``/``check``/``close`` to use instead of building an :class:`OpenAIEngine` (tests).
+    ``generate``/``check``/``close`` to use instead of building an :class:`OpenAIEngine` (tests); it is
+    given one conversation per ``generate`` call (``concurrency`` calls at once), so that a request the
+    server refuses fails alone.
     """
 
     def __init__(self, model: str, base_url: str, template: str | Path | JudgeTemplate | None = None, *,
@@ -317,6 +413,7 @@ class Judge:
                               "Qwen/Qwen2.5-7B-Instruct)")
         self.model = model
         self.base_url = redact_url(base_url or "")
+        self.endpoint = endpoint_identity(base_url or "")   # the server in every cache key, credentials left out
         self._template = template if isinstance(template, JudgeTemplate) else (
             load_judge_template(template) if template else None)
         self.sampling = Sampling(temperature=float(temperature), top_p=1.0, max_tokens=int(max_tokens), seed=seed)
@@ -336,8 +433,9 @@ class Judge:
             from jprefs.translate.cache import Cache
 
             self._cache = Cache(cache_dir)
-        self.requests_sent = 0   # requests that went to the server (not answered from the cache)
-        self.cache_hits = 0      # requests answered from the cache
+        self.requests_sent = 0   # distinct requests that went to the server (failed ones included)
+        self.cache_hits = 0      # requests answered without a new one: from the cache, or an identical request
+        self.requests_failed = 0  # distinct requests the server refused (HTTP 400/413/422), of requests_sent
 
     def template_for(self, mode: str) -> JudgeTemplate:
         t = self._template or load_judge_template(f"builtin:{BUILTIN[mode]}")
@@ -359,18 +457,23 @@ class Judge:
         self._checked = True
 
     def _key(self, messages: list[dict], template: JudgeTemplate) -> str:
-        from jprefs.translate.cache import unit_key
+        """Cache key of one request: everything that changes the judge's answer (the server, the model,
+        the rendered messages, the sampling) and the template hash; never a credential."""
+        from jprefs.data.schema import content_hash
 
-        return unit_key(json.dumps(messages, ensure_ascii=False), self.model, "", template.hash,
-                        self.sampling.to_dict())
+        return content_hash(CACHE_VERSION, self.endpoint, self.model, template.hash, self.sampling.to_dict(),
+                            messages)[:32]
 
     def _get(self, key: str):
         return self._cache.get(key) if self._cache is not None else self._memory.get(key)
 
-    def ask(self, conversations: list[list[dict]], template: JudgeTemplate, desc: str = "judge") -> list[tuple[str, str]]:
-        """``(text, finish_reason)`` per conversation, in input order: cached answers reused, the rest
-        sent (each distinct request once), each chunk's answers cached before the next is sent.
-        An empty answer is returned as ``""`` and not cached (a rerun asks again)."""
+    def ask(self, conversations: list[list[dict]], template: JudgeTemplate, desc: str = "judge") -> list[Answer]:
+        """An :class:`Answer` per conversation, in input order: cached answers reused, the rest sent
+        (each distinct request once), each chunk's answers cached before the next is sent.
+        An empty answer is returned as ``""`` and not cached (a rerun asks again); a request the
+        server refuses (HTTP 400/413/422) comes back with its ``error`` and is not cached either.
+        Anything else that fails a request (server down, 5xx after the retries, 401) stops here,
+        after the answers that did arrive are cached."""
         from jprefs.progress import progress
 
         keys = [self._key(c, template) for c in conversations]
@@ -378,41 +481,64 @@ class Judge:
         for k, c in zip(keys, conversations):
             if self._get(k) is None and k not in todo:
                 todo[k] = c
-        self.cache_hits += sum(1 for k in keys if k not in todo)
-        got: dict[str, tuple[str, str]] = {}
+        self.cache_hits += len(keys) - len(todo)     # every request not sent now: cached, or a duplicate
+        got: dict[str, Answer] = {}
         if todo:
             self.check()                     # server down: one clear error in seconds, before any work
             items = list(todo.items())
             with progress(total=len(items), desc=desc, unit="req", disable=not self.show_progress) as bar:
                 step = max(CHUNK, 4 * self.concurrency)   # keep every connection busy
                 for i in range(0, len(items), step):
-                    chunk = items[i:i + step]
-                    arrived: list = []           # (index, generation) as each request is answered
-                    try:
-                        gens = self._generate([c for _, c in chunk], lambda j, g: arrived.append((j, g)))
-                    except Exception:
-                        # the chunk failed: keep what was answered before it did (a rerun asks only the rest;
-                        # against a paid API the chunk's answers were paid for twice)
-                        self._keep([(chunk[j][0], g) for j, g in arrived])
-                        raise
-                    self.requests_sent += len(chunk)
-                    for (k, _), g in zip(chunk, gens):
-                        got[k] = (g.text or "", g.finish_reason)
-                    self._keep([(k, g) for (k, _), g in zip(chunk, gens)])
-                    bar.update(len(chunk))
-        return [self._get(k) or got[k] for k in keys]
+                    got.update(self._send(items[i:i + step], bar))
+        out = []
+        for k in keys:
+            hit = self._get(k)
+            out.append(Answer(*hit) if hit is not None else got[k])
+        return out
 
-    def _generate(self, conversations: list, on_result):
-        """The engine's answers, with ``on_result`` where the engine takes it (the openai engine)."""
-        import inspect
+    def _send(self, chunk: list[tuple[str, list[dict]]], bar) -> dict[str, Answer]:
+        """Send one chunk, ``concurrency`` requests at a time, one request per engine call so that a
+        refused request fails alone. Answers with text are cached (one checkpoint per chunk); a fatal
+        error cancels the requests not yet sent, caches what arrived, then is raised."""
+        from concurrent.futures import ThreadPoolExecutor, as_completed
 
-        if "on_result" in inspect.signature(self.engine.generate).parameters:
-            return self.engine.generate(conversations, self.sampling, on_result=on_result)
-        return self.engine.generate(conversations, self.sampling)
+        got: dict[str, Answer] = {}
+        fatal: BaseException | None = None
+        sent = 0
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(chunk))) as pool:
+            futures = {pool.submit(self._one, c): k for k, c in chunk}
+            for f in as_completed(futures):
+                if f.cancelled():
+                    continue
+                sent += 1
+                bar.update(1)
+                try:
+                    g = f.result()
+                except Exception as e:  # noqa: BLE001 - sorted below: refused (this item) or fatal (the run)
+                    refused = refused_message(e)
+                    if refused is None:
+                        if fatal is None:
+                            fatal = e
+                            for other in futures:     # stop sending: the rest would fail the same way
+                                other.cancel()
+                        continue
+                    got[futures[f]] = Answer("", "error", refused)
+                    continue
+                got[futures[f]] = Answer(g.text or "", g.finish_reason)
+        self.requests_sent += sent
+        self.requests_failed += sum(1 for a in got.values() if a.error is not None)
+        # against a paid API, what arrived before a failure was paid for: keep it (a rerun asks only the rest)
+        self._keep([(k, a) for k, a in got.items() if a.error is None])
+        if fatal is not None:
+            raise fatal
+        return got
 
-    def _keep(self, answered: list) -> None:
-        """Cache ``(key, generation)`` answers that have text (an empty one is asked again on a rerun)."""
-        records = [(k, g.text, g.finish_reason) for k, g in answered if (g.text or "").strip()]
+    def _one(self, conversation: list[dict]):
+        return self.engine.generate([conversation], self.sampling)[0]
+
+    def _keep(self, answered: list[tuple[str, Answer]]) -> None:
+        """Cache ``(key, answer)`` pairs that have text (an empty one is asked again on a rerun)."""
+        records = [(k, a.text, a.finish_reason) for k, a in answered if (a.text or "").strip()]
         if not records:
             return
         if self._cache is not None:
@@ -460,12 +586,14 @@ def pairwise(judge: Judge, prompts: Sequence[Any], answers_a: Sequence[str], ans
     n = len(qs)
     out = []
     for i in range(n):
-        (t1, f1), (t2, f2) = answers[i], answers[n + i]
-        v1, r1 = t.parse(t1, f1)
-        v2, r2 = t.parse(t2, f2)
+        a1, a2 = answers[i], answers[n + i]
+        # a refused request has no verdict and no unreadable reason: it is counted as failed, apart
+        v1, r1 = t.parse(a1.text, a1.finish_reason) if a1.error is None else (None, None)
+        v2, r2 = t.parse(a2.text, a2.finish_reason) if a2.error is None else (None, None)
         second = SWAP[v2]   # the second order showed b as A: its "a" means answer b
         winner, consistent = combine(v1, second)
-        out.append(Verdict(winner, v1, second, consistent, [r for r in (r1, r2) if r], t1, t2))
+        failed = {side: a.error for side, a in (("first", a1), ("second", a2)) if a.error is not None}
+        out.append(Verdict(winner, v1, second, consistent, [r for r in (r1, r2) if r], a1.text, a2.text, failed))
     return out
 
 
@@ -481,9 +609,12 @@ def grade(judge: Judge, prompts: Sequence[Any], answers: Sequence[str], desc: st
     t = judge.template_for("grade")
     convs = [t.render(_question(p), answer=a) for p, a in zip(prompts, answers)]
     out = []
-    for text, fin in judge.ask(convs, t, desc=desc):
-        s, r = t.parse(text, fin)
-        out.append(Grade(s, r, text))
+    for a in judge.ask(convs, t, desc=desc):
+        if a.error is not None:
+            out.append(Grade(None, None, "", a.error))
+            continue
+        s, r = t.parse(a.text, a.finish_reason)
+        out.append(Grade(s, r, a.text))
     return out
 
 
@@ -499,27 +630,36 @@ def pairwise_summary(verdicts: Sequence[Verdict], groups: Sequence[Any]) -> dict
     ``win_tie_loss``: :func:`jprefs.eval.stats.win_tie_loss` of a against b over the readable
     verdicts (win = a preferred in both orders); ``a_decisive``: the share of a's wins among the
     verdicts that are not ties; ``position_consistency``: the share of readable comparisons whose two
-    orders agree; ``first_position_rate``: of the decisive single-order verdicts, the share that picked
-    whatever was shown first (0.5: no position bias, 1.0: always "A"); ``unparseable``: answers by reason.
+    orders agree; ``first_position_rate``: over the ``n_judged`` comparisons (both orders readable), of
+    their decisive single-order verdicts (``first_position_n`` of the ``2 * n_judged``; ties left out), the
+    share that picked whatever was shown first (0.5: no position bias, 1.0: always "A"); a comparison with
+    an unreadable or failed order adds nothing to it. ``n = n_judged + n_unparseable + n_failed``
+    (``n_failed``: a request of the comparison was refused); ``unparseable``: answers by reason.
 
-    >>> v = [Verdict("a", "a", "a", True, [], "", ""), Verdict("tie", "a", "b", False, [], "", "")]
-    >>> s = pairwise_summary(v, ["p1", "p2"])
-    >>> s["win_tie_loss"]["wins"], s["position_consistency"], s["first_position_rate"]
-    (1, 0.5, 0.75)
+    >>> v = [Verdict("a", "a", "a", True, [], "", ""), Verdict("tie", "a", "b", False, [], "", ""),
+    ...      Verdict(None, "a", None, None, ["empty"], "", "")]
+    >>> s = pairwise_summary(v, ["p1", "p2", "p3"])
+    >>> s["win_tie_loss"]["wins"], s["position_consistency"], s["first_position_rate"], s["first_position_n"]
+    (1, 0.5, 0.75, 4)
     """
     from jprefs.eval.stats import bootstrap_ci, win_tie_loss
 
     if len(verdicts) != len(groups):
         raise ValueError(f"{len(verdicts)} verdicts, {len(groups)} groups")
     ok = [i for i, v in enumerate(verdicts) if v.winner is not None]
+    n_failed = sum(1 for v in verdicts if v.failed)
     outcomes = [{"a": 1, "tie": 0, "b": -1}[verdicts[i].winner] for i in ok]
     g = [groups[i] for i in ok]
-    out: dict[str, Any] = {"n": len(verdicts), "n_judged": len(ok), "n_unparseable": len(verdicts) - len(ok),
+    out: dict[str, Any] = {"n": len(verdicts), "n_judged": len(ok),
+                           "n_unparseable": len(verdicts) - len(ok) - n_failed, "n_failed": n_failed,
                            "win_tie_loss": win_tie_loss(outcomes, g) if ok else {"n": 0}}
     out["position_consistency"] = sum(verdicts[i].consistent for i in ok) / len(ok) if ok else None
+    # on the judged comparisons only, like position_consistency: a single readable order of a comparison
+    # whose other order was unreadable would count a judge's lone "A" that the swap could not check.
     # v.second is given from a's side; SWAP turns it back into "what the judge picked as shown"
-    shown = [x for v in verdicts for x in (v.first, SWAP[v.second]) if x in ("a", "b")]
+    shown = [x for i in ok for x in (verdicts[i].first, SWAP[verdicts[i].second]) if x in ("a", "b")]
     out["first_position_rate"] = sum(x == "a" for x in shown) / len(shown) if shown else None
+    out["first_position_n"] = len(shown)
     dec = [(o, gg) for o, gg in zip(outcomes, g) if o != 0]
     if dec:
         est, ci = bootstrap_ci([float(o > 0) for o, _ in dec], [gg for _, gg in dec])
@@ -537,6 +677,8 @@ def pairwise_summary(verdicts: Sequence[Verdict], groups: Sequence[Any]) -> dict
 def grade_summary(grades: Sequence[Grade], groups: Sequence[Any]) -> dict[str, Any]:
     """Mean score of the readable grades with a 95% interval resampled by ``groups``.
 
+    ``n_answers = n_graded + n_unparseable + n_failed`` (``n_failed``: the request was refused).
+
     >>> s = grade_summary([Grade(8.0, None, ""), Grade(None, "empty", ""), Grade(6.0, None, "")], ["p", "q", "r"])
     >>> s["mean_score"], s["n_graded"], s["unparseable"]["empty"]
     (7.0, 2, 1)
@@ -546,7 +688,9 @@ def grade_summary(grades: Sequence[Grade], groups: Sequence[Any]) -> dict[str, A
     if len(grades) != len(groups):
         raise ValueError(f"{len(grades)} grades, {len(groups)} groups")
     ok = [i for i, x in enumerate(grades) if x.score is not None]
-    out: dict[str, Any] = {"n_answers": len(grades), "n_graded": len(ok), "n_unparseable": len(grades) - len(ok),
+    n_failed = sum(1 for x in grades if x.failed is not None)
+    out: dict[str, Any] = {"n_answers": len(grades), "n_graded": len(ok),
+                           "n_unparseable": len(grades) - len(ok) - n_failed, "n_failed": n_failed,
                            "mean_score": None, "mean_score_ci95": None}
     if ok:
         est, ci = bootstrap_ci([grades[i].score for i in ok], [groups[i] for i in ok])
@@ -708,24 +852,27 @@ def _judge_pairs(judge: Judge, args, pairs, input_rejects: list[dict]):
               for c, r in zip(chosen, rejected)]
     length_win = {"chosen": 1.0, "rejected": 0.0, "equal": 0.5}
     name = {"a": "chosen", "b": "rejected", "tie": "tie", None: None}
-    rows, reasons = [], []
+    rows, reasons, failures = [], [], []
     fig: dict[str, Any] = {"n_pairs": len(pairs), "input_rows_rejected": len(input_rejects)}
-    fig["_rejects"] = input_rejects   # written to DIR/rejects.jsonl, not into judge.json
     if args.mode == "pairwise":
         vs = pairwise(judge, prompts, chosen, rejected)
+        order = {"first": "chosen_first", "second": "rejected_first"}
         for p, v, lg in zip(pairs, vs, longer):
-            rows.append({"pair_id": p.id, "prompt_id": p.prompt_key, "source": p.source, "verdict": name[v.winner],
+            ids = {"pair_id": p.id, "prompt_id": p.prompt_key}
+            failed = {order[k]: e for k, e in v.failed.items()}
+            rows.append({**ids, "source": p.source, "verdict": name[v.winner],
                          "chosen_first": name[v.first], "rejected_first": name[v.second],
-                         "consistent": v.consistent, "unparseable": v.reasons, "longer": lg,
+                         "consistent": v.consistent, "unparseable": v.reasons, "failed": failed, "longer": lg,
                          "explanation_chosen_first": v.explanation_first,
                          "explanation_rejected_first": v.explanation_second})
             reasons += v.reasons
+            failures += [_failure(ids, k, e) for k, e in failed.items()]
         sm = pairwise_summary(vs, groups)
         ok = [i for i, v in enumerate(vs) if v.winner is not None]
         wtl = sm["win_tie_loss"]
         fig.update({"requests": 2 * len(pairs), "n_judged": sm["n_judged"], "n_unparseable_pairs": sm["n_unparseable"],
-                    "position_consistency": sm["position_consistency"],
-                    "first_position_rate": sm["first_position_rate"]})
+                    "n_failed_pairs": sm["n_failed"], "position_consistency": sm["position_consistency"],
+                    "first_position_rate": sm["first_position_rate"], "first_position_n": sm["first_position_n"]})
         if ok:   # a = chosen: a judge that prefers chosen agrees with the label
             fig["agreement"], fig["agreement_ci95"] = wtl["win"], wtl["win_ci95"]
             fig["tie_rate"], fig["tie_rate_ci95"] = wtl["tie"], wtl["tie_ci95"]
@@ -739,15 +886,21 @@ def _judge_pairs(judge: Judge, args, pairs, input_rejects: list[dict]):
         n = len(pairs)
         for i, p in enumerate(pairs):
             gc, gr = gs[i], gs[n + i]
-            rows.append({"pair_id": p.id, "prompt_id": p.prompt_key, "source": p.source,
+            ids = {"pair_id": p.id, "prompt_id": p.prompt_key}
+            failed = {k: x.failed for k, x in (("chosen", gc), ("rejected", gr)) if x.failed is not None}
+            rows.append({**ids, "source": p.source,
                          "score_chosen": gc.score, "score_rejected": gr.score,
-                         "unparseable": [r for r in (gc.reason, gr.reason) if r], "longer": longer[i],
-                         "explanation_chosen": gc.explanation, "explanation_rejected": gr.explanation})
+                         "unparseable": [r for r in (gc.reason, gr.reason) if r], "failed": failed,
+                         "longer": longer[i], "explanation_chosen": gc.explanation,
+                         "explanation_rejected": gr.explanation})
             reasons += [r for r in (gc.reason, gr.reason) if r]
+            failures += [_failure(ids, k, e) for k, e in failed.items()]
         ok = [i for i in range(n) if gs[i].score is not None and gs[n + i].score is not None]
+        n_failed = sum(1 for r in rows if r["failed"])
         fig["requests"] = 2 * n
         fig["n_judged"] = len(ok)
-        fig["n_unparseable_pairs"] = n - len(ok)
+        fig["n_unparseable_pairs"] = n - len(ok) - n_failed
+        fig["n_failed_pairs"] = n_failed
         g = [groups[i] for i in ok]
         if ok:
             outcomes = [(gs[i].score > gs[n + i].score) - (gs[i].score < gs[n + i].score) for i in ok]
@@ -766,7 +919,14 @@ def _judge_pairs(judge: Judge, args, pairs, input_rejects: list[dict]):
         fig["length_baseline_accuracy"], fig["length_baseline_ci95"] = est, list(ci)
     fig["length_baseline_accuracy_all_pairs"] = sum(length_win[x] for x in longer) / len(longer)
     fig["unparseable"] = unparseable_counts(reasons)
+    fig["requests_failed"] = len(failures)
+    fig["_rejects"] = input_rejects + failures   # written to DIR/rejects.jsonl, not into judge.json
     return "pairs", fig, rows
+
+
+def _failure(ids: dict, request: str, error: str) -> dict:
+    """The rejects.jsonl entry of one request the judge server refused."""
+    return {**ids, "request": request, "reason": "judge_request_failed", "error": error}
 
 
 def _pick_policies(rows: list[dict], a: str | None, b: str | None, path: str) -> tuple[str, str]:
@@ -791,15 +951,16 @@ def _judge_samples(judge: Judge, args, rows: list[dict]):
     if args.limit:
         keep = set(order[:args.limit])
         rows = [r for r in rows if r["prompt_id"] in keep]
-    out_rows, reasons = [], []
+    out_rows, reasons, failures = [], [], []
     fig: dict[str, Any] = {"n_prompts": len({r["prompt_id"] for r in rows})}
     if args.mode == "grade":
         gs = grade(judge, [r["prompt"] for r in rows], [r["response"] for r in rows])
         for r, g in zip(rows, gs):
-            out_rows.append({"prompt_id": r["prompt_id"], "sample": r.get("sample", 0), "policy": r["policy"],
-                             "score": g.score, "unparseable": [g.reason] if g.reason else [],
-                             "explanation": g.explanation})
+            ids = {"prompt_id": r["prompt_id"], "sample": r.get("sample", 0), "policy": r["policy"]}
+            out_rows.append({**ids, "score": g.score, "unparseable": [g.reason] if g.reason else [],
+                             "failed": g.failed, "explanation": g.explanation})
             reasons += [g.reason] if g.reason else []
+            failures += [_failure(ids, "grade", g.failed)] if g.failed is not None else []
         fig["requests"] = len(rows)
         per = {}
         for name in dict.fromkeys(r["policy"] for r in rows):
@@ -818,20 +979,27 @@ def _judge_samples(judge: Judge, args, rows: list[dict]):
         vs = pairwise(judge, [ra[k]["prompt"] for k in keys], [ra[k]["response"] for k in keys],
                       [rb[k]["response"] for k in keys])
         label = {"a": a, "b": b, "tie": "tie", None: None}
+        order = {"first": "a_first", "second": "b_first"}
         for k, v in zip(keys, vs):
-            out_rows.append({"prompt_id": k[0], "sample": k[1], "a": a, "b": b, "winner": label[v.winner],
+            ids = {"prompt_id": k[0], "sample": k[1], "a": a, "b": b}
+            failed = {order[x]: e for x, e in v.failed.items()}
+            out_rows.append({**ids, "winner": label[v.winner],
                              "outcome": {"a": 1, "tie": 0, "b": -1, None: None}[v.winner],
                              "a_first": label[v.first], "b_first": label[v.second], "consistent": v.consistent,
-                             "unparseable": v.reasons, "explanation_a_first": v.explanation_first,
+                             "unparseable": v.reasons, "failed": failed, "explanation_a_first": v.explanation_first,
                              "explanation_b_first": v.explanation_second})
             reasons += v.reasons
+            failures += [_failure(ids, x, e) for x, e in failed.items()]
         sm = pairwise_summary(vs, [k[0] for k in keys])
         fig.update({"a": a, "b": b, "n_comparisons": len(keys), "requests": 2 * len(keys), "n_judged": sm["n_judged"],
-                    "n_unparseable_comparisons": sm["n_unparseable"],
+                    "n_unparseable_comparisons": sm["n_unparseable"], "n_failed_comparisons": sm["n_failed"],
                     "unmatched_rows": len(ra) + len(rb) - 2 * len(keys),
                     "position_consistency": sm["position_consistency"],
-                    "first_position_rate": sm["first_position_rate"], "win_tie_loss": sm["win_tie_loss"]})
+                    "first_position_rate": sm["first_position_rate"], "first_position_n": sm["first_position_n"],
+                    "win_tie_loss": sm["win_tie_loss"]})
     fig["unparseable"] = unparseable_counts(reasons)
+    fig["requests_failed"] = len(failures)
+    fig["_rejects"] = failures
     return "samples", fig, out_rows
 
 
@@ -844,17 +1012,35 @@ def _write(out: Path, judge: Judge, args, kind: str, fig: dict, rows: list[dict]
         write_jsonl(out / "rejects.jsonl", rejects)
     elif (out / "rejects.jsonl").exists():
         (out / "rejects.jsonl").unlink()        # an earlier run's, on another input
+    failed = [r for r in rejects if r.get("reason") == "judge_request_failed"]
+    warnings = []
+    if failed:
+        share = len(failed) / max(fig["requests"], 1)
+        warnings.append(f"{len(failed)} of {fig['requests']} judge requests ({share:.0%}) failed: the server refused "
+                        f"them (first: {failed[0]['error'][:200]}); they are listed in rejects.jsonl and left out of "
+                        f"every figure" + (" (MOST requests failed: the figures rest on few items)" if share >= 0.5
+                                            else ""))
     summary = {"command": "jprefs eval judge", "input": kind, "mode": args.mode,
                "pairs": args.pairs, "source": args.source if args.pairs else None, "samples": args.samples,
                "limit": args.limit, "judge": judge.describe(),
                "template": {"name": t.name, "hash": t.hash, "path": t.path},
-               "requests_sent": judge.requests_sent, "cache_hits": judge.cache_hits, **fig}
+               "requests_sent": judge.requests_sent, "cache_hits": judge.cache_hits, **fig, "warnings": warnings}
     write_jsonl(out / "judgments.jsonl", rows)
     atomic_write_json(out / "judge.json", summary)
     _report(out, summary, rows)
     bad = sum(fig["unparseable"].values())
+    for w in warnings:
+        eprint(f"jprefs eval judge: WARNING: {w}")
     eprint(f"jprefs eval judge: {len(rows)} judgments -> {out}/judge.json, judgments.jsonl, report.md, report.html "
-           f"({judge.requests_sent} requests sent, {judge.cache_hits} from the cache, {bad} unparseable answers)")
+           f"({judge.requests_sent} requests sent, {judge.cache_hits} from the cache, {bad} unparseable answers, "
+           f"{len(failed)} failed requests)")
+    if fig["requests"] and len(failed) == fig["requests"]:
+        from jprefs.translate.engines import EngineError
+
+        raise EngineError(f"all {fig['requests']} judge requests failed; nothing was judged (first: "
+                          f"{failed[0]['error'][:300]}; all are in {out}/rejects.jsonl)\n  fix: make the requests fit "
+                          f"the judge (a longer context: `vllm serve ... --max-model-len N`, or a smaller --max-tokens), "
+                          f"then rerun the same command")
     headline = _headline(summary)
     if headline:
         print(headline)
@@ -890,6 +1076,8 @@ def _report(out: Path, s: dict, rows: list[dict]) -> None:
     if s.get("input_rows_rejected"):
         rep.warning(f"{s['input_rows_rejected']} rows of {s['pairs']} could not be read as preference pairs and "
                     f"were not judged (rejects.jsonl lists them with the reason)")
+    for w in s.get("warnings", []):
+        rep.warning(w)
     bad = {k: v for k, v in s["unparseable"].items() if v}
     if bad:
         rep.warning(f"{sum(bad.values())} judge answers could not be read and are excluded from the rates: "
@@ -899,6 +1087,8 @@ def _report(out: Path, s: dict, rows: list[dict]) -> None:
         rep.heading("Agreement with the labels")
         rep.table(["figure", "value"], [row for row in [
             ["pairs", s["n_pairs"]], ["pairs judged (both answers readable)", s["n_judged"]],
+            ["pairs unreadable", s["n_unparseable_pairs"]],
+            ["pairs failed (a request refused, see rejects.jsonl)", s.get("n_failed_pairs", 0)],
             ["judge prefers chosen (agreement)", fmt_ci(s.get("agreement"), s.get("agreement_ci95"))],
             ["agreement, ties count 1/2", fmt_ci(s.get("agreement_ties_half"), s.get("agreement_ties_half_ci95"))],
             ["agreement on decisive verdicts", fmt_ci(s.get("agreement_decisive"), s.get("agreement_decisive_ci95"))],
@@ -908,7 +1098,9 @@ def _report(out: Path, s: dict, rows: list[dict]) -> None:
              fmt_ci(s.get("length_baseline_accuracy"), s.get("length_baseline_ci95"))],
             ["longer-wins baseline (all pairs)", fmt_ci(s.get("length_baseline_accuracy_all_pairs"))],
             ["position consistency (both orders agree)", fmt_ci(s.get("position_consistency"))],
-            ["first-position rate (A chosen, 0.5 = no bias)", fmt_ci(s.get("first_position_rate"))],
+            ["first-position rate (A chosen, 0.5 = no bias; decisive orders of the judged pairs)",
+             fmt_ci(s.get("first_position_rate")) + (f" (n = {s['first_position_n']})"
+                                                      if s.get("first_position_rate") is not None else "")],
             ["mean score chosen", fmt_ci(s.get("mean_score_chosen"), s.get("mean_score_chosen_ci95"), 2)],
             ["mean score rejected", fmt_ci(s.get("mean_score_rejected"), s.get("mean_score_rejected_ci95"), 2)],
         ] if row[1] != "-"])   # a figure of the other mode (or of no judged pair) is left out
@@ -918,17 +1110,19 @@ def _report(out: Path, s: dict, rows: list[dict]) -> None:
         rep.heading(f"{s['a']} against {s['b']}")
         rep.table(["figure", "value"], [
             ["comparisons", s["n_comparisons"]], ["judged", s["n_judged"]],
+            ["unreadable", s["n_unparseable_comparisons"]], ["failed (a request refused)", s["n_failed_comparisons"]],
             [f"{s['a']} wins", fmt_ci(w.get("win"), w.get("win_ci95"))],
             ["tie", fmt_ci(w.get("tie"), w.get("tie_ci95"))],
             [f"{s['b']} wins", fmt_ci(w.get("loss"), w.get("loss_ci95"))],
             [f"{s['a']} at least as good", fmt_ci(w.get("at_least_as_good"), w.get("at_least_as_good_ci95"))],
             ["sign test p (ties dropped)", f"{w['sign_test_p']:.3g}" if "sign_test_p" in w else "-"],
             ["position consistency", fmt_ci(s.get("position_consistency"))],
+            ["first-position rate (0.5 = no bias)", fmt_ci(s.get("first_position_rate"))],
         ])
     else:
         rep.heading("Mean judge score per policy (1-10)")
-        rep.table(["policy", "answers", "graded", "unparseable", "mean score"],
-                  [[k, v["n_answers"], v["n_graded"], v["n_unparseable"],
+        rep.table(["policy", "answers", "graded", "unparseable", "failed", "mean score"],
+                  [[k, v["n_answers"], v["n_graded"], v["n_unparseable"], v["n_failed"],
                     fmt_ci(v.get("mean_score"), v.get("mean_score_ci95"), 2)] for k, v in s["policies"].items()])
     rep.heading("Unparseable judge answers by reason")
     rep.table(["reason", "count"], [[k, v] for k, v in s["unparseable"].items()])
@@ -938,9 +1132,18 @@ def _report(out: Path, s: dict, rows: list[dict]) -> None:
     rep.table(ids + ["verdict"] + expl,
               [[r.get(k) for k in ids] + [r.get("verdict", r.get("winner", r.get("score", r.get("score_chosen"))))]
                + [str(r[k])[:600] for k in expl] for r in rows[:5]])
-    bad_rows = [r for r in rows if r.get("unparseable")][:5]
+    bad_rows = [r for r in rows if r.get("unparseable") or r.get("failed")][:5]
     if bad_rows:
-        rep.heading("Judge answers that could not be read (first 5)")
-        rep.table(ids + ["reasons"] + expl, [[r.get(k) for k in ids] + [", ".join(r["unparseable"])]
+        rep.heading("Judge answers that could not be read or were refused (first 5)")
+        rep.table(ids + ["reasons"] + expl, [[r.get(k) for k in ids] + [", ".join(r["unparseable"] + _failed_text(r))]
                                              + [str(r[k])[:600] for k in expl] for r in bad_rows])
     rep.write(out)
+
+
+def _failed_text(row: dict) -> list[str]:
+    """``["failed (chosen_first): HTTP 400: ..."]`` for a judgments row (``failed``: a message or {request: message})."""
+    f = row.get("failed")
+    if not f:
+        return []
+    items = f.items() if isinstance(f, dict) else [("request", f)]
+    return [f"failed ({k}): {str(e)[:200]}" for k, e in items]

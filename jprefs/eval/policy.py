@@ -296,6 +296,14 @@ def run_policy(args) -> int:
         eprint(f"jprefs eval policy: WARNING: {w['message']}")
     eprint(f"jprefs eval policy: {len(prompts)} prompts x {args.samples_per_prompt} samples x {len(labels)} "
            f"policies -> {result['out']} (report.md, report.html, metrics.json, samples.jsonl)")
+    llm = result["metrics"].get("llm_judge") or {}
+    if llm.get("requests") and llm.get("requests_failed") == llm["requests"]:
+        from jprefs.translate.engines import EngineError
+
+        raise EngineError(f"all {llm['requests']} LLM judge requests failed (the server refused them; see "
+                          f"llm_judge.failed in {result['out']}/samples.jsonl); the other figures are written\n"
+                          f"  fix: make the requests fit the judge (a longer context: `vllm serve ... "
+                          f"--max-model-len N`, or a smaller --judge-max-tokens), then rerun")
     return 0
 
 
@@ -320,12 +328,15 @@ def llm_judge_metrics(judge, mode: str, rows_by: dict[str, list[dict]], baseline
     ``pairwise``: each policy's sample k against the baseline's sample k of the same prompt, asked in
     both orders (:func:`jprefs.eval.judge.pairwise`); win / tie / loss from the policy's side with
     intervals by prompt. ``grade``: every answer of every policy (baseline included) graded 1-10.
-    Each row gets ``llm_judge`` (the verdict or the grade, and why it was unreadable)."""
+    Each row gets ``llm_judge`` (the verdict or the grade, why it was unreadable, and ``failed``: the
+    server's message when it refused the request, e.g. HTTP 400 for a prompt longer than its context).
+    ``requests`` / ``requests_failed`` count the requests of this evaluation and the refused ones."""
     from jprefs.eval.judge import grade, grade_summary, pairwise, pairwise_summary
 
     t = judge.template_for(mode)
     out: dict[str, Any] = {**judge.describe(), "mode": mode,
                            "template": {"name": t.name, "hash": t.hash, "path": str(t.path)}, "policies": {}}
+    requests = failed = 0
     if mode == "pairwise":
         base = {_key(r): r for r in rows_by[baseline]}
         for lab, rows in rows_by.items():
@@ -336,16 +347,32 @@ def llm_judge_metrics(judge, mode: str, rows_by: dict[str, list[dict]], baseline
                           [base[_key(r)]["response"] for r in rows], desc=f"judge {lab} vs {baseline}")
             for r, v in zip(rows, vs):
                 r["llm_judge"] = {"vs": baseline, "winner": v.winner, "first": v.first, "second": v.second,
-                                  "reasons": v.reasons}
+                                  "reasons": v.reasons, "failed": v.failed}
             out["policies"][lab] = {"vs": baseline, **pairwise_summary(vs, [r["prompt_id"] for r in rows])}
+            requests += 2 * len(vs)
+            failed += sum(len(v.failed) for v in vs)
     else:
         for lab, rows in rows_by.items():
             gs = grade(judge, [r["prompt"] for r in rows], [r["response"] for r in rows], desc=f"judge grade {lab}")
             for r, g in zip(rows, gs):
-                r["llm_judge"] = {"score": g.score, "reason": g.reason}
+                r["llm_judge"] = {"score": g.score, "reason": g.reason, "failed": g.failed}
             out["policies"][lab] = grade_summary(gs, [r["prompt_id"] for r in rows])
+            requests += len(gs)
+            failed += sum(g.failed is not None for g in gs)
     out["requests_sent"], out["cache_hits"] = judge.requests_sent, judge.cache_hits
+    out["requests"], out["requests_failed"] = requests, failed
     return out
+
+
+def llm_judge_failure_warning(llm: dict) -> dict | None:
+    """The warning of a judge whose server refused requests (None when it refused none)."""
+    if not llm.get("requests_failed"):
+        return None
+    n, k = llm["requests"], llm["requests_failed"]
+    return {"policy": None, "kind": "llm_judge_requests_failed",
+            "message": f"LLM judge: {k} of {n} requests ({k / max(n, 1):.0%}) failed (the server refused them; each "
+                       f"row's llm_judge.failed has its message) and are left out of the judge's figures"
+                       + ("; EVERY request failed: there is no judge result" if k == n else "")}
 
 
 # ====================================================================== generation
@@ -747,6 +774,9 @@ def _evaluate(prompts, baseline, policies, reference, reward, judges, args) -> d
     atomic_write_json(out / "metrics.json", metrics)
     if getattr(args, "_llm_judge", None) is not None:
         metrics["llm_judge"] = llm_judge_metrics(args._llm_judge, args.judge_mode, rows_by, baseline.label)
+        w = llm_judge_failure_warning(metrics["llm_judge"])
+        if w is not None:
+            metrics["warnings"].append(w)
         write_jsonl(out / "samples.jsonl", all_rows)           # now with each row's verdict
         atomic_write_json(out / "metrics.json", metrics)
     from jprefs.eval.policy_report import write_report

@@ -11,7 +11,11 @@ Its "judge" is deterministic and reads the request rendered from the built-in te
 Injected malformed answers, by a marker anywhere in the answers of a request:
 ``NOVERDICT`` -> an explanation without ``[[...]]``; ``SCORE11`` -> ``[[11]]``; ``EMPTY`` ->
 ``"content": ""`` (the engine counts an empty completion); ``CONFLICT`` -> ``[[A]]`` and ``[[B]]`` on one line;
-``TRUNC`` -> half an explanation with ``finish_reason: length`` and no verdict.
+``TRUNC`` -> half an explanation with ``finish_reason: length`` and no verdict; ``MALFORMED`` -> a format
+line with a valid marker, then a malformed verdict (pairwise ``判定: [[A B]]``, grade ``評価: [[1_0]]``);
+``FIRSTBAD`` in the answer shown first (A) -> no verdict (the other order is answered normally);
+``TOOLONG`` -> HTTP 400 "maximum context length" (its message quotes the Authorization header, as some
+servers echo the request: the client must mask it).
 
 ``fail_after = n``: after n answered requests every request gets HTTP ``fail_status`` (500: a server that
 dies; 401 fails at once, with no retries).
@@ -45,6 +49,12 @@ def judge_answer(user: str, policy: str) -> tuple[str, str]:
         return "[[A]]と[[B]]のどちらとも言えます。", "stop"
     if "TRUNC" in joined:
         return "回答Aは丁寧ですが、回答Bは", "length"
+    if "MALFORMED" in joined:
+        if m is None:
+            return "点数は[[5]]のように書きます。\n評価: [[1_0]]", "stop"
+        return "判定は[[A]]のように書きます。\n判定: [[A B]]", "stop"
+    if m is not None and "FIRSTBAD" in answers[0]:
+        return "Aを先に読みましたが、決められません。", "stop"
     if m is None:
         if "SCORE11" in joined:
             return "非常に優れた回答です。\n[[11]]", "stop"
@@ -93,6 +103,12 @@ class JudgeServer(LocalServer):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
                 if self.path.split("?")[0] != "/v1/chat/completions":
                     self._send(404, {"error": {"message": "not found"}})
+                    return
+                if "TOOLONG" in body["messages"][-1]["content"]:
+                    self._send(400, {"error": {"message": "This model's maximum context length is 8192 tokens, "
+                                                          "but the request has 9001 tokens (request headers: "
+                                                          f"Authorization: {self.headers.get('Authorization')})",
+                                               "type": "BadRequestError", "code": 400}})
                     return
                 text, reason = judge_answer(body["messages"][-1]["content"], server.policy)
                 with server._lock:

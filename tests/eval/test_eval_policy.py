@@ -367,6 +367,27 @@ def test_a_judge_that_dies_midway_keeps_the_generations_and_scores(runs, tmp_pat
     assert set(m["policies"]) == {"sft", "ilql"} and "llm_judge" not in m
 
 
+def test_a_judge_that_refuses_every_request_is_an_error_after_the_outputs(runs, tmp_path, capsys):
+    """HTTP 400 (the prompt longer than the judge's context) is each request's failure, counted and warned
+    about; when every request is refused the run ends with an error, the figures written."""
+    from tests.eval.judge_server import JudgeServer
+
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"id": "p1", "prompt": "TOOLONG 今日の天気は"}, ensure_ascii=False) + "\n",
+                       encoding="utf-8")
+    out = tmp_path / "o"
+    with JudgeServer("longer") as srv:
+        rc = _cli(runs, out, "--policy", f"ilql={runs / 'ilql'}", "--judge", "judge-model", "--judge-base-url",
+                  srv.base_url, "--prompts", str(prompts))
+    err = capsys.readouterr().err
+    assert rc == 2 and "all 6 LLM judge requests failed" in err and "Traceback" not in err
+    m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert m["llm_judge"]["requests_failed"] == m["llm_judge"]["requests"] == 6
+    assert m["llm_judge"]["policies"]["ilql"]["n_failed"] == 3 and m["llm_judge"]["policies"]["ilql"]["n_judged"] == 0
+    assert any(w["kind"] == "llm_judge_requests_failed" for w in m["warnings"])
+    assert all(r["llm_judge"]["failed"] for r in _rows(out) if r["policy"] == "ilql")
+
+
 def test_reward_up_while_every_judge_is_flat_warns():
     """The RL failure this project has seen: the learned reward rises, an independent judge does not."""
     from jprefs.eval.policy import find_warnings, policy_metrics

@@ -195,6 +195,10 @@ def test_malformed_answers_are_counted_not_fatal(tmp_path):
     out = tmp_path / "out"
     with JudgeServer("longer") as s:
         assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        sent = s.completions
+        # an empty answer is not cached: the rerun (same server: the cache is per server) asks those two again
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        assert s.completions - sent == 2
     summ, rows = read(out)
     # every malformed pair fails in both orders: two answers each, by reason
     assert summ["unparseable"] == {"empty": 2, "truncated": 2, "no_verdict": 2, "unknown_verdict": 0,
@@ -205,10 +209,6 @@ def test_malformed_answers_are_counted_not_fatal(tmp_path):
     assert summ["length_baseline_accuracy_all_pairs"] == pytest.approx((3.5 + 4) / 9)  # BAD: chosen longer
     assert [r["verdict"] for r in rows[5:]] == [None] * 4 and rows[8]["unparseable"] == ["truncated"] * 2
     assert "could not be read" in (out / "report.md").read_text(encoding="utf-8")
-    # an empty answer is not cached: the rerun asks those two again, and nothing else
-    with JudgeServer("longer") as s:
-        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
-        assert s.completions == 2
 
 
 def test_unreadable_input_rows_are_counted_and_listed(tmp_path):
@@ -277,12 +277,12 @@ def test_interrupted_by_a_dying_server_resumes(tmp_path, capsys):
         s.fail_after = 64
         assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 2
         assert s.completions == 64
-    err = capsys.readouterr().err
-    assert err.count("error:") == 1 and "HTTP 500" in err and "rerun the same command" in err
-    assert not (out / "judge.json").exists()
-    with JudgeServer("longer") as s:
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and "HTTP 500" in err and "rerun the same command" in err
+        assert not (out / "judge.json").exists()
+        s.fail_after = None                                       # the server is back
         assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
-        assert s.completions == 140 - 64
+        assert s.completions == 140
     summ, _ = read(out)
     assert summ["requests_sent"] == 76 and summ["cache_hits"] == 64 and summ["agreement"] == 1.0
 
@@ -297,10 +297,10 @@ def test_a_server_that_dies_inside_a_chunk_keeps_the_answers_it_gave(tmp_path, c
         s.fail_after, s.fail_status = 100, 401
         assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 2
         assert s.completions == 100
-    capsys.readouterr()
-    with JudgeServer("longer") as s:
+        capsys.readouterr()
+        s.fail_after = None
         assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
-        assert s.completions == 40
+        assert s.completions == 140
     summ, _ = read(out)
     assert summ["cache_hits"] == 100 and summ["agreement"] == 1.0
 
@@ -485,3 +485,175 @@ def test_help_shows_examples(capsys):
         main(["eval", "judge", "--help"])
     text = capsys.readouterr().out
     assert "vllm serve Qwen/Qwen2.5-7B-Instruct" in text and "--samples" in text and "examples:" in text
+
+
+# ---------------------------------------------------------------- strict verdicts, cache identity, counts
+
+@pytest.mark.parametrize("mode,text,want", [
+    # a score is digits, nothing else: float() read these as 10, 10, 8, 8
+    ("grade", "理由\n[[1_0]]", (None, "unknown_verdict")),
+    ("grade", "[[1e1]]", (None, "unknown_verdict")),
+    ("grade", "[[٨]]", (None, "unknown_verdict")),                  # Arabic-Indic eight
+    ("grade", "[[+8]]", (None, "unknown_verdict")),
+    ("grade", "[[nan]]", (None, "unknown_verdict")),
+    ("grade", "[[８]]", (8.0, None)),                               # full-width digits are digits
+    ("grade", "評価: [[7]]と[[x]]", (None, "unknown_verdict")),       # a stray marker on the verdict line
+    # a malformed verdict line never falls back to a marker quoted earlier
+    ("grade", "点数は[[5]]のように書きます。\n評価: [[1_0]]", (None, "unknown_verdict")),
+    ("pairwise", "形式は[[A]]です。\n判定: [[A B]]", (None, "unknown_verdict")),
+    ("pairwise", "[[A]]か[[D]]", (None, "unknown_verdict")),
+    ("pairwise", "[[10]]", (None, "unknown_verdict")),
+    ("pairwise", "[[A B]]", (None, "unknown_verdict")),
+    ("pairwise", "理由。\n[[Ｂ]]", ("b", None)),
+])
+def test_a_malformed_verdict_token_is_unreadable_never_a_verdict(mode, text, want):
+    assert load_judge_template(f"builtin:{mode}-ja").parse(text) == want
+
+
+def test_decimal_scores_are_read_as_fastchat_reads_them():
+    g = load_judge_template("builtin:grade-ja")
+    assert g.parse("[[7.5]]") == (7.5, None) and g.parse("評価: [[1.0]]") == (1.0, None)
+    assert g.parse("[[.5]]") == (None, "unknown_verdict") and g.parse("[[7.]]") == (None, "unknown_verdict")
+    assert g.parse("[[10.5]]") == (None, "score_out_of_range")
+
+
+def test_malformed_verdicts_from_the_server_are_counted(tmp_path):
+    pair_file(tmp_path / "pairs.jsonl", GOOD + [("質問M", "MALFORMED を含む回答", "普通")])
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        summ, rows = read(out)
+        assert rows[5]["verdict"] is None and summ["unparseable"]["unknown_verdict"] == 2
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl"), "--mode", "grade") == 0
+        summ, rows = read(out)
+        assert rows[5]["score_chosen"] is None and summ["unparseable"]["unknown_verdict"] == 1
+        assert summ["n_judged"] == 5 and summ["n_unparseable_pairs"] == 1
+
+
+def test_the_cache_is_per_server_model_and_sampling(tmp_path):
+    from jprefs.eval.judge import endpoint_identity
+
+    cache = tmp_path / "cache"
+    q, a, b = ["質問"], ["短い"], ["とても長い回答"]
+    with JudgeServer("longer") as s1, JudgeServer("always_a") as s2:
+        with Judge("judge-model", s1.base_url, cache_dir=cache, show_progress=False, max_retries=0) as j:
+            assert pairwise(j, q, a, b)[0].winner == "b" and s1.completions == 2
+        # the same model name on another server: its own answers, not the first server's
+        with Judge("judge-model", s2.base_url, cache_dir=cache, show_progress=False, max_retries=0) as j:
+            assert pairwise(j, q, a, b)[0].winner == "tie" and s2.completions == 2 and j.cache_hits == 0
+        # the first server again (its URL written another way): answered from the cache
+        with Judge("judge-model", s1.base_url + "/", cache_dir=cache, show_progress=False) as j:
+            assert pairwise(j, q, a, b)[0].winner == "b" and j.cache_hits == 2 and s1.completions == 2
+        # anything that changes the answer is another key
+        for kw in ({"max_tokens": 99}, {"temperature": 0.7}, {"seed": 1}):
+            with Judge("judge-model", s1.base_url, cache_dir=cache, show_progress=False, **kw) as j:
+                pairwise(j, q, a, b)
+                assert j.cache_hits == 0, kw
+        with Judge("other-model", s1.base_url, cache_dir=cache, show_progress=False) as j:
+            pairwise(j, q, a, b)
+            assert j.cache_hits == 0
+        # a request asked twice in one call is sent once; the other counts as answered without a request
+        with Judge("judge-model", s1.base_url, show_progress=False) as j:
+            pairwise(j, q * 2, a * 2, b * 2)
+            assert (j.requests_sent, j.cache_hits) == (2, 2)
+    # a credential is never part of the key; the same server with another password is the same server
+    assert endpoint_identity("http://u:pw-1@127.0.0.1:8000/v1") == endpoint_identity("http://127.0.0.1:8000/v1/")
+    assert "KEY" not in endpoint_identity("https://api.example/v1?api_key=KEY")
+    # an old cache (keys without the server) loads and simply misses
+    (cache / "chunk-judge-999999-1.jsonl").write_text(json.dumps({"k": "0" * 32, "t": "[[A]]", "f": "stop"}) + "\n",
+                                                      encoding="utf-8")
+    with JudgeServer("longer") as s, Judge("judge-model", s.base_url, cache_dir=cache, show_progress=False) as j:
+        assert pairwise(j, q, a, b)[0].winner == "b" and j.cache_hits == 0 and s.completions == 2
+
+
+def test_first_position_rate_counts_only_judged_comparisons(tmp_path):
+    from jprefs.eval.judge import Verdict, pairwise_summary
+
+    # a comparison whose other order is unreadable adds its lone "A" to nothing
+    v = [Verdict("tie", "a", "b", False, [], "", ""), Verdict(None, "a", None, None, ["no_verdict"], "", "")]
+    s = pairwise_summary(v, ["p", "q"])
+    assert s["first_position_rate"] == 1.0 and s["first_position_n"] == 2 and s["n_judged"] == 1
+    # end to end: the longer-wins judge has no position bias (0.5 over the 4 decisive judged pairs x 2
+    # orders); the FIRSTBAD pair's readable order picked the answer shown second and must not count
+    pair_file(tmp_path / "pairs.jsonl", GOOD + [("質問F", "FIRSTBAD を含むとても長い回答", "短")])
+    out = tmp_path / "out"
+    with JudgeServer("longer") as srv:
+        assert judge_cli(srv.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+    summ, rows = read(out)
+    assert rows[5]["chosen_first"] is None and rows[5]["rejected_first"] == "chosen"
+    assert summ["first_position_rate"] == 0.5 and summ["first_position_n"] == 8 == 2 * summ["n_decisive"]
+    assert summ["first_position_n"] <= 2 * summ["n_judged"]
+    assert "(n = 8)" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_refused_request_is_that_items_failure(tmp_path, monkeypatch, capsys):
+    key = "sk-judge-refused-5e1b"
+    monkeypatch.setenv("JUDGE_TEST_KEY", key)
+    pair_file(tmp_path / "pairs.jsonl", GOOD + [("質問L", "TOOLONG な回答", "普通"), ("質問E", "EMPTY", "普通")])
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl"),
+                         "--api-key-env", "JUDGE_TEST_KEY") == 0
+        assert s.completions == 12                                 # the other 6 pairs x 2 orders
+        err = capsys.readouterr().err
+        assert "WARNING: 2 of 14 judge requests (14%) failed" in err and "maximum context length" in err
+        summ, rows = read(out)
+        # every pair is judged, unreadable or failed, and the failures are listed with the server's message
+        assert (summ["n_judged"], summ["n_unparseable_pairs"], summ["n_failed_pairs"]) == (5, 1, 1)
+        assert summ["n_judged"] + summ["n_unparseable_pairs"] + summ["n_failed_pairs"] == summ["n_pairs"]
+        assert summ["requests_failed"] == 2 and summ["unparseable"]["empty"] == 2
+        assert summ["requests_sent"] + summ["cache_hits"] == summ["requests"] == 14
+        assert summ["agreement"] == pytest.approx(3 / 5) and summ["warnings"]
+        assert rows[5]["verdict"] is None and set(rows[5]["failed"]) == {"chosen_first", "rejected_first"}
+        rej = [json.loads(x) for x in (out / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert [(r["pair_id"], r["reason"]) for r in rej] == [(rows[5]["pair_id"], "judge_request_failed")] * 2
+        assert rej[0]["error"].startswith("HTTP 400:") and "maximum context length" in rej[0]["error"]
+        assert "refused" in (out / "report.md").read_text(encoding="utf-8")
+        for p in (x for x in out.rglob("*") if x.is_file()):
+            assert key.encode() not in p.read_bytes(), p
+        assert key not in err
+        # a refused request is not cached: the rerun asks it (and the empty ones) again, nothing else
+        sent = s.completions
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        assert s.completions - sent == 2 and read(out)[0]["requests_failed"] == 2
+        # grade mode and --samples count them the same way
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl"), "--mode", "grade") == 0
+        summ, rows = read(out)
+        assert (summ["n_judged"], summ["n_unparseable_pairs"], summ["n_failed_pairs"]) == (5, 1, 1)
+        assert rows[5]["failed"] == {"chosen": rows[5]["failed"]["chosen"]} and summ["requests_failed"] == 1
+        # every request refused: the outputs are written, then one clear error and a non-zero exit
+        pair_file(tmp_path / "long.jsonl", [("質問", "TOOLONG 1", "TOOLONG 2")])
+        capsys.readouterr()
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "long.jsonl")) == 2
+    err = capsys.readouterr().err
+    assert "all 2 judge requests failed" in err and "Traceback" not in err and err.count("error:") == 1
+    summ, _ = read(out)
+    assert summ["n_failed_pairs"] == 1 and summ["requests_failed"] == 2
+
+
+def test_refused_requests_in_samples_and_the_policy_judge(tmp_path):
+    from jprefs.eval.policy import llm_judge_metrics
+
+    f = samples_file(tmp_path / "samples.jsonl")
+    rows = [json.loads(x) for x in f.read_text(encoding="utf-8").splitlines()]
+    rows[0]["response"] = "TOOLONG " + rows[0]["response"]            # ppo on p1
+    write_jsonl(f, rows)
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--samples", str(f)) == 0
+        summ, jrows = read(out)
+        assert (summ["n_judged"], summ["n_unparseable_comparisons"], summ["n_failed_comparisons"]) == (4, 0, 1)
+        assert jrows[0]["winner"] is None and set(jrows[0]["failed"]) == {"a_first", "b_first"}
+        assert judge_cli(s.base_url, out, "--samples", str(f), "--mode", "grade") == 0
+        summ, jrows = read(out)
+        assert summ["policies"]["ppo"]["n_failed"] == 1 and summ["policies"]["ppo"]["n_graded"] == 4
+        assert jrows[0]["failed"].startswith("HTTP 400") and summ["requests_failed"] == 1
+        # the judge of `jprefs eval policy`: the same counts, the failure on the row
+        by: dict[str, list[dict]] = {}
+        for r in rows:
+            by.setdefault(r["policy"], []).append(dict(r))
+        with Judge("judge-model", s.base_url, show_progress=False, max_retries=0) as j:
+            m = llm_judge_metrics(j, "pairwise", by, "sft")
+        ppo = m["policies"]["ppo"]
+        assert (ppo["n_judged"], ppo["n_unparseable"], ppo["n_failed"]) == (4, 0, 1) and m["requests_failed"] == 2
+        assert by["ppo"][0]["llm_judge"]["winner"] is None and by["ppo"][0]["llm_judge"]["failed"]
