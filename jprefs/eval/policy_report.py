@@ -107,7 +107,10 @@ def write_report(out: Path, metrics: dict, rows_by: dict) -> None:
         rep.heading("LLM judge")
         rep.para(f"judge {llm['model']} at {llm['base_url']}, template {llm['template']['name']} (hash "
                  f"{llm['template']['hash']}), temperature {llm['sampling']['temperature']}; "
-                 f"{llm['requests_sent']} requests sent, {llm['cache_hits']} answered from the cache.")
+                 f"{llm['requests_sent']} requests sent, {llm['cache_hits']} answered from the cache"
+                 + (f"; **{llm['requests_failed']} of {llm['requests']} refused by the server** (left out of "
+                    "the figures below; each row's llm_judge.failed in samples.jsonl has the message)"
+                    if llm.get("requests_failed") else "") + ".")
         lrows = []
         for name, m in llm["policies"].items():
             bad = ", ".join(f"{k} {v}" for k, v in m["unparseable"].items() if v) or "none"

@@ -386,6 +386,7 @@ def test_a_judge_that_refuses_every_request_is_an_error_after_the_outputs(runs, 
     assert m["llm_judge"]["policies"]["ilql"]["n_failed"] == 3 and m["llm_judge"]["policies"]["ilql"]["n_judged"] == 0
     assert any(w["kind"] == "llm_judge_requests_failed" for w in m["warnings"])
     assert all(r["llm_judge"]["failed"] for r in _rows(out) if r["policy"] == "ilql")
+    assert "6 of 6 refused by the server" in (out / "report.md").read_text(encoding="utf-8")
 
 
 def test_reward_up_while_every_judge_is_flat_warns():
