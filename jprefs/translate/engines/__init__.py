@@ -36,7 +36,10 @@ ENGINES: dict[str, str] = {
 
 
 class EngineError(JprefsError):
-    """The engine failed in a way a rerun may fix (server down, retries exhausted)."""
+    """The engine failed in a way a rerun may fix (server down, retries exhausted). ``status_code``: the
+    HTTP status when a server refused the request (None otherwise)."""
+
+    status_code: int | None = None
 
 
 @dataclass

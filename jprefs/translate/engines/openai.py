@@ -216,8 +216,10 @@ class OpenAIEngine:
                     hint = (f"check the API key in ${self.api_key_env}"
                             + (" and the user:key in --base-url" if self._client.auth else "")
                             if r.status_code in (401, 403) else "check --model and --base-url")
-                    raise EngineError(f"{shown} answered HTTP {r.status_code}: {self._scrub(r.text[:300])}\n"
+                    err = EngineError(f"{shown} answered HTTP {r.status_code}: {self._scrub(r.text[:300])}\n"
                                       f"  fix: {hint}")
+                    err.status_code = r.status_code
+                    raise err
                 else:
                     last = f"HTTP {r.status_code}: {self._scrub(r.text[:200])}"
                     retry_after = r.headers.get("retry-after")
