@@ -253,6 +253,8 @@ def _stats(args) -> int:
     from jprefs.data.stats import compute_stats, format_stats
 
     s = compute_stats(stream_records(args.input), morphemes=not args.no_morphemes)
+    if not s["records"]:        # zeros would read as a summary of a file that holds nothing
+        raise _no_records(args.input, "summarise", "the file has no rows")
     print(json.dumps(s, ensure_ascii=False, indent=2) if args.json else format_stats(s))
     return 0
 

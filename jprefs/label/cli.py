@@ -84,22 +84,69 @@ def configure_serve(p: argparse.ArgumentParser) -> None:
 
 
 def _lock(db: Path):
-    """One server per database: an exclusive lock on DB.serve.lock, freed by the OS however the
-    server ends."""
+    """One server per database: ``DB.serve.lock``, held with :class:`jprefs.runlock.RunLock`
+    (``flock``, freed by the OS however the server ends). The file names the holder's pid and is
+    deleted when the server stops (Ctrl-C, SIGTERM, SIGHUP). A file left by a killed server is
+    taken over with a line saying so; a live server's lock is refused with an error naming its
+    pid."""
+    import socket
+
     from jprefs.errors import JprefsError
+    from jprefs.runlock import FolderBusyError, RunLock, pid_alive, read_holder
+
+    path = db.with_name(db.name + ".serve.lock")
+
+    def took_over(_line: str) -> None:      # RunLock's own line names the folder, not the database
+        h = read_holder(path)
+        pid = h.get("pid")
+        why = "no longer holds it (another process has that pid now)" if isinstance(pid, int) and pid_alive(pid) \
+            else "is no longer running"
+        print(f"label: {path} was left by a server that stopped without releasing it (pid {pid}, started "
+              f"{str(h.get('started', ''))[:19].replace('T', ' ')}), and that pid {why}: taking it over",
+              file=sys.stderr, flush=True)
 
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        return None
-    f = open(db.with_name(db.name + ".serve.lock"), "a+")
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        raise JprefsError(f"another `jprefs label serve` is running on {db}\n  fix: use that server, or stop it "
-                          f"first") from None
-    return f
+        return RunLock(db.parent, "jprefs label serve", lock_name=path.name, log=took_over).acquire()
+    except FolderBusyError as e:
+        named = [h for h in e.holders if h.get("pid")]
+        if named:
+            h = named[0]
+            host = f" on {h['host']}" if h.get("host") not in (None, socket.gethostname()) else ""
+            who = f"pid {h['pid']}{host}, started {str(h.get('started', ''))[:19].replace('T', ' ')}"
+            fix = f"use that server (its address is in its log), or stop it first (kill {h['pid']})"
+        else:       # the flock is held but the file names no live pid: a process the server started
+            who = f"a process that holds {path}"
+            fix = f"stop it first (`fuser {path}` names it)"
+        raise JprefsError(f"another `jprefs label serve` is running on {db} ({who}): two servers on one database "
+                          f"would hand out the same items twice\n  fix: {fix}, or serve another --db") from None
+
+
+def _stop_on_signals() -> dict:
+    """SIGTERM and SIGHUP stop the server as Ctrl-C does (KeyboardInterrupt in the main thread), so
+    the ``finally`` blocks run and the lock file goes: by default Python ends at once on them.
+    Returns the old handlers, for :func:`_restore_signals`."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():   # signal.signal works only there
+        return {}
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    old = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN:   # `nohup` ignores SIGHUP: keep that
+            old[sig] = signal.signal(sig, stop)
+    return old
+
+
+def _restore_signals(old: dict) -> None:
+    import signal
+
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
 
 
 def setup_job(args: argparse.Namespace, out=print):
@@ -180,8 +227,10 @@ def run_serve(args: argparse.Namespace) -> int:
         raise ConfigError(f"--overlap {args.overlap}: each item needs at least 1 annotator")
     db = Path(args.db)
     db.parent.mkdir(parents=True, exist_ok=True)
-    lock = _lock(db)
+    handlers = _stop_on_signals()
+    lock = None
     try:
+        lock = _lock(db)
         st = setup_job(args, out=lambda s: print(s, flush=True))
         if args.no_serve:
             return 0
@@ -193,20 +242,21 @@ def run_serve(args: argparse.Namespace) -> int:
         except OSError as e:
             raise ConfigError(f"cannot listen on {args.host}:{args.port} ({e.strerror})\n  fix: --port N "
                               f"(or --port 0 for any free port)") from None
-        host, port = srv.server_address[:2]
-        p = st.progress()
-        print(f"label: {st.mode} job, {p['items']} items, overlap {p['overlap']}, {p['labels']} labels so far; "
-              f"serving on http://{host}:{port}/ (Ctrl-C stops; every submission is already saved)", flush=True)
-        try:
+        try:        # from here on Ctrl-C / SIGTERM is a normal stop (exit 0), also before serve_forever starts
+            host, port = srv.server_address[:2]
+            p = st.progress()
+            print(f"label: {st.mode} job, {p['items']} items, overlap {p['overlap']}, {p['labels']} labels so far; "
+                  f"serving on http://{host}:{port}/ (Ctrl-C stops; every submission is already saved)", flush=True)
             srv.serve_forever(poll_interval=0.2)
-        except KeyboardInterrupt:
-            print("label: stopped", flush=True)
+        except KeyboardInterrupt as e:
+            print(f"label: stopped{f' ({e})' if str(e) else ''}", flush=True)
         finally:
             srv.server_close()
         return 0
     finally:
         if lock is not None:
-            lock.close()
+            lock.release()          # deletes DB.serve.lock
+        _restore_signals(handlers)
 
 
 # ---------------------------------------------------------------- stats
@@ -219,11 +269,15 @@ def configure_stats(p: argparse.ArgumentParser) -> None:
 def run_stats(args: argparse.Namespace) -> int:
     import json
 
+    from jprefs.errors import DataError
     from jprefs.label.agreement import agreement_text
     from jprefs.label.server import stats
     from jprefs.label.store import Store
 
     st = Store(args.db, create=False)
+    if st.mode is None:         # as `label export` says it: zeros would read as a job with nothing done yet
+        raise DataError("the database has no labelling job", path=str(args.db),
+                        fix="start it with `jprefs label serve FILE --db DB --mode MODE`")
     rep = stats(st)
     if args.json:
         print(json.dumps(rep, ensure_ascii=False, indent=1))

@@ -4,10 +4,16 @@ Per mode (every item of the database ends up in ``OUT`` or in ``OUT.rejects.json
 reason, and ``OUT.summary.json`` has the counts, which add up):
 
 - ``rank``: one canonical rank list per item (responses best first), ready for ``jprefs
-  train-rm``. Several annotators' orders are combined by Borda count (ties broken by the mean
-  position, then by the file order); ``meta.label`` keeps each annotator's order, the Kendall
-  tau between them and the item's disagreement. ``--per-annotator`` writes one rank list per
-  annotator instead. Items marked "all bad" by a majority go to the rejects (``all_bad``).
+  train-rm``. Several annotators' orders are combined by Borda count; ``meta.label`` keeps each
+  annotator's order, the Kendall tau between them and the item's disagreement. Responses with
+  equal points are a tie that the labels do not break (the mean position is no tie-break: over
+  full orders it follows from the points), and a rank list cannot hold a tie (it would claim a
+  preference between them), so such an item is written as the preference pairs between its
+  tiers instead (``meta.label.tiers``), with no pair inside a tier; an item whose responses all tie
+  goes to the rejects (``tied``). ``OUT.summary.json`` counts the pairs written (``pairs``), the
+  pairs left out as ties (``tied_pairs_dropped``) and the items with a tie (``items_with_ties``).
+  ``--per-annotator`` writes one rank list per annotator instead (one person's order has no tie).
+  Items marked "all bad" by a majority go to the rejects (``all_bad``).
 - ``ab``: one row per annotator and item, ``item_id, prompt, left, right, label, comment, rater``,
   which ``jprefs eval import-human --labels OUT --key key.jsonl`` reads (``can't tell`` is an
   empty label: import-human counts it as unlabelled).
@@ -49,23 +55,36 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
-def borda(orders: list[list[int]]) -> tuple[list[int], bool]:
-    """Combined order of several annotators' orders (best first) and whether a tie was broken.
+def borda(orders: list[list[int]]) -> list[list[int]]:
+    """Several annotators' orders (best first, each of all k responses) combined by Borda count,
+    as tiers best first: the responses with equal points share a tier (in index order). A tier of
+    two or more is a tie that the labels leave open; nothing breaks it (the mean position follows
+    from the points when every order lists all k responses).
 
     >>> borda([[0, 1, 2], [1, 0, 2], [0, 2, 1]])
-    ([0, 1, 2], False)
+    [[0], [1], [2]]
+    >>> borda([[0, 1, 2], [1, 0, 2]])
+    [[0, 1], [2]]
     """
     k = len(orders[0])
-    points = Counter()
-    pos = defaultdict(list)
+    points = Counter({i: 0 for i in range(k)})
     for o in orders:
         for rank, idx in enumerate(o):
             points[idx] += k - 1 - rank
-            pos[idx].append(rank)
-    key = {i: (-points[i], sum(pos[i]) / len(pos[i]), i) for i in range(k)}
-    order = sorted(range(k), key=lambda i: key[i])
-    tied = any(key[order[j]][:2] == key[order[j + 1]][:2] for j in range(k - 1))
-    return order, tied
+    tiers: dict[int, list[int]] = defaultdict(list)
+    for i in range(k):
+        tiers[points[i]].append(i)
+    return [tiers[p] for p in sorted(tiers, reverse=True)]
+
+
+def tier_pairs(tiers: list[list[int]]) -> list[tuple[int, int]]:
+    """``(better, worse)`` for every two responses in different tiers (none inside a tier), by
+    the better's tier, then the worse's.
+
+    >>> tier_pairs([[0, 1], [2]])
+    [(0, 2), (1, 2)]
+    """
+    return [(i, j) for a, hi in enumerate(tiers) for lo in tiers[a + 1:] for i in hi for j in lo]
 
 
 def _label_meta(labels: list[dict]) -> dict:
@@ -88,7 +107,11 @@ def _labelled(items, by_item, rejects, why: str):
             _unlabelled(rejects, it, "unlabelled", why)
 
 
-def export_rank(items, by_item, rejects, per_annotator: bool, exported: set) -> list[dict]:
+def export_rank(items, by_item, rejects, per_annotator: bool, exported: set,
+                tally: Counter | None = None) -> list[dict]:
+    """Rank lists (or, for an item whose combined order has a tie, the pairs between its tiers);
+    ``tally`` gets ``tied_pairs_dropped`` and ``items_with_ties``."""
+    tally = Counter() if tally is None else tally
     out = []
     for it, labels in _labelled(items, by_item, rejects, "no annotator ranked this item"):
         bad = [r for r in labels if r["value"].get("all_bad")]
@@ -107,14 +130,33 @@ def export_rank(items, by_item, rejects, per_annotator: bool, exported: set) -> 
             base["kendall_tau_mean"] = round(sum(taus) / len(taus), 4)
             base["disagreement"] = round((1 - sum(taus) / len(taus)) / 2, 4)
         groups = [(a, [o]) for a, o in orders.items()] if per_annotator else [(None, list(orders.values()))]
+        rows = []
         for who, os_ in groups:
-            order, tied = borda(os_)
-            m = {**meta, "label": {**base, "order": order, **({"borda_tie_broken": True} if tied else {}),
-                                   **({"annotator": who} if who else {})}}
-            rl = RankList(id=f"{it['item_id']}:{who}" if who else it["item_id"], prompt=it["prompt"],
-                          responses=[it["responses"][i] for i in order], source="jprefs-label",
-                          source_id=it["item_id"], license=it.get("license") or "unknown", meta=m)
-            out.append(rl.to_dict())
+            tiers = borda(os_)
+            rid = f"{it['item_id']}:{who}" if who else it["item_id"]
+            lab = {**base, **({"annotator": who} if who else {})}
+            common = dict(source="jprefs-label", source_id=it["item_id"], license=it.get("license") or "unknown")
+            if all(len(t) == 1 for t in tiers):
+                order = [t[0] for t in tiers]
+                rows.append(RankList(id=rid, prompt=it["prompt"], responses=[it["responses"][i] for i in order],
+                                     meta={**meta, "label": {**lab, "order": order}}, **common).to_dict())
+                continue
+            dropped = sum(len(t) * (len(t) - 1) // 2 for t in tiers)
+            tally["tied_pairs_dropped"] += dropped
+            tally["items_with_ties"] += 1
+            lab.update(tiers=tiers, tied_pairs_dropped=dropped)
+            tier_of = {i: n for n, t in enumerate(tiers) for i in t}
+            # no group / chosen_rank meta: those claim a strict order of the whole list
+            rows.extend(PreferencePair.create(
+                it["prompt"], it["responses"][i], it["responses"][j], id=f"{rid}-{i}-{j}",
+                meta={**meta, "label": {**lab, "chosen_index": i, "rejected_index": j,
+                                        "chosen_tier": tier_of[i], "rejected_tier": tier_of[j]}},
+                **common).to_dict() for i, j in tier_pairs(tiers))
+        if not rows:            # every response tied: the labels state no preference at all
+            _unlabelled(rejects, it, "tied", f"the {len(orders)} annotators' orders cancel out: every response has "
+                        f"the same Borda points", orders=orders)
+            continue
+        out.extend(rows)
         exported.add(it["item_id"])
     return out
 
@@ -209,7 +251,8 @@ def export(db: str | Path, output: str | Path, *, per_annotator: bool = False) -
         by_item[r["item_id"]].append(r)
     rejects: list[dict] = []
     done: set[str] = set()          # the items with a row in the output (by item id: source_id is not unique)
-    fn = {"rank": lambda: export_rank(items, by_item, rejects, per_annotator, done),
+    tally: Counter = Counter()
+    fn = {"rank": lambda: export_rank(items, by_item, rejects, per_annotator, done, tally),
           "ab": lambda: export_ab(items, by_item, rejects, done),
           "review": lambda: export_review(items, by_item, rejects, done),
           "reward": lambda: export_reward(items, by_item, rejects, done)}[mode]
@@ -227,6 +270,13 @@ def export(db: str | Path, output: str | Path, *, per_annotator: bool = False) -
                "rejects_by_reason": dict(Counter(r["reason"] for r in rejects)),
                "labels": sum(len(v) for v in by_item.values()), "annotators": st.annotators(),
                "output": str(out), "rejects": str(rpath)}
+    if mode in ("rank", "review"):
+        # the preference pairs the output holds (a rank list of K: K(K-1)/2)
+        summary["pairs"] = sum(len(r["responses"]) * (len(r["responses"]) - 1) // 2 if "responses" in r else 1
+                               for r in rows)
+    if mode == "rank":
+        summary["tied_pairs_dropped"] = tally["tied_pairs_dropped"]
+        summary["items_with_ties"] = tally["items_with_ties"]
     atomic_write_json(out.with_name(out.name + ".summary.json"), summary)
     return summary
 
@@ -237,4 +287,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"label export: {s['items']} items -> {s['rows']} rows in {s['output']} ({s['exported_items']} items), "
           f"{s['rejected_items']} in {s['rejects']}" +
           (f" ({', '.join(f'{k} {v}' for k, v in s['rejects_by_reason'].items())})" if s["rejects_by_reason"] else ""))
+    if "pairs" in s:
+        print(f"label export: {s['pairs']} preference pairs" + (
+            f"; {s['tied_pairs_dropped']} pairs of tied responses left out ({s['items_with_ties']} items with a tie "
+            f"in the combined ranking)" if s.get("tied_pairs_dropped") else ""))
     return 0

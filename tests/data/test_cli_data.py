@@ -189,6 +189,19 @@ def test_empty_input_is_refused_and_writes_nothing(tmp_path, capsys, argv):
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.parametrize("content", [b"", b"\n  \n"])
+@pytest.mark.parametrize("as_json", [False, True])
+def test_stats_of_an_empty_file_is_an_error_not_zeros(tmp_path, capsys, content, as_json):
+    """`data stats` of an empty (or blank-line-only) file printed a report of zeros with exit 0, which
+    reads as a summary; like split / export / merge it is one error naming the file, and prints no report."""
+    f = tmp_path / "empty.jsonl"
+    f.write_bytes(content)
+    assert run("data", "stats", f, *(["--json"] if as_json else [])) == 2
+    cap = capsys.readouterr()
+    assert str(f) in cap.err and "no rows" in cap.err and "fix:" in cap.err and "Traceback" not in cap.err
+    assert cap.out == ""
+
+
 def test_demo_runs_offline(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "jprefs.cli", "data", "demo", "-o", str(tmp_path / "d"), "--json"],
                           capture_output=True, text=True, timeout=120)

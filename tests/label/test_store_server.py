@@ -19,7 +19,7 @@ from jprefs.label.items import load_items
 from jprefs.label.server import BadRequest, check_value, make_server
 from jprefs.label.store import CLAIM_TTL_S, Store
 
-from .conftest import write_cands
+from .conftest import XSS_IMG, XSS_SCRIPT, write_cands
 
 
 def rank_store(tmp_path, n=4, overlap=1, seed=0) -> Store:
@@ -261,17 +261,21 @@ def test_export_rank_borda_all_bad_unlabelled_and_counts(tmp_path):
     s = lexport.export(st.path, out)
     assert s["items"] == 5 and s["exported_items"] == 3 and s["rejects_by_reason"] == {"all_bad": 1, "unlabelled": 1}
     recs = read_records(out)
-    assert all(isinstance(r, RankList) for r in recs)
-    p0 = [r for r in recs if r.id == "p0"][0]
-    # Borda of [0,1,2,3] and [1,0,2,3]: 0 and 1 tie on points and mean position -> index order
-    assert p0.responses[:2] == ["東京です。", "大阪です。"] and p0.meta["label"]["borda_tie_broken"] is True
-    assert p0.license == "cc-by-4.0" and p0.meta["label"]["annotators"] == ["a", "b"]
-    assert p0.meta["label"]["kendall_tau_mean"] == pytest.approx(2 / 3, abs=1e-4)
-    assert len(p0.to_pairs()) == 6                              # ready for train-rm
+    # Borda of [0,1,2,3] and [1,0,2,3]: 0 and 1 tie (the labels say nothing between them), so every
+    # item is written as the pairs between its tiers: p0 5 of its 6 pairs, p1 and p2 2 of 3 each
+    assert not any(isinstance(r, RankList) for r in recs) and len(recs) == 9
+    assert s["pairs"] == 9 and s["tied_pairs_dropped"] == 3 and s["items_with_ties"] == 3
+    p0 = [r for r in recs if r.source_id == "p0"]
+    assert {(r.chosen, r.rejected) for r in p0} == {
+        (a, b) for a in ("東京です。", "大阪です。") for b in (XSS_SCRIPT, XSS_IMG)} | {(XSS_SCRIPT, XSS_IMG)}
+    assert p0[0].meta["label"]["tiers"] == [[0, 1], [2], [3]]
+    assert p0[0].license == "cc-by-4.0" and p0[0].meta["label"]["annotators"] == ["a", "b"]
+    assert p0[0].meta["label"]["kendall_tau_mean"] == pytest.approx(2 / 3, abs=1e-4)
     assert main(["data", "stats", str(out)]) == 0
     per = tmp_path / "per.jsonl"
-    lexport.export(st.path, per, per_annotator=True)
-    assert len(read_records(per)) == 6
+    sp = lexport.export(st.path, per, per_annotator=True)
+    assert len(read_records(per)) == 6 and all(isinstance(r, RankList) for r in read_records(per))
+    assert sp["tied_pairs_dropped"] == 0 and sp["pairs"] == 6 + 3 + 3 + 6 + 3 + 3
 
 
 def test_export_review_majority_and_no_majority(tmp_path):
