@@ -263,6 +263,12 @@ def export(db: str | Path, output: str | Path, *, per_annotator: bool = False) -
     rejected = {r["item_id"] for r in rejects}
     if exported_items + len(rejects) != len(items) or done & rejected:   # the counts must add up, before writing
         raise AssertionError(f"export lost items: {exported_items} + {len(rejects)} != {len(items)}")
+    if not rows:
+        # an empty export is no data set: the next step (train-rm, import-human) would read 0 rows
+        why = ", ".join(f"{k} {v}" for k, v in Counter(r["reason"] for r in rejects).items()) or "no items"
+        raise DataError(f"nothing to export: none of the {len(items)} items has a usable label ({why}); "
+                        f"{out} was not written", path=str(db),
+                        fix="label some items first (`jprefs label serve --db ...`), then export again")
     write_jsonl(out, rows)
     write_jsonl(rpath, rejects)
     summary = {"db": str(db), "mode": mode, "items": len(items), "exported_items": exported_items,

@@ -308,3 +308,19 @@ def test_label_stats_of_a_database_with_no_job_is_an_error(tmp_path, capsys):
     assert main(["label", "stats", "--db", str(db)]) == 2
     err = capsys.readouterr().err
     assert str(db) in err and "no labelling job" in err and "fix:" in err
+
+
+def test_an_export_with_no_usable_label_is_an_error_and_writes_nothing(tmp_path, capsys):
+    """An export of 0 rows is no data set (train-rm / import-human downstream would read nothing): exit 2,
+    the reasons counted, no file written, as `jprefs data` refuses empty outputs."""
+    st = Store(tmp_path / "l.sqlite")
+    st.init_job(mode="rank", overlap=2)
+    st.add_items([_rank_item("x", ["A", "B"]), _rank_item("y", ["A", "B"])])
+    _order(st, "a", "x", [0, 1])
+    _order(st, "b", "x", [1, 0])                 # x: tied; y: unlabelled
+    out = tmp_path / "ranked.jsonl"
+    assert main(["label", "export", "--db", str(st.path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing to export: none of the 2 items" in err and "tied 1" in err and "unlabelled 1" in err
+    assert not out.exists() and not (tmp_path / "ranked.rejects.jsonl").exists()
+    assert "Traceback" not in err
