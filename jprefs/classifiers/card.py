@@ -110,6 +110,16 @@ def _eval_source(cfg) -> str:
                if cfg.eval_near_duplicates else ""))
 
 
+def _split_dataset(cfg, split: str) -> dict:
+    """The model-index ``dataset`` of a split's figures: the file they were measured on (``test_data``,
+    ``eval_data``), or the held-out part of the training data."""
+    own = cfg.test_data if split == "test" else cfg.eval_data
+    if own:
+        return {"name": Path(own).name, "type": "custom"}
+    return {"name": f"{cfg.dataset_name or Path(cfg.data).name} (held-out split)", "type": cfg.dataset_name or "custom",
+            "split": "held-out"}
+
+
 def _plain_use(cfg, center: float) -> str:
     """How (and whether) plain transformers loads the model, and what its raw output means."""
     if cfg.pooling == "mean":
@@ -229,16 +239,17 @@ def model_card(cfg, metrics: dict, *, license: str = "") -> str:
                                                f"pooling-{cfg.pooling}"]})
     if cfg.dataset_name:
         front["datasets"] = [cfg.dataset_name]
-    results = []
+    by_split: dict[str, list] = {}
     for split, k, v in _rows(metrics):
         if "baseline" in k:
             continue
-        results.append({"type": k, "value": float(v), "name": f"{split} {k}"})
-    if results:
+        by_split.setdefault(split, []).append({"type": k, "value": float(v), "name": f"{split} {k}"})
+    if by_split:
+        # one result per split, on the data it was measured on (the eval and test figures were all filed under
+        # the training file's name, even when they came from eval_data / test_data)
         front["model-index"] = [{"name": Path(cfg.output_dir).name or "reward-model", "results": [{
-            "task": {"type": "text-classification", "name": "reward modeling"},
-            "dataset": {"name": cfg.dataset_name or Path(cfg.data).name, "type": cfg.dataset_name or "custom"},
-            "metrics": results}]}]
+            "task": {"type": "text-classification", "name": "reward modeling"}, "dataset": _split_dataset(cfg, split),
+            "metrics": results} for split, results in by_split.items()]}]
     table = "\n".join(f"| {s} | {k} | {v} |" for s, k, v in _rows(metrics))
     d = metrics.get("data", {})
     reward_rule = ("`logit[chosen] - logit[rejected]` (label 1 minus label 0)" if cfg.objective == "binary"

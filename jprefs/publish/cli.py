@@ -23,7 +23,9 @@ EXAMPLES = """examples:
 
 Refused unless fixed: unknown licences (unless --allow-unknown-license: the card then says so first),
 conflicting licences, files holding tokens or keys, pickles, files over --max-file-size.
-A second push of an unchanged folder makes no commit. Load what you pushed:
+An --eval report must be of the model pushed (`jprefs eval rm --model` that folder); another's is refused.
+A second push of an unchanged folder makes no commit. Load what you pushed (with --revision R, the card's
+snippets pass revision="R"):
   datasets.load_dataset("my-team/hh-rlhf-ja", "pairs")      RewardModel.from_pretrained("my-team/ja-rm")"""
 
 
@@ -51,7 +53,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--name", default="", help="pretty name in the card (default: the repo name)")
         else:
             p.add_argument("--eval", action="append", default=[], metavar="DIR",
-                           help="a `jprefs eval rm` output folder whose report goes in the card (repeatable)")
+                           help="a `jprefs eval rm` output folder of THIS model whose report goes in the card "
+                                "(repeatable); a report of another model is refused")
+            p.add_argument("--allow-unverified-eval", action="store_true",
+                           help="take an --eval report whose model cannot be checked to be this one (moved since, "
+                                "a Hub id, an older report); the card says it is unverified")
 
 
 def run(args) -> int:
@@ -66,7 +72,8 @@ def run(args) -> int:
                    dry_run=args.dry_run, allow_unknown_license=args.allow_unknown_license,
                    allow_secrets=args.allow_secrets, max_file_bytes=parse_size(args.max_file_size),
                    commit_message=args.message, eval_dirs=getattr(args, "eval", None),
-                   pretty_name=getattr(args, "name", ""))
+                   pretty_name=getattr(args, "name", ""),
+                   allow_unverified_eval=getattr(args, "allow_unverified_eval", False))
     except JprefsError:
         raise
     except Exception as e:  # noqa: BLE001 - the Hub's HTTP errors become one line with the fix

@@ -159,8 +159,9 @@ def _write_shards(root: Path, config: str, split: str, rows: list[dict], schema)
 
 
 def stage_dataset(src: DatasetSource, root: Path, *, repo_id: str, allow_unknown: bool = False,
-                  pretty_name: str = "") -> StagedDataset:
-    """Write the repository for ``src`` into ``root`` (an empty folder) and render its card.
+                  pretty_name: str = "", revision: str | None = None) -> StagedDataset:
+    """Write the repository for ``src`` into ``root`` (an empty folder) and render its card (its
+    ``load_dataset`` snippets load ``revision`` when that is not main).
     Raises :class:`jprefs.publish.licenses.LicenseRefused` before writing when the licence refuses."""
     from jprefs.data.export import iter_export_rows, parquet_row, parquet_schema
     from jprefs.data.io import atomic_write_text, stream_records
@@ -223,6 +224,9 @@ def stage_dataset(src: DatasetSource, root: Path, *, repo_id: str, allow_unknown
     files.append("jprefs_dataset.json")
     card = dataset_card(src, records, rows, configs, lic, by_source, repo_id=repo_id, pretty_name=pretty_name,
                         rejects=rej_rows, n_lists=n_lists)
+    from jprefs.publish.snippets import pin_revision
+
+    card = pin_revision(card, repo_id, revision, repo_type="dataset")
     atomic_write_text(root / "README.md", card)
     files.append("README.md")
     return StagedDataset(root, sorted(files), rows, lic, card)

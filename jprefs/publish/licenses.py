@@ -96,6 +96,8 @@ class Derived:
     unknown: list[str] = field(default_factory=list)    # components whose licence is unknown
     conflicts: list[str] = field(default_factory=list)
     raw: dict[str, str] = field(default_factory=dict)   # component -> the licence as recorded
+    # data the card names that is no component (a model only evaluated on it) -> why it does not count
+    named_only: dict[str, str] = field(default_factory=dict)
 
     def metadata(self, kind: str) -> dict:
         """The card's YAML licence keys: ``license`` (and ``license_name``), a list for a mixed dataset."""
@@ -188,4 +190,8 @@ def unknown_banner(d: Derived) -> str:
 def table(d: Derived) -> str:
     """The markdown table of every component and its licence."""
     rows = "\n".join(f"| {k} | {d.raw.get(k) or '(none recorded)'} | {v} |" for k, v in d.components.items())
-    return "| component | licence as recorded | Hub licence id |\n|---|---|---|\n" + rows
+    out = "| component | licence as recorded | Hub licence id |\n|---|---|---|\n" + rows
+    if d.named_only:
+        out += ("\n\nNot licence components (the weights were not fit or chosen on them): "
+                + "; ".join(f"{k}, {why}" for k, why in d.named_only.items()) + ".")
+    return out

@@ -3,8 +3,11 @@
 - **Reward model** (``jprefs train-rm`` output: ``jprefs_reward.json``): the safetensors weights,
   ``config.json``, the tokenizer, ``jprefs_reward.json``, ``config.yaml`` (the training recipe),
   ``metrics.json`` and the plots; the card is re-rendered with the repository id in its snippets,
-  the licence derived from the backbone's and every training source's (:mod:`jprefs.publish.licenses`),
-  and, with ``--eval DIR`` (a ``jprefs eval rm`` output), that evaluation's table.
+  the licence derived from the backbone's and that of every data file that shaped the weights (training
+  sources, the held-out rows an epoch was chosen on or a stack's weights were fit on;
+  :mod:`jprefs.publish.licenses`), and, with ``--eval DIR`` (a ``jprefs eval rm`` output of this very
+  model, :mod:`jprefs.publish.evals`), that evaluation's report. With ``--revision R`` every snippet
+  of every card passes ``revision="R"`` (:mod:`jprefs.publish.snippets`).
 - **Reward stack / seed ensemble** (``jprefs_stack.json`` / ``jprefs_ensemble.json``): the folder as it
   was (``RewardModel.from_pretrained(repo_id)`` loads it whole): its files, every member folder's
   (``reward/``, ``seed-N/``) with a card each, a local frozen backbone copied into ``backbone/``.
@@ -129,26 +132,50 @@ def _select(folder: Path) -> tuple[list[str], dict[str, str]]:
     return keep, skipped
 
 
-def _training_sources(cfg, metrics: dict) -> dict[str, str]:
-    """Training-data components -> licence: recorded in metrics.json by train-rm (``data.sources``), else
-    read from the training files named in the config (when they are still there), else unknown."""
+def _training_sources(cfg, metrics: dict) -> tuple[dict[str, dict[str, int]], dict[str, str]]:
+    """``({source: {licence: rows}}, {component: ""})`` of a run's training data: recorded in metrics.json by
+    train-rm (``data.sources``), else read from the training files named in the config (when they are still
+    there; each file that is gone is one unknown component)."""
     rec = (metrics.get("data") or {}).get("sources")
     if isinstance(rec, dict) and rec:
-        return _components(rec)
-    from jprefs.data.io import stream_records
-
+        return rec, {}
     files = [cfg.data] + list(cfg.extra_data or [])
     per: dict[str, dict[str, int]] = {}
+    gone: dict[str, str] = {}
     for f in files:
-        if not f or not Path(f).is_file():
-            return {f"data: {f or '(none)'}": ""}
-        try:
-            for r in stream_records(f):
-                d = per.setdefault(r.source or Path(f).name, {})
-                d[r.license or ""] = d.get(r.license or "", 0) + 1
-        except Exception:  # noqa: BLE001 - unreadable now: the licence is unknown, and the card says so
-            return {f"data: {f}": ""}
-    return _components(per)
+        # a file that is gone is unknown, and the others still count (an early return dropped the licence
+        # of every other file, a non-commercial one included); by name only (no local path in a card)
+        got = _file_sources(f)
+        if got is None:
+            gone[f"data: {Path(str(f or '(none)')).name}"] = ""
+            continue
+        _merge(per, got)
+    return per, gone
+
+
+def _merge(per: dict[str, dict[str, int]], more: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    for src, lics in more.items():
+        d = per.setdefault(str(src), {})
+        for lic, n in lics.items():
+            d[lic] = d.get(lic, 0) + int(n)
+    return per
+
+
+def _file_sources(f) -> dict[str, dict[str, int]] | None:
+    """``{source: {licence: rows}}`` of a canonical data file (a row without a source by the file's name),
+    or None when it is gone or unreadable (its licence is then unknown)."""
+    from jprefs.data.io import stream_records
+
+    if not f or not Path(str(f)).is_file():
+        return None
+    per: dict[str, dict[str, int]] = {}
+    try:
+        for r in stream_records(f):
+            d = per.setdefault(r.source or Path(str(f)).name, {})
+            d[r.license or ""] = d.get(r.license or "", 0) + 1
+    except Exception:  # noqa: BLE001 - unreadable now: the licence is unknown, and the card says so
+        return None
+    return per
 
 
 def read_json_file(path: Path) -> Any:
@@ -207,11 +234,11 @@ def _policy_data_licences(cfg) -> dict[str, str]:
     return out
 
 
-def _components(per_source: dict[str, dict[str, int]]) -> dict[str, str]:
+def _components(per_source: dict[str, dict[str, int]], role: str = "data") -> dict[str, str]:
     out = {}
     for s, lics in sorted(per_source.items()):
         for lic in sorted(lics):
-            out[f"data: {s}" if len(lics) == 1 else f"data: {s} ({lic or 'none'})"] = lic
+            out[f"{role}: {s}" if len(lics) == 1 else f"{role}: {s} ({lic or 'none'})"] = lic
     return out
 
 
@@ -230,19 +257,54 @@ def find_kind(folder: Path) -> str:
 
 
 def stage_model(folder: str | Path, root: Path, *, repo_id: str, allow_unknown: bool = False,
-                eval_dirs: list[str] | None = None) -> StagedModel:
-    """Copy the publishable files of ``folder`` into ``root`` and render the card for ``repo_id``."""
+                eval_dirs: list[str] | None = None, revision: str | None = None,
+                allow_unverified_eval: bool = False) -> StagedModel:
+    """Copy the publishable files of ``folder`` into ``root`` and render the card for ``repo_id`` (its
+    snippets load ``revision`` when that is not main). ``eval_dirs``: ``jprefs eval rm`` reports of this
+    model for the card (:func:`jprefs.publish.evals.eval_section`; ``allow_unverified_eval`` takes one
+    that cannot be shown to be of another model, nor of this one)."""
+    from jprefs.publish.evals import eval_section
+
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder", path=str(folder),
                         fix="give a `jprefs train-rm` or `jprefs rl` output folder")
     kind = find_kind(folder)
+    if kind == "policy" and eval_dirs:
+        raise DataError(f"--eval takes `jprefs eval rm` reports of a reward model; {folder} is an RL policy, whose "
+                        f"card would leave them out", path=str(folder),
+                        fix="drop --eval (the policy's own evaluation is in run/), or push the reward model with it")
+    if kind != "policy":
+        from jprefs.modeldir import check_model_dir
+
+        check_model_dir(folder, want="reward model")      # unfinished: said before any report is read
+    evals = [eval_section(Path(d), folder, kind, allow_unverified=allow_unverified_eval) for d in eval_dirs or []]
     if kind in ("stack", "ensemble"):
-        return _stage_group(folder, root, kind, repo_id=repo_id, allow_unknown=allow_unknown,
-                            eval_dirs=eval_dirs or [])
-    return (_stage_rm if kind == "reward-model" else _stage_policy)(folder, root, repo_id=repo_id,
-                                                                      allow_unknown=allow_unknown,
-                                                                      eval_dirs=eval_dirs or [])
+        staged = _stage_group(folder, root, kind, repo_id=repo_id, allow_unknown=allow_unknown, evals=evals)
+    else:
+        staged = (_stage_rm if kind == "reward-model" else _stage_policy)(folder, root, repo_id=repo_id,
+                                                                          allow_unknown=allow_unknown, evals=evals)
+    return pin_cards(staged, repo_id, revision)
+
+
+def pin_cards(staged, repo_id: str, revision: str | None, *, repo_type: str = "model"):
+    """Every staged card (``README.md`` at any depth: a stack's members have their own) with its snippets
+    loading ``revision`` (:func:`jprefs.publish.snippets.pin_revision`); ``staged.card`` too."""
+    from jprefs.data.io import atomic_write_text
+    from jprefs.publish.snippets import pin_revision
+
+    if not revision or revision == "main":
+        return staged
+    for rel in staged.files:
+        if rel == "README.md" or rel.endswith("/README.md"):
+            p = staged.root / rel
+            text = p.read_text(encoding="utf-8")
+            pinned = pin_revision(text, repo_id, revision, repo_type=repo_type)
+            if pinned != text:
+                p.unlink()                       # a hard link would change the source's file: write a new one
+                atomic_write_text(p, pinned)
+    staged.card = pin_revision(staged.card, repo_id, revision, repo_type=repo_type)
+    return staged
 
 
 def _load_cfg(folder: Path, cls):
@@ -321,20 +383,107 @@ def _copy(folder: Path, root: Path, names: list[str], dest: dict[str, str] | Non
     return out
 
 
-def _rm_licence(cfg, metrics: dict, *, allow_unknown: bool, what: str):
-    """(licence, where the backbone's licence was read, the backbone's Hub id) of a train-rm run."""
+def _rm_licence(cfg, folder: Path, kind: str, members: list[tuple[str, str]], metrics: dict, *,
+                allow_unknown: bool, what: str):
+    """(licence, where the backbone's licence was read, the backbone's Hub id) of a train-rm output (a
+    reward model, stack or ensemble): its backbone and every data file that shaped its weights
+    (:func:`_rm_data`)."""
     from jprefs.classifiers.card import _BASE_IDS
     from jprefs.publish.licenses import check, derive
 
     base = _BASE_IDS.get(cfg.backbone, cfg.backbone)
     blic, bwhere = model_license(cfg.backbone)
-    comps = {f"backbone: {base}": blic, **_training_sources(cfg, metrics)}
+    data, named = _rm_data(cfg, folder, kind, members, metrics)
     if cfg.data_license:                       # stated in the recipe: it fills what the records leave unknown
-        comps = {k: (cfg.data_license if k.startswith("data") and v in ("", "unknown") else v)
-                 for k, v in comps.items()}
-    lic = derive(comps, kind="model")
+        data = {k: (cfg.data_license if v in ("", "unknown") else v) for k, v in data.items()}
+    lic = derive({f"backbone: {base}": blic, **data}, kind="model")
+    lic.named_only = named
     check(lic, allow_unknown=allow_unknown, what=what)
     return lic, bwhere, base
+
+
+def _rm_data(cfg, folder: Path, kind: str, members: list[tuple[str, str]], metrics: dict):
+    """``(components, named_only)``: the licence components of the data that shaped a train-rm output's
+    weights, and the data it was only evaluated on (named in the card, no licence component).
+
+    Shaped the weights, so counted:
+
+    - every reward model's training sources (each member of an ensemble, a stack's ``reward/``; a frozen
+      stack's own: its probe and its weights were fit on the training pairs);
+    - the held-out split a reward model's best epoch was chosen on (``selected_by``): the published
+      weights are the ones that split picked;
+    - the held-out split a fine-tuned stack's weights were fit on (``eval_data``, or the rows split off
+      the training files): an ``eval_data`` of non-commercial rows made the stack's combiner.
+
+    Held-out rows are read from the run's ``eval_split.jsonl`` (exactly the rows used), else from
+    ``eval_data``; a source and licence already counted as training data is not listed twice.
+    Evaluated only (named): ``test_data``, and ``eval_data`` where nothing was fit or chosen on it (one
+    epoch, a frozen stack)."""
+    from jprefs.classifiers.config import TrainRMConfig
+
+    runs = ([(folder, cfg, metrics)] if kind == "reward-model" else
+            [(folder / rel, _load_cfg(folder / rel, TrainRMConfig), _metrics(folder / rel))
+             for rel, k in members if k == "reward-model"])
+    train: dict[str, dict[str, int]] = {}
+    gone: dict[str, str] = {}
+    for _, c, m in runs or [(folder, cfg, metrics)]:    # a frozen stack: no member, its own metrics say
+        per, g = _training_sources(c, m)
+        _merge(train, per)
+        gone.update(g)
+    comps = {**_components(train), **gone}
+    fitted_stack = kind == "stack" and bool(runs)
+    used_held_out = False
+    for i, (d, c, m) in enumerate(runs):
+        fit = fitted_stack and i == 0                  # the stack's first reward model wrote the split it fit on
+        if not (fit or _epoch_chosen(c, m)):
+            continue
+        used_held_out = True
+        held = _held_out_sources(d, c)
+        if held is None:                               # split off the training files, gone: counted with them
+            continue
+        new = {s: {lc: n for lc, n in lics.items() if lc not in train.get(s, {})} for s, lics in held.items()}
+        role = "stack weights fit on" if fit else "best epoch chosen on"
+        comps.update(_components({s: lics for s, lics in new.items() if lics}, role))
+    named: dict[str, str] = {}
+    if cfg.eval_data and not used_held_out:
+        named[f"eval_data: {Path(cfg.eval_data).name}"] = "evaluated on only (nothing was fit or chosen on it)"
+    if cfg.test_data:
+        named[f"test_data: {Path(cfg.test_data).name}"] = "evaluated on only (never used for a choice)"
+    return comps, named
+
+
+def _epoch_chosen(cfg, metrics: dict) -> bool:
+    """Whether a reward model's weights are the epoch its held-out split chose (not just the last epoch)."""
+    if not metrics.get("eval"):
+        return False
+    if "selected_by" not in metrics:                   # an older run: more than one epoch, with an eval split
+        return cfg.epochs > 1
+    return not str(metrics.get("selected_by") or "none").startswith("none")
+
+
+def _held_out_sources(d: Path, cfg) -> dict[str, dict[str, int]] | None:
+    """``{source: {licence: rows}}`` of a run's held-out split: its ``eval_split.jsonl``, else its
+    ``eval_data`` (unknown when gone); None when it was split off the training files and is gone."""
+    got = _file_sources(d / "eval_split.jsonl")
+    if got is None and cfg.eval_data:
+        got = _file_sources(cfg.eval_data) or {Path(str(cfg.eval_data)).name: {"": 1}}
+    if got is None or not cfg.data_license:
+        return got
+    out: dict[str, dict[str, int]] = {}
+    for s, lics in got.items():      # rows naming no licence take the recipe's data_license, as train-rm's do
+        d = out.setdefault(s, {})
+        for lc, n in lics.items():
+            lc = cfg.data_license if lc in ("", "unknown") else lc
+            d[lc] = d.get(lc, 0) + n
+    return out
+
+
+def _data_licence(lic) -> str:
+    """The licence of the training data alone (what the card's Data section states), from the components."""
+    from jprefs.publish.licenses import derive
+
+    d = derive({k: lic.raw.get(k, v) for k, v in lic.components.items() if k.startswith("data: ")})
+    return d.license_name or d.license
 
 
 def _named(cfg, repo_id: str):
@@ -347,15 +496,14 @@ def _named(cfg, repo_id: str):
                                test_data=Path(cfg.test_data).name if cfg.test_data else "")
 
 
-def _finish_card(card: str, cfg, lic, bwhere: str, base: str, eval_dirs: list[str]) -> str:
-    """A rendered card with the derived licence, no local backbone path, the ``--eval`` reports and the
-    unknown-licence banner."""
+def _finish_card(card: str, cfg, lic, bwhere: str, base: str, evals: list[str]) -> str:
+    """A rendered card with the derived licence, no local backbone path, the ``--eval`` reports' sections
+    (:func:`jprefs.publish.evals.eval_section`) and the unknown-licence banner."""
     from jprefs.publish.licenses import unknown_banner
 
     card = _relicense(card, lic, bwhere, base)
     if Path(str(cfg.backbone)).expanduser().exists():   # a local backbone: no path in a public card, no base_model
         card = _drop_meta(card, "base_model").replace(str(cfg.backbone), _public(cfg.backbone))
-    evals = [_eval_section(Path(d)) for d in eval_dirs]
     if evals:
         card += "\n## Evaluations (`jprefs eval rm`)\n\n" + "\n".join(evals)
     banner = unknown_banner(lic)
@@ -365,7 +513,7 @@ def _finish_card(card: str, cfg, lic, bwhere: str, base: str, eval_dirs: list[st
     return card
 
 
-def _stage_rm(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool, eval_dirs: list[str]) -> StagedModel:
+def _stage_rm(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool, evals: list[str]) -> StagedModel:
     from jprefs.classifiers.card import model_card
     from jprefs.classifiers.config import TrainRMConfig
     from jprefs.data.io import atomic_write_text
@@ -374,13 +522,14 @@ def _stage_rm(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool, ev
     check_model_dir(folder, want="reward model")      # an unfinished or running train-rm: said, never pushed
     cfg = _load_cfg(folder, TrainRMConfig)
     metrics = _metrics(folder)
-    lic, bwhere, base = _rm_licence(cfg, metrics, allow_unknown=allow_unknown, what=f"model {folder}")
+    lic, bwhere, base = _rm_licence(cfg, folder, "reward-model", [], metrics, allow_unknown=allow_unknown,
+                                    what=f"model {folder}")
     keep, skipped = _select(folder)
     keep = [k for k in keep if k not in ("README.md", "summary.json", "metrics.jsonl", "samples.jsonl")]
     files = _copy(folder, root, keep)
     # the card names the repo, and the training files by name only (no local paths in a public card)
-    card = _finish_card(model_card(_named(cfg, repo_id), metrics, license=lic.license), cfg, lic, bwhere, base,
-                        eval_dirs)
+    card = _finish_card(model_card(_named(cfg, repo_id), metrics, license=_data_licence(lic)), cfg, lic, bwhere,
+                        base, evals)
     atomic_write_text(root / "README.md", card)
     files.append("README.md")
     return StagedModel(root, sorted(files), skipped, lic, card, "reward-model",
@@ -457,7 +606,7 @@ def _subfolder_card(card: str, repo_id: str, sub: str, kind: str) -> str:
 
 
 def _stage_group(folder: Path, root: Path, kind: str, *, repo_id: str, allow_unknown: bool,
-                 eval_dirs: list[str]) -> StagedModel:
+                 evals: list[str]) -> StagedModel:
     """A reward stack or seed ensemble: its files, every member folder's publishable files (each with a card
     of its own), a stack's local frozen backbone in ``backbone/``, and the card of the whole."""
     from jprefs.classifiers import ensemble as E
@@ -471,16 +620,15 @@ def _stage_group(folder: Path, root: Path, kind: str, *, repo_id: str, allow_unk
     check_model_dir(folder, want="reward model")      # every member folder, as the loader checks them
     cfg = _group_cfg(folder, kind, members)
     metrics = _metrics(folder)
-    first_rm = next((rel for rel, k in members if k == "reward-model"), None)
-    data_metrics = metrics if metrics.get("data") or first_rm is None else _metrics(folder / first_rm)
-    lic, bwhere, base = _rm_licence(cfg, data_metrics, allow_unknown=allow_unknown, what=f"{kind} {folder}")
+    lic, bwhere, base = _rm_licence(cfg, folder, kind, members, metrics, allow_unknown=allow_unknown,
+                                    what=f"{kind} {folder}")
 
     def card_of(d: Path, k: str, named, m: dict) -> str:
         if k == "stack":
             return S._card(named, m)
         if k == "ensemble":
             return E._card(named, list(_group_spec(d, k)["members"]), m)
-        return model_card(named, m, license=lic.license)
+        return model_card(named, m, license=_data_licence(lic))
 
     inner = {rel for rel, _ in members}
     files, skipped = [], {}
@@ -495,7 +643,7 @@ def _stage_group(folder: Path, root: Path, kind: str, *, repo_id: str, allow_unk
         mcfg = cfg if not rel else (_load_cfg(d, TrainRMConfig) if k == "reward-model" else _group_cfg(
             d, k, [(m[len(pre):], mk) for m, mk in members if m.startswith(pre)]))
         card = _finish_card(card_of(d, k, _named(mcfg, repo_id), metrics if not rel else _metrics(d)), mcfg, lic,
-                            bwhere, base, eval_dirs if not rel else [])
+                            bwhere, base, evals if not rel else [])
         if rel:
             card = _subfolder_card(card, repo_id, rel, kind)
         else:                 # after the root's files: a bundled backbone rewrites the staged stack file
@@ -548,8 +696,9 @@ def _relicense(card: str, lic, where: str, base: str) -> str:
     meta.pop("license_name", None)              # the local card's guess; the derived licence replaces both
     meta = {**lic.metadata("model"), **meta}
     body = card[end + 5:]
-    section = (f"\n## Licence\n\nDerived from every component (the backbone and each training source; the "
-               f"backbone's licence from {where}):\n\n{table(lic)}\n\nResult: **{lic.license}**"
+    section = (f"\n## Licence\n\nDerived from every component: the backbone, each training source, and the data "
+               f"the published weights were fit or chosen on (the backbone's licence from {where}):\n\n{table(lic)}"
+               f"\n\nResult: **{lic.license}**"
                + (f" ({lic.license_name})" if lic.license_name else "") + ". A conservative reading for this card, "
                "not legal advice.\n")
     marker = "\n## Limitations"
@@ -568,34 +717,8 @@ def _drop_meta(card: str, key: str) -> str:
     return "---\n" + yaml.safe_dump(meta, allow_unicode=True, sort_keys=False) + card[end + 1:]
 
 
-def _eval_section(d: Path) -> str:
-    """The table of a ``jprefs eval rm`` output folder (its report.md, else its metrics.json)."""
-    for name in ("report.md",):
-        if (d / name).is_file():
-            text = (d / name).read_text(encoding="utf-8")
-            return f"From `{d.name}`:\n\n" + _demote(text) + "\n"
-    if (d / "metrics.json").is_file():
-        m = read_json_file(d / "metrics.json")
-        return f"From `{d.name}` (metrics.json):\n\n```json\n" + json.dumps(m, indent=1, ensure_ascii=False)[:4000] \
-            + "\n```\n"
-    raise DataError(f"{d} is not a `jprefs eval rm` output (no report.md or metrics.json)", path=str(d),
-                    fix="pass the folder `jprefs eval rm ... -o DIR` wrote")
-
-
-def _demote(md: str) -> str:
-    """Markdown headings one level down (a report's # title becomes ###), images left out."""
-    out = []
-    for line in md.splitlines():
-        if line.startswith("#"):
-            line = "##" + line
-        if line.lstrip().startswith("!["):
-            continue
-        out.append(line)
-    return "\n".join(out)
-
-
 def _stage_policy(folder: Path, root: Path, *, repo_id: str, allow_unknown: bool,
-                  eval_dirs: list[str]) -> StagedModel:
+                  evals: list[str]) -> StagedModel:
     from jprefs.data.io import atomic_write_text
     from jprefs.publish.licenses import check, derive, table, unknown_banner
     from jprefs.rl.config import RLConfig

@@ -108,8 +108,9 @@ def token_or_error(dry_run: bool) -> str | None:
 def push(kind: str, path: str, repo_id: str, *, private: bool = False, revision: str | None = None,
          dry_run: bool = False, allow_unknown_license: bool = False, allow_secrets: bool = False,
          max_file_bytes: int | None = None, commit_message: str = "", eval_dirs: list[str] | None = None,
-         pretty_name: str = "", stream=None) -> PushResult:
-    """Stage, check and push ``path`` as a ``kind`` (``dataset`` | ``model``) repository (module doc)."""
+         pretty_name: str = "", allow_unverified_eval: bool = False, stream=None) -> PushResult:
+    """Stage, check and push ``path`` as a ``kind`` (``dataset`` | ``model``) repository (module doc); the
+    cards' snippets load ``revision``."""
     from jprefs.publish.preflight import MAX_FILE_BYTES, preflight, refuse
 
     check_repo_id(repo_id)
@@ -122,7 +123,7 @@ def push(kind: str, path: str, repo_id: str, *, private: bool = False, revision:
             from jprefs.publish.dataset import find_source, stage_dataset
 
             staged = stage_dataset(find_source(path), root, repo_id=repo_id, allow_unknown=allow_unknown_license,
-                                   pretty_name=pretty_name)
+                                   pretty_name=pretty_name, revision=revision)
             skipped: dict[str, str] = {}
             managed = ("pairs/", "binary/", "trl/", "trl-conversational/", "trl-unpaired/",
                        "trl-unpaired-conversational/", "rejects/")
@@ -130,7 +131,7 @@ def push(kind: str, path: str, repo_id: str, *, private: bool = False, revision:
             from jprefs.publish.model import BACKBONE_DIR, stage_model
 
             staged = stage_model(path, root, repo_id=repo_id, allow_unknown=allow_unknown_license,
-                                 eval_dirs=eval_dirs)
+                                 eval_dirs=eval_dirs, revision=revision, allow_unverified_eval=allow_unverified_eval)
             skipped = staged.skipped
             # a stack's / ensemble's member folders and bundled backbone: stale files there go
             managed = ("run/", f"{BACKBONE_DIR}/") + tuple(f"{m}/" for m in staged.meta.get("members", []))

@@ -131,6 +131,14 @@ def test_model_card_has_hub_front_matter():
     names = [m["type"] for m in front["model-index"][0]["results"][0]["metrics"]]
     assert "accuracy" in names and "majority_baseline_accuracy" not in names
     assert "| test | accuracy | 0.9000 |" in text and "## Limitations" in text
+    # the Hub's own reader takes the model-index: one result per split, each on the data it was measured on
+    from huggingface_hub import ModelCard
+
+    two = model_card(TrainRMConfig(data="x.tsv", test_data="t.jsonl", output_dir="o"),
+                     {**metrics, "eval": {"accuracy": 0.8}})
+    results = ModelCard(two).data.eval_results
+    assert {(r.dataset_name, r.metric_type, r.metric_value) for r in results if r.metric_type == "accuracy"} == {
+        ("t.jsonl", "accuracy", 0.9), ("x.tsv (held-out split)", "accuracy", 0.8)}
 
 
 def test_model_card_warns_when_eval_was_split_off_the_training_file():

@@ -195,6 +195,42 @@ def test_a_reward_model_round_trips_scores_identically_and_loads_offline_from_th
     assert "fakehub-user/never-downloaded" in str(e.value) and "hf download" in str(e.value)
 
 
+def test_the_cards_code_loads_the_branch_it_was_pushed_to(fake_hub, tiny_rm, tmp_path, capsys):
+    """Pushed to a branch (main holds no model), the card's `## Use` block, copied and run as it is, loads
+    what was pushed: every snippet passes `revision=` (they loaded main)."""
+    import re
+
+    import numpy as np
+    from huggingface_hub import hf_hub_download
+
+    from jprefs.classifiers.reward_model import RewardModel
+
+    repo = "fakehub-user/ja-rm-branch-card"
+    assert main(["push", "model", str(tiny_rm), "--repo-id", repo, "--revision", "exp"]) == 0
+    card = Path(hf_hub_download(repo, "README.md", revision="exp")).read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", card, re.S)
+    prompts, responses = ["猫は好き?", "今日の天気は?"], ["好きです。", "悪い天気。。"]
+    ns = {"prompts": prompts, "responses": responses}
+    exec(blocks[0], ns)                                  # from jprefs import RewardModel; rm = ...; rm.score(...)
+    want = RewardModel.from_pretrained(tiny_rm, device="cpu").score(prompts, responses)
+    np.testing.assert_allclose(ns["rm"].score(prompts, responses), want, rtol=0, atol=1e-6)
+    plain = "\n".join(x for x in blocks[1].splitlines() if "import" in x or x.startswith(("tok =", "model =")))
+    exec(plain, ns)                                      # the plain-transformers snippet loads the branch too
+    assert type(ns["model"]).__name__.endswith("ForSequenceClassification")
+
+    d = tmp_path / "pairs.jsonl"                         # a dataset card's load_dataset(...) too
+    from jprefs.data.schema import PreferencePair
+
+    write_jsonl(d, [PreferencePair.create(f"質問 {i}", "良い", "悪い", source="s", license="mit") for i in range(3)])
+    drepo = "fakehub-user/ja-pairs-branch-card"
+    assert main(["push", "dataset", str(d), "--repo-id", drepo, "--revision", "v1"]) == 0
+    dcard = Path(hf_hub_download(drepo, "README.md", repo_type="dataset", revision="v1")).read_text(encoding="utf-8")
+    use = next(x for x in re.findall(r"```python\n(.*?)```", dcard, re.S) if "load_dataset" in x)
+    exec(use, ns)
+    assert ns["pairs"].num_rows == 3
+    capsys.readouterr()
+
+
 def test_a_wrong_token_is_one_clear_error(fake_hub, tmp_path, monkeypatch, capsys):
     from jprefs.data.schema import PreferencePair
 

@@ -356,6 +356,10 @@ def test_a_jprefs_eval_rm_report_goes_in_the_model_card(tiny_rm, tmp_path, capsy
     first_table_row = next(line for line in report.splitlines() if line.startswith("| "))
     assert f"From `{ev.name}`" in section and first_table_row in section
     assert "![" not in section                                  # images of the report are not in the card
+    # the report names its files by absolute path: the card names none (the model's own card names none)
+    assert str(tmp_path) not in section and str(tiny_rm.parent) not in section and str(ev) in report
+    # it scored the model's own training file: said, since its figures overstate accuracy on new data
+    assert "**These figures include the model's own training rows**" in section
 
 
 def test_big_files_are_scanned_in_chunks_across_the_chunk_border(tmp_path, monkeypatch):
@@ -474,3 +478,258 @@ def test_rejected_rows_and_translated_rows_count_in_the_licence(tmp_path):
     (tmp_path / "b").mkdir()
     with pytest.raises(LicenseRefused, match="no derivatives"):
         stage_dataset(find_source(g), tmp_path / "b", repo_id="me/y")
+
+
+# ---------------------------------------------------------------- what a card claims: whose figures, which revision
+
+@pytest.fixture(scope="module")
+def own_eval(tiny_rm):
+    """`jprefs eval rm` of tiny_rm on its held-out split, run from the folder above it with relative paths
+    (`--model out -o ev-own`), as a user types it."""
+    import os
+
+    here = os.getcwd()
+    os.chdir(tiny_rm.parent)
+    try:
+        assert main(["eval", "rm", "--model", "out", "--data", "out/eval_split.jsonl", "--no-plots",
+                     "-o", "ev-own"]) == 0
+    finally:
+        os.chdir(here)
+    return tiny_rm.parent / "ev-own"
+
+
+def _edited_eval(src: Path, dst: Path, edit) -> Path:
+    """A copy of the eval folder ``src`` whose metrics.json went through ``edit(metrics)``, beside it (so that
+    its command's relative paths still lead where they did; its -o names the copy)."""
+    import shutil
+
+    dst = src.parent / f"{dst.parent.name[:40]}-{dst.name}"
+    shutil.copytree(src, dst)
+    m = json.loads((dst / "metrics.json").read_text(encoding="utf-8"))
+    m["command"] = m["command"].replace(f"-o {src.name}", f"-o {dst.name}")
+    edit(m)
+    (dst / "metrics.json").write_text(json.dumps(m), encoding="utf-8")
+    return dst
+
+
+def test_an_eval_report_of_this_model_goes_in_the_card_and_one_of_another_model_is_refused(
+        tiny_rm, own_eval, tmp_path, monkeypatch, capsys):
+    """`--eval` put any report's figures on the card as this model's: one of another model is refused,
+    naming both and the command that evaluates this one; the override does not take it either."""
+    import shutil
+
+    from jprefs.errors import DataError
+    from jprefs.publish.model import stage_model
+
+    monkeypatch.chdir(tmp_path)             # pushed from elsewhere: relative paths read from where eval ran
+    (tmp_path / "a").mkdir()
+    st = stage_model(tiny_rm, tmp_path / "a", repo_id="me/ja-rm", eval_dirs=[str(own_eval)])
+    section = st.card.split("## Evaluations (`jprefs eval rm`)", 1)[1]
+    assert "This model is `out` in the report." in section and "Not verified" not in section
+    assert str(tiny_rm.parent) not in st.card and "own training rows" not in section    # held-out rows only
+
+    other = tmp_path / "other"               # another training run: another centring constant
+    shutil.copytree(tiny_rm, other)
+    spec = json.loads((other / "jprefs_reward.json").read_text())
+    spec["center"] += 0.5
+    (other / "jprefs_reward.json").write_text(json.dumps(spec))
+    ev = tmp_path / "ev-other"
+    assert main(["eval", "rm", "--model", str(other), "--data", str(tiny_rm / "eval_split.jsonl"), "--no-plots",
+                 "-o", str(ev)]) == 0
+    copy = tmp_path / "copy"                 # the same weights in another folder: still another folder's report
+    shutil.copytree(tiny_rm, copy)
+    ev_copy = _edited_eval(own_eval, tmp_path / "ev-copy", lambda m: m["models"]["out"].update(path=str(copy)))
+    for report in (ev, ev_copy):
+        for allow in (False, True):
+            (tmp_path / "b").mkdir()
+            with pytest.raises(DataError) as e:
+                stage_model(tiny_rm, tmp_path / "b", repo_id="me/ja-rm", eval_dirs=[str(report)],
+                            allow_unverified_eval=allow)
+            shutil.rmtree(tmp_path / "b")
+            msg = str(e.value)
+            assert "not shown to be of the model being pushed" in msg and "another folder" in msg
+            assert str(tiny_rm) in msg and f"jprefs eval rm --model {tiny_rm} --data" in msg
+            assert "--allow-unverified-eval" not in msg            # known to be another model: no override
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    capsys.readouterr()
+    assert main(["push", "model", str(tiny_rm), "--repo-id", "me/x", "--eval", str(ev), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert str(other) in err and "Traceback" not in err
+
+
+def test_an_eval_report_that_cannot_be_checked_needs_the_override_and_a_retrained_folder_is_refused(
+        tiny_rm, own_eval, tmp_path):
+    from jprefs.errors import DataError
+    from jprefs.publish.model import stage_model
+
+    def stage(report, **kw):
+        root = tmp_path / f"r{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        return stage_model(tiny_rm, root, repo_id="me/ja-rm", eval_dirs=[str(report)], **kw)
+
+    old = _edited_eval(own_eval, tmp_path / "old", lambda m: m.pop("models"))           # before models were kept
+    moved = _edited_eval(own_eval, tmp_path / "moved",                                   # the folder moved since
+                         lambda m: m["models"]["out"].update(path="/nowhere/any/more/out"))
+    for report in (old, moved):
+        with pytest.raises(DataError, match="--allow-unverified-eval"):
+            stage(report)
+        card = stage(report, allow_unverified_eval=True).card
+        assert "**Not verified to be this model's report** (`--allow-unverified-eval`)" in card
+        assert "/nowhere" not in card
+    # this folder, but trained again since the report: its centring constant differs
+    again = _edited_eval(own_eval, tmp_path / "again", lambda m: m["models"]["out"].update(
+        center=m["models"]["out"]["center"] + 1.0))
+    with pytest.raises(DataError) as e:
+        stage(again, allow_unverified_eval=True)
+    assert "this folder" in str(e.value) and "center" in str(e.value) and "this model's:" in str(e.value)
+
+
+def test_a_policy_push_refuses_eval_reports_its_card_would_leave_out(tmp_path, own_eval):
+    from jprefs.errors import DataError
+    from jprefs.publish.model import stage_model
+
+    run = tmp_path / "run"
+    (run / "policy").mkdir(parents=True)
+    (run / "summary.json").write_text("{}")
+    with pytest.raises(DataError, match="--eval takes `jprefs eval rm` reports of a reward model"):
+        stage_model(run, tmp_path, repo_id="me/p", eval_dirs=[str(own_eval)])
+
+
+def test_every_snippet_of_a_card_loads_the_revision_it_was_pushed_to(tiny_rm, tmp_path):
+    """`--revision exp` pushed to a branch, and the card's code loaded main."""
+    from jprefs.publish.dataset import find_source, stage_dataset
+    from jprefs.publish.model import stage_model
+    from jprefs.publish.snippets import unpinned_calls
+
+    for d in ("a", "b", "c"):
+        (tmp_path / d).mkdir()
+    st = stage_model(tiny_rm, tmp_path / "a", repo_id="me/ja-rm", revision="exp")
+    assert 'RewardModel.from_pretrained("me/ja-rm", revision="exp")' in st.card
+    assert 'AutoModelForSequenceClassification.from_pretrained("me/ja-rm", revision="exp")' in st.card
+    assert 'AutoTokenizer.from_pretrained("me/ja-rm", revision="exp")' in st.card
+    assert unpinned_calls(st.card, "me/ja-rm") == [] and (tmp_path / "a" / "README.md").read_text() == st.card
+    assert "revision=" not in stage_model(tiny_rm, tmp_path / "b", repo_id="me/ja-rm", revision="main").card
+    ds = stage_dataset(find_source(_split_folder(tmp_path)), tmp_path / "c", repo_id="me/ja-pairs", revision="v2")
+    assert 'load_dataset("me/ja-pairs", "pairs", split="train", revision="v2")' in ds.card
+    assert unpinned_calls(ds.card, "me/ja-pairs") == [] and (tmp_path / "c" / "README.md").read_text() == ds.card
+
+
+def test_pin_revision_reaches_every_call_of_the_repo_and_only_those():
+    from jprefs.publish.snippets import pin_revision, unpinned_calls
+
+    text = ('rm = RewardModel.from_pretrained("me/x", subfolder="seed-1")   # (a member)\n'
+            'p = pipeline("text-classification", model="me/x")\n'
+            "f = hf_hub_download('me/x', 'probe.json'); snapshot_download(repo_id=\"me/x\")\n"
+            'ok = load_dataset("me/x", revision="v0")\n'
+            'other = AutoModel.from_pretrained("me/xy")\n'
+            'See [me/x](https://huggingface.co/me/x) (the "me/x" repo).')
+    got = pin_revision(text, "me/x", "exp")
+    assert unpinned_calls(got, "me/x") == [] and len(unpinned_calls(text, "me/x")) == 4
+    assert 'subfolder="seed-1", revision="exp")   # (a member)' in got and 'model="me/x", revision="exp")' in got
+    assert "hf_hub_download('me/x', 'probe.json', revision=\"exp\")" in got
+    assert 'snapshot_download(repo_id="me/x", revision="exp")' in got
+    assert 'load_dataset("me/x", revision="v0")' in got                       # its own revision stays
+    assert 'from_pretrained("me/xy")' in got and "(https://huggingface.co/me/x/tree/exp)" in got
+    assert '(the "me/x" repo)' in got                                          # prose is no call
+
+
+def test_the_model_index_files_each_splits_figures_under_the_data_they_were_measured_on():
+    from jprefs.classifiers.card import model_card
+    from jprefs.classifiers.config import TrainRMConfig
+
+    metrics = {"best_epoch": 1, "selected_by": "accuracy", "center": 0.0, "data": {},
+               "eval": {"accuracy": 0.8}, "test": {"accuracy": 0.7}}
+    cfg = TrainRMConfig(data="train.jsonl", eval_data="dev.jsonl", test_data="test.jsonl", output_dir="o")
+    res = _front(model_card(cfg, metrics))["model-index"][0]["results"]
+    assert [(r["dataset"]["name"], [m["name"] for m in r["metrics"]]) for r in res] == [
+        ("dev.jsonl", ["eval accuracy"]), ("test.jsonl", ["test accuracy"])]
+    split = _front(model_card(TrainRMConfig(data="train.jsonl", output_dir="o"), metrics))["model-index"][0]
+    assert split["results"][0]["dataset"] == {"name": "train.jsonl (held-out split)", "type": "custom",
+                                              "split": "held-out"}
+
+
+# ---------------------------------------------------------------- licences: every data file that shaped the weights
+
+def _nc_file(path: Path, n: int = 6) -> str:
+    write_jsonl(path, _pairs(n, source="ncsrc", license="cc-by-nc-4.0"))
+    return str(path)
+
+
+def test_a_reward_models_licence_counts_the_data_its_epoch_was_chosen_on_and_every_training_file(tmp_path):
+    from jprefs.classifiers.config import TrainRMConfig
+    from jprefs.publish.licenses import derive
+    from jprefs.publish.model import _rm_data
+
+    nc = _nc_file(tmp_path / "nc.jsonl")
+    toy = {"data": {"sources": {"toy": {"cc0-1.0": 8}}}, "eval": {"pairwise_accuracy": 0.7}}
+    cfg = TrainRMConfig(data="train.jsonl", eval_data=nc, test_data=str(tmp_path / "test.jsonl"), epochs=3)
+    comps, named = _rm_data(cfg, tmp_path, "reward-model", [], {**toy, "selected_by": "pairwise_accuracy"})
+    assert comps == {"data: toy": "cc0-1.0", "best epoch chosen on: ncsrc": "cc-by-nc-4.0"}
+    assert derive({"backbone: x": "mit", **comps}, kind="model").license == "cc-by-nc-4.0"
+    assert named == {"test_data: test.jsonl": "evaluated on only (never used for a choice)"}
+    # one epoch: nothing was chosen on eval_data, so it is named, not counted
+    comps, named = _rm_data(cfg, tmp_path, "reward-model", [], {**toy, "selected_by": "none (one epoch)"})
+    assert comps == {"data: toy": "cc0-1.0"} and "eval_data: nc.jsonl" in named
+    # no recorded sources and a training file gone: the other files still count (the NC one was dropped)
+    cfg = TrainRMConfig(data=str(tmp_path / "gone.jsonl"), extra_data=[nc], eval_fraction=0)
+    comps, _ = _rm_data(cfg, tmp_path, "reward-model", [], {})
+    assert comps == {"data: ncsrc": "cc-by-nc-4.0", "data: gone.jsonl": ""}          # by name: no local path
+
+
+@pytest.fixture(scope="module")
+def nc_stacks(tmp_path_factory):
+    """A fine-tuned stack and a frozen stack trained on cc0-1.0 pairs with a cc-by-nc-4.0 `eval_data`: the
+    fine-tuned stack's weights are fit on it, the frozen stack only reads it."""
+    pytest.importorskip("torch")
+    from jprefs.classifiers.config import TrainRMConfig
+    from jprefs.classifiers.stack import train_stack
+    from jprefs.config import load_config
+    from tests.classifiers.conftest import make_backbone_dir, write_pairs
+
+    d = tmp_path_factory.mktemp("ncstack")
+    bb = make_backbone_dir(d / "bb")
+    (d / "bb" / "README.md").write_text("---\nlicense: mit\n---\n")
+    nc = d / "nc.jsonl"
+    rows = [json.loads(x) for x in Path(write_pairs(d / "tmp.jsonl", n=24, seed=3)).read_text().splitlines()]
+    nc.write_text("".join(json.dumps({**r, "source": "ncsrc", "license": "cc-by-nc-4.0"}, ensure_ascii=False) + "\n"
+                          for r in rows), encoding="utf-8")
+    common = dict(data=write_pairs(d / "pairs.jsonl", n=40), eval_data=str(nc), backbone=bb, objective="pairwise",
+                  max_length=48, max_prompt_length=16, plots=False, stack_folds=3)
+    runs = {"fitted": dict(epochs=1, lr=3e-3, batch_size=8, warmup_ratio=0.0, stack=["probe", "relevance"]),
+            "frozen": dict(stack=["probe", "features"], stack_reward=False)}
+    for name, kw in runs.items():
+        cfg = load_config(TrainRMConfig, None, {**common, **kw, "output_dir": str(d / name)})
+        cfg.validate()
+        train_stack(cfg, log=lambda *a, **k: None)
+    return d
+
+
+def test_a_stack_fit_on_non_commercial_eval_data_is_not_pushed_under_a_permissive_licence(nc_stacks, tmp_path):
+    from jprefs.publish.model import stage_model
+    from jprefs.publish.snippets import unpinned_calls
+
+    (tmp_path / "a").mkdir()
+    st = stage_model(nc_stacks / "fitted", tmp_path / "a", repo_id="me/ja-stack", revision="exp")
+    assert st.licenses.license == "cc-by-nc-4.0" and _front(st.card)["license"] == "cc-by-nc-4.0"
+    assert "| stack weights fit on: ncsrc | cc-by-nc-4.0 | cc-by-nc-4.0 |" in st.card
+    member = (tmp_path / "a" / "reward" / "README.md").read_text(encoding="utf-8")
+    assert _front(member)["license"] == "cc-by-nc-4.0"
+    assert "training data: `pairs.jsonl`; licence: **cc0-1.0**" in member     # the training rows' own licence
+    # every card of the repo loads the branch it was pushed to (a member with subfolder=)
+    assert 'RewardModel.from_pretrained("me/ja-stack", subfolder="reward", revision="exp")' in member
+    for card in (st.card, member):
+        assert unpinned_calls(card, "me/ja-stack") == []
+    # a frozen stack only reads eval_data (its weights are fit on the training pairs): named, not counted
+    (tmp_path / "b").mkdir()
+    fr = stage_model(nc_stacks / "frozen", tmp_path / "b", repo_id="me/ja-frozen")
+    assert fr.licenses.license == "other" and fr.licenses.license_name == "cc0-1.0 AND mit"
+    assert "eval_data: nc.jsonl, evaluated on only (nothing was fit or chosen on it)" in fr.card
+
+
+def test_catalogue_revisions_are_commits_or_carry_their_caveat():
+    """A pinned revision that is a branch or a PR ref (refs/pr/3) can move: the entry must say so."""
+    from jprefs.classifiers.catalogue import load_catalogue
+
+    for e in load_catalogue():
+        if e.revision is not None and not re.fullmatch(r"[0-9a-f]{40}", e.revision):
+            assert "Caveat" in e.notes and e.revision in e.notes, e.id
