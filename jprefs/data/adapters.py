@@ -460,20 +460,71 @@ def parse_mapping(spec: str | dict | None, targets: Sequence[str] = GENERIC_FIEL
     return out
 
 
-def _response_text(value: Any, name: str) -> str:
-    # trl conversational layout: [{"role": "assistant", "content": ...}]
-    if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+def _has(d: dict, path: str) -> bool:
+    """Whether the (dotted) ``path`` is present in ``d``, a null value included."""
+    try:
+        _get(d, path)
+    except RowReject:
+        return False
+    return True
+
+
+def _is_messages(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) for m in value)
+
+
+def _response_text(value: Any, name: str) -> tuple[str, list[Message] | None]:
+    """A response as its text and, for a message list (trl conversational layout), the turns before its
+    final assistant message (``None`` for a string or an answer-only list ``[{"role": "assistant", ...}]``)."""
+    if _is_messages(value):
         if value[-1].get("role") != "assistant":
             raise RowReject(f"bad_{name}", f"'{name}' is a message list that does not end with an assistant turn")
-        value = value[-1].get("content")
-    return _text(value, name)
+        try:
+            before = [Message.from_dict(m) for m in value[:-1]]
+        except SchemaError as e:
+            raise RowReject(e.reason, f"'{name}': {e}") from e
+        return _text(value[-1].get("content"), name), before or None
+    return _text(value, name), None
+
+
+def _same_turns(a: list[Message], b: list[Message]) -> bool:
+    return [(m.role, m.content.strip()) for m in a] == [(m.role, m.content.strip()) for m in b]
+
+
+def _conversation_prompt(prompt: list[Message] | str | None, before_c: list[Message] | None,
+                         before_r: list[Message] | None) -> Any:
+    """The prompt of a pair whose responses may be whole conversations (trl's implicit-prompt layout, or a
+    ``prompt`` column holding only the first question beside multi-turn ``chosen``/``rejected``):
+    ``before_*`` are the turns before each final answer (None: a bare answer, which continues ``prompt``).
+    Both answers must continue one conversation that begins with ``prompt``; keeping ``prompt`` alone
+    would drop the middle of the conversation, and differing conversations are no pair."""
+    if before_c is None and before_r is None:
+        if prompt is None:
+            raise RowReject("missing_field", "missing field 'prompt' (and the responses are answers only)")
+        return prompt
+    msgs = None if prompt is None else [Message("user", prompt)] if isinstance(prompt, str) else prompt
+    convs = [b if b is not None else msgs for b in (before_c, before_r)]
+    if convs[0] is None or convs[1] is None or not _same_turns(convs[0], convs[1]):
+        raise RowReject("diverges_before_final_turn", "chosen and rejected continue different conversations "
+                                                      "(the turns before their final assistant answers differ): "
+                                                      "no single prompt for a pair")
+    conv = convs[0]
+    if msgs is not None and (len(msgs) > len(conv) or not _same_turns(msgs, conv[:len(msgs)])):
+        raise RowReject("prompt_mismatch", f"'prompt' is not the start of the conversation that chosen and "
+                                           f"rejected continue ({len(conv)} turns): which one they answer is ambiguous")
+    return conv
 
 
 def _generic(d: dict, sid: str, ctx: Context) -> Record:
     m = ctx.mapping
     f = lambda key: m.get(key, key)  # noqa: E731
-    prompt = _get(d, f("prompt"))
-    if isinstance(prompt, str):
+    prompt = _get(d, f("prompt"), required=False)
+    # no prompt column: trl's implicit-prompt layout (the conversation before each answer) when chosen is a
+    # message list, else missing_field naming the path
+    implicit = prompt is None and "prompt" not in m and _is_messages(_get(d, f("chosen"), required=False))
+    if implicit:
+        pass
+    elif isinstance(prompt, str):
         prompt = _text(prompt, "prompt")
     elif isinstance(prompt, list):
         try:
@@ -481,10 +532,11 @@ def _generic(d: dict, sid: str, ctx: Context) -> Record:
         except SchemaError as e:
             raise RowReject(e.reason, str(e)) from e
     else:
+        _get(d, f("prompt"))
         raise RowReject("non_string_prompt", f"field '{f('prompt')}' must be a string or a message list, "
                                              f"got {type(prompt).__name__}")
     system = _get(d, m["system"], required=False) if "system" in m else None
-    if isinstance(system, str) and system.strip():
+    if isinstance(system, str) and system.strip() and prompt is not None:
         prompt = [Message("system", system.strip())] + ([Message("user", prompt)] if isinstance(prompt, str) else prompt)
     # a row's own licence (its `license` column, or the column mapped with license=...) is kept per row,
     # with or without a --map for the other fields: dropping it would lose provenance
@@ -497,7 +549,10 @@ def _generic(d: dict, sid: str, ctx: Context) -> Record:
         if v is not None:
             sid = str(v)
     # a rank list when `responses` is mapped, or present with no chosen field (mapped or not) beside it
-    if "responses" in m or ("responses" in d and f("chosen") not in d and f("rejected") not in d):
+    # (presence of the mapped paths, dotted ones too: a row with `responses` beside a mapped `pair.good` is a pair)
+    if "responses" in m or ("responses" in d and not _has(d, f("chosen")) and not _has(d, f("rejected"))):
+        if implicit:
+            _get(d, f("prompt"))
         responses = _get(d, f("responses"))
         if isinstance(responses, str):
             responses = [r for r in responses.split("\t")]
@@ -524,8 +579,9 @@ def _generic(d: dict, sid: str, ctx: Context) -> Record:
                 if isinstance(v, bool) or not isinstance(v, (int, float)):
                     raise RowReject(f"non_numeric_{key}", f"field '{f(key)}' must be a number, got {v!r}")
                 kw[key] = _finite(v, f(key))
-    return _pair(ctx, sid, prompt, _response_text(_get(d, f("chosen")), "chosen"),
-                 _response_text(_get(d, f("rejected")), "rejected"), **kw)
+    chosen, before_c = _response_text(_get(d, f("chosen")), "chosen")
+    rejected, before_r = _response_text(_get(d, f("rejected")), "rejected")
+    return _pair(ctx, sid, _conversation_prompt(prompt, before_c, before_r), chosen, rejected, **kw)
 
 
 def _canonical(d: dict, sid: str, ctx: Context) -> Record:

@@ -4,7 +4,10 @@ Two pairs are duplicates when their prompts, chosen and rejected texts are equal
 after NFKC normalisation and whitespace collapsing. A pair whose reverse
 (chosen and rejected swapped) was already kept contradicts it: both are real
 annotations, so neither is silently dropped: the later one goes to the rejects
-file with reason ``contradicts`` and the count is reported.
+file with reason ``contradicts`` and the count is reported. A rank list states
+its K(K-1)/2 pairs: a pair it states is a duplicate of it, a pair (or rank list)
+that orders two of its responses the other way contradicts it, and a rank list
+all of whose pairs are already kept is a duplicate (one that adds pairs is kept).
 
 >>> result = merge_records([("a.jsonl", recs_a), ("b.jsonl", recs_b)])   # doctest: +SKIP
 """
@@ -26,16 +29,29 @@ def _digest(*parts) -> bytes:
     return hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode("utf-8")).digest()[:16]
 
 
+def _pair_key(pk: str, chosen: str, rejected: str) -> bytes:
+    return _digest("P", pk, normalize_text(chosen), normalize_text(rejected))
+
+
 def _key(rec: Record) -> bytes:
     if isinstance(rec, RankList):
         return _digest("R", prompt_key(rec.prompt), [normalize_text(r) for r in rec.responses])
-    return _digest("P", prompt_key(rec.prompt), normalize_text(rec.chosen), normalize_text(rec.rejected))
+    return _pair_key(prompt_key(rec.prompt), rec.chosen, rec.rejected)
 
 
 def _reverse_key(rec: Record) -> bytes | None:
     if isinstance(rec, RankList):
         return None
-    return _digest("P", prompt_key(rec.prompt), normalize_text(rec.rejected), normalize_text(rec.chosen))
+    return _pair_key(prompt_key(rec.prompt), rec.rejected, rec.chosen)
+
+
+def _implied(rec: RankList) -> tuple[list[bytes], list[bytes]]:
+    """The keys of the K(K-1)/2 pairs a rank list states, and of their reverses: a rank list and the pairs
+    it expands to (``jprefs translate`` and ``export --format jsonl`` write them) are the same annotations,
+    and a pair that swaps two of its responses contradicts it."""
+    pk, rs = prompt_key(rec.prompt), rec.responses
+    ij = [(i, j) for i in range(len(rs)) for j in range(i + 1, len(rs))]
+    return [_pair_key(pk, rs[i], rs[j]) for i, j in ij], [_pair_key(pk, rs[j], rs[i]) for i, j in ij]
 
 
 @dataclass
@@ -83,9 +99,16 @@ class Merge:
                 self.per_input[name] += 1
                 k = _key(rec)
                 hit, reason, what = self.seen.get(k), "duplicate", "same content as"
-                if hit is None:
-                    rk = _reverse_key(rec)
-                    hit = self.seen.get(rk) if rk is not None else None
+                implied: list[bytes] = []
+                if hit is None and isinstance(rec, RankList):
+                    implied, reverses = _implied(rec)
+                    hit = next((self.seen[r] for r in reverses if r in self.seen), None)
+                    reason, what = "contradicts", "a pair of its responses is ordered the other way in"
+                    if hit is None and all(x in self.seen for x in implied):
+                        # every pair it states is already kept (as pairs, or in a longer rank list)
+                        hit, reason, what = self.seen[implied[0]], "duplicate", "all its pairs are already kept, the first from"
+                elif hit is None:
+                    hit = self.seen.get(_reverse_key(rec))
                     reason, what = "contradicts", "chosen/rejected swapped relative to"
                 if hit is not None:
                     self.rejects_by_reason[reason] += 1
@@ -93,6 +116,8 @@ class Merge:
                                  "error": f"{what} {self.names[hit[0]]} line {hit[1]}", "raw": rec.to_dict()}
                     continue
                 self.seen[k] = (n_file, line)
+                for x in implied:
+                    self.seen.setdefault(x, (n_file, line))
                 self.licenses[rec.license] += 1
                 if rec.license == "unknown":
                     self.unknown_sources.add(rec.source)

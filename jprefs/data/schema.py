@@ -313,6 +313,15 @@ class PreferencePair(_HasPrompt):
         self.chosen_score = _opt_float("chosen_score", self.chosen_score)
         self.rejected_score = _opt_float("rejected_score", self.rejected_score)
         self.margin = _opt_float("margin", self.margin)
+        # scores that state the opposite preference (a mapping that swapped score columns): a margin-aware
+        # reward loss would be told that the rejected answer is the better one
+        if self.chosen_score is not None and self.rejected_score is not None and self.chosen_score < self.rejected_score:
+            raise SchemaError(f"chosen_score {self.chosen_score:g} is below rejected_score {self.rejected_score:g}: the "
+                              f"scores contradict the preference (check which score belongs to which answer)",
+                              reason="scores_contradict_preference")
+        if self.margin is not None and self.margin < 0:
+            raise SchemaError(f"margin {self.margin:g} is negative: it would say the rejected answer is the better one",
+                              reason="scores_contradict_preference")
 
     @staticmethod
     def make_id(prompt: list[Message], chosen: str, rejected: str) -> str:
@@ -403,6 +412,16 @@ class RankList(_HasPrompt):
             self.scores = [_opt_float(f"scores[{i}]", x) for i, x in enumerate(self.scores)]
             if None in self.scores:
                 raise SchemaError("'scores' must hold numbers, not null", reason="bad_scores")
+            # responses are best first (no ties), so their scores must fall: a row of graded answers in file
+            # order (`jprefs data group` output) has the same shape, and read as a rank list its pairs would
+            # prefer a worse-graded (or equally graded) answer over a better one
+            up = next((i for i in range(1, len(self.scores)) if self.scores[i] >= self.scores[i - 1]), None)
+            if up is not None:
+                raise SchemaError(f"'scores' do not fall from responses[{up - 1}] ({self.scores[up - 1]:g}) to "
+                                  f"responses[{up}] ({self.scores[up]:g}), but a rank list lists its responses "
+                                  f"best first, without ties; for graded answers in any order (`jprefs data group` "
+                                  f"output) make pairs with `jprefs data rm-pairs FILE --scores scores`",
+                                  reason="scores_out_of_order")
         if not isinstance(self.id, str) or not self.id:
             raise SchemaError(f"field 'id' must be a non-empty string, got {_short(self.id)}", reason="bad_id")
         _check_strs(self, _PROVENANCE)
