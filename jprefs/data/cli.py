@@ -172,7 +172,7 @@ def _records_checked(path: str, action: str, require: bool):
 
 def _export(args) -> int:
     from jprefs.data.export import iter_export_rows
-    from jprefs.data.io import write_rows
+    from jprefs.data.io import eprint, write_rows
 
     n_rec = [0]
 
@@ -181,8 +181,29 @@ def _export(args) -> int:
             n_rec[0] += 1
             yield r
 
-    n = write_rows(args.output, iter_export_rows(records(), args.format), fmt=args.format)
+    labels: dict[bytes, int] = {}         # labelled formats: (prompt, response) digest -> 1 seen as 1|True, 2 as 0|False
+
+    def counted(rows):
+        import hashlib
+
+        for row in rows:
+            if "label" in row:
+                resp = row.get("completion", row.get("response"))
+                k = hashlib.sha256(json.dumps([row.get("prompt"), resp], ensure_ascii=False,
+                                              sort_keys=True).encode("utf-8")).digest()[:16]
+                labels[k] = labels.get(k, 0) | (1 if row["label"] in (1, True) else 2)
+            yield row
+
+    n = write_rows(args.output, counted(iter_export_rows(records(), args.format)), fmt=args.format)
     print(f"exported {n_rec[0]} records -> {n} {args.format} rows: {args.output}")
+    both = sum(v == 3 for v in labels.values())
+    if both:
+        # trl's unpair_preference_dataset does the same (chosen -> True, rejected -> False per pair); say so, as a
+        # response preferred in one pair and not in another is in the file as desirable and as undesirable
+        eprint(f"WARNING: {both} of {len(labels)} distinct (prompt, response) rows are labelled both 1 and 0 in "
+               f"{args.output}: each is chosen in one pair and rejected in another (a middle answer), so a KTO or "
+               f"binary model sees both labels for the same text. To leave them out, train on pairs "
+               f"(--format trl, DPO / reward models) or keep one pair per prompt before exporting")
     return 0
 
 

@@ -226,3 +226,19 @@ def test_to_dataset_python_api(pairs_file):
     seen: dict = {}
     for r in unpaired:
         assert seen.setdefault((r["prompt"], r["completion"]), r["label"]) == r["label"]
+
+
+@pytest.mark.parametrize("fmt", ["binary", "trl-unpaired", "trl-unpaired-conversational"])
+def test_a_response_chosen_in_one_pair_and_rejected_in_another_is_counted(tmp_path, capsys, fmt):
+    """Unpairing (as trl's unpair_preference_dataset does) labels a middle answer 1 in one pair and 0 in
+    another: the export says how many distinct rows carry both labels, and is quiet when none does."""
+    q = [{"role": "user", "content": "質問"}]
+    rows = [{"id": "1", "prompt": q, "chosen": "最良", "rejected": "中間"},
+            {"id": "2", "prompt": q, "chosen": "中間", "rejected": "最悪"},
+            {"id": "3", "prompt": [{"role": "user", "content": "別"}], "chosen": "a", "rejected": "b"}]
+    src = write_jsonl(tmp_path / "p.jsonl", rows)
+    assert run("data", "export", src, "--format", fmt, "-o", tmp_path / "out.jsonl") == 0
+    assert "WARNING: 1 of 5 distinct (prompt, response) rows are labelled both 1 and 0" in capsys.readouterr().err
+    src2 = write_jsonl(tmp_path / "p2.jsonl", rows[:1] + rows[2:])
+    assert run("data", "export", src2, "--format", fmt, "-o", tmp_path / "out2.jsonl") == 0
+    assert "labelled both 1 and 0" not in capsys.readouterr().err
