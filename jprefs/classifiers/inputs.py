@@ -119,10 +119,12 @@ def encode_pairs(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[s
     of ``max_length``, and a cap of ``max_length`` or more counts as half too (it would leave the
     response one token); a short prompt leaves its unused budget to the response.
     ``prefix`` (e.g. ``"query: "`` for e5) goes before the first segment: the
-    prompt, or the response of a prompt-less input.
+    prompt, or the response of a prompt-less input; a prompt cut from the left keeps its prefix.
 
     >>> enc = encode_pairs(tok, ["質問"], ["回答"], max_length=16)   # doctest: +SKIP
     """
+    from tokenizers import Encoding
+
     prompts, responses = _check_lists(prompts, responses)
     texts_p = [prompt_to_text(p, index=i, style=prompt_style) for i, p in enumerate(prompts)]
     if max_prompt_length is None:
@@ -150,10 +152,23 @@ def encode_pairs(tokenizer, prompts: Sequence[Any] | None, responses: Sequence[s
         # let a long prompt take all but one token: the response, what is scored, was cut to one token
         p_room = min(p_room, (max_length - n_pair) // 2)
     enc_p: dict = {}
+    cut = []                                     # prompts over their room, cut below
     for t, ep in zip(p_texts, bt.encode_batch(p_texts, add_special_tokens=False) if p_texts else []):
         # keep the END of the prompt; a short prompt leaves its room to the response
         enc_p[t] = (ep, len(ep.ids) > p_room)
-        ep.truncate(p_room, direction="left")
+        if len(ep.ids) > p_room:
+            cut.append(t)
+    pre = bt.encode(prefix, add_special_tokens=False) if prefix and cut else None
+    if pre is not None and 0 < len(pre.ids) < p_room:
+        # cutting "query: <long prompt>" from the left dropped the prefix with the prompt's start: keep the
+        # prefix and the END of the prompt body in the room (an uncut prompt is encoded as one text, as before)
+        bodies = bt.encode_batch([t[len(prefix):] for t in cut], add_special_tokens=False)
+        for t, body in zip(cut, bodies):
+            body.truncate(p_room - len(pre.ids), direction="left")
+            enc_p[t] = (Encoding.merge([pre, body], growing_offsets=True), True)
+    else:
+        for t in cut:
+            enc_p[t][0].truncate(p_room, direction="left")
     want_types = "token_type_ids" in getattr(tokenizer, "model_input_names", ["token_type_ids"])
     ids, types, trunc = [], [] if want_types else None, []
     for i in range(len(responses)):

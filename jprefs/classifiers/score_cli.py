@@ -9,7 +9,9 @@ reward's spread over its members (``reward_std``; ``chosen_reward_std``, ``rejec
 much the seeds disagree, large where the reward is a guess. MODEL is a jprefs reward model directory, a Hub id,
 or a plain sequence classifier (``--label`` picks its chosen class). Rows that cannot be
 scored (malformed JSON, no text, an empty response) go to ``OUTPUT.rejects.jsonl`` with
-their line and reason; input rows = output rows + rejected rows.
+their line and reason; input rows = output rows + rejected rows. A rank list stays one row, with
+``rewards`` (one per response, best first). Every input field is kept: a binary row's columns beyond
+the canonical ones are written back beside them. A model that gives NaN or infinite rewards is an error.
 """
 
 from __future__ import annotations
@@ -49,10 +51,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 @holds_output("jprefs score", folder=False)
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from jprefs.classifiers.data import RMData, detect_format, load_rm_data
     from jprefs.classifiers.reward_model import RewardModel
     from jprefs.data.io import eprint, iter_jsonl, reject_entry, rejects_path_for, write_jsonl
-    from jprefs.errors import DataError
+    from jprefs.data.schema import RankList
+    from jprefs.errors import DataError, JprefsError
+    from jprefs.eval.metrics import wins
 
     try:
         fmt = detect_format(args.input)
@@ -75,6 +81,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         data: RMData = load_rm_data(args.input, data_format=fmt)
         rejects = data.rejects
+        if data.kind == "binary":
+            ex, brows = _binary_rows(args.input, fmt, data, rejects)
+        else:
+            recs, extras = _rank_list_extras(args.input, data, rejects)
     rm = RewardModel.from_pretrained(args.model, device=args.device, dtype=args.dtype, label=args.label,
                                      revision=args.revision, input=args.input_layout)
     eprint(f"scoring with {rm}")
@@ -88,28 +98,125 @@ def run(args: argparse.Namespace) -> int:
     def with_std(d: dict, **cols) -> dict:
         return dict(d, **{k: float(v) for k, v in cols.items() if v is not None})
 
+    def checked(ps, rs):
+        r, sd = score(ps, rs)
+        bad = int((~np.isfinite(r)).sum())
+        if bad:
+            raise JprefsError(f"model {args.model} gave {bad} NaN or infinite rewards of {len(r)} on {args.input}: "
+                              f"nothing was written.\n  fix: check the model folder (a mean-pooled jprefs model loaded "
+                              f"by plain transformers scores NaN; fp16 can overflow: try --dtype fp32); retrain or "
+                              f"re-save it")
+        return r, sd
+
+    def std(sd, i):
+        return None if sd is None else sd[i]
+
     if fmt == "plain":
-        r, sd = score(prompts, responses)
-        out = [with_std(row, reward=x, reward_std=None if sd is None else sd[i]) for i, (row, x) in enumerate(zip(rows, r))]
+        r, sd = checked(prompts, responses)
+        out = [with_std(row, reward=x, reward_std=std(sd, i)) for i, (row, x) in enumerate(zip(rows, r))]
     elif data.kind == "records":
-        pairs = data.pairs()
-        n = len(pairs)
-        r, sd = score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
-        out = [with_std(p.to_dict(), chosen_reward=r[i], rejected_reward=r[n + i],
-                        chosen_reward_std=None if sd is None else sd[i],
-                        rejected_reward_std=None if sd is None else sd[n + i]) for i, p in enumerate(pairs)]
-        acc = float((r[:n] > r[n:]).mean()) if n else float("nan")
-        eprint(f"pairwise accuracy {acc:.4f} on {n} pairs")
+        # one row out per record in: a pair gets chosen/rejected rewards, a rank list one reward per response
+        ps, rs, at = [], [], []
+        for rec in recs:
+            texts = rec.responses if isinstance(rec, RankList) else [rec.chosen, rec.rejected]
+            at.append(len(rs))
+            ps += [rec.prompt] * len(texts)
+            rs += list(texts)
+        r, sd = checked(ps, rs)
+        out, won = [], []
+        for rec, k, extra in zip(recs, at, extras):
+            if isinstance(rec, RankList):
+                K = len(rec.responses)
+                row = dict(rec.to_dict(), rewards=[float(x) for x in r[k:k + K]])
+                if extra:
+                    row["meta"] = {**row["meta"], "extra": {**row["meta"].get("extra", {}), **extra}}
+                if sd is not None:
+                    row["rewards_std"] = [float(x) for x in sd[k:k + K]]
+                out.append(row)
+                won += [wins(r[k + i], r[k + j]) for i in range(K) for j in range(i + 1, K)]
+            else:
+                out.append(with_std(rec.to_dict(), chosen_reward=r[k], rejected_reward=r[k + 1],
+                                    chosen_reward_std=std(sd, k), rejected_reward_std=std(sd, k + 1)))
+                won.append(wins(r[k], r[k + 1]))
+        acc = float(np.mean(won)) if won else float("nan")
+        eprint(f"pairwise accuracy {acc:.4f} on {len(won)} pairs (ties count 1/2)")
     else:
-        ex = data.binary()
-        r, sd = score([e.prompt for e in ex], [e.response for e in ex])
-        out = [with_std(e.to_dict(), reward=x, reward_std=None if sd is None else sd[i]) for i, (e, x) in enumerate(zip(ex, r))]
+        r, sd = checked([e.prompt for e in ex], [e.response for e in ex])
+        out = [with_std(row, reward=x, reward_std=std(sd, i)) for i, (row, x) in enumerate(zip(brows, r))]
     write_jsonl(args.output, out)
     if rejects:
         write_jsonl(rejects_path_for(args.output), rejects)
     eprint(f"wrote {len(out)} rows to {args.output}" + (f"; {len(rejects)} rejected rows to "
                                                           f"{rejects_path_for(args.output)}" if rejects else ""))
     return 0
+
+
+def _kept_rows(path: str, fmt: str) -> list:
+    """The input rows :func:`load_rm_data` kept (its readers, in its order), to carry their other columns."""
+    from jprefs.classifiers.data import _table_rows
+    from jprefs.data.io import iter_jsonl, iter_records
+    from jprefs.data.schema import BinaryExample, SchemaError
+
+    if fmt == "pairs":
+        return [row for row, rec in iter_records(path) if rec is not None]
+    raw = []
+    for row in (iter_jsonl(path) if fmt == "binary" else _table_rows(path)):
+        if row.error:
+            continue
+        try:
+            BinaryExample.from_dict(row.data)
+        except SchemaError:
+            continue
+        raw.append(row)
+    return raw
+
+
+def _rank_list_extras(path: str, data, rejects: list[dict]) -> tuple[list, list[dict]]:
+    """The records of ``data`` and, per record, the input columns a rank list does not keep (``RankList``
+    drops them; a pair keeps them in ``meta.extra`` itself), to write back in ``meta.extra``. A rank
+    list whose columns cannot be written back as strict JSON (NaN) is moved to ``rejects``."""
+    from jprefs.data.io import RowProblem, check_value, reject_entry
+    from jprefs.data.schema import RankList
+
+    raw = _kept_rows(path, "pairs")
+    if len(raw) != len(data.records):
+        return data.records, [{} for _ in data.records]
+    known = {"id", "prompt", "responses", "source", "source_id", "license", "meta", "scores"}
+    recs, extras = [], []
+    for rec, row in zip(data.records, raw):
+        extra = {k: v for k, v in row.data.items() if k not in known} if isinstance(rec, RankList) else {}
+        try:
+            check_value(extra, finite=True)
+        except RowProblem as err:
+            rejects.append(dict(reject_entry(row, err.reason, str(err)), file=str(path)))
+            continue
+        recs.append(rec)
+        extras.append(extra)
+    return recs, extras
+
+
+def _binary_rows(path: str, fmt: str, data, rejects: list[dict]) -> tuple[list, list[dict]]:
+    """The binary examples of ``data`` and their output rows: the canonical fields plus every other
+    column of the input row (``BinaryExample`` keeps only its own fields and ``meta``). A row whose
+    columns cannot be written back as strict JSON (NaN) is moved to ``rejects``."""
+    from jprefs.data.io import RowProblem, check_value, reject_entry
+
+    raw = _kept_rows(path, fmt)          # the input rows load_rm_data kept, in its order
+    examples = data.binary()
+    if len(raw) != len(examples):           # the two readers disagree: keep the canonical rows only
+        return examples, [e.to_dict() for e in examples]
+    ex, rows = [], []
+    for e, row in zip(examples, raw):
+        d = e.to_dict()
+        d.update({k: v for k, v in row.data.items() if k not in d})
+        try:
+            check_value(d, finite=True)
+        except RowProblem as err:
+            rejects.append(dict(reject_entry(row, err.reason, str(err)), file=str(path)))
+            continue
+        ex.append(e)
+        rows.append(d)
+    return ex, rows
 
 
 def _plain_row_problem(d: dict) -> tuple[str, str] | None:
