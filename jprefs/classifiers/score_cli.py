@@ -175,48 +175,47 @@ def _rank_list_extras(path: str, data, rejects: list[dict]) -> tuple[list, list[
     """The records of ``data`` and, per record, the input columns a rank list does not keep (``RankList``
     drops them; a pair keeps them in ``meta.extra`` itself), to write back in ``meta.extra``. A rank
     list whose columns cannot be written back as strict JSON (NaN) is moved to ``rejects``."""
-    from jprefs.data.io import RowProblem, check_value, reject_entry
     from jprefs.data.schema import RankList
 
     raw = _kept_rows(path, "pairs")
     if len(raw) != len(data.records):
         return data.records, [{} for _ in data.records]
     known = {"id", "prompt", "responses", "source", "source_id", "license", "meta", "scores"}
-    recs, extras = [], []
-    for rec, row in zip(data.records, raw):
-        extra = {k: v for k, v in row.data.items() if k not in known} if isinstance(rec, RankList) else {}
+    kept = _writable(path, ((rec, row, {k: v for k, v in row.data.items() if k not in known}
+                             if isinstance(rec, RankList) else {}) for rec, row in zip(data.records, raw)), rejects)
+    return [r for r, _ in kept], [e for _, e in kept]
+
+
+def _writable(path: str, items, rejects: list[dict]) -> list[tuple]:
+    """``(item, value)`` of every ``(item, input row, value)`` whose value can be written as strict JSON;
+    the input row of each other one goes to ``rejects`` with its reason (a NaN column, say)."""
+    from jprefs.data.io import RowProblem, check_value, reject_entry
+
+    out = []
+    for item, row, value in items:
         try:
-            check_value(extra, finite=True)
+            check_value(value, finite=True)
         except RowProblem as err:
             rejects.append(dict(reject_entry(row, err.reason, str(err)), file=str(path)))
             continue
-        recs.append(rec)
-        extras.append(extra)
-    return recs, extras
+        out.append((item, value))
+    return out
 
 
 def _binary_rows(path: str, fmt: str, data, rejects: list[dict]) -> tuple[list, list[dict]]:
     """The binary examples of ``data`` and their output rows: the canonical fields plus every other
     column of the input row (``BinaryExample`` keeps only its own fields and ``meta``). A row whose
     columns cannot be written back as strict JSON (NaN) is moved to ``rejects``."""
-    from jprefs.data.io import RowProblem, check_value, reject_entry
-
     raw = _kept_rows(path, fmt)          # the input rows load_rm_data kept, in its order
     examples = data.binary()
     if len(raw) != len(examples):           # the two readers disagree: keep the canonical rows only
         return examples, [e.to_dict() for e in examples]
-    ex, rows = [], []
-    for e, row in zip(examples, raw):
+    def full(e, row) -> dict:
         d = e.to_dict()
-        d.update({k: v for k, v in row.data.items() if k not in d})
-        try:
-            check_value(d, finite=True)
-        except RowProblem as err:
-            rejects.append(dict(reject_entry(row, err.reason, str(err)), file=str(path)))
-            continue
-        ex.append(e)
-        rows.append(d)
-    return ex, rows
+        return {**d, **{k: v for k, v in row.data.items() if k not in d}}
+
+    kept = _writable(path, ((e, row, full(e, row)) for e, row in zip(examples, raw)), rejects)
+    return [e for e, _ in kept], [d for _, d in kept]
 
 
 def _plain_row_problem(d: dict) -> tuple[str, str] | None:
