@@ -24,7 +24,10 @@ Outputs (``DIR``)
     ``metrics.json`` (``results[MODEL][DATA]`` has ``n_pairs``, ``pairwise_accuracy``, ``ci95``,
     ``length_baseline_accuracy``, ``length_controlled_accuracy`` and the rest), ``report.md``,
     ``report.html``, ``scores.jsonl`` (one row per model, data set and pair: ``r_chosen``,
-    ``r_rejected``), ``rejects.jsonl`` when rows were rejected, and the plots.
+    ``r_rejected``), ``rejects.jsonl`` when rows were rejected, and the plots. ``models[MODEL]
+    ["fingerprint"]`` identifies the weights scored (:func:`weights_fingerprint`; a Hub id's commit
+    too) and ``data[DATA]["sha256"]`` the file, so that ``jprefs push model --eval`` can tell whether
+    a report is of the folder it pushes (:mod:`jprefs.publish.evals`).
     With ``--probe-train``: ``data[DATA]["probe_baseline"]`` and ``results[MODEL][DATA]
     ["accuracy_minus_probe"]`` (paired, by prompt) in ``metrics.json``, ``probe.json`` (the fitted
     :class:`jprefs.classifiers.probe.LengthProbe`) and ``probe_scores.jsonl`` (``s_chosen``,
@@ -266,10 +269,139 @@ def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", s).strip("_") or "x"
 
 
+# ------------------------------------------------------------------ which model: the weights' fingerprint
+
+
+def weights_fingerprint(folder: str | Path) -> dict | None:
+    """``{"sha256": HEX, "files": {RELPATH: HEX}}``: what identifies the trained model in ``folder``, or
+    None when it holds none of the files below. ``jprefs eval rm`` records it per model and ``jprefs
+    push model --eval`` compares it with the folder pushed (:mod:`jprefs.publish.evals`).
+
+    ``files``: a reward model's ``*.safetensors`` beside its config (``model.safetensors``, or the
+    shards); an ensemble's members' files (``seed-1/model.safetensors``, ...); a stack's reward model's
+    files (``reward/...``) plus ``jprefs_stack.json#numbers`` and ``probe.json#numbers``: the SHA-256 of
+    the numbers in those files (the fitted weights, offset and probe; their strings are names and paths,
+    which ``jprefs push`` rewrites, and a frozen stack has no safetensors). ``sha256``: the file's own
+    SHA-256 (``sha256sum model.safetensors``) when ``files`` is that one file, else the SHA-256 of the
+    lines ``HEX  RELPATH\n`` sorted by path (``sha256sum``'s format). The folder's path is in neither:
+    a moved or copied folder has the same fingerprint, a retrained one another.
+
+    >>> weights_fingerprint("out/rm")["sha256"][:12]                  # doctest: +SKIP
+    '3f9a0c1d22be'
+    """
+    import hashlib
+
+    files = dict(sorted(_weights_files(Path(folder)).items()))
+    if not files:
+        return None
+    if list(files) == ["model.safetensors"]:
+        return {"sha256": files["model.safetensors"], "files": files}
+    manifest = "".join(f"{h}  {rel}\n" for rel, h in files.items())
+    return {"sha256": hashlib.sha256(manifest.encode("utf-8")).hexdigest(), "files": files}
+
+
+def _weights_files(d: Path, pre: str = "") -> dict[str, str]:
+    import json
+
+    from jprefs.classifiers.ensemble import ENSEMBLE_NAME
+    from jprefs.classifiers.stack import STACK_NAME
+    from jprefs.data.io import file_sha256
+
+    def read(p: Path) -> dict:
+        try:
+            v = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return v if isinstance(v, dict) else {}
+
+    if (d / ENSEMBLE_NAME).is_file():
+        out: dict[str, str] = {}
+        for m in read(d / ENSEMBLE_NAME).get("members") or []:
+            out.update(_weights_files(d / str(m), f"{pre}{m}/"))
+        return out
+    if (d / STACK_NAME).is_file():
+        spec = read(d / STACK_NAME)
+        out = {f"{pre}{STACK_NAME}#numbers": _numbers_sha256(spec)}
+        if spec.get("reward"):
+            out.update(_weights_files(d / str(spec["reward"]), f"{pre}{spec['reward']}/"))
+        if spec.get("probe") and (d / str(spec["probe"])).is_file():
+            out[f"{pre}{spec['probe']}#numbers"] = _numbers_sha256(read(d / str(spec["probe"])))
+        return out
+    # the folder's own weights only: not a checkpoint/ or other run folder below it
+    return {pre + p.name: file_sha256(p) for p in sorted(d.glob("*.safetensors")) if p.is_file()}
+
+
+def _numbers_sha256(value) -> str:
+    """SHA-256 of the canonical JSON of ``value`` with its strings left out (numbers, booleans, nulls and
+    the keys that lead to them stay)."""
+    import hashlib
+    import json
+
+    def keep(v):
+        if isinstance(v, dict):
+            return {str(k): keep(x) for k, x in v.items() if not isinstance(x, str)}
+        if isinstance(v, list):
+            return [keep(x) for x in v if not isinstance(x, str)]
+        return v
+
+    text = json.dumps(keep(value), sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def model_fingerprint(rm, path: str) -> dict:
+    """The ``fingerprint`` that ``jprefs eval rm`` records of the model loaded from ``path``: a local
+    folder's :func:`weights_fingerprint` (``weights_sha256``, ``weights_files``); for a Hub id also
+    ``hub_id``, the ``revision`` asked for (a catalogued model's pinned one, else main) and the ``commit``
+    it resolved to (transformers' ``config._commit_hash`` of the loaded model), the weights then read
+    from that snapshot in the Hub cache."""
+    p = Path(path).expanduser()
+    commit = None
+    if not getattr(rm, "frozen", False):     # a frozen stack's model is its backbone's, not the stack's
+        model = getattr(rm, "model", None)
+        commit = getattr(getattr(model, "config", None), "_commit_hash", None)
+    fp: dict[str, Any] = {}
+    if p.exists():
+        folder: Path | None = p
+    else:
+        from jprefs.classifiers.catalogue import lookup
+
+        entry = lookup(path)
+        rev = entry.revision if entry is not None and entry.revision else "main"
+        folder = _hub_snapshot(path, commit or rev)
+        if commit is None and folder is not None and folder.parent.name == "snapshots":
+            commit = folder.name
+        fp = {"hub_id": path, "revision": rev}
+    w = weights_fingerprint(folder) if folder is not None else None
+    if w is not None:
+        fp.update(weights_sha256=w["sha256"], weights_files=w["files"])
+    if commit:
+        fp["commit"] = str(commit)
+    return fp
+
+
+def _hub_snapshot(repo_id: str, revision: str) -> Path | None:
+    """The Hub cache's snapshot folder of ``repo_id`` at ``revision`` (what the loader read), if cached."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    from jprefs.classifiers.ensemble import ENSEMBLE_NAME
+    from jprefs.classifiers.stack import STACK_NAME
+
+    for name in (STACK_NAME, ENSEMBLE_NAME, "model.safetensors", "model.safetensors.index.json"):
+        try:
+            hit = try_to_load_from_cache(repo_id, name, revision=revision)
+        except Exception:                     # a malformed id or cache: nothing to read, no fingerprint
+            return None
+        if isinstance(hit, str):
+            return Path(hit).parent
+    return None
+
+
 def _model_info(rm, path: str) -> dict:
     c = rm.config
     info = {"path": path, "objective": c.objective, "input": c.input, "pooling": c.pooling, "center": c.center,
-            "base_model": c.base_model, "max_length": c.max_length}
+            "base_model": c.base_model, "max_length": c.max_length, "fingerprint": model_fingerprint(rm, path)}
     if getattr(rm, "frozen", False):       # a frozen reward stack: no classifier, its parts on a frozen backbone
         return {**info, "class": type(rm).__name__, "parts": list(rm.names)}
     return {**info, "class": type(rm.model).__name__, "num_labels": int(rm.model.config.num_labels),
@@ -312,6 +444,14 @@ def _result(rc, rr, data: EvalData, *, tolerance: float, seed: int) -> dict:
     return m
 
 
+def _file_sha256(path: str) -> dict:
+    """``{"sha256": HEX}`` of a local data file (which rows were scored, wherever the file is later);
+    empty for a Hub dataset id."""
+    from jprefs.data.io import file_sha256
+
+    return {"sha256": file_sha256(path)} if Path(path).is_file() else {}
+
+
 def _data_summary(d: EvalData, tolerance: float, seed: int) -> dict:
     """What depends on the data alone: counts and the two length baselines."""
     from collections import Counter
@@ -323,7 +463,7 @@ def _data_summary(d: EvalData, tolerance: float, seed: int) -> dict:
     n = len(d.pairs)
     zero = np.zeros(n)            # any constant reward: only the length figures are used
     base = accuracy_metrics(zero, zero, d.len_chosen, d.len_rejected, d.groups, tolerance=tolerance, seed=seed)
-    return {"path": d.path, "layout": d.layout, "rows_in": d.rows_in, "records": d.records,
+    return {"path": d.path, **_file_sha256(d.path), "layout": d.layout, "rows_in": d.rows_in, "records": d.records,
             "rows_rejected": len(d.rejects), "rejects_by_reason": dict(Counter(r.get("reason", "?")
                                                                              for r in d.rejects).most_common()),
             "n_pairs": n, "n_prompts": base["n_prompts"],
@@ -412,7 +552,8 @@ def _run_probe(args, train: EvalData, sets, models, scores, results, data_info, 
     gc.collect()
     _free_cuda()
     d = probe.to_dict()
-    return {"train": train.path, "n_train_pairs": probe.n_train_pairs, "n_train_prompts": probe.n_train_prompts,
+    return {"train": train.path, **{f"train_{k}": v for k, v in _file_sha256(train.path).items()},
+            "n_train_pairs": probe.n_train_pairs, "n_train_prompts": probe.n_train_prompts,
             "train_rows_rejected": len(train.rejects), "file": "probe.json", "scores": "probe_scores.jsonl",
             **{k: d[k] for k in ("backbone", "pooling", "input_prefix", "max_length", "max_prompt_length", "l2",
                                  "cv_accuracy", "folds", "length_weight", "cv")},

@@ -17,6 +17,19 @@ SUBSET_NAMES = (("chosen_shorter", "chosen shorter (length-controlled)"), ("chos
                 ("equal_length", "equal length"), ("length_matched", "length-matched"))
 
 
+def fingerprint_text(fp: dict | None) -> str:
+    """The recorded ``fingerprint`` of a model (:func:`jprefs.eval.rm.model_fingerprint`) in words:
+    ``weights SHA-256 3f9a0c1d22be``, and for a Hub model ``, from org/name at commit 1b2c3d4e5f60
+    (revision main)``; empty when nothing was recorded (an older report)."""
+    fp = fp if isinstance(fp, dict) else {}
+    parts = []
+    if isinstance(fp.get("weights_sha256"), str):
+        parts.append(f"weights SHA-256 {fp['weights_sha256'][:12]}")
+    if fp.get("hub_id"):
+        at = f" at commit {str(fp['commit'])[:12]}" if fp.get("commit") else " (commit not recorded)"
+        parts.append(f"from {fp['hub_id']}{at} (revision {fp.get('revision') or 'main'})")
+    return ", ".join(parts)
+
 
 def _acc_n(est, ci, n) -> str:
     return f"{fmt_ci(est, ci)} (n={n})" if n else "- (n=0)"
@@ -171,7 +184,9 @@ def build_report(metrics: dict, plots: dict | None = None) -> Report:
             what = (f"objective {info['objective']}, {info['num_labels']} logit(s), reward = logit {info['chosen_index']}"
                     + (f" ({info['labels'][info['chosen_index']]})" if info["num_labels"] > 1 and info["labels"] else "")
                     + f", centring constant {info['center']:.4f}")
-        rep.para(f"{info['path']}: {info['class']}, {what}, pooling {info['pooling']}, input {info['input']}.")
+        fp = fingerprint_text(info.get("fingerprint"))
+        rep.para(f"{info['path']}: {info['class']}, {what}, pooling {info['pooling']}, input {info['input']}."
+                 + (f" Identity: {fp}." if fp else ""))
         for name in data:
             m = res[model][name]
             rep.heading(f"{model} on {name}", 3)

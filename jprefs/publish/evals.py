@@ -2,25 +2,32 @@
 
 A report's figures go in the card as this model's, so the report must have evaluated this model.
 ``jprefs eval rm`` records, per model it scored (``metrics.json`` ``models[LABEL]``), the ``path`` it
-was given and what the loaded model said of itself: ``objective``, ``input``, ``pooling`` and the
-centring constant ``center`` (the mean training reward: another training run, even of the same
-recipe on other data, has another). :func:`eval_section` accepts the report when one of its models
+was given, what the loaded model said of itself (``objective``, ``input``, ``pooling`` and the
+centring constant ``center``) and its ``fingerprint``: the SHA-256 of its weights
+(:func:`jprefs.eval.rm.weights_fingerprint`: a reward model's safetensors, an ensemble's members', a
+stack's reward model and fitted numbers), and for a Hub id the revision asked for and the commit it
+resolved to. :func:`eval_section` accepts the report when one of its models
 
+- has a fingerprint equal to this folder's :func:`~jprefs.eval.rm.weights_fingerprint` now, wherever
+  it was (a moved or copied folder, or the Hub copy of this folder, is this model; a folder trained
+  again since the evaluation has other weights), and recorded the same objective, input, pooling and
+  centring constant as this folder holds now; or, in a report without fingerprints (older than
+  them, or of a Hub model that was not in the cache to be read),
 - has a ``path`` that is this folder (an absolute path, or a relative one read from the folder the
-  evaluation ran in: where its ``-o`` argument leads to the report), and
-- recorded the same objective, input, pooling and centring constant as this folder holds now (a
-  folder retrained since the evaluation has another).
+  evaluation ran in: where its ``-o`` argument leads to the report) and the same recorded facts.
 
-Anything else is refused with a :class:`jprefs.errors.DataError` naming the report's models and this
-one, and the command that evaluates this model. The path alone cannot be checked when it is gone
-(the folder was moved), relative to an unknown folder, or a Hub id (the evaluation of a pushed
-copy), or when the report is older than these fields: then ``--allow-unverified-eval`` puts the
-report in the card under a line saying it could not be verified to be this model's. A report whose
-model is known to be another (another folder, or this folder with other recorded facts) is refused
-even then.
+Anything else is refused with a :class:`jprefs.errors.DataError` naming the report's models (and
+their weights' digests) and this one, and the command that evaluates this model. Without a
+fingerprint the path alone cannot be checked when it is gone (the folder was moved), relative to an
+unknown folder, or a Hub id, or when the report is older than these fields: then
+``--allow-unverified-eval`` puts the report in the card under a line saying it could not be verified
+to be this model's. A report whose model is known to be another (other weights, another folder, or
+this folder with other recorded facts) is refused even then. An old report's ensemble and stack
+report the settings of their first member / reward model, so for them only the path tells ``--model
+ENS/seed-1`` from ``--model ENS``; their fingerprints differ.
 
-An ensemble and a fine-tuned stack report the settings of their first member / reward model, so only
-the path tells ``jprefs eval rm --model ENS/seed-1`` from ``--model ENS``: it is always required.
+The card names the accepted model's fingerprint (its first 12 hex digits) and, for a report of the
+Hub copy, the commit that was evaluated.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ import shlex
 from pathlib import Path
 
 from jprefs.errors import DataError
+from jprefs.eval.rm_report import fingerprint_text
 
 FACTS = ("objective", "input", "pooling", "center")      # what eval rm recorded of each model it loaded
 
@@ -116,6 +124,22 @@ def _where(path: str, ran_in: Path | None, folder: Path) -> str:
         return "unknown"
 
 
+def _recorded_weights(rec: dict) -> str | None:
+    """The weights' SHA-256 that ``jprefs eval rm`` recorded of a model (None in older reports, and for a
+    Hub model it could not read back from the cache)."""
+    fp = rec.get("fingerprint")
+    sha = fp.get("weights_sha256") if isinstance(fp, dict) else None
+    return sha if isinstance(sha, str) and sha else None
+
+
+def _weights_now(folder: Path) -> str | None:
+    """This folder's weights' SHA-256 now, as ``jprefs eval rm`` computes it (one function, not a copy)."""
+    from jprefs.eval.rm import weights_fingerprint
+
+    fp = weights_fingerprint(folder)
+    return fp["sha256"] if fp else None
+
+
 def _same(a, b) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
         return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
@@ -143,15 +167,25 @@ def eval_section(report: Path, folder: Path, kind: str, *, allow_unverified: boo
     models = {str(k): v for k, v in models.items() if isinstance(v, dict)} if isinstance(models, dict) else {}
     facts = model_facts(folder, kind)
     ran_in = _ran_in(report, str(metrics.get("command") or ""))
-    mine, maybe, seen = [], [], []
+    now = _weights_now(folder) if any(_recorded_weights(r) for r in models.values()) else None
+    mine, maybe, seen, other_weights = [], [], [], []
     for label, rec in models.items():
         where = _where(str(rec["path"]), ran_in, folder) if rec.get("path") else "unknown"
         diff = _differs(rec, facts)
+        weights = _recorded_weights(rec)
+        exact = weights is not None and now is not None        # the weights decide; the path says nothing more
         incomplete = not rec.get("path") or "center" not in rec or "center" not in facts
         at = {"this": "this folder", "other": "another folder", "unknown": "not found from here, or a Hub id"}[where]
         seen.append(f"{label} ({rec.get('path') or 'no path recorded'}: {at}"
+                    + (f", weights SHA-256 {weights[:12]}" if weights else "")
                     + (f", centre {rec['center']:.6g}" if isinstance(rec.get("center"), (int, float)) else "")
                     + (f"; {'; '.join(diff)}" if diff else "") + ")")
+        if exact:
+            if weights != now:
+                other_weights.append(label)
+            elif not diff:
+                mine.append(label)
+            continue                 # other weights, or these weights with other settings: another model
         if diff or where == "other":
             continue                 # known to be another model (or this folder before it was retrained)
         (maybe if incomplete or where == "unknown" else mine).append(label)
@@ -159,6 +193,8 @@ def eval_section(report: Path, folder: Path, kind: str, *, allow_unverified: boo
         maybe.append("(no model recorded)")
     what = f"the {kind.replace('-', ' ')} {folder}" + (f" (centre {facts['center']:.6g})"
                                                         if isinstance(facts.get("center"), (int, float)) else "")
+    if now is not None:
+        what += f", weights SHA-256 {now[:12]}"
     # the report's data files, as this shell reaches them (as recorded when where it ran is not known)
     data = [str(_resolved(str(d.get("path") or name), ran_in) if ran_in else d.get("path") or name)
             for name, d in (metrics.get("data") or {}).items()
@@ -170,14 +206,24 @@ def eval_section(report: Path, folder: Path, kind: str, *, allow_unverified: boo
         labels = ", ".join(f"`{x}`" for x in mine)
         said = f" This model is {labels} in the report" + (" (the other models are there for comparison)"
                                                            if len(models) > len(mine) else "") + "."
+        ids = {t for x in mine if (t := fingerprint_text(models[x].get("fingerprint")))}
+        if ids:              # the heads of one model (--all-heads) share one fingerprint
+            said += f" Evaluated: {'; '.join(sorted(ids))}."
     elif maybe and allow_unverified:
         warnings.append("> **Not verified to be this model's report** (`--allow-unverified-eval`): the report "
                         "names its model by a path that is not this folder here (moved since, or a Hub id), or "
-                        "records nothing that identifies it. Treat these figures with care.")
+                        "records nothing that identifies it. Treat these figures with care."
+                        + "".join(f" `{x}`: {t}." for x in maybe if x in models
+                                  and (t := fingerprint_text(models[x].get("fingerprint")))))
     else:
         told = "; ".join(seen) if seen else "no models (an older report, or not one of `jprefs eval rm`)"
         refused = (f"this --eval report is not shown to be of the model being pushed, and its figures would appear "
                    f"on the card as this model's. It evaluated: {told}. This push is {what}")
+        if other_weights:
+            who = "the report" if len(models) == 1 else ", ".join(other_weights)
+            refused += (f". The weights {who} scored are not this model's (their SHA-256 differ): this folder was "
+                        f"trained again, or its weights changed, since that evaluation, or the report is of "
+                        f"another model")
         if maybe:
             fix += ("; or, if the report is of this very model (the folder was moved since, or it scored the "
                     "model's Hub copy), pass --allow-unverified-eval (the card then says it is unverified)")
@@ -185,13 +231,17 @@ def eval_section(report: Path, folder: Path, kind: str, *, allow_unverified: boo
     trained = _training_files(folder)
     on_train = []
     for name, d in ((metrics.get("data") or {}).items() if isinstance(metrics.get("data"), dict) else []):
-        p = _resolved(str(d.get("path")), ran_in) if isinstance(d, dict) and d.get("path") else None
-        if p is not None and p.is_file():
+        if not isinstance(d, dict):
+            continue
+        sha = d.get("sha256") if isinstance(d.get("sha256"), str) else None     # recorded: the rows scored
+        p = _resolved(str(d.get("path")), ran_in) if d.get("path") else None
+        if sha is None and p is not None and p.is_file():                        # an older report: the file now
             from jprefs.data.io import file_sha256
 
-            role = trained.get(file_sha256(p))
-            if role:
-                on_train.append(f"`{name}` is its {role}")
+            sha = file_sha256(p)
+        role = trained.get(sha) if sha else None
+        if role:
+            on_train.append(f"`{name}` is its {role}")
     if on_train:
         warnings.append(f"> **These figures include the model's own training rows** ({'; '.join(on_train)}): they "
                         f"overstate accuracy on new data. Evaluate on held-out rows (train-rm's `eval_split.jsonl`, "

@@ -536,9 +536,10 @@ def test_an_eval_report_of_this_model_goes_in_the_card_and_one_of_another_model_
     ev = tmp_path / "ev-other"
     assert main(["eval", "rm", "--model", str(other), "--data", str(tiny_rm / "eval_split.jsonl"), "--no-plots",
                  "-o", str(ev)]) == 0
-    copy = tmp_path / "copy"                 # the same weights in another folder: still another folder's report
+    copy = tmp_path / "copy"     # an older report (no fingerprint) of another folder: another folder's report
     shutil.copytree(tiny_rm, copy)
-    ev_copy = _edited_eval(own_eval, tmp_path / "ev-copy", lambda m: m["models"]["out"].update(path=str(copy)))
+    ev_copy = _edited_eval(own_eval, tmp_path / "ev-copy", lambda m: (m["models"]["out"].update(path=str(copy)),
+                                                                      m["models"]["out"].pop("fingerprint")))
     for report in (ev, ev_copy):
         for allow in (False, True):
             (tmp_path / "b").mkdir()
@@ -568,8 +569,9 @@ def test_an_eval_report_that_cannot_be_checked_needs_the_override_and_a_retraine
         return stage_model(tiny_rm, root, repo_id="me/ja-rm", eval_dirs=[str(report)], **kw)
 
     old = _edited_eval(own_eval, tmp_path / "old", lambda m: m.pop("models"))           # before models were kept
-    moved = _edited_eval(own_eval, tmp_path / "moved",                                   # the folder moved since
-                         lambda m: m["models"]["out"].update(path="/nowhere/any/more/out"))
+    moved = _edited_eval(own_eval, tmp_path / "moved",          # the folder moved since, in an older report
+                         lambda m: (m["models"]["out"].update(path="/nowhere/any/more/out"),
+                                    m["models"]["out"].pop("fingerprint")))
     for report in (old, moved):
         with pytest.raises(DataError, match="--allow-unverified-eval"):
             stage(report)
