@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from jprefs.config import check_ranges
 from jprefs.errors import ConfigError
 
 OBJECTIVES = ("binary", "pairwise", "listwise")
+MIN_RESPONSE_SHARE = 0.25       # below this share of max_length left to the response, validate() warns
 DATA_FORMATS = ("auto", "pairs", "binary", "tsv")
 DEBIAS = ("none", "correlation", "odin")
 
@@ -220,7 +222,35 @@ class TrainRMConfig:
                                   f"stack_reward=false trains none\n  fix: drop it, or stack_reward=true")
         if self.stack_folds < 2:
             raise ConfigError(f"config key 'stack_folds': must be >= 2, got {self.stack_folds}")
+        note = prompt_room_warning(self.max_length, self.max_prompt_length)
+        if note and os.environ.get("RANK", "0") == "0":     # data-parallel: every process loads it; one says so
+            import warnings
+
+            warnings.warn(note, UserWarning, stacklevel=2)
         check_ranges(self, {"lr": "> 0", "weight_decay": ">= 0", "warmup_ratio": "[0, 1]", "max_grad_norm": ">= 0",
                             "lora_dropout": "[0, 1)", "margin": ">= 0", "counterfactual_fraction": "[0, 1]",
                             "eval_near_duplicates": "[0, 1)", "debias_weight": ">= 0",
                             "odin_orth_weight": ">= 0", "odin_length_blend": ">= 0"})
+
+
+def prompt_room_warning(max_length: int, max_prompt_length: int) -> str | None:
+    """Why ``max_prompt_length`` starves the response, or None.
+
+    :func:`jprefs.classifiers.inputs.encode_pairs` gives a long prompt up to ``max_prompt_length``
+    tokens (cut from the left) and the response what is left of ``max_length``, so a prompt cap close
+    to ``max_length`` scores a long prompt's answer by its first few tokens. Under a quarter of
+    ``max_length`` left is worth a word (the shipped e5-small-hh-harmless recipe leaves 64 of 192). A
+    cap of ``max_length`` or more is not this case: encode_pairs then halves the prompt's room.
+
+    >>> prompt_room_warning(512, 256) is None, prompt_room_warning(512, 480)[:42]
+    (True, 'config keys max_length=512 and max_prompt_')
+    """
+    left = max_length - max_prompt_length
+    if max_prompt_length >= max_length or left >= MIN_RESPONSE_SHARE * max_length:
+        return None
+    return (f"config keys max_length={max_length} and max_prompt_length={max_prompt_length}: a prompt of "
+            f"{max_prompt_length} tokens or more leaves the response {left} tokens, less the 2-4 special "
+            f"tokens of a sentence pair (under {MIN_RESPONSE_SHARE:.0%} of max_length), so a long prompt's "
+            f"answer is scored by its first {left} tokens or fewer (short prompts leave their room to the "
+            f"response)\n  fix: lower max_prompt_length (e.g. max_prompt_length={max_length // 2}) or raise "
+            f"max_length")

@@ -75,17 +75,74 @@ class RewardConfig:
         return asdict(self)
 
 
-def _resolve_label(label: int | str | None, model_config: Any, default: int | None) -> int:
-    """The index of the chosen label: an index, a label name, or ``default`` (``None``: 1 of 2, 0 of 1)."""
+# Label names that mean "the good one" when a plain two-label classifier names its labels and the
+# caller named none: matched after NFKC and case folding, exactly (not as substrings: "not good" is no
+# match). Exactly one of the two labels must match; otherwise the caller must say which is the reward.
+POSITIVE_LABELS = ("positive", "pos", "chosen", "good", "preferred", "better", "acceptable", "accepted",
+                   "yes", "true", "1", "ポジティブ", "肯定")
+LABEL_FIX = ("--label NAME (jprefs score, jprefs eval rm), label=NAME (RewardModel.from_pretrained), "
+             "reward_label=NAME (jprefs rl reward_type=classifier)")
+
+
+def _norm_label(name: str) -> str:
+    import unicodedata
+
+    return unicodedata.normalize("NFKC", str(name)).strip().casefold()
+
+
+def label_names(model_config: Any) -> dict[int, str]:
+    """``{index: name}`` of a transformers config's ``id2label`` (keys may be strings in a saved config)."""
+    return {int(k): str(v) for k, v in (getattr(model_config, "id2label", None) or {}).items()}
+
+
+def generic_labels(id2label: dict[int, str], n: int) -> bool:
+    """Whether the labels carry no meaning: absent or transformers' own ``LABEL_0 .. LABEL_{n-1}``."""
+    return all(_norm_label(id2label.get(i, f"LABEL_{i}")) == f"label_{i}" for i in range(n))
+
+
+def default_label(model_config: Any, *, fix: str = LABEL_FIX) -> int:
+    """The chosen label of a plain classifier whose caller named none (no catalogue entry either).
+
+    One logit: 0. Two labels named ``LABEL_0`` / ``LABEL_1`` (or unnamed): 1, the chosen = 1 /
+    rejected = 0 convention of preference classifiers. Two labels with real names: the one named in
+    :data:`POSITIVE_LABELS` (``{0: "positive", 1: "negative"}`` -> 0), never index 1 blindly; a
+    ConfigError listing the labels when neither or both match. More labels: a ConfigError (say which).
+
+    >>> from types import SimpleNamespace as C
+    >>> default_label(C(num_labels=2, id2label={0: "LABEL_0", 1: "LABEL_1"}))
+    1
+    >>> default_label(C(num_labels=2, id2label={0: "good", 1: "bad"}))
+    0
+    """
     n = int(getattr(model_config, "num_labels", 1))
-    id2label = {int(k): str(v) for k, v in (getattr(model_config, "id2label", None) or {}).items()}
+    id2label = label_names(model_config)
+    shown = {i: id2label.get(i, f"LABEL_{i}") for i in range(n)}
+    if n == 1:
+        return 0
+    if n > 2:
+        raise ConfigError(f"the model has {n} labels {list(shown.values())}: say which one is the reward, "
+                          f"e.g. label='{shown[n - 1]}'\n  fix: {fix}")
+    if generic_labels(id2label, n):
+        return 1
+    hits = [i for i in range(n) if _norm_label(shown[i]) in POSITIVE_LABELS]
+    if len(hits) == 1:
+        return hits[0]
+    raise ConfigError(f"the model's two labels are {shown}: "
+                      f"{'both' if hits else 'neither'} of them is a name jprefs reads as the good one "
+                      f"({', '.join(POSITIVE_LABELS)}), so it cannot tell which label is the reward (label 1 "
+                      f"is not assumed for named labels: it is often the bad one)\n  fix: name the reward "
+                      f"label: {fix}")
+
+
+def _resolve_label(label: int | str | None, model_config: Any, default: int | None) -> int:
+    """The index of the chosen label: an index, a label name, or ``default`` (``None``:
+    :func:`default_label`, from the label names)."""
+    n = int(getattr(model_config, "num_labels", 1))
+    id2label = label_names(model_config)
     if label is None:
         if default is not None:
             return default
-        if n > 2:
-            raise ConfigError(f"the model has {n} labels {list(id2label.values())}: say which one is the reward, "
-                              f"e.g. label='{id2label.get(n - 1, n - 1)}' (or `--label` on the command line)")
-        return 1 if n == 2 else 0
+        return default_label(model_config)
     if isinstance(label, str) and not label.lstrip("-").isdigit():
         names = {v: k for k, v in id2label.items()}
         lower = {v.lower(): k for k, v in id2label.items()}
@@ -178,6 +235,19 @@ def _read_reward_config(path_or_id: str, revision: str | None = None) -> dict | 
 
 
 INPUT_LAYOUTS = ("pair", "response", "chat")
+
+
+def _refuse_label(src: str, label: Any, what: str) -> None:
+    """``label`` picks the reward logit of a PLAIN classifier. A jprefs reward model (and an ensemble
+    or stack of them) has its reward fixed at training time: ``jprefs_reward.json`` names the logit and
+    the centring constant measured for it, so another label gave a mis-centred reward of a class it was
+    never trained to rank (and an ensemble or a stack dropped the label without a word)."""
+    if label is None:
+        return
+    raise ConfigError(f"{src} is {what}: its reward is fixed by the model (the logit and centring constant "
+                      f"it was trained and measured with), so label={label!r} (--label) does not apply\n  "
+                      f"fix: drop label / --label; for another head of a multi-head model use head= / --head; "
+                      f"for the opposite direction negate the reward (jprefs rl: reward_sign=-1)")
 
 
 def _config_from_entry(entry, src: str, model_config: Any, *, label=None, input=None, max_length=None) -> RewardConfig:
@@ -346,8 +416,13 @@ class RewardModel:
                         subfolder: str | None = None) -> "RewardModel":
         """Load a jprefs reward model or a plain HF sequence classifier (safetensors only).
 
-        ``label`` picks the chosen class of a plain classifier by name (``"positive"``) or index;
-        with 2 labels the default is index 1. ``input`` sets its layout: ``pair`` (prompt, response
+        ``label`` picks the chosen class of a plain classifier by name (``"positive"``) or index.
+        Without it (and without a catalogue entry) a two-label classifier whose labels are the
+        generic ``LABEL_0`` / ``LABEL_1`` (or unnamed) is scored with label 1 (chosen = 1); one whose
+        labels have names is scored with the one named in :data:`POSITIVE_LABELS` (positive, chosen,
+        good, ...), and is an error listing the labels when neither or both are (:func:`default_label`).
+        A jprefs reward model, ensemble or stack refuses ``label``: its reward is fixed by training.
+        ``input`` sets its layout: ``pair`` (prompt, response
         sentence pair), ``response`` (the response alone) or ``chat`` (the tokenizer's chat template).
         ``revision`` (branch, tag or commit) is used for every file of a Hub model.
 
@@ -382,11 +457,15 @@ class RewardModel:
         if is_ensemble(src):          # a seed ensemble (train-rm ensemble_seeds=[...]): the mean of its members
             from jprefs.classifiers.ensemble import RewardEnsemble
 
+            _refuse_label(src, label, "a jprefs reward ensemble")
+
             return RewardEnsemble.from_pretrained(src, device=device, dtype=dtype, max_length=max_length)
         from jprefs.classifiers.stack import is_stack
 
         if is_stack(src):             # a reward stack (train-rm stack=[...]): reward model + probe + relevance
             from jprefs.classifiers.stack import RewardStack
+
+            _refuse_label(src, label, "a jprefs reward stack")
 
             return RewardStack.from_pretrained(src, device=device, dtype=dtype, max_length=max_length)
         if not Path(src).exists() and (src.startswith((".", "/", "~")) or src.count("/") > 1):
@@ -420,6 +499,7 @@ class RewardModel:
         raw = _read_reward_config(src, rev)
         if raw:
             entry = None                # a jprefs model carries its own reward config
+            _refuse_label(src, label, f"a jprefs reward model ({REWARD_CONFIG_NAME})")
         if entry is not None and not entry.supported:
             raise ConfigError(f"{src}: the jprefs catalogue lists {entry.id} as not scorable by RewardModel: "
                               f"{entry.reason}\n  fix: pick a supported model (`jprefs rm list`)")
@@ -463,8 +543,7 @@ class RewardModel:
         if raw and raw.get("format") != FORMAT:
             raise JprefsError(f"{src}/{REWARD_CONFIG_NAME}: unknown format {raw.get('format')!r} (expected {FORMAT})")
         if raw:
-            cfg = RewardConfig.from_dict(raw)
-            cfg.chosen_index = _resolve_label(label, model.config, cfg.chosen_index)
+            cfg = RewardConfig.from_dict(raw)          # its chosen_index stands (label refused above)
         elif entry is not None:
             cfg = _config_from_entry(entry, src, model.config, label=label, input=input, max_length=max_length)
         else:
@@ -700,5 +779,8 @@ class RewardModel:
 
     def __repr__(self) -> str:
         c = self.config
+        # a plain classifier's chosen label by name too, so `jprefs score` shows which class it rewards
+        name = f" ({c.labels[c.chosen_index]})" if c.objective == "classifier" and len(c.labels) > max(
+            c.chosen_index, 1) else ""
         return (f"RewardModel({type(self.model).__name__}, objective={c.objective}, input={c.input}, "
-                f"chosen_index={c.chosen_index}, center={c.center:.4f}, max_length={c.max_length})")
+                f"chosen_index={c.chosen_index}{name}, center={c.center:.4f}, max_length={c.max_length})")

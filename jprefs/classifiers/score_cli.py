@@ -7,7 +7,9 @@ INPUT is a canonical pairs JSONL (both responses are scored and ``chosen_reward`
 ``{prompt?, response}`` rows. A seed ensemble (``train-rm ensemble_seeds=[...]``) also writes each
 reward's spread over its members (``reward_std``; ``chosen_reward_std``, ``rejected_reward_std``): how
 much the seeds disagree, large where the reward is a guess. MODEL is a jprefs reward model directory, a Hub id,
-or a plain sequence classifier (``--label`` picks its chosen class). Rows that cannot be
+or a plain sequence classifier (``--label`` picks its chosen class; without it label 1 of the generic
+``LABEL_0``/``LABEL_1``, else the label named positive/chosen/good/..., else an error listing the labels;
+a jprefs reward model refuses ``--label``: its reward is fixed by training). Rows that cannot be
 scored (malformed JSON, no text, an empty response) go to ``OUTPUT.rejects.jsonl`` with
 their line and reason; input rows = output rows + rejected rows. A rank list stays one row, with
 ``rewards`` (one per response, best first). Every input field is kept: a binary row's columns beyond
@@ -38,7 +40,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="pairs JSONL, binary JSONL/TSV, or JSONL of {prompt?, response}")
     parser.add_argument("-o", "--output", required=True, help="output JSONL (input rows plus rewards)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--label", help="chosen label (name or index) of a plain classifier")
+    parser.add_argument("--label", help="chosen label (name or index) of a plain classifier (default: the "
+                                        "catalogue entry, else label 1 of LABEL_0/LABEL_1, else the label "
+                                        "named positive, chosen, good, ...); refused for a jprefs reward model")
     parser.add_argument("--input-layout", choices=["pair", "response", "chat"],
                         help="input layout of a plain classifier: (prompt, response) sentence pair, the response "
                              "alone, or the tokenizer's chat template (default: the catalogue entry, else pair)")

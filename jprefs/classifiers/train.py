@@ -487,6 +487,12 @@ def _train_locked(cfg: TrainRMConfig, out: Path, accelerator, log) -> dict[str, 
     max_length = model_max_length(model.config, cfg.max_length)
     if max_length < cfg.max_length:
         log(f"max_length {cfg.max_length} capped at the model's position limit: {max_length}")
+        from jprefs.classifiers.config import prompt_room_warning
+
+        # the config-time check saw the uncapped max_length: say it now if the cap starves the response
+        note = prompt_room_warning(max_length, cfg.max_prompt_length)
+        if note and not prompt_room_warning(cfg.max_length, cfg.max_prompt_length):
+            log(f"warning: {note} (max_length as capped at the model's position limit)")
     frozen = _freeze_embeddings(model) if (cfg.freeze_embeddings or cfg.train_layers) and not cfg.lora else 0
     if cfg.train_layers and not cfg.lora:
         frozen += _freeze_lower_layers(model, cfg.train_layers)

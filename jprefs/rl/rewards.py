@@ -5,7 +5,9 @@
 - ``classifier``: any transformers text-classification model; the reward is
   ``logit[label] - logit[other]`` for a two-label model (never "logit 0": that is
   the rejected class in the chosen=1 / rejected=0 convention), and
-  ``logit[label] - logsumexp(other logits)`` with more labels.
+  ``logit[label] - logsumexp(other logits)`` with more labels. Label 1 is taken for the generic
+  ``LABEL_0`` / ``LABEL_1`` only; named labels are read by name (``{0: "good", 1: "bad"}``
+  rewards ``good``), see :func:`classifier_reward`.
 - ``callable``: ``module:function`` with the signature above.
 - ``labels``: rewards stored in the dataset (ILQL only; handled by the loader).
 
@@ -119,12 +121,58 @@ def _refuse_mean_pooled(path: str) -> None:
                           f"with jprefs' RewardModel)")
 
 
-def classifier_reward(path: str, label: str = "1", *, device=None, batch_size: int = 32,
+def _classifier_label(path: str, label: str | None, model_config) -> int:
+    """The index of the reward label of a transformers classifier (see :func:`classifier_reward`)."""
+    from jprefs.classifiers.reward_model import default_label, generic_labels, label_names
+
+    n = int(model_config.num_labels)
+    fix = "reward_label=NAME (a label name, or an index)"
+    if n < 2:
+        raise ConfigError(f"{path} has one output; use it as a jprefs reward model (reward_type=rm)")
+    label2id = {str(k): int(v) for k, v in (model_config.label2id or {}).items()}
+    if label in (None, ""):                 # not named: what RewardModel does with no label
+        try:
+            return default_label(model_config, fix=fix)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    if label in label2id:
+        return label2id[label]
+    if not (str(label).lstrip("-").isdigit() and -n <= int(label) < n):
+        raise ConfigError(f"reward_label={label!r} is not a label of {path} (labels: {sorted(label2id)}, "
+                          f"or an index 0..{n - 1})")
+    idx = int(label) % n
+    names = label_names(model_config)
+    if str(label) == "1" and n == 2 and not generic_labels(names, n):
+        # "1" is every caller's default (jprefs rl, eval policy --reward-label, data rm-pairs), so it cannot
+        # be told from a deliberate 1: with named labels it stands only when label 1 is the good-named one
+        try:
+            auto = default_label(model_config, fix=fix)
+        except ConfigError:
+            auto = None
+        if auto != 1:
+            shown = {i: names.get(i, f"LABEL_{i}") for i in range(n)}
+            guess = f"reward_label={shown[auto]} (the good-named label)" if auto is not None else \
+                f"reward_label={shown[0]} or reward_label={shown[1]}"
+            raise ConfigError(f"reward_label=1 (the default) would reward label {shown[1]!r} of {path}, whose "
+                              f"labels are {shown}: label 1 is not assumed to be the good one when the labels "
+                              f"have names\n  fix: name the reward label: {guess}"
+                              + (f", or reward_label={shown[1]} if {shown[1]!r} is the reward you want"
+                                 if auto is not None else ""))
+    return idx
+
+
+def classifier_reward(path: str, label: str | None = None, *, device=None, batch_size: int = 32,
                       trust_remote_code: bool = False, score_prompt: bool = False) -> RewardFn:
     """Reward = logit margin of ``label`` of a transformers sequence-classification model.
 
-    ``label`` is a label name (``config.label2id``) or an index. The text scored is
-    the response alone, or prompt + response when ``score_prompt`` is true.
+    ``label`` is a label name (``config.label2id``) or an index. Unnamed (None or ``""``), it is
+    chosen as :class:`~jprefs.classifiers.reward_model.RewardModel` chooses it: label 1 of the generic
+    ``LABEL_0`` / ``LABEL_1``, else the label with a good name (``positive``, ``chosen``, ``good``, ...:
+    ``jprefs.classifiers.reward_model.POSITIVE_LABELS``), else an error listing the labels. ``"1"``,
+    every config's default, is accepted on a model with named labels only when label 1 is that
+    good-named one: ``{0: "positive", 1: "negative"}`` with ``reward_label=1`` is an error, not a
+    reward for negative text (name the label, ``reward_label=negative``, if that is what you want).
+    The text scored is the response alone, or prompt + response when ``score_prompt`` is true.
     """
     import os
 
@@ -149,17 +197,7 @@ def classifier_reward(path: str, label: str = "1", *, device=None, batch_size: i
     model.eval()
     if device is not None:
         model.to(device)
-    n = model.config.num_labels
-    label2id = {str(k): int(v) for k, v in (model.config.label2id or {}).items()}
-    if label in label2id:
-        idx = label2id[label]
-    elif str(label).lstrip("-").isdigit() and -n <= int(label) < n:
-        idx = int(label) % n
-    else:
-        raise ConfigError(f"reward_label={label!r} is not a label of {path} (labels: {sorted(label2id)}, "
-                          f"or an index 0..{n - 1})")
-    if n < 2:
-        raise ConfigError(f"{path} has one output; use it as a jprefs reward model (reward_type=rm)")
+    idx = _classifier_label(path, label, model.config)
 
     def fn(prompts, responses):
         out: list[float] = []
@@ -222,12 +260,14 @@ def rm_reward(path: str, *, device=None, batch_size: int = 32, score_prompt: boo
     return fn
 
 
-def make_reward(reward_type: str, reward_model: str, *, label: str = "1", device=None, batch_size: int = 32,
+def make_reward(reward_type: str, reward_model: str, *, label: str | None = None, device=None, batch_size: int = 32,
                 sign: float = 1.0, trust_remote_code: bool = False, reward_input: str = "pair",
                 head: str = "") -> RewardFn:
     """Build the reward function a config asks for; ``sign=-1`` negates it.
 
     ``head``: the head of a multi-head jprefs reward model (``reward_type=rm``; default: its own).
+    ``label``: the reward label of a ``classifier`` (None: chosen from its label names, see
+    :func:`classifier_reward`).
     ``reward_input``: ``pair`` passes (prompt, response); ``concat`` scores the text
     prompt + response with no prompt (a sentence the prompt begins); ``response``
     scores the response alone.
