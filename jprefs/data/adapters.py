@@ -45,7 +45,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from jprefs.data.io import Row, iter_table
+from jprefs.data.io import MAX_EXTRA_CHARS, Row, iter_table
 from jprefs.data.schema import (UNKNOWN_LICENSE, Message, PreferencePair, RankList, Record, SchemaError,
                                  finite_float)
 from jprefs.errors import DataError, JprefsError
@@ -515,9 +515,68 @@ def _conversation_prompt(prompt: list[Message] | str | None, before_c: list[Mess
     return conv
 
 
+def extra_columns(d: dict, used: set[str], ctx: Context | None = None, *,
+                  max_chars: int = MAX_EXTRA_CHARS) -> dict[str, Any]:
+    """``meta`` entries for the columns of row ``d`` not in ``used``: ``{"extra": {column: value}}`` (as
+    ``PreferencePair.from_dict`` keeps unknown fields), plus ``{"extra_dropped": {column: reason}}`` for
+    the columns that cannot be kept: not JSON (``not_json``: bytes, an image), NaN/Infinity
+    (``non_finite_number``), a lone surrogate (``unencodable_text``), nested so deep that the record would
+    pass :data:`~jprefs.data.io.MAX_DEPTH` (``too_deeply_nested``), or over the ``max_chars`` of JSON left
+    for the row (``too_large``). Each dropped column counts in the note ``extra_dropped_<reason>``: the
+    row itself is kept, as before the columns were.
+
+    >>> extra_columns({"prompt": "q", "question_id": 7, "judge": "gpt-4"}, {"prompt"})
+    {'extra': {'question_id': 7, 'judge': 'gpt-4'}}
+    """
+    import datetime
+    import json
+
+    from jprefs.data.io import MAX_DEPTH, RowProblem, check_value
+
+    kept: dict[str, Any] = {}
+    dropped: dict[str, str] = {}
+    left = max_chars
+    for k, v in d.items():
+        if k in used:
+            continue
+        if isinstance(v, (datetime.date, datetime.time)):       # Parquet / Hub timestamps
+            v = v.isoformat()
+        try:
+            check_value(v, max_depth=MAX_DEPTH - 2, finite=True)   # it sits at meta.extra.<column>
+            n = len(json.dumps(v, ensure_ascii=False, allow_nan=False))
+        except RowProblem as e:
+            reason = e.reason
+        except (TypeError, ValueError):                            # bytes, an image, a circular reference
+            reason = "not_json"
+        else:
+            if n <= left:
+                kept[str(k)] = v
+                left -= n
+                continue
+            reason = "too_large"
+        dropped[str(k)] = reason
+        if ctx is not None:
+            ctx.note(f"extra_dropped_{reason}")
+    out: dict[str, Any] = {}
+    if kept:
+        out["extra"] = kept
+    if dropped:
+        out["extra_dropped"] = dropped
+    return out
+
+
+def _top(path: str) -> str:
+    """The input column a (dotted) path reads: ``question.full_text`` -> ``question``."""
+    return path.split(".", 1)[0]
+
+
 def _generic(d: dict, sid: str, ctx: Context) -> Record:
     m = ctx.mapping
     f = lambda key: m.get(key, key)  # noqa: E731
+    # the columns read into canonical fields; every other column is kept in meta.extra (provenance:
+    # ja_mt_bench's question_id, chosen_model, judge, category), a column read in part (a dotted path) not
+    used = {_top(f("prompt")), _top(m["license"]) if "license" in m else "license"}
+    used.update(_top(m[k]) for k in ("system", "id") if k in m)
     prompt = _get(d, f("prompt"), required=False)
     # no prompt column: trl's implicit-prompt layout (the conversation before each answer) when chosen is a
     # message list, else missing_field naming the path
@@ -563,10 +622,12 @@ def _generic(d: dict, sid: str, ctx: Context) -> Record:
             raise RowReject("too_few_responses", "a rank list needs at least 2 responses")
         if len(set(responses)) != len(responses):
             raise RowReject("duplicate_responses", "a rank list contains the same response twice")
+        used.add(_top(f("responses")))
         return RankList.create(prompt, responses, source=ctx.source, source_id=sid,
-                               license=kw.get("license", ctx.license))
+                               license=kw.get("license", ctx.license), meta=extra_columns(d, used, ctx))
     for key in ("chosen_score", "rejected_score", "margin"):
         if key in m or key in d:
+            used.add(_top(f(key)))
             v = _get(d, f(key), required=False)
             if isinstance(v, str) and not v.strip():
                 v = None                        # an empty CSV cell: no score, as `data group` reads it
@@ -581,7 +642,9 @@ def _generic(d: dict, sid: str, ctx: Context) -> Record:
                 kw[key] = _finite(v, f(key))
     chosen, before_c = _response_text(_get(d, f("chosen")), "chosen")
     rejected, before_r = _response_text(_get(d, f("rejected")), "rejected")
-    return _pair(ctx, sid, _conversation_prompt(prompt, before_c, before_r), chosen, rejected, **kw)
+    pair_prompt = _conversation_prompt(prompt, before_c, before_r)
+    used.update((_top(f("chosen")), _top(f("rejected"))))
+    return _pair(ctx, sid, pair_prompt, chosen, rejected, meta=extra_columns(d, used, ctx), **kw)
 
 
 def _canonical(d: dict, sid: str, ctx: Context) -> Record:

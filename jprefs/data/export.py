@@ -181,6 +181,8 @@ def parquet_row(row: dict[str, Any]) -> dict[str, Any]:
     if "meta" in row:
         row = dict(row, meta=json.dumps(row["meta"], ensure_ascii=False, allow_nan=False) if row["meta"] else None)
     return row
+
+
 def to_dataset(records: Iterable[Record], fmt: str = "trl"):
     """A ``datasets.Dataset`` in ``fmt`` (imports datasets lazily)."""
     from jprefs.errors import require
@@ -190,4 +192,8 @@ def to_dataset(records: Iterable[Record], fmt: str = "trl"):
     if fmt == "binary":
         for r in rows:  # meta is free-form; Arrow needs one schema for the column
             r.pop("meta", None)
+    elif fmt == "jsonl":
+        # canonical rows: meta (a source's own columns in meta.extra, of any types) as its JSON text, as the
+        # Parquet export stores it; Arrow could not give one schema to an int in one row, a string in the next
+        rows = [parquet_row(r) for r in rows]
     return datasets.Dataset.from_list(rows)

@@ -221,6 +221,11 @@ def write_rows(path: str | os.PathLike, rows: Iterable[dict], fmt: str | None = 
 
 MAX_LINE_BYTES = 64 << 20   # one JSONL/CSV line; longer ones are rejected (line_too_long), not loaded
 MAX_DEPTH = 100             # nesting of arrays/objects in one row; deeper rows are rejected
+# The unmapped input columns a converted record keeps in ``meta.extra`` (provenance: question ids, model
+# names, judges): at most this many characters of JSON per row, so that a bulky column (an image, an
+# embedding, every candidate answer) cannot swell each record, nor the K(K-1)/2 pairs of a rank list
+# that all copy it. A column that does not fit is dropped by name (``meta.extra_dropped``), not the row.
+MAX_EXTRA_CHARS = 10_000
 _PREVIEW = 300              # characters of a rejected line kept when the line itself is too big to keep
 
 # Lone surrogates can only enter through \\uD8xx-\\uDFxx escapes (strict UTF-8 decoding never yields

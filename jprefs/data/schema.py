@@ -34,6 +34,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
+from jprefs.text import strip_invisible
+
 ROLES = ("system", "user", "assistant")
 UNKNOWN_LICENSE = "unknown"
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate: no UTF-8 writer can encode it
@@ -111,6 +113,21 @@ def _meta_from(d: dict) -> dict:
     return dict(meta)
 
 
+def _meta_with_extra(d: dict, known: set[str]) -> dict:
+    """``meta`` of an input row with the row's unknown fields added under ``meta["extra"]``: what
+    ``PreferencePair.from_dict`` and ``RankList.from_dict`` both do, so no column of a canonical row
+    is lost (``jprefs data convert --source jsonl`` keeps the unmapped ones the same way)."""
+    meta = _meta_from(d)
+    extra = {k: v for k, v in d.items() if k not in known}
+    if extra:
+        kept = meta.get("extra", {})
+        if not isinstance(kept, dict):
+            raise SchemaError(f"field 'meta.extra' must be an object to take the row's other fields "
+                              f"{sorted(extra)}, got {type(kept).__name__} {_short(kept)}", reason="bad_meta")
+        meta["extra"] = {**kept, **extra}
+    return meta
+
+
 def _short(value: Any, n: int = 60) -> str:
     s = repr(value)
     return s if len(s) <= n else s[: n - 3] + "..."
@@ -166,8 +183,17 @@ def _check_prompt(messages: list[Message]) -> None:
 
 
 def normalize_text(text: str) -> str:
-    """Normalisation used for de-duplication and prompt grouping: NFKC, collapsed whitespace."""
-    return " ".join(unicodedata.normalize("NFKC", text).split())
+    """Normalisation used for de-duplication and prompt grouping (keys only, never stored): invisible
+    format characters removed (:func:`jprefs.text.strip_invisible`: zero-width space/joiners, BOM, word
+    joiner, soft hyphen, bidi marks, variation selectors), then NFKC, then whitespace collapsed to one
+    space and trimmed. Invisibles go first, so that a zero-width space cannot keep a combining accent
+    from composing; NFKC and ``str.split`` both read the ideographic space U+3000 and the no-break spaces
+    U+00A0 / U+202F as a space.
+
+    >>> normalize_text("\\ufeff  東京\\u3000\\u200bの\\u00a0天気 ")
+    '東京 の 天気'
+    """
+    return " ".join(unicodedata.normalize("NFKC", strip_invisible(text)).split())
 
 
 def prompt_key(messages: list[Message]) -> str:
@@ -361,12 +387,8 @@ class PreferencePair(_HasPrompt):
         if missing:
             raise SchemaError(f"missing field(s) {missing}; a pair needs prompt, chosen and rejected",
                               reason="missing_field")
-        known = {"id", "prompt", "chosen", "rejected", "source", "source_id", "license", "meta",
-                 "chosen_score", "rejected_score", "margin"}
-        extra = {k: v for k, v in d.items() if k not in known}
-        meta = _meta_from(d)
-        if extra:
-            meta.setdefault("extra", {}).update(extra)
+        meta = _meta_with_extra(d, {"id", "prompt", "chosen", "rejected", "source", "source_id", "license",
+                                    "meta", "chosen_score", "rejected_score", "margin"})
         kw = {k: d[k] for k in ("source", "source_id", "license", "chosen_score", "rejected_score", "margin")
               if k in d and d[k] is not None}
         if "source_id" in kw and not isinstance(kw["source_id"], str):
@@ -474,7 +496,9 @@ class RankList(_HasPrompt):
         if not isinstance(d, dict) or "prompt" not in d or "responses" not in d:
             raise SchemaError("a rank list needs 'prompt' and 'responses'", reason="missing_field")
         kw = {k: d[k] for k in ("source", "source_id", "license", "scores") if d.get(k) is not None}
-        kw["meta"] = _meta_from(d)
+        # unknown fields in meta.extra, as PreferencePair.from_dict keeps them
+        kw["meta"] = _meta_with_extra(d, {"id", "prompt", "responses", "source", "source_id", "license", "meta",
+                                          "scores"})
         if d.get("id") is not None:
             kw["id"] = _opt_str(d["id"])
         if "source_id" in kw:

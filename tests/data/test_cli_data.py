@@ -242,3 +242,15 @@ def test_a_response_chosen_in_one_pair_and_rejected_in_another_is_counted(tmp_pa
     src2 = write_jsonl(tmp_path / "p2.jsonl", rows[:1] + rows[2:])
     assert run("data", "export", src2, "--format", fmt, "-o", tmp_path / "out2.jsonl") == 0
     assert "labelled both 1 and 0" not in capsys.readouterr().err
+
+
+def test_to_dataset_jsonl_holds_rows_whose_extra_columns_differ_in_type():
+    """Canonical rows keep a source's own columns in meta.extra, whatever their types: one schema for
+    Arrow comes from meta as JSON text (as the Parquet export stores it), read back with json.loads."""
+    from jprefs.data.export import to_dataset
+    from jprefs.data.schema import PreferencePair
+
+    recs = [PreferencePair.create([{"role": "user", "content": f"質問{i}"}], "良い", "悪い",
+                                  meta={"extra": {"question_id": qid}}) for i, qid in enumerate([11, "rakuda_x", None])]
+    ds = to_dataset(recs, "jsonl")
+    assert [json.loads(m)["extra"]["question_id"] for m in ds["meta"]] == [11, "rakuda_x", None]
