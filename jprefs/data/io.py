@@ -76,6 +76,16 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_dict_or_empty(path: str | os.PathLike) -> dict:
+    """The JSON object in ``path``, or ``{}`` when the file is missing, unreadable or not an object (for
+    optional descriptive files, e.g. a model folder's jprefs_reward.json read to fingerprint it)."""
+    try:
+        v = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return v if isinstance(v, dict) else {}
+
+
 def file_sha256(path: str | os.PathLike, block: int = 1 << 24) -> str:
     """The SHA-256 hex digest of a file, read in blocks (weights and data files can be gigabytes)."""
     import hashlib

@@ -301,18 +301,9 @@ def weights_fingerprint(folder: str | Path) -> dict | None:
 
 
 def _weights_files(d: Path, pre: str = "") -> dict[str, str]:
-    import json
-
     from jprefs.classifiers.ensemble import ENSEMBLE_NAME
     from jprefs.classifiers.stack import STACK_NAME
-    from jprefs.data.io import file_sha256
-
-    def read(p: Path) -> dict:
-        try:
-            v = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return v if isinstance(v, dict) else {}
+    from jprefs.data.io import file_sha256, json_dict_or_empty as read
 
     if (d / ENSEMBLE_NAME).is_file():
         out: dict[str, str] = {}

@@ -52,13 +52,7 @@ def model_facts(folder: Path, kind: str) -> dict:
     stack ``objective: stack`` with its offset as the centre."""
     from jprefs.classifiers.ensemble import ENSEMBLE_NAME
     from jprefs.classifiers.stack import STACK_NAME
-
-    def read(p: Path) -> dict:
-        try:
-            v = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return v if isinstance(v, dict) else {}
+    from jprefs.data.io import json_dict_or_empty as read
 
     if kind == "reward-model":
         spec = read(folder / "jprefs_reward.json")
