@@ -49,11 +49,25 @@ class SchemaError(ValueError):
         self.reason = reason
 
 
+def _blank(value: str) -> bool:
+    """Nothing visible: whitespace, or only invisible format characters (a zero-width space, a BOM: such
+    a text looks empty and has the empty text's prompt key). The second test runs only on a text that
+    begins with a non-printable character after stripping, so ordinary text costs one ``strip``."""
+    s = value.strip()
+    if not s:
+        return True
+    if s[0].isprintable():
+        return False
+    from jprefs.text import strip_invisible
+
+    return not strip_invisible(s).strip()
+
+
 def _check_text(name: str, value: Any, *, allow_empty: bool = False) -> str:
     if not isinstance(value, str):
         raise SchemaError(f"field '{name}' must be a string, got {type(value).__name__} {_short(value)}",
                           reason=f"non_string_{name}")
-    if not allow_empty and not value.strip():
+    if not allow_empty and _blank(value):
         raise SchemaError(f"field '{name}' is empty", reason=f"empty_{name}")
     if "\x00" in value:
         raise SchemaError(f"field '{name}' contains a NUL character", reason=f"nul_in_{name}")

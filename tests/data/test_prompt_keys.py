@@ -141,3 +141,22 @@ def test_real_prompt_keys_unchanged(rel, source):
         norm = [[m.role, " ".join(unicodedata.normalize("NFKC", m.content).split())] for m in r.prompt]
         legacy = hashlib.sha256(json.dumps(norm, ensure_ascii=False).encode()).hexdigest()[:20]
         assert r.prompt_key == legacy, r.source_id
+
+
+def test_a_text_of_invisible_characters_only_is_empty():
+    """A prompt or answer of zero-width spaces / a BOM looks empty and would share the empty text's key:
+    it is rejected as empty, as whitespace is; visible text after an invisible one stays valid."""
+    import pytest
+
+    from jprefs.data.schema import PreferencePair, SchemaError
+
+    q = [{"role": "user", "content": "質問"}]
+    for bad, reason in (("\u200b", "empty_chosen"), (" \ufeff\u200b\u2060 ", "empty_chosen")):
+        with pytest.raises(SchemaError) as e:
+            PreferencePair.create(q, bad, "悪い")
+        assert e.value.reason == reason
+    with pytest.raises(SchemaError) as e:
+        PreferencePair.create([{"role": "user", "content": "\u200b\u200d"}], "良い", "悪い")
+    assert e.value.reason.startswith("empty")
+    assert PreferencePair.create(q, "\u200b東京", "悪い").chosen == "\u200b東京"       # stored as given
+    assert PreferencePair.create(q, "👍", "👎").chosen == "👍"
