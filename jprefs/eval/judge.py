@@ -21,9 +21,14 @@ marker on that line must be one valid verdict (``[[A]]``, or a score written as 
 
 A request the server refuses (HTTP 400 / 413 / 422, e.g. a prompt too long for the judge's context)
 is that item's failure: counted (``requests_failed``, ``n_failed_*``), listed with the server's
-message in ``rejects.jsonl`` and left out of the figures, and the run goes on. A server that is down,
-answers 5xx after the retries, or refuses the credentials stops the run (finished answers are kept);
-a run whose every request failed exits with an error after writing its outputs.
+message in ``rejects.jsonl`` and left out of the figures, and the run goes on. A refusal of the run's
+setup instead (a sampling value or model name the server rejects) refuses every request: when the first
+:data:`SETUP_PROBE` (8) requests the server answers in a run, sent as one wave, are all refused with the same
+status and message (numbers and request ids aside), the run stops there with the message and the likely fix;
+those are the run's shortest requests, so over-long prompts alone never stop it.
+A server that is down, answers 5xx after the retries, or refuses the credentials stops the run too (finished
+answers are kept, a rerun asks only the rest); a run whose every request failed exits with an error after
+writing its outputs.
 
 Inputs: ``--pairs FILE`` (canonical pairs, or any ``--source`` the data layer reads) judges chosen
 against rejected and reports the judge's agreement with the labels (95% interval by prompt) beside
@@ -91,6 +96,11 @@ WIDE = {0xFF01 + i: 0x21 + i for i in range(94)}
 # HTTP statuses that refuse one request, not the run: 400 (e.g. the prompt is longer than the judge's context),
 # 413 (body too large), 422 (a body the server cannot process). 401/403/404 are the run's setup and stop it.
 REFUSED = (400, 413, 422)
+# a refusal that comes from the run's setup (a sampling value or a model name the server rejects, a malformed
+# request) refuses every request: when the first SETUP_PROBE requests the server answers in a run are ALL refused
+# with the same status and message (numbers and request ids aside, :func:`refusal_signature`), the run stops there
+# instead of sending (and, against a paid API, paying for) thousands more. Refusals among successes stay per-item.
+SETUP_PROBE = 8
 CACHE_VERSION = "judge-v2"   # part of every cache key: v1 keys (no server URL) miss instead of being reused
 
 
@@ -391,6 +401,44 @@ def refused_message(error: BaseException) -> str | None:
     return redact_url(text)[:500]
 
 
+# request-specific parts of a server's message: request / completion ids, hex and UUID ids, then every number
+# (token counts, positions). Each becomes "#", so a normalised message is never longer than the raw one
+_REQUEST_ID = re.compile(r"\b(?:req|request|chatcmpl|cmpl|trace)[-_][A-Za-z0-9_-]+"
+                         r"|\b[0-9a-fA-F]{8,}(?:-[0-9a-fA-F]{4,})*\b", re.I)
+
+
+def refusal_signature(message: str) -> str:
+    """What two refusals must share to count as the same one: the status, and the message with ids and
+    numbers replaced by ``#``, its first 200 characters (the engine keeps 300 of the server's body, so the
+    cut point moves with the numbers before it).
+
+    >>> refusal_signature("HTTP 400: the request has 9001 tokens, max 8192 (id req_8f3a2b)")
+    'HTTP 400: the request has # tokens, max # (id #)'
+    """
+    m = re.match(r"HTTP \d{3}\b", message)
+    head, rest = (m[0], message[m.end():]) if m else ("", message)
+    return head + re.sub(r"\d+", "#", _REQUEST_ID.sub("#", rest))[:200]
+
+
+def setup_fix(message: str) -> str:
+    """The likely fix of a refusal that every request of a run got (the server's ``message``)."""
+    low = message.lower()
+    if "model" in low and any(w in low for w in ("not exist", "not found", "unknown", "invalid model",
+                                                   "does not support", "not supported")):
+        return ("the judge model name must be one the server serves (GET BASE_URL/models lists them): "
+                "--judge MODEL (`jprefs eval policy`: --judge MODEL)")
+    if any(w in low for w in ("context length", "context window", "too long", "max_tokens", "max_completion_tokens",
+                              "maximum context")):
+        return ("make the requests fit the judge: a smaller --max-tokens (`jprefs eval policy`: --judge-max-tokens), "
+                "or a longer context (`vllm serve ... --max-model-len N`)")
+    if any(w in low for w in ("temperature", "top_p", "seed", "stop", "sampling")):
+        return "a sampling value the server accepts (--temperature, --max-tokens; the server's message names it)"
+    if message.startswith("HTTP 413"):
+        return "the requests are larger than the server accepts: raise its body limit, or shorten the inputs"
+    return ("fix what the server's message names (the model name, a sampling value, the template's messages) "
+            "or check the server's log")
+
+
 class Judge:
     """A judge model behind an OpenAI-compatible server, with an on-disk answer cache.
 
@@ -398,13 +446,17 @@ class Judge:
     answers are kept (None: in memory for this object only). ``engine``: an object with
     ``generate``/``check``/``close`` to use instead of building an :class:`OpenAIEngine` (tests); it is
     given one conversation per ``generate`` call (``concurrency`` calls at once), so that a request the
-    server refuses fails alone.
+    server refuses fails alone. ``setup_probe``: when the first that many requests the server answers
+    (over the object's life) are all refused with the same status and message, :meth:`ask` stops with
+    an :class:`~jprefs.translate.engines.EngineError` naming it (the run's setup, not its items, is
+    wrong; :data:`SETUP_PROBE`); 0 never stops.
     """
 
     def __init__(self, model: str, base_url: str, template: str | Path | JudgeTemplate | None = None, *,
                  concurrency: int = 8, api_key_env: str = "OPENAI_API_KEY", max_tokens: int = 1024,
                  temperature: float = 0.0, seed: int | None = 0, cache_dir: str | Path | None = None,
-                 max_retries: int = 6, timeout: float = 120.0, show_progress: bool = True, engine: Any = None):
+                 max_retries: int = 6, timeout: float = 120.0, show_progress: bool = True, engine: Any = None,
+                 setup_probe: int = SETUP_PROBE):
         from jprefs.redact import redact_url
         from jprefs.translate.engines import Sampling
 
@@ -436,6 +488,10 @@ class Judge:
         self.requests_sent = 0   # distinct requests that went to the server (failed ones included)
         self.cache_hits = 0      # requests answered without a new one: from the cache, or an identical request
         self.requests_failed = 0  # distinct requests the server refused (HTTP 400/413/422), of requests_sent
+        self.setup_probe = int(setup_probe)
+        # refusal_signature of each of the first setup_probe answered requests, None for an answer; once full
+        # (or disabled) the run is past the check and every refusal is its item's failure
+        self._probe: list[str | None] = []
 
     def template_for(self, mode: str) -> JudgeTemplate:
         t = self._template or load_judge_template(f"builtin:{BUILTIN[mode]}")
@@ -473,7 +529,8 @@ class Judge:
         An empty answer is returned as ``""`` and not cached (a rerun asks again); a request the
         server refuses (HTTP 400/413/422) comes back with its ``error`` and is not cached either.
         Anything else that fails a request (server down, 5xx after the retries, 401) stops here,
-        after the answers that did arrive are cached."""
+        after the answers that did arrive are cached, as does a refusal of the run's setup (the first
+        ``setup_probe`` answered requests all refused alike: a rerun after the fix asks only what is missing)."""
         from jprefs.progress import progress
 
         keys = [self._key(c, template) for c in conversations]
@@ -486,10 +543,22 @@ class Judge:
         if todo:
             self.check()                     # server down: one clear error in seconds, before any work
             items = list(todo.items())
+            need = self.setup_probe - len(self._probe)
+            if 0 < need < len(items):
+                # the setup check asks the SHORTEST requests first: a prompt file sorted longest first would
+                # otherwise stop a run on the over-long prompts' own context-length refusals
+                size = [sum(len(str(m.get("content", ""))) for m in c) for _, c in items]
+                first = set(sorted(range(len(items)), key=lambda j: (size[j], j))[:need])
+                items = [items[j] for j in sorted(first)] + [x for j, x in enumerate(items) if j not in first]
             with progress(total=len(items), desc=desc, unit="req", disable=not self.show_progress) as bar:
                 step = max(CHUNK, 4 * self.concurrency)   # keep every connection busy
-                for i in range(0, len(items), step):
-                    got.update(self._send(items[i:i + step], bar))
+                i = 0
+                while i < len(items):
+                    # until the setup check is decided, send only the requests it still needs, one wave: a setup
+                    # the server refuses costs exactly setup_probe requests, not those that were in flight too
+                    n = self.setup_probe - len(self._probe) if len(self._probe) < self.setup_probe else step
+                    got.update(self._send(items[i:i + n], bar))
+                    i += n
         out = []
         for k in keys:
             hit = self._get(k)
@@ -499,14 +568,24 @@ class Judge:
     def _send(self, chunk: list[tuple[str, list[dict]]], bar) -> dict[str, Answer]:
         """Send one chunk, ``concurrency`` requests at a time, one request per engine call so that a
         refused request fails alone. Answers with text are cached (one checkpoint per chunk); a fatal
-        error cancels the requests not yet sent, caches what arrived, then is raised."""
+        error (or the setup's refusal, :meth:`_probe_refusal`) cancels the requests not yet sent, caches what
+        arrived (those in flight included), then is raised."""
         from concurrent.futures import ThreadPoolExecutor, as_completed
 
         got: dict[str, Answer] = {}
         fatal: BaseException | None = None
+        stopped, setup = False, None          # setup: the message every request of the run's setup is refused with
         sent = 0
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(chunk))) as pool:
             futures = {pool.submit(self._one, c): k for k, c in chunk}
+
+            def stop(error: BaseException | None) -> None:
+                nonlocal fatal, stopped
+                if not stopped:
+                    stopped, fatal = True, error
+                    for other in futures:     # stop sending: the rest would fail the same way
+                        other.cancel()
+
             for f in as_completed(futures):
                 if f.cancelled():
                     continue
@@ -517,21 +596,42 @@ class Judge:
                 except Exception as e:  # noqa: BLE001 - sorted below: refused (this item) or fatal (the run)
                     refused = refused_message(e)
                     if refused is None:
-                        if fatal is None:
-                            fatal = e
-                            for other in futures:     # stop sending: the rest would fail the same way
-                                other.cancel()
+                        stop(e)
                         continue
                     got[futures[f]] = Answer("", "error", refused)
+                    if self._probe_refusal(refused):
+                        setup = refused
+                        stop(None)            # the error is made below, with this chunk's counts
                     continue
                 got[futures[f]] = Answer(g.text or "", g.finish_reason)
+                self._probe_refusal(None)
         self.requests_sent += sent
         self.requests_failed += sum(1 for a in got.values() if a.error is not None)
         # against a paid API, what arrived before a failure was paid for: keep it (a rerun asks only the rest)
         self._keep([(k, a) for k, a in got.items() if a.error is None])
         if fatal is not None:
             raise fatal
+        if setup is not None:
+            raise self._setup_error(setup)
         return got
+
+    def _probe_refusal(self, refused: str | None) -> bool:
+        """Note one answered request (``refused``: the server's message, None for an answer); True when it
+        completes :data:`SETUP_PROBE` answered requests that were all refused alike (the run's setup)."""
+        if len(self._probe) >= self.setup_probe:
+            return False                 # past the check (or disabled): refusals are their items' failures
+        self._probe.append(None if refused is None else refusal_signature(refused))
+        return len(self._probe) == self.setup_probe and self._probe[0] is not None and len(set(self._probe)) == 1
+
+    def _setup_error(self, refused: str):
+        from jprefs.translate.engines import EngineError
+
+        return EngineError(
+            f"the judge server refused each of the first {self.setup_probe} requests it answered in this run the "
+            f"same way, so the run's setup is wrong, not its items: stopped instead of sending the rest "
+            f"({self.requests_sent} sent, {self.requests_failed} refused; the answers that did arrive are cached)\n"
+            f"  server: {refused}\n  fix: {setup_fix(refused)}; then rerun the same command (cached answers "
+            f"are not asked again)")
 
     def _one(self, conversation: list[dict]):
         return self.engine.generate([conversation], self.sampling)[0]

@@ -342,7 +342,7 @@ def llm_judge_metrics(judge, mode: str, rows_by: dict[str, list[dict]], baseline
         for lab, rows in rows_by.items():
             if lab == baseline:
                 continue
-            rows = [r for r in rows if _key(r) in base]
+            _check_paired(rows, rows_by[baseline], lab, baseline)
             vs = pairwise(judge, [r["prompt"] for r in rows], [r["response"] for r in rows],
                           [base[_key(r)]["response"] for r in rows], desc=f"judge {lab} vs {baseline}")
             for r, v in zip(rows, vs):
@@ -362,6 +362,27 @@ def llm_judge_metrics(judge, mode: str, rows_by: dict[str, list[dict]], baseline
     out["requests_sent"], out["cache_hits"] = judge.requests_sent, judge.cache_hits
     out["requests"], out["requests_failed"] = requests, failed
     return out
+
+
+def _check_paired(rows: list[dict], base_rows: list[dict], label: str, baseline: str) -> None:
+    """Stop when ``rows`` and ``base_rows`` do not hold the same (prompt_id, sample) keys, each once.
+
+    It cannot happen in ``jprefs eval policy``: every policy, the baseline included, answers every prompt of
+    one prompt list (ids unique, :func:`jprefs.eval.prompts.load_eval_prompts`) K times in one run (no
+    resume; a generation that fails raises, it never leaves a row out), and :func:`policy_metrics` pairs the
+    rows the same way before the judge runs. A mismatch is a caller's bug: an error, never rows dropped
+    from the judge's figures without a word (which the filter that stood here did)."""
+    keys = [_key(r) for r in rows]
+    base = [_key(r) for r in base_rows]
+    if len(set(keys)) == len(keys) and len(set(base)) == len(base) and set(keys) == set(base):
+        return
+    extra, missing = sorted(set(keys) - set(base)), sorted(set(base) - set(keys))
+    dup = len(keys) - len(set(keys)) + len(base) - len(set(base))
+    first = f"; first: (prompt_id, sample) {(extra or missing)[0]}" if extra or missing else ""
+    raise ValueError(f"LLM judge: the rows of {label!r} and of the baseline {baseline!r} do not pair up: {len(extra)} "
+                     f"{label} rows have no baseline row, {len(missing)} baseline rows have no {label} row, {dup} "
+                     f"duplicate keys{first}. Every policy must answer the same (prompt_id, sample) as the baseline, "
+                     f"each once (as one `jprefs eval policy` run does)")
 
 
 def llm_judge_failure_warning(llm: dict) -> dict | None:

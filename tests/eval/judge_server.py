@@ -19,7 +19,11 @@ servers echo the request: the client must mask it).
 
 ``fail_after = n``: after n answered requests every request gets HTTP ``fail_status`` (500: a server that
 dies; 401 fails at once, with no retries).
-``completions`` counts chat-completion requests answered 200, ``auth`` keeps their Authorization headers.
+``reject = (status, message)``: every request gets HTTP ``status`` with that message, ``{n}`` in it replaced
+by a request counter and ``{id}`` by a fresh request id (the run's setup refused: a bad sampling value, a model
+name the server does not know); ``reject_first = n`` limits that to the first n requests.
+``completions`` counts chat-completion requests answered 200, ``refused`` those answered ``reject``, ``auth``
+keeps the Authorization headers of the answered ones.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import uuid
 from http.server import BaseHTTPRequestHandler
 
 from tests.translate.fake_server import LocalServer
@@ -76,6 +81,9 @@ class JudgeServer(LocalServer):
         self.models_checks = 0
         self.fail_after: int | None = None
         self.fail_status = 500
+        self.reject: tuple[int, str] | None = None
+        self.reject_first: int | None = None
+        self.refused = 0
         self._lock = threading.Lock()
         server = self
 
@@ -109,6 +117,16 @@ class JudgeServer(LocalServer):
                                                           "but the request has 9001 tokens (request headers: "
                                                           f"Authorization: {self.headers.get('Authorization')})",
                                                "type": "BadRequestError", "code": 400}})
+                    return
+                with server._lock:
+                    rejected = server.reject is not None and (server.reject_first is None
+                                                              or server.refused < server.reject_first)
+                    server.refused += rejected
+                    n = server.refused
+                if rejected:
+                    status, message = server.reject
+                    self._send(status, {"error": {"message": message.format(n=n, id=uuid.uuid4().hex),
+                                                  "type": "BadRequestError", "code": status}})
                     return
                 text, reason = judge_answer(body["messages"][-1]["content"], server.policy)
                 with server._lock:

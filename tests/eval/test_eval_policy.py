@@ -389,6 +389,23 @@ def test_a_judge_that_refuses_every_request_is_an_error_after_the_outputs(runs, 
     assert "6 of 6 refused by the server" in (out / "report.md").read_text(encoding="utf-8")
 
 
+def test_a_judge_that_refuses_the_runs_setup_stops_after_8_requests(runs, tmp_path, capsys):
+    """3 prompts x 3 samples: 18 judge requests; a model name the server rejects (HTTP 400) refuses each, and
+    the judge stops after the first 8 with the fix, the generations and scores written."""
+    from tests.eval.judge_server import JudgeServer
+
+    out = tmp_path / "o"
+    with JudgeServer("longer") as srv:
+        srv.reject = (400, "The model `judge-model` does not exist (request {id})")
+        rc = _cli(runs, out, "--policy", f"ilql={runs / 'ilql'}", "--judge", "judge-model", "--judge-base-url",
+                  srv.base_url)
+    err = capsys.readouterr().err
+    assert rc == 2 and srv.refused == 8 and "first 8 requests" in err and "--judge MODEL" in err
+    assert "Traceback" not in err
+    assert len(_rows(out)) == 2 * 3 * 3
+    assert "llm_judge" not in json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+
+
 def test_reward_up_while_every_judge_is_flat_warns():
     """The RL failure this project has seen: the learned reward rises, an independent judge does not."""
     from jprefs.eval.policy import find_warnings, policy_metrics

@@ -657,3 +657,120 @@ def test_refused_requests_in_samples_and_the_policy_judge(tmp_path):
         ppo = m["policies"]["ppo"]
         assert (ppo["n_judged"], ppo["n_unparseable"], ppo["n_failed"]) == (4, 0, 1) and m["requests_failed"] == 2
         assert by["ppo"][0]["llm_judge"]["winner"] is None and by["ppo"][0]["llm_judge"]["failed"]
+
+
+# ---------------------------------------------------------------- a refusal of the run's setup stops early
+
+def test_a_setup_refusal_stops_after_the_first_requests_and_the_rerun_continues(tmp_path, capsys):
+    """A sampling value the server rejects refuses every request: the judge sent all 80 before saying so
+    (thousands against a paid API). It stops after the first SETUP_PROBE, names the status, the message and
+    the fix; ids and numbers in the message do not make refusals look different."""
+    from jprefs.eval.judge import SETUP_PROBE
+
+    rows = [(f"質問{i}", "長い回答" * (1 + i % 3), "短") for i in range(40)]
+    pair_file(tmp_path / "pairs.jsonl", rows)
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        s.reject = (400, "Invalid value for 'temperature' at request {n} (request id req_{id})")
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 2
+        assert s.refused == SETUP_PROBE == 8                      # of 80
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and "Traceback" not in err
+        assert f"first {SETUP_PROBE} requests" in err and "HTTP 400" in err and "temperature" in err
+        assert "fix: a sampling value the server accepts" in err and "rerun the same command" in err
+        assert not (out / "judge.json").exists() and s.completions == 0
+        s.reject = None                                           # the setup fixed: the rerun judges everything
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        assert s.completions == 80
+    summ, _ = read(out)
+    assert summ["requests_failed"] == 0 and summ["requests_sent"] == 80 and summ["agreement"] == 1.0
+
+
+def test_a_setup_refusal_keeps_the_cache_and_the_rerun_asks_only_the_rest(tmp_path, capsys):
+    """Answers of an earlier run are kept and not asked again; the stopped run sent only the first 8 of the
+    30 missing requests; the rerun after the fix asks exactly the 30 (cache and counts agree)."""
+    rows = [(f"質問{i}", "長い回答" * (1 + i % 3), "短") for i in range(20)]
+    pair_file(tmp_path / "pairs.jsonl", rows)
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl"), "--limit", "5") == 0
+        assert s.completions == 10
+        s.reject = (422, "The model `judge-modle` does not exist.")
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 2
+        err = capsys.readouterr().err
+        assert "HTTP 422" in err and "does not exist" in err and "--judge MODEL" in err
+        assert "8 sent, 8 refused" in err and s.refused == 8 and s.completions == 10
+        s.reject = None
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        assert s.completions == 40
+    summ, _ = read(out)
+    assert summ["cache_hits"] == 10 and summ["requests_sent"] == 30 and summ["requests_failed"] == 0
+
+
+def test_refusals_among_answers_stay_per_item(tmp_path):
+    """Over-long prompts here and there, 7 of the first 8 requests and 28 in all: each is its item's failure,
+    the run goes on (only the first 8 answered decide, and they must all be refused)."""
+    rows = ([(f"長{i}", "TOOLONG な回答", "普通") for i in range(7)] + [("質問", "長い回答です", "短")]
+            + [(f"長{i}", "TOOLONG な回答", "普通") for i in range(7, 14)]
+            + [(f"q{i}", "長い回答", "短") for i in range(3)])
+    pair_file(tmp_path / "pairs.jsonl", rows)
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        assert s.completions == 8
+    summ, _ = read(out)
+    assert summ["requests_failed"] == 28 and summ["n_failed_pairs"] == 14 and summ["n_judged"] == 4
+
+
+def test_over_long_prompts_first_in_the_file_do_not_stop_the_run(tmp_path):
+    """The setup check asks the shortest requests first: a file whose first 8 pairs are over-long prompts
+    (refused alike: context length) is judged, those pairs counted as failed, not stopped as a bad setup."""
+    rows = ([(f"長い質問{i}" * 40, "TOOLONG な回答" * 20, "普通") for i in range(8)]
+            + [(f"q{i}", "長い回答です", "短") for i in range(8)])
+    pair_file(tmp_path / "pairs.jsonl", rows)
+    out = tmp_path / "out"
+    with JudgeServer("longer") as s:
+        assert judge_cli(s.base_url, out, "--pairs", str(tmp_path / "pairs.jsonl")) == 0
+        assert s.completions == 16
+    summ, _ = read(out)
+    assert summ["requests_failed"] == 16 and summ["n_failed_pairs"] == 8 and summ["n_judged"] == 8
+
+
+def test_setup_refusal_in_the_api_and_its_signature():
+    from jprefs.eval.judge import refusal_signature
+    from jprefs.translate.engines import EngineError
+
+    same = [refusal_signature(f"HTTP 400: {{\"error\": \"max_tokens {n} too large, request 9f{n}a3c41d7e\"}}")
+            for n in (1, 4096)]
+    assert same[0] == same[1] and refusal_signature("HTTP 422: max_tokens 1 too large") != \
+        refusal_signature("HTTP 400: max_tokens 1 too large")
+    with JudgeServer("longer") as s:
+        s.reject = (400, "max_tokens must be at most 4096, got 99999")
+        with Judge("judge-model", s.base_url, show_progress=False, max_retries=0) as j:
+            with pytest.raises(EngineError, match="--max-tokens") as e:
+                grade(j, [f"質問{i}" for i in range(30)], ["回答"] * 30)
+            assert j.requests_sent == j.requests_failed == s.refused == 8 and "99999" in str(e.value)
+        # setup_probe=0: every request is sent and is its item's failure, as before
+        s.refused = 0
+        with Judge("judge-model", s.base_url, show_progress=False, max_retries=0, setup_probe=0) as j:
+            gs = grade(j, [f"問{i}" for i in range(30)], ["回答"] * 30)
+        assert s.refused == 30 and all(g.failed for g in gs)
+
+
+def test_the_policy_judge_refuses_rows_that_do_not_pair_with_the_baseline(tmp_path):
+    """A policy row with no baseline row was silently left out of the judge's figures. One `jprefs eval
+    policy` run cannot make one (see _check_paired), so a caller that does gets an error, before any request."""
+    from jprefs.eval.policy import llm_judge_metrics
+
+    f = samples_file(tmp_path / "samples.jsonl")
+    by: dict[str, list[dict]] = {}
+    for r in (json.loads(x) for x in f.read_text(encoding="utf-8").splitlines()):
+        by.setdefault(r["policy"], []).append(r)
+    by["sft"] = [r for r in by["sft"] if r["prompt_id"] != "p3"]         # the baseline lacks (p3, 0)
+    with Judge("judge-model", "http://127.0.0.1:9/v1", show_progress=False, max_retries=0) as j:
+        with pytest.raises(ValueError, match=r"1 ppo rows have no baseline row.*\('p3', 0\)"):
+            llm_judge_metrics(j, "pairwise", by, "sft")
+        by["sft"].append(dict(by["sft"][0]))                                 # and a duplicate
+        with pytest.raises(ValueError, match="1 duplicate keys"):
+            llm_judge_metrics(j, "pairwise", by, "sft")
+        assert j.requests_sent == 0
