@@ -1,6 +1,6 @@
 """``jprefs eval rm``: reward models on preference pairs, with intervals, length baselines and a leaderboard.
 
-    jprefs eval rm --model [NAME=]RM [--model ...] --data [NAME=]PAIRS [--data ...] -o DIR
+    jprefs eval rm --model [NAME=]RM[@REV] [--model ...] --data [NAME=]PAIRS [--data ...] -o DIR [--revision REV]
 
 Every model scores both responses of every pair of every data set; the figures come from
 :mod:`jprefs.eval.metrics` (the implementation train-rm's own evaluation uses): pairwise accuracy
@@ -18,7 +18,12 @@ Inputs
     :func:`jprefs.classifiers.data.load_rm_data`; rows it cannot use are counted per file and
     written to ``DIR/rejects.jsonl`` (rows read = pairs' records + rejected rows).
     ``--model``: anything :meth:`RewardModel.from_pretrained` loads: a jprefs reward model folder,
-    a plain Hugging Face sequence classifier (one logit, or a chosen ``--label``), a Hub id.
+    a plain Hugging Face sequence classifier (one logit, or a chosen ``--label``), a Hub id. A Hub id
+    is read at ``ORG/NAME@REV`` (that model) or ``--revision REV`` (every Hub id; ``@REV`` wins), else
+    at a catalogued model's pinned revision, else ``main``; a revision of a local folder is an error.
+    ``--label`` is ignored, with a notice, for a jprefs reward model, ensemble or stack and for a
+    one-logit classifier, local or on the Hub (decided from the repo's files: ``jprefs_reward.json``
+    and the others, ``config.json``).
 
 Outputs (``DIR``)
     ``metrics.json`` (``results[MODEL][DATA]`` has ``n_pairs``, ``pairwise_accuracy``, ``ci95``,
@@ -56,9 +61,13 @@ EXAMPLES = """examples:
       -o out/leaderboard
   jprefs eval rm --model out/rm-hh --data harmless-base-test.jsonl.gz --source hh-rlhf --limit 500 -o out/eval-hh
   jprefs eval rm --model some-org/ja-sentiment --label positive --data pairs.jsonl -o out/eval-clf
+  jprefs eval rm --model me/ja-rm@v1 --model me/ja-rm@v2 --data pairs.jsonl -o out/eval-versions
+  jprefs eval rm --model me/ja-rm --revision 1b2c3d4e --data pairs.jsonl -o out/eval-at-commit
   jprefs eval rm --model out/rm --data out/rm/eval_split.jsonl --probe-train train-pairs.jsonl -o out/eval-rm
 
-NAME=PATH gives a model or data set its label in the tables (default: the folder or file name).
+NAME=PATH gives a model or data set its label in the tables (default: the folder or file name; for
+a Hub id read at a revision, its name@REV). ORG/NAME@REV reads a Hub model at a branch, tag or commit
+(--revision REV: every Hub model; @REV wins); a local folder has no revisions.
 Lengths are characters of the response; length-matched pairs differ by at most --length-tolerance
 of the longer response. Intervals: 95% bootstrap, resampling prompts (pairs that share a prompt
 move together), --seed fixes them. --probe-train adds a second baseline: a logistic probe on frozen
@@ -69,9 +78,13 @@ LAYOUT_KEYS = ("subset", "category")      # per-pair columns kept for the breakd
 
 def configure_rm(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXAMPLES
-    parser.add_argument("--model", action="append", required=True, metavar="[NAME=]RM",
-                        help="reward model: jprefs train-rm folder, sequence-classification folder or Hub id "
-                             "(repeat for a leaderboard)")
+    parser.add_argument("--model", action="append", required=True, metavar="[NAME=]RM[@REV]",
+                        help="reward model: jprefs train-rm folder, sequence-classification folder or Hub id, "
+                             "a Hub id at a revision as ORG/NAME@REV (repeat for a leaderboard)")
+    parser.add_argument("--revision", metavar="REV",
+                        help="Hub revision (branch, tag or commit) of every Hub --model (default: a catalogued "
+                             "model's pinned one, else main); ORG/NAME@REV wins for its model; an error with a "
+                             "local folder")
     parser.add_argument("--data", action="append", required=True, metavar="[NAME=]FILE",
                         help="preference pairs: jprefs JSONL, RewardBench-style JSONL/Parquet (prompt, chosen, "
                              "rejected, subset), or a file of --source (repeatable)")
@@ -80,7 +93,8 @@ def configure_rm(parser: argparse.ArgumentParser) -> None:
                         help="read every --data file with this adapter (hh-rlhf, webgpt, jsonl, ...; "
                              "`jprefs data convert --help` lists them); default: pairs as they are")
     parser.add_argument("--label", help="chosen label (name or index) of a plain classifier without "
-                                        "jprefs_reward.json (ignored for jprefs reward models)")
+                                        "jprefs_reward.json (ignored, with a notice, for jprefs reward models "
+                                        "and one-logit classifiers, local or on the Hub)")
     parser.add_argument("--batch-size", type=int, default=32, help="responses per forward pass (default 32)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--dtype", help="fp32 | bf16 | fp16 (default: fp32 on CPU, bf16 on GPU)")
@@ -121,11 +135,16 @@ def _split_label(spec: str) -> tuple[str | None, str]:
 
 def _labels(specs: list[str], auto) -> list[tuple[str, str]]:
     """(label, path) per spec: given labels kept, auto labels widened with the parent folder until unique."""
-    parsed = [_split_label(s) for s in specs]
-    labels = [name or auto(Path(path), 1) for name, path in parsed]
+    return _unique_labels([_split_label(s) for s in specs], lambda path, depth: auto(Path(path), depth))
+
+
+def _unique_labels(parsed: list[tuple[str | None, Any]], auto) -> list[tuple[str, Any]]:
+    """(label, what) per (NAME or None, what): given labels kept, auto labels (``auto(what, depth)``)
+    widened with the parent folder until unique."""
+    labels = [name or auto(path, 1) for name, path in parsed]
     for depth in (2, 3):
         dup = {x for x in labels if labels.count(x) > 1}
-        labels = [auto(Path(p), depth) if (n is None and lab in dup) else lab
+        labels = [auto(p, depth) if (n is None and lab in dup) else lab
                   for (n, p), lab in zip(parsed, labels)]
     seen: dict[str, int] = {}
     out = []
@@ -133,6 +152,43 @@ def _labels(specs: list[str], auto) -> list[tuple[str, str]]:
         seen[lab] = seen.get(lab, 0) + 1
         out.append((lab if seen[lab] == 1 else f"{lab}#{seen[lab]}", path))
     return out
+
+
+_HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")        # ORG/NAME: what the Hub accepts as a model repo id
+
+
+def _split_revision(spec: str) -> tuple[str, str | None]:
+    """``ORG/NAME@REV`` -> (ORG/NAME, REV); anything else, or a path that exists, -> (spec, None).
+    A Hub repo id cannot hold ``@``, so the first one starts the revision (a branch may hold ``/``)."""
+    if "@" in spec and not Path(spec).expanduser().exists():
+        repo, rev = spec.split("@", 1)
+        if rev.strip() and (_HUB_ID.fullmatch(repo) or Path(repo).expanduser().exists()):
+            return repo, rev
+    return spec, None
+
+
+def _model_specs(specs: list[str], revision: str | None) -> list[tuple[str, str, str | None]]:
+    """(label, path or Hub id, revision or None) per ``--model``: ``ORG/NAME@REV`` or ``--revision``
+    (``@REV`` wins) for a Hub id; a revision of a local folder is a :class:`ConfigError`. The default
+    label of a Hub id read at a revision is ``NAME@REV``, so the tables and plots name the revision."""
+    from jprefs.errors import ConfigError
+
+    if revision is not None and not revision.strip():
+        raise ConfigError("--revision is empty\n  fix: give a branch, tag or commit of the Hub model, or drop it")
+    parsed = []
+    for spec in specs:
+        name, path = _split_label(spec)
+        path, at = _split_revision(path)
+        if Path(path).expanduser().exists() and (at or revision):
+            how = f"--model {spec}" if at else f"--revision {revision}"
+            fix = (f"drop '@{at}' (check out the version of the folder you mean)" if at else
+                   "drop --revision, or give the revision of each Hub model alone: --model ORG/NAME@REV")
+            raise ConfigError(f"{how}: {path} is a local folder, and a local folder has no revisions (a revision "
+                              f"is a branch, tag or commit of a Hub model)\n  fix: {fix}")
+        parsed.append((name, path, at or revision))
+    labelled = _unique_labels([(n, (p, r)) for n, p, r in parsed],
+                              lambda pr, depth: _model_label(Path(pr[0]), depth) + (f"@{pr[1]}" if pr[1] else ""))
+    return [(lab, p, r) for lab, (p, r) in labelled]
 
 
 def _model_label(p: Path, depth: int) -> str:
@@ -242,24 +298,63 @@ def _looks_remote(path: str, source: str) -> bool:
     return bool(source) and not Path(path).exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", path) is not None
 
 
-def _check_model(path: str) -> bool:
+def _check_model(path: str, revision: str | None = None) -> bool:
     """Fail fast on a model path that cannot load; returns whether ``--label`` applies to it: a plain
-    classifier (no ``jprefs_reward.json``) with more than one logit, or a Hub id."""
+    classifier (no ``jprefs_reward.json``, ensemble or stack) with more than one logit (or an unknown
+    number). A Hub id is judged the same way from its files at ``revision`` (else a catalogued model's
+    pinned one, else main), read through the Hub cache (downloaded when online; offline, the cached
+    snapshot), so a jprefs reward model ignores ``--label`` on the Hub as it does in a folder."""
+    from jprefs.classifiers.ensemble import ENSEMBLE_NAME
+    from jprefs.classifiers.stack import STACK_NAME
     from jprefs.errors import JprefsError
     from jprefs.modeldir import REWARD_CONFIG, check_model_dir, config_num_labels
 
     p = Path(path).expanduser()
     if p.exists():
         check_model_dir(p, want="reward model")
-        if (p / REWARD_CONFIG).is_file() or (p / "jprefs_ensemble.json").is_file() \
-                or (p / "jprefs_stack.json").is_file():
+        if any((p / name).is_file() for name in (REWARD_CONFIG, ENSEMBLE_NAME, STACK_NAME)):
             return False
         n = config_num_labels(p)
         return n is None or n > 1          # a one-logit classifier's reward is its logit: no label to pick
     if path.startswith((".", "/", "~")) or path.count("/") != 1:
         raise JprefsError(f"reward model not found: {path}\n  fix: pass a jprefs train-rm output folder, a "
                           f"sequence-classification model folder, or a Hub id like 'org/name'")
-    return True
+    from jprefs.classifiers.catalogue import lookup
+
+    entry = lookup(path)
+    rev = revision if revision is not None else (entry.revision if entry is not None else None)
+    # a pushed stack or ensemble has its marker at the root (and no config.json there); a reward model its config
+    if any(_hub_file(path, name, rev)[0] for name in (STACK_NAME, ENSEMBLE_NAME, REWARD_CONFIG)):
+        return False
+    config, missed = _hub_file(path, "config.json", rev)
+    if missed:                              # not cached and the Hub out of reach: say so before loading anything
+        from jprefs.hub import ModelNotCachedError
+
+        raise ModelNotCachedError(path, rev)
+    n = config_num_labels(Path(config).parent) if config else None
+    return n is None or n > 1
+
+
+def _hub_file(repo_id: str, name: str, revision: str | None) -> tuple[str | None, bool]:
+    """``(local path or None, missed)`` of one file of a Hub repo at ``revision``, through the Hub cache
+    (downloaded when online). None: the repo (or revision) has no such file, or it is not cached while the
+    Hub is out of reach (then ``missed``); the model loader says what is wrong with a repo that is not."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, HFValidationError, LocalEntryNotFoundError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    from jprefs.hub import is_offline_miss
+
+    try:
+        return hf_hub_download(repo_id, name, revision=revision), False
+    except LocalEntryNotFoundError:         # offline: not in the cache (or known absent there)
+        return None, True
+    except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, HFValidationError):
+        return None, False
+    except Exception as e:  # noqa: BLE001 - an offline miss is a miss; anything else is re-raised
+        if is_offline_miss(e):
+            return None, True
+        raise
 
 
 # ------------------------------------------------------------------ scoring and metrics
@@ -339,10 +434,11 @@ def _numbers_sha256(value) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def model_fingerprint(rm, path: str) -> dict:
+def model_fingerprint(rm, path: str, revision: str | None = None) -> dict:
     """The ``fingerprint`` that ``jprefs eval rm`` records of the model loaded from ``path``: a local
     folder's :func:`weights_fingerprint` (``weights_sha256``, ``weights_files``); for a Hub id also
-    ``hub_id``, the ``revision`` asked for (a catalogued model's pinned one, else main) and the ``commit``
+    ``hub_id``, the ``revision`` asked for (``revision``, else a catalogued model's pinned one, else
+    main) and the ``commit``
     it resolved to (transformers' ``config._commit_hash`` of the loaded model), the weights then read
     from that snapshot in the Hub cache."""
     p = Path(path).expanduser()
@@ -357,7 +453,7 @@ def model_fingerprint(rm, path: str) -> dict:
         from jprefs.classifiers.catalogue import lookup
 
         entry = lookup(path)
-        rev = entry.revision if entry is not None and entry.revision else "main"
+        rev = revision or (entry.revision if entry is not None and entry.revision else "main")
         folder = _hub_snapshot(path, commit or rev)
         if commit is None and folder is not None and folder.parent.name == "snapshots":
             commit = folder.name
@@ -389,10 +485,11 @@ def _hub_snapshot(repo_id: str, revision: str) -> Path | None:
     return None
 
 
-def _model_info(rm, path: str) -> dict:
+def _model_info(rm, path: str, revision: str | None = None) -> dict:
     c = rm.config
     info = {"path": path, "objective": c.objective, "input": c.input, "pooling": c.pooling, "center": c.center,
-            "base_model": c.base_model, "max_length": c.max_length, "fingerprint": model_fingerprint(rm, path)}
+            "base_model": c.base_model, "max_length": c.max_length,
+            "fingerprint": model_fingerprint(rm, path, revision)}
     if getattr(rm, "frozen", False):       # a frozen reward stack: no classifier, its parts on a frozen backbone
         return {**info, "class": type(rm).__name__, "parts": list(rm.names)}
     return {**info, "class": type(rm.model).__name__, "num_labels": int(rm.model.config.num_labels),
@@ -577,10 +674,12 @@ def run_rm(args: argparse.Namespace) -> int:
     if probe_train and (args.probe_max_length < 16 or args.probe_max_prompt_length < 0):
         raise ConfigError(f"--probe-max-length must be >= 16 and --probe-max-prompt-length >= 0, got "
                           f"{args.probe_max_length}, {args.probe_max_prompt_length}")
-    models = _labels(args.model, _model_label)
+    specs = _model_specs(args.model, getattr(args, "revision", None))
+    models = [(lab, path) for lab, path, _ in specs]
+    revisions = {lab: rev for lab, _, rev in specs}
     datas = _labels(args.data, _data_label)
     # ---- everything that can fail on input fails before any model is loaded
-    takes_label = {lab: _check_model(path) for lab, path in models}
+    takes_label = {lab: _check_model(path, revisions[lab]) for lab, path in models}
     sets = [load_eval_data(lab, path, source=args.source, limit=args.limit) for lab, path in datas]
     train = _load_probe_train(probe_train, args.source) if probe_train else None
     for d in sets:
@@ -598,10 +697,10 @@ def run_rm(args: argparse.Namespace) -> int:
 
         if args.label and not takes_label[lab]:
             eprint(f"{lab}: --label ignored (a jprefs reward model or a one-logit classifier has one reward)")
-        rm = RewardModel.from_pretrained(path, device=args.device, dtype=args.dtype,
+        rm = RewardModel.from_pretrained(path, device=args.device, dtype=args.dtype, revision=revisions[lab],
                                          label=args.label if takes_label[lab] else None)
-        eprint(f"{lab}: {rm}")
-        model_info[lab] = _model_info(rm, path)
+        eprint(f"{lab}: {rm}" + (f" (revision {revisions[lab]})" if revisions[lab] else ""))
+        model_info[lab] = _model_info(rm, path, revisions[lab])
         others = rm.heads[1:] if args.all_heads and not hasattr(rm, "members") else []
         if args.all_heads and hasattr(rm, "components"):      # a reward stack: each of its parts alone, too
             others += [c for c in rm.names if c != "reward"]
@@ -648,7 +747,7 @@ def run_rm(args: argparse.Namespace) -> int:
     # ---- files
     plots: dict[str, Any] = {}
     if not args.no_plots:
-        plots = _plots(out, models, sets, results, scores, data_info, leaderboard)
+        plots = _plots(out, models, sets, results, scores, data_info, leaderboard, model_info)
         for lab, _ in models:
             for d in sets:
                 results[lab][d.label]["plots"] = plots["per"].get((lab, d.label), [])
@@ -694,8 +793,8 @@ def _argv_of(args) -> list[str]:
     for d in args.data:
         parts += ["--data", d]
     parts += ["-o", str(args.output)]
-    for opt in ("source", "label", "device", "dtype"):
-        if getattr(args, opt):
+    for opt in ("revision", "source", "label", "device", "dtype"):
+        if getattr(args, opt, None):
             parts += [f"--{opt}", str(getattr(args, opt))]
     for opt, default in (("batch_size", 32), ("limit", 0), ("seed", 0), ("length_tolerance", 0.10)):
         if getattr(args, opt) != default:
@@ -744,7 +843,17 @@ def _score_rows(models, sets, scores):
                 yield row
 
 
-def _plots(out: Path, models, sets, results, scores, data_info, leaderboard) -> dict:
+def _plot_name(label: str, info: dict) -> str:
+    """A model in a plot's title: its label, and for a Hub model the id and revision it was read at
+    (``ja-rm (me/ja-rm@v1)``), so that a plot alone says which model it is."""
+    fp = info.get("fingerprint") or {}
+    if not fp.get("hub_id"):
+        return label
+    at = f"{fp['hub_id']}@{fp.get('revision') or 'main'}"
+    return label if label == at else f"{label} ({at})"
+
+
+def _plots(out: Path, models, sets, results, scores, data_info, leaderboard, model_info=None) -> dict:
     """Write every PNG; returns {"leaderboard": {data: file}, "per": {(model, data): [files]}}."""
     from jprefs.eval.plots import plot_leaderboard, plot_reliability, plot_rewards, plot_reward_vs_length
 
@@ -766,14 +875,15 @@ def _plots(out: Path, models, sets, results, scores, data_info, leaderboard) -> 
             stem = f"{_slug(lab)}__{_slug(d.label)}"
             rel, dist = out / f"{stem}_reliability.png", out / f"{stem}_rewards.png"
             rl = out / f"{stem}_reward_length.png"
+            who = _plot_name(lab, (model_info or {}).get(lab, {}))
             n = sum(b["n"] for b in m["reliability"]["bins"])
             plot_reliability(m["reliability"]["bins"], rel, xlabel="confidence of the predicted winner "
                              "(one point per pair)", ylabel="fraction where it is the chosen response",
-                             title=f"{lab} on {d.label}: ECE {m['pair_ece']:.3f}, n={n}")
-            plot_rewards(rc, rr, dist, title=f"{lab} on {d.label}: rewards")
+                             title=f"{who} on {d.label}: ECE {m['pair_ece']:.3f}, n={n}")
+            plot_rewards(rc, rr, dist, title=f"{who} on {d.label}: rewards")
             sp = m["reward_length_corr"]["spearman"]
             plot_reward_vs_length(rc, rr, d.len_chosen, d.len_rejected, rl,
-                                  title=f"{lab} on {d.label}: reward vs length (Spearman "
+                                  title=f"{who} on {d.label}: reward vs length (Spearman "
                                         + (f"{sp:.2f})" if sp == sp else "-)"))
             made["per"][(lab, d.label)] = [rel.name, dist.name, rl.name]
     return made
