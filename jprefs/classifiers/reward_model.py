@@ -449,6 +449,11 @@ class RewardModel:
         from jprefs.hub import folder_snapshot
 
         hub_id = not Path(src).exists() and src.count("/") == 1 and not src.startswith((".", "/", "~"))
+        if revision and Path(src).exists():
+            # a local folder has one version: a revision asked for would be ignored, and the scores said to be
+            # of that revision would be of whatever the folder holds
+            raise ConfigError(f"{src} is a local folder, and a local folder has no revisions (revision={revision!r})"
+                              f"\n  fix: drop the revision (--revision), or give the Hub id to load that revision")
         if subfolder:
             src = folder_snapshot(src, revision, subfolder) if hub_id else str(Path(src) / subfolder)
         elif hub_id:                  # a pushed stack or ensemble: the repo is the folder it was

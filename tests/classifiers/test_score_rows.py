@@ -115,3 +115,21 @@ def test_a_cut_prompt_keeps_its_prefix():
     assert enc.token_type_ids[0] == [0] * 18 + [1, 1]
     # an uncut prompt is encoded exactly as the tokenizer encodes the pair
     assert enc.input_ids[1] == tok("q: " + short_p, "あ")["input_ids"]
+
+
+def test_a_revision_for_a_local_folder_is_refused(tmp_path, capsys):
+    """A local folder has one version: `jprefs score DIR --revision v1` and
+    RewardModel.from_pretrained(DIR, revision=...) ignored the revision, and scores said to be of v1 were of
+    whatever the folder held."""
+    from jprefs.classifiers.reward_model import RewardModel
+    from jprefs.cli import main
+    from jprefs.errors import ConfigError
+
+    d = tmp_path / "not-a-model"
+    d.mkdir()
+    with pytest.raises(ConfigError, match="local folder has no revisions"):
+        RewardModel.from_pretrained(str(d), revision="v1")
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"prompt": "q", "response": "a"}\n', encoding="utf-8")
+    assert main(["score", str(d), str(inp), "-o", str(tmp_path / "o.jsonl"), "--revision", "v1"]) == 2
+    assert "no revisions" in capsys.readouterr().err
