@@ -449,9 +449,9 @@ class RewardModel:
         from jprefs.hub import folder_snapshot
 
         hub_id = not Path(src).exists() and src.count("/") == 1 and not src.startswith((".", "/", "~"))
-        if revision and Path(src).exists():
+        if revision and revision != "main" and Path(src).exists():
             # a local folder has one version: a revision asked for would be ignored, and the scores said to be
-            # of that revision would be of whatever the folder holds
+            # of that revision would be of whatever the folder holds ("main", the default, is no request)
             raise ConfigError(f"{src} is a local folder, and a local folder has no revisions (revision={revision!r})"
                               f"\n  fix: drop the revision (--revision), or give the Hub id to load that revision")
         if subfolder:

@@ -285,7 +285,8 @@ def test_score_cli_input_layout_and_revision_flags(tmp_path):
     inp = tmp_path / "in.jsonl"
     inp.write_text(json.dumps({"prompt": Q, "response": A}, ensure_ascii=False) + "\n", encoding="utf-8")
     out = tmp_path / "s.jsonl"
-    # a local folder: --revision does not apply to it and is ignored; --input-layout response drops the prompt
+    # a local folder: --revision main (the default) does not apply and is ignored (another revision is refused,
+    # test_score_rows); --input-layout response drops the prompt
     assert main(["score", str(tmp_path / "m"), str(inp), "-o", str(out), "--input-layout", "response",
                  "--revision", "main", "--device", "cpu"]) == 0
     got = json.loads(out.read_text(encoding="utf-8"))["reward"]
