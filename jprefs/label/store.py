@@ -25,10 +25,17 @@ Tables:
   ``state`` in the same transaction as each change, so that :meth:`Store.progress` (on every
   submission) reads a few rows instead of counting every label; checked against ``state`` and
   rebuilt when a database is opened;
-- ``orders``: each annotator's sort key of each item (below), filled the first time the annotator
-  asks for an item and for items added since, so that picking the next item is one indexed query
-  that stops at the first free item instead of hashing and sorting every item on every request;
-  ``ordered``: how many items each annotator's order covers (items are only appended).
+- ``orders``: each annotator's sort key of each item (below; ``reward``: the arrival position),
+  filled the first time the annotator asks for an item and for items added since; ``ordered``: how
+  many items each annotator's order covers (items are only appended). Each row also carries the
+  frontier of the pick: ``mine`` (0: the annotator has no state for the item, 1: a pending skip,
+  2: labelled) and ``labels`` (the item's current labels, everyone's), kept by triggers on ``state``
+  and ``item_counts`` in the same transaction as each label / skip / undo, and checked against them
+  (rebuilt when they differ) when a database is opened. Picking the next item is then, per label
+  count below ``overlap``, one indexed seek to the first row with ``mine = 0`` (then ``1``): the
+  labelled, skipped and full items are not in that range, so a pick costs the same after 19,000
+  labels as after none (it used to walk the annotator's order from its start, with correlated
+  subqueries per row).
 
 Order: each annotator sees the items in a stable shuffled order, sorted by
 ``sha256(seed:annotator:item_id)``; ``reward`` items (live PPO rollouts) come in arrival order.
@@ -88,8 +95,8 @@ CREATE INDEX IF NOT EXISTS state_by_item ON state (item_id);
 CREATE TABLE IF NOT EXISTS claims (
     item_id TEXT NOT NULL, annotator TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (item_id, annotator));
 CREATE TABLE IF NOT EXISTS orders (
-    annotator TEXT NOT NULL, item_id TEXT NOT NULL, okey TEXT NOT NULL, PRIMARY KEY (annotator, item_id));
-CREATE INDEX IF NOT EXISTS orders_by_key ON orders (annotator, okey, item_id);
+    annotator TEXT NOT NULL, item_id TEXT NOT NULL, okey TEXT NOT NULL,
+    mine INTEGER NOT NULL DEFAULT 0, labels INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (annotator, item_id));
 CREATE TABLE IF NOT EXISTS ordered (annotator TEXT PRIMARY KEY, items INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS items_by_pos ON items (pos, item_id);
 CREATE TABLE IF NOT EXISTS item_counts (item_id TEXT PRIMARY KEY, labels INTEGER NOT NULL);
@@ -127,6 +134,34 @@ CREATE TRIGGER IF NOT EXISTS state_counts_update AFTER UPDATE ON state BEGIN
 """
 
 
+# The columns ``orders`` gained with the frontier (a database from before gets them on open, then
+# the check on open fills them), its index and the triggers that keep it. Run after the columns
+# exist: an older ``orders`` has no ``mine`` to index. ``orders_by_key`` (annotator, okey), which the
+# walk used, goes: the frontier index replaces it, and a second index in okey order halved the speed
+# of filling an order. An item's rows are found by primary key, one per annotator with an order
+# (``ordered``): no index on item_id to fill. (A state row's key and an item_counts row's item never
+# change: an UPDATE trigger only writes the NEW row.)
+ORDERS_COLUMNS = {"mine": "INTEGER NOT NULL DEFAULT 0", "labels": "INTEGER NOT NULL DEFAULT 0"}
+MINE_SQL = "CASE WHEN {s}.label_event IS NULL THEN 1 ELSE 2 END"     # of a state row; no row: 0
+ITEM_ROWS = "annotator IN (SELECT annotator FROM ordered) AND item_id = {i}.item_id"   # an item's orders rows
+FRONTIER = f"""
+DROP INDEX IF EXISTS orders_by_key;
+CREATE INDEX IF NOT EXISTS orders_frontier ON orders (annotator, mine, labels, okey, item_id);
+CREATE TRIGGER IF NOT EXISTS orders_mine_insert AFTER INSERT ON state BEGIN
+    UPDATE orders SET mine = {MINE_SQL.format(s="NEW")} WHERE annotator = NEW.annotator AND item_id = NEW.item_id; END;
+CREATE TRIGGER IF NOT EXISTS orders_mine_update AFTER UPDATE ON state BEGIN
+    UPDATE orders SET mine = {MINE_SQL.format(s="NEW")} WHERE annotator = NEW.annotator AND item_id = NEW.item_id; END;
+CREATE TRIGGER IF NOT EXISTS orders_mine_delete AFTER DELETE ON state BEGIN
+    UPDATE orders SET mine = 0 WHERE annotator = OLD.annotator AND item_id = OLD.item_id; END;
+CREATE TRIGGER IF NOT EXISTS orders_labels_insert AFTER INSERT ON item_counts BEGIN
+    UPDATE orders SET labels = NEW.labels WHERE {ITEM_ROWS.format(i="NEW")}; END;
+CREATE TRIGGER IF NOT EXISTS orders_labels_update AFTER UPDATE ON item_counts BEGIN
+    UPDATE orders SET labels = NEW.labels WHERE {ITEM_ROWS.format(i="NEW")}; END;
+CREATE TRIGGER IF NOT EXISTS orders_labels_delete AFTER DELETE ON item_counts BEGIN
+    UPDATE orders SET labels = 0 WHERE {ITEM_ROWS.format(i="OLD")}; END;
+"""
+
+
 def now_iso() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -160,11 +195,17 @@ class Store:
         self._local = threading.local()
         try:
             self.conn().executescript(SCHEMA + TRIGGERS)   # executescript commits on its own
+            have = {r[1] for r in self.conn().execute("PRAGMA table_info(orders)")}
+            for col, decl in ORDERS_COLUMNS.items():        # a database from before the frontier
+                if col not in have:
+                    self.conn().execute(f"ALTER TABLE orders ADD COLUMN {col} {decl}")
+            self.conn().executescript(FRONTIER)
         except sqlite3.DatabaseError as e:
             raise DataError(f"not a labelling database ({e})", path=str(self.path),
                             fix="give the --db file of a `jprefs label serve` run, or a new file name") from None
         self._rebuild_state_if_missing()
         self._rebuild_counts_if_stale()
+        self._rebuild_frontier_if_stale()
         v = self.get_meta("schema_version")
         if v is None:
             self.set_meta("schema_version", SCHEMA_VERSION)
@@ -409,22 +450,26 @@ class Store:
                   "ON CONFLICT (annotator, item_id) DO UPDATE SET label_event = excluded.label_event, "
                   "skip_event = excluded.skip_event", (annotator, item_id, label_event, skip_event))
 
-    def _counts_from_state(self, c: sqlite3.Connection) -> tuple[list, list]:
+    def _counts_from_state(self, c: sqlite3.Connection) -> tuple[list, list, list]:
         """The progress counters computed from ``state`` (one pass over every label): the label
-        histogram ``[(labels, items)]`` and ``[(annotator, labels, pending skips)]``, sorted."""
+        histogram ``[(labels, items)]``, ``[(annotator, labels, pending skips)]`` and the labels per
+        item ``[(item_id, labels)]`` (which ``orders.labels`` copies), sorted."""
         hist = c.execute("SELECT n, COUNT(*) FROM (SELECT COUNT(*) AS n FROM state WHERE label_event IS NOT NULL "
                          "GROUP BY item_id) GROUP BY n ORDER BY n").fetchall()
         by = c.execute("SELECT annotator, SUM(label_event IS NOT NULL), "
                        "SUM(label_event IS NULL AND skip_event IS NOT NULL) FROM state "
                        "GROUP BY annotator ORDER BY annotator").fetchall()
-        return [tuple(r) for r in hist], [tuple(r) for r in by]
+        per_item = c.execute("SELECT item_id, COUNT(*) FROM state WHERE label_event IS NOT NULL "
+                             "GROUP BY item_id ORDER BY item_id").fetchall()
+        return [tuple(r) for r in hist], [tuple(r) for r in by], [tuple(r) for r in per_item]
 
-    def _counts_kept(self, c: sqlite3.Connection) -> tuple[list, list]:
+    def _counts_kept(self, c: sqlite3.Connection) -> tuple[list, list, list]:
         hist = c.execute("SELECT labels, items FROM label_hist WHERE labels > 0 AND items > 0 "
                          "ORDER BY labels").fetchall()
         by = c.execute("SELECT annotator, labels, skipped FROM annotator_counts WHERE labels != 0 OR skipped != 0 "
                        "ORDER BY annotator").fetchall()
-        return [tuple(r) for r in hist], [tuple(r) for r in by]
+        per_item = c.execute("SELECT item_id, labels FROM item_counts WHERE labels != 0 ORDER BY item_id").fetchall()
+        return [tuple(r) for r in hist], [tuple(r) for r in by], [tuple(r) for r in per_item]
 
     def _rebuild_counts_if_stale(self) -> None:
         """Check the progress counters against ``state`` (once, when the database is opened: a
@@ -442,6 +487,46 @@ class Store:
             c.execute("INSERT INTO annotator_counts (annotator, labels, skipped) SELECT annotator, "
                       "SUM(label_event IS NOT NULL), SUM(label_event IS NULL AND skip_event IS NOT NULL) "
                       "FROM state GROUP BY annotator")
+
+    def _frontier_stale(self, c: sqlite3.Connection) -> tuple[bool, list[str]]:
+        """Whether some ``orders`` row's ``mine`` / ``labels`` differs from ``state`` / ``item_counts``
+        (one pass over ``orders`` with two key lookups a row, when a database is opened: 0.5 s at
+        100,000 items and 3 annotators), and the annotators whose number of ``orders`` rows is not the
+        number of items ``ordered`` says their order covers (rows are only written with their
+        ``ordered`` count, in one transaction: a count that differs is a program that bypassed it)."""
+        wrong = c.execute(
+            f"SELECT 1 FROM orders o LEFT JOIN state s ON s.annotator = o.annotator AND s.item_id = o.item_id "
+            f"LEFT JOIN item_counts n ON n.item_id = o.item_id "
+            f"WHERE o.mine != (CASE WHEN s.annotator IS NULL THEN 0 ELSE {MINE_SQL.format(s='s')} END) "
+            f"OR o.labels != COALESCE(n.labels, 0) LIMIT 1").fetchone() is not None
+        n = c.execute("SELECT COALESCE(MAX(pos), -1) + 1 FROM items").fetchone()[0]
+        rows = dict(c.execute("SELECT annotator, COUNT(*) FROM orders GROUP BY annotator").fetchall())
+        said = dict(c.execute("SELECT annotator, items FROM ordered").fetchall())
+        short = sorted(a for a in set(rows) | set(said) if not rows.get(a, 0) == said.get(a, 0) <= n)
+        return wrong, short
+
+    def _rebuild_frontier_if_stale(self) -> None:
+        """Check the pick's frontier (``orders.mine``, ``orders.labels``, the coverage ``ordered``
+        records) against ``state`` and ``item_counts``, which are the replay of ``events``, and
+        rebuild what differs: a database from before the frontier, or written by a program that
+        bypassed its triggers. An annotator whose order does not cover its items is refilled."""
+        c = self.conn()
+        c.execute("BEGIN")                  # one snapshot: a server writing meanwhile cannot look stale
+        try:
+            wrong, short = self._frontier_stale(c)
+        finally:
+            c.execute("COMMIT")
+        if not wrong and not short:
+            return
+        with self.write() as c:
+            for a in short:
+                c.execute("DELETE FROM ordered WHERE annotator = ?", (a,))
+                c.execute("DELETE FROM orders WHERE annotator = ? AND item_id NOT IN (SELECT item_id FROM items)",
+                          (a,))
+                self._fill_order(c, a, int(self.get_meta("seed", 0)), self.get_meta("mode") == "reward")
+            c.execute(f"UPDATE orders SET mine = COALESCE((SELECT {MINE_SQL.format(s='s')} FROM state s "
+                      f"WHERE s.annotator = orders.annotator AND s.item_id = orders.item_id), 0), "
+                      f"labels = COALESCE((SELECT n.labels FROM item_counts n WHERE n.item_id = orders.item_id), 0)")
 
     def _rebuild_state_if_missing(self) -> None:
         c = self.conn()
@@ -545,37 +630,24 @@ class Store:
         In this order: an item shown to the annotator before and not answered (the first in input
         order); else the first item in their order (``orders``; ``reward`` jobs: arrival order) that
         they have neither labelled nor skipped and that fewer than ``overlap`` others have labelled or
-        hold a fresh claim on; else, by the same rule, the first of the items they skipped."""
+        hold a fresh claim on; else, by the same rule, the first of the items they skipped.
+
+        The cost does not grow with the items already done: see :meth:`_first_free`."""
         now = time.time() if now is None else now
         overlap = int(self.get_meta("overlap", 1))
         seed = int(self.get_meta("seed", 0))
         arrival = self.get_meta("mode") == "reward"
-        q = {"a": annotator, "overlap": overlap}
         with self.write() as c:
             c.execute("DELETE FROM claims WHERE at < ?", (now - CLAIM_TTL_S,))
             row = c.execute(
                 "SELECT i.item_id FROM claims k JOIN items i ON i.item_id = k.item_id WHERE k.annotator = :a "
                 "AND NOT EXISTS (SELECT 1 FROM state s WHERE s.annotator = :a AND s.item_id = k.item_id "
-                "AND s.label_event IS NOT NULL) ORDER BY i.pos, i.item_id LIMIT 1", q).fetchone()
+                "AND s.label_event IS NOT NULL) ORDER BY i.pos, i.item_id LIMIT 1", {"a": annotator}).fetchone()
             if row is None:
-                if arrival:
-                    source, by = "items o WHERE 1", "o.pos, o.item_id"
-                else:
-                    self._fill_order(c, annotator, seed)
-                    source, by = "orders o WHERE o.annotator = :a", "o.okey, o.item_id"
-                # the others who labelled the item or hold a claim on it (one who did both counts once)
-                free = ("(SELECT COUNT(*) FROM state s WHERE s.item_id = o.item_id AND s.label_event IS NOT NULL "
-                        "AND s.annotator != :a) + (SELECT COUNT(*) FROM claims k WHERE k.item_id = o.item_id AND "
-                        "k.annotator != :a AND NOT EXISTS (SELECT 1 FROM state s WHERE s.item_id = k.item_id AND "
-                        "s.annotator = k.annotator AND s.label_event IS NOT NULL)) < :overlap")
-                row = c.execute(
-                    f"SELECT o.item_id FROM {source} AND NOT EXISTS (SELECT 1 FROM state s WHERE "
-                    f"s.annotator = :a AND s.item_id = o.item_id) AND {free} ORDER BY {by} LIMIT 1", q).fetchone()
+                self._fill_order(c, annotator, seed, arrival)
+                row = self._first_free(c, annotator, 0, overlap)
                 if row is None:                    # skipped items come back last
-                    row = c.execute(
-                        f"SELECT o.item_id FROM {source} AND EXISTS (SELECT 1 FROM state s WHERE s.annotator = :a "
-                        f"AND s.item_id = o.item_id AND s.label_event IS NULL) AND {free} "
-                        f"ORDER BY {by} LIMIT 1", q).fetchone()
+                    row = self._first_free(c, annotator, 1, overlap)
             if row is None:
                 return None
             item_id = row["item_id"]
@@ -584,19 +656,50 @@ class Store:
             row = c.execute("SELECT * FROM items WHERE item_id = ?", (item_id,)).fetchone()
         return self._item(row)
 
-    def _fill_order(self, c: sqlite3.Connection, annotator: str, seed: int) -> None:
+    @staticmethod
+    def _first_free(c: sqlite3.Connection, annotator: str, mine: int, overlap: int) -> sqlite3.Row | None:
+        """The first row of the annotator's order with ``mine`` (0: untouched, 1: skipped) that fewer
+        than ``overlap`` others have labelled or hold a fresh claim on.
+
+        The annotator has no label on such a row, so its ``labels`` are the others'. For each count
+        ``n`` below ``overlap`` the rows ``(annotator, mine, n)`` are one range of ``orders_frontier``
+        sorted by ``(okey, item_id)``: a seek, then a walk past only the rows whose claims fill them
+        (at most one per claimed item). The pick is the least of those ``overlap`` firsts. Labelled,
+        skipped-when-looking-for-untouched and full items are outside every range, which is why the
+        cost does not grow with them."""
+        # the others who hold a claim on the item and have not labelled it (one who did both is in labels)
+        claimed = ("(SELECT COUNT(*) FROM claims k WHERE k.item_id = o.item_id AND k.annotator != :a AND NOT EXISTS "
+                   "(SELECT 1 FROM state s WHERE s.item_id = k.item_id AND s.annotator = k.annotator "
+                   "AND s.label_event IS NOT NULL))")
+        best = None
+        for n in range(overlap):
+            row = c.execute(
+                f"SELECT o.item_id, o.okey FROM orders o WHERE o.annotator = :a AND o.mine = :m AND o.labels = :n "
+                f"AND :n + {claimed} < :overlap ORDER BY o.okey, o.item_id LIMIT 1",
+                {"a": annotator, "m": mine, "n": n, "overlap": overlap}).fetchone()
+            if row is not None and (best is None or (row["okey"], row["item_id"]) < (best["okey"], best["item_id"])):
+                best = row
+        return best
+
+    def _fill_order(self, c: sqlite3.Connection, annotator: str, seed: int, arrival: bool = False) -> None:
         """Add the sort keys of ``annotator`` for every item that has none yet (all of them the first
-        time; after that only items added since). Items are only ever appended (``pos`` 0, 1, ...), so
+        time; after that only items added since), with their frontier (``mine``, ``labels``) as
+        ``state`` and ``item_counts`` have it now. Items are only ever appended (``pos`` 0, 1, ...), so
         ``ordered`` (how many items the annotator's order covers) against ``MAX(pos) + 1`` is the check,
-        two index lookups."""
+        two index lookups, and the missing items are those from ``pos`` ``ordered`` on. ``arrival``
+        (reward jobs): the key is the position, zero-padded so that text order is arrival order."""
         n = c.execute("SELECT COALESCE(MAX(pos), -1) + 1 FROM items").fetchone()[0]
         row = c.execute("SELECT items FROM ordered WHERE annotator = ?", (annotator,)).fetchone()
         if row is not None and row[0] == n:
             return
-        missing = c.execute("SELECT item_id FROM items WHERE item_id NOT IN "
-                            "(SELECT item_id FROM orders WHERE annotator = ?)", (annotator,)).fetchall()
-        c.executemany("INSERT INTO orders (annotator, item_id, okey) VALUES (?, ?, ?)",
-                      ((annotator, r[0], order_key(seed, annotator, r[0])) for r in missing))
+        missing = c.execute("SELECT item_id, pos FROM items WHERE pos >= ?", (row[0] if row else 0,)).fetchall()
+        keys = sorted((f"{pos:016d}" if arrival else order_key(seed, annotator, item_id), item_id)
+                      for item_id, pos in missing)      # in index order: 3x faster than random inserts
+        c.executemany(
+            f"INSERT OR IGNORE INTO orders (annotator, item_id, okey, mine, labels) VALUES (?1, ?2, ?3, "
+            f"COALESCE((SELECT {MINE_SQL.format(s='s')} FROM state s WHERE s.annotator = ?1 AND s.item_id = ?2), 0), "
+            f"COALESCE((SELECT labels FROM item_counts WHERE item_id = ?2), 0))",
+            ((annotator, item_id, okey) for okey, item_id in keys))
         c.execute("INSERT OR REPLACE INTO ordered (annotator, items) VALUES (?, ?)", (annotator, n))
 
     def release(self, annotator: str) -> None:
