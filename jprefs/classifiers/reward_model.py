@@ -463,7 +463,6 @@ class RewardModel:
             from jprefs.classifiers.ensemble import RewardEnsemble
 
             _refuse_label(src, label, "a jprefs reward ensemble")
-
             return RewardEnsemble.from_pretrained(src, device=device, dtype=dtype, max_length=max_length)
         from jprefs.classifiers.stack import is_stack
 
@@ -471,7 +470,6 @@ class RewardModel:
             from jprefs.classifiers.stack import RewardStack
 
             _refuse_label(src, label, "a jprefs reward stack")
-
             return RewardStack.from_pretrained(src, device=device, dtype=dtype, max_length=max_length)
         if not Path(src).exists() and (src.startswith((".", "/", "~")) or src.count("/") > 1):
             raise JprefsError(f"reward model not found: {src}\n  fix: pass a local model directory or a Hub id "

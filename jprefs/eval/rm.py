@@ -319,10 +319,7 @@ def _check_model(path: str, revision: str | None = None) -> bool:
     if path.startswith((".", "/", "~")) or path.count("/") != 1:
         raise JprefsError(f"reward model not found: {path}\n  fix: pass a jprefs train-rm output folder, a "
                           f"sequence-classification model folder, or a Hub id like 'org/name'")
-    from jprefs.classifiers.catalogue import lookup
-
-    entry = lookup(path)
-    rev = revision if revision is not None else (entry.revision if entry is not None else None)
+    rev = _hub_revision(path, revision)
     # a pushed stack or ensemble has its marker at the root (and no config.json there); a reward model its config
     if any(_hub_file(path, name, rev)[0] for name in (STACK_NAME, ENSEMBLE_NAME, REWARD_CONFIG)):
         return False
@@ -333,6 +330,17 @@ def _check_model(path: str, revision: str | None = None) -> bool:
         raise ModelNotCachedError(path, rev)
     n = config_num_labels(Path(config).parent) if config else None
     return n is None or n > 1
+
+
+def _hub_revision(repo_id: str, revision: str | None) -> str | None:
+    """The revision a Hub model is read at: the one asked for, else a catalogued model's pinned one, else
+    None (main)."""
+    from jprefs.classifiers.catalogue import lookup
+
+    if revision:
+        return revision
+    entry = lookup(repo_id)
+    return entry.revision if entry is not None and entry.revision else None
 
 
 def _hub_file(repo_id: str, name: str, revision: str | None) -> tuple[str | None, bool]:
@@ -450,10 +458,7 @@ def model_fingerprint(rm, path: str, revision: str | None = None) -> dict:
     if p.exists():
         folder: Path | None = p
     else:
-        from jprefs.classifiers.catalogue import lookup
-
-        entry = lookup(path)
-        rev = revision or (entry.revision if entry is not None and entry.revision else "main")
+        rev = _hub_revision(path, revision) or "main"
         folder = _hub_snapshot(path, commit or rev)
         if commit is None and folder is not None and folder.parent.name == "snapshots":
             commit = folder.name

@@ -252,11 +252,10 @@ def _training_files(folder: Path) -> dict[str, str]:
     """``{sha256: "training file NAME (ROLE)"}`` of the files the models in ``folder`` trained on, as each
     run recorded them in its ``done.json`` (a stack's or ensemble's members too)."""
     out: dict[str, str] = {}
+    from jprefs.data.io import json_dict_or_empty
+
     for done in sorted(Path(folder).rglob("done.json")):
-        try:
-            files = json.loads(done.read_text(encoding="utf-8")).get("data_files") or {}
-        except (OSError, ValueError, AttributeError):
-            continue
+        files = json_dict_or_empty(done).get("data_files") or {}
         for role, fp in files.items() if isinstance(files, dict) else []:
             if (role == "data" or role.startswith("extra_data")) and isinstance(fp, dict) and fp.get("sha256"):
                 out.setdefault(str(fp["sha256"]), f"training file {fp.get('file', '?')} ({role})")
