@@ -708,8 +708,8 @@ def test_a_setup_refusal_keeps_the_cache_and_the_rerun_asks_only_the_rest(tmp_pa
 
 
 def test_refusals_among_answers_stay_per_item(tmp_path):
-    """Over-long prompts here and there, 7 of the first 8 requests and 28 in all: each is its item's failure,
-    the run goes on (only the first 8 answered decide, and they must all be refused)."""
+    """Over-long prompts here and there, 28 requests in all, beside answered ones among the 8 the setup check
+    asks first: each refusal is its item's failure and the run goes on (the 8 must all be refused alike)."""
     rows = ([(f"長{i}", "TOOLONG な回答", "普通") for i in range(7)] + [("質問", "長い回答です", "短")]
             + [(f"長{i}", "TOOLONG な回答", "普通") for i in range(7, 14)]
             + [(f"q{i}", "長い回答", "短") for i in range(3)])
